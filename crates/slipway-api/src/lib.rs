@@ -1,0 +1,110 @@
+//! slipway's HTTP layer: MLflow's REST API, the artifact proxy and the health endpoints.
+//! This crate (with the UI, later) is the only one that knows HTTP.
+//!
+//! Module map:
+//! - [`error`]: the one table from errors to HTTP statuses and MLflow error codes.
+//! - [`extract`]: request decoding (query for GET, JSON otherwise) with protobuf-JSON leniency.
+//! - `dto`: wire shapes and their conversions from domain types.
+//! - `mlflow`: the MLflow handlers, by area.
+//!
+//! A request flows: router -> `Message<T>` extractor (400 on bad input) -> handler (wire ->
+//! domain) -> `slipway_app::App` use-case -> `MetadataStore`/`ArtifactStore` port -> response
+//! DTO, or `ApiError` through the table in [`error`].
+
+mod dto;
+pub mod error;
+pub mod extract;
+mod mlflow;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, Request, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use slipway_app::App;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The MLflow version whose REST API this server speaks; `/version` reports it because some
+/// tools compare it before using newer endpoints.
+pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application. The binary adds the listener and shutdown; tests call it with
+/// `tower::ServiceExt::oneshot`.
+pub fn router(app: App) -> Router {
+    let api = mlflow::routes()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .fallback(endpoint_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app);
+    api.layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
+        .layer(CatchPanicLayer::custom(|_panic| ApiError::Panic.into_response()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// Answers as soon as the process serves HTTP; MLflow's `/health` is plain text `OK`.
+async fn health() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
+}
+
+async fn version() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        MLFLOW_COMPATIBLE_VERSION,
+    )
+        .into_response()
+}
+
+async fn server_info(State(app): State<App>) -> Response {
+    axum::Json(json!({
+        "store_type": "SqlStore",
+        "workspaces_enabled": false,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+        "presigned_upload_model_id_supported": false,
+        "features_enabled": {"gateway": false},
+        "slipway_version": VERSION,
+        "metadata_backend": app.store().backend_name(),
+    }))
+    .into_response()
+}
+
+async fn endpoint_not_found(uri: Uri) -> ApiError {
+    ApiError::EndpointNotFound(format!("No API endpoint at {}", uri.path()))
+}
+
+async fn method_not_allowed(request: Request<axum::body::Body>) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "method {} is not allowed for {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// How long the server waits for in-flight requests on shutdown before it gives up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);

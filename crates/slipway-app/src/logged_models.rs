@@ -1,0 +1,115 @@
+//! LoggedModel use-cases (MLflow 3).
+
+use slipway_core::logged_model::{
+    LoggedModel, LoggedModelStatus, NewLoggedModel, generate_logged_model_id,
+};
+use slipway_core::paging::Page;
+use slipway_core::search::SearchEntity;
+use slipway_core::tracking::{ExperimentId, Tag, ViewType};
+use slipway_core::{Result, validate};
+
+use crate::tracking::build_query;
+use crate::{App, max_results, now_ms};
+
+pub const SEARCH_DEFAULT: usize = 100;
+pub const SEARCH_MAX: usize = 10_000;
+
+fn check_pairs(pairs: &[Tag], field: &str) -> Result<()> {
+    for pair in pairs {
+        validate::entity_key(field, &pair.key)?;
+    }
+    Ok(())
+}
+
+impl App {
+    pub async fn create_logged_model(
+        &self,
+        experiment_id: ExperimentId,
+        name: Option<String>,
+        model_type: Option<String>,
+        source_run_id: Option<String>,
+        params: Vec<Tag>,
+        tags: Vec<Tag>,
+    ) -> Result<LoggedModel> {
+        check_pairs(&params, "params[].key")?;
+        check_pairs(&tags, "tags[].key")?;
+        let name = name
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(crate::names::random_run_name);
+        self.store
+            .create_logged_model(
+                NewLoggedModel {
+                    model_id: generate_logged_model_id(),
+                    experiment_id,
+                    name,
+                    model_type,
+                    source_run_id,
+                    params,
+                    tags,
+                },
+                &self.settings.default_artifact_root,
+                now_ms(),
+            )
+            .await
+    }
+
+    pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
+        self.store.get_logged_model(model_id).await
+    }
+
+    pub async fn finalize_logged_model(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> Result<LoggedModel> {
+        self.store
+            .finalize_logged_model(model_id, status, now_ms())
+            .await
+    }
+
+    pub async fn delete_logged_model(&self, model_id: &str) -> Result<()> {
+        self.store.delete_logged_model(model_id, now_ms()).await
+    }
+
+    pub async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: Vec<Tag>,
+    ) -> Result<LoggedModel> {
+        check_pairs(&tags, "tags[].key")?;
+        self.store
+            .set_logged_model_tags(model_id, &tags, now_ms())
+            .await
+    }
+
+    pub async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
+        self.store.delete_logged_model_tag(model_id, key).await
+    }
+
+    pub async fn log_logged_model_params(&self, model_id: &str, params: Vec<Tag>) -> Result<()> {
+        check_pairs(&params, "params[].key")?;
+        self.store.log_logged_model_params(model_id, &params).await
+    }
+
+    pub async fn search_logged_models(
+        &self,
+        experiment_ids: Vec<ExperimentId>,
+        filter: Option<&str>,
+        order_by: &[String],
+        requested_max: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<Page<LoggedModel>> {
+        let max = max_results(requested_max, SEARCH_DEFAULT, SEARCH_MAX)?;
+        let query = build_query(
+            SearchEntity::LoggedModels,
+            filter,
+            order_by,
+            ViewType::ActiveOnly,
+            max,
+            page_token,
+        )?;
+        self.store
+            .search_logged_models(&experiment_ids, &query)
+            .await
+    }
+}

@@ -1,0 +1,278 @@
+//! Registry use-cases: registered models, versions, tags, aliases, stages.
+
+use slipway_core::paging::Page;
+use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use slipway_core::search::SearchEntity;
+use slipway_core::tracking::{Tag, ViewType};
+use slipway_core::validate::{self, MAX_REGISTERED_MODEL_NAME_LENGTH};
+use slipway_core::{Error, Result};
+
+use crate::tracking::build_query;
+use crate::{App, max_results, now_ms};
+
+pub const SEARCH_MODELS_DEFAULT: usize = 100;
+pub const SEARCH_MODELS_MAX: usize = 1000;
+pub const SEARCH_VERSIONS_DEFAULT: usize = 10_000;
+pub const SEARCH_VERSIONS_MAX: usize = 200_000;
+
+fn model_name(field: &str, name: &str) -> Result<()> {
+    validate::name(field, name, MAX_REGISTERED_MODEL_NAME_LENGTH)?;
+    if name.contains('/') && name.contains("..") {
+        return Err(Error::invalid(format!(
+            "Invalid name '{name}' for registered model: it must not contain '..' path segments"
+        )));
+    }
+    Ok(())
+}
+
+fn registry_tag(tag: &mut Tag) -> Result<()> {
+    validate::entity_key("key", &tag.key)?;
+    validate::max_len("value", &tag.value, validate::MAX_REGISTRY_TAG_VALUE_LENGTH)
+}
+
+impl App {
+    pub async fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        mut tags: Vec<Tag>,
+    ) -> Result<RegisteredModel> {
+        model_name("name", name)?;
+        for tag in tags.iter_mut() {
+            registry_tag(tag)?;
+        }
+        if let Some(description) = description {
+            validate::max_len("description", description, validate::MAX_DESCRIPTION_LENGTH)?;
+        }
+        self.store
+            .create_registered_model(name, description, &tags, now_ms())
+            .await
+    }
+
+    pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        model_name("name", name)?;
+        self.store.get_registered_model(name).await
+    }
+
+    pub async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+    ) -> Result<RegisteredModel> {
+        model_name("name", name)?;
+        model_name("new_name", new_name)?;
+        self.store
+            .rename_registered_model(name, new_name, now_ms())
+            .await
+    }
+
+    pub async fn update_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<RegisteredModel> {
+        model_name("name", name)?;
+        if let Some(description) = description {
+            validate::max_len("description", description, validate::MAX_DESCRIPTION_LENGTH)?;
+        }
+        self.store
+            .update_registered_model(name, description, now_ms())
+            .await
+    }
+
+    pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
+        model_name("name", name)?;
+        self.store.delete_registered_model(name).await
+    }
+
+    pub async fn search_registered_models(
+        &self,
+        filter: Option<&str>,
+        order_by: &[String],
+        requested_max: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<Page<RegisteredModel>> {
+        let max = max_results(requested_max, SEARCH_MODELS_DEFAULT, SEARCH_MODELS_MAX)?;
+        let query = build_query(
+            SearchEntity::RegisteredModels,
+            filter,
+            order_by,
+            ViewType::All,
+            max,
+            page_token,
+        )?;
+        self.store.search_registered_models(&query).await
+    }
+
+    pub async fn get_latest_versions(
+        &self,
+        name: &str,
+        stages: &[String],
+    ) -> Result<Vec<ModelVersion>> {
+        model_name("name", name)?;
+        let stages = stages
+            .iter()
+            .map(|stage| Stage::parse(stage))
+            .collect::<Result<Vec<_>>>()?;
+        self.store.get_latest_versions(name, &stages).await
+    }
+
+    pub async fn set_registered_model_tag(&self, name: &str, mut tag: Tag) -> Result<()> {
+        model_name("name", name)?;
+        registry_tag(&mut tag)?;
+        self.store.set_registered_model_tag(name, &tag).await
+    }
+
+    pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
+        model_name("name", name)?;
+        self.store.delete_registered_model_tag(name, key).await
+    }
+
+    pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
+        model_name("name", name)?;
+        validate::alias(alias)?;
+        let version = validate::version_number(version)?;
+        self.store.set_alias(name, alias, version).await
+    }
+
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
+        model_name("name", name)?;
+        validate::name("alias", alias, 255)?;
+        self.store.delete_alias(name, alias).await
+    }
+
+    pub async fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
+        model_name("name", name)?;
+        validate::name("alias", alias, 255)?;
+        self.store.get_version_by_alias(name, alias).await
+    }
+
+    pub async fn create_model_version(&self, mut new: NewModelVersion) -> Result<ModelVersion> {
+        model_name("name", &new.name)?;
+        if new.source.is_empty() {
+            return Err(validate::missing("source"));
+        }
+        for tag in new.tags.iter_mut() {
+            registry_tag(tag)?;
+        }
+        // `register_model("models:/m-...")` sends the logged model's id as the source and
+        // `model_id`; MLflow keeps `models:/m-...` as the version's source.
+        if new.model_id.is_none()
+            && let Some(model_id) = new
+                .source
+                .strip_prefix("models:/")
+                .filter(|id| id.starts_with("m-"))
+        {
+            new.model_id = Some(model_id.to_owned());
+        }
+        self.store.create_model_version(new, now_ms()).await
+    }
+
+    pub async fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
+        model_name("name", name)?;
+        self.store
+            .get_model_version(name, validate::version_number(version)?)
+            .await
+    }
+
+    pub async fn update_model_version(
+        &self,
+        name: &str,
+        version: &str,
+        description: Option<&str>,
+    ) -> Result<ModelVersion> {
+        model_name("name", name)?;
+        if let Some(description) = description {
+            validate::max_len("description", description, validate::MAX_DESCRIPTION_LENGTH)?;
+        }
+        self.store
+            .update_model_version(
+                name,
+                validate::version_number(version)?,
+                description,
+                now_ms(),
+            )
+            .await
+    }
+
+    pub async fn transition_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing_versions: bool,
+    ) -> Result<ModelVersion> {
+        model_name("name", name)?;
+        let stage = Stage::parse(stage)?;
+        self.store
+            .transition_stage(
+                name,
+                validate::version_number(version)?,
+                stage,
+                archive_existing_versions,
+                now_ms(),
+            )
+            .await
+    }
+
+    pub async fn delete_model_version(&self, name: &str, version: &str) -> Result<()> {
+        model_name("name", name)?;
+        self.store
+            .delete_model_version(name, validate::version_number(version)?)
+            .await
+    }
+
+    pub async fn search_model_versions(
+        &self,
+        filter: Option<&str>,
+        order_by: &[String],
+        requested_max: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<Page<ModelVersion>> {
+        let max = max_results(requested_max, SEARCH_VERSIONS_DEFAULT, SEARCH_VERSIONS_MAX)?;
+        let query = build_query(
+            SearchEntity::ModelVersions,
+            filter,
+            order_by,
+            ViewType::All,
+            max,
+            page_token,
+        )?;
+        self.store.search_model_versions(&query).await
+    }
+
+    pub async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        mut tag: Tag,
+    ) -> Result<()> {
+        model_name("name", name)?;
+        registry_tag(&mut tag)?;
+        self.store
+            .set_model_version_tag(name, validate::version_number(version)?, &tag)
+            .await
+    }
+
+    pub async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+    ) -> Result<()> {
+        model_name("name", name)?;
+        self.store
+            .delete_model_version_tag(name, validate::version_number(version)?, key)
+            .await
+    }
+
+    /// Where a version's files are: its source, as MLflow answers `get-download-uri`.
+    pub async fn get_model_version_download_uri(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<String> {
+        let version = self.get_model_version(name, version).await?;
+        Ok(version.source)
+    }
+}

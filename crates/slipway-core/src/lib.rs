@@ -1,0 +1,25 @@
+//! slipway's domain: the types every other crate speaks, the rules that make them valid, and
+//! the ports adapters implement. No IO happens here.
+//!
+//! Module map:
+//! - [`error`]: the domain error enum every port and use-case returns.
+//! - [`tracking`]: experiments, runs, metrics, params, tags, dataset inputs.
+//! - [`logged_model`]: MLflow 3 LoggedModels.
+//! - [`registry`]: registered models, versions, aliases, stages.
+//! - [`validate`]: MLflow's limits and naming rules.
+//! - [`search`]: the filter / order_by grammar and its AST.
+//! - [`paging`]: page tokens and pages.
+//! - [`artifact_path`]: artifact paths that cannot escape their root.
+//! - [`ports`]: `MetadataStore` and `ArtifactStore`.
+
+pub mod artifact_path;
+pub mod error;
+pub mod logged_model;
+pub mod paging;
+pub mod ports;
+pub mod registry;
+pub mod search;
+pub mod tracking;
+pub mod validate;
+
+pub use error::{Error, Result};

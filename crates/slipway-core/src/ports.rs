@@ -1,0 +1,286 @@
+//! Ports: what the use-cases need from the outside world. Adapters (`slipway-store`,
+//! `slipway-artifacts`) implement them; the binary chooses which and hands them down as
+//! `Arc<dyn Trait>`.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::Result;
+use crate::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel};
+use crate::paging::Page;
+use crate::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use crate::search::{Expr, OrderBy};
+use crate::tracking::{
+    Batch, DatasetInput, Experiment, ExperimentId, Metric, ModelOutput, NewRun, Run, RunId,
+    RunInfo, RunUpdate, Tag, ViewType,
+};
+
+/// Where a new experiment's artifacts go.
+#[derive(Debug, Clone)]
+pub enum ArtifactLocation {
+    /// Given by the client.
+    Explicit(String),
+    /// `<root>/<experiment_id>`, the id being known only once the row exists.
+    UnderRoot(String),
+}
+
+/// A parsed search request; limits were enforced by the use-case.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub filter: Option<Expr>,
+    pub order_by: Vec<OrderBy>,
+    pub view_type: ViewType,
+    pub max_results: usize,
+    pub offset: u64,
+}
+
+/// A position in a metric history, ordered as MLflow returns it: by timestamp, step, value.
+/// Keyset, not offset, so a page costs the same at the end of a long series as at its start.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HistoryCursor {
+    /// The last point returned: (timestamp, step, stored value, is_nan).
+    pub after: Option<(i64, i64, f64, bool)>,
+}
+
+impl HistoryCursor {
+    /// Opaque to clients: base64 of `timestamp:step:value-bits:is_nan`, exact for any f64.
+    pub fn encode(self) -> String {
+        use base64::Engine;
+        let text = match self.after {
+            None => String::new(),
+            Some((timestamp, step, value, is_nan)) => {
+                format!(
+                    "{timestamp}:{step}:{:x}:{}",
+                    value.to_bits(),
+                    u8::from(is_nan)
+                )
+            }
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    pub fn decode(raw: Option<&str>) -> Result<Self> {
+        use base64::Engine;
+        let Some(raw) = raw.filter(|raw| !raw.is_empty()) else {
+            return Ok(HistoryCursor::default());
+        };
+        let bad = || {
+            crate::Error::invalid(format!(
+                "Invalid page token '{}' for metric history",
+                crate::validate::truncate_for_message(raw)
+            ))
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw.trim())
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let mut parts = text.split(':');
+        let mut next = || parts.next().ok_or_else(bad);
+        let timestamp = next()?.parse::<i64>().map_err(|_| bad())?;
+        let step = next()?.parse::<i64>().map_err(|_| bad())?;
+        let bits = u64::from_str_radix(next()?, 16).map_err(|_| bad())?;
+        let is_nan = match next()? {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad()),
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(HistoryCursor {
+            after: Some((timestamp, step, f64::from_bits(bits), is_nan)),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub metrics: Vec<Metric>,
+    /// Present when more points exist after the last one returned.
+    pub next: Option<HistoryCursor>,
+}
+
+/// Metadata of experiments, runs, logged models and the registry. Both backends (SQLite and
+/// PostgreSQL) must pass the same contract suite (`slipway-store/tests/contract.rs`).
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/server-info` (`sqlite`, `postgresql`).
+    fn backend_name(&self) -> &'static str;
+
+    // --- experiments ---
+    async fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: ArtifactLocation,
+        tags: &[Tag],
+        now_ms: i64,
+    ) -> Result<ExperimentId>;
+    async fn get_experiment(&self, id: ExperimentId) -> Result<Experiment>;
+    async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment>;
+    async fn search_experiments(&self, query: &SearchQuery) -> Result<Page<Experiment>>;
+    /// Soft delete; the experiment's runs are soft-deleted with it, as in MLflow's SQL store.
+    async fn delete_experiment(&self, id: ExperimentId, now_ms: i64) -> Result<()>;
+    async fn restore_experiment(&self, id: ExperimentId, now_ms: i64) -> Result<()>;
+    async fn rename_experiment(&self, id: ExperimentId, new_name: &str, now_ms: i64) -> Result<()>;
+    async fn set_experiment_tag(&self, id: ExperimentId, tag: &Tag) -> Result<()>;
+    async fn delete_experiment_tag(&self, id: ExperimentId, key: &str) -> Result<()>;
+
+    // --- runs ---
+    async fn create_run(&self, run: NewRun) -> Result<Run>;
+    async fn get_run(&self, run_id: &RunId) -> Result<Run>;
+    async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<RunInfo>;
+    async fn delete_run(&self, run_id: &RunId, now_ms: i64) -> Result<()>;
+    async fn restore_run(&self, run_id: &RunId) -> Result<()>;
+    /// All-or-nothing: params are immutable, the run must be active, identical metric points are
+    /// idempotent (a retried request changes nothing).
+    async fn log_batch(&self, run_id: &RunId, batch: Batch) -> Result<()>;
+    async fn delete_run_tag(&self, run_id: &RunId, key: &str) -> Result<()>;
+    /// `None` when the run does not exist (MLflow answers an empty history, not 404).
+    async fn get_metric_history(
+        &self,
+        run_id: &RunId,
+        key: &str,
+        cursor: HistoryCursor,
+        max_results: usize,
+    ) -> Result<Option<HistoryPage>>;
+    async fn search_runs(
+        &self,
+        experiment_ids: &[ExperimentId],
+        query: &SearchQuery,
+    ) -> Result<Page<Run>>;
+    async fn log_inputs(
+        &self,
+        run_id: &RunId,
+        datasets: Vec<DatasetInput>,
+        model_ids: Vec<String>,
+    ) -> Result<()>;
+    async fn log_outputs(&self, run_id: &RunId, models: Vec<ModelOutput>) -> Result<()>;
+
+    // --- logged models ---
+    async fn create_logged_model(
+        &self,
+        model: NewLoggedModel,
+        artifact_root: &str,
+        now_ms: i64,
+    ) -> Result<LoggedModel>;
+    async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel>;
+    async fn finalize_logged_model(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+        now_ms: i64,
+    ) -> Result<LoggedModel>;
+    async fn delete_logged_model(&self, model_id: &str, now_ms: i64) -> Result<()>;
+    async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: &[Tag],
+        now_ms: i64,
+    ) -> Result<LoggedModel>;
+    async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()>;
+    async fn log_logged_model_params(&self, model_id: &str, params: &[Tag]) -> Result<()>;
+    async fn search_logged_models(
+        &self,
+        experiment_ids: &[ExperimentId],
+        query: &SearchQuery,
+    ) -> Result<Page<LoggedModel>>;
+
+    // --- registered models ---
+    async fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+        now_ms: i64,
+    ) -> Result<RegisteredModel>;
+    async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel>;
+    async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+        now_ms: i64,
+    ) -> Result<RegisteredModel>;
+    async fn update_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        now_ms: i64,
+    ) -> Result<RegisteredModel>;
+    async fn delete_registered_model(&self, name: &str) -> Result<()>;
+    async fn search_registered_models(&self, query: &SearchQuery) -> Result<Page<RegisteredModel>>;
+    async fn get_latest_versions(&self, name: &str, stages: &[Stage]) -> Result<Vec<ModelVersion>>;
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> Result<()>;
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()>;
+    async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()>;
+    async fn delete_alias(&self, name: &str, alias: &str) -> Result<()>;
+    async fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion>;
+
+    // --- model versions ---
+    async fn create_model_version(
+        &self,
+        version: NewModelVersion,
+        now_ms: i64,
+    ) -> Result<ModelVersion>;
+    async fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion>;
+    async fn update_model_version(
+        &self,
+        name: &str,
+        version: i64,
+        description: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ModelVersion>;
+    async fn transition_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: Stage,
+        archive_existing_versions: bool,
+        now_ms: i64,
+    ) -> Result<ModelVersion>;
+    async fn delete_model_version(&self, name: &str, version: i64) -> Result<()>;
+    async fn search_model_versions(&self, query: &SearchQuery) -> Result<Page<ModelVersion>>;
+    async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> Result<()>;
+    async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> Result<()>;
+}
+
+/// A chunked body, streamed in or out without holding the whole file in memory.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactEntry {
+    /// The entry's name relative to the listed directory.
+    pub name: String,
+    pub is_dir: bool,
+    /// Files only.
+    pub size: Option<u64>,
+}
+
+/// What a `get` found: a file (streamed) or nothing.
+pub struct ArtifactObject {
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+/// Artifact bytes, addressed by a relative `/`-separated path (`<exp>/<run>/artifacts/model.onnx`).
+/// Paths reach the adapter already checked by [`crate::artifact_path::ArtifactPath`].
+#[async_trait]
+pub trait ArtifactStore: Send + Sync + 'static {
+    /// Writes `body` to `path` atomically: readers see the old object or the whole new one.
+    async fn put(&self, path: &crate::artifact_path::ArtifactPath, body: ByteStream)
+    -> Result<u64>;
+    /// `Ok(None)` when nothing is at `path` (or it is a directory).
+    async fn get(
+        &self,
+        path: &crate::artifact_path::ArtifactPath,
+    ) -> Result<Option<ArtifactObject>>;
+    /// Direct children of a directory; `Ok(None)` when `path` is a file or does not exist.
+    async fn list(
+        &self,
+        path: Option<&crate::artifact_path::ArtifactPath>,
+    ) -> Result<Option<Vec<ArtifactEntry>>>;
+    /// Deletes a file or everything under a directory; missing paths are not an error.
+    async fn delete(&self, path: &crate::artifact_path::ArtifactPath) -> Result<()>;
+}

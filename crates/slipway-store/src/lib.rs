@@ -1,0 +1,447 @@
+//! The metadata store: `MetadataStore` over SQLite (the embedded default) and PostgreSQL, one
+//! code path through sqlx's `Any` driver so both backends behave the same.
+//!
+//! Module map:
+//! - [`uri`]: MLflow-style backend URIs (`sqlite:///file.db`, `postgresql://...`).
+//! - `sql`: a `$N` query builder and row decoding helpers.
+//! - `filter`: search AST -> SQL `WHERE` / `ORDER BY`.
+//! - `experiments`, `runs`, `logged_models`, `registry`: the port's methods, by area.
+//!
+//! Writes: SQLite allows one writer at a time, so the store keeps a separate pool with a single
+//! connection for writes and queues writers in-process instead of letting them fight over the
+//! file lock ("database is locked"); reads use a pool of WAL readers. PostgreSQL uses one pool.
+
+mod experiments;
+mod filter;
+mod logged_models;
+mod registry;
+mod runs;
+mod sql;
+pub mod uri;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use slipway_core::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel};
+use slipway_core::paging::Page;
+use slipway_core::ports::{
+    ArtifactLocation, HistoryCursor, HistoryPage, MetadataStore, SearchQuery,
+};
+use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use slipway_core::tracking::{
+    Batch, DatasetInput, Experiment, ExperimentId, ModelOutput, NewRun, Run, RunId, RunInfo,
+    RunUpdate, Tag,
+};
+use slipway_core::{Error, Result};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use uri::BackendUri;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Tuning that a deployment may want to change; the defaults suit a laptop.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Read connections (SQLite) or all connections (PostgreSQL).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The SQL implementation of [`MetadataStore`].
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    /// Readers. On PostgreSQL also the writers.
+    read: AnyPool,
+    /// On SQLite a single connection, so writers queue here rather than on the file lock.
+    write: AnyPool,
+}
+
+/// SQLite settings applied to every connection. WAL lets readers run beside the writer;
+/// `synchronous = FULL` makes an acknowledged commit survive power loss, not only a process
+/// crash; `case_sensitive_like` gives LIKE MLflow's (and PostgreSQL's) case-sensitive meaning.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; \
+    PRAGMA synchronous = FULL; \
+    PRAGMA case_sensitive_like = ON; \
+    PRAGMA foreign_keys = OFF; \
+    PRAGMA temp_store = MEMORY; \
+    PRAGMA cache_size = -32000;";
+
+impl SqlStore {
+    /// Connects, creates or migrates the schema, and makes sure the `Default` experiment exists.
+    /// Refuses a database whose schema is newer than this binary knows.
+    pub async fn open(uri: &BackendUri, options: StoreOptions) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = match uri {
+            BackendUri::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::internal(format!("creating folder {}", parent.display()), e)
+                    })?;
+                }
+                (
+                    Backend::Sqlite,
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                )
+            }
+            BackendUri::Postgres(url) => (Backend::Postgres, url.clone()),
+        };
+        let connect_options: AnyConnectOptions = url
+            .parse::<AnyConnectOptions>()
+            .map_err(|e| Error::internal(format!("parsing backend URI {}", uri.redacted()), e))?
+            .disable_statement_logging();
+
+        let pool_options = |max: u32| {
+            let pool = AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(if max == 1 { 1 } else { 0 })
+                .acquire_timeout(options.acquire_timeout);
+            if backend == Backend::Sqlite {
+                pool.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(SQLITE_PRAGMAS).await?;
+                        Ok(())
+                    })
+                })
+            } else {
+                pool
+            }
+        };
+
+        let write = pool_options(if backend == Backend::Sqlite {
+            1
+        } else {
+            options.max_connections
+        })
+        .connect_with(connect_options.clone())
+        .await
+        .map_err(|e| Error::internal(format!("connecting to {}", uri.redacted()), e))?;
+        if backend == Backend::Sqlite {
+            // WAL is a property of the file; set it once, before any reader opens.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&write)
+                .await
+                .map_err(|e| Error::internal("enabling SQLite WAL mode", e))?;
+        }
+
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&write).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(version) => Error::internal_msg(format!(
+                "the database at {} has schema migration {version}, which this slipway binary does not know: it was written by a newer slipway; upgrade slipway instead of downgrading the schema",
+                uri.redacted()
+            )),
+            other => Error::internal(format!("migrating the schema of {}", uri.redacted()), other),
+        })?;
+
+        let read = if backend == Backend::Sqlite {
+            pool_options(options.max_connections)
+                .connect_with(connect_options)
+                .await
+                .map_err(|e| Error::internal(format!("connecting to {}", uri.redacted()), e))?
+        } else {
+            write.clone()
+        };
+
+        let store = SqlStore {
+            backend,
+            read,
+            write,
+        };
+        store.ensure_default_experiment().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The newest migration this binary knows, for `/version` and diagnostics.
+    pub fn schema_version() -> i64 {
+        SQLITE_MIGRATIONS
+            .iter()
+            .map(|migration| migration.version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Closes both pools, letting in-flight queries finish; call on shutdown.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        self.write
+            .begin()
+            .await
+            .map_err(sql::db_err("starting a write transaction"))
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl MetadataStore for SqlStore {
+    fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+
+    async fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: ArtifactLocation,
+        tags: &[Tag],
+        now_ms: i64,
+    ) -> Result<ExperimentId> {
+        experiments::create(self, name, artifact_location, tags, now_ms).await
+    }
+    async fn get_experiment(&self, id: ExperimentId) -> Result<Experiment> {
+        experiments::get(self, id).await
+    }
+    async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
+        experiments::get_by_name(self, name).await
+    }
+    async fn search_experiments(&self, query: &SearchQuery) -> Result<Page<Experiment>> {
+        experiments::search(self, query).await
+    }
+    async fn delete_experiment(&self, id: ExperimentId, now_ms: i64) -> Result<()> {
+        experiments::set_lifecycle(self, id, true, now_ms).await
+    }
+    async fn restore_experiment(&self, id: ExperimentId, now_ms: i64) -> Result<()> {
+        experiments::set_lifecycle(self, id, false, now_ms).await
+    }
+    async fn rename_experiment(&self, id: ExperimentId, new_name: &str, now_ms: i64) -> Result<()> {
+        experiments::rename(self, id, new_name, now_ms).await
+    }
+    async fn set_experiment_tag(&self, id: ExperimentId, tag: &Tag) -> Result<()> {
+        experiments::set_tag(self, id, tag).await
+    }
+    async fn delete_experiment_tag(&self, id: ExperimentId, key: &str) -> Result<()> {
+        experiments::delete_tag(self, id, key).await
+    }
+
+    async fn create_run(&self, run: NewRun) -> Result<Run> {
+        runs::create(self, run).await
+    }
+    async fn get_run(&self, run_id: &RunId) -> Result<Run> {
+        runs::get(self, run_id).await
+    }
+    async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<RunInfo> {
+        runs::update(self, run_id, update).await
+    }
+    async fn delete_run(&self, run_id: &RunId, now_ms: i64) -> Result<()> {
+        runs::set_lifecycle(self, run_id, Some(now_ms)).await
+    }
+    async fn restore_run(&self, run_id: &RunId) -> Result<()> {
+        runs::set_lifecycle(self, run_id, None).await
+    }
+    async fn log_batch(&self, run_id: &RunId, batch: Batch) -> Result<()> {
+        runs::log_batch(self, run_id, batch).await
+    }
+    async fn delete_run_tag(&self, run_id: &RunId, key: &str) -> Result<()> {
+        runs::delete_tag(self, run_id, key).await
+    }
+    async fn get_metric_history(
+        &self,
+        run_id: &RunId,
+        key: &str,
+        cursor: HistoryCursor,
+        max_results: usize,
+    ) -> Result<Option<HistoryPage>> {
+        runs::metric_history(self, run_id, key, cursor, max_results).await
+    }
+    async fn search_runs(
+        &self,
+        experiment_ids: &[ExperimentId],
+        query: &SearchQuery,
+    ) -> Result<Page<Run>> {
+        runs::search(self, experiment_ids, query).await
+    }
+    async fn log_inputs(
+        &self,
+        run_id: &RunId,
+        datasets: Vec<DatasetInput>,
+        model_ids: Vec<String>,
+    ) -> Result<()> {
+        runs::log_inputs(self, run_id, datasets, model_ids).await
+    }
+    async fn log_outputs(&self, run_id: &RunId, models: Vec<ModelOutput>) -> Result<()> {
+        runs::log_outputs(self, run_id, models).await
+    }
+
+    async fn create_logged_model(
+        &self,
+        model: NewLoggedModel,
+        artifact_root: &str,
+        now_ms: i64,
+    ) -> Result<LoggedModel> {
+        logged_models::create(self, model, artifact_root, now_ms).await
+    }
+    async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
+        logged_models::get(self, model_id).await
+    }
+    async fn finalize_logged_model(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+        now_ms: i64,
+    ) -> Result<LoggedModel> {
+        logged_models::finalize(self, model_id, status, now_ms).await
+    }
+    async fn delete_logged_model(&self, model_id: &str, now_ms: i64) -> Result<()> {
+        logged_models::delete(self, model_id, now_ms).await
+    }
+    async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: &[Tag],
+        now_ms: i64,
+    ) -> Result<LoggedModel> {
+        logged_models::set_tags(self, model_id, tags, now_ms).await
+    }
+    async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
+        logged_models::delete_tag(self, model_id, key).await
+    }
+    async fn log_logged_model_params(&self, model_id: &str, params: &[Tag]) -> Result<()> {
+        logged_models::log_params(self, model_id, params).await
+    }
+    async fn search_logged_models(
+        &self,
+        experiment_ids: &[ExperimentId],
+        query: &SearchQuery,
+    ) -> Result<Page<LoggedModel>> {
+        logged_models::search(self, experiment_ids, query).await
+    }
+
+    async fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+        now_ms: i64,
+    ) -> Result<RegisteredModel> {
+        registry::create_model(self, name, description, tags, now_ms).await
+    }
+    async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        registry::get_model(self, name).await
+    }
+    async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+        now_ms: i64,
+    ) -> Result<RegisteredModel> {
+        registry::rename_model(self, name, new_name, now_ms).await
+    }
+    async fn update_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        now_ms: i64,
+    ) -> Result<RegisteredModel> {
+        registry::update_model(self, name, description, now_ms).await
+    }
+    async fn delete_registered_model(&self, name: &str) -> Result<()> {
+        registry::delete_model(self, name).await
+    }
+    async fn search_registered_models(&self, query: &SearchQuery) -> Result<Page<RegisteredModel>> {
+        registry::search_models(self, query).await
+    }
+    async fn get_latest_versions(&self, name: &str, stages: &[Stage]) -> Result<Vec<ModelVersion>> {
+        registry::latest_versions(self, name, stages).await
+    }
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> Result<()> {
+        registry::set_model_tag(self, name, tag).await
+    }
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
+        registry::delete_model_tag(self, name, key).await
+    }
+    async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()> {
+        registry::set_alias(self, name, alias, version).await
+    }
+    async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
+        registry::delete_alias(self, name, alias).await
+    }
+    async fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
+        registry::version_by_alias(self, name, alias).await
+    }
+
+    async fn create_model_version(
+        &self,
+        version: NewModelVersion,
+        now_ms: i64,
+    ) -> Result<ModelVersion> {
+        registry::create_version(self, version, now_ms).await
+    }
+    async fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion> {
+        registry::get_version(self, name, version).await
+    }
+    async fn update_model_version(
+        &self,
+        name: &str,
+        version: i64,
+        description: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ModelVersion> {
+        registry::update_version(self, name, version, description, now_ms).await
+    }
+    async fn transition_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: Stage,
+        archive_existing_versions: bool,
+        now_ms: i64,
+    ) -> Result<ModelVersion> {
+        registry::transition_stage(
+            self,
+            name,
+            version,
+            stage,
+            archive_existing_versions,
+            now_ms,
+        )
+        .await
+    }
+    async fn delete_model_version(&self, name: &str, version: i64) -> Result<()> {
+        registry::delete_version(self, name, version).await
+    }
+    async fn search_model_versions(&self, query: &SearchQuery) -> Result<Page<ModelVersion>> {
+        registry::search_versions(self, query).await
+    }
+    async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> Result<()> {
+        registry::set_version_tag(self, name, version, tag).await
+    }
+    async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> Result<()> {
+        registry::delete_version_tag(self, name, version, key).await
+    }
+}

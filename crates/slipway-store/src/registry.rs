@@ -1,0 +1,787 @@
+//! The model registry: registered models, versions, tags, aliases and stages.
+
+use std::collections::HashMap;
+
+use slipway_core::paging::Page;
+use slipway_core::ports::SearchQuery;
+use slipway_core::registry::{AliasVersion, ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use slipway_core::tracking::Tag;
+use slipway_core::{Error, Result};
+use sqlx::AnyConnection;
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use crate::SqlStore;
+use crate::experiments::push_limit;
+use crate::filter::{self, Target};
+use crate::sql::{Sql, db_err, get_i64, get_opt_str, get_str, is_unique_violation};
+
+const MODEL_COLUMNS: &str =
+    "rm.id, rm.name, rm.creation_time, rm.last_updated_time, rm.description, rm.user_id";
+const VERSION_COLUMNS: &str = "rm.name, mv.model_id, mv.version, mv.creation_time, mv.last_updated_time, \
+     mv.description, mv.user_id, mv.current_stage, mv.source, mv.run_id, mv.run_link, mv.status, \
+     mv.status_message, mv.logged_model_id";
+
+fn model_not_found(name: &str) -> Error {
+    Error::not_found(format!("Registered Model with name={name} not found"))
+}
+
+fn version_not_found(name: &str, version: i64) -> Error {
+    Error::not_found(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
+}
+
+fn model_exists(name: &str) -> Error {
+    Error::already_exists(format!("Registered Model (name={name}) already exists."))
+}
+
+/// A registered model row plus its surrogate id, which never leaves this module.
+struct ModelRow {
+    id: i64,
+    model: RegisteredModel,
+}
+
+fn model_from_row(row: &AnyRow) -> Result<ModelRow> {
+    Ok(ModelRow {
+        id: get_i64(row, "id")?,
+        model: RegisteredModel {
+            name: get_str(row, "name")?,
+            creation_timestamp: get_i64(row, "creation_time")?,
+            last_updated_timestamp: get_i64(row, "last_updated_time")?,
+            user_id: get_opt_str(row, "user_id")?,
+            description: get_opt_str(row, "description")?,
+            latest_versions: Vec::new(),
+            tags: Vec::new(),
+            aliases: Vec::new(),
+        },
+    })
+}
+
+fn version_from_row(row: &AnyRow) -> Result<(i64, ModelVersion)> {
+    Ok((
+        get_i64(row, "model_id")?,
+        ModelVersion {
+            name: get_str(row, "name")?,
+            version: get_i64(row, "version")?,
+            creation_timestamp: get_i64(row, "creation_time")?,
+            last_updated_timestamp: get_i64(row, "last_updated_time")?,
+            user_id: get_opt_str(row, "user_id")?,
+            current_stage: Stage::from_db(&get_str(row, "current_stage")?),
+            description: get_opt_str(row, "description")?,
+            source: get_str(row, "source")?,
+            run_id: get_opt_str(row, "run_id")?,
+            run_link: get_opt_str(row, "run_link")?,
+            status: get_str(row, "status")?,
+            status_message: get_opt_str(row, "status_message")?,
+            tags: Vec::new(),
+            aliases: Vec::new(),
+            model_id: get_opt_str(row, "logged_model_id")?,
+        },
+    ))
+}
+
+async fn model_id(conn: &mut AnyConnection, name: &str) -> Result<i64> {
+    let row = sqlx::query("SELECT id FROM registered_models WHERE name = $1")
+        .bind(name.to_owned())
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err("reading a registered model"))?
+        .ok_or_else(|| model_not_found(name))?;
+    get_i64(&row, "id")
+}
+
+async fn require_version(conn: &mut AnyConnection, name: &str, version: i64) -> Result<i64> {
+    let id = model_id(conn, name).await?;
+    sqlx::query("SELECT 1 AS present FROM model_versions WHERE model_id = $1 AND version = $2")
+        .bind(id)
+        .bind(version)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err("reading a model version"))?
+        .ok_or_else(|| version_not_found(name, version))?;
+    Ok(id)
+}
+
+async fn touch_model(conn: &mut AnyConnection, id: i64, now: i64) -> Result<()> {
+    sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map_err(db_err("touching a registered model"))?;
+    Ok(())
+}
+
+pub(crate) async fn create_model(
+    store: &SqlStore,
+    name: &str,
+    description: Option<&str>,
+    tags: &[Tag],
+    now: i64,
+) -> Result<RegisteredModel> {
+    let mut tx = store.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO registered_models (name, creation_time, last_updated_time, description, user_id, next_version) \
+         VALUES ($1, $2, $3, $4, NULL, 1) RETURNING id",
+    )
+    .bind(name.to_owned())
+    .bind(now)
+    .bind(now)
+    .bind(description.map(str::to_owned))
+    .fetch_one(&mut *tx)
+    .await;
+    let id = match inserted {
+        Ok(row) => get_i64(&row, "id")?,
+        Err(e) if is_unique_violation(&e) => return Err(model_exists(name)),
+        Err(e) => return Err(Error::internal("creating a registered model", e)),
+    };
+    for tag in tags {
+        upsert_model_tag(&mut tx, id, tag).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a registered model"))?;
+    get_model(store, name).await
+}
+
+async fn upsert_model_tag(conn: &mut AnyConnection, id: i64, tag: &Tag) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO registered_model_tags (model_id, key, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(id)
+    .bind(tag.key.clone())
+    .bind(tag.value.clone())
+    .execute(conn)
+    .await
+    .map_err(db_err("setting a registered model tag"))?;
+    Ok(())
+}
+
+/// Fills tags, aliases and `latest_versions` for a page of models.
+async fn hydrate_models(store: &SqlStore, rows: Vec<ModelRow>) -> Result<Vec<RegisteredModel>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let position: HashMap<i64, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (row.id, i))
+        .collect();
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let mut models: Vec<RegisteredModel> = rows.into_iter().map(|row| row.model).collect();
+
+    let mut sql =
+        Sql::new("SELECT model_id, key, value FROM registered_model_tags WHERE model_id IN ");
+    sql.bind_list(ids.iter().copied()).push(" ORDER BY key");
+    for row in sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading model tags"))?
+    {
+        models[position[&get_i64(&row, "model_id")?]]
+            .tags
+            .push(Tag::new(get_str(&row, "key")?, get_str(&row, "value")?));
+    }
+    let mut sql = Sql::new(
+        "SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ",
+    );
+    sql.bind_list(ids.iter().copied()).push(" ORDER BY alias");
+    for row in sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading model aliases"))?
+    {
+        models[position[&get_i64(&row, "model_id")?]]
+            .aliases
+            .push(AliasVersion {
+                alias: get_str(&row, "alias")?,
+                version: get_i64(&row, "version")?,
+            });
+    }
+    // The newest version of each stage, as MLflow's `latest_versions`.
+    let mut sql = Sql::new(&format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+         WHERE mv.model_id IN "
+    ));
+    sql.bind_list(ids.iter().copied());
+    sql.push(
+        " AND mv.version = (SELECT MAX(v2.version) FROM model_versions v2 \
+          WHERE v2.model_id = mv.model_id AND v2.current_stage = mv.current_stage) ORDER BY mv.version",
+    );
+    let rows = sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading latest versions"))?;
+    let mut versions = Vec::with_capacity(rows.len());
+    for row in &rows {
+        versions.push(version_from_row(row)?);
+    }
+    attach_version_tags(store, &mut versions).await?;
+    for (model_id, version) in versions {
+        models[position[&model_id]].latest_versions.push(version);
+    }
+    Ok(models)
+}
+
+async fn attach_version_tags(store: &SqlStore, versions: &mut [(i64, ModelVersion)]) -> Result<()> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let position: HashMap<(i64, i64), usize> = versions
+        .iter()
+        .enumerate()
+        .map(|(index, (id, version))| ((*id, version.version), index))
+        .collect();
+    let mut model_ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
+    model_ids.sort_unstable();
+    model_ids.dedup();
+    let mut sql =
+        Sql::new("SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ");
+    sql.bind_list(model_ids.iter().copied())
+        .push(" ORDER BY key");
+    for row in sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading version tags"))?
+    {
+        if let Some(index) = position.get(&(get_i64(&row, "model_id")?, get_i64(&row, "version")?))
+        {
+            versions[*index]
+                .1
+                .tags
+                .push(Tag::new(get_str(&row, "key")?, get_str(&row, "value")?));
+        }
+    }
+    Ok(())
+}
+
+async fn attach_version_aliases(
+    store: &SqlStore,
+    versions: &mut [(i64, ModelVersion)],
+) -> Result<()> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let position: HashMap<(i64, i64), usize> = versions
+        .iter()
+        .enumerate()
+        .map(|(index, (id, version))| ((*id, version.version), index))
+        .collect();
+    let mut model_ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
+    model_ids.sort_unstable();
+    model_ids.dedup();
+    let mut sql = Sql::new(
+        "SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ",
+    );
+    sql.bind_list(model_ids.iter().copied())
+        .push(" ORDER BY alias");
+    for row in sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading version aliases"))?
+    {
+        if let Some(index) = position.get(&(get_i64(&row, "model_id")?, get_i64(&row, "version")?))
+        {
+            versions[*index].1.aliases.push(get_str(&row, "alias")?);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn get_model(store: &SqlStore, name: &str) -> Result<RegisteredModel> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {MODEL_COLUMNS} FROM registered_models rm WHERE rm.name = $1"
+    )))
+    .bind(name.to_owned())
+    .fetch_optional(&store.read)
+    .await
+    .map_err(db_err("reading a registered model"))?
+    .ok_or_else(|| model_not_found(name))?;
+    let mut models = hydrate_models(store, vec![model_from_row(&row)?]).await?;
+    models.pop().ok_or_else(|| model_not_found(name))
+}
+
+pub(crate) async fn rename_model(
+    store: &SqlStore,
+    name: &str,
+    new_name: &str,
+    now: i64,
+) -> Result<RegisteredModel> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, name).await?;
+    let result =
+        sqlx::query("UPDATE registered_models SET name = $1, last_updated_time = $2 WHERE id = $3")
+            .bind(new_name.to_owned())
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await;
+    match result {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
+        Err(e) => return Err(Error::internal("renaming a registered model", e)),
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a registered model rename"))?;
+    get_model(store, new_name).await
+}
+
+pub(crate) async fn update_model(
+    store: &SqlStore,
+    name: &str,
+    description: Option<&str>,
+    now: i64,
+) -> Result<RegisteredModel> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, name).await?;
+    if let Some(description) = description {
+        sqlx::query("UPDATE registered_models SET description = $1 WHERE id = $2")
+            .bind(description.to_owned())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("updating a registered model"))?;
+    }
+    touch_model(&mut tx, id, now).await?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a registered model update"))?;
+    get_model(store, name).await
+}
+
+pub(crate) async fn delete_model(store: &SqlStore, name: &str) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, name).await?;
+    for table in [
+        "model_version_tags",
+        "model_versions",
+        "registered_model_aliases",
+        "registered_model_tags",
+    ] {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE model_id = $1"
+        )))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("deleting a registered model"))?;
+    }
+    sqlx::query("DELETE FROM registered_models WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("deleting a registered model"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a registered model deletion"))?;
+    Ok(())
+}
+
+pub(crate) async fn search_models(
+    store: &SqlStore,
+    query: &SearchQuery,
+) -> Result<Page<RegisteredModel>> {
+    let mut sql = Sql::new(&format!("SELECT {MODEL_COLUMNS} FROM registered_models rm"));
+    let order = filter::order_joins(&mut sql, Target::RegisteredModels, &query.order_by)?;
+    sql.push(" WHERE 1 = 1");
+    if let Some(expr) = &query.filter {
+        sql.push(" AND ");
+        filter::push_expr(&mut sql, Target::RegisteredModels, expr)?;
+    }
+    sql.push(" ORDER BY ");
+    if !order.is_empty() {
+        sql.push(&order).push(", ");
+    }
+    sql.push("rm.name ASC");
+    push_limit(&mut sql, query);
+    let rows = sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("searching registered models"))?;
+    let rows = rows
+        .iter()
+        .map(model_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let page = Page::from_overfetch(rows, query.offset, query.max_results);
+    Ok(Page {
+        items: hydrate_models(store, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}
+
+pub(crate) async fn latest_versions(
+    store: &SqlStore,
+    name: &str,
+    stages: &[Stage],
+) -> Result<Vec<ModelVersion>> {
+    let model = get_model(store, name).await?;
+    let mut versions: Vec<ModelVersion> = model
+        .latest_versions
+        .into_iter()
+        .filter(|version| stages.is_empty() || stages.contains(&version.current_stage))
+        .collect();
+    versions.sort_by_key(|version| version.version);
+    Ok(versions)
+}
+
+pub(crate) async fn set_model_tag(store: &SqlStore, name: &str, tag: &Tag) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, name).await?;
+    upsert_model_tag(&mut tx, id, tag).await?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a registered model tag"))?;
+    Ok(())
+}
+
+pub(crate) async fn delete_model_tag(store: &SqlStore, name: &str, key: &str) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, name).await?;
+    let deleted = sqlx::query("DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2")
+        .bind(id)
+        .bind(key.to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("deleting a registered model tag"))?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::not_found(format!(
+            "No tag with key '{key}' found for registered model '{name}'"
+        )));
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a registered model tag deletion"))?;
+    Ok(())
+}
+
+pub(crate) async fn set_alias(
+    store: &SqlStore,
+    name: &str,
+    alias: &str,
+    version: i64,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = require_version(&mut tx, name, version).await?;
+    sqlx::query(
+        "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
+         ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
+    )
+    .bind(id)
+    .bind(alias.to_owned())
+    .bind(version)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("setting an alias"))?;
+    tx.commit().await.map_err(db_err("committing an alias"))?;
+    Ok(())
+}
+
+pub(crate) async fn delete_alias(store: &SqlStore, name: &str, alias: &str) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, name).await?;
+    sqlx::query("DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2")
+        .bind(id)
+        .bind(alias.to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("deleting an alias"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing an alias deletion"))?;
+    Ok(())
+}
+
+pub(crate) async fn version_by_alias(
+    store: &SqlStore,
+    name: &str,
+    alias: &str,
+) -> Result<ModelVersion> {
+    let row = sqlx::query(
+        "SELECT a.version FROM registered_model_aliases a JOIN registered_models rm ON rm.id = a.model_id \
+         WHERE rm.name = $1 AND a.alias = $2",
+    )
+    .bind(name.to_owned())
+    .bind(alias.to_owned())
+    .fetch_optional(&store.read)
+    .await
+    .map_err(db_err("resolving an alias"))?;
+    match row {
+        Some(row) => get_version(store, name, get_i64(&row, "version")?).await,
+        None => {
+            // Tell a missing model apart from a missing alias; MLflow answers the latter with 400.
+            let mut conn = store
+                .read
+                .acquire()
+                .await
+                .map_err(db_err("acquiring a connection"))?;
+            model_id(&mut conn, name).await?;
+            Err(Error::invalid(format!(
+                "Registered model alias {alias} not found."
+            )))
+        }
+    }
+}
+
+pub(crate) async fn create_version(
+    store: &SqlStore,
+    new: NewModelVersion,
+    now: i64,
+) -> Result<ModelVersion> {
+    let mut tx = store.begin_write().await?;
+    let id = model_id(&mut tx, &new.name).await?;
+    // The counter update takes the row lock (PostgreSQL) or the write lock (SQLite), so two
+    // concurrent registrations never get the same number.
+    let row = sqlx::query(
+        "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 WHERE id = $2 \
+         RETURNING next_version - 1 AS version",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err("allocating a version number"))?;
+    let version = get_i64(&row, "version")?;
+    sqlx::query(
+        "INSERT INTO model_versions (model_id, version, creation_time, last_updated_time, description, user_id, \
+         current_stage, source, run_id, run_link, status, status_message, logged_model_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', NULL, $10)",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(now)
+    .bind(now)
+    .bind(new.description.clone())
+    .bind(new.user_id.clone())
+    .bind(new.source.clone())
+    .bind(new.run_id.clone())
+    .bind(new.run_link.clone())
+    .bind(new.model_id.clone())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("creating a model version"))?;
+    for tag in &new.tags {
+        upsert_version_tag(&mut tx, id, version, tag).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a model version"))?;
+    get_version(store, &new.name, version).await
+}
+
+async fn upsert_version_tag(
+    conn: &mut AnyConnection,
+    id: i64,
+    version: i64,
+    tag: &Tag,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO model_version_tags (model_id, version, key, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (model_id, version, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(tag.key.clone())
+    .bind(tag.value.clone())
+    .execute(conn)
+    .await
+    .map_err(db_err("setting a model version tag"))?;
+    Ok(())
+}
+
+pub(crate) async fn get_version(
+    store: &SqlStore,
+    name: &str,
+    version: i64,
+) -> Result<ModelVersion> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+         WHERE rm.name = $1 AND mv.version = $2"
+    )))
+    .bind(name.to_owned())
+    .bind(version)
+    .fetch_optional(&store.read)
+    .await
+    .map_err(db_err("reading a model version"))?
+    .ok_or_else(|| version_not_found(name, version))?;
+    let mut versions = vec![version_from_row(&row)?];
+    attach_version_tags(store, &mut versions).await?;
+    attach_version_aliases(store, &mut versions).await?;
+    versions
+        .pop()
+        .map(|(_, version)| version)
+        .ok_or_else(|| version_not_found(name, version))
+}
+
+pub(crate) async fn update_version(
+    store: &SqlStore,
+    name: &str,
+    version: i64,
+    description: Option<&str>,
+    now: i64,
+) -> Result<ModelVersion> {
+    let mut tx = store.begin_write().await?;
+    let id = require_version(&mut tx, name, version).await?;
+    if let Some(description) = description {
+        sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
+            .bind(description.to_owned())
+            .bind(now)
+            .bind(id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("updating a model version"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a model version update"))?;
+    get_version(store, name, version).await
+}
+
+pub(crate) async fn transition_stage(
+    store: &SqlStore,
+    name: &str,
+    version: i64,
+    stage: Stage,
+    archive_existing_versions: bool,
+    now: i64,
+) -> Result<ModelVersion> {
+    let mut tx = store.begin_write().await?;
+    let id = require_version(&mut tx, name, version).await?;
+    if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
+        sqlx::query(
+            "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
+             WHERE model_id = $2 AND version <> $3 AND current_stage = $4",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(version)
+        .bind(stage.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("archiving model versions"))?;
+    }
+    sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
+        .bind(stage.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("transitioning a model version"))?;
+    touch_model(&mut tx, id, now).await?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a stage transition"))?;
+    get_version(store, name, version).await
+}
+
+pub(crate) async fn delete_version(store: &SqlStore, name: &str, version: i64) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = require_version(&mut tx, name, version).await?;
+    for table in [
+        "model_version_tags",
+        "registered_model_aliases",
+        "model_versions",
+    ] {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE model_id = $1 AND version = $2"
+        )))
+        .bind(id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("deleting a model version"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a model version deletion"))?;
+    Ok(())
+}
+
+pub(crate) async fn search_versions(
+    store: &SqlStore,
+    query: &SearchQuery,
+) -> Result<Page<ModelVersion>> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id"
+    ));
+    let order = filter::order_joins(&mut sql, Target::ModelVersions, &query.order_by)?;
+    sql.push(" WHERE 1 = 1");
+    if let Some(expr) = &query.filter {
+        sql.push(" AND ");
+        filter::push_expr(&mut sql, Target::ModelVersions, expr)?;
+    }
+    sql.push(" ORDER BY ");
+    if !order.is_empty() {
+        sql.push(&order).push(", ");
+    }
+    sql.push("rm.name ASC, mv.version DESC");
+    push_limit(&mut sql, query);
+    let rows = sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("searching model versions"))?;
+    let versions = rows
+        .iter()
+        .map(version_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let mut page = Page::from_overfetch(versions, query.offset, query.max_results);
+    attach_version_tags(store, &mut page.items).await?;
+    Ok(Page {
+        items: page.items.into_iter().map(|(_, version)| version).collect(),
+        next_page_token: page.next_page_token,
+    })
+}
+
+pub(crate) async fn set_version_tag(
+    store: &SqlStore,
+    name: &str,
+    version: i64,
+    tag: &Tag,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = require_version(&mut tx, name, version).await?;
+    upsert_version_tag(&mut tx, id, version, tag).await?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a model version tag"))?;
+    Ok(())
+}
+
+pub(crate) async fn delete_version_tag(
+    store: &SqlStore,
+    name: &str,
+    version: i64,
+    key: &str,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    let id = require_version(&mut tx, name, version).await?;
+    let deleted = sqlx::query(
+        "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(key.to_owned())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("deleting a model version tag"))?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::not_found(format!(
+            "No tag with key '{key}' found for model version (name={name}, version={version})"
+        )));
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a model version tag deletion"))?;
+    Ok(())
+}

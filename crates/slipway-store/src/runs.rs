@@ -1,0 +1,860 @@
+//! Runs: lifecycle, logging, metric history, inputs/outputs and search.
+
+use std::collections::{BTreeMap, HashMap};
+
+use slipway_core::paging::Page;
+use slipway_core::ports::{HistoryCursor, HistoryPage, SearchQuery};
+use slipway_core::tracking::{
+    Batch, Dataset, DatasetInput, ExperimentId, KeyValue, LifecycleStage, Metric, ModelOutput,
+    NewRun, Run, RunData, RunId, RunInfo, RunInputs, RunStatus, RunUpdate, Tag,
+};
+use slipway_core::{Error, Result};
+use sqlx::AnyConnection;
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use crate::SqlStore;
+use crate::experiments::{not_found as experiment_not_found, push_limit};
+use crate::filter::{self, Target};
+use crate::sql::{
+    Sql, db_err, get_f64, get_i64, get_opt_i64, get_opt_str, get_str, loaded_value, stored_value,
+};
+
+/// The tag that mirrors a run's name, kept in step with `runs.name` as MLflow does.
+const RUN_NAME_TAG: &str = "mlflow.runName";
+/// Rows per multi-row INSERT: far below SQLite's 32766 and PostgreSQL's 65535 bind limits.
+const ROWS_PER_INSERT: usize = 500;
+/// Ids per `IN (...)` when loading the data of a page of runs.
+const IDS_PER_QUERY: usize = 500;
+
+const INFO_COLUMNS: &str = "r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
+     r.end_time, r.artifact_uri, r.lifecycle_stage";
+
+pub(crate) fn not_found(run_id: &RunId) -> Error {
+    Error::not_found(format!("Run with id={run_id} not found"))
+}
+
+fn info_from_row(row: &AnyRow) -> Result<RunInfo> {
+    Ok(RunInfo {
+        run_id: RunId::parse(&get_str(row, "run_id")?)?,
+        experiment_id: ExperimentId::new(get_i64(row, "experiment_id")?),
+        run_name: get_str(row, "name")?,
+        user_id: get_str(row, "user_id")?,
+        status: RunStatus::from_db(&get_str(row, "status")?),
+        start_time: get_i64(row, "start_time")?,
+        end_time: get_opt_i64(row, "end_time")?,
+        artifact_uri: get_str(row, "artifact_uri")?,
+        lifecycle_stage: LifecycleStage::from_db(&get_str(row, "lifecycle_stage")?),
+    })
+}
+
+pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
+    let mut tx = store.begin_write().await?;
+    let row = sqlx::query(
+        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
+    )
+    .bind(run.experiment_id.get())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err("reading a run's experiment"))?
+    .ok_or_else(|| experiment_not_found(run.experiment_id))?;
+    let stage = get_str(&row, "lifecycle_stage")?;
+    if stage != "active" {
+        return Err(Error::invalid(format!(
+            "The experiment {} must be in the 'active' state. Current state is {stage}.",
+            run.experiment_id
+        )));
+    }
+    let artifact_uri = format!(
+        "{}/{}/{}",
+        get_str(&row, "artifact_location")?.trim_end_matches('/'),
+        run.run_id,
+        run.artifact_uri_suffix
+    );
+    sqlx::query(
+        "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri) \
+         VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active', $6)",
+    )
+    .bind(run.run_id.as_str().to_owned())
+    .bind(run.experiment_id.get())
+    .bind(run.run_name.clone())
+    .bind(run.user_id.clone())
+    .bind(run.start_time)
+    .bind(artifact_uri.clone())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("creating a run"))?;
+    let mut tags = run.tags.clone();
+    tags.retain(|tag| tag.key != RUN_NAME_TAG);
+    tags.push(Tag::new(RUN_NAME_TAG, run.run_name.clone()));
+    upsert_tags(&mut tx, run.run_id.as_str(), &tags).await?;
+    tx.commit().await.map_err(db_err("committing a new run"))?;
+    Ok(Run {
+        info: RunInfo {
+            run_id: run.run_id,
+            experiment_id: run.experiment_id,
+            run_name: run.run_name,
+            user_id: run.user_id,
+            status: RunStatus::Running,
+            start_time: run.start_time,
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: LifecycleStage::Active,
+        },
+        data: RunData {
+            metrics: Vec::new(),
+            params: Vec::new(),
+            tags,
+        },
+        inputs: RunInputs::default(),
+        outputs: Vec::new(),
+    })
+}
+
+async fn upsert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[Tag]) -> Result<()> {
+    // Later duplicates win, as if the tags had been set one after another.
+    let mut unique: BTreeMap<&str, &str> = BTreeMap::new();
+    for tag in tags {
+        unique.insert(&tag.key, &tag.value);
+    }
+    let unique: Vec<_> = unique.into_iter().collect();
+    for chunk in unique.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("INSERT INTO tags (run_id, key, value) VALUES ");
+        for (index, (key, value)) in chunk.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(run_id)
+                .push(", ")
+                .bind(*key)
+                .push(", ")
+                .bind(*value)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("setting run tags"))?;
+    }
+    if let Some((_, name)) = unique.iter().find(|(key, _)| *key == RUN_NAME_TAG) {
+        sqlx::query("UPDATE runs SET name = $1 WHERE run_id = $2")
+            .bind((*name).to_owned())
+            .bind(run_id.to_owned())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("renaming a run"))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn get(store: &SqlStore, run_id: &RunId) -> Result<Run> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {INFO_COLUMNS} FROM runs r WHERE r.run_id = $1"
+    )))
+    .bind(run_id.as_str().to_owned())
+    .fetch_optional(&store.read)
+    .await
+    .map_err(db_err("reading a run"))?
+    .ok_or_else(|| not_found(run_id))?;
+    let info = info_from_row(&row)?;
+    let mut runs = hydrate(store, vec![info]).await?;
+    runs.pop().ok_or_else(|| not_found(run_id))
+}
+
+/// Loads the data, inputs and outputs of a page of runs with a few `IN` queries per table,
+/// never one query per run.
+async fn hydrate(store: &SqlStore, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+    let mut runs: Vec<Run> = infos
+        .into_iter()
+        .map(|info| Run {
+            info,
+            data: RunData::default(),
+            inputs: RunInputs::default(),
+            outputs: Vec::new(),
+        })
+        .collect();
+    if runs.is_empty() {
+        return Ok(runs);
+    }
+    let position: HashMap<String, usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(index, run)| (run.info.run_id.as_str().to_owned(), index))
+        .collect();
+    let ids: Vec<String> = position.keys().cloned().collect();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let rows = in_query(
+            store,
+            "SELECT run_id, key, value FROM params WHERE run_id IN ",
+            chunk,
+            " ORDER BY key",
+        )
+        .await?;
+        for row in &rows {
+            let index = position[&get_str(row, "run_id")?];
+            runs[index]
+                .data
+                .params
+                .push(KeyValue::new(get_str(row, "key")?, get_str(row, "value")?));
+        }
+        let rows = in_query(
+            store,
+            "SELECT run_id, key, value FROM tags WHERE run_id IN ",
+            chunk,
+            " ORDER BY key",
+        )
+        .await?;
+        for row in &rows {
+            let index = position[&get_str(row, "run_id")?];
+            runs[index]
+                .data
+                .tags
+                .push(KeyValue::new(get_str(row, "key")?, get_str(row, "value")?));
+        }
+        let rows = in_query(
+            store,
+            "SELECT run_id, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_id IN ",
+            chunk,
+            " ORDER BY key",
+        )
+        .await?;
+        for row in &rows {
+            let index = position[&get_str(row, "run_id")?];
+            runs[index].data.metrics.push(Metric::new(
+                get_str(row, "key")?,
+                loaded_value(get_f64(row, "value")?, get_i64(row, "is_nan")?),
+                get_i64(row, "timestamp")?,
+                get_i64(row, "step")?,
+            ));
+        }
+        let rows = in_query(
+            store,
+            "SELECT ri.run_id, ri.tags_json, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+             FROM run_inputs ri JOIN datasets d ON d.dataset_id = ri.dataset_id WHERE ri.run_id IN ",
+            chunk,
+            " ORDER BY ri.position",
+        )
+        .await?;
+        for row in &rows {
+            let index = position[&get_str(row, "run_id")?];
+            runs[index].inputs.dataset_inputs.push(DatasetInput {
+                tags: decode_tags(&get_str(row, "tags_json")?)?,
+                dataset: Dataset {
+                    name: get_str(row, "name")?,
+                    digest: get_str(row, "digest")?,
+                    source_type: get_str(row, "source_type")?,
+                    source: get_str(row, "source")?,
+                    schema: get_opt_str(row, "schema")?,
+                    profile: get_opt_str(row, "profile")?,
+                },
+            });
+        }
+        let rows = in_query(
+            store,
+            "SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ",
+            chunk,
+            " ORDER BY model_id",
+        )
+        .await?;
+        for row in &rows {
+            let index = position[&get_str(row, "run_id")?];
+            runs[index]
+                .inputs
+                .model_inputs
+                .push(get_str(row, "model_id")?);
+        }
+        let rows = in_query(
+            store,
+            "SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ",
+            chunk,
+            " ORDER BY model_id",
+        )
+        .await?;
+        for row in &rows {
+            let index = position[&get_str(row, "run_id")?];
+            runs[index].outputs.push(ModelOutput {
+                model_id: get_str(row, "model_id")?,
+                step: get_i64(row, "step")?,
+            });
+        }
+    }
+    Ok(runs)
+}
+
+async fn in_query(store: &SqlStore, head: &str, ids: &[String], tail: &str) -> Result<Vec<AnyRow>> {
+    let mut sql = Sql::new(head);
+    sql.bind_list(ids.iter().map(String::as_str));
+    sql.push(tail);
+    sql.query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading run data"))
+}
+
+fn encode_tags(tags: &[Tag]) -> String {
+    serde_json::Value::Array(
+        tags.iter()
+            .map(|tag| serde_json::json!({"key": tag.key, "value": tag.value}))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn decode_tags(raw: &str) -> Result<Vec<Tag>> {
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| Error::internal("decoding input tags", e))?;
+    Ok(value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    Tag::new(
+                        item["key"].as_str().unwrap_or_default(),
+                        item["value"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The run's lifecycle stage, or NotFound.
+async fn lifecycle(conn: &mut AnyConnection, run_id: &RunId) -> Result<String> {
+    let row = sqlx::query("SELECT lifecycle_stage FROM runs WHERE run_id = $1")
+        .bind(run_id.as_str().to_owned())
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err("reading a run"))?
+        .ok_or_else(|| not_found(run_id))?;
+    get_str(&row, "lifecycle_stage")
+}
+
+async fn require_active(conn: &mut AnyConnection, run_id: &RunId) -> Result<()> {
+    let stage = lifecycle(conn, run_id).await?;
+    if stage == "active" {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {stage}."
+        )))
+    }
+}
+
+pub(crate) async fn update(store: &SqlStore, run_id: &RunId, update: RunUpdate) -> Result<RunInfo> {
+    let mut tx = store.begin_write().await?;
+    require_active(&mut tx, run_id).await?;
+    let mut sql = Sql::new("UPDATE runs SET run_id = run_id");
+    if let Some(status) = update.status {
+        sql.push(", status = ").bind(status.as_str());
+    }
+    if let Some(end_time) = update.end_time {
+        sql.push(", end_time = ").bind(end_time);
+    }
+    if let Some(name) = &update.run_name {
+        sql.push(", name = ").bind(name.as_str());
+    }
+    sql.push(" WHERE run_id = ").bind(run_id.as_str());
+    sql.query()
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("updating a run"))?;
+    if let Some(name) = &update.run_name {
+        upsert_tags(
+            &mut tx,
+            run_id.as_str(),
+            &[Tag::new(RUN_NAME_TAG, name.clone())],
+        )
+        .await?;
+    }
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {INFO_COLUMNS} FROM runs r WHERE r.run_id = $1"
+    )))
+    .bind(run_id.as_str().to_owned())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err("reading an updated run"))?;
+    let info = info_from_row(&row)?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a run update"))?;
+    Ok(info)
+}
+
+/// `deleted_at = Some(t)` deletes (softly), `None` restores.
+pub(crate) async fn set_lifecycle(
+    store: &SqlStore,
+    run_id: &RunId,
+    deleted_at: Option<i64>,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    lifecycle(&mut tx, run_id).await?;
+    sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3")
+        .bind(if deleted_at.is_some() {
+            "deleted"
+        } else {
+            "active"
+        })
+        .bind(deleted_at)
+        .bind(run_id.as_str().to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("changing a run's lifecycle"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("committing a run lifecycle change"))?;
+    Ok(())
+}
+
+pub(crate) async fn log_batch(store: &SqlStore, run_id: &RunId, batch: Batch) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    require_active(&mut tx, run_id).await?;
+    if !batch.params.is_empty() {
+        insert_params(&mut tx, run_id, &batch.params).await?;
+    }
+    if !batch.tags.is_empty() {
+        upsert_tags(&mut tx, run_id.as_str(), &batch.tags).await?;
+    }
+    if !batch.metrics.is_empty() {
+        insert_metrics(&mut tx, run_id, &batch.metrics).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a log-batch"))?;
+    Ok(())
+}
+
+/// Params are immutable: logging the same value again is fine, a different value is refused and
+/// the whole batch with it.
+async fn insert_params(
+    conn: &mut AnyConnection,
+    run_id: &RunId,
+    params: &[KeyValue],
+) -> Result<()> {
+    let mut wanted: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for param in params {
+        match wanted.insert(&param.key, &param.value) {
+            Some(previous) if previous != param.value => conflicts.push(format!(
+                "{{'key': '{}', 'old_value': '{previous}', 'new_value': '{}'}}",
+                param.key, param.value
+            )),
+            _ => {}
+        }
+    }
+    let keys: Vec<&str> = wanted.keys().copied().collect();
+    let mut existing: HashMap<String, String> = HashMap::new();
+    for chunk in keys.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("SELECT key, value FROM params WHERE run_id = ");
+        sql.bind(run_id.as_str())
+            .push(" AND key IN ")
+            .bind_list(chunk.iter().copied());
+        for row in sql
+            .query()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err("reading params"))?
+        {
+            existing.insert(get_str(&row, "key")?, get_str(&row, "value")?);
+        }
+    }
+    for (key, value) in &wanted {
+        if let Some(old) = existing.get(*key).filter(|old| old != value) {
+            conflicts.push(format!(
+                "{{'key': '{key}', 'old_value': '{old}', 'new_value': '{value}'}}"
+            ));
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::invalid(format!(
+            "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{run_id}'.",
+            conflicts.join(", ")
+        )));
+    }
+    let new: Vec<(&str, &str)> = wanted
+        .into_iter()
+        .filter(|(key, _)| !existing.contains_key(*key))
+        .collect();
+    for chunk in new.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("INSERT INTO params (run_id, key, value) VALUES ");
+        for (index, (key, value)) in chunk.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(run_id.as_str())
+                .push(", ")
+                .bind(*key)
+                .push(", ")
+                .bind(*value)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("logging params"))?;
+    }
+    Ok(())
+}
+
+async fn insert_metrics(
+    conn: &mut AnyConnection,
+    run_id: &RunId,
+    metrics: &[Metric],
+) -> Result<()> {
+    for chunk in metrics.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new(
+            "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
+        );
+        for (index, metric) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(metric.value);
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(run_id.as_str())
+                .push(", ")
+                .bind(metric.key.as_str())
+                .push(", ")
+                .bind(metric.timestamp)
+                .push(", ")
+                .bind(metric.step)
+                .push(", ")
+                .bind(value)
+                .push(", ")
+                .bind(is_nan)
+                .push(", ")
+                .bind(metric.model_id.clone())
+                .push(", ")
+                .bind(metric.dataset_name.clone())
+                .push(", ")
+                .bind(metric.dataset_digest.clone())
+                .push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("logging metrics"))?;
+    }
+
+    // Only the newest point per key can move the latest value; fold the batch first so a
+    // 1000-step batch of one key is one upsert, not a thousand.
+    let mut newest: BTreeMap<&str, &Metric> = BTreeMap::new();
+    for metric in metrics {
+        match newest.get(metric.key.as_str()) {
+            Some(current) if !metric.is_newer_than(current) => {}
+            _ => {
+                newest.insert(&metric.key, metric);
+            }
+        }
+    }
+    let newest: Vec<&Metric> = newest.into_values().collect();
+    for chunk in newest.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new(
+            "INSERT INTO latest_metrics (run_id, key, value, timestamp, step, is_nan) VALUES ",
+        );
+        for (index, metric) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(metric.value);
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(run_id.as_str())
+                .push(", ")
+                .bind(metric.key.as_str())
+                .push(", ")
+                .bind(value)
+                .push(", ")
+                .bind(metric.timestamp)
+                .push(", ")
+                .bind(metric.step)
+                .push(", ")
+                .bind(is_nan)
+                .push(")");
+        }
+        sql.push(
+            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, \
+             step = excluded.step, is_nan = excluded.is_nan \
+             WHERE excluded.step > latest_metrics.step \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+                 AND (excluded.is_nan > latest_metrics.is_nan \
+                      OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))",
+        );
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("updating latest metrics"))?;
+    }
+
+    // Metrics logged against a LoggedModel also belong to the model.
+    let model_metrics: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+    for chunk in model_metrics.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new(
+            "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, value, is_nan, run_id, dataset_name, dataset_digest) VALUES ",
+        );
+        for (index, metric) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(metric.value);
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(metric.model_id.clone())
+                .push(", ")
+                .bind(metric.key.as_str())
+                .push(", ")
+                .bind(metric.timestamp)
+                .push(", ")
+                .bind(metric.step)
+                .push(", ")
+                .bind(value)
+                .push(", ")
+                .bind(is_nan)
+                .push(", ")
+                .bind(run_id.as_str())
+                .push(", ")
+                .bind(metric.dataset_name.clone())
+                .push(", ")
+                .bind(metric.dataset_digest.clone())
+                .push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("logging model metrics"))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_tag(store: &SqlStore, run_id: &RunId, key: &str) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    require_active(&mut tx, run_id).await?;
+    let deleted = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+        .bind(run_id.as_str().to_owned())
+        .bind(key.to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("deleting a run tag"))?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::not_found(format!(
+            "No tag with name: {key} in run with id {run_id}"
+        )));
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a run tag deletion"))?;
+    Ok(())
+}
+
+pub(crate) async fn metric_history(
+    store: &SqlStore,
+    run_id: &RunId,
+    key: &str,
+    cursor: HistoryCursor,
+    max_results: usize,
+) -> Result<Option<HistoryPage>> {
+    let exists = sqlx::query("SELECT 1 AS present FROM runs WHERE run_id = $1")
+        .bind(run_id.as_str().to_owned())
+        .fetch_optional(&store.read)
+        .await
+        .map_err(db_err("reading a run"))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let mut sql = Sql::new(
+        "SELECT key, value, timestamp, step, is_nan, model_id, dataset_name, dataset_digest FROM metrics WHERE run_id = ",
+    );
+    sql.bind(run_id.as_str()).push(" AND key = ").bind(key);
+    if let Some((timestamp, step, value, is_nan)) = cursor.after {
+        // Keyset continuation in (timestamp, step, value, is_nan) order, written out because
+        // row-value comparison is not available on every SQLite we may meet.
+        sql.push(" AND (timestamp > ").bind(timestamp);
+        sql.push(" OR (timestamp = ")
+            .bind(timestamp)
+            .push(" AND step > ")
+            .bind(step)
+            .push(")");
+        sql.push(" OR (timestamp = ")
+            .bind(timestamp)
+            .push(" AND step = ")
+            .bind(step);
+        sql.push(" AND value > ").bind(value).push(")");
+        sql.push(" OR (timestamp = ")
+            .bind(timestamp)
+            .push(" AND step = ")
+            .bind(step);
+        sql.push(" AND value = ")
+            .bind(value)
+            .push(" AND is_nan > ")
+            .bind(i64::from(is_nan))
+            .push("))");
+    }
+    sql.push(" ORDER BY timestamp, step, value, is_nan LIMIT ")
+        .bind(max_results as i64 + 1);
+    let rows = sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading a metric history"))?;
+    let mut metrics = Vec::with_capacity(rows.len().min(max_results));
+    let mut last = None;
+    for row in rows.iter().take(max_results) {
+        let stored = get_f64(row, "value")?;
+        let is_nan = get_i64(row, "is_nan")?;
+        let metric = Metric {
+            key: get_str(row, "key")?,
+            value: loaded_value(stored, is_nan),
+            timestamp: get_i64(row, "timestamp")?,
+            step: get_i64(row, "step")?,
+            model_id: get_opt_str(row, "model_id")?,
+            dataset_name: get_opt_str(row, "dataset_name")?,
+            dataset_digest: get_opt_str(row, "dataset_digest")?,
+        };
+        last = Some((metric.timestamp, metric.step, stored, is_nan != 0));
+        metrics.push(metric);
+    }
+    let next = (rows.len() > max_results).then_some(HistoryCursor { after: last });
+    Ok(Some(HistoryPage { metrics, next }))
+}
+
+pub(crate) async fn search(
+    store: &SqlStore,
+    experiment_ids: &[ExperimentId],
+    query: &SearchQuery,
+) -> Result<Page<Run>> {
+    let mut sql = Sql::new(&format!("SELECT {INFO_COLUMNS} FROM runs r"));
+    let order = filter::order_joins(&mut sql, Target::Runs, &query.order_by)?;
+    sql.push(" WHERE r.experiment_id IN ");
+    sql.bind_list(experiment_ids.iter().map(|id| id.get()));
+    sql.push(" AND r.lifecycle_stage IN ");
+    sql.bind_list(query.view_type.stages().iter().copied());
+    if let Some(expr) = &query.filter {
+        sql.push(" AND ");
+        filter::push_expr(&mut sql, Target::Runs, expr)?;
+    }
+    sql.push(" ORDER BY ");
+    if !order.is_empty() {
+        sql.push(&order).push(", ");
+    }
+    sql.push("r.start_time DESC, r.run_id ASC");
+    push_limit(&mut sql, query);
+    let rows = sql
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("searching runs"))?;
+    let infos = rows.iter().map(info_from_row).collect::<Result<Vec<_>>>()?;
+    let page = Page::from_overfetch(infos, query.offset, query.max_results);
+    let runs = hydrate(store, page.items).await?;
+    Ok(Page {
+        items: runs,
+        next_page_token: page.next_page_token,
+    })
+}
+
+pub(crate) async fn log_inputs(
+    store: &SqlStore,
+    run_id: &RunId,
+    datasets: Vec<DatasetInput>,
+    model_ids: Vec<String>,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    require_active(&mut tx, run_id).await?;
+    let row = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
+        .bind(run_id.as_str().to_owned())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err("reading a run"))?;
+    let experiment_id = get_i64(&row, "experiment_id")?;
+    let next_position = sqlx::query("SELECT COUNT(*) AS n FROM run_inputs WHERE run_id = $1")
+        .bind(run_id.as_str().to_owned())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err("counting run inputs"))?;
+    let mut position = get_i64(&next_position, "n")?;
+    for input in datasets {
+        let dataset = &input.dataset;
+        // Datasets are shared by the runs of an experiment and identified by (name, digest).
+        sqlx::query(
+            "INSERT INTO datasets (dataset_id, experiment_id, name, digest, source_type, source, schema, profile) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .bind(experiment_id)
+        .bind(dataset.name.clone())
+        .bind(dataset.digest.clone())
+        .bind(dataset.source_type.clone())
+        .bind(dataset.source.clone())
+        .bind(dataset.schema.clone())
+        .bind(dataset.profile.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("recording a dataset"))?;
+        let row = sqlx::query("SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
+            .bind(experiment_id)
+            .bind(dataset.name.clone())
+            .bind(dataset.digest.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err("reading a dataset"))?;
+        let dataset_id = get_str(&row, "dataset_id")?;
+        let context = input
+            .tags
+            .iter()
+            .find(|tag| tag.key == "mlflow.data.context")
+            .map(|tag| tag.value.clone());
+        let inserted = sqlx::query(
+            "INSERT INTO run_inputs (run_id, dataset_id, tags_json, context, position) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (run_id, dataset_id) DO NOTHING",
+        )
+        .bind(run_id.as_str().to_owned())
+        .bind(dataset_id)
+        .bind(encode_tags(&input.tags))
+        .bind(context)
+        .bind(position)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("recording a run input"))?;
+        position += inserted.rows_affected() as i64;
+    }
+    for model_id in model_ids {
+        sqlx::query("INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(run_id.as_str().to_owned())
+            .bind(model_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("recording a model input"))?;
+    }
+    tx.commit().await.map_err(db_err("committing run inputs"))?;
+    Ok(())
+}
+
+pub(crate) async fn log_outputs(
+    store: &SqlStore,
+    run_id: &RunId,
+    models: Vec<ModelOutput>,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    require_active(&mut tx, run_id).await?;
+    for output in models {
+        sqlx::query(
+            "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) \
+             ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+        )
+        .bind(run_id.as_str().to_owned())
+        .bind(output.model_id)
+        .bind(output.step)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("recording a model output"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing run outputs"))?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! A small builder for dynamic SQL with `$N` placeholders, which both SQLite and PostgreSQL
+//! accept through sqlx's `Any` driver (its `QueryBuilder` emits `?`, which PostgreSQL rejects).
+
+use std::fmt::Write as _;
+
+use slipway_core::Error;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe, Row};
+
+/// A bound value. Only the types the `Any` driver carries on both backends.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    I64(i64),
+    F64(f64),
+    Text(String),
+    OptText(Option<String>),
+    OptI64(Option<i64>),
+}
+
+impl From<i64> for Arg {
+    fn from(value: i64) -> Self {
+        Arg::I64(value)
+    }
+}
+impl From<f64> for Arg {
+    fn from(value: f64) -> Self {
+        Arg::F64(value)
+    }
+}
+impl From<String> for Arg {
+    fn from(value: String) -> Self {
+        Arg::Text(value)
+    }
+}
+impl From<&str> for Arg {
+    fn from(value: &str) -> Self {
+        Arg::Text(value.to_owned())
+    }
+}
+impl From<&String> for Arg {
+    fn from(value: &String) -> Self {
+        Arg::Text(value.clone())
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(value: Option<String>) -> Self {
+        Arg::OptText(value)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(value: Option<&str>) -> Self {
+        Arg::OptText(value.map(str::to_owned))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(value: Option<i64>) -> Self {
+        Arg::OptI64(value)
+    }
+}
+impl From<bool> for Arg {
+    fn from(value: bool) -> Self {
+        Arg::I64(i64::from(value))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub(crate) fn new(text: &str) -> Self {
+        Sql {
+            text: text.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends the next `$N` placeholder and remembers its value.
+    pub(crate) fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        let _ = write!(self.text, "${}", self.args.len());
+        self
+    }
+
+    /// Appends `($a, $b, ...)` for an `IN` list; an empty list becomes `(NULL)`, which matches
+    /// nothing, rather than invalid SQL.
+    pub(crate) fn bind_list<T: Into<Arg>>(
+        &mut self,
+        values: impl IntoIterator<Item = T>,
+    ) -> &mut Self {
+        self.text.push('(');
+        let mut first = true;
+        for value in values {
+            if !first {
+                self.text.push_str(", ");
+            }
+            first = false;
+            self.bind(value);
+        }
+        if first {
+            self.text.push_str("NULL");
+        }
+        self.text.push(')');
+        self
+    }
+
+    pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments> {
+        let mut query = sqlx::query(AssertSqlSafe(self.text.as_str()));
+        for arg in &self.args {
+            query = match arg {
+                Arg::I64(value) => query.bind(*value),
+                Arg::F64(value) => query.bind(*value),
+                Arg::Text(value) => query.bind(value.clone()),
+                Arg::OptText(value) => query.bind(value.clone()),
+                Arg::OptI64(value) => query.bind(*value),
+            };
+        }
+        query
+    }
+}
+
+/// Maps a driver error to a domain error; unique violations become `AlreadyExists` with the
+/// caller's message, everything else is internal and logged, never shown to clients.
+pub(crate) fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |error| Error::internal(context, error)
+}
+
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+pub(crate) fn get_str(row: &AnyRow, column: &str) -> Result<String, Error> {
+    row.try_get::<String, _>(column)
+        .map_err(|e| Error::internal(format!("decoding column {column}"), e))
+}
+
+pub(crate) fn get_opt_str(row: &AnyRow, column: &str) -> Result<Option<String>, Error> {
+    row.try_get::<Option<String>, _>(column)
+        .map_err(|e| Error::internal(format!("decoding column {column}"), e))
+}
+
+pub(crate) fn get_i64(row: &AnyRow, column: &str) -> Result<i64, Error> {
+    row.try_get::<i64, _>(column)
+        .map_err(|e| Error::internal(format!("decoding column {column}"), e))
+}
+
+pub(crate) fn get_opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>, Error> {
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(|e| Error::internal(format!("decoding column {column}"), e))
+}
+
+/// SQLite returns an integral REAL as an integer when it went through an expression, so accept
+/// both.
+pub(crate) fn get_f64(row: &AnyRow, column: &str) -> Result<f64, Error> {
+    match row.try_get::<f64, _>(column) {
+        Ok(value) => Ok(value),
+        Err(float_error) => row
+            .try_get::<i64, _>(column)
+            .map(|value| value as f64)
+            .map_err(|_| Error::internal(format!("decoding column {column}"), float_error)),
+    }
+}
+
+/// Metric values as stored: NaN is `(0, is_nan = 1)` because SQLite cannot store NaN.
+pub(crate) fn stored_value(value: f64) -> (f64, i64) {
+    if value.is_nan() { (0.0, 1) } else { (value, 0) }
+}
+
+pub(crate) fn loaded_value(value: f64, is_nan: i64) -> f64 {
+    if is_nan != 0 { f64::NAN } else { value }
+}

@@ -1,0 +1,197 @@
+//! One typed configuration, layered: built-in defaults < `slipway.toml` < `SLIPWAY_*`
+//! environment < command-line flags. Each flag's doc comment is its `--help`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "slipway-data";
+
+/// `slipway server` flags. Names follow `mlflow server` where the meaning is the same.
+#[derive(Debug, Args, Default)]
+pub struct ServerArgs {
+    /// Address to listen on. Defaults to 127.0.0.1 (this machine only); a non-loopback address
+    /// needs --insecure-no-auth until authentication is configured.
+    #[arg(long, env = "SLIPWAY_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on (0 picks a free one). Default 5000, like MLflow.
+    #[arg(long, short, env = "SLIPWAY_PORT")]
+    pub port: Option<u16>,
+    /// Metadata store: sqlite:///path/to/file.db (default: ./slipway-data/slipway.db) or
+    /// postgresql://user@host:port/database.
+    #[arg(long, env = "SLIPWAY_BACKEND_STORE_URI")]
+    pub backend_store_uri: Option<String>,
+    /// Where uploaded artifacts are stored: a folder path or file:// URI (default:
+    /// ./slipway-data/artifacts).
+    #[arg(long, env = "SLIPWAY_ARTIFACTS_DESTINATION")]
+    pub artifacts_destination: Option<String>,
+    /// Serve without authentication on a non-loopback address. Anyone who can reach the port can
+    /// read and change everything.
+    #[arg(long, env = "SLIPWAY_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Read connections to the metadata store (default 8).
+    #[arg(long, env = "SLIPWAY_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+}
+
+/// The `[server]` table of `slipway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServerConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub backend_store_uri: Option<String>,
+    pub artifacts_destination: Option<String>,
+    pub insecure_no_auth: Option<bool>,
+    pub db_max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: FileServerConfig,
+}
+
+impl FileConfig {
+    /// Reads `path` if given (it must exist), else `./slipway.toml` if present.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from("slipway.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default());
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("reading config file {}", path.display()));
+            }
+        };
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The resolved server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub backend_store_uri: String,
+    pub artifacts_destination: PathBuf,
+    pub insecure_no_auth: bool,
+    pub db_max_connections: u32,
+}
+
+impl ServerConfig {
+    pub fn resolve(args: ServerArgs, file: FileServerConfig) -> anyhow::Result<ServerConfig> {
+        let host_text = args
+            .host
+            .or(file.host)
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let host: IpAddr = match host_text.as_str() {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            other => other.parse().with_context(|| {
+                format!("--host '{other}' is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)")
+            })?,
+        };
+        let backend_store_uri = args
+            .backend_store_uri
+            .or(file.backend_store_uri)
+            .unwrap_or_else(|| format!("sqlite:///{DEFAULT_DATA_DIR}/slipway.db"));
+        let artifacts = args
+            .artifacts_destination
+            .or(file.artifacts_destination)
+            .unwrap_or_else(|| format!("{DEFAULT_DATA_DIR}/artifacts"));
+        let insecure_no_auth = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+        let config = ServerConfig {
+            host,
+            port: args.port.or(file.port).unwrap_or(5000),
+            backend_store_uri,
+            artifacts_destination: artifact_folder(&artifacts)?,
+            insecure_no_auth,
+            db_max_connections: args
+                .db_max_connections
+                .or(file.db_max_connections)
+                .unwrap_or(8)
+                .max(1),
+        };
+        if !config.host.is_loopback() && !config.insecure_no_auth {
+            bail!(
+                "refusing to listen on {} without authentication: anyone who can reach it could read and change every experiment and model. \
+                 Listen on 127.0.0.1 (the default), or pass --insecure-no-auth if the network in front of slipway is trusted",
+                config.host
+            );
+        }
+        Ok(config)
+    }
+}
+
+fn artifact_folder(raw: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = raw.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = raw.split_once("://") {
+        bail!(
+            "--artifacts-destination '{raw}': {scheme}:// storage is not supported yet; use a local folder path"
+        );
+    }
+    Ok(PathBuf::from(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_defaults_fill_the_rest() {
+        let args = ServerArgs {
+            port: Some(6000),
+            ..ServerArgs::default()
+        };
+        let file = FileServerConfig {
+            port: Some(7000),
+            backend_store_uri: Some("sqlite:///x.db".into()),
+            ..FileServerConfig::default()
+        };
+        let config = ServerConfig::resolve(args, file).unwrap();
+        assert_eq!(config.port, 6000);
+        assert_eq!(config.backend_store_uri, "sqlite:///x.db");
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+        assert_eq!(
+            config.artifacts_destination,
+            PathBuf::from("slipway-data/artifacts")
+        );
+    }
+
+    #[test]
+    fn public_addresses_need_an_explicit_opt_out() {
+        let args = ServerArgs {
+            host: Some("0.0.0.0".into()),
+            ..ServerArgs::default()
+        };
+        let error = ServerConfig::resolve(args, FileServerConfig::default()).unwrap_err();
+        assert!(error.to_string().contains("--insecure-no-auth"), "{error}");
+        let args = ServerArgs {
+            host: Some("0.0.0.0".into()),
+            insecure_no_auth: true,
+            ..ServerArgs::default()
+        };
+        assert!(ServerConfig::resolve(args, FileServerConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn unsupported_artifact_schemes_are_named() {
+        let args = ServerArgs {
+            artifacts_destination: Some("s3://bucket/x".into()),
+            ..ServerArgs::default()
+        };
+        let error = ServerConfig::resolve(args, FileServerConfig::default()).unwrap_err();
+        assert!(error.to_string().contains("s3://"), "{error}");
+    }
+}

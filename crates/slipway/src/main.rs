@@ -1,0 +1,177 @@
+//! The `slipway` binary: command line, configuration, telemetry, and the one place where
+//! concrete adapters (SQL store, object-store artifacts) are chosen and wired into the app.
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use slipway_app::{App, AppSettings};
+use slipway_artifacts::ObjectArtifactStore;
+use slipway_store::{BackendUri, SqlStore, StoreOptions};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{FileConfig, ServerArgs, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slipway",
+    version,
+    about = "MLOps from experiment to production: an MLflow-compatible tracking server and model registry"
+)]
+struct Cli {
+    /// Configuration file (default: ./slipway.toml when present).
+    #[arg(long, global = true, env = "SLIPWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: text (default) or json.
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the tracking server and model registry (MLflow's REST API).
+    Server(ServerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_telemetry(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => {
+                let file = FileConfig::load(cli.config.as_deref())?;
+                let config = ServerConfig::resolve(args, file.server)?;
+                serve(config).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level.
+fn init_telemetry(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let backend = BackendUri::parse(&config.backend_store_uri)?;
+    let store = SqlStore::open(
+        &backend,
+        StoreOptions {
+            max_connections: config.db_max_connections,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("opening the metadata store {}", backend.redacted()))?;
+    let artifacts =
+        ObjectArtifactStore::local(&config.artifacts_destination).with_context(|| {
+            format!(
+                "opening the artifact folder {}",
+                config.artifacts_destination.display()
+            )
+        })?;
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(artifacts),
+        AppSettings::default(),
+    );
+    let router = slipway_api::router(app);
+
+    let listener = tokio::net::TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", config.host, config.port))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(
+        address = %format!("http://{address}"),
+        metadata = %backend.redacted(),
+        artifacts = %config.artifacts_destination.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "slipway server listening"
+    );
+    if !config.host.is_loopback() {
+        tracing::warn!(
+            "serving without authentication on a non-loopback address (--insecure-no-auth)"
+        );
+    }
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    store.close().await;
+    tracing::info!("slipway server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "could not listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
