@@ -186,7 +186,7 @@ impl<'a> From<&'a Metric> for MetricOut<'a> {
             model_id: metric.model_id.as_deref(),
             dataset_name: metric.dataset_name.as_deref(),
             dataset_digest: metric.dataset_digest.as_deref(),
-            run_id: None,
+            run_id: metric.run_id.as_deref(),
         }
     }
 }
@@ -381,14 +381,7 @@ impl<'a> From<&'a LoggedModel> for LoggedModelOut<'a> {
             },
             data: LoggedModelDataOut {
                 params: key_values(&model.params),
-                metrics: model
-                    .metrics
-                    .iter()
-                    .map(|metric| MetricOut {
-                        run_id: None,
-                        ..MetricOut::from(metric)
-                    })
-                    .collect(),
+                metrics: model.metrics.iter().map(MetricOut::from).collect(),
             },
         }
     }

@@ -41,14 +41,12 @@ where
             .and_then(|value| value.to_str().ok())
             .map(str::to_ascii_lowercase);
         // MLflow 500s on a body without a content type; we read it as JSON, which is what every
-        // client means. A body explicitly declared as something else is refused.
+        // client means. A body explicitly declared as something else is refused, as MLflow does.
         if let Some(content_type) = &content_type
-            && !(content_type.starts_with("application/json")
-                || content_type.starts_with("text/plain")
-                || content_type.starts_with("application/x-www-form-urlencoded"))
+            && !content_type.starts_with("application/json")
         {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "unsupported content type '{content_type}': send the request message as JSON (application/json)"
+                "Content-Type must be one of ['application/json'], got '{content_type}'"
             )));
         }
         let bytes = Bytes::from_request(request, state)
@@ -95,7 +93,11 @@ fn deserialize_message<'de, T: DeserializeOwned>(
     })
 }
 
-/// Query strings become a JSON object: a key seen once is a string, a repeated key an array.
+/// Repeated fields of the GET messages MLflow defines. A query key names no type, so these are
+/// always read as lists, and everything else as a scalar; a JSON body must send lists as lists.
+const REPEATED_QUERY_FIELDS: &[&str] = &["order_by", "stages", "run_ids", "experiment_ids", "trace_ids"];
+
+/// Query strings become a JSON object: repeated fields are arrays, everything else a string.
 /// The lenient wrappers turn the strings into numbers and bools where the message wants them.
 pub fn from_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -105,7 +107,7 @@ pub fn from_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let object: serde_json::Map<String, serde_json::Value> = fields
         .into_iter()
         .map(|(key, mut values)| {
-            let value = if values.len() == 1 {
+            let value = if values.len() == 1 && !REPEATED_QUERY_FIELDS.contains(&key.as_str()) {
                 serde_json::Value::String(values.remove(0))
             } else {
                 serde_json::Value::Array(
@@ -282,7 +284,7 @@ impl<'de> Deserialize<'de> for IdString {
     }
 }
 
-/// A repeated field: an array, or a single value (a query key that appeared once).
+/// A repeated field: a JSON array (a missing field or null is empty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repeated<T>(pub Vec<T>);
 
@@ -294,17 +296,7 @@ impl<T> Default for Repeated<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Repeated<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany<T> {
-            Many(Vec<T>),
-            One(T),
-        }
-        match Option::<OneOrMany<T>>::deserialize(deserializer)? {
-            None => Ok(Repeated(Vec::new())),
-            Some(OneOrMany::Many(items)) => Ok(Repeated(items)),
-            Some(OneOrMany::One(item)) => Ok(Repeated(vec![item])),
-        }
+        Ok(Repeated(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default()))
     }
 }
 
@@ -340,6 +332,7 @@ mod tests {
         assert_eq!(example.order_by.0, vec!["a DESC", "b ASC"]);
         let single: Example = from_query("order_by=x").unwrap();
         assert_eq!(single.order_by.0, vec!["x"]);
+        assert!(from_json::<Example>(br#"{"order_by": "x"}"#).is_err());
     }
 
     #[test]

@@ -3,12 +3,26 @@
 use slipway_core::paging::Page;
 use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
 use slipway_core::search::SearchEntity;
-use slipway_core::tracking::{Tag, ViewType};
+use slipway_core::tracking::{RunId, Tag, ViewType};
 use slipway_core::validate::{self, MAX_REGISTERED_MODEL_NAME_LENGTH};
 use slipway_core::{Error, Result};
 
 use crate::tracking::build_query;
 use crate::{App, max_results, now_ms};
+
+fn invalid_source(source: &str) -> Error {
+    Error::invalid(format!(
+        "Invalid model version source: '{}'. The source must identify the resource that contains it: \
+         pass model_id with models:/<model_id> or a path inside that logged model's artifacts, or run_id \
+         with runs:/<run_id>/... or a path inside that run's artifacts; local paths are not accepted",
+        validate::truncate_for_message(source)
+    ))
+}
+
+fn is_within(source: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    source == root || source.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
+}
 
 pub const SEARCH_MODELS_DEFAULT: usize = 100;
 pub const SEARCH_MODELS_MAX: usize = 1000;
@@ -155,16 +169,7 @@ impl App {
         for tag in new.tags.iter_mut() {
             registry_tag(tag)?;
         }
-        // `register_model("models:/m-...")` sends the logged model's id as the source and
-        // `model_id`; MLflow keeps `models:/m-...` as the version's source.
-        if new.model_id.is_none()
-            && let Some(model_id) = new
-                .source
-                .strip_prefix("models:/")
-                .filter(|id| id.starts_with("m-"))
-        {
-            new.model_id = Some(model_id.to_owned());
-        }
+        self.check_version_source(&mut new).await?;
         self.store.create_model_version(new, now_ms()).await
     }
 
@@ -264,6 +269,41 @@ impl App {
         self.store
             .delete_model_version_tag(name, validate::version_number(version)?, key)
             .await
+    }
+
+    /// A version may only point at files the named resource owns: inside the logged model's
+    /// (or run's) artifacts, or `models:/<model_id>` / `runs:/<run_id>/...`. Otherwise anyone
+    /// could register a version that serves another team's files, or a server-local path.
+    async fn check_version_source(&self, new: &mut NewModelVersion) -> Result<()> {
+        let source = new.source.as_str();
+        if source.split('/').any(|segment| segment == "..") {
+            return Err(invalid_source(source));
+        }
+        if let Some(model_id) = &new.model_id {
+            let model = self.store.get_logged_model(model_id).await?;
+            if source != format!("models:/{model_id}") && !is_within(source, &model.artifact_uri) {
+                return Err(invalid_source(source));
+            }
+            if new.run_id.is_none() {
+                new.run_id = model.source_run_id.clone();
+            }
+            return Ok(());
+        }
+        if let Some(run_id) = &new.run_id {
+            let run = self.store.get_run(&RunId::parse(run_id)?).await?;
+            let runs_uri = format!("runs:/{run_id}");
+            if !is_within(source, &runs_uri) && !is_within(source, &run.info.artifact_uri) {
+                return Err(invalid_source(source));
+            }
+            return Ok(());
+        }
+        let has_scheme = source
+            .split_once(':')
+            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')));
+        if !has_scheme || source.starts_with("file:") {
+            return Err(invalid_source(source));
+        }
+        Ok(())
     }
 
     /// Where a version's files are: its source, as MLflow answers `get-download-uri`.

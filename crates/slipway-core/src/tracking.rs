@@ -220,6 +220,8 @@ pub struct Metric {
     pub model_id: Option<String>,
     pub dataset_name: Option<String>,
     pub dataset_digest: Option<String>,
+    /// The run that logged the point; set on a LoggedModel's metrics, where it is not implied.
+    pub run_id: Option<String>,
 }
 
 impl Metric {
@@ -232,6 +234,7 @@ impl Metric {
             model_id: None,
             dataset_name: None,
             dataset_digest: None,
+            run_id: None,
         }
     }
 

@@ -192,6 +192,14 @@ fn push_comparison(sql: &mut Sql, target: Target, comparison: &Comparison) -> Re
         }
         Field::Tag(key) => {
             let side = tag_table(target);
+            // On the registry, `tags.k != 'v'` also matches models without the tag: the MLflow
+            // client hides prompts with `tags.mlflow.prompt.is_prompt != 'true'` on every
+            // registry search and expects untagged models back. Runs and experiments keep
+            // MLflow's "tag present with another value" meaning.
+            if *op == Op::Ne && matches!(target, Target::RegisteredModels | Target::ModelVersions) {
+                sql.push("NOT ");
+                return push_key_value(sql, &side, "t", key, Op::Eq, value);
+            }
             push_key_value(sql, &side, "t", key, *op, value)
         }
         Field::Dataset(dataset_field) => {

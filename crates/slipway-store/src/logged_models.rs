@@ -179,6 +179,7 @@ async fn hydrate(store: &SqlStore, models: &mut [LoggedModel]) -> Result<()> {
         metric.model_id = Some(model.model_id.clone());
         metric.dataset_name = get_opt_str(&row, "dataset_name")?;
         metric.dataset_digest = get_opt_str(&row, "dataset_digest")?;
+        metric.run_id = get_opt_str(&row, "run_id")?;
         model.metrics.push(metric);
     }
     let mut sql = Sql::new(

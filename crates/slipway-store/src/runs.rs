@@ -714,6 +714,7 @@ pub(crate) async fn metric_history(
             model_id: get_opt_str(row, "model_id")?,
             dataset_name: get_opt_str(row, "dataset_name")?,
             dataset_digest: get_opt_str(row, "dataset_digest")?,
+            run_id: None,
         };
         last = Some((metric.timestamp, metric.step, stored, is_nan != 0));
         metrics.push(metric);

@@ -127,6 +127,7 @@ fn metric_from(input: MetricIn, field: &str) -> ApiResult<Metric> {
         model_id: input.model_id.filter(|id| !id.is_empty()),
         dataset_name: input.dataset_name.filter(|name| !name.is_empty()),
         dataset_digest: input.dataset_digest.filter(|digest| !digest.is_empty()),
+        run_id: None,
     })
 }
 
