@@ -95,7 +95,13 @@ fn deserialize_message<'de, T: DeserializeOwned>(
 
 /// Repeated fields of the GET messages MLflow defines. A query key names no type, so these are
 /// always read as lists, and everything else as a scalar; a JSON body must send lists as lists.
-const REPEATED_QUERY_FIELDS: &[&str] = &["order_by", "stages", "run_ids", "experiment_ids", "trace_ids"];
+const REPEATED_QUERY_FIELDS: &[&str] = &[
+    "order_by",
+    "stages",
+    "run_ids",
+    "experiment_ids",
+    "trace_ids",
+];
 
 /// Query strings become a JSON object: repeated fields are arrays, everything else a string.
 /// The lenient wrappers turn the strings into numbers and bools where the message wants them.
@@ -296,7 +302,9 @@ impl<T> Default for Repeated<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Repeated<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Repeated(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default()))
+        Ok(Repeated(
+            Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default(),
+        ))
     }
 }
 

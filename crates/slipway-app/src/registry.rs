@@ -21,7 +21,10 @@ fn invalid_source(source: &str) -> Error {
 
 fn is_within(source: &str, root: &str) -> bool {
     let root = root.trim_end_matches('/');
-    source == root || source.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
+    source == root
+        || source
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 pub const SEARCH_MODELS_DEFAULT: usize = 100;
@@ -297,9 +300,12 @@ impl App {
             }
             return Ok(());
         }
-        let has_scheme = source
-            .split_once(':')
-            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')));
+        let has_scheme = source.split_once(':').is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
         if !has_scheme || source.starts_with("file:") {
             return Err(invalid_source(source));
         }

@@ -16,8 +16,9 @@ use crate::{SqlStore, now_ms};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
-impl SqlStore {
-    pub(crate) async fn ensure_default_experiment(&self) -> Result<()> {
+/// Experiment 0, `Default`, exists in every MLflow store; clients log there without naming one.
+pub(crate) async fn ensure_default_experiment(pool: &sqlx::AnyPool) -> Result<()> {
+    {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
@@ -25,7 +26,7 @@ impl SqlStore {
         )
         .bind(now)
         .bind(now)
-        .execute(&self.write)
+        .execute(pool)
         .await
         .map_err(db_err("creating the Default experiment"))?;
         Ok(())
@@ -47,7 +48,14 @@ pub(crate) async fn create(
     tags: &[Tag],
     now: i64,
 ) -> Result<ExperimentId> {
-    let mut tx = store.begin_write().await?;
+    let name_owned = name.to_owned();
+    let tags_owned = tags.to_vec();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let tags = tags_owned.as_slice();
     let explicit = match &artifact_location {
         ArtifactLocation::Explicit(location) => location.clone(),
         ArtifactLocation::UnderRoot(_) => String::new(),
@@ -77,12 +85,12 @@ pub(crate) async fn create(
             .map_err(db_err("setting an experiment's artifact location"))?;
     }
     for tag in tags {
-        upsert_tag(&mut tx, id, tag).await?;
+        upsert_tag(&mut *tx, id, tag).await?;
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a new experiment"))?;
     Ok(id)
+            })
+        })
+        .await
 }
 
 async fn upsert_tag(conn: &mut AnyConnection, id: ExperimentId, tag: &Tag) -> Result<()> {
@@ -218,7 +226,10 @@ pub(crate) async fn set_lifecycle(
             "Cannot delete the default experiment '0'. This is an internally reserved experiment.",
         ));
     }
-    let mut tx = store.begin_write().await?;
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
     let (to, from) = if delete {
         ("deleted", "active")
     } else {
@@ -257,9 +268,10 @@ pub(crate) async fn set_lifecycle(
     .execute(&mut *tx)
     .await
     .map_err(db_err("changing the lifecycle of an experiment's runs"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing an experiment lifecycle change"))?;
+    Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -269,14 +281,19 @@ pub(crate) async fn rename(
     new_name: &str,
     now: i64,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let stage = lifecycle(&mut tx, id).await?;
-    if stage != "active" {
-        return Err(Error::invalid(format!(
-            "Cannot rename a non-active experiment. Experiment {id} is {stage}."
-        )));
-    }
-    let result = sqlx::query(
+    let new_name_owned = new_name.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let new_name = new_name_owned.as_str();
+                let stage = lifecycle(&mut *tx, id).await?;
+                if stage != "active" {
+                    return Err(Error::invalid(format!(
+                        "Cannot rename a non-active experiment. Experiment {id} is {stage}."
+                    )));
+                }
+                let result = sqlx::query(
         "UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3",
     )
     .bind(new_name.to_owned())
@@ -284,14 +301,15 @@ pub(crate) async fn rename(
     .bind(id.get())
     .execute(&mut *tx)
     .await;
-    match result {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => return Err(already_exists(new_name)),
-        Err(e) => return Err(Error::internal("renaming an experiment", e)),
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing an experiment rename"))?;
+                match result {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(already_exists(new_name)),
+                    Err(e) => return Err(Error::internal("renaming an experiment", e)),
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -306,23 +324,34 @@ async fn lifecycle(conn: &mut AnyConnection, id: ExperimentId) -> Result<String>
 }
 
 pub(crate) async fn set_tag(store: &SqlStore, id: ExperimentId, tag: &Tag) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let stage = lifecycle(&mut tx, id).await?;
+    let tag_owned = tag.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let tag = &tag_owned;
+    let stage = lifecycle(&mut *tx, id).await?;
     if stage != "active" {
         return Err(Error::invalid(format!(
             "The experiment {id} must be in the 'active' state. Current state is {stage}."
         )));
     }
-    upsert_tag(&mut tx, id, tag).await?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing an experiment tag"))?;
+    upsert_tag(&mut *tx, id, tag).await?;
+    Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn delete_tag(store: &SqlStore, id: ExperimentId, key: &str) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let stage = lifecycle(&mut tx, id).await?;
+    let key_owned = key.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let key = key_owned.as_str();
+    let stage = lifecycle(&mut *tx, id).await?;
     if stage != "active" {
         return Err(Error::invalid(format!(
             "The experiment {id} must be in the 'active' state. Current state is {stage}."
@@ -339,8 +368,9 @@ pub(crate) async fn delete_tag(store: &SqlStore, id: ExperimentId, key: &str) ->
             "No tag with name: {key} in experiment with id {id}"
         )));
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing an experiment tag deletion"))?;
+    Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }

@@ -18,6 +18,7 @@ mod registry;
 mod runs;
 mod sql;
 pub mod uri;
+mod writer;
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ use slipway_core::tracking::{
     RunUpdate, Tag,
 };
 use slipway_core::{Error, Result};
+
+use crate::experiments::ensure_default_experiment;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
@@ -71,8 +74,10 @@ pub struct SqlStore {
     backend: Backend,
     /// Readers. On PostgreSQL also the writers.
     read: AnyPool,
-    /// On SQLite a single connection, so writers queue here rather than on the file lock.
+    /// Schema setup; afterwards, on SQLite, the source of the writer's one connection.
     write: AnyPool,
+    /// Every mutation goes through here: grouped commits on SQLite, pooled on PostgreSQL.
+    writer: writer::Writer,
 }
 
 /// SQLite settings applied to every connection. WAL lets readers run beside the writer;
@@ -163,13 +168,25 @@ impl SqlStore {
             write.clone()
         };
 
-        let store = SqlStore {
+        ensure_default_experiment(&write).await?;
+        let writer = match backend {
+            Backend::Sqlite => {
+                let connection = write
+                    .acquire()
+                    .await
+                    .map_err(|e| Error::internal("opening the SQLite write connection", e))?;
+                // Detached: the writer task owns it for the store's lifetime, and closing the
+                // pool must not wait for it.
+                writer::Writer::grouped(connection.detach())
+            }
+            Backend::Postgres => writer::Writer::Pooled(write.clone()),
+        };
+        Ok(SqlStore {
             backend,
             read,
             write,
-        };
-        store.ensure_default_experiment().await?;
-        Ok(store)
+            writer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -189,13 +206,6 @@ impl SqlStore {
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
-    }
-
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        self.write
-            .begin()
-            .await
-            .map_err(sql::db_err("starting a write transaction"))
     }
 }
 

@@ -47,7 +47,13 @@ pub(crate) async fn create(
     artifact_root: &str,
     now: i64,
 ) -> Result<LoggedModel> {
-    let mut tx = store.begin_write().await?;
+    let artifact_root_owned = artifact_root.to_owned();
+    let model_id = model.model_id.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let artifact_root = artifact_root_owned.as_str();
     let row = sqlx::query(
         "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
     )
@@ -91,15 +97,16 @@ pub(crate) async fn create(
     .await
     .map_err(db_err("creating a logged model"))?;
     for tag in &model.tags {
-        upsert_kv(&mut tx, "logged_model_tags", &model.model_id, tag, true).await?;
+        upsert_kv(&mut *tx, "logged_model_tags", &model.model_id, tag, true).await?;
     }
     for param in &model.params {
-        upsert_kv(&mut tx, "logged_model_params", &model.model_id, param, true).await?;
+        upsert_kv(&mut *tx, "logged_model_params", &model.model_id, param, true).await?;
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a logged model"))?;
-    get(store, &model.model_id).await
+    Ok(())
+            })
+        })
+        .await?;
+    get(store, &model_id).await
 }
 
 async fn upsert_kv(
@@ -235,8 +242,13 @@ pub(crate) async fn finalize(
     status: LoggedModelStatus,
     now: i64,
 ) -> Result<LoggedModel> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, model_id).await?;
+    let model_id_owned = model_id.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let model_id = model_id_owned.as_str();
+    require_active(&mut *tx, model_id).await?;
     sqlx::query("UPDATE logged_models SET status = $1, last_updated_time = $2 WHERE model_id = $3")
         .bind(status.as_str())
         .bind(now)
@@ -244,24 +256,31 @@ pub(crate) async fn finalize(
         .execute(&mut *tx)
         .await
         .map_err(db_err("finalizing a logged model"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a logged model"))?;
+    Ok(())
+            })
+        })
+        .await?;
     get(store, model_id).await
 }
 
 pub(crate) async fn delete(store: &SqlStore, model_id: &str, now: i64) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, model_id).await?;
+    let model_id_owned = model_id.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let model_id = model_id_owned.as_str();
+    require_active(&mut *tx, model_id).await?;
     sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
         .bind(now)
         .bind(model_id.to_owned())
         .execute(&mut *tx)
         .await
         .map_err(db_err("deleting a logged model"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a logged model deletion"))?;
+    Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -271,52 +290,77 @@ pub(crate) async fn set_tags(
     tags: &[Tag],
     now: i64,
 ) -> Result<LoggedModel> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, model_id).await?;
-    for tag in tags {
-        upsert_kv(&mut tx, "logged_model_tags", model_id, tag, true).await?;
-    }
-    sqlx::query("UPDATE logged_models SET last_updated_time = $1 WHERE model_id = $2")
-        .bind(now)
-        .bind(model_id.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("touching a logged model"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing logged model tags"))?;
+    let model_id_owned = model_id.to_owned();
+    let tags_owned = tags.to_vec();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let model_id = model_id_owned.as_str();
+                let tags = tags_owned.as_slice();
+                require_active(&mut *tx, model_id).await?;
+                for tag in tags {
+                    upsert_kv(&mut *tx, "logged_model_tags", model_id, tag, true).await?;
+                }
+                sqlx::query("UPDATE logged_models SET last_updated_time = $1 WHERE model_id = $2")
+                    .bind(now)
+                    .bind(model_id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("touching a logged model"))?;
+                Ok(())
+            })
+        })
+        .await?;
     get(store, model_id).await
 }
 
 pub(crate) async fn delete_tag(store: &SqlStore, model_id: &str, key: &str) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, model_id).await?;
-    let deleted = sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
-        .bind(model_id.to_owned())
-        .bind(key.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a logged model tag"))?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::not_found(format!(
-            "No tag with key '{key}' found for logged model with ID '{model_id}'."
-        )));
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a logged model tag deletion"))?;
+    let model_id_owned = model_id.to_owned();
+    let key_owned = key.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let model_id = model_id_owned.as_str();
+                let key = key_owned.as_str();
+                require_active(&mut *tx, model_id).await?;
+                let deleted =
+                    sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
+                        .bind(model_id.to_owned())
+                        .bind(key.to_owned())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("deleting a logged model tag"))?;
+                if deleted.rows_affected() == 0 {
+                    return Err(Error::not_found(format!(
+                        "No tag with key '{key}' found for logged model with ID '{model_id}'."
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn log_params(store: &SqlStore, model_id: &str, params: &[Tag]) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, model_id).await?;
-    for param in params {
-        upsert_kv(&mut tx, "logged_model_params", model_id, param, true).await?;
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing logged model params"))?;
+    let model_id_owned = model_id.to_owned();
+    let params_owned = params.to_vec();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let model_id = model_id_owned.as_str();
+                let params = params_owned.as_slice();
+                require_active(&mut *tx, model_id).await?;
+                for param in params {
+                    upsert_kv(&mut *tx, "logged_model_params", model_id, param, true).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 

@@ -120,7 +120,16 @@ pub(crate) async fn create_model(
     tags: &[Tag],
     now: i64,
 ) -> Result<RegisteredModel> {
-    let mut tx = store.begin_write().await?;
+    let name_owned = name.to_owned();
+    let description_owned = description.map(str::to_owned);
+    let tags_owned = tags.to_vec();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let description = description_owned.as_deref();
+                let tags = tags_owned.as_slice();
     let inserted = sqlx::query(
         "INSERT INTO registered_models (name, creation_time, last_updated_time, description, user_id, next_version) \
          VALUES ($1, $2, $3, $4, NULL, 1) RETURNING id",
@@ -137,11 +146,12 @@ pub(crate) async fn create_model(
         Err(e) => return Err(Error::internal("creating a registered model", e)),
     };
     for tag in tags {
-        upsert_model_tag(&mut tx, id, tag).await?;
+        upsert_model_tag(&mut *tx, id, tag).await?;
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a registered model"))?;
+    Ok(())
+            })
+        })
+        .await?;
     get_model(store, name).await
 }
 
@@ -314,23 +324,32 @@ pub(crate) async fn rename_model(
     new_name: &str,
     now: i64,
 ) -> Result<RegisteredModel> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, name).await?;
-    let result =
-        sqlx::query("UPDATE registered_models SET name = $1, last_updated_time = $2 WHERE id = $3")
-            .bind(new_name.to_owned())
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await;
-    match result {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
-        Err(e) => return Err(Error::internal("renaming a registered model", e)),
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a registered model rename"))?;
+    let name_owned = name.to_owned();
+    let new_name_owned = new_name.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let new_name = new_name_owned.as_str();
+                let id = model_id(&mut *tx, name).await?;
+                let result = sqlx::query(
+                    "UPDATE registered_models SET name = $1, last_updated_time = $2 WHERE id = $3",
+                )
+                .bind(new_name.to_owned())
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await;
+                match result {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
+                    Err(e) => return Err(Error::internal("renaming a registered model", e)),
+                }
+                Ok(())
+            })
+        })
+        .await?;
     get_model(store, new_name).await
 }
 
@@ -340,48 +359,62 @@ pub(crate) async fn update_model(
     description: Option<&str>,
     now: i64,
 ) -> Result<RegisteredModel> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, name).await?;
-    if let Some(description) = description {
-        sqlx::query("UPDATE registered_models SET description = $1 WHERE id = $2")
-            .bind(description.to_owned())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("updating a registered model"))?;
-    }
-    touch_model(&mut tx, id, now).await?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a registered model update"))?;
+    let name_owned = name.to_owned();
+    let description_owned = description.map(str::to_owned);
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let description = description_owned.as_deref();
+                let id = model_id(&mut *tx, name).await?;
+                if let Some(description) = description {
+                    sqlx::query("UPDATE registered_models SET description = $1 WHERE id = $2")
+                        .bind(description.to_owned())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("updating a registered model"))?;
+                }
+                touch_model(&mut *tx, id, now).await?;
+                Ok(())
+            })
+        })
+        .await?;
     get_model(store, name).await
 }
 
 pub(crate) async fn delete_model(store: &SqlStore, name: &str) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, name).await?;
-    for table in [
-        "model_version_tags",
-        "model_versions",
-        "registered_model_aliases",
-        "registered_model_tags",
-    ] {
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE model_id = $1"
-        )))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a registered model"))?;
-    }
-    sqlx::query("DELETE FROM registered_models WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a registered model"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a registered model deletion"))?;
+    let name_owned = name.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let id = model_id(&mut *tx, name).await?;
+                for table in [
+                    "model_version_tags",
+                    "model_versions",
+                    "registered_model_aliases",
+                    "registered_model_tags",
+                ] {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE model_id = $1"
+                    )))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a registered model"))?;
+                }
+                sqlx::query("DELETE FROM registered_models WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a registered model"))?;
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -434,32 +467,50 @@ pub(crate) async fn latest_versions(
 }
 
 pub(crate) async fn set_model_tag(store: &SqlStore, name: &str, tag: &Tag) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, name).await?;
-    upsert_model_tag(&mut tx, id, tag).await?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a registered model tag"))?;
+    let name_owned = name.to_owned();
+    let tag_owned = tag.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let tag = &tag_owned;
+                let id = model_id(&mut *tx, name).await?;
+                upsert_model_tag(&mut *tx, id, tag).await?;
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn delete_model_tag(store: &SqlStore, name: &str, key: &str) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, name).await?;
-    let deleted = sqlx::query("DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2")
-        .bind(id)
-        .bind(key.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a registered model tag"))?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::not_found(format!(
-            "No tag with key '{key}' found for registered model '{name}'"
-        )));
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a registered model tag deletion"))?;
+    let name_owned = name.to_owned();
+    let key_owned = key.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let key = key_owned.as_str();
+                let id = model_id(&mut *tx, name).await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2",
+                )
+                .bind(id)
+                .bind(key.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("deleting a registered model tag"))?;
+                if deleted.rows_affected() == 0 {
+                    return Err(Error::not_found(format!(
+                        "No tag with key '{key}' found for registered model '{name}'"
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -469,9 +520,16 @@ pub(crate) async fn set_alias(
     alias: &str,
     version: i64,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = require_version(&mut tx, name, version).await?;
-    sqlx::query(
+    let name_owned = name.to_owned();
+    let alias_owned = alias.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let alias = alias_owned.as_str();
+                let id = require_version(&mut *tx, name, version).await?;
+                sqlx::query(
         "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
          ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
     )
@@ -481,22 +539,35 @@ pub(crate) async fn set_alias(
     .execute(&mut *tx)
     .await
     .map_err(db_err("setting an alias"))?;
-    tx.commit().await.map_err(db_err("committing an alias"))?;
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn delete_alias(store: &SqlStore, name: &str, alias: &str) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, name).await?;
-    sqlx::query("DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2")
-        .bind(id)
-        .bind(alias.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting an alias"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing an alias deletion"))?;
+    let name_owned = name.to_owned();
+    let alias_owned = alias.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let alias = alias_owned.as_str();
+                let id = model_id(&mut *tx, name).await?;
+                sqlx::query(
+                    "DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2",
+                )
+                .bind(id)
+                .bind(alias.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("deleting an alias"))?;
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -536,8 +607,12 @@ pub(crate) async fn create_version(
     new: NewModelVersion,
     now: i64,
 ) -> Result<ModelVersion> {
-    let mut tx = store.begin_write().await?;
-    let id = model_id(&mut tx, &new.name).await?;
+    let name = new.name.clone();
+    let version = store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+    let id = model_id(&mut *tx, &new.name).await?;
     // The counter update takes the row lock (PostgreSQL) or the write lock (SQLite), so two
     // concurrent registrations never get the same number.
     let row = sqlx::query(
@@ -569,12 +644,13 @@ pub(crate) async fn create_version(
     .await
     .map_err(db_err("creating a model version"))?;
     for tag in &new.tags {
-        upsert_version_tag(&mut tx, id, version, tag).await?;
+        upsert_version_tag(&mut *tx, id, version, tag).await?;
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a model version"))?;
-    get_version(store, &new.name, version).await
+    Ok(version)
+            })
+        })
+        .await?;
+    get_version(store, &name, version).await
 }
 
 async fn upsert_version_tag(
@@ -628,8 +704,15 @@ pub(crate) async fn update_version(
     description: Option<&str>,
     now: i64,
 ) -> Result<ModelVersion> {
-    let mut tx = store.begin_write().await?;
-    let id = require_version(&mut tx, name, version).await?;
+    let name_owned = name.to_owned();
+    let description_owned = description.map(str::to_owned);
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let description = description_owned.as_deref();
+    let id = require_version(&mut *tx, name, version).await?;
     if let Some(description) = description {
         sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
             .bind(description.to_owned())
@@ -640,9 +723,10 @@ pub(crate) async fn update_version(
             .await
             .map_err(db_err("updating a model version"))?;
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a model version update"))?;
+    Ok(())
+            })
+        })
+        .await?;
     get_version(store, name, version).await
 }
 
@@ -654,8 +738,13 @@ pub(crate) async fn transition_stage(
     archive_existing_versions: bool,
     now: i64,
 ) -> Result<ModelVersion> {
-    let mut tx = store.begin_write().await?;
-    let id = require_version(&mut tx, name, version).await?;
+    let name_owned = name.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+    let id = require_version(&mut *tx, name, version).await?;
     if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
         sqlx::query(
             "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
@@ -677,33 +766,40 @@ pub(crate) async fn transition_stage(
         .execute(&mut *tx)
         .await
         .map_err(db_err("transitioning a model version"))?;
-    touch_model(&mut tx, id, now).await?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a stage transition"))?;
+    touch_model(&mut *tx, id, now).await?;
+    Ok(())
+            })
+        })
+        .await?;
     get_version(store, name, version).await
 }
 
 pub(crate) async fn delete_version(store: &SqlStore, name: &str, version: i64) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = require_version(&mut tx, name, version).await?;
-    for table in [
-        "model_version_tags",
-        "registered_model_aliases",
-        "model_versions",
-    ] {
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE model_id = $1 AND version = $2"
-        )))
-        .bind(id)
-        .bind(version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a model version"))?;
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a model version deletion"))?;
+    let name_owned = name.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let id = require_version(&mut *tx, name, version).await?;
+                for table in [
+                    "model_version_tags",
+                    "registered_model_aliases",
+                    "model_versions",
+                ] {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE model_id = $1 AND version = $2"
+                    )))
+                    .bind(id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a model version"))?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -749,12 +845,20 @@ pub(crate) async fn set_version_tag(
     version: i64,
     tag: &Tag,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = require_version(&mut tx, name, version).await?;
-    upsert_version_tag(&mut tx, id, version, tag).await?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a model version tag"))?;
+    let name_owned = name.to_owned();
+    let tag_owned = tag.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let tag = &tag_owned;
+                let id = require_version(&mut *tx, name, version).await?;
+                upsert_version_tag(&mut *tx, id, version, tag).await?;
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -764,8 +868,15 @@ pub(crate) async fn delete_version_tag(
     version: i64,
     key: &str,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    let id = require_version(&mut tx, name, version).await?;
+    let name_owned = name.to_owned();
+    let key_owned = key.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let name = name_owned.as_str();
+                let key = key_owned.as_str();
+    let id = require_version(&mut *tx, name, version).await?;
     let deleted = sqlx::query(
         "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
     )
@@ -780,8 +891,9 @@ pub(crate) async fn delete_version_tag(
             "No tag with key '{key}' found for model version (name={name}, version={version})"
         )));
     }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a model version tag deletion"))?;
+    Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }

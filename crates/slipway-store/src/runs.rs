@@ -49,7 +49,10 @@ fn info_from_row(row: &AnyRow) -> Result<RunInfo> {
 }
 
 pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
-    let mut tx = store.begin_write().await?;
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
     let row = sqlx::query(
         "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
     )
@@ -87,8 +90,7 @@ pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
     let mut tags = run.tags.clone();
     tags.retain(|tag| tag.key != RUN_NAME_TAG);
     tags.push(Tag::new(RUN_NAME_TAG, run.run_name.clone()));
-    upsert_tags(&mut tx, run.run_id.as_str(), &tags).await?;
-    tx.commit().await.map_err(db_err("committing a new run"))?;
+    upsert_tags(&mut *tx, run.run_id.as_str(), &tags).await?;
     Ok(Run {
         info: RunInfo {
             run_id: run.run_id,
@@ -109,6 +111,9 @@ pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
         inputs: RunInputs::default(),
         outputs: Vec::new(),
     })
+            })
+        })
+        .await
 }
 
 async fn upsert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[Tag]) -> Result<()> {
@@ -344,43 +349,48 @@ async fn require_active(conn: &mut AnyConnection, run_id: &RunId) -> Result<()> 
 }
 
 pub(crate) async fn update(store: &SqlStore, run_id: &RunId, update: RunUpdate) -> Result<RunInfo> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, run_id).await?;
-    let mut sql = Sql::new("UPDATE runs SET run_id = run_id");
-    if let Some(status) = update.status {
-        sql.push(", status = ").bind(status.as_str());
-    }
-    if let Some(end_time) = update.end_time {
-        sql.push(", end_time = ").bind(end_time);
-    }
-    if let Some(name) = &update.run_name {
-        sql.push(", name = ").bind(name.as_str());
-    }
-    sql.push(" WHERE run_id = ").bind(run_id.as_str());
-    sql.query()
-        .execute(&mut *tx)
+    let run_id_owned = run_id.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let run_id = &run_id_owned;
+                require_active(&mut *tx, run_id).await?;
+                let mut sql = Sql::new("UPDATE runs SET run_id = run_id");
+                if let Some(status) = update.status {
+                    sql.push(", status = ").bind(status.as_str());
+                }
+                if let Some(end_time) = update.end_time {
+                    sql.push(", end_time = ").bind(end_time);
+                }
+                if let Some(name) = &update.run_name {
+                    sql.push(", name = ").bind(name.as_str());
+                }
+                sql.push(" WHERE run_id = ").bind(run_id.as_str());
+                sql.query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("updating a run"))?;
+                if let Some(name) = &update.run_name {
+                    upsert_tags(
+                        &mut *tx,
+                        run_id.as_str(),
+                        &[Tag::new(RUN_NAME_TAG, name.clone())],
+                    )
+                    .await?;
+                }
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {INFO_COLUMNS} FROM runs r WHERE r.run_id = $1"
+                )))
+                .bind(run_id.as_str().to_owned())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err("reading an updated run"))?;
+                let info = info_from_row(&row)?;
+                Ok(info)
+            })
+        })
         .await
-        .map_err(db_err("updating a run"))?;
-    if let Some(name) = &update.run_name {
-        upsert_tags(
-            &mut tx,
-            run_id.as_str(),
-            &[Tag::new(RUN_NAME_TAG, name.clone())],
-        )
-        .await?;
-    }
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {INFO_COLUMNS} FROM runs r WHERE r.run_id = $1"
-    )))
-    .bind(run_id.as_str().to_owned())
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_err("reading an updated run"))?;
-    let info = info_from_row(&row)?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a run update"))?;
-    Ok(info)
 }
 
 /// `deleted_at = Some(t)` deletes (softly), `None` restores.
@@ -389,40 +399,54 @@ pub(crate) async fn set_lifecycle(
     run_id: &RunId,
     deleted_at: Option<i64>,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    lifecycle(&mut tx, run_id).await?;
-    sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3")
-        .bind(if deleted_at.is_some() {
-            "deleted"
-        } else {
-            "active"
+    let run_id_owned = run_id.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let run_id = &run_id_owned;
+                lifecycle(&mut *tx, run_id).await?;
+                sqlx::query(
+                    "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3",
+                )
+                .bind(if deleted_at.is_some() {
+                    "deleted"
+                } else {
+                    "active"
+                })
+                .bind(deleted_at)
+                .bind(run_id.as_str().to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("changing a run's lifecycle"))?;
+                Ok(())
+            })
         })
-        .bind(deleted_at)
-        .bind(run_id.as_str().to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("changing a run's lifecycle"))?;
-    tx.commit()
-        .await
-        .map_err(db_err("committing a run lifecycle change"))?;
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn log_batch(store: &SqlStore, run_id: &RunId, batch: Batch) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, run_id).await?;
-    if !batch.params.is_empty() {
-        insert_params(&mut tx, run_id, &batch.params).await?;
-    }
-    if !batch.tags.is_empty() {
-        upsert_tags(&mut tx, run_id.as_str(), &batch.tags).await?;
-    }
-    if !batch.metrics.is_empty() {
-        insert_metrics(&mut tx, run_id, &batch.metrics).await?;
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a log-batch"))?;
+    let run_id_owned = run_id.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let run_id = &run_id_owned;
+                require_active(&mut *tx, run_id).await?;
+                if !batch.params.is_empty() {
+                    insert_params(&mut *tx, run_id, &batch.params).await?;
+                }
+                if !batch.tags.is_empty() {
+                    upsert_tags(&mut *tx, run_id.as_str(), &batch.tags).await?;
+                }
+                if !batch.metrics.is_empty() {
+                    insert_metrics(&mut *tx, run_id, &batch.metrics).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -632,22 +656,30 @@ async fn insert_metrics(
 }
 
 pub(crate) async fn delete_tag(store: &SqlStore, run_id: &RunId, key: &str) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, run_id).await?;
-    let deleted = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
-        .bind(run_id.as_str().to_owned())
-        .bind(key.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a run tag"))?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::not_found(format!(
-            "No tag with name: {key} in run with id {run_id}"
-        )));
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing a run tag deletion"))?;
+    let run_id_owned = run_id.clone();
+    let key_owned = key.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let run_id = &run_id_owned;
+                let key = key_owned.as_str();
+                require_active(&mut *tx, run_id).await?;
+                let deleted = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+                    .bind(run_id.as_str().to_owned())
+                    .bind(key.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a run tag"))?;
+                if deleted.rows_affected() == 0 {
+                    return Err(Error::not_found(format!(
+                        "No tag with name: {key} in run with id {run_id}"
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -764,8 +796,13 @@ pub(crate) async fn log_inputs(
     datasets: Vec<DatasetInput>,
     model_ids: Vec<String>,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, run_id).await?;
+    let run_id_owned = run_id.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let run_id = &run_id_owned;
+    require_active(&mut *tx, run_id).await?;
     let row = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
         .bind(run_id.as_str().to_owned())
         .fetch_one(&mut *tx)
@@ -831,7 +868,10 @@ pub(crate) async fn log_inputs(
             .await
             .map_err(db_err("recording a model input"))?;
     }
-    tx.commit().await.map_err(db_err("committing run inputs"))?;
+    Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }
 
@@ -840,10 +880,15 @@ pub(crate) async fn log_outputs(
     run_id: &RunId,
     models: Vec<ModelOutput>,
 ) -> Result<()> {
-    let mut tx = store.begin_write().await?;
-    require_active(&mut tx, run_id).await?;
-    for output in models {
-        sqlx::query(
+    let run_id_owned = run_id.clone();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let run_id = &run_id_owned;
+                require_active(&mut *tx, run_id).await?;
+                for output in models {
+                    sqlx::query(
             "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) \
              ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
         )
@@ -853,9 +898,10 @@ pub(crate) async fn log_outputs(
         .execute(&mut *tx)
         .await
         .map_err(db_err("recording a model output"))?;
-    }
-    tx.commit()
-        .await
-        .map_err(db_err("committing run outputs"))?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
     Ok(())
 }

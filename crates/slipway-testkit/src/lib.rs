@@ -48,7 +48,8 @@ impl PgDatabase {
     /// where a missing PostgreSQL must fail the run rather than skip half the suite.
     pub async fn create() -> Option<PgDatabase> {
         let admin_url = pg_admin_url();
-        let connected = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url)).await;
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url)).await;
         let mut admin = match connected {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return skip_or_panic(&admin_url, &error.to_string()),
@@ -60,9 +61,19 @@ impl PgDatabase {
             .await
             .expect("creating a test database");
         let _ = admin.close().await;
-        let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
-        let uri = format!("{}/{name}", base.replacen("postgres://", "postgresql://", 1));
-        Some(PgDatabase { name, uri, admin_url })
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        let uri = format!(
+            "{}/{name}",
+            base.replacen("postgres://", "postgresql://", 1)
+        );
+        Some(PgDatabase {
+            name,
+            uri,
+            admin_url,
+        })
     }
 }
 
@@ -70,7 +81,9 @@ fn skip_or_panic(url: &str, why: &str) -> Option<PgDatabase> {
     if in_ci() {
         panic!("PostgreSQL at {url} is required in CI (CI=true) but unreachable: {why}");
     }
-    eprintln!("SKIPPED (PostgreSQL part): PostgreSQL at {url} is unreachable ({why}); set SLIPWAY_TEST_PG_URL or start PostgreSQL to run it");
+    eprintln!(
+        "SKIPPED (PostgreSQL part): PostgreSQL at {url} is unreachable ({why}); set SLIPWAY_TEST_PG_URL or start PostgreSQL to run it"
+    );
     None
 }
 
@@ -81,12 +94,16 @@ impl Drop for PgDatabase {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
                     if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
                         let _ = admin
-                            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
                             .await;
                         let _ = admin.close().await;
                     }
