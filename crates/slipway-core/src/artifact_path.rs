@@ -4,6 +4,9 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
+const MAX_SEGMENT_BYTES: usize = 200;
+const MAX_PATH_BYTES: usize = 2048;
+
 /// `/`-separated, relative, with no empty, `.` or `..` segments and no NUL or backslash.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ArtifactPath(String);
@@ -28,6 +31,19 @@ impl ArtifactPath {
             .any(|segment| segment.is_empty() || segment == "." || segment == "..")
         {
             return Err(bad("it must not contain '..', '.' or empty segments"));
+        }
+        // File systems refuse names over 255 bytes and paths over 4 KiB; the store also needs
+        // room for a staging suffix. Refusing here makes that a 400, not a storage failure.
+        if trimmed
+            .split('/')
+            .any(|segment| segment.len() > MAX_SEGMENT_BYTES)
+        {
+            return Err(bad(&format!(
+                "each path segment may be at most {MAX_SEGMENT_BYTES} bytes"
+            )));
+        }
+        if trimmed.len() > MAX_PATH_BYTES {
+            return Err(bad(&format!("it may be at most {MAX_PATH_BYTES} bytes")));
         }
         Ok(ArtifactPath(trimmed.to_owned()))
     }
@@ -80,5 +96,8 @@ mod tests {
         assert!(!ArtifactPath::parse("1/abcd").unwrap().starts_with(&root));
         assert!(root.join("../x").is_err());
         assert_eq!(root.join("m/x.txt").unwrap().file_name(), "x.txt");
+        assert!(ArtifactPath::parse(&"x".repeat(200)).is_ok());
+        assert!(ArtifactPath::parse(&"x".repeat(201)).is_err());
+        assert!(ArtifactPath::parse(&vec!["d".repeat(100); 25].join("/")).is_err());
     }
 }

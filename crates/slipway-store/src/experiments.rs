@@ -124,7 +124,7 @@ async fn attach_tags(store: &SqlStore, experiments: &mut [Experiment]) -> Result
         return Ok(());
     }
     let mut sql =
-        Sql::new("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
+        store.sql("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
     sql.bind_list(experiments.iter().map(|e| e.experiment_id.get()));
     sql.push(" ORDER BY key");
     let rows = sql
@@ -178,8 +178,8 @@ pub(crate) async fn get_by_name(store: &SqlStore, name: &str) -> Result<Experime
 }
 
 pub(crate) async fn search(store: &SqlStore, query: &SearchQuery) -> Result<Page<Experiment>> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM experiments e"));
-    let order = filter::order_joins(&mut sql, Target::Experiments, &query.order_by)?;
+    let mut sql = store.sql(&format!("SELECT {COLUMNS} FROM experiments e"));
+    let order = filter::order_joins(&mut sql, Target::Experiments, &query.order_by, &[])?;
     sql.push(" WHERE e.lifecycle_stage IN ");
     sql.bind_list(query.view_type.stages().iter().copied());
     if let Some(expr) = &query.filter {

@@ -348,10 +348,40 @@ fn parse_integer_id(raw: &str) -> Result<i64> {
         .map_err(|_| Error::invalid(format!("'{raw}' is not a valid experiment ID")))
 }
 
-/// Adds the `LEFT JOIN`s that ordering by metrics, params or tags needs and returns the
-/// `ORDER BY` items (without the entity's default tie-breakers). Rows lacking the sort key come
-/// last in both directions, as in MLflow.
-pub(crate) fn order_joins(sql: &mut Sql, target: Target, order_by: &[OrderBy]) -> Result<String> {
+/// Metric keys the filter can only match when the run has that metric with a non-NaN value: the
+/// metric comparisons among the filter's top-level `AND` terms.
+pub(crate) fn required_metrics(filter: Option<&Expr>) -> Vec<String> {
+    let terms: &[Expr] = match filter {
+        Some(Expr::And(parts)) => parts,
+        Some(expr @ Expr::Compare(_)) => std::slice::from_ref(expr),
+        _ => &[],
+    };
+    terms
+        .iter()
+        .filter_map(|term| match term {
+            Expr::Compare(Comparison {
+                field: Field::Metric(key),
+                ..
+            }) => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Adds the joins that ordering by metrics, params or tags needs and returns the `ORDER BY`
+/// items (without the entity's default tie-breakers). As in MLflow, rows lacking the sort key
+/// come last in both directions, and NaN metrics just before them.
+///
+/// When the filter already requires a non-NaN value of the leading sort metric
+/// (`required_metrics`), the join is an inner one and the ordering is the bare value, so the
+/// database can walk the `(key, value)` index in order and stop at the page's end instead of
+/// sorting every matching run.
+pub(crate) fn order_joins(
+    sql: &mut Sql,
+    target: Target,
+    order_by: &[OrderBy],
+    required_metrics: &[String],
+) -> Result<String> {
     let mut items = Vec::new();
     for (index, order) in order_by.iter().enumerate() {
         let direction = if order.ascending { "ASC" } else { "DESC" };
@@ -371,7 +401,9 @@ pub(crate) fn order_joins(sql: &mut Sql, target: Target, order_by: &[OrderBy]) -
         let (Field::Metric(key) | Field::Param(key) | Field::Tag(key)) = &order.field else {
             continue;
         };
-        sql.push(" LEFT JOIN ")
+        let is_metric = matches!(order.field, Field::Metric(_));
+        let inner = index == 0 && is_metric && required_metrics.contains(key);
+        sql.push(if inner { " JOIN " } else { " LEFT JOIN " })
             .push(side.table)
             .push(" ")
             .push(&alias)
@@ -381,10 +413,16 @@ pub(crate) fn order_joins(sql: &mut Sql, target: Target, order_by: &[OrderBy]) -
             .push(&alias)
             .push(".key = ")
             .bind(key.as_str());
-        items.push(format!("CASE WHEN {alias}.key IS NULL THEN 1 ELSE 0 END"));
-        if matches!(order.field, Field::Metric(_)) {
-            // NaN sorts above every number, as MLflow's `is_nan` ordering does.
-            items.push(format!("{alias}.is_nan {direction}"));
+        if inner {
+            items.push(format!("{alias}.value {direction}"));
+            continue;
+        }
+        if is_metric {
+            items.push(format!(
+                "CASE WHEN {alias}.key IS NULL THEN 2 WHEN {alias}.is_nan = 1 THEN 1 ELSE 0 END"
+            ));
+        } else {
+            items.push(format!("CASE WHEN {alias}.key IS NULL THEN 1 ELSE 0 END"));
         }
         items.push(format!("{alias}.value {direction}"));
     }

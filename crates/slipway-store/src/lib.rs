@@ -193,6 +193,11 @@ impl SqlStore {
         self.backend
     }
 
+    /// A query builder with this backend's placeholder style.
+    pub(crate) fn sql(&self, text: &str) -> sql::Sql {
+        sql::Sql::new(self.backend, text)
+    }
+
     /// The newest migration this binary knows, for `/version` and diagnostics.
     pub fn schema_version() -> i64 {
         SQLITE_MIGRATIONS

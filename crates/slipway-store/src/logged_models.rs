@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use crate::SqlStore;
 use crate::experiments::{not_found as experiment_not_found, push_limit};
 use crate::filter::{self, Target};
-use crate::sql::{Sql, db_err, get_f64, get_i64, get_opt_str, get_str, loaded_value};
+use crate::sql::{db_err, get_f64, get_i64, get_opt_str, get_str, loaded_value};
 
 const COLUMNS: &str = "lm.model_id, lm.experiment_id, lm.name, lm.artifact_uri, lm.status, lm.model_type, \
      lm.source_run_id, lm.status_message, lm.creation_time, lm.last_updated_time";
@@ -144,7 +144,7 @@ async fn hydrate(store: &SqlStore, models: &mut [LoggedModel]) -> Result<()> {
         .collect();
     let ids: Vec<String> = models.iter().map(|m| m.model_id.clone()).collect();
     for (table, is_tag) in [("logged_model_tags", true), ("logged_model_params", false)] {
-        let mut sql = Sql::new(&format!(
+        let mut sql = store.sql(&format!(
             "SELECT model_id, key, value FROM {table} WHERE model_id IN "
         ));
         sql.bind_list(ids.iter().map(String::as_str))
@@ -164,7 +164,7 @@ async fn hydrate(store: &SqlStore, models: &mut [LoggedModel]) -> Result<()> {
             }
         }
     }
-    let mut sql = Sql::new(
+    let mut sql = store.sql(
         "SELECT model_id, key, value, timestamp, step, is_nan, run_id, dataset_name, dataset_digest \
          FROM logged_model_metrics WHERE model_id IN ",
     );
@@ -189,7 +189,7 @@ async fn hydrate(store: &SqlStore, models: &mut [LoggedModel]) -> Result<()> {
         metric.run_id = get_opt_str(&row, "run_id")?;
         model.metrics.push(metric);
     }
-    let mut sql = Sql::new(
+    let mut sql = store.sql(
         "SELECT mv.logged_model_id, rm.name, mv.version FROM model_versions mv \
          JOIN registered_models rm ON rm.id = mv.model_id WHERE mv.logged_model_id IN ",
     );
@@ -369,7 +369,7 @@ pub(crate) async fn search(
     experiment_ids: &[ExperimentId],
     query: &SearchQuery,
 ) -> Result<Page<LoggedModel>> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM logged_models lm"));
+    let mut sql = store.sql(&format!("SELECT {COLUMNS} FROM logged_models lm"));
     // Metric ordering on logged models reads a history table, so it goes through a correlated
     // sub-query (the newest point per key) instead of a join that would repeat rows.
     let mut order_items = Vec::new();
@@ -382,7 +382,7 @@ pub(crate) async fn search(
             plain_order.push(order.clone());
         }
     }
-    let order = filter::order_joins(&mut sql, Target::LoggedModels, &plain_order)?;
+    let order = filter::order_joins(&mut sql, Target::LoggedModels, &plain_order, &[])?;
     sql.push(" WHERE lm.lifecycle_stage = 'active'");
     if !experiment_ids.is_empty() {
         sql.push(" AND lm.experiment_id IN ");
@@ -393,8 +393,18 @@ pub(crate) async fn search(
         filter::push_expr(&mut sql, Target::LoggedModels, expr)?;
     }
     sql.push(" ORDER BY ");
+    // The newest point of the key: NULL when the model lacks the metric, and NaN mapped to NULL
+    // too, so both sort last in either direction on both backends (their NULL orders differ).
+    const NEWEST: &str = "(SELECT CASE WHEN lmm.is_nan = 1 THEN NULL ELSE lmm.value END \
+         FROM logged_model_metrics lmm WHERE lmm.model_id = lm.model_id AND lmm.key = ";
     for (key, direction) in &order_items {
-        sql.push("(SELECT lmm.value FROM logged_model_metrics lmm WHERE lmm.model_id = lm.model_id AND lmm.key = ")
+        sql.push("CASE WHEN ")
+            .push(NEWEST)
+            .bind(key.as_str())
+            .push(
+                " ORDER BY lmm.step DESC, lmm.timestamp DESC LIMIT 1) IS NULL THEN 1 ELSE 0 END, ",
+            )
+            .push(NEWEST)
             .bind(key.as_str())
             .push(" ORDER BY lmm.step DESC, lmm.timestamp DESC LIMIT 1) ")
             .push(direction)

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use crate::SqlStore;
 use crate::experiments::push_limit;
 use crate::filter::{self, Target};
-use crate::sql::{Sql, db_err, get_i64, get_opt_str, get_str, is_unique_violation};
+use crate::sql::{db_err, get_i64, get_opt_str, get_str, is_unique_violation};
 
 const MODEL_COLUMNS: &str =
     "rm.id, rm.name, rm.creation_time, rm.last_updated_time, rm.description, rm.user_id";
@@ -183,7 +183,7 @@ async fn hydrate_models(store: &SqlStore, rows: Vec<ModelRow>) -> Result<Vec<Reg
     let mut models: Vec<RegisteredModel> = rows.into_iter().map(|row| row.model).collect();
 
     let mut sql =
-        Sql::new("SELECT model_id, key, value FROM registered_model_tags WHERE model_id IN ");
+        store.sql("SELECT model_id, key, value FROM registered_model_tags WHERE model_id IN ");
     sql.bind_list(ids.iter().copied()).push(" ORDER BY key");
     for row in sql
         .query()
@@ -195,9 +195,8 @@ async fn hydrate_models(store: &SqlStore, rows: Vec<ModelRow>) -> Result<Vec<Reg
             .tags
             .push(Tag::new(get_str(&row, "key")?, get_str(&row, "value")?));
     }
-    let mut sql = Sql::new(
-        "SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ",
-    );
+    let mut sql = store
+        .sql("SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ");
     sql.bind_list(ids.iter().copied()).push(" ORDER BY alias");
     for row in sql
         .query()
@@ -213,7 +212,7 @@ async fn hydrate_models(store: &SqlStore, rows: Vec<ModelRow>) -> Result<Vec<Reg
             });
     }
     // The newest version of each stage, as MLflow's `latest_versions`.
-    let mut sql = Sql::new(&format!(
+    let mut sql = store.sql(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
          WHERE mv.model_id IN "
     ));
@@ -250,8 +249,8 @@ async fn attach_version_tags(store: &SqlStore, versions: &mut [(i64, ModelVersio
     let mut model_ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
     model_ids.sort_unstable();
     model_ids.dedup();
-    let mut sql =
-        Sql::new("SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ");
+    let mut sql = store
+        .sql("SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ");
     sql.bind_list(model_ids.iter().copied())
         .push(" ORDER BY key");
     for row in sql
@@ -286,9 +285,8 @@ async fn attach_version_aliases(
     let mut model_ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
     model_ids.sort_unstable();
     model_ids.dedup();
-    let mut sql = Sql::new(
-        "SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ",
-    );
+    let mut sql = store
+        .sql("SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ");
     sql.bind_list(model_ids.iter().copied())
         .push(" ORDER BY alias");
     for row in sql
@@ -422,8 +420,8 @@ pub(crate) async fn search_models(
     store: &SqlStore,
     query: &SearchQuery,
 ) -> Result<Page<RegisteredModel>> {
-    let mut sql = Sql::new(&format!("SELECT {MODEL_COLUMNS} FROM registered_models rm"));
-    let order = filter::order_joins(&mut sql, Target::RegisteredModels, &query.order_by)?;
+    let mut sql = store.sql(&format!("SELECT {MODEL_COLUMNS} FROM registered_models rm"));
+    let order = filter::order_joins(&mut sql, Target::RegisteredModels, &query.order_by, &[])?;
     sql.push(" WHERE 1 = 1");
     if let Some(expr) = &query.filter {
         sql.push(" AND ");
@@ -807,10 +805,10 @@ pub(crate) async fn search_versions(
     store: &SqlStore,
     query: &SearchQuery,
 ) -> Result<Page<ModelVersion>> {
-    let mut sql = Sql::new(&format!(
+    let mut sql = store.sql(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id"
     ));
-    let order = filter::order_joins(&mut sql, Target::ModelVersions, &query.order_by)?;
+    let order = filter::order_joins(&mut sql, Target::ModelVersions, &query.order_by, &[])?;
     sql.push(" WHERE 1 = 1");
     if let Some(expr) = &query.filter {
         sql.push(" AND ");
@@ -833,6 +831,7 @@ pub(crate) async fn search_versions(
         .collect::<Result<Vec<_>>>()?;
     let mut page = Page::from_overfetch(versions, query.offset, query.max_results);
     attach_version_tags(store, &mut page.items).await?;
+    attach_version_aliases(store, &mut page.items).await?;
     Ok(Page {
         items: page.items.into_iter().map(|(_, version)| version).collect(),
         next_page_token: page.next_page_token,

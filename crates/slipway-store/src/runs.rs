@@ -124,7 +124,7 @@ async fn upsert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[Tag]) -> Re
     }
     let unique: Vec<_> = unique.into_iter().collect();
     for chunk in unique.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("INSERT INTO tags (run_id, key, value) VALUES ");
+        let mut sql = Sql::on(conn, "INSERT INTO tags (run_id, key, value) VALUES ");
         for (index, (key, value)) in chunk.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -289,7 +289,7 @@ async fn hydrate(store: &SqlStore, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
 }
 
 async fn in_query(store: &SqlStore, head: &str, ids: &[String], tail: &str) -> Result<Vec<AnyRow>> {
-    let mut sql = Sql::new(head);
+    let mut sql = store.sql(head);
     sql.bind_list(ids.iter().map(String::as_str));
     sql.push(tail);
     sql.query()
@@ -356,7 +356,7 @@ pub(crate) async fn update(store: &SqlStore, run_id: &RunId, update: RunUpdate) 
             Box::pin(async move {
                 let run_id = &run_id_owned;
                 require_active(&mut *tx, run_id).await?;
-                let mut sql = Sql::new("UPDATE runs SET run_id = run_id");
+                let mut sql = Sql::on(tx, "UPDATE runs SET run_id = run_id");
                 if let Some(status) = update.status {
                     sql.push(", status = ").bind(status.as_str());
                 }
@@ -471,7 +471,7 @@ async fn insert_params(
     let keys: Vec<&str> = wanted.keys().copied().collect();
     let mut existing: HashMap<String, String> = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("SELECT key, value FROM params WHERE run_id = ");
+        let mut sql = Sql::on(conn, "SELECT key, value FROM params WHERE run_id = ");
         sql.bind(run_id.as_str())
             .push(" AND key IN ")
             .bind_list(chunk.iter().copied());
@@ -502,7 +502,7 @@ async fn insert_params(
         .filter(|(key, _)| !existing.contains_key(*key))
         .collect();
     for chunk in new.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("INSERT INTO params (run_id, key, value) VALUES ");
+        let mut sql = Sql::on(conn, "INSERT INTO params (run_id, key, value) VALUES ");
         for (index, (key, value)) in chunk.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -530,7 +530,8 @@ async fn insert_metrics(
     metrics: &[Metric],
 ) -> Result<()> {
     for chunk in metrics.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new(
+        let mut sql = Sql::on(
+            conn,
             "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
         );
         for (index, metric) in chunk.iter().enumerate() {
@@ -578,7 +579,8 @@ async fn insert_metrics(
     }
     let newest: Vec<&Metric> = newest.into_values().collect();
     for chunk in newest.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new(
+        let mut sql = Sql::on(
+            conn,
             "INSERT INTO latest_metrics (run_id, key, value, timestamp, step, is_nan) VALUES ",
         );
         for (index, metric) in chunk.iter().enumerate() {
@@ -618,7 +620,8 @@ async fn insert_metrics(
     // Metrics logged against a LoggedModel also belong to the model.
     let model_metrics: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
     for chunk in model_metrics.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new(
+        let mut sql = Sql::on(
+            conn,
             "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, value, is_nan, run_id, dataset_name, dataset_digest) VALUES ",
         );
         for (index, metric) in chunk.iter().enumerate() {
@@ -698,7 +701,7 @@ pub(crate) async fn metric_history(
     if exists.is_none() {
         return Ok(None);
     }
-    let mut sql = Sql::new(
+    let mut sql = store.sql(
         "SELECT key, value, timestamp, step, is_nan, model_id, dataset_name, dataset_digest FROM metrics WHERE run_id = ",
     );
     sql.bind(run_id.as_str()).push(" AND key = ").bind(key);
@@ -760,8 +763,13 @@ pub(crate) async fn search(
     experiment_ids: &[ExperimentId],
     query: &SearchQuery,
 ) -> Result<Page<Run>> {
-    let mut sql = Sql::new(&format!("SELECT {INFO_COLUMNS} FROM runs r"));
-    let order = filter::order_joins(&mut sql, Target::Runs, &query.order_by)?;
+    let mut sql = store.sql(&format!("SELECT {INFO_COLUMNS} FROM runs r"));
+    let order = filter::order_joins(
+        &mut sql,
+        Target::Runs,
+        &query.order_by,
+        &filter::required_metrics(query.filter.as_ref()),
+    )?;
     sql.push(" WHERE r.experiment_id IN ");
     sql.bind_list(experiment_ids.iter().map(|id| id.get()));
     sql.push(" AND r.lifecycle_stage IN ");

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use slipway_core::Error;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe, Row};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Row};
+
+use crate::Backend;
 
 /// A bound value. Only the types the `Any` driver carries on both backends.
 #[derive(Debug, Clone)]
@@ -64,18 +66,34 @@ impl From<bool> for Arg {
     }
 }
 
+/// Placeholders are `$N` on PostgreSQL and anonymous `?` on SQLite. SQLite looks up a named
+/// parameter by scanning every name (`sqlite3_bind_parameter_name` walks a list), so a 4500-value
+/// `INSERT` with `$N` names costs quadratic time there: 70 ms instead of 2 ms per 1000-metric
+/// batch. The builder binds in textual order, so anonymous placeholders line up.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Sql {
     text: String,
     args: Vec<Arg>,
+    positional: bool,
 }
 
 impl Sql {
-    pub(crate) fn new(text: &str) -> Self {
+    pub(crate) fn new(backend: Backend, text: &str) -> Self {
         Sql {
             text: text.to_owned(),
             args: Vec::new(),
+            positional: backend == Backend::Sqlite,
         }
+    }
+
+    /// For code that only holds a connection (inside a write transaction).
+    pub(crate) fn on(conn: &AnyConnection, text: &str) -> Self {
+        let backend = if conn.backend_name() == "SQLite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        Sql::new(backend, text)
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -86,7 +104,11 @@ impl Sql {
     /// Appends the next `$N` placeholder and remembers its value.
     pub(crate) fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
         self.args.push(value.into());
-        let _ = write!(self.text, "${}", self.args.len());
+        if self.positional {
+            self.text.push('?');
+        } else {
+            let _ = write!(self.text, "${}", self.args.len());
+        }
         self
     }
 

@@ -1,0 +1,198 @@
+//! The binary as a user runs it: start-up on a fresh folder, refusal of a schema from the
+//! future, refusal to listen publicly without auth, graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, body))
+}
+
+fn start(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["server", "--port", &port.to_string()])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning slipway")
+}
+
+fn wait_healthy(port: u16, child: &mut Child) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Some((200, _)) = get(port, "/health") {
+            return started.elapsed();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            panic!("slipway exited early with {status}: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("slipway did not become healthy in 20 s");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("slipway did not exit within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn starts_on_the_embedded_default_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port, &[]);
+    wait_healthy(port, &mut child);
+    assert!(dir.path().join("slipway-data/slipway.db").exists());
+    assert!(dir.path().join("slipway-data/artifacts").is_dir());
+    let (status, body) = get(port, "/api/2.0/mlflow/experiments/get?experiment_id=0").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["experiment"]["name"], "Default");
+    assert_eq!(
+        body["experiment"]["artifact_location"],
+        "mlflow-artifacts:/0"
+    );
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
+
+    // A second start on the same data re-runs the migrations harmlessly.
+    let mut child = start(dir.path(), port, &[]);
+    wait_healthy(port, &mut child);
+    assert!(terminate(&mut child).success());
+}
+
+#[test]
+fn refuses_a_schema_written_by_a_newer_slipway() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port, &[]);
+    wait_healthy(port, &mut child);
+    assert!(terminate(&mut child).success());
+
+    let db = dir.path().join("slipway-data/slipway.db");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c = sqlite3.connect('{}'); c.execute(\"INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (99990101000000, 'from the future', CURRENT_TIMESTAMP, 1, x'00', 0)\"); c.commit()",
+            db.display()
+        ))
+        .status()
+        .expect("python3 to edit the database");
+    assert!(status.success());
+
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["server", "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("newer slipway"), "{stderr}");
+}
+
+#[test]
+fn refuses_a_public_address_without_auth_and_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--insecure-no-auth"), "{stderr}");
+}
+
+#[test]
+fn reads_settings_from_the_config_file_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("slipway.toml"),
+        format!("[server]\nport = {port}\nbackend_store_uri = \"sqlite:///meta/x.db\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["server"])
+        .env("SLIPWAY_ARTIFACTS_DESTINATION", dir.path().join("arts"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut child);
+    assert!(dir.path().join("meta/x.db").exists());
+    assert!(dir.path().join("arts").is_dir());
+    assert!(terminate(&mut child).success());
+    let mut lines = Vec::new();
+    if let Some(pipe) = child.stderr.take() {
+        lines = BufReader::new(pipe).lines().map_while(Result::ok).collect();
+    }
+    assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+}
+
+#[test]
+fn a_broken_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slipway.toml"), "[server]\nprot = 1\n").unwrap();
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .arg("server")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("slipway.toml") && stderr.contains("prot"),
+        "{stderr}"
+    );
+}
