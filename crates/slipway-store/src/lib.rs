@@ -11,6 +11,7 @@
 //! connection for writes and queues writers in-process instead of letting them fight over the
 //! file lock ("database is locked"); reads use a pool of WAL readers. PostgreSQL uses one pool.
 
+mod chunks;
 mod experiments;
 mod filter;
 mod logged_models;

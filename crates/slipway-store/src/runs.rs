@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use futures::TryStreamExt;
 use slipway_core::paging::Page;
 use slipway_core::ports::{HistoryCursor, HistoryPage, SearchQuery};
 use slipway_core::tracking::{
@@ -9,16 +10,16 @@ use slipway_core::tracking::{
     NewRun, Run, RunData, RunId, RunInfo, RunInputs, RunStatus, RunUpdate, Tag,
 };
 use slipway_core::{Error, Result};
-use sqlx::AnyConnection;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
-use crate::SqlStore;
 use crate::experiments::{not_found as experiment_not_found, push_limit};
 use crate::filter::{self, Target};
 use crate::sql::{
     Sql, db_err, get_f64, get_i64, get_opt_i64, get_opt_str, get_str, loaded_value, stored_value,
 };
+use crate::{SqlStore, chunks};
 
 /// The tag that mirrors a run's name, kept in step with `runs.name` as MLflow does.
 const RUN_NAME_TAG: &str = "mlflow.runName";
@@ -529,37 +530,60 @@ async fn insert_metrics(
     run_id: &RunId,
     metrics: &[Metric],
 ) -> Result<()> {
-    for chunk in metrics.chunks(ROWS_PER_INSERT) {
+    // One chunk per (key, model, dataset) of this batch, points in the order they came.
+    let mut groups: Vec<(&Metric, Vec<chunks::Point>)> = Vec::new();
+    for metric in metrics {
+        let point = chunks::Point {
+            timestamp: metric.timestamp,
+            step: metric.step,
+            value: if metric.value.is_nan() {
+                f64::NAN
+            } else {
+                metric.value
+            },
+        };
+        match groups.iter_mut().find(|(first, _)| {
+            first.key == metric.key
+                && first.model_id == metric.model_id
+                && first.dataset_name == metric.dataset_name
+                && first.dataset_digest == metric.dataset_digest
+        }) {
+            Some((_, points)) => points.push(point),
+            None => groups.push((metric, vec![point])),
+        }
+    }
+    for chunk in groups.chunks(ROWS_PER_INSERT / 2) {
         let mut sql = Sql::on(
             conn,
-            "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
+            "INSERT INTO metric_chunks (run_id, key, model_id, dataset_name, dataset_digest, \
+             min_timestamp, max_timestamp, point_count, points) VALUES ",
         );
-        for (index, metric) in chunk.iter().enumerate() {
-            let (value, is_nan) = stored_value(metric.value);
+        for (index, (first, points)) in chunk.iter().enumerate() {
+            let min_timestamp = points.iter().map(|p| p.timestamp).min().unwrap_or(0);
+            let max_timestamp = points.iter().map(|p| p.timestamp).max().unwrap_or(0);
             if index > 0 {
                 sql.push(", ");
             }
             sql.push("(")
                 .bind(run_id.as_str())
                 .push(", ")
-                .bind(metric.key.as_str())
+                .bind(first.key.as_str())
                 .push(", ")
-                .bind(metric.timestamp)
+                .bind(first.model_id.clone())
                 .push(", ")
-                .bind(metric.step)
+                .bind(first.dataset_name.clone())
                 .push(", ")
-                .bind(value)
+                .bind(first.dataset_digest.clone())
                 .push(", ")
-                .bind(is_nan)
+                .bind(min_timestamp)
                 .push(", ")
-                .bind(metric.model_id.clone())
+                .bind(max_timestamp)
                 .push(", ")
-                .bind(metric.dataset_name.clone())
+                .bind(points.len() as i64)
                 .push(", ")
-                .bind(metric.dataset_digest.clone())
+                .bind(chunks::encode(points))
                 .push(")");
         }
-        sql.push(" ON CONFLICT DO NOTHING");
         sql.query()
             .execute(&mut *conn)
             .await
@@ -701,60 +725,73 @@ pub(crate) async fn metric_history(
     if exists.is_none() {
         return Ok(None);
     }
+    let after = cursor
+        .after
+        .map(|(timestamp, step, value, is_nan)| chunks::Point {
+            timestamp,
+            step,
+            value: if is_nan { f64::NAN } else { value },
+        });
+    let mut collector = chunks::PageCollector::new(after, max_results);
+    // Chunks in the order of their earliest point; one that ends before the cursor holds
+    // nothing for this page. The scan stops once no later chunk can change the page.
     let mut sql = store.sql(
-        "SELECT key, value, timestamp, step, is_nan, model_id, dataset_name, dataset_digest FROM metrics WHERE run_id = ",
+        "SELECT model_id, dataset_name, dataset_digest, min_timestamp, points FROM metric_chunks WHERE run_id = ",
     );
     sql.bind(run_id.as_str()).push(" AND key = ").bind(key);
-    if let Some((timestamp, step, value, is_nan)) = cursor.after {
-        // Keyset continuation in (timestamp, step, value, is_nan) order, written out because
-        // row-value comparison is not available on every SQLite we may meet.
-        sql.push(" AND (timestamp > ").bind(timestamp);
-        sql.push(" OR (timestamp = ")
-            .bind(timestamp)
-            .push(" AND step > ")
-            .bind(step)
-            .push(")");
-        sql.push(" OR (timestamp = ")
-            .bind(timestamp)
-            .push(" AND step = ")
-            .bind(step);
-        sql.push(" AND value > ").bind(value).push(")");
-        sql.push(" OR (timestamp = ")
-            .bind(timestamp)
-            .push(" AND step = ")
-            .bind(step);
-        sql.push(" AND value = ")
-            .bind(value)
-            .push(" AND is_nan > ")
-            .bind(i64::from(is_nan))
-            .push("))");
+    if let Some(after) = after {
+        sql.push(" AND max_timestamp >= ").bind(after.timestamp);
     }
-    sql.push(" ORDER BY timestamp, step, value, is_nan LIMIT ")
-        .bind(max_results as i64 + 1);
-    let rows = sql
-        .query()
-        .fetch_all(&store.read)
+    sql.push(" ORDER BY min_timestamp, chunk_id");
+    let mut rows = sql.query().fetch(&store.read);
+    while let Some(row) = rows
+        .try_next()
         .await
-        .map_err(db_err("reading a metric history"))?;
-    let mut metrics = Vec::with_capacity(rows.len().min(max_results));
-    let mut last = None;
-    for row in rows.iter().take(max_results) {
-        let stored = get_f64(row, "value")?;
-        let is_nan = get_i64(row, "is_nan")?;
-        let metric = Metric {
-            key: get_str(row, "key")?,
-            value: loaded_value(stored, is_nan),
-            timestamp: get_i64(row, "timestamp")?,
-            step: get_i64(row, "step")?,
-            model_id: get_opt_str(row, "model_id")?,
-            dataset_name: get_opt_str(row, "dataset_name")?,
-            dataset_digest: get_opt_str(row, "dataset_digest")?,
-            run_id: None,
+        .map_err(db_err("reading a metric history"))?
+    {
+        if collector.is_complete_before(get_i64(&row, "min_timestamp")?) {
+            break;
+        }
+        let meta = chunks::Meta {
+            model_id: get_opt_str(&row, "model_id")?,
+            dataset_name: get_opt_str(&row, "dataset_name")?,
+            dataset_digest: get_opt_str(&row, "dataset_digest")?,
         };
-        last = Some((metric.timestamp, metric.step, stored, is_nan != 0));
-        metrics.push(metric);
+        let blob: Vec<u8> = row
+            .try_get("points")
+            .map_err(|e| Error::internal("decoding a metric chunk", e))?;
+        if !collector.add_chunk(meta, &blob) {
+            return Err(Error::internal_msg(format!(
+                "a metric chunk of run {run_id}, key {key} is corrupt (length {})",
+                blob.len()
+            )));
+        }
     }
-    let next = (rows.len() > max_results).then_some(HistoryCursor { after: last });
+    drop(rows);
+    let (entries, more, metas) = collector.finish();
+    let metrics: Vec<Metric> = entries
+        .iter()
+        .map(|entry| {
+            let meta = &metas[entry.meta];
+            Metric {
+                key: key.to_owned(),
+                value: entry.point.value,
+                timestamp: entry.point.timestamp,
+                step: entry.point.step,
+                model_id: meta.model_id.clone(),
+                dataset_name: meta.dataset_name.clone(),
+                dataset_digest: meta.dataset_digest.clone(),
+                run_id: None,
+            }
+        })
+        .collect();
+    let next = if more {
+        metrics.last().map(|last| HistoryCursor {
+            after: Some((last.timestamp, last.step, last.value, last.value.is_nan())),
+        })
+    } else {
+        None
+    };
     Ok(Some(HistoryPage { metrics, next }))
 }
 

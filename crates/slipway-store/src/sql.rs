@@ -18,6 +18,7 @@ pub(crate) enum Arg {
     Text(String),
     OptText(Option<String>),
     OptI64(Option<i64>),
+    Blob(Vec<u8>),
 }
 
 impl From<i64> for Arg {
@@ -58,6 +59,11 @@ impl From<Option<&str>> for Arg {
 impl From<Option<i64>> for Arg {
     fn from(value: Option<i64>) -> Self {
         Arg::OptI64(value)
+    }
+}
+impl From<Vec<u8>> for Arg {
+    fn from(value: Vec<u8>) -> Self {
+        Arg::Blob(value)
     }
 }
 impl From<bool> for Arg {
@@ -143,6 +149,7 @@ impl Sql {
                 Arg::Text(value) => query.bind(value.clone()),
                 Arg::OptText(value) => query.bind(value.clone()),
                 Arg::OptI64(value) => query.bind(*value),
+                Arg::Blob(value) => query.bind(value.clone()),
             };
         }
         query

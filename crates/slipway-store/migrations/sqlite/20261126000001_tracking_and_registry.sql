@@ -48,20 +48,23 @@ CREATE TABLE tags (
 ) WITHOUT ROWID;
 CREATE INDEX tags_by_key_value ON tags (key, value);
 
--- Every logged point. NaN is stored as value 0 with is_nan 1 (SQLite turns NaN into NULL);
--- identical points collapse, so a retried log-batch changes nothing.
-CREATE TABLE metrics (
+-- Metric history in chunks: one row per metric key per log-batch, the points packed in a
+-- blob of little-endian (timestamp i64, step i64, value f64) triples (NaN and infinities kept
+-- bit-exact). A 1000-point batch is a handful of rows, and a 100k-step history ~100 of them.
+-- Identical points from a retried request are collapsed when read.
+CREATE TABLE metric_chunks (
+    chunk_id       INTEGER PRIMARY KEY,
     run_id         TEXT   NOT NULL,
     key            TEXT   NOT NULL,
-    timestamp      BIGINT NOT NULL,
-    step           BIGINT NOT NULL,
-    value          REAL   NOT NULL,
-    is_nan         BIGINT NOT NULL,
     model_id       TEXT,
     dataset_name   TEXT,
     dataset_digest TEXT,
-    PRIMARY KEY (run_id, key, timestamp, step, value, is_nan)
-) WITHOUT ROWID;
+    min_timestamp  BIGINT NOT NULL,
+    max_timestamp  BIGINT NOT NULL,
+    point_count    BIGINT NOT NULL,
+    points         BLOB   NOT NULL
+);
+CREATE INDEX metric_chunks_by_run_key ON metric_chunks (run_id, key, min_timestamp);
 
 -- The latest point of each metric (greatest step, timestamp, value): what get-run shows and
 -- what search filters and sorts on, without touching the history.
