@@ -484,11 +484,28 @@ pub async fn history(c: &Common, o: &HistoryOpts) -> Result<Value> {
                 }
                 let b = api.get_raw("/api/2.0/mlflow/metrics/get-history", &q).await?;
                 bytes += b.len();
-                let v = crate::api::parse_body(&b, "get-history")?;
-                points += v["metrics"].as_array().map(|a| a.len()).unwrap_or(0);
+                // Parsed into a typed page, as a client library would: building a generic JSON
+                // tree of 100k objects made the load generator, not the server, the bottleneck.
+                #[derive(serde::Deserialize)]
+                struct HistoryPage {
+                    #[serde(default)]
+                    metrics: Vec<HistoryPoint>,
+                    next_page_token: Option<String>,
+                }
+                #[derive(serde::Deserialize)]
+                #[allow(dead_code)]
+                struct HistoryPoint {
+                    key: String,
+                    value: serde_json::Value,
+                    timestamp: i64,
+                    step: i64,
+                }
+                let v: HistoryPage = serde_json::from_slice(&b)
+                    .map_err(|e| anyhow::anyhow!("get-history: unparsable answer: {e}"))?;
+                points += v.metrics.len();
                 pages += 1;
-                match v["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                match v.next_page_token {
+                    Some(t) if !t.is_empty() => token = Some(t),
                     _ => break,
                 }
                 if pages > 10_000 {

@@ -31,7 +31,7 @@ pub(crate) fn encode(points: &[Point]) -> Vec<u8> {
 
 /// `None` for a blob that is not a whole number of points (a corrupted row).
 pub(crate) fn decode(bytes: &[u8]) -> Option<impl Iterator<Item = Point> + '_> {
-    if bytes.len() % POINT_BYTES != 0 {
+    if !bytes.len().is_multiple_of(POINT_BYTES) {
         return None;
     }
     Some(bytes.chunks_exact(POINT_BYTES).map(|raw| {
@@ -75,6 +75,8 @@ pub(crate) struct PageCollector {
     limit: usize,
     entries: Vec<Entry>,
     metas: Vec<Meta>,
+    /// The latest timestamp among `entries`, kept so the completion check is O(1).
+    max_timestamp: i64,
 }
 
 /// Per-chunk metadata a point carries.
@@ -92,6 +94,7 @@ impl PageCollector {
             limit,
             entries: Vec::new(),
             metas: Vec::new(),
+            max_timestamp: i64::MIN,
         }
     }
 
@@ -108,14 +111,13 @@ impl PageCollector {
             }
         };
         let after = self.after;
-        self.entries.extend(
-            points
-                .filter(|point| after.is_none_or(|after| order(point, &after).is_gt()))
-                .map(|point| Entry {
-                    point,
-                    meta: meta_index,
-                }),
-        );
+        for point in points.filter(|point| after.is_none_or(|after| order(point, &after).is_gt())) {
+            self.max_timestamp = self.max_timestamp.max(point.timestamp);
+            self.entries.push(Entry {
+                point,
+                meta: meta_index,
+            });
+        }
         if self.entries.len() > 4 * (self.limit + 1) {
             self.compact();
         }
@@ -125,7 +127,10 @@ impl PageCollector {
     /// Whether the page is already decided: `limit + 1` distinct points all earlier than
     /// `next_min_timestamp`, the smallest timestamp any unread chunk can hold.
     pub(crate) fn is_complete_before(&mut self, next_min_timestamp: i64) -> bool {
-        if self.entries.len() <= self.limit {
+        // Cheap tests first: this runs once per chunk read, and sorting each time would make a
+        // paged read quadratic. Only when every point held is earlier than the next chunk can
+        // the page be complete; then sorting and collapsing duplicates tells for sure.
+        if self.entries.len() <= self.limit || self.max_timestamp >= next_min_timestamp {
             return false;
         }
         self.compact();
@@ -150,6 +155,12 @@ impl PageCollector {
                 && a.point.value.to_bits() == b.point.value.to_bits()
         });
         self.entries.truncate(self.limit + 1);
+        self.max_timestamp = self
+            .entries
+            .iter()
+            .map(|entry| entry.point.timestamp)
+            .max()
+            .unwrap_or(i64::MIN);
     }
 
     /// The page in order, whether more points follow, and the metadata the entries index.

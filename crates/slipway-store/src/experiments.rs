@@ -179,7 +179,7 @@ pub(crate) async fn get_by_name(store: &SqlStore, name: &str) -> Result<Experime
 
 pub(crate) async fn search(store: &SqlStore, query: &SearchQuery) -> Result<Page<Experiment>> {
     let mut sql = store.sql(&format!("SELECT {COLUMNS} FROM experiments e"));
-    let order = filter::order_joins(&mut sql, Target::Experiments, &query.order_by, &[])?;
+    let order = filter::order_joins(&mut sql, Target::Experiments, &query.order_by, false)?;
     sql.push(" WHERE e.lifecycle_stage IN ");
     sql.bind_list(query.view_type.stages().iter().copied());
     if let Some(expr) = &query.filter {

@@ -368,19 +368,31 @@ pub(crate) fn required_metrics(filter: Option<&Expr>) -> Vec<String> {
         .collect()
 }
 
+/// The leading sort metric, when the filter guarantees every matching run has a non-NaN value
+/// for it. A search can then start from `latest_metrics` in value order, through the
+/// `(experiment_id, key, value)` index, and stop at the page's end instead of sorting every
+/// matching run.
+pub(crate) fn driving_metric(filter: Option<&Expr>, order_by: &[OrderBy]) -> Option<String> {
+    match order_by.first() {
+        Some(OrderBy {
+            field: Field::Metric(key),
+            ..
+        }) if required_metrics(filter).contains(key) => Some(key.clone()),
+        _ => None,
+    }
+}
+
 /// Adds the joins that ordering by metrics, params or tags needs and returns the `ORDER BY`
 /// items (without the entity's default tie-breakers). As in MLflow, rows lacking the sort key
 /// come last in both directions, and NaN metrics just before them.
 ///
-/// When the filter already requires a non-NaN value of the leading sort metric
-/// (`required_metrics`), the join is an inner one and the ordering is the bare value, so the
-/// database can walk the `(key, value)` index in order and stop at the page's end instead of
-/// sorting every matching run.
+/// With `lead_drives`, the caller has already made the leading sort metric's table the driving
+/// table `ob0` (see [`driving_metric`]); its ordering is then the bare value.
 pub(crate) fn order_joins(
     sql: &mut Sql,
     target: Target,
     order_by: &[OrderBy],
-    required_metrics: &[String],
+    lead_drives: bool,
 ) -> Result<String> {
     let mut items = Vec::new();
     for (index, order) in order_by.iter().enumerate() {
@@ -402,8 +414,12 @@ pub(crate) fn order_joins(
             continue;
         };
         let is_metric = matches!(order.field, Field::Metric(_));
-        let inner = index == 0 && is_metric && required_metrics.contains(key);
-        sql.push(if inner { " JOIN " } else { " LEFT JOIN " })
+        if index == 0 && lead_drives {
+            // The caller made `ob0` the driving table (see `driving_metric`).
+            items.push(format!("{alias}.value {direction}"));
+            continue;
+        }
+        sql.push(" LEFT JOIN ")
             .push(side.table)
             .push(" ")
             .push(&alias)
@@ -413,10 +429,6 @@ pub(crate) fn order_joins(
             .push(&alias)
             .push(".key = ")
             .bind(key.as_str());
-        if inner {
-            items.push(format!("{alias}.value {direction}"));
-            continue;
-        }
         if is_metric {
             items.push(format!(
                 "CASE WHEN {alias}.key IS NULL THEN 2 WHEN {alias}.is_nan = 1 THEN 1 ELSE 0 END"

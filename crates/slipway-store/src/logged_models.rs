@@ -382,7 +382,7 @@ pub(crate) async fn search(
             plain_order.push(order.clone());
         }
     }
-    let order = filter::order_joins(&mut sql, Target::LoggedModels, &plain_order, &[])?;
+    let order = filter::order_joins(&mut sql, Target::LoggedModels, &plain_order, false)?;
     sql.push(" WHERE lm.lifecycle_stage = 'active'");
     if !experiment_ids.is_empty() {
         sql.push(" AND lm.experiment_id IN ");

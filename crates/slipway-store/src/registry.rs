@@ -421,7 +421,7 @@ pub(crate) async fn search_models(
     query: &SearchQuery,
 ) -> Result<Page<RegisteredModel>> {
     let mut sql = store.sql(&format!("SELECT {MODEL_COLUMNS} FROM registered_models rm"));
-    let order = filter::order_joins(&mut sql, Target::RegisteredModels, &query.order_by, &[])?;
+    let order = filter::order_joins(&mut sql, Target::RegisteredModels, &query.order_by, false)?;
     sql.push(" WHERE 1 = 1");
     if let Some(expr) = &query.filter {
         sql.push(" AND ");
@@ -808,7 +808,7 @@ pub(crate) async fn search_versions(
     let mut sql = store.sql(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id"
     ));
-    let order = filter::order_joins(&mut sql, Target::ModelVersions, &query.order_by, &[])?;
+    let order = filter::order_joins(&mut sql, Target::ModelVersions, &query.order_by, false)?;
     sql.push(" WHERE 1 = 1");
     if let Some(expr) = &query.filter {
         sql.push(" AND ");

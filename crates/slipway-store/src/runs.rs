@@ -328,20 +328,24 @@ fn decode_tags(raw: &str) -> Result<Vec<Tag>> {
 }
 
 /// The run's lifecycle stage, or NotFound.
-async fn lifecycle(conn: &mut AnyConnection, run_id: &RunId) -> Result<String> {
-    let row = sqlx::query("SELECT lifecycle_stage FROM runs WHERE run_id = $1")
+async fn lifecycle(conn: &mut AnyConnection, run_id: &RunId) -> Result<(String, i64)> {
+    let row = sqlx::query("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_id = $1")
         .bind(run_id.as_str().to_owned())
         .fetch_optional(conn)
         .await
         .map_err(db_err("reading a run"))?
         .ok_or_else(|| not_found(run_id))?;
-    get_str(&row, "lifecycle_stage")
+    Ok((
+        get_str(&row, "lifecycle_stage")?,
+        get_i64(&row, "experiment_id")?,
+    ))
 }
 
-async fn require_active(conn: &mut AnyConnection, run_id: &RunId) -> Result<()> {
-    let stage = lifecycle(conn, run_id).await?;
+/// The run's experiment id, when the run exists and is active.
+async fn require_active(conn: &mut AnyConnection, run_id: &RunId) -> Result<i64> {
+    let (stage, experiment_id) = lifecycle(conn, run_id).await?;
     if stage == "active" {
-        Ok(())
+        Ok(experiment_id)
     } else {
         Err(Error::invalid(format!(
             "The run {run_id} must be in the 'active' state. Current state is {stage}."
@@ -429,12 +433,14 @@ pub(crate) async fn set_lifecycle(
 
 pub(crate) async fn log_batch(store: &SqlStore, run_id: &RunId, batch: Batch) -> Result<()> {
     let run_id_owned = run_id.clone();
+    // Every refusal (missing or inactive run, changed param) is decided by reads before the
+    // first write, so the batch needs no savepoint of its own.
     store
         .writer
-        .write(move |tx| {
+        .write_checked(move |tx| {
             Box::pin(async move {
                 let run_id = &run_id_owned;
-                require_active(&mut *tx, run_id).await?;
+                let experiment_id = require_active(&mut *tx, run_id).await?;
                 if !batch.params.is_empty() {
                     insert_params(&mut *tx, run_id, &batch.params).await?;
                 }
@@ -442,7 +448,7 @@ pub(crate) async fn log_batch(store: &SqlStore, run_id: &RunId, batch: Batch) ->
                     upsert_tags(&mut *tx, run_id.as_str(), &batch.tags).await?;
                 }
                 if !batch.metrics.is_empty() {
-                    insert_metrics(&mut *tx, run_id, &batch.metrics).await?;
+                    insert_metrics(&mut *tx, run_id, experiment_id, &batch.metrics).await?;
                 }
                 Ok(())
             })
@@ -528,6 +534,7 @@ async fn insert_params(
 async fn insert_metrics(
     conn: &mut AnyConnection,
     run_id: &RunId,
+    experiment_id: i64,
     metrics: &[Metric],
 ) -> Result<()> {
     // One chunk per (key, model, dataset) of this batch, points in the order they came.
@@ -605,7 +612,7 @@ async fn insert_metrics(
     for chunk in newest.chunks(ROWS_PER_INSERT) {
         let mut sql = Sql::on(
             conn,
-            "INSERT INTO latest_metrics (run_id, key, value, timestamp, step, is_nan) VALUES ",
+            "INSERT INTO latest_metrics (run_id, key, experiment_id, value, timestamp, step, is_nan) VALUES ",
         );
         for (index, metric) in chunk.iter().enumerate() {
             let (value, is_nan) = stored_value(metric.value);
@@ -616,6 +623,8 @@ async fn insert_metrics(
                 .bind(run_id.as_str())
                 .push(", ")
                 .bind(metric.key.as_str())
+                .push(", ")
+                .bind(experiment_id)
                 .push(", ")
                 .bind(value)
                 .push(", ")
@@ -800,14 +809,24 @@ pub(crate) async fn search(
     experiment_ids: &[ExperimentId],
     query: &SearchQuery,
 ) -> Result<Page<Run>> {
-    let mut sql = store.sql(&format!("SELECT {INFO_COLUMNS} FROM runs r"));
-    let order = filter::order_joins(
-        &mut sql,
-        Target::Runs,
-        &query.order_by,
-        &filter::required_metrics(query.filter.as_ref()),
-    )?;
-    sql.push(" WHERE r.experiment_id IN ");
+    let driving = filter::driving_metric(query.filter.as_ref(), &query.order_by);
+    let mut sql = store.sql(&format!("SELECT {INFO_COLUMNS} FROM "));
+    // CROSS JOIN fixes the join order on SQLite, whose planner otherwise may start from `runs`
+    // and sort them all; PostgreSQL plans it as an ordinary join.
+    sql.push(if driving.is_some() {
+        "latest_metrics ob0 CROSS JOIN runs r"
+    } else {
+        "runs r"
+    });
+    let order = filter::order_joins(&mut sql, Target::Runs, &query.order_by, driving.is_some())?;
+    sql.push(" WHERE ");
+    if let Some(key) = &driving {
+        sql.push("ob0.experiment_id IN ");
+        sql.bind_list(experiment_ids.iter().map(|id| id.get()));
+        sql.push(" AND ob0.key = ").bind(key.as_str());
+        sql.push(" AND ob0.run_id = r.run_id AND ");
+    }
+    sql.push("r.experiment_id IN ");
     sql.bind_list(experiment_ids.iter().map(|id| id.get()));
     sql.push(" AND r.lifecycle_stage IN ");
     sql.bind_list(query.view_type.stages().iter().copied());

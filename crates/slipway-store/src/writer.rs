@@ -29,6 +29,9 @@ type Op = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Outcome
 pub(crate) struct Job {
     op: Op,
     reply: oneshot::Sender<Outcome>,
+    /// Whether the op needs its own savepoint. Ops that make every check before their first
+    /// write ([`Writer::write_checked`]) skip it: two statements fewer on the hottest path.
+    savepoint: bool,
 }
 
 #[derive(Clone)]
@@ -46,8 +49,27 @@ impl Writer {
         Writer::Grouped(sender)
     }
 
-    /// Runs `op` in a write transaction and returns its result once it is committed.
+    /// Runs `op` in a write transaction and returns its result once it is committed. If `op`
+    /// fails, whatever it wrote is rolled back and nothing else is affected.
     pub(crate) async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(op, true).await
+    }
+
+    /// Like [`Writer::write`], for ops that return a domain error (invalid, not found, exists)
+    /// only before their first write. An internal error still rolls back everything it touched.
+    pub(crate) async fn write_checked<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(op, false).await
+    }
+
+    async fn submit<T, F>(&self, op: F, savepoint: bool) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
@@ -74,7 +96,11 @@ impl Writer {
                     })
                 });
                 sender
-                    .send(Job { op, reply })
+                    .send(Job {
+                        op,
+                        reply,
+                        savepoint,
+                    })
                     .await
                     .map_err(|_| Error::internal_msg("the SQLite writer has stopped"))?;
                 let value = answer
@@ -119,6 +145,14 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
                     "an earlier write in the same transaction failed",
                 )),
             ));
+            continue;
+        }
+        if !job.savepoint {
+            let outcome = (job.op)(conn).await;
+            if let Err(Error::Internal { context, .. }) = &outcome {
+                broken = Some(format!("a write failed: {context}"));
+            }
+            outcomes.push((job.reply, outcome));
             continue;
         }
         if let Err(error) = conn.execute("SAVEPOINT slipway_write").await {

@@ -156,6 +156,20 @@ pub fn routes() -> Router<App> {
         .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
 }
 
+/// Serialises a (borrowing) response message into a JSON response.
+pub(crate) fn json_response<T: serde::Serialize>(
+    message: &T,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let body = serde_json::to_vec(message)
+        .map_err(|e| ApiError::Core(slipway_core::Error::internal("encoding a response", e)))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
 /// The empty message most mutations answer with.
 pub(crate) fn ok() -> Json<Value> {
     Json(json!({}))

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use slipway_app::App;
 use slipway_app::tracking::SearchRuns;
@@ -12,7 +13,7 @@ use slipway_core::tracking::{
 };
 use slipway_core::{Error, validate};
 
-use super::{experiment_id, key_values, ok, required, required_str, run_id};
+use super::{experiment_id, json_response, key_values, ok, required, required_str, run_id};
 use crate::dto::{
     DatasetInputIn, KeyValueIn, MetricIn, MetricOut, ModelInputIn, ModelOutputIn, RunInfoOut,
     RunOut,
@@ -372,7 +373,7 @@ pub struct SearchRunsRequest {
 pub async fn search(
     State(app): State<App>,
     Message(request): Message<SearchRunsRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let experiment_ids = request
         .experiment_ids
         .0
@@ -393,16 +394,19 @@ pub async fn search(
             page_token: request.page_token.as_deref(),
         })
         .await?;
-    let runs: Vec<RunOut> = page.items.iter().map(RunOut::from).collect();
-    let mut body = json!({});
-    if !runs.is_empty() {
-        body["runs"] = serde_json::to_value(&runs)
-            .map_err(|e| ApiError::Core(Error::internal("encoding runs", e)))?;
-    }
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = Value::String(token);
-    }
-    Ok(Json(body))
+    json_response(&SearchRunsResponse {
+        runs: page.items.iter().map(RunOut::from).collect(),
+        next_page_token: page.next_page_token,
+    })
+}
+
+/// Serialised straight from borrowed DTOs: a page can hold thousands of runs.
+#[derive(Serialize)]
+pub struct SearchRunsResponse<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<RunOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -418,7 +422,7 @@ pub struct GetHistory {
 pub async fn get_history(
     State(app): State<App>,
     Message(request): Message<GetHistory>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let key = required_str(request.metric_key, "metric_key")?;
     let id = run_id(request.run_id, request.run_uuid)?;
     let page = app
@@ -431,18 +435,21 @@ pub async fn get_history(
         .await?;
     // MLflow answers an unknown run with an empty history, not 404; clients depend on it.
     let Some(page) = page else {
-        return Ok(ok());
+        return Ok(ok().into_response());
     };
-    let metrics: Vec<MetricOut> = page.metrics.iter().map(MetricOut::from).collect();
-    let mut body = json!({});
-    if !metrics.is_empty() {
-        body["metrics"] = serde_json::to_value(&metrics)
-            .map_err(|e| ApiError::Core(Error::internal("encoding metrics", e)))?;
-    }
-    if let Some(next) = page.next {
-        body["next_page_token"] = Value::String(next.encode());
-    }
-    Ok(Json(body))
+    json_response(&HistoryResponse {
+        metrics: page.metrics.iter().map(MetricOut::from).collect(),
+        next_page_token: page.next.map(|next| next.encode()),
+    })
+}
+
+/// Serialised straight from borrowed DTOs: a page holds up to 25,000 points by default.
+#[derive(Serialize)]
+pub struct HistoryResponse<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<MetricOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
 }
 
 #[derive(Deserialize)]

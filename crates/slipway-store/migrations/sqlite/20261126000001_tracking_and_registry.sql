@@ -67,17 +67,21 @@ CREATE TABLE metric_chunks (
 CREATE INDEX metric_chunks_by_run_key ON metric_chunks (run_id, key, min_timestamp);
 
 -- The latest point of each metric (greatest step, timestamp, value): what get-run shows and
--- what search filters and sorts on, without touching the history.
+-- what search filters and sorts on, without touching the history. The run's experiment is
+-- copied here (runs never move) so "best runs of an experiment by a metric" is one index range
+-- scan in value order that stops at the page's end.
 CREATE TABLE latest_metrics (
-    run_id    TEXT   NOT NULL,
-    key       TEXT   NOT NULL,
-    value     REAL   NOT NULL,
-    timestamp BIGINT NOT NULL,
-    step      BIGINT NOT NULL,
-    is_nan    BIGINT NOT NULL,
+    run_id        TEXT   NOT NULL,
+    key           TEXT   NOT NULL,
+    experiment_id BIGINT NOT NULL,
+    value         REAL   NOT NULL,
+    timestamp     BIGINT NOT NULL,
+    step          BIGINT NOT NULL,
+    is_nan        BIGINT NOT NULL,
     PRIMARY KEY (run_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX latest_metrics_by_key_value ON latest_metrics (key, value);
+CREATE INDEX latest_metrics_by_experiment_key_value ON latest_metrics (experiment_id, key, value);
 
 CREATE TABLE datasets (
     dataset_id    TEXT   PRIMARY KEY,
