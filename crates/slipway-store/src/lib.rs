@@ -89,7 +89,8 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; \
     PRAGMA case_sensitive_like = ON; \
     PRAGMA foreign_keys = OFF; \
     PRAGMA temp_store = MEMORY; \
-    PRAGMA cache_size = -32000;";
+    PRAGMA cache_size = -32000; \
+    PRAGMA mmap_size = 268435456;";
 
 impl SqlStore {
     /// Connects, creates or migrates the schema, and makes sure the `Default` experiment exists.
@@ -119,7 +120,10 @@ impl SqlStore {
             let pool = AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(if max == 1 { 1 } else { 0 })
-                .acquire_timeout(options.acquire_timeout);
+                .acquire_timeout(options.acquire_timeout)
+                // A ping before every checkout is a round trip to the connection's worker
+                // thread per query; a local SQLite file has no network to go stale.
+                .test_before_acquire(backend == Backend::Postgres);
             if backend == Backend::Sqlite {
                 pool.after_connect(|conn, _meta| {
                     Box::pin(async move {

@@ -559,6 +559,9 @@ async fn insert_metrics(
             None => groups.push((metric, vec![point])),
         }
     }
+    // Chunk rows, latest values and model metrics go out together: on SQLite that is one round
+    // trip to the connection thread instead of three.
+    let mut statements = Vec::new();
     for chunk in groups.chunks(ROWS_PER_INSERT / 2) {
         let mut sql = Sql::on(
             conn,
@@ -591,10 +594,7 @@ async fn insert_metrics(
                 .bind(chunks::encode(points))
                 .push(")");
         }
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("logging metrics"))?;
+        statements.push(sql);
     }
 
     // Only the newest point per key can move the latest value; fold the batch first so a
@@ -644,10 +644,7 @@ async fn insert_metrics(
                  AND (excluded.is_nan > latest_metrics.is_nan \
                       OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))",
         );
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("updating latest metrics"))?;
+        statements.push(sql);
     }
 
     // Metrics logged against a LoggedModel also belong to the model.
@@ -683,12 +680,11 @@ async fn insert_metrics(
                 .push(")");
         }
         sql.push(" ON CONFLICT DO NOTHING");
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("logging model metrics"))?;
+        statements.push(sql);
     }
-    Ok(())
+    Sql::execute_all(conn, statements)
+        .await
+        .map_err(db_err("logging metrics"))
 }
 
 pub(crate) async fn delete_tag(store: &SqlStore, run_id: &RunId, key: &str) -> Result<()> {

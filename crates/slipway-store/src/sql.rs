@@ -140,6 +140,35 @@ impl Sql {
         self
     }
 
+    /// Runs several statements. SQLite takes them as one multi-statement query, a single round
+    /// trip to its connection thread (sqlx binds the anonymous placeholders across the
+    /// statements in order); PostgreSQL's extended protocol takes one statement at a time.
+    pub(crate) async fn execute_all(
+        conn: &mut AnyConnection,
+        statements: Vec<Sql>,
+    ) -> Result<(), sqlx::Error> {
+        if statements.iter().all(|sql| sql.positional) && statements.len() > 1 {
+            let mut combined = Sql {
+                text: String::new(),
+                args: Vec::new(),
+                positional: true,
+            };
+            for sql in statements {
+                if !combined.text.is_empty() {
+                    combined.text.push_str(";\n");
+                }
+                combined.text.push_str(&sql.text);
+                combined.args.extend(sql.args);
+            }
+            combined.query().execute(&mut *conn).await?;
+        } else {
+            for sql in statements {
+                sql.query().execute(&mut *conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments> {
         let mut query = sqlx::query(AssertSqlSafe(self.text.as_str()));
         for arg in &self.args {
