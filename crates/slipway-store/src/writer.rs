@@ -117,9 +117,16 @@ impl Writer {
 async fn run(mut conn: AnyConnection, mut receiver: mpsc::Receiver<Job>) {
     while let Some(first) = receiver.recv().await {
         let mut jobs = vec![first];
+        // One yield lets request tasks that are already runnable enqueue their writes, so they
+        // share this group's commit instead of each paying for its own.
+        let mut yielded = false;
         while jobs.len() < MAX_GROUP {
             match receiver.try_recv() {
                 Ok(job) => jobs.push(job),
+                Err(_) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
