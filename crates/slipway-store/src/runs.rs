@@ -191,33 +191,43 @@ async fn hydrate(store: &SqlStore, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
         .collect();
     let ids: Vec<String> = position.keys().cloned().collect();
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let rows = in_query(
-            store,
-            "SELECT run_id, key, value FROM params WHERE run_id IN ",
-            chunk,
-            " ORDER BY key",
-        )
-        .await?;
+        // Params and tags come back as one JSON array per run and table: a page of runs is then
+        // two rows per run instead of one per key, and each row costs a hand-off from sqlx's
+        // SQLite thread. Keys and values are text, so JSON carries them exactly.
+        let aggregate = match store.backend {
+            crate::Backend::Sqlite => "json_group_array(json_array(key, value))",
+            crate::Backend::Postgres => "json_agg(json_build_array(key, value))::text",
+        };
+        let head = format!(
+            "SELECT 'p' AS kind, run_id, {aggregate} AS pairs FROM params WHERE run_id IN "
+        );
+        let mut sql = store.sql(&head);
+        sql.bind_list(chunk.iter().map(String::as_str));
+        sql.push(" GROUP BY run_id UNION ALL SELECT 't' AS kind, run_id, ")
+            .push(aggregate)
+            .push(" AS pairs FROM tags WHERE run_id IN ");
+        sql.bind_list(chunk.iter().map(String::as_str));
+        sql.push(" GROUP BY run_id");
+        let rows = sql
+            .query()
+            .fetch_all(&store.read)
+            .await
+            .map_err(db_err("reading run params and tags"))?;
         for row in &rows {
             let index = position[&get_str(row, "run_id")?];
-            runs[index]
-                .data
-                .params
-                .push(KeyValue::new(get_str(row, "key")?, get_str(row, "value")?));
-        }
-        let rows = in_query(
-            store,
-            "SELECT run_id, key, value FROM tags WHERE run_id IN ",
-            chunk,
-            " ORDER BY key",
-        )
-        .await?;
-        for row in &rows {
-            let index = position[&get_str(row, "run_id")?];
-            runs[index]
-                .data
-                .tags
-                .push(KeyValue::new(get_str(row, "key")?, get_str(row, "value")?));
+            let pairs: Vec<(String, String)> = serde_json::from_str(&get_str(row, "pairs")?)
+                .map_err(|e| Error::internal("decoding aggregated params or tags", e))?;
+            let mut pairs: Vec<KeyValue> = pairs
+                .into_iter()
+                .map(|(key, value)| KeyValue::new(key, value))
+                .collect();
+            pairs.sort_by(|a, b| a.key.cmp(&b.key));
+            let data = &mut runs[index].data;
+            if get_str(row, "kind")? == "p" {
+                data.params = pairs;
+            } else {
+                data.tags = pairs;
+            }
         }
         let rows = in_query(
             store,
