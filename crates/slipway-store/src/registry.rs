@@ -230,47 +230,15 @@ async fn hydrate_models(store: &SqlStore, rows: Vec<ModelRow>) -> Result<Vec<Reg
     for row in &rows {
         versions.push(version_from_row(row)?);
     }
-    attach_version_tags(store, &mut versions).await?;
+    attach_version_details(store, &mut versions).await?;
     for (model_id, version) in versions {
         models[position[&model_id]].latest_versions.push(version);
     }
     Ok(models)
 }
 
-async fn attach_version_tags(store: &SqlStore, versions: &mut [(i64, ModelVersion)]) -> Result<()> {
-    if versions.is_empty() {
-        return Ok(());
-    }
-    let position: HashMap<(i64, i64), usize> = versions
-        .iter()
-        .enumerate()
-        .map(|(index, (id, version))| ((*id, version.version), index))
-        .collect();
-    let mut model_ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
-    model_ids.sort_unstable();
-    model_ids.dedup();
-    let mut sql = store
-        .sql("SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ");
-    sql.bind_list(model_ids.iter().copied())
-        .push(" ORDER BY key");
-    for row in sql
-        .query()
-        .fetch_all(&store.read)
-        .await
-        .map_err(db_err("reading version tags"))?
-    {
-        if let Some(index) = position.get(&(get_i64(&row, "model_id")?, get_i64(&row, "version")?))
-        {
-            versions[*index]
-                .1
-                .tags
-                .push(Tag::new(get_str(&row, "key")?, get_str(&row, "value")?));
-        }
-    }
-    Ok(())
-}
-
-async fn attach_version_aliases(
+/// Fills the tags and aliases of a list of versions with one query each, whatever its length.
+async fn attach_version_details(
     store: &SqlStore,
     versions: &mut [(i64, ModelVersion)],
 ) -> Result<()> {
@@ -285,11 +253,34 @@ async fn attach_version_aliases(
     let mut model_ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
     model_ids.sort_unstable();
     model_ids.dedup();
-    let mut sql = store
-        .sql("SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ");
-    sql.bind_list(model_ids.iter().copied())
-        .push(" ORDER BY alias");
-    for row in sql
+    let query = |head: &str, order: &str| {
+        let mut sql = store.sql(head);
+        sql.bind_list(model_ids.iter().copied()).push(order);
+        sql
+    };
+    let tags = query(
+        "SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ",
+        " ORDER BY key",
+    );
+    for row in tags
+        .query()
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("reading version tags"))?
+    {
+        if let Some(index) = position.get(&(get_i64(&row, "model_id")?, get_i64(&row, "version")?))
+        {
+            versions[*index]
+                .1
+                .tags
+                .push(Tag::new(get_str(&row, "key")?, get_str(&row, "value")?));
+        }
+    }
+    let aliases = query(
+        "SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ",
+        " ORDER BY alias",
+    );
+    for row in aliases
         .query()
         .fetch_all(&store.read)
         .await
@@ -687,8 +678,7 @@ pub(crate) async fn get_version(
     .map_err(db_err("reading a model version"))?
     .ok_or_else(|| version_not_found(name, version))?;
     let mut versions = vec![version_from_row(&row)?];
-    attach_version_tags(store, &mut versions).await?;
-    attach_version_aliases(store, &mut versions).await?;
+    attach_version_details(store, &mut versions).await?;
     versions
         .pop()
         .map(|(_, version)| version)
@@ -830,8 +820,7 @@ pub(crate) async fn search_versions(
         .map(version_from_row)
         .collect::<Result<Vec<_>>>()?;
     let mut page = Page::from_overfetch(versions, query.offset, query.max_results);
-    attach_version_tags(store, &mut page.items).await?;
-    attach_version_aliases(store, &mut page.items).await?;
+    attach_version_details(store, &mut page.items).await?;
     Ok(Page {
         items: page.items.into_iter().map(|(_, version)| version).collect(),
         next_page_token: page.next_page_token,
