@@ -465,7 +465,7 @@ impl<'a> From<&'a RegisteredModel> for RegisteredModelOut<'a> {
             last_updated_timestamp: model.last_updated_timestamp,
             user_id: model.user_id.as_deref(),
             description: model.description.as_deref(),
-            // MLflow leaves aliases off `latest_versions` (mlflow#9952); clients cope either way.
+            // MLflow leaves aliases off `latest_versions` (mlflow#9952); we include them.
             latest_versions: model
                 .latest_versions
                 .iter()
