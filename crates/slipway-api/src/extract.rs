@@ -64,7 +64,29 @@ where
     }
 }
 
+/// NUL characters are refused in every text field: PostgreSQL cannot store them and SQLite
+/// would, so accepting them would make the two backends disagree.
+const NUL_MESSAGE: &str = "text values must not contain NUL (\\u0000) characters";
+
+/// Whether the JSON text holds a `\u0000` escape (not the literal text `\\u0000`, whose
+/// backslash is itself escaped).
+fn has_escaped_nul(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(start, window)| {
+        window.eq_ignore_ascii_case(b"\\u0000")
+            && bytes[..start]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count()
+                % 2
+                == 0
+    })
+}
+
 pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if has_escaped_nul(bytes) {
+        return Err(ApiError::BadRequest(NUL_MESSAGE.to_owned()));
+    }
     let trimmed = bytes.trim_ascii();
     let bytes = if trimmed.is_empty() {
         b"{}".as_slice()
@@ -108,6 +130,9 @@ const REPEATED_QUERY_FIELDS: &[&str] = &[
 pub fn from_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, value) in form_urlencoded_pairs(query) {
+        if key.contains('\0') || value.contains('\0') {
+            return Err(ApiError::BadRequest(NUL_MESSAGE.to_owned()));
+        }
         fields.entry(key).or_default().push(value);
     }
     let object: serde_json::Map<String, serde_json::Value> = fields
@@ -357,6 +382,10 @@ mod tests {
                 "{body:?}"
             );
         }
+        assert!(from_json::<Example>(br#"{"run_id": "a\u0000b"}"#).is_err());
+        let literal: Example = from_json(br#"{"run_id": "a\\u0000b"}"#).unwrap();
+        assert_eq!(literal.run_id.as_deref(), Some("a\\u0000b"));
+        assert!(from_query::<Example>("run_id=a%00b").is_err());
         let empty: Example = from_json(b"").unwrap();
         assert!(empty.run_id.is_none());
         let typed: Example = from_json(br#"{"max_results": "7", "value": "-Infinity"}"#).unwrap();

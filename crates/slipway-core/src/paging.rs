@@ -32,9 +32,11 @@ impl PageToken {
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw.trim()))
             .map_err(|_| bad())?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        // Offsets end up in SQL `OFFSET`, a signed 64-bit integer.
         let offset = value
             .get("offset")
             .and_then(serde_json::Value::as_u64)
+            .filter(|offset| i64::try_from(*offset).is_ok())
             .ok_or_else(bad)?;
         Ok(PageToken { offset })
     }
@@ -55,7 +57,9 @@ impl<T> Page<T> {
             items.truncate(max_results);
             Some(
                 PageToken {
-                    offset: offset + max_results as u64,
+                    offset: offset
+                        .saturating_add(max_results as u64)
+                        .min(i64::MAX as u64),
                 }
                 .encode(),
             )
@@ -84,7 +88,13 @@ mod tests {
 
     #[test]
     fn garbage_tokens_are_invalid_parameters() {
-        for raw in ["not base64!", "aGVsbG8=", "eyJvZmZzZXQiOiAtMX0="] {
+        let too_large = STANDARD.encode(format!("{{\"offset\": {}}}", u64::MAX - 1));
+        for raw in [
+            "not base64!",
+            "aGVsbG8=",
+            "eyJvZmZzZXQiOiAtMX0=",
+            too_large.as_str(),
+        ] {
             assert!(matches!(
                 PageToken::decode(Some(raw)),
                 Err(Error::InvalidParameter(_))

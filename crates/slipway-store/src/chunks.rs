@@ -142,6 +142,10 @@ impl PageCollector {
     }
 
     /// Sorts, collapses identical points and keeps the smallest `limit + 1`.
+    ///
+    /// A point's identity is (timestamp, step, value), as in MLflow's metrics table, whose key
+    /// leaves out the model and dataset: the cursor carries exactly that triple, so two points
+    /// differing only in metadata could otherwise straddle a page boundary and one be lost.
     fn compact(&mut self) {
         self.entries.sort_by(|a, b| {
             order(&a.point, &b.point)
@@ -149,8 +153,7 @@ impl PageCollector {
                 .then(a.meta.cmp(&b.meta))
         });
         self.entries.dedup_by(|a, b| {
-            a.meta == b.meta
-                && a.point.timestamp == b.point.timestamp
+            a.point.timestamp == b.point.timestamp
                 && a.point.step == b.point.step
                 && a.point.value.to_bits() == b.point.value.to_bits()
         });
@@ -244,6 +247,31 @@ mod tests {
         assert_eq!(entries[0].point.value, -1.0);
         assert_eq!(entries[1].point.value, 2.0);
         assert!(entries[2].point.value.is_nan());
+    }
+
+    #[test]
+    fn points_differing_only_in_metadata_are_one_point_so_paging_loses_nothing() {
+        let other = Meta {
+            model_id: Some("m-1".into()),
+            ..meta()
+        };
+        let shared = [point(10, 0, 1.0)];
+        let later = [point(20, 1, 2.0)];
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let mut collector = PageCollector::new(after, 1);
+            collector.add_chunk(meta(), &encode(&shared));
+            collector.add_chunk(other.clone(), &encode(&shared));
+            collector.add_chunk(meta(), &encode(&later));
+            let (entries, more, _) = collector.finish();
+            seen.extend(entries.iter().map(|e| e.point.timestamp));
+            after = entries.last().map(|e| e.point);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, vec![10, 20]);
     }
 
     #[test]

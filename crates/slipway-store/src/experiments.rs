@@ -73,7 +73,7 @@ pub(crate) async fn create(
     let row = match inserted {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => return Err(already_exists(name)),
-        Err(e) => return Err(Error::internal("creating an experiment", e)),
+        Err(e) => return Err(db_err("creating an experiment")(e)),
     };
     let id = ExperimentId::new(get_i64(&row, "experiment_id")?);
     if let ArtifactLocation::UnderRoot(root) = &artifact_location {
@@ -304,7 +304,7 @@ pub(crate) async fn rename(
                 match result {
                     Ok(_) => {}
                     Err(e) if is_unique_violation(&e) => return Err(already_exists(new_name)),
-                    Err(e) => return Err(Error::internal("renaming an experiment", e)),
+                    Err(e) => return Err(db_err("renaming an experiment")(e)),
                 }
                 Ok(())
             })

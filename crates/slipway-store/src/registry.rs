@@ -143,7 +143,7 @@ pub(crate) async fn create_model(
     let id = match inserted {
         Ok(row) => get_i64(&row, "id")?,
         Err(e) if is_unique_violation(&e) => return Err(model_exists(name)),
-        Err(e) => return Err(Error::internal("creating a registered model", e)),
+        Err(e) => return Err(db_err("creating a registered model")(e)),
     };
     for tag in tags {
         upsert_model_tag(&mut *tx, id, tag).await?;
@@ -333,7 +333,7 @@ pub(crate) async fn rename_model(
                 match result {
                     Ok(_) => {}
                     Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
-                    Err(e) => return Err(Error::internal("renaming a registered model", e)),
+                    Err(e) => return Err(db_err("renaming a registered model")(e)),
                 }
                 Ok(())
             })

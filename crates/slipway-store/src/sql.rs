@@ -188,7 +188,20 @@ impl Sql {
 /// Maps a driver error to a domain error; unique violations become `AlreadyExists` with the
 /// caller's message, everything else is internal and logged, never shown to clients.
 pub(crate) fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |error| Error::internal(context, error)
+    move |error| {
+        // PostgreSQL refuses NUL characters in text (SQLSTATE 22021) and malformed escapes
+        // (22P05); those are the client's input, not a server fault.
+        let code = error
+            .as_database_error()
+            .and_then(|db| db.code())
+            .map(|code| code.into_owned());
+        match code.as_deref() {
+            Some("22021" | "22P05") => {
+                Error::invalid("text values must not contain NUL (\\u0000) characters")
+            }
+            _ => Error::internal(context, error),
+        }
+    }
 }
 
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {

@@ -134,8 +134,27 @@ async fn run(mut conn: AnyConnection, mut receiver: mpsc::Receiver<Job>) {
     }
 }
 
+/// Runs one op, turning a panic into an internal error: the writer task must outlive any bug in
+/// a single write, or every later write would fail.
+async fn run_op(op: Op, conn: &mut AnyConnection) -> Outcome {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(op(conn)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::internal_msg(
+            "a write panicked; its transaction is rolled back",
+        )),
+    }
+}
+
 async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
-    if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
+    // A transaction left open by an earlier failure (a ROLLBACK that itself failed) would make
+    // every later BEGIN fail; clear it once and retry before giving up on this group.
+    let mut begun = conn.execute("BEGIN IMMEDIATE").await;
+    if begun.is_err() {
+        let _ = conn.execute("ROLLBACK").await;
+        begun = conn.execute("BEGIN IMMEDIATE").await;
+    }
+    if let Err(error) = begun {
         let message = format!("starting a write transaction: {error}");
         for job in jobs {
             let _ = job.reply.send(Err(Error::internal_msg(message.clone())));
@@ -155,7 +174,7 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
             continue;
         }
         if !job.savepoint {
-            let outcome = (job.op)(conn).await;
+            let outcome = run_op(job.op, conn).await;
             if let Err(Error::Internal { context, .. }) = &outcome {
                 broken = Some(format!("a write failed: {context}"));
             }
@@ -170,7 +189,7 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
             ));
             continue;
         }
-        let outcome = (job.op)(conn).await;
+        let outcome = run_op(job.op, conn).await;
         let settle = if outcome.is_ok() {
             conn.execute("RELEASE slipway_write").await
         } else {
