@@ -230,45 +230,50 @@ pub(crate) async fn set_lifecycle(
         .writer
         .write(move |tx| {
             Box::pin(async move {
-    let (to, from) = if delete {
-        ("deleted", "active")
-    } else {
-        ("active", "deleted")
-    };
-    let row = sqlx::query("SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1")
-        .bind(id.get())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("reading an experiment"))?
-        .ok_or_else(|| not_found(id))?;
-    let stage: String = row
-        .try_get("lifecycle_stage")
-        .map_err(db_err("decoding lifecycle"))?;
-    if stage != from {
-        return Err(Error::invalid(format!(
-            "Cannot {} experiment {id}: it is already {stage}.",
-            if delete { "delete" } else { "restore" }
-        )));
-    }
-    sqlx::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE experiment_id = $3")
-        .bind(to)
-        .bind(now)
-        .bind(id.get())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("changing an experiment's lifecycle"))?;
-    // MLflow's SQL store deletes and restores the experiment's runs along with it.
-    sqlx::query(
-        "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE experiment_id = $3 AND lifecycle_stage = $4",
-    )
-    .bind(to)
-    .bind(if delete { Some(now) } else { None })
-    .bind(id.get())
-    .bind(from)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err("changing the lifecycle of an experiment's runs"))?;
-    Ok(())
+                let (to, from) = if delete {
+                    ("deleted", "active")
+                } else {
+                    ("active", "deleted")
+                };
+                let row =
+                    sqlx::query("SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1")
+                        .bind(id.get())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("reading an experiment"))?
+                        .ok_or_else(|| not_found(id))?;
+                let stage: String = row
+                    .try_get("lifecycle_stage")
+                    .map_err(db_err("decoding lifecycle"))?;
+                if stage != from {
+                    return Err(Error::invalid(format!(
+                        "Cannot {} experiment {id}: it is already {stage}.",
+                        if delete { "delete" } else { "restore" }
+                    )));
+                }
+                sqlx::query(
+                    "UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 \
+         WHERE experiment_id = $3",
+                )
+                .bind(to)
+                .bind(now)
+                .bind(id.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("changing an experiment's lifecycle"))?;
+                // MLflow's SQL store deletes and restores the experiment's runs along with it.
+                sqlx::query(
+                    "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 \
+         WHERE experiment_id = $3 AND lifecycle_stage = $4",
+                )
+                .bind(to)
+                .bind(if delete { Some(now) } else { None })
+                .bind(id.get())
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("changing the lifecycle of an experiment's runs"))?;
+                Ok(())
             })
         })
         .await?;

@@ -601,11 +601,12 @@ pub(crate) async fn create_version(
         .writer
         .write(move |tx| {
             Box::pin(async move {
-    let id = model_id(&mut *tx, &new.name).await?;
-    // The counter update takes the row lock (PostgreSQL) or the write lock (SQLite), so two
-    // concurrent registrations never get the same number.
-    let row = sqlx::query(
-        "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 WHERE id = $2 \
+                let id = model_id(&mut *tx, &new.name).await?;
+                // The counter update takes the row lock (PostgreSQL) or the write lock (SQLite), so two
+                // concurrent registrations never get the same number.
+                let row = sqlx::query(
+        "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 \
+         WHERE id = $2 \
          RETURNING next_version - 1 AS version",
     )
     .bind(now)
@@ -613,9 +614,10 @@ pub(crate) async fn create_version(
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err("allocating a version number"))?;
-    let version = get_i64(&row, "version")?;
-    sqlx::query(
-        "INSERT INTO model_versions (model_id, version, creation_time, last_updated_time, description, user_id, \
+                let version = get_i64(&row, "version")?;
+                sqlx::query(
+        "INSERT INTO model_versions (model_id, version, creation_time, last_updated_time, \
+         description, user_id, \
          current_stage, source, run_id, run_link, status, status_message, logged_model_id) \
          VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', NULL, $10)",
     )
@@ -632,10 +634,10 @@ pub(crate) async fn create_version(
     .execute(&mut *tx)
     .await
     .map_err(db_err("creating a model version"))?;
-    for tag in &new.tags {
-        upsert_version_tag(&mut *tx, id, version, tag).await?;
-    }
-    Ok(version)
+                for tag in &new.tags {
+                    upsert_version_tag(&mut *tx, id, version, tag).await?;
+                }
+                Ok(version)
             })
         })
         .await?;

@@ -54,64 +54,67 @@ pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
         .writer
         .write(move |tx| {
             Box::pin(async move {
-    let row = sqlx::query(
-        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
-    )
-    .bind(run.experiment_id.get())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err("reading a run's experiment"))?
-    .ok_or_else(|| experiment_not_found(run.experiment_id))?;
-    let stage = get_str(&row, "lifecycle_stage")?;
-    if stage != "active" {
-        return Err(Error::invalid(format!(
-            "The experiment {} must be in the 'active' state. Current state is {stage}.",
-            run.experiment_id
-        )));
-    }
-    let artifact_uri = format!(
-        "{}/{}/{}",
-        get_str(&row, "artifact_location")?.trim_end_matches('/'),
-        run.run_id,
-        run.artifact_uri_suffix
-    );
-    sqlx::query(
-        "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri) \
+                let row = sqlx::query(
+                    "SELECT artifact_location, lifecycle_stage FROM experiments \
+         WHERE experiment_id = $1",
+                )
+                .bind(run.experiment_id.get())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("reading a run's experiment"))?
+                .ok_or_else(|| experiment_not_found(run.experiment_id))?;
+                let stage = get_str(&row, "lifecycle_stage")?;
+                if stage != "active" {
+                    return Err(Error::invalid(format!(
+                        "The experiment {} must be in the 'active' state. \
+             Current state is {stage}.",
+                        run.experiment_id
+                    )));
+                }
+                let artifact_uri = format!(
+                    "{}/{}/{}",
+                    get_str(&row, "artifact_location")?.trim_end_matches('/'),
+                    run.run_id,
+                    run.artifact_uri_suffix
+                );
+                sqlx::query(
+                    "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, \
+         end_time, lifecycle_stage, artifact_uri) \
          VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active', $6)",
-    )
-    .bind(run.run_id.as_str().to_owned())
-    .bind(run.experiment_id.get())
-    .bind(run.run_name.clone())
-    .bind(run.user_id.clone())
-    .bind(run.start_time)
-    .bind(artifact_uri.clone())
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err("creating a run"))?;
-    let mut tags = run.tags.clone();
-    tags.retain(|tag| tag.key != RUN_NAME_TAG);
-    tags.push(Tag::new(RUN_NAME_TAG, run.run_name.clone()));
-    upsert_tags(&mut *tx, run.run_id.as_str(), &tags).await?;
-    Ok(Run {
-        info: RunInfo {
-            run_id: run.run_id,
-            experiment_id: run.experiment_id,
-            run_name: run.run_name,
-            user_id: run.user_id,
-            status: RunStatus::Running,
-            start_time: run.start_time,
-            end_time: None,
-            artifact_uri,
-            lifecycle_stage: LifecycleStage::Active,
-        },
-        data: RunData {
-            metrics: Vec::new(),
-            params: Vec::new(),
-            tags,
-        },
-        inputs: RunInputs::default(),
-        outputs: Vec::new(),
-    })
+                )
+                .bind(run.run_id.as_str().to_owned())
+                .bind(run.experiment_id.get())
+                .bind(run.run_name.clone())
+                .bind(run.user_id.clone())
+                .bind(run.start_time)
+                .bind(artifact_uri.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("creating a run"))?;
+                let mut tags = run.tags.clone();
+                tags.retain(|tag| tag.key != RUN_NAME_TAG);
+                tags.push(Tag::new(RUN_NAME_TAG, run.run_name.clone()));
+                upsert_tags(&mut *tx, run.run_id.as_str(), &tags).await?;
+                Ok(Run {
+                    info: RunInfo {
+                        run_id: run.run_id,
+                        experiment_id: run.experiment_id,
+                        run_name: run.run_name,
+                        user_id: run.user_id,
+                        status: RunStatus::Running,
+                        start_time: run.start_time,
+                        end_time: None,
+                        artifact_uri,
+                        lifecycle_stage: LifecycleStage::Active,
+                    },
+                    data: RunData {
+                        metrics: Vec::new(),
+                        params: Vec::new(),
+                        tags,
+                    },
+                    inputs: RunInputs::default(),
+                    outputs: Vec::new(),
+                })
             })
         })
         .await
