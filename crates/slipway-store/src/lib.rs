@@ -184,7 +184,10 @@ impl SqlStore {
                 // pool must not wait for it.
                 writer::Writer::grouped(connection.detach())
             }
-            Backend::Postgres => writer::Writer::Pooled(write.clone()),
+            Backend::Postgres => {
+                spawn_statistics_refresher(write.clone());
+                writer::Writer::Pooled(write.clone())
+            }
         };
         Ok(SqlStore {
             backend,
@@ -217,6 +220,68 @@ impl SqlStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Tables whose statistics the PostgreSQL planner needs to pick index plans for search.
+const ANALYZED_TABLES: &[&str] = &[
+    "experiments",
+    "runs",
+    "params",
+    "tags",
+    "latest_metrics",
+    "registered_models",
+    "model_versions",
+];
+
+/// How often the PostgreSQL statistics check runs.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps PostgreSQL's planner statistics fresh. Without them (a table filled in the last minute,
+/// before autovacuum's next round) the planner estimates one row everywhere and can pick a plan
+/// a hundred times slower for search (measured: 355 ms instead of 5 ms on 2,000 runs). Every few
+/// seconds, tables changed by more than a tenth since their last analyze are analyzed.
+fn spawn_statistics_refresher(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(STATISTICS_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(error) = refresh_statistics(&pool).await {
+                if pool.is_closed() {
+                    break;
+                }
+                tracing::warn!(error = %error, "refreshing PostgreSQL statistics failed; will retry");
+            }
+        }
+    });
+}
+
+async fn refresh_statistics(pool: &AnyPool) -> Result<()> {
+    let mut sql = sql::Sql::new(
+        Backend::Postgres,
+        "SELECT relname::text AS relname FROM pg_stat_user_tables \
+         WHERE n_mod_since_analyze > 500 + n_live_tup / 10 AND relname::text IN ",
+    );
+    sql.bind_list(ANALYZED_TABLES.iter().copied());
+    let rows = sql
+        .query()
+        .fetch_all(pool)
+        .await
+        .map_err(sql::db_err("reading table statistics"))?;
+    for row in rows {
+        let name = sql::get_str(&row, "relname")?;
+        // Only names from the fixed list above reach the statement.
+        if let Some(table) = ANALYZED_TABLES.iter().find(|table| **table == name) {
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+                .execute(pool)
+                .await
+                .map_err(sql::db_err("analyzing a table"))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ms() -> i64 {
