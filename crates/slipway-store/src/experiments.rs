@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::filter::{self, Target};
-use crate::sql::{Sql, db_err, get_i64, get_str, is_unique_violation};
+use crate::sql::{Sql, db_err, delete_existing, get_i64, get_str, is_unique_violation};
 use crate::{SqlStore, now_ms};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
@@ -362,18 +362,15 @@ pub(crate) async fn delete_tag(store: &SqlStore, id: ExperimentId, key: &str) ->
             "The experiment {id} must be in the 'active' state. Current state is {stage}."
         )));
     }
-    let deleted = sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
-        .bind(id.get())
-        .bind(key.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting an experiment tag"))?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::not_found(format!(
-            "No tag with name: {key} in experiment with id {id}"
-        )));
-    }
-    Ok(())
+    delete_existing(
+        tx,
+        sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
+            .bind(id.get())
+            .bind(key.to_owned()),
+        "deleting an experiment tag",
+        || Error::not_found(format!("No tag with name: {key} in experiment with id {id}")),
+    )
+    .await
             })
         })
         .await?;

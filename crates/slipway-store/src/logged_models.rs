@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use crate::SqlStore;
 use crate::experiments::{not_found as experiment_not_found, push_limit};
 use crate::filter::{self, Target};
-use crate::sql::{db_err, get_f64, get_i64, get_opt_str, get_str, loaded_value};
+use crate::sql::{db_err, delete_existing, get_f64, get_i64, get_opt_str, get_str, loaded_value};
 
 const COLUMNS: &str = "lm.model_id, lm.experiment_id, lm.name, lm.artifact_uri, lm.status, lm.model_type, \
      lm.source_run_id, lm.status_message, lm.creation_time, lm.last_updated_time";
@@ -325,19 +325,19 @@ pub(crate) async fn delete_tag(store: &SqlStore, model_id: &str, key: &str) -> R
                 let model_id = model_id_owned.as_str();
                 let key = key_owned.as_str();
                 require_active(&mut *tx, model_id).await?;
-                let deleted =
+                delete_existing(
+                    tx,
                     sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
                         .bind(model_id.to_owned())
-                        .bind(key.to_owned())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err("deleting a logged model tag"))?;
-                if deleted.rows_affected() == 0 {
-                    return Err(Error::not_found(format!(
-                        "No tag with key '{key}' found for logged model with ID '{model_id}'."
-                    )));
-                }
-                Ok(())
+                        .bind(key.to_owned()),
+                    "deleting a logged model tag",
+                    || {
+                        Error::not_found(format!(
+                            "No tag with key '{key}' found for logged model with ID '{model_id}'."
+                        ))
+                    },
+                )
+                .await
             })
         })
         .await?;

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use crate::SqlStore;
 use crate::experiments::push_limit;
 use crate::filter::{self, Target};
-use crate::sql::{db_err, get_i64, get_opt_str, get_str, is_unique_violation};
+use crate::sql::{db_err, delete_existing, get_i64, get_opt_str, get_str, is_unique_violation};
 
 const MODEL_COLUMNS: &str =
     "rm.id, rm.name, rm.creation_time, rm.last_updated_time, rm.description, rm.user_id";
@@ -483,20 +483,21 @@ pub(crate) async fn delete_model_tag(store: &SqlStore, name: &str, key: &str) ->
                 let name = name_owned.as_str();
                 let key = key_owned.as_str();
                 let id = model_id(&mut *tx, name).await?;
-                let deleted = sqlx::query(
-                    "DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2",
+                delete_existing(
+                    tx,
+                    sqlx::query(
+                        "DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2",
+                    )
+                    .bind(id)
+                    .bind(key.to_owned()),
+                    "deleting a registered model tag",
+                    || {
+                        Error::not_found(format!(
+                            "No tag with key '{key}' found for registered model '{name}'"
+                        ))
+                    },
                 )
-                .bind(id)
-                .bind(key.to_owned())
-                .execute(&mut *tx)
                 .await
-                .map_err(db_err("deleting a registered model tag"))?;
-                if deleted.rows_affected() == 0 {
-                    return Err(Error::not_found(format!(
-                        "No tag with key '{key}' found for registered model '{name}'"
-                    )));
-                }
-                Ok(())
             })
         })
         .await?;
@@ -866,22 +867,24 @@ pub(crate) async fn delete_version_tag(
             Box::pin(async move {
                 let name = name_owned.as_str();
                 let key = key_owned.as_str();
-    let id = require_version(&mut *tx, name, version).await?;
-    let deleted = sqlx::query(
-        "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
+                let id = require_version(&mut *tx, name, version).await?;
+                delete_existing(
+        tx,
+        sqlx::query(
+            "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(key.to_owned()),
+        "deleting a model version tag",
+        || {
+            Error::not_found(format!(
+                "No tag with key '{key}' found for model version \
+                 (name={name}, version={version})"
+            ))
+        },
     )
-    .bind(id)
-    .bind(version)
-    .bind(key.to_owned())
-    .execute(&mut *tx)
     .await
-    .map_err(db_err("deleting a model version tag"))?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::not_found(format!(
-            "No tag with key '{key}' found for model version (name={name}, version={version})"
-        )));
-    }
-    Ok(())
             })
         })
         .await?;

@@ -17,7 +17,8 @@ use sqlx::{AnyConnection, Row};
 use crate::experiments::{not_found as experiment_not_found, push_limit};
 use crate::filter::{self, Target};
 use crate::sql::{
-    Sql, db_err, get_f64, get_i64, get_opt_i64, get_opt_str, get_str, loaded_value, stored_value,
+    Sql, db_err, delete_existing, get_f64, get_i64, get_opt_i64, get_opt_str, get_str,
+    loaded_value, stored_value,
 };
 use crate::{SqlStore, chunks};
 
@@ -710,18 +711,15 @@ pub(crate) async fn delete_tag(store: &SqlStore, run_id: &RunId, key: &str) -> R
                 let run_id = &run_id_owned;
                 let key = key_owned.as_str();
                 require_active(&mut *tx, run_id).await?;
-                let deleted = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
-                    .bind(run_id.as_str().to_owned())
-                    .bind(key.to_owned())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("deleting a run tag"))?;
-                if deleted.rows_affected() == 0 {
-                    return Err(Error::not_found(format!(
-                        "No tag with name: {key} in run with id {run_id}"
-                    )));
-                }
-                Ok(())
+                delete_existing(
+                    tx,
+                    sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+                        .bind(run_id.as_str().to_owned())
+                        .bind(key.to_owned()),
+                    "deleting a run tag",
+                    || Error::not_found(format!("No tag with name: {key} in run with id {run_id}")),
+                )
+                .await
             })
         })
         .await?;

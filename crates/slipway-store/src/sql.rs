@@ -204,6 +204,21 @@ pub(crate) fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error
     }
 }
 
+/// Runs a DELETE that must remove something: a tag delete of a key never set is a NotFound in
+/// MLflow. `missing` builds that error.
+pub(crate) async fn delete_existing(
+    conn: &mut AnyConnection,
+    query: Query<'_, Any, AnyArguments>,
+    context: &'static str,
+    missing: impl FnOnce() -> Error,
+) -> Result<(), Error> {
+    let deleted = query.execute(conn).await.map_err(db_err(context))?;
+    if deleted.rows_affected() == 0 {
+        return Err(missing());
+    }
+    Ok(())
+}
+
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
