@@ -56,38 +56,38 @@ pub(crate) async fn create(
             Box::pin(async move {
                 let name = name_owned.as_str();
                 let tags = tags_owned.as_slice();
-    let explicit = match &artifact_location {
-        ArtifactLocation::Explicit(location) => location.clone(),
-        ArtifactLocation::UnderRoot(_) => String::new(),
-    };
-    let inserted = sqlx::query(
-        "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
-         VALUES ($1, $2, 'active', $3, $4) RETURNING experiment_id",
-    )
-    .bind(name.to_owned())
-    .bind(explicit)
-    .bind(now)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await;
-    let row = match inserted {
-        Ok(row) => row,
-        Err(e) if is_unique_violation(&e) => return Err(already_exists(name)),
-        Err(e) => return Err(db_err("creating an experiment")(e)),
-    };
-    let id = ExperimentId::new(get_i64(&row, "experiment_id")?);
-    if let ArtifactLocation::UnderRoot(root) = &artifact_location {
-        sqlx::query("UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2")
-            .bind(format!("{}/{id}", root.trim_end_matches('/')))
-            .bind(id.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("setting an experiment's artifact location"))?;
-    }
-    for tag in tags {
-        upsert_tag(&mut *tx, id, tag).await?;
-    }
-    Ok(id)
+                let explicit = match &artifact_location {
+                    ArtifactLocation::Explicit(location) => location.clone(),
+                    ArtifactLocation::UnderRoot(_) => String::new(),
+                };
+                let inserted = sqlx::query(
+                    "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
+                     VALUES ($1, $2, 'active', $3, $4) RETURNING experiment_id",
+                )
+                .bind(name.to_owned())
+                .bind(explicit)
+                .bind(now)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await;
+                let row = match inserted {
+                    Ok(row) => row,
+                    Err(e) if is_unique_violation(&e) => return Err(already_exists(name)),
+                    Err(e) => return Err(db_err("creating an experiment")(e)),
+                };
+                let id = ExperimentId::new(get_i64(&row, "experiment_id")?);
+                if let ArtifactLocation::UnderRoot(root) = &artifact_location {
+                    sqlx::query("UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2")
+                        .bind(format!("{}/{id}", root.trim_end_matches('/')))
+                        .bind(id.get())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("setting an experiment's artifact location"))?;
+                }
+                for tag in tags {
+                    upsert_tag(&mut *tx, id, tag).await?;
+                }
+                Ok(id)
             })
         })
         .await
@@ -335,14 +335,14 @@ pub(crate) async fn set_tag(store: &SqlStore, id: ExperimentId, tag: &Tag) -> Re
         .write(move |tx| {
             Box::pin(async move {
                 let tag = &tag_owned;
-    let stage = lifecycle(&mut *tx, id).await?;
-    if stage != "active" {
-        return Err(Error::invalid(format!(
-            "The experiment {id} must be in the 'active' state. Current state is {stage}."
-        )));
-    }
-    upsert_tag(&mut *tx, id, tag).await?;
-    Ok(())
+                let stage = lifecycle(&mut *tx, id).await?;
+                if stage != "active" {
+                    return Err(Error::invalid(format!(
+                        "The experiment {id} must be in the 'active' state. Current state is {stage}."
+                    )));
+                }
+                upsert_tag(&mut *tx, id, tag).await?;
+                Ok(())
             })
         })
         .await?;
@@ -356,21 +356,21 @@ pub(crate) async fn delete_tag(store: &SqlStore, id: ExperimentId, key: &str) ->
         .write(move |tx| {
             Box::pin(async move {
                 let key = key_owned.as_str();
-    let stage = lifecycle(&mut *tx, id).await?;
-    if stage != "active" {
-        return Err(Error::invalid(format!(
-            "The experiment {id} must be in the 'active' state. Current state is {stage}."
-        )));
-    }
-    delete_existing(
-        tx,
-        sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
-            .bind(id.get())
-            .bind(key.to_owned()),
-        "deleting an experiment tag",
-        || Error::not_found(format!("No tag with name: {key} in experiment with id {id}")),
-    )
-    .await
+                let stage = lifecycle(&mut *tx, id).await?;
+                if stage != "active" {
+                    return Err(Error::invalid(format!(
+                        "The experiment {id} must be in the 'active' state. Current state is {stage}."
+                    )));
+                }
+                delete_existing(
+                    tx,
+                    sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
+                        .bind(id.get())
+                        .bind(key.to_owned()),
+                    "deleting an experiment tag",
+                    || Error::not_found(format!("No tag with name: {key} in experiment with id {id}")),
+                )
+                .await
             })
         })
         .await?;

@@ -54,55 +54,55 @@ pub(crate) async fn create(
         .write(move |tx| {
             Box::pin(async move {
                 let artifact_root = artifact_root_owned.as_str();
-    let row = sqlx::query(
-        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
-    )
-    .bind(model.experiment_id.get())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err("reading an experiment"))?
-    .ok_or_else(|| experiment_not_found(model.experiment_id))?;
-    if get_str(&row, "lifecycle_stage")? != "active" {
-        return Err(Error::invalid(format!(
-            "The experiment {} must be in the 'active' state.",
-            model.experiment_id
-        )));
-    }
-    let location = get_str(&row, "artifact_location")?;
-    let base = if location.is_empty() {
-        format!("{artifact_root}/{}", model.experiment_id)
-    } else {
-        location
-    };
-    let artifact_uri = format!(
-        "{}/models/{}/artifacts",
-        base.trim_end_matches('/'),
-        model.model_id
-    );
-    sqlx::query(
-        "INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, model_type, source_run_id, \
-         status_message, creation_time, last_updated_time, lifecycle_stage) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, 'active')",
-    )
-    .bind(model.model_id.clone())
-    .bind(model.experiment_id.get())
-    .bind(model.name.clone())
-    .bind(artifact_uri)
-    .bind(LoggedModelStatus::Pending.as_str())
-    .bind(model.model_type.clone())
-    .bind(model.source_run_id.clone())
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err("creating a logged model"))?;
-    for tag in &model.tags {
-        upsert_kv(&mut *tx, "logged_model_tags", &model.model_id, tag, true).await?;
-    }
-    for param in &model.params {
-        upsert_kv(&mut *tx, "logged_model_params", &model.model_id, param, true).await?;
-    }
-    Ok(())
+                let row = sqlx::query(
+                    "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
+                )
+                .bind(model.experiment_id.get())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("reading an experiment"))?
+                .ok_or_else(|| experiment_not_found(model.experiment_id))?;
+                if get_str(&row, "lifecycle_stage")? != "active" {
+                    return Err(Error::invalid(format!(
+                        "The experiment {} must be in the 'active' state.",
+                        model.experiment_id
+                    )));
+                }
+                let location = get_str(&row, "artifact_location")?;
+                let base = if location.is_empty() {
+                    format!("{artifact_root}/{}", model.experiment_id)
+                } else {
+                    location
+                };
+                let artifact_uri = format!(
+                    "{}/models/{}/artifacts",
+                    base.trim_end_matches('/'),
+                    model.model_id
+                );
+                sqlx::query(
+                    "INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, model_type, source_run_id, \
+                     status_message, creation_time, last_updated_time, lifecycle_stage) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, 'active')",
+                )
+                .bind(model.model_id.clone())
+                .bind(model.experiment_id.get())
+                .bind(model.name.clone())
+                .bind(artifact_uri)
+                .bind(LoggedModelStatus::Pending.as_str())
+                .bind(model.model_type.clone())
+                .bind(model.source_run_id.clone())
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("creating a logged model"))?;
+                for tag in &model.tags {
+                    upsert_kv(&mut *tx, "logged_model_tags", &model.model_id, tag, true).await?;
+                }
+                for param in &model.params {
+                    upsert_kv(&mut *tx, "logged_model_params", &model.model_id, param, true).await?;
+                }
+                Ok(())
             })
         })
         .await?;
@@ -248,15 +248,15 @@ pub(crate) async fn finalize(
         .write(move |tx| {
             Box::pin(async move {
                 let model_id = model_id_owned.as_str();
-    require_active(&mut *tx, model_id).await?;
-    sqlx::query("UPDATE logged_models SET status = $1, last_updated_time = $2 WHERE model_id = $3")
-        .bind(status.as_str())
-        .bind(now)
-        .bind(model_id.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("finalizing a logged model"))?;
-    Ok(())
+                require_active(&mut *tx, model_id).await?;
+                sqlx::query("UPDATE logged_models SET status = $1, last_updated_time = $2 WHERE model_id = $3")
+                    .bind(status.as_str())
+                    .bind(now)
+                    .bind(model_id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("finalizing a logged model"))?;
+                Ok(())
             })
         })
         .await?;
@@ -270,14 +270,14 @@ pub(crate) async fn delete(store: &SqlStore, model_id: &str, now: i64) -> Result
         .write(move |tx| {
             Box::pin(async move {
                 let model_id = model_id_owned.as_str();
-    require_active(&mut *tx, model_id).await?;
-    sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
-        .bind(now)
-        .bind(model_id.to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("deleting a logged model"))?;
-    Ok(())
+                require_active(&mut *tx, model_id).await?;
+                sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
+                    .bind(now)
+                    .bind(model_id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a logged model"))?;
+                Ok(())
             })
         })
         .await?;

@@ -130,25 +130,25 @@ pub(crate) async fn create_model(
                 let name = name_owned.as_str();
                 let description = description_owned.as_deref();
                 let tags = tags_owned.as_slice();
-    let inserted = sqlx::query(
-        "INSERT INTO registered_models (name, creation_time, last_updated_time, description, user_id, next_version) \
-         VALUES ($1, $2, $3, $4, NULL, 1) RETURNING id",
-    )
-    .bind(name.to_owned())
-    .bind(now)
-    .bind(now)
-    .bind(description.map(str::to_owned))
-    .fetch_one(&mut *tx)
-    .await;
-    let id = match inserted {
-        Ok(row) => get_i64(&row, "id")?,
-        Err(e) if is_unique_violation(&e) => return Err(model_exists(name)),
-        Err(e) => return Err(db_err("creating a registered model")(e)),
-    };
-    for tag in tags {
-        upsert_model_tag(&mut *tx, id, tag).await?;
-    }
-    Ok(())
+                let inserted = sqlx::query(
+                    "INSERT INTO registered_models (name, creation_time, last_updated_time, description, user_id, next_version) \
+                     VALUES ($1, $2, $3, $4, NULL, 1) RETURNING id",
+                )
+                .bind(name.to_owned())
+                .bind(now)
+                .bind(now)
+                .bind(description.map(str::to_owned))
+                .fetch_one(&mut *tx)
+                .await;
+                let id = match inserted {
+                    Ok(row) => get_i64(&row, "id")?,
+                    Err(e) if is_unique_violation(&e) => return Err(model_exists(name)),
+                    Err(e) => return Err(db_err("creating a registered model")(e)),
+                };
+                for tag in tags {
+                    upsert_model_tag(&mut *tx, id, tag).await?;
+                }
+                Ok(())
             })
         })
         .await?;
@@ -703,18 +703,18 @@ pub(crate) async fn update_version(
             Box::pin(async move {
                 let name = name_owned.as_str();
                 let description = description_owned.as_deref();
-    let id = require_version(&mut *tx, name, version).await?;
-    if let Some(description) = description {
-        sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
-            .bind(description.to_owned())
-            .bind(now)
-            .bind(id)
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("updating a model version"))?;
-    }
-    Ok(())
+                let id = require_version(&mut *tx, name, version).await?;
+                if let Some(description) = description {
+                    sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
+                        .bind(description.to_owned())
+                        .bind(now)
+                        .bind(id)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("updating a model version"))?;
+                }
+                Ok(())
             })
         })
         .await?;
@@ -735,30 +735,30 @@ pub(crate) async fn transition_stage(
         .write(move |tx| {
             Box::pin(async move {
                 let name = name_owned.as_str();
-    let id = require_version(&mut *tx, name, version).await?;
-    if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
-        sqlx::query(
-            "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
-             WHERE model_id = $2 AND version <> $3 AND current_stage = $4",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(version)
-        .bind(stage.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("archiving model versions"))?;
-    }
-    sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
-        .bind(stage.as_str())
-        .bind(now)
-        .bind(id)
-        .bind(version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("transitioning a model version"))?;
-    touch_model(&mut *tx, id, now).await?;
-    Ok(())
+                let id = require_version(&mut *tx, name, version).await?;
+                if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
+                    sqlx::query(
+                        "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
+                         WHERE model_id = $2 AND version <> $3 AND current_stage = $4",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .bind(version)
+                    .bind(stage.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("archiving model versions"))?;
+                }
+                sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
+                    .bind(stage.as_str())
+                    .bind(now)
+                    .bind(id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("transitioning a model version"))?;
+                touch_model(&mut *tx, id, now).await?;
+                Ok(())
             })
         })
         .await?;

@@ -873,73 +873,73 @@ pub(crate) async fn log_inputs(
         .write(move |tx| {
             Box::pin(async move {
                 let run_id = &run_id_owned;
-    require_active(&mut *tx, run_id).await?;
-    let row = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
-        .bind(run_id.as_str().to_owned())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err("reading a run"))?;
-    let experiment_id = get_i64(&row, "experiment_id")?;
-    let next_position = sqlx::query("SELECT COUNT(*) AS n FROM run_inputs WHERE run_id = $1")
-        .bind(run_id.as_str().to_owned())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err("counting run inputs"))?;
-    let mut position = get_i64(&next_position, "n")?;
-    for input in datasets {
-        let dataset = &input.dataset;
-        // Datasets are shared by the runs of an experiment and identified by (name, digest).
-        sqlx::query(
-            "INSERT INTO datasets (dataset_id, experiment_id, name, digest, source_type, source, schema, profile) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id, name, digest) DO NOTHING",
-        )
-        .bind(uuid::Uuid::new_v4().simple().to_string())
-        .bind(experiment_id)
-        .bind(dataset.name.clone())
-        .bind(dataset.digest.clone())
-        .bind(dataset.source_type.clone())
-        .bind(dataset.source.clone())
-        .bind(dataset.schema.clone())
-        .bind(dataset.profile.clone())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("recording a dataset"))?;
-        let row = sqlx::query("SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
-            .bind(experiment_id)
-            .bind(dataset.name.clone())
-            .bind(dataset.digest.clone())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err("reading a dataset"))?;
-        let dataset_id = get_str(&row, "dataset_id")?;
-        let context = input
-            .tags
-            .iter()
-            .find(|tag| tag.key == "mlflow.data.context")
-            .map(|tag| tag.value.clone());
-        let inserted = sqlx::query(
-            "INSERT INTO run_inputs (run_id, dataset_id, tags_json, context, position) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (run_id, dataset_id) DO NOTHING",
-        )
-        .bind(run_id.as_str().to_owned())
-        .bind(dataset_id)
-        .bind(encode_tags(&input.tags))
-        .bind(context)
-        .bind(position)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("recording a run input"))?;
-        position += inserted.rows_affected() as i64;
-    }
-    for model_id in model_ids {
-        sqlx::query("INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(run_id.as_str().to_owned())
-            .bind(model_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("recording a model input"))?;
-    }
-    Ok(())
+                require_active(&mut *tx, run_id).await?;
+                let row = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
+                    .bind(run_id.as_str().to_owned())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("reading a run"))?;
+                let experiment_id = get_i64(&row, "experiment_id")?;
+                let next_position = sqlx::query("SELECT COUNT(*) AS n FROM run_inputs WHERE run_id = $1")
+                    .bind(run_id.as_str().to_owned())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("counting run inputs"))?;
+                let mut position = get_i64(&next_position, "n")?;
+                for input in datasets {
+                    let dataset = &input.dataset;
+                    // Datasets are shared by the runs of an experiment and identified by (name, digest).
+                    sqlx::query(
+                        "INSERT INTO datasets (dataset_id, experiment_id, name, digest, source_type, source, schema, profile) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+                    )
+                    .bind(uuid::Uuid::new_v4().simple().to_string())
+                    .bind(experiment_id)
+                    .bind(dataset.name.clone())
+                    .bind(dataset.digest.clone())
+                    .bind(dataset.source_type.clone())
+                    .bind(dataset.source.clone())
+                    .bind(dataset.schema.clone())
+                    .bind(dataset.profile.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("recording a dataset"))?;
+                    let row = sqlx::query("SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
+                        .bind(experiment_id)
+                        .bind(dataset.name.clone())
+                        .bind(dataset.digest.clone())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_err("reading a dataset"))?;
+                    let dataset_id = get_str(&row, "dataset_id")?;
+                    let context = input
+                        .tags
+                        .iter()
+                        .find(|tag| tag.key == "mlflow.data.context")
+                        .map(|tag| tag.value.clone());
+                    let inserted = sqlx::query(
+                        "INSERT INTO run_inputs (run_id, dataset_id, tags_json, context, position) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (run_id, dataset_id) DO NOTHING",
+                    )
+                    .bind(run_id.as_str().to_owned())
+                    .bind(dataset_id)
+                    .bind(encode_tags(&input.tags))
+                    .bind(context)
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("recording a run input"))?;
+                    position += inserted.rows_affected() as i64;
+                }
+                for model_id in model_ids {
+                    sqlx::query("INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(run_id.as_str().to_owned())
+                        .bind(model_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("recording a model input"))?;
+                }
+                Ok(())
             })
         })
         .await?;
