@@ -12,6 +12,7 @@
 //! file lock ("database is locked"); reads use a pool of WAL readers. PostgreSQL uses one pool.
 
 mod chunks;
+mod conn;
 mod experiments;
 mod filter;
 mod logged_models;
@@ -91,6 +92,17 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; \
     PRAGMA temp_store = MEMORY; \
     PRAGMA cache_size = -32000; \
     PRAGMA mmap_size = 268435456;";
+
+/// The SQLite writer thread's synchronous connection, set up like sqlx's connections.
+fn open_lite_writer(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    let lite = rusqlite::Connection::open(path)
+        .map_err(|e| Error::internal(format!("opening {} for writing", path.display()), e))?;
+    lite.execute_batch(SQLITE_PRAGMAS)
+        .map_err(|e| Error::internal("configuring the SQLite write connection", e))?;
+    // Batches of different sizes are different statement texts; keep the common ones prepared.
+    lite.set_prepared_statement_cache_capacity(64);
+    Ok(lite)
+}
 
 impl SqlStore {
     /// Connects, creates or migrates the schema, and makes sure the `Default` experiment exists.
@@ -174,17 +186,17 @@ impl SqlStore {
         };
 
         ensure_default_experiment(&write).await?;
-        let writer = match backend {
-            Backend::Sqlite => {
+        let writer = match (backend, uri) {
+            (Backend::Sqlite, BackendUri::Sqlite(path)) => {
                 let connection = write
                     .acquire()
                     .await
                     .map_err(|e| Error::internal("opening the SQLite write connection", e))?;
-                // Detached: the writer task owns it for the store's lifetime, and closing the
+                // Detached: the writer thread owns it for the store's lifetime, and closing the
                 // pool must not wait for it.
-                writer::Writer::grouped(connection.detach())
+                writer::Writer::grouped(connection.detach(), open_lite_writer(path)?)?
             }
-            Backend::Postgres => {
+            _ => {
                 spawn_statistics_refresher(write.clone());
                 writer::Writer::Pooled(write.clone())
             }

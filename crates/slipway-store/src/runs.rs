@@ -11,9 +11,10 @@ use slipway_core::tracking::{
 };
 use slipway_core::{Error, Result};
 use sqlx::AssertSqlSafe;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
+use crate::conn::Tx;
 use crate::experiments::{not_found as experiment_not_found, push_limit};
 use crate::filter::{self, Target};
 use crate::sql::{
@@ -95,7 +96,7 @@ pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
                 let mut tags = run.tags.clone();
                 tags.retain(|tag| tag.key != RUN_NAME_TAG);
                 tags.push(Tag::new(RUN_NAME_TAG, run.run_name.clone()));
-                upsert_tags(&mut *tx, run.run_id.as_str(), &tags).await?;
+                upsert_tags(&mut Tx::Any(tx), run.run_id.as_str(), &tags).await?;
                 Ok(Run {
                     info: RunInfo {
                         run_id: run.run_id,
@@ -121,7 +122,7 @@ pub(crate) async fn create(store: &SqlStore, run: NewRun) -> Result<Run> {
         .await
 }
 
-async fn upsert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[Tag]) -> Result<()> {
+async fn upsert_tags(tx: &mut Tx<'_>, run_id: &str, tags: &[Tag]) -> Result<()> {
     // Later duplicates win, as if the tags had been set one after another.
     let mut unique: BTreeMap<&str, &str> = BTreeMap::new();
     for tag in tags {
@@ -129,7 +130,7 @@ async fn upsert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[Tag]) -> Re
     }
     let unique: Vec<_> = unique.into_iter().collect();
     for chunk in unique.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::on(conn, "INSERT INTO tags (run_id, key, value) VALUES ");
+        let mut sql = tx.sql("INSERT INTO tags (run_id, key, value) VALUES ");
         for (index, (key, value)) in chunk.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -143,18 +144,12 @@ async fn upsert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[Tag]) -> Re
                 .push(")");
         }
         sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("setting run tags"))?;
+        tx.execute(&sql, "setting run tags").await?;
     }
     if let Some((_, name)) = unique.iter().find(|(key, _)| *key == RUN_NAME_TAG) {
-        sqlx::query("UPDATE runs SET name = $1 WHERE run_id = $2")
-            .bind((*name).to_owned())
-            .bind(run_id.to_owned())
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("renaming a run"))?;
+        let mut sql = tx.sql("UPDATE runs SET name = ");
+        sql.bind(*name).push(" WHERE run_id = ").bind(run_id);
+        tx.execute(&sql, "renaming a run").await?;
     }
     Ok(())
 }
@@ -342,22 +337,17 @@ fn decode_tags(raw: &str) -> Result<Vec<Tag>> {
 }
 
 /// The run's lifecycle stage, or NotFound.
-async fn lifecycle(conn: &mut AnyConnection, run_id: &RunId) -> Result<(String, i64)> {
-    let row = sqlx::query("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_id = $1")
-        .bind(run_id.as_str().to_owned())
-        .fetch_optional(conn)
-        .await
-        .map_err(db_err("reading a run"))?
-        .ok_or_else(|| not_found(run_id))?;
-    Ok((
-        get_str(&row, "lifecycle_stage")?,
-        get_i64(&row, "experiment_id")?,
-    ))
+async fn lifecycle(tx: &mut Tx<'_>, run_id: &RunId) -> Result<(String, i64)> {
+    let mut sql = tx.sql("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_id = ");
+    sql.bind(run_id.as_str());
+    tx.fetch_optional(&sql, "reading a run")
+        .await?
+        .ok_or_else(|| not_found(run_id))
 }
 
 /// The run's experiment id, when the run exists and is active.
-async fn require_active(conn: &mut AnyConnection, run_id: &RunId) -> Result<i64> {
-    let (stage, experiment_id) = lifecycle(conn, run_id).await?;
+async fn require_active(tx: &mut Tx<'_>, run_id: &RunId) -> Result<i64> {
+    let (stage, experiment_id) = lifecycle(tx, run_id).await?;
     if stage == "active" {
         Ok(experiment_id)
     } else {
@@ -374,7 +364,7 @@ pub(crate) async fn update(store: &SqlStore, run_id: &RunId, update: RunUpdate) 
         .write(move |tx| {
             Box::pin(async move {
                 let run_id = &run_id_owned;
-                require_active(&mut *tx, run_id).await?;
+                require_active(&mut Tx::Any(tx), run_id).await?;
                 let mut sql = Sql::on(tx, "UPDATE runs SET run_id = run_id");
                 if let Some(status) = update.status {
                     sql.push(", status = ").bind(status.as_str());
@@ -392,7 +382,7 @@ pub(crate) async fn update(store: &SqlStore, run_id: &RunId, update: RunUpdate) 
                     .map_err(db_err("updating a run"))?;
                 if let Some(name) = &update.run_name {
                     upsert_tags(
-                        &mut *tx,
+                        &mut Tx::Any(tx),
                         run_id.as_str(),
                         &[Tag::new(RUN_NAME_TAG, name.clone())],
                     )
@@ -424,7 +414,7 @@ pub(crate) async fn set_lifecycle(
         .write(move |tx| {
             Box::pin(async move {
                 let run_id = &run_id_owned;
-                lifecycle(&mut *tx, run_id).await?;
+                lifecycle(&mut Tx::Any(tx), run_id).await?;
                 sqlx::query(
                     "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3",
                 )
@@ -446,38 +436,33 @@ pub(crate) async fn set_lifecycle(
 }
 
 pub(crate) async fn log_batch(store: &SqlStore, run_id: &RunId, batch: Batch) -> Result<()> {
-    let run_id_owned = run_id.clone();
+    let run_id = run_id.clone();
     // Every refusal (missing or inactive run, changed param) is decided by reads before the
     // first write, so the batch needs no savepoint of its own.
     store
         .writer
-        .write_checked(move |tx| {
+        .write_tx_checked(move |mut tx| {
             Box::pin(async move {
-                let run_id = &run_id_owned;
-                let experiment_id = require_active(&mut *tx, run_id).await?;
+                let tx = &mut tx;
+                let experiment_id = require_active(tx, &run_id).await?;
                 if !batch.params.is_empty() {
-                    insert_params(&mut *tx, run_id, &batch.params).await?;
+                    insert_params(tx, &run_id, &batch.params).await?;
                 }
                 if !batch.tags.is_empty() {
-                    upsert_tags(&mut *tx, run_id.as_str(), &batch.tags).await?;
+                    upsert_tags(tx, run_id.as_str(), &batch.tags).await?;
                 }
                 if !batch.metrics.is_empty() {
-                    insert_metrics(&mut *tx, run_id, experiment_id, &batch.metrics).await?;
+                    insert_metrics(tx, &run_id, experiment_id, &batch.metrics).await?;
                 }
                 Ok(())
             })
         })
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Params are immutable: logging the same value again is fine, a different value is refused and
 /// the whole batch with it.
-async fn insert_params(
-    conn: &mut AnyConnection,
-    run_id: &RunId,
-    params: &[KeyValue],
-) -> Result<()> {
+async fn insert_params(tx: &mut Tx<'_>, run_id: &RunId, params: &[KeyValue]) -> Result<()> {
     let mut wanted: BTreeMap<&str, &str> = BTreeMap::new();
     let mut conflicts = Vec::new();
     for param in params {
@@ -492,18 +477,14 @@ async fn insert_params(
     let keys: Vec<&str> = wanted.keys().copied().collect();
     let mut existing: HashMap<String, String> = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::on(conn, "SELECT key, value FROM params WHERE run_id = ");
+        let mut sql = tx.sql("SELECT key, value FROM params WHERE run_id = ");
         sql.bind(run_id.as_str())
             .push(" AND key IN ")
             .bind_list(chunk.iter().copied());
-        for row in sql
-            .query()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_err("reading params"))?
-        {
-            existing.insert(get_str(&row, "key")?, get_str(&row, "value")?);
-        }
+        existing.extend(
+            tx.fetch_all::<(String, String)>(&sql, "reading params")
+                .await?,
+        );
     }
     for (key, value) in &wanted {
         if let Some(old) = existing.get(*key).filter(|old| old != value) {
@@ -523,7 +504,7 @@ async fn insert_params(
         .filter(|(key, _)| !existing.contains_key(*key))
         .collect();
     for chunk in new.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::on(conn, "INSERT INTO params (run_id, key, value) VALUES ");
+        let mut sql = tx.sql("INSERT INTO params (run_id, key, value) VALUES ");
         for (index, (key, value)) in chunk.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -537,16 +518,13 @@ async fn insert_params(
                 .push(")");
         }
         sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("logging params"))?;
+        tx.execute(&sql, "logging params").await?;
     }
     Ok(())
 }
 
 async fn insert_metrics(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     run_id: &RunId,
     experiment_id: i64,
     metrics: &[Metric],
@@ -577,8 +555,7 @@ async fn insert_metrics(
     // trip to the connection thread instead of three.
     let mut statements = Vec::new();
     for chunk in groups.chunks(ROWS_PER_INSERT / 2) {
-        let mut sql = Sql::on(
-            conn,
+        let mut sql = tx.sql(
             "INSERT INTO metric_chunks (run_id, key, model_id, dataset_name, dataset_digest, \
              min_timestamp, max_timestamp, point_count, points) VALUES ",
         );
@@ -624,8 +601,7 @@ async fn insert_metrics(
     }
     let newest: Vec<&Metric> = newest.into_values().collect();
     for chunk in newest.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::on(
-            conn,
+        let mut sql = tx.sql(
             "INSERT INTO latest_metrics (run_id, key, experiment_id, value, timestamp, step, is_nan) VALUES ",
         );
         for (index, metric) in chunk.iter().enumerate() {
@@ -664,8 +640,7 @@ async fn insert_metrics(
     // Metrics logged against a LoggedModel also belong to the model.
     let model_metrics: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
     for chunk in model_metrics.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::on(
-            conn,
+        let mut sql = tx.sql(
             "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, value, is_nan, run_id, dataset_name, dataset_digest) VALUES ",
         );
         for (index, metric) in chunk.iter().enumerate() {
@@ -696,9 +671,7 @@ async fn insert_metrics(
         sql.push(" ON CONFLICT DO NOTHING");
         statements.push(sql);
     }
-    Sql::execute_all(conn, statements)
-        .await
-        .map_err(db_err("logging metrics"))
+    tx.execute_all(statements, "logging metrics").await
 }
 
 pub(crate) async fn delete_tag(store: &SqlStore, run_id: &RunId, key: &str) -> Result<()> {
@@ -710,7 +683,7 @@ pub(crate) async fn delete_tag(store: &SqlStore, run_id: &RunId, key: &str) -> R
             Box::pin(async move {
                 let run_id = &run_id_owned;
                 let key = key_owned.as_str();
-                require_active(&mut *tx, run_id).await?;
+                require_active(&mut Tx::Any(tx), run_id).await?;
                 delete_existing(
                     tx,
                     sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
@@ -873,7 +846,7 @@ pub(crate) async fn log_inputs(
         .write(move |tx| {
             Box::pin(async move {
                 let run_id = &run_id_owned;
-                require_active(&mut *tx, run_id).await?;
+                require_active(&mut Tx::Any(tx), run_id).await?;
                 let row = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
                     .bind(run_id.as_str().to_owned())
                     .fetch_one(&mut *tx)
@@ -957,7 +930,7 @@ pub(crate) async fn log_outputs(
         .write(move |tx| {
             Box::pin(async move {
                 let run_id = &run_id_owned;
-                require_active(&mut *tx, run_id).await?;
+                require_active(&mut Tx::Any(tx), run_id).await?;
                 for output in models {
                     sqlx::query(
             "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) \

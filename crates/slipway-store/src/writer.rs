@@ -1,11 +1,15 @@
 //! Writes, with group commit on SQLite.
 //!
 //! SQLite allows one writer, and with `synchronous = FULL` every commit waits for an fsync. A
-//! dedicated task owns the single write connection; concurrent write requests queue on a channel
-//! and the task runs as many as are waiting inside one transaction, each under its own
+//! dedicated thread owns the write connections; concurrent write requests queue on a channel
+//! and the thread runs as many as are waiting inside one transaction, each under its own
 //! SAVEPOINT, then commits once. Every request keeps its own all-or-nothing outcome (a failed one
 //! rolls back to its savepoint and reports its error) while the fsync is shared, and no request
 //! ever sees "database is locked".
+//!
+//! The thread holds two connections to the same file and uses one at a time, so there is still
+//! a single writer: a synchronous rusqlite connection for writes written against [`Tx`] (no
+//! thread hand-off per statement, see [`crate::conn`]), and a sqlx connection for the rest.
 //!
 //! PostgreSQL does its own group commit across connections, so there a write is simply a
 //! transaction on a pooled connection.
@@ -14,8 +18,10 @@ use std::any::Any;
 
 use futures::future::BoxFuture;
 use slipway_core::{Error, Result};
-use sqlx::{AnyConnection, AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::conn::Tx;
 
 /// Requests the writer takes into one transaction at most; bounds the latency a request can
 /// add to the others of its group.
@@ -24,29 +30,37 @@ const MAX_GROUP: usize = 64;
 const QUEUE_DEPTH: usize = 1024;
 
 type Outcome = Result<Box<dyn Any + Send>>;
-type Op = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Outcome> + Send>;
+type Op = Box<dyn for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Outcome> + Send>;
 
 pub(crate) struct Job {
     op: Op,
     reply: oneshot::Sender<Outcome>,
     /// Whether the op needs its own savepoint. Ops that make every check before their first
-    /// write ([`Writer::write_checked`]) skip it: two statements fewer on the hottest path.
+    /// write ([`Writer::write_checked`]) skip it.
     savepoint: bool,
+    /// Whether the op is written against [`Tx`] and may run on the rusqlite connection.
+    lite: bool,
 }
 
 #[derive(Clone)]
 pub(crate) enum Writer {
-    /// SQLite: the channel to the task that owns the one write connection.
+    /// SQLite: the channel to the thread that owns the write connections.
     Grouped(mpsc::Sender<Job>),
     /// PostgreSQL: a transaction per write on the shared pool.
     Pooled(AnyPool),
 }
 
 impl Writer {
-    pub(crate) fn grouped(connection: AnyConnection) -> Writer {
+    /// Starts the SQLite writer thread. It lives until every sender is gone, and runs sqlx's
+    /// futures through the runtime it was started from.
+    pub(crate) fn grouped(any: AnyConnection, lite: rusqlite::Connection) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(connection, receiver));
-        Writer::Grouped(sender)
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("slipway-sqlite-writer".into())
+            .spawn(move || runtime.block_on(run(any, lite, receiver)))
+            .map_err(|e| Error::internal("starting the SQLite writer thread", e))?;
+        Ok(Writer::Grouped(sender))
     }
 
     /// Runs `op` in a write transaction and returns its result once it is committed. If `op`
@@ -56,23 +70,24 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(op, true).await
+        self.submit(any_only(op), true, false).await
     }
 
-    /// Like [`Writer::write`], for ops that return a domain error (invalid, not found, exists)
-    /// only before their first write. An internal error still rolls back everything it touched.
-    pub(crate) async fn write_checked<T, F>(&self, op: F) -> Result<T>
+    /// Runs an op written against [`Tx`] (on SQLite, on the writer thread's synchronous
+    /// connection) that returns a domain error (invalid, not found, exists) only before its
+    /// first write, so it needs no savepoint. An internal error still rolls back everything.
+    pub(crate) async fn write_tx_checked<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(op, false).await
+        self.submit(op, false, true).await
     }
 
-    async fn submit<T, F>(&self, op: F, savepoint: bool) -> Result<T>
+    async fn submit<T, F>(&self, op: F, savepoint: bool, lite: bool) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         match self {
             Writer::Pooled(pool) => {
@@ -80,7 +95,7 @@ impl Writer {
                     .begin()
                     .await
                     .map_err(|e| Error::internal("starting a write transaction", e))?;
-                let value = op(&mut tx).await?;
+                let value = op(Tx::Any(&mut tx)).await?;
                 tx.commit()
                     .await
                     .map_err(|e| Error::internal("committing a write transaction", e))?;
@@ -88,9 +103,9 @@ impl Writer {
             }
             Writer::Grouped(sender) => {
                 let (reply, answer) = oneshot::channel();
-                let op: Op = Box::new(move |conn| {
+                let op: Op = Box::new(move |tx| {
                     Box::pin(async move {
-                        op(conn)
+                        op(tx)
                             .await
                             .map(|value| Box::new(value) as Box<dyn Any + Send>)
                     })
@@ -100,6 +115,7 @@ impl Writer {
                         op,
                         reply,
                         savepoint,
+                        lite,
                     })
                     .await
                     .map_err(|_| Error::internal_msg("the SQLite writer has stopped"))?;
@@ -114,10 +130,30 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: AnyConnection, mut receiver: mpsc::Receiver<Job>) {
+/// Adapts an op written against sqlx's connection; the writer only ever hands it one.
+fn any_only<T, F>(op: F) -> impl for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    move |tx: Tx<'_>| match tx {
+        Tx::Any(conn) => op(conn),
+        Tx::Lite(_) => Box::pin(async {
+            Err(Error::internal_msg(
+                "a sqlx write was sent to the rusqlite connection",
+            ))
+        }),
+    }
+}
+
+async fn run(
+    mut any: AnyConnection,
+    mut lite: rusqlite::Connection,
+    mut receiver: mpsc::Receiver<Job>,
+) {
     while let Some(first) = receiver.recv().await {
         let mut jobs = vec![first];
-        // One yield lets request tasks that are already runnable enqueue their writes, so they
+        // One yield lets request tasks that are already running enqueue their writes, so they
         // share this group's commit instead of each paying for its own.
         let mut yielded = false;
         while jobs.len() < MAX_GROUP {
@@ -125,20 +161,33 @@ async fn run(mut conn: AnyConnection, mut receiver: mpsc::Receiver<Job>) {
                 Ok(job) => jobs.push(job),
                 Err(_) if !yielded => {
                     yielded = true;
-                    tokio::task::yield_now().await;
+                    std::thread::yield_now();
                 }
                 Err(_) => break,
             }
         }
-        run_group(&mut conn, jobs).await;
+        // Consecutive jobs for the same connection share one transaction; the order stays the
+        // order of arrival.
+        let mut jobs = jobs.into_iter().peekable();
+        while let Some(job) = jobs.next() {
+            let lite_run = job.lite;
+            let mut group = vec![job];
+            while let Some(next) = jobs.next_if(|next| next.lite == lite_run) {
+                group.push(next);
+            }
+            if lite_run {
+                run_group(Tx::Lite(&mut lite), group).await;
+            } else {
+                run_group(Tx::Any(&mut any), group).await;
+            }
+        }
     }
 }
-
 /// Runs one op, turning a panic into an internal error: the writer task must outlive any bug in
 /// a single write, or every later write would fail.
-async fn run_op(op: Op, conn: &mut AnyConnection) -> Outcome {
+async fn run_op(op: Op, tx: Tx<'_>) -> Outcome {
     use futures::FutureExt;
-    match std::panic::AssertUnwindSafe(op(conn)).catch_unwind().await {
+    match std::panic::AssertUnwindSafe(op(tx)).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::internal_msg(
             "a write panicked; its transaction is rolled back",
@@ -146,13 +195,13 @@ async fn run_op(op: Op, conn: &mut AnyConnection) -> Outcome {
     }
 }
 
-async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
+async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
     // A transaction left open by an earlier failure (a ROLLBACK that itself failed) would make
     // every later BEGIN fail; clear it once and retry before giving up on this group.
-    let mut begun = conn.execute("BEGIN IMMEDIATE").await;
+    let mut begun = tx.control("BEGIN IMMEDIATE").await;
     if begun.is_err() {
-        let _ = conn.execute("ROLLBACK").await;
-        begun = conn.execute("BEGIN IMMEDIATE").await;
+        let _ = tx.control("ROLLBACK").await;
+        begun = tx.control("BEGIN IMMEDIATE").await;
     }
     if let Err(error) = begun {
         let message = format!("starting a write transaction: {error}");
@@ -174,27 +223,29 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
             continue;
         }
         if !job.savepoint {
-            let outcome = run_op(job.op, conn).await;
+            let outcome = run_op(job.op, tx.reborrow()).await;
             if let Err(Error::Internal { context, .. }) = &outcome {
                 broken = Some(format!("a write failed: {context}"));
             }
             outcomes.push((job.reply, outcome));
             continue;
         }
-        if let Err(error) = conn.execute("SAVEPOINT slipway_write").await {
+        if let Err(error) = tx.control("SAVEPOINT slipway_write").await {
             broken = Some(format!("creating a savepoint: {error}"));
             outcomes.push((
                 job.reply,
-                Err(Error::internal("creating a savepoint", error)),
+                Err(Error::internal_msg(format!(
+                    "creating a savepoint: {error}"
+                ))),
             ));
             continue;
         }
-        let outcome = run_op(job.op, conn).await;
+        let outcome = run_op(job.op, tx.reborrow()).await;
         let settle = if outcome.is_ok() {
-            conn.execute("RELEASE slipway_write").await
+            tx.control("RELEASE slipway_write").await
         } else {
-            match conn.execute("ROLLBACK TO slipway_write").await {
-                Ok(_) => conn.execute("RELEASE slipway_write").await,
+            match tx.control("ROLLBACK TO slipway_write").await {
+                Ok(_) => tx.control("RELEASE slipway_write").await,
                 Err(error) => Err(error),
             }
         };
@@ -204,8 +255,8 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
         outcomes.push((job.reply, outcome));
     }
     let committed = match broken {
-        None => conn
-            .execute("COMMIT")
+        None => tx
+            .control("COMMIT")
             .await
             .map_err(|e| format!("committing: {e}")),
         Some(reason) => Err(reason),
@@ -217,7 +268,7 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) {
             }
         }
         Err(reason) => {
-            let _ = conn.execute("ROLLBACK").await;
+            let _ = tx.control("ROLLBACK").await;
             tracing::error!(%reason, "a grouped SQLite write transaction failed and was rolled back");
             for (reply, outcome) in outcomes {
                 // A request that failed on its own keeps its own error; the others learn that
