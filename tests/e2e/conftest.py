@@ -146,8 +146,9 @@ def slipway_factory(slipway_bin, tmp_path):
     """Start private slipway servers (SQLite in tmp_path); all are stopped at the end."""
     started: list[SlipwayServer] = []
 
-    def start(workdir: Path | None = None, port: int | None = None) -> SlipwayServer:
-        srv = SlipwayServer(slipway_bin, workdir or tmp_path, port=port)
+    def start(workdir: Path | None = None, port: int | None = None,
+              extra_args: list[str] | None = None) -> SlipwayServer:
+        srv = SlipwayServer(slipway_bin, workdir or tmp_path, port=port, extra_args=extra_args)
         started.append(srv)
         try:
             srv.start()

@@ -39,8 +39,9 @@ class SlipwayServer:
     """
 
     def __init__(self, binary: str, workdir: Path, backend_store_uri: str | None = None,
-                 port: int | None = None):
+                 port: int | None = None, extra_args: list[str] | None = None):
         self.binary = binary
+        self.extra_args = list(extra_args or [])
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'slipway.db'}"
@@ -60,6 +61,7 @@ class SlipwayServer:
             "--port", str(self.port),
             "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.artifacts),
+            *self.extra_args,
         ]
         # Capture output in files (pipes could fill up and block the server).
         self._stderr_file = tempfile.NamedTemporaryFile(

@@ -58,6 +58,12 @@ impl ApiError {
             ApiError::Core(CoreError::AlreadyExists(_)) => {
                 (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS")
             }
+            ApiError::Core(CoreError::Unauthenticated(_)) => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+            }
+            ApiError::Core(CoreError::PermissionDenied(_)) => {
+                (StatusCode::FORBIDDEN, "PERMISSION_DENIED")
+            }
             ApiError::Core(CoreError::Internal { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
             }

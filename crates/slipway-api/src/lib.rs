@@ -6,15 +6,47 @@
 //! - [`extract`]: request decoding (query for GET, JSON otherwise) with protobuf-JSON leniency.
 //! - `dto`: wire shapes and their conversions from domain types.
 //! - `mlflow`: the MLflow handlers, by area.
+//! - `native`: slipway's own API under `/api/slipway/v1` (users, tokens, permissions).
+//! - [`access`]: authentication and the access rule of every route.
 //!
 //! A request flows: router -> `Message<T>` extractor (400 on bad input) -> handler (wire ->
 //! domain) -> `slipway_app::App` use-case -> `MetadataStore`/`ArtifactStore` port -> response
 //! DTO, or `ApiError` through the table in [`error`].
 
+/// Declares a router together with its access rules, so no route exists without one:
+/// `METHOD "path" => handler, Action Scope;` per route.
+macro_rules! routes {
+    (
+        $(#[$doc:meta])*
+        fn $router:ident, $rules:ident;
+        $($method:ident $path:literal => $handler:path, $action:ident $scope:ident;)*
+    ) => {
+        $(#[$doc])*
+        pub(crate) fn $router() -> axum::Router<slipway_app::App> {
+            axum::Router::new()
+                $(.route($path, axum::routing::on(axum::routing::MethodFilter::$method, $handler)))*
+        }
+
+        /// The access rule of every route of the router of the same name.
+        pub(crate) fn $rules() -> Vec<(axum::http::Method, &'static str, crate::access::Rule)> {
+            vec![$((
+                axum::http::Method::$method,
+                $path,
+                crate::access::Rule::new(
+                    slipway_core::auth::Action::$action,
+                    crate::access::Scope::$scope,
+                ),
+            ),)*]
+        }
+    };
+}
+
+pub mod access;
 mod dto;
 pub mod error;
 pub mod extract;
 mod mlflow;
+mod native;
 
 use std::time::Duration;
 
@@ -42,10 +74,16 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `tower::ServiceExt::oneshot`.
 pub fn router(app: App) -> Router {
     let api = mlflow::routes()
+        .merge(native::routes())
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        // Only matched routes: an unknown path is a 404 for everyone.
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            access::authorize,
+        ))
         .fallback(endpoint_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app);
@@ -63,6 +101,18 @@ pub fn router(app: App) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// The server-wide routes and their rules: (method, path, rule, open without credentials).
+pub(crate) fn server_rules() -> Vec<(axum::http::Method, &'static str, access::Rule, bool)> {
+    use axum::http::Method;
+    let read = access::Rule::new(slipway_core::auth::Action::Read, access::Scope::None);
+    vec![
+        (Method::GET, "/health", access::Rule::PUBLIC, true),
+        (Method::GET, "/version", access::Rule::PUBLIC, true),
+        (Method::GET, "/api/3.0/mlflow/server-info", read, false),
+        (Method::GET, "/ajax-api/3.0/mlflow/server-info", read, false),
+    ]
 }
 
 /// Answers as soon as the process serves HTTP; MLflow's `/health` is plain text `OK`.

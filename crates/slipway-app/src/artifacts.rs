@@ -43,7 +43,16 @@ pub fn proxied_path(uri: &str) -> Result<ArtifactPath> {
 impl App {
     pub async fn put_artifact(&self, path: &str, body: ByteStream) -> Result<u64> {
         let path = ArtifactPath::parse(path)?;
-        self.artifacts.put(&path, body).await
+        let size = self.artifacts.put(&path, body).await?;
+        // Objects live outside the database, so the entry follows the upload that succeeded.
+        self.store
+            .append_audit(self.audit_event(
+                "artifacts.put",
+                format!("artifact:{}", path.as_str()),
+                serde_json::json!({ "bytes": size }),
+            ))
+            .await?;
+        Ok(size)
     }
 
     pub async fn get_artifact(&self, path: &str) -> Result<Option<ArtifactObject>> {
@@ -62,7 +71,15 @@ impl App {
 
     pub async fn delete_artifact(&self, path: &str) -> Result<()> {
         let path = ArtifactPath::parse(path)?;
-        self.artifacts.delete(&path).await
+        self.artifacts.delete(&path).await?;
+        self.store
+            .append_audit(self.audit_event(
+                "artifacts.delete",
+                format!("artifact:{}", path.as_str()),
+                serde_json::json!({}),
+            ))
+            .await?;
+        Ok(())
     }
 
     /// The tracking API's listing: entries under `path` of a run's artifacts, with paths

@@ -5,10 +5,13 @@
 //! - [`tracking`]: experiments, runs, logging, metric history, search.
 //! - [`logged_models`]: MLflow 3 LoggedModels.
 //! - [`registry`]: registered models, versions, aliases, stages.
+//! - [`identity`]: authentication (argon2, credential cache, failure throttling) and the
+//!   users, tokens and permissions admins manage.
 //! - [`artifacts`]: the artifact proxy and run artifact listings.
 //! - `names`: MLflow-style random run names.
 
 pub mod artifacts;
+pub mod identity;
 pub mod logged_models;
 mod names;
 pub mod registry;
@@ -16,6 +19,7 @@ pub mod tracking;
 
 use std::sync::Arc;
 
+use slipway_core::audit::{AuditEvent, Outcome};
 use slipway_core::ports::{ArtifactStore, MetadataStore};
 
 /// Settings the use-cases need; chosen by the binary.
@@ -24,12 +28,15 @@ pub struct AppSettings {
     /// Where new experiments put their artifacts when the client names no location. The
     /// default, `mlflow-artifacts:`, makes clients upload through this server's artifact proxy.
     pub default_artifact_root: String,
+    /// Whether requests must present credentials.
+    pub auth_enabled: bool,
 }
 
 impl Default for AppSettings {
     fn default() -> Self {
         AppSettings {
             default_artifact_root: "mlflow-artifacts:".to_owned(),
+            auth_enabled: false,
         }
     }
 }
@@ -40,6 +47,18 @@ pub struct App {
     store: Arc<dyn MetadataStore>,
     artifacts: Arc<dyn ArtifactStore>,
     settings: Arc<AppSettings>,
+    /// Credential cache and failure throttling, shared by every request.
+    auth: Arc<identity::Authenticator>,
+    /// Who the current request acts for; every audit entry it writes names them.
+    caller: Arc<Caller>,
+}
+
+/// The actor and request an `App` handle works for (see [`App::for_caller`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// A user name, `anonymous` when authentication is off, `cli:<os user>` for admin commands.
+    pub actor: String,
+    pub request_id: Option<String>,
 }
 
 impl App {
@@ -51,8 +70,76 @@ impl App {
         App {
             store,
             artifacts,
+            auth: Arc::new(identity::Authenticator::new(settings.auth_enabled)),
             settings: Arc::new(settings),
+            caller: Arc::new(Caller {
+                actor: "system".to_owned(),
+                request_id: None,
+            }),
         }
+    }
+
+    /// A handle on the same application acting for `actor` within request `request_id`.
+    pub fn for_caller(&self, actor: impl Into<String>, request_id: Option<String>) -> App {
+        App {
+            caller: Arc::new(Caller {
+                actor: actor.into(),
+                request_id,
+            }),
+            ..self.clone()
+        }
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The store, for one write that is recorded as `action` on `resource` in the audit log,
+    /// in the same transaction. `summary` says what changed and never holds a secret.
+    pub(crate) fn audited(
+        &self,
+        action: &str,
+        resource: impl Into<String>,
+        summary: serde_json::Value,
+    ) -> Arc<dyn MetadataStore> {
+        self.store
+            .audited(self.audit_event(action, resource, summary))
+    }
+
+    pub(crate) fn audit_event(
+        &self,
+        action: &str,
+        resource: impl Into<String>,
+        summary: serde_json::Value,
+    ) -> AuditEvent {
+        AuditEvent {
+            actor: self.caller.actor.clone(),
+            action: action.to_owned(),
+            resource: resource.into(),
+            request_id: self.caller.request_id.clone(),
+            outcome: Outcome::Ok,
+            summary: summary.to_string(),
+        }
+    }
+
+    /// Records a refused request (it changes nothing else).
+    pub async fn record_denial(
+        &self,
+        action: &str,
+        resource: impl Into<String>,
+        reason: &str,
+    ) -> slipway_core::Result<()> {
+        self.store
+            .append_audit(AuditEvent {
+                actor: self.caller.actor.clone(),
+                action: action.to_owned(),
+                resource: resource.into(),
+                request_id: self.caller.request_id.clone(),
+                outcome: Outcome::Denied,
+                summary: serde_json::json!({ "reason": reason }).to_string(),
+            })
+            .await?;
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {
@@ -69,6 +156,27 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Keys named in an audit summary: at most this many, so one entry stays small.
+const AUDIT_KEYS: usize = 20;
+
+/// The keys of tags or params for an audit summary (values can be long or sensitive).
+pub(crate) fn keys(items: &[slipway_core::tracking::Tag]) -> Vec<&str> {
+    distinct_keys(items.iter().map(|item| item.key.as_str()))
+}
+
+pub(crate) fn distinct_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for key in keys {
+        if seen.len() == AUDIT_KEYS {
+            break;
+        }
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    seen
 }
 
 /// Resolves `max_results` against an endpoint's default and ceiling, with MLflow's message.

@@ -9,7 +9,8 @@ use slipway_core::tracking::{ExperimentId, Tag, ViewType};
 use slipway_core::{Result, validate};
 
 use crate::tracking::build_query;
-use crate::{App, max_results, now_ms};
+use crate::{App, keys, max_results, now_ms};
+use serde_json::json;
 
 pub const SEARCH_DEFAULT: usize = 100;
 pub const SEARCH_MAX: usize = 10_000;
@@ -36,21 +37,33 @@ impl App {
         let name = name
             .filter(|name| !name.is_empty())
             .unwrap_or_else(crate::names::random_run_name);
-        self.store
-            .create_logged_model(
-                NewLoggedModel {
-                    model_id: generate_logged_model_id(),
-                    experiment_id,
-                    name,
-                    model_type,
-                    source_run_id,
-                    params,
-                    tags,
-                },
-                &self.settings.default_artifact_root,
-                now_ms(),
-            )
-            .await
+        let model_id = generate_logged_model_id();
+        let summary = json!({
+            "experiment_id": experiment_id.to_string(),
+            "name": name,
+            "source_run_id": source_run_id,
+            "params": keys(&params),
+            "tags": keys(&tags),
+        });
+        self.audited(
+            "logged_models.create",
+            format!("logged_model:{model_id}"),
+            summary,
+        )
+        .create_logged_model(
+            NewLoggedModel {
+                model_id,
+                experiment_id,
+                name,
+                model_type,
+                source_run_id,
+                params,
+                tags,
+            },
+            &self.settings.default_artifact_root,
+            now_ms(),
+        )
+        .await
     }
 
     pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
@@ -62,13 +75,23 @@ impl App {
         model_id: &str,
         status: LoggedModelStatus,
     ) -> Result<LoggedModel> {
-        self.store
-            .finalize_logged_model(model_id, status, now_ms())
-            .await
+        self.audited(
+            "logged_models.finalize",
+            format!("logged_model:{model_id}"),
+            json!({ "status": format!("{status:?}") }),
+        )
+        .finalize_logged_model(model_id, status, now_ms())
+        .await
     }
 
     pub async fn delete_logged_model(&self, model_id: &str) -> Result<()> {
-        self.store.delete_logged_model(model_id, now_ms()).await
+        self.audited(
+            "logged_models.delete",
+            format!("logged_model:{model_id}"),
+            json!({}),
+        )
+        .delete_logged_model(model_id, now_ms())
+        .await
     }
 
     pub async fn set_logged_model_tags(
@@ -77,18 +100,34 @@ impl App {
         tags: Vec<Tag>,
     ) -> Result<LoggedModel> {
         check_pairs(&tags, "tags[].key")?;
-        self.store
-            .set_logged_model_tags(model_id, &tags, now_ms())
-            .await
+        self.audited(
+            "logged_models.set_tags",
+            format!("logged_model:{model_id}"),
+            json!({ "tags": keys(&tags) }),
+        )
+        .set_logged_model_tags(model_id, &tags, now_ms())
+        .await
     }
 
     pub async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
-        self.store.delete_logged_model_tag(model_id, key).await
+        self.audited(
+            "logged_models.delete_tag",
+            format!("logged_model:{model_id}"),
+            json!({ "key": key }),
+        )
+        .delete_logged_model_tag(model_id, key)
+        .await
     }
 
     pub async fn log_logged_model_params(&self, model_id: &str, params: Vec<Tag>) -> Result<()> {
         check_pairs(&params, "params[].key")?;
-        self.store.log_logged_model_params(model_id, &params).await
+        self.audited(
+            "logged_models.log_params",
+            format!("logged_model:{model_id}"),
+            json!({ "params": keys(&params) }),
+        )
+        .log_logged_model_params(model_id, &params)
+        .await
     }
 
     pub async fn search_logged_models(

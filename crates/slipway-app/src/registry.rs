@@ -8,7 +8,9 @@ use slipway_core::validate::{self, MAX_REGISTERED_MODEL_NAME_LENGTH};
 use slipway_core::{Error, Result};
 
 use crate::tracking::build_query;
-use crate::{App, max_results, now_ms};
+use serde_json::json;
+
+use crate::{App, keys, max_results, now_ms};
 
 fn invalid_source(source: &str) -> Error {
     Error::invalid(format!(
@@ -61,9 +63,13 @@ impl App {
         if let Some(description) = description {
             validate::max_len("description", description, validate::MAX_DESCRIPTION_LENGTH)?;
         }
-        self.store
-            .create_registered_model(name, description, &tags, now_ms())
-            .await
+        self.audited(
+            "registry.create_model",
+            format!("registered_model:{name}"),
+            json!({ "tags": keys(&tags) }),
+        )
+        .create_registered_model(name, description, &tags, now_ms())
+        .await
     }
 
     pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
@@ -78,9 +84,13 @@ impl App {
     ) -> Result<RegisteredModel> {
         model_name("name", name)?;
         model_name("new_name", new_name)?;
-        self.store
-            .rename_registered_model(name, new_name, now_ms())
-            .await
+        self.audited(
+            "registry.rename_model",
+            format!("registered_model:{name}"),
+            json!({ "before": { "name": name }, "after": { "name": new_name } }),
+        )
+        .rename_registered_model(name, new_name, now_ms())
+        .await
     }
 
     pub async fn update_registered_model(
@@ -92,14 +102,24 @@ impl App {
         if let Some(description) = description {
             validate::max_len("description", description, validate::MAX_DESCRIPTION_LENGTH)?;
         }
-        self.store
-            .update_registered_model(name, description, now_ms())
-            .await
+        self.audited(
+            "registry.update_model",
+            format!("registered_model:{name}"),
+            json!({ "description_changed": true }),
+        )
+        .update_registered_model(name, description, now_ms())
+        .await
     }
 
     pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
         model_name("name", name)?;
-        self.store.delete_registered_model(name).await
+        self.audited(
+            "registry.delete_model",
+            format!("registered_model:{name}"),
+            json!({}),
+        )
+        .delete_registered_model(name)
+        .await
     }
 
     pub async fn search_registered_models(
@@ -137,25 +157,51 @@ impl App {
     pub async fn set_registered_model_tag(&self, name: &str, mut tag: Tag) -> Result<()> {
         model_name("name", name)?;
         registry_tag(&mut tag)?;
-        self.store.set_registered_model_tag(name, &tag).await
+        self.audited(
+            "registry.set_model_tag",
+            format!("registered_model:{name}"),
+            json!({ "key": tag.key, "value": tag.value }),
+        )
+        .set_registered_model_tag(name, &tag)
+        .await
     }
 
     pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
         model_name("name", name)?;
-        self.store.delete_registered_model_tag(name, key).await
+        self.audited(
+            "registry.delete_model_tag",
+            format!("registered_model:{name}"),
+            json!({ "key": key }),
+        )
+        .delete_registered_model_tag(name, key)
+        .await
     }
 
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
         model_name("name", name)?;
         validate::alias(alias)?;
         let version = validate::version_number(version)?;
-        self.store.set_alias(name, alias, version).await
+        let before = self.alias_target(name, alias).await?;
+        self.audited(
+            "registry.set_alias",
+            format!("registered_model:{name}"),
+            json!({ "alias": alias, "before": { "version": before }, "after": { "version": version } }),
+        )
+        .set_alias(name, alias, version)
+        .await
     }
 
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
         model_name("name", name)?;
         validate::name("alias", alias, 255)?;
-        self.store.delete_alias(name, alias).await
+        let before = self.alias_target(name, alias).await?;
+        self.audited(
+            "registry.delete_alias",
+            format!("registered_model:{name}"),
+            json!({ "alias": alias, "before": { "version": before }, "after": { "version": null } }),
+        )
+        .delete_alias(name, alias)
+        .await
     }
 
     pub async fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
@@ -173,7 +219,19 @@ impl App {
             registry_tag(tag)?;
         }
         self.check_version_source(&mut new).await?;
-        self.store.create_model_version(new, now_ms()).await
+        let summary = json!({
+            "source": new.source,
+            "run_id": new.run_id,
+            "model_id": new.model_id,
+            "tags": keys(&new.tags),
+        });
+        self.audited(
+            "registry.create_version",
+            format!("registered_model:{}", new.name),
+            summary,
+        )
+        .create_model_version(new, now_ms())
+        .await
     }
 
     pub async fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
@@ -193,14 +251,14 @@ impl App {
         if let Some(description) = description {
             validate::max_len("description", description, validate::MAX_DESCRIPTION_LENGTH)?;
         }
-        self.store
-            .update_model_version(
-                name,
-                validate::version_number(version)?,
-                description,
-                now_ms(),
-            )
-            .await
+        let version = validate::version_number(version)?;
+        self.audited(
+            "registry.update_version",
+            format!("registered_model:{name}"),
+            json!({ "version": version, "description_changed": true }),
+        )
+        .update_model_version(name, version, description, now_ms())
+        .await
     }
 
     pub async fn transition_stage(
@@ -212,22 +270,36 @@ impl App {
     ) -> Result<ModelVersion> {
         model_name("name", name)?;
         let stage = Stage::parse(stage)?;
-        self.store
-            .transition_stage(
-                name,
-                validate::version_number(version)?,
-                stage,
-                archive_existing_versions,
-                now_ms(),
-            )
-            .await
+        let version = validate::version_number(version)?;
+        let before = self
+            .store
+            .get_model_version(name, version)
+            .await?
+            .current_stage;
+        self.audited(
+            "registry.transition_stage",
+            format!("registered_model:{name}"),
+            json!({
+                "version": version,
+                "before": { "stage": before.as_str() },
+                "after": { "stage": stage.as_str() },
+                "archive_existing_versions": archive_existing_versions,
+            }),
+        )
+        .transition_stage(name, version, stage, archive_existing_versions, now_ms())
+        .await
     }
 
     pub async fn delete_model_version(&self, name: &str, version: &str) -> Result<()> {
         model_name("name", name)?;
-        self.store
-            .delete_model_version(name, validate::version_number(version)?)
-            .await
+        let version = validate::version_number(version)?;
+        self.audited(
+            "registry.delete_version",
+            format!("registered_model:{name}"),
+            json!({ "version": version }),
+        )
+        .delete_model_version(name, version)
+        .await
     }
 
     pub async fn search_model_versions(
@@ -257,9 +329,14 @@ impl App {
     ) -> Result<()> {
         model_name("name", name)?;
         registry_tag(&mut tag)?;
-        self.store
-            .set_model_version_tag(name, validate::version_number(version)?, &tag)
-            .await
+        let version = validate::version_number(version)?;
+        self.audited(
+            "registry.set_version_tag",
+            format!("registered_model:{name}"),
+            json!({ "version": version, "key": tag.key, "value": tag.value }),
+        )
+        .set_model_version_tag(name, version, &tag)
+        .await
     }
 
     pub async fn delete_model_version_tag(
@@ -269,9 +346,14 @@ impl App {
         key: &str,
     ) -> Result<()> {
         model_name("name", name)?;
-        self.store
-            .delete_model_version_tag(name, validate::version_number(version)?, key)
-            .await
+        let version = validate::version_number(version)?;
+        self.audited(
+            "registry.delete_version_tag",
+            format!("registered_model:{name}"),
+            json!({ "version": version, "key": key }),
+        )
+        .delete_model_version_tag(name, version, key)
+        .await
     }
 
     /// A version may only point at files the named resource owns: inside the logged model's
@@ -310,6 +392,16 @@ impl App {
             return Err(invalid_source(source));
         }
         Ok(())
+    }
+
+    /// The version an alias points at now, `None` when unset.
+    async fn alias_target(&self, name: &str, alias: &str) -> Result<Option<i64>> {
+        let model = self.store.get_registered_model(name).await?;
+        Ok(model
+            .aliases
+            .iter()
+            .find(|entry| entry.alias == alias)
+            .map(|entry| entry.version))
     }
 
     /// Where a version's files are: its source, as MLflow answers `get-download-uri`.

@@ -10,7 +10,8 @@ use slipway_core::tracking::{
 use slipway_core::validate::{self, MAX_EXPERIMENT_NAME_LENGTH};
 use slipway_core::{Error, Result};
 
-use crate::{App, max_results, now_ms};
+use crate::{App, distinct_keys, keys, max_results, now_ms};
+use serde_json::json;
 
 pub const SEARCH_RUNS_DEFAULT: usize = 1000;
 pub const SEARCH_RUNS_MAX: usize = 50_000;
@@ -82,9 +83,13 @@ impl App {
             Some(location) => ArtifactLocation::Explicit(location),
             None => ArtifactLocation::UnderRoot(self.settings.default_artifact_root.clone()),
         };
-        self.store
-            .create_experiment(name, location, &tags, now_ms())
-            .await
+        self.audited(
+            "experiments.create",
+            "experiment",
+            json!({ "name": name, "tags": keys(&tags) }),
+        )
+        .create_experiment(name, location, &tags, now_ms())
+        .await
     }
 
     pub async fn get_experiment(&self, id: ExperimentId) -> Result<Experiment> {
@@ -123,27 +128,50 @@ impl App {
     }
 
     pub async fn delete_experiment(&self, id: ExperimentId) -> Result<()> {
-        self.store.delete_experiment(id, now_ms()).await
+        self.audited("experiments.delete", format!("experiment:{id}"), json!({}))
+            .delete_experiment(id, now_ms())
+            .await
     }
 
     pub async fn restore_experiment(&self, id: ExperimentId) -> Result<()> {
-        self.store.restore_experiment(id, now_ms()).await
+        self.audited("experiments.restore", format!("experiment:{id}"), json!({}))
+            .restore_experiment(id, now_ms())
+            .await
     }
 
     pub async fn rename_experiment(&self, id: ExperimentId, new_name: &str) -> Result<()> {
         validate::name("new_name", new_name, MAX_EXPERIMENT_NAME_LENGTH)?;
-        self.store.rename_experiment(id, new_name, now_ms()).await
+        let before = self.store.get_experiment(id).await?.name;
+        self.audited(
+            "experiments.rename",
+            format!("experiment:{id}"),
+            json!({ "before": { "name": before }, "after": { "name": new_name } }),
+        )
+        .rename_experiment(id, new_name, now_ms())
+        .await
     }
 
     pub async fn set_experiment_tag(&self, id: ExperimentId, tag: Tag) -> Result<()> {
         let mut tags = [tag];
         validate_tags(&mut tags)?;
         let [tag] = tags;
-        self.store.set_experiment_tag(id, &tag).await
+        self.audited(
+            "experiments.set_tag",
+            format!("experiment:{id}"),
+            json!({ "key": tag.key, "value": tag.value }),
+        )
+        .set_experiment_tag(id, &tag)
+        .await
     }
 
     pub async fn delete_experiment_tag(&self, id: ExperimentId, key: &str) -> Result<()> {
-        self.store.delete_experiment_tag(id, key).await
+        self.audited(
+            "experiments.delete_tag",
+            format!("experiment:{id}"),
+            json!({ "key": key }),
+        )
+        .delete_experiment_tag(id, key)
+        .await
     }
 
     /// Creates a run. The name comes from the request, else from an `mlflow.runName` tag, else
@@ -167,17 +195,22 @@ impl App {
             })
             .unwrap_or_else(crate::names::random_run_name);
         validate::max_len("run_name", &run_name, validate::MAX_TAG_VALUE_LENGTH)?;
-        self.store
-            .create_run(NewRun {
-                run_id: RunId::generate(),
-                experiment_id,
-                user_id: user_id.unwrap_or_default(),
-                run_name,
-                start_time: start_time.unwrap_or(0),
-                tags,
-                artifact_uri_suffix: "artifacts".to_owned(),
-            })
-            .await
+        let run_id = RunId::generate();
+        self.audited(
+            "runs.create",
+            format!("run:{run_id}"),
+            json!({ "experiment_id": experiment_id.to_string(), "run_name": run_name }),
+        )
+        .create_run(NewRun {
+            run_id,
+            experiment_id,
+            user_id: user_id.unwrap_or_default(),
+            run_name,
+            start_time: start_time.unwrap_or(0),
+            tags,
+            artifact_uri_suffix: "artifacts".to_owned(),
+        })
+        .await
     }
 
     pub async fn get_run(&self, run_id: &RunId) -> Result<Run> {
@@ -188,15 +221,29 @@ impl App {
         if let Some(name) = &update.run_name {
             validate::max_len("run_name", name, validate::MAX_TAG_VALUE_LENGTH)?;
         }
-        self.store.update_run(run_id, update).await
+        self.audited(
+            "runs.update",
+            format!("run:{run_id}"),
+            json!({
+                "status": update.status.map(|status| status.as_str()),
+                "end_time": update.end_time,
+                "run_name": update.run_name,
+            }),
+        )
+        .update_run(run_id, update)
+        .await
     }
 
     pub async fn delete_run(&self, run_id: &RunId) -> Result<()> {
-        self.store.delete_run(run_id, now_ms()).await
+        self.audited("runs.delete", format!("run:{run_id}"), json!({}))
+            .delete_run(run_id, now_ms())
+            .await
     }
 
     pub async fn restore_run(&self, run_id: &RunId) -> Result<()> {
-        self.store.restore_run(run_id).await
+        self.audited("runs.restore", format!("run:{run_id}"), json!({}))
+            .restore_run(run_id)
+            .await
     }
 
     /// Validates a batch against MLflow's limits and rules, then writes it all or nothing.
@@ -246,7 +293,15 @@ impl App {
             self.store.get_run(run_id).await?;
             return Ok(());
         }
-        self.store.log_batch(run_id, batch).await
+        let summary = json!({
+            "metrics": batch.metrics.len(),
+            "metric_keys": distinct_keys(batch.metrics.iter().map(|m| m.key.as_str())),
+            "params": keys(&batch.params),
+            "tags": keys(&batch.tags),
+        });
+        self.audited("runs.log_batch", format!("run:{run_id}"), summary)
+            .log_batch(run_id, batch)
+            .await
     }
 
     pub async fn log_metric(&self, run_id: &RunId, metric: Metric) -> Result<()> {
@@ -283,7 +338,13 @@ impl App {
     }
 
     pub async fn delete_run_tag(&self, run_id: &RunId, key: &str) -> Result<()> {
-        self.store.delete_run_tag(run_id, key).await
+        self.audited(
+            "runs.delete_tag",
+            format!("run:{run_id}"),
+            json!({ "key": key }),
+        )
+        .delete_run_tag(run_id, key)
+        .await
     }
 
     /// `Ok(None)` for an unknown run: MLflow answers an empty history there, and clients rely on it.
@@ -367,10 +428,24 @@ impl App {
                 )?;
             }
         }
-        self.store.log_inputs(run_id, datasets, model_ids).await
+        let summary = json!({
+            "datasets": datasets
+                .iter()
+                .map(|input| json!({ "name": input.dataset.name, "digest": input.dataset.digest }))
+                .collect::<Vec<_>>(),
+            "models": model_ids,
+        });
+        self.audited("runs.log_inputs", format!("run:{run_id}"), summary)
+            .log_inputs(run_id, datasets, model_ids)
+            .await
     }
 
     pub async fn log_outputs(&self, run_id: &RunId, models: Vec<ModelOutput>) -> Result<()> {
-        self.store.log_outputs(run_id, models).await
+        let summary = json!({
+            "models": models.iter().map(|model| model.model_id.as_str()).collect::<Vec<_>>(),
+        });
+        self.audited("runs.log_outputs", format!("run:{run_id}"), summary)
+            .log_outputs(run_id, models)
+            .await
     }
 }

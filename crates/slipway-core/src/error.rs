@@ -16,6 +16,12 @@ pub enum Error {
     /// A unique name is taken.
     #[error("{0}")]
     AlreadyExists(String),
+    /// No valid credentials came with a request that needs them.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A storage engine failed; the message is for logs only, never for clients.
     #[error("{context}")]
     Internal {
@@ -32,6 +38,14 @@ impl Error {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Error::NotFound(message.into())
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Error::Unauthenticated(message.into())
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Error::PermissionDenied(message.into())
     }
 
     pub fn already_exists(message: impl Into<String>) -> Self {

@@ -2,6 +2,8 @@
 //! the ports adapters implement. No IO happens here.
 //!
 //! Module map:
+//! - [`audit`]: audit events, stored entries and the hash chain that verifies them.
+//! - [`auth`]: users, roles, per-resource permissions, tokens and the access rule.
 //! - [`error`]: the domain error enum every port and use-case returns.
 //! - [`tracking`]: experiments, runs, metrics, params, tags, dataset inputs.
 //! - [`logged_model`]: MLflow 3 LoggedModels.
@@ -13,6 +15,8 @@
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
 pub mod artifact_path;
+pub mod audit;
+pub mod auth;
 pub mod error;
 pub mod logged_model;
 pub mod paging;

@@ -4,7 +4,12 @@
 
 use std::pin::Pin;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::auth::{Grant, Resource, Role, TokenCredentials, TokenInfo, User, UserCredentials};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -244,6 +249,59 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn search_model_versions(&self, query: &SearchQuery) -> Result<Page<ModelVersion>>;
     async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> Result<()>;
     async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> Result<()>;
+
+    // Identity. Secrets arrive hashed; the store never sees a password or a token secret.
+    async fn create_user(&self, user: User, password_hash: Option<String>) -> Result<()>;
+    async fn get_user_credentials(&self, name: &str) -> Result<UserCredentials>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Changes the role and/or the password hash.
+    async fn update_user(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        password_hash: Option<String>,
+        now_ms: i64,
+    ) -> Result<User>;
+    /// Deletes the user with their tokens and permissions.
+    async fn delete_user(&self, name: &str) -> Result<()>;
+    async fn create_token(&self, token: TokenInfo, secret_hash: String) -> Result<()>;
+    async fn get_token_credentials(&self, id: &str) -> Result<TokenCredentials>;
+    async fn list_tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenInfo>>;
+    /// Revokes a token; revoking it again changes nothing.
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<TokenInfo>;
+    async fn set_grant(&self, grant: Grant) -> Result<()>;
+    async fn delete_grant(&self, user_name: &str, resource: &Resource) -> Result<()>;
+    async fn list_grants(&self, user_name: Option<&str>) -> Result<Vec<Grant>>;
+    /// A counter that every identity change increases; servers compare it to know when their
+    /// cached credentials are stale, also after changes made by another process.
+    async fn identity_generation(&self) -> Result<i64>;
+
+    // Audit. Every mutation goes through an audited handle, so its entry is written in the
+    // same transaction as the change.
+    /// A handle on the same store whose writes each append `event` to the audit log in their
+    /// own transaction. Use it for one write.
+    fn audited(&self, event: AuditEvent) -> Arc<dyn MetadataStore>;
+    /// Appends an entry that goes with no change (a denied request).
+    async fn append_audit(&self, event: AuditEvent) -> Result<AuditRecord>;
+    /// The chain's end: the last sequence number and its hash.
+    async fn audit_head(&self) -> Result<(i64, String)>;
+    /// Entries after `after_seq` in sequence order that match `filter`, at most `limit`.
+    async fn read_audit(
+        &self,
+        filter: &AuditFilter,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>>;
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exactly this resource, e.g. `registered_model:fraud`.
+    pub resource: Option<String>,
+    pub actor: Option<String>,
+    /// Entries at or after this time (epoch ms).
+    pub since_ms: Option<i64>,
 }
 
 /// A chunked body, streamed in or out without holding the whole file in memory.

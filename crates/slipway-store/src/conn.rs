@@ -32,6 +32,10 @@ impl Tx<'_> {
         }
     }
 
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, Tx::Any(conn) if conn.backend_name() != "SQLite")
+    }
+
     /// A query builder with this connection's placeholder style.
     pub(crate) fn sql(&self, text: &str) -> Sql {
         match self {
@@ -109,6 +113,16 @@ impl Tx<'_> {
             Tx::Lite(conn) => conn.execute_batch(text).map_err(|e| e.to_string()),
         }
     }
+}
+
+/// Reads rows through a pool (outside any write transaction).
+pub(crate) async fn read_all<R: Record>(
+    pool: &sqlx::AnyPool,
+    sql: &Sql,
+    context: &'static str,
+) -> Result<Vec<R>> {
+    let rows = sql.query().fetch_all(pool).await.map_err(db_err(context))?;
+    rows.iter().map(R::from_any).collect()
 }
 
 fn lite_execute(conn: &rusqlite::Connection, sql: &Sql) -> rusqlite::Result<u64> {
@@ -212,4 +226,15 @@ macro_rules! record {
         }
     )*};
 }
-record!((A 0), (A 0, B 1), (A 0, B 1, C 2), (A 0, B 1, C 2, D 3));
+record!(
+    (A 0),
+    (A 0, B 1),
+    (A 0, B 1, C 2),
+    (A 0, B 1, C 2, D 3),
+    (A 0, B 1, C 2, D 3, E 4),
+    (A 0, B 1, C 2, D 3, E 4, F 5),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
+);

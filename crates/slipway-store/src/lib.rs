@@ -11,10 +11,12 @@
 //! connection for writes and queues writers in-process instead of letting them fight over the
 //! file lock ("database is locked"); reads use a pool of WAL readers. PostgreSQL uses one pool.
 
+mod audit;
 mod chunks;
 mod conn;
 mod experiments;
 mod filter;
+mod identity;
 mod logged_models;
 mod registry;
 mod runs;
@@ -22,13 +24,18 @@ mod sql;
 pub mod uri;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use slipway_core::audit::{AuditEvent, AuditRecord};
+use slipway_core::auth::{
+    Grant, Resource, Role, TokenCredentials, TokenInfo, User, UserCredentials,
+};
 use slipway_core::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel};
 use slipway_core::paging::Page;
 use slipway_core::ports::{
-    ArtifactLocation, HistoryCursor, HistoryPage, MetadataStore, SearchQuery,
+    ArtifactLocation, AuditFilter, HistoryCursor, HistoryPage, MetadataStore, SearchQuery,
 };
 use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
 use slipway_core::tracking::{
@@ -78,8 +85,9 @@ pub struct SqlStore {
     read: AnyPool,
     /// Schema setup; afterwards, on SQLite, the source of the writer's one connection.
     write: AnyPool,
-    /// Every mutation goes through here: grouped commits on SQLite, pooled on PostgreSQL.
-    writer: writer::Writer,
+    /// Every mutation goes through here: grouped commits on SQLite, pooled on PostgreSQL; with
+    /// an audit entry when this handle came from `audited`.
+    writer: writer::AuditedWriter,
 }
 
 /// SQLite settings applied to every connection. WAL lets readers run beside the writer;
@@ -205,7 +213,7 @@ impl SqlStore {
             backend,
             read,
             write,
-            writer,
+            writer: writer::AuditedWriter::new(writer),
         })
     }
 
@@ -540,5 +548,87 @@ impl MetadataStore for SqlStore {
     }
     async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> Result<()> {
         registry::delete_version_tag(self, name, version, key).await
+    }
+
+    async fn create_user(&self, user: User, password_hash: Option<String>) -> Result<()> {
+        identity::create_user(self, user, password_hash).await
+    }
+
+    async fn get_user_credentials(&self, name: &str) -> Result<UserCredentials> {
+        identity::get_user_credentials(self, name).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        identity::list_users(self).await
+    }
+
+    async fn update_user(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        password_hash: Option<String>,
+        now_ms: i64,
+    ) -> Result<User> {
+        identity::update_user(self, name, role, password_hash, now_ms).await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<()> {
+        identity::delete_user(self, name).await
+    }
+
+    async fn create_token(&self, token: TokenInfo, secret_hash: String) -> Result<()> {
+        identity::create_token(self, token, secret_hash).await
+    }
+
+    async fn get_token_credentials(&self, id: &str) -> Result<TokenCredentials> {
+        identity::get_token_credentials(self, id).await
+    }
+
+    async fn list_tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenInfo>> {
+        identity::list_tokens(self, user_name).await
+    }
+
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<TokenInfo> {
+        identity::revoke_token(self, id, now_ms).await
+    }
+
+    async fn set_grant(&self, grant: Grant) -> Result<()> {
+        identity::set_grant(self, grant).await
+    }
+
+    async fn delete_grant(&self, user_name: &str, resource: &Resource) -> Result<()> {
+        identity::delete_grant(self, user_name, resource).await
+    }
+
+    async fn list_grants(&self, user_name: Option<&str>) -> Result<Vec<Grant>> {
+        identity::list_grants(self, user_name).await
+    }
+
+    async fn identity_generation(&self) -> Result<i64> {
+        identity::generation(self).await
+    }
+
+    fn audited(&self, event: AuditEvent) -> Arc<dyn MetadataStore> {
+        Arc::new(SqlStore {
+            writer: self.writer.with_audit(event),
+            ..self.clone()
+        })
+    }
+
+    async fn append_audit(&self, event: AuditEvent) -> Result<AuditRecord> {
+        audit::append_alone(self, event).await
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String)> {
+        audit::head(self).await
+    }
+
+    async fn read_audit(
+        &self,
+        filter: &AuditFilter,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        audit::read(self, filter, after_seq, limit).await
     }
 }

@@ -335,7 +335,8 @@ pub(crate) async fn rename_model(
                     Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
                     Err(e) => return Err(db_err("renaming a registered model")(e)),
                 }
-                Ok(())
+                crate::identity::rename_model_grants(&mut crate::conn::Tx::Any(tx), name, new_name)
+                    .await
             })
         })
         .await?;

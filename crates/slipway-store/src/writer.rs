@@ -15,11 +15,14 @@
 //! transaction on a pooled connection.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use slipway_core::{Error, Result};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
+
+use slipway_core::audit::AuditEvent;
 
 use crate::conn::Tx;
 
@@ -40,6 +43,8 @@ pub(crate) struct Job {
     savepoint: bool,
     /// Whether the op is written against [`Tx`] and may run on the rusqlite connection.
     lite: bool,
+    /// The audit entry to append in the op's transaction once it succeeded.
+    audit: Option<Arc<AuditEvent>>,
 }
 
 #[derive(Clone)]
@@ -63,28 +68,13 @@ impl Writer {
         Ok(Writer::Grouped(sender))
     }
 
-    /// Runs `op` in a write transaction and returns its result once it is committed. If `op`
-    /// fails, whatever it wrote is rolled back and nothing else is affected.
-    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        self.submit(any_only(op), true, false).await
-    }
-
-    /// Runs an op written against [`Tx`] (on SQLite, on the writer thread's synchronous
-    /// connection) that returns a domain error (invalid, not found, exists) only before its
-    /// first write, so it needs no savepoint. An internal error still rolls back everything.
-    pub(crate) async fn write_tx_checked<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        self.submit(op, false, true).await
-    }
-
-    async fn submit<T, F>(&self, op: F, savepoint: bool, lite: bool) -> Result<T>
+    async fn submit<T, F>(
+        &self,
+        op: F,
+        savepoint: bool,
+        lite: bool,
+        audit: Option<Arc<AuditEvent>>,
+    ) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
@@ -96,6 +86,9 @@ impl Writer {
                     .await
                     .map_err(|e| Error::internal("starting a write transaction", e))?;
                 let value = op(Tx::Any(&mut tx)).await?;
+                if let Some(event) = &audit {
+                    crate::audit::append(&mut Tx::Any(&mut tx), event).await?;
+                }
                 tx.commit()
                     .await
                     .map_err(|e| Error::internal("committing a write transaction", e))?;
@@ -116,6 +109,7 @@ impl Writer {
                         reply,
                         savepoint,
                         lite,
+                        audit,
                     })
                     .await
                     .map_err(|_| Error::internal_msg("the SQLite writer has stopped"))?;
@@ -127,6 +121,69 @@ impl Writer {
                 })
             }
         }
+    }
+}
+
+/// A writer that records an audit entry with each write it runs, in the write's transaction.
+/// The store holds an unaudited one; `MetadataStore::audited` hands out audited copies.
+#[derive(Clone)]
+pub(crate) struct AuditedWriter {
+    writer: Writer,
+    audit: Option<Arc<AuditEvent>>,
+}
+
+impl AuditedWriter {
+    pub(crate) fn new(writer: Writer) -> AuditedWriter {
+        AuditedWriter {
+            writer,
+            audit: None,
+        }
+    }
+
+    pub(crate) fn with_audit(&self, event: AuditEvent) -> AuditedWriter {
+        AuditedWriter {
+            writer: self.writer.clone(),
+            audit: Some(Arc::new(event)),
+        }
+    }
+
+    pub(crate) fn unaudited(&self) -> AuditedWriter {
+        AuditedWriter::new(self.writer.clone())
+    }
+
+    /// Runs `op` in a write transaction and returns its result once it is committed. If `op`
+    /// fails, whatever it wrote is rolled back and nothing else is affected.
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.writer
+            .submit(any_only(op), true, false, self.audit.clone())
+            .await
+    }
+
+    /// Runs an op written against [`Tx`] in a write transaction (on SQLite, on the writer
+    /// thread's synchronous connection) under its own savepoint.
+    pub(crate) async fn write_tx<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.writer.submit(op, true, true, self.audit.clone()).await
+    }
+
+    /// Runs an op written against [`Tx`] (on SQLite, on the writer thread's synchronous
+    /// connection) that returns a domain error (invalid, not found, exists) only before its
+    /// first write, so it needs no savepoint. An internal error still rolls back everything.
+    pub(crate) async fn write_tx_checked<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.writer
+            .submit(op, false, true, self.audit.clone())
+            .await
     }
 }
 
@@ -195,6 +252,15 @@ async fn run_op(op: Op, tx: Tx<'_>) -> Outcome {
     }
 }
 
+/// Runs one op and, when it succeeded, appends its audit entry in the same transaction.
+async fn run_audited(op: Op, audit: Option<&AuditEvent>, tx: &mut Tx<'_>) -> Outcome {
+    let value = run_op(op, tx.reborrow()).await?;
+    if let Some(event) = audit {
+        crate::audit::append(tx, event).await?;
+    }
+    Ok(value)
+}
+
 async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
     // A transaction left open by an earlier failure (a ROLLBACK that itself failed) would make
     // every later BEGIN fail; clear it once and retry before giving up on this group.
@@ -223,7 +289,7 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
             continue;
         }
         if !job.savepoint {
-            let outcome = run_op(job.op, tx.reborrow()).await;
+            let outcome = run_audited(job.op, job.audit.as_deref(), &mut tx).await;
             if let Err(Error::Internal { context, .. }) = &outcome {
                 broken = Some(format!("a write failed: {context}"));
             }
@@ -240,7 +306,7 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
             ));
             continue;
         }
-        let outcome = run_op(job.op, tx.reborrow()).await;
+        let outcome = run_audited(job.op, job.audit.as_deref(), &mut tx).await;
         let settle = if outcome.is_ok() {
             tx.control("RELEASE slipway_write").await
         } else {
@@ -277,7 +343,9 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
                     Err(
                         error @ (Error::InvalidParameter(_)
                         | Error::NotFound(_)
-                        | Error::AlreadyExists(_)),
+                        | Error::AlreadyExists(_)
+                        | Error::Unauthenticated(_)
+                        | Error::PermissionDenied(_)),
                     ) => Err(error),
                     _ => Err(Error::internal_msg(format!(
                         "write transaction rolled back: {reason}"

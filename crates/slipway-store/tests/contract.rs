@@ -80,6 +80,8 @@ mod concurrency;
 mod datasets;
 #[path = "contract/experiments.rs"]
 mod experiments;
+#[path = "contract/identity.rs"]
+mod identity;
 #[path = "contract/logged_models.rs"]
 mod logged_models;
 #[path = "contract/metrics.rs"]

@@ -14,7 +14,7 @@ pub const DEFAULT_DATA_DIR: &str = "slipway-data";
 #[derive(Debug, Args, Default)]
 pub struct ServerArgs {
     /// Address to listen on. Defaults to 127.0.0.1 (this machine only); a non-loopback address
-    /// needs --insecure-no-auth until authentication is configured.
+    /// needs --auth (or, on a trusted network, --insecure-no-auth).
     #[arg(long, env = "SLIPWAY_HOST")]
     pub host: Option<String>,
     /// Port to listen on (0 picks a free one). Default 5000, like MLflow.
@@ -28,6 +28,11 @@ pub struct ServerArgs {
     /// ./slipway-data/artifacts).
     #[arg(long, env = "SLIPWAY_ARTIFACTS_DESTINATION")]
     pub artifacts_destination: Option<String>,
+    /// Require credentials on every request: HTTP Basic (MLFLOW_TRACKING_USERNAME and
+    /// MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN). Create users with
+    /// `slipway users create`.
+    #[arg(long, env = "SLIPWAY_AUTH")]
+    pub auth: bool,
     /// Serve without authentication on a non-loopback address. Anyone who can reach the port can
     /// read and change everything.
     #[arg(long, env = "SLIPWAY_INSECURE_NO_AUTH")]
@@ -46,6 +51,7 @@ pub struct FileServerConfig {
     pub backend_store_uri: Option<String>,
     pub artifacts_destination: Option<String>,
     pub insecure_no_auth: Option<bool>,
+    pub auth: Option<bool>,
     pub db_max_connections: Option<u32>,
 }
 
@@ -85,11 +91,13 @@ pub struct ServerConfig {
     pub backend_store_uri: String,
     pub artifacts_destination: PathBuf,
     pub insecure_no_auth: bool,
+    pub auth: bool,
     pub db_max_connections: u32,
 }
 
 impl ServerConfig {
     pub fn resolve(args: ServerArgs, file: FileServerConfig) -> anyhow::Result<ServerConfig> {
+        let backend_store_uri = backend_store_uri(args.backend_store_uri, &file);
         let host_text = args
             .host
             .or(file.host)
@@ -100,36 +108,42 @@ impl ServerConfig {
                 format!("--host '{other}' is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)")
             })?,
         };
-        let backend_store_uri = args
-            .backend_store_uri
-            .or(file.backend_store_uri)
-            .unwrap_or_else(|| format!("sqlite:///{DEFAULT_DATA_DIR}/slipway.db"));
         let artifacts = args
             .artifacts_destination
             .or(file.artifacts_destination)
             .unwrap_or_else(|| format!("{DEFAULT_DATA_DIR}/artifacts"));
         let insecure_no_auth = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+        let auth = args.auth || file.auth.unwrap_or(false);
         let config = ServerConfig {
             host,
             port: args.port.or(file.port).unwrap_or(5000),
             backend_store_uri,
             artifacts_destination: artifact_folder(&artifacts)?,
             insecure_no_auth,
+            auth,
             db_max_connections: args
                 .db_max_connections
                 .or(file.db_max_connections)
                 .unwrap_or(8)
                 .max(1),
         };
-        if !config.host.is_loopback() && !config.insecure_no_auth {
+        if !config.host.is_loopback() && !config.auth && !config.insecure_no_auth {
             bail!(
                 "refusing to listen on {} without authentication: anyone who can reach it could read and change every experiment and model. \
-                 Listen on 127.0.0.1 (the default), or pass --insecure-no-auth if the network in front of slipway is trusted",
+                 Turn authentication on with --auth (create users with `slipway users create`), listen on 127.0.0.1 (the default), \
+                 or pass --insecure-no-auth if the network in front of slipway is trusted",
                 config.host
             );
         }
         Ok(config)
     }
+}
+
+/// The metadata store the server and the admin commands use: flag or env, then the file, then
+/// the embedded default.
+pub fn backend_store_uri(flag: Option<String>, file: &FileServerConfig) -> String {
+    flag.or_else(|| file.backend_store_uri.clone())
+        .unwrap_or_else(|| format!("sqlite:///{DEFAULT_DATA_DIR}/slipway.db"))
 }
 
 fn artifact_folder(raw: &str) -> anyhow::Result<PathBuf> {
@@ -183,6 +197,22 @@ mod tests {
             ..ServerArgs::default()
         };
         assert!(ServerConfig::resolve(args, FileServerConfig::default()).is_ok());
+        let args = ServerArgs {
+            host: Some("0.0.0.0".into()),
+            auth: true,
+            ..ServerArgs::default()
+        };
+        assert!(ServerConfig::resolve(args, FileServerConfig::default()).is_ok());
+        let file = FileServerConfig {
+            host: Some("0.0.0.0".into()),
+            auth: Some(true),
+            ..FileServerConfig::default()
+        };
+        assert!(
+            ServerConfig::resolve(ServerArgs::default(), file)
+                .unwrap()
+                .auth
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `slipway` binary: command line, configuration, telemetry, and the one place where
 //! concrete adapters (SQL store, object-store artifacts) are chosen and wired into the app.
 
+mod admin;
 mod config;
 
 use std::path::PathBuf;
@@ -49,6 +50,10 @@ enum LogFormat {
 enum Command {
     /// Run the tracking server and model registry (MLflow's REST API).
     Server(ServerArgs),
+    /// Manage users and their roles (against the server's metadata store).
+    Users(admin::UsersArgs),
+    /// Manage API tokens (against the server's metadata store).
+    Tokens(admin::TokensArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
                 let config = ServerConfig::resolve(args, file.server)?;
                 serve(config).await
             }
+            Command::Users(args) => admin::users(cli.config.as_deref(), args).await,
+            Command::Tokens(args) => admin::tokens(cli.config.as_deref(), args).await,
         }
     });
     match result {
@@ -117,8 +124,23 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(artifacts),
-        AppSettings::default(),
+        AppSettings {
+            auth_enabled: config.auth,
+            ..AppSettings::default()
+        },
     );
+    if config.auth {
+        app.refresh_identity()
+            .await
+            .context("reading users and tokens")?;
+        if app.list_users().await?.is_empty() {
+            tracing::warn!(
+                "authentication is on but there are no users yet; create an admin with \
+                 `slipway users create NAME --role admin --password-stdin`"
+            );
+        }
+        spawn_identity_refresher(app.clone());
+    }
     let router = slipway_api::router(app);
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
@@ -132,19 +154,38 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "slipway server listening"
     );
-    if !config.host.is_loopback() {
+    if !config.host.is_loopback() && !config.auth {
         tracing::warn!(
             "serving without authentication on a non-loopback address (--insecure-no-auth)"
         );
     }
 
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    // The peer address keys the throttling of failed logins.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
     store.close().await;
     tracing::info!("slipway server stopped");
     Ok(())
+}
+
+/// Notices user, token and permission changes made by other processes (the admin commands,
+/// other replicas), so a revoked token stops working within a poll interval.
+fn spawn_identity_refresher(app: App) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(slipway_app::identity::GENERATION_POLL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(error) = app.refresh_identity().await {
+                tracing::warn!(%error, "could not check for identity changes");
+            }
+        }
+    });
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.

@@ -5,36 +5,20 @@
 //! never held in memory.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use slipway_app::App;
 use slipway_app::artifacts::FileInfo;
 use slipway_core::Error;
 
 use super::run_id;
+use crate::access::AppFor;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Message;
-
-pub fn proxy_routes() -> Router<App> {
-    Router::new()
-        .route("/artifacts", get(list))
-        .route("/artifacts/", get(list))
-        .route(
-            "/artifacts/{*path}",
-            get(download).put(upload).delete(delete),
-        )
-        .route("/mpu/create/{*path}", post(multipart_unsupported))
-        .route("/mpu/complete/{*path}", post(multipart_unsupported))
-        .route("/mpu/abort/{*path}", post(multipart_unsupported))
-        .route("/presigned/{*path}", get(multipart_unsupported))
-}
 
 pub(crate) fn file_infos(files: &[FileInfo]) -> Vec<Value> {
     files
@@ -57,8 +41,8 @@ pub struct ListRequest {
 
 /// Lists a directory; a file or a missing path answers `{}` as MLflow's proxy does (the client
 /// lists before downloading to tell files from directories).
-async fn list(
-    State(app): State<App>,
+pub(crate) async fn list(
+    AppFor(app): AppFor,
     Message(request): Message<ListRequest>,
 ) -> ApiResult<Json<Value>> {
     let Some(entries) = app.list_artifacts(request.path.as_deref()).await? else {
@@ -80,8 +64,8 @@ async fn list(
     Ok(Json(json!({ "files": files })))
 }
 
-async fn upload(
-    State(app): State<App>,
+pub(crate) async fn upload(
+    AppFor(app): AppFor,
     Path(path): Path<String>,
     request: Request,
 ) -> ApiResult<Json<Value>> {
@@ -93,7 +77,7 @@ async fn upload(
     Ok(Json(json!({})))
 }
 
-async fn download(State(app): State<App>, Path(path): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn download(AppFor(app): AppFor, Path(path): Path<String>) -> ApiResult<Response> {
     let Some(object) = app.get_artifact(&path).await? else {
         return Err(ApiError::ArtifactNotFound(format!("File {path} not found")));
     };
@@ -118,7 +102,10 @@ async fn download(State(app): State<App>, Path(path): Path<String>) -> ApiResult
     Ok(response)
 }
 
-async fn delete(State(app): State<App>, Path(path): Path<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn delete(
+    AppFor(app): AppFor,
+    Path(path): Path<String>,
+) -> ApiResult<Json<Value>> {
     app.delete_artifact(&path).await?;
     Ok(Json(json!({})))
 }
@@ -141,7 +128,7 @@ pub struct ListRunArtifacts {
 }
 
 pub async fn list_run_artifacts(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<ListRunArtifacts>,
 ) -> ApiResult<Json<Value>> {
     if request.page_token.as_deref().is_some_and(|t| !t.is_empty()) {

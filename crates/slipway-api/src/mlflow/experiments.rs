@@ -1,13 +1,13 @@
 //! `/experiments/*` handlers.
 
 use axum::Json;
-use axum::extract::State;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
-use slipway_app::App;
 use slipway_core::tracking::{Tag, ViewType};
 
 use super::{experiment_id, key_values, ok, required, required_str};
+use crate::access::AppFor;
 use crate::dto::{ExperimentOut, KeyValueIn};
 use crate::error::ApiResult;
 use crate::extract::{I64, IdString, Message, Repeated};
@@ -22,7 +22,7 @@ pub struct CreateExperiment {
 }
 
 pub async fn create(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<CreateExperiment>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -40,7 +40,7 @@ pub struct GetExperiment {
 }
 
 pub async fn get(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<GetExperiment>,
 ) -> ApiResult<Json<Value>> {
     let id = experiment_id(request.experiment_id, "experiment_id")?;
@@ -57,7 +57,7 @@ pub struct GetByName {
 }
 
 pub async fn get_by_name(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<GetByName>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.experiment_name, "experiment_name")?;
@@ -79,7 +79,7 @@ pub struct SearchExperiments {
 }
 
 pub async fn search(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<SearchExperiments>,
 ) -> ApiResult<Json<Value>> {
     let view_type = match request.view_type {
@@ -104,7 +104,7 @@ pub async fn search(
 }
 
 pub async fn delete(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<GetExperiment>,
 ) -> ApiResult<Json<Value>> {
     app.delete_experiment(experiment_id(request.experiment_id, "experiment_id")?)
@@ -113,7 +113,7 @@ pub async fn delete(
 }
 
 pub async fn restore(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<GetExperiment>,
 ) -> ApiResult<Json<Value>> {
     app.restore_experiment(experiment_id(request.experiment_id, "experiment_id")?)
@@ -129,7 +129,7 @@ pub struct UpdateExperiment {
 }
 
 pub async fn update(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<UpdateExperiment>,
 ) -> ApiResult<Json<Value>> {
     let id = experiment_id(request.experiment_id, "experiment_id")?;
@@ -148,7 +148,7 @@ pub struct SetExperimentTag {
 }
 
 pub async fn set_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<SetExperimentTag>,
 ) -> ApiResult<Json<Value>> {
     let id = experiment_id(request.experiment_id, "experiment_id")?;
@@ -166,7 +166,7 @@ pub struct DeleteExperimentTag {
 }
 
 pub async fn delete_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<DeleteExperimentTag>,
 ) -> ApiResult<Json<Value>> {
     let id = experiment_id(request.experiment_id, "experiment_id")?;

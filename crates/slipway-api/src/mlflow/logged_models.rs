@@ -1,14 +1,14 @@
 //! `/logged-models/*` handlers (MLflow 3).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use slipway_app::App;
 use slipway_core::logged_model::{LoggedModel, LoggedModelStatus, parse_logged_model_id};
 use slipway_core::{Error, validate};
 
 use super::{experiment_id, key_values, ok, required, required_str};
+use crate::access::AppFor;
 use crate::dto::{KeyValueIn, LoggedModelOut};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Bool, I64, IdString, Message};
@@ -44,7 +44,7 @@ pub struct CreateLoggedModel {
 }
 
 pub async fn create(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<CreateLoggedModel>,
 ) -> ApiResult<Json<Value>> {
     let experiment = experiment_id(request.experiment_id, "experiment_id")?;
@@ -68,7 +68,7 @@ pub struct ModelIdBody {
 }
 
 pub async fn get(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path(model_id): Path<String>,
     Message(request): Message<ModelIdBody>,
 ) -> ApiResult<Json<Value>> {
@@ -77,7 +77,7 @@ pub async fn get(
 }
 
 pub async fn delete(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path(model_id): Path<String>,
     Message(request): Message<ModelIdBody>,
 ) -> ApiResult<Json<Value>> {
@@ -94,7 +94,7 @@ pub struct Finalize {
 }
 
 pub async fn finalize(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path(model_id): Path<String>,
     Message(request): Message<Finalize>,
 ) -> ApiResult<Json<Value>> {
@@ -112,7 +112,7 @@ pub struct SetTags {
 }
 
 pub async fn set_tags(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path(model_id): Path<String>,
     Message(request): Message<SetTags>,
 ) -> ApiResult<Json<Value>> {
@@ -129,7 +129,7 @@ pub struct DeleteTag {
 }
 
 pub async fn delete_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path((model_id, tag_key)): Path<(String, String)>,
     Message(request): Message<DeleteTag>,
 ) -> ApiResult<Json<Value>> {
@@ -148,7 +148,7 @@ pub struct LogParams {
 }
 
 pub async fn log_params(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path(model_id): Path<String>,
     Message(request): Message<LogParams>,
 ) -> ApiResult<Json<Value>> {
@@ -189,7 +189,7 @@ pub struct SearchLoggedModels {
 }
 
 pub async fn search(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<SearchLoggedModels>,
 ) -> ApiResult<Json<Value>> {
     let experiment_ids = request
@@ -242,7 +242,7 @@ pub struct ListArtifacts {
 }
 
 pub async fn list_artifacts(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Path(model_id): Path<String>,
     Message(request): Message<ListArtifacts>,
 ) -> ApiResult<Json<Value>> {

@@ -9,7 +9,6 @@ mod runs;
 
 use axum::Json;
 use axum::Router;
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use slipway_app::App;
 use slipway_core::tracking::{ExperimentId, KeyValue, RunId, Tag};
@@ -19,141 +18,104 @@ use crate::dto::KeyValueIn;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::IdString;
 
-/// The tracking and registry routes, relative to `/api/2.0/mlflow`.
-fn mlflow_routes() -> Router<App> {
-    Router::new()
-        .route("/experiments/get-by-name", get(experiments::get_by_name))
-        .route("/experiments/create", post(experiments::create))
-        .route(
-            "/experiments/search",
-            post(experiments::search).get(experiments::search),
-        )
-        .route("/experiments/get", get(experiments::get))
-        .route("/experiments/delete", post(experiments::delete))
-        .route("/experiments/restore", post(experiments::restore))
-        .route("/experiments/update", post(experiments::update))
-        .route(
-            "/experiments/set-experiment-tag",
-            post(experiments::set_tag),
-        )
-        .route(
-            "/experiments/delete-experiment-tag",
-            post(experiments::delete_tag),
-        )
-        .route("/runs/create", post(runs::create))
-        .route("/runs/update", post(runs::update))
-        .route("/runs/delete", post(runs::delete))
-        .route("/runs/restore", post(runs::restore))
-        .route("/runs/log-metric", post(runs::log_metric))
-        .route("/runs/log-parameter", post(runs::log_param))
-        .route("/runs/set-tag", post(runs::set_tag))
-        .route("/runs/delete-tag", post(runs::delete_tag))
-        .route("/runs/get", get(runs::get))
-        .route("/runs/search", post(runs::search))
-        .route("/runs/log-batch", post(runs::log_batch))
-        .route("/runs/log-model", post(runs::log_model))
-        .route("/runs/log-inputs", post(runs::log_inputs))
-        .route("/runs/outputs", post(runs::log_outputs))
-        .route("/metrics/get-history", get(runs::get_history))
-        .route(
-            "/metrics/get-history-bulk-interval",
-            get(runs::get_history_bulk_interval),
-        )
-        .route("/artifacts/list", get(artifacts::list_run_artifacts))
-        .route(
-            "/artifacts/presigned-upload-url",
-            post(artifacts::multipart_unsupported),
-        )
-        .route(
-            "/artifacts/presigned-download-url",
-            post(artifacts::multipart_unsupported),
-        )
-        .route("/registered-models/create", post(registry::create_model))
-        .route("/registered-models/rename", post(registry::rename_model))
-        .route(
-            "/registered-models/update",
-            axum::routing::patch(registry::update_model),
-        )
-        .route(
-            "/registered-models/delete",
-            axum::routing::delete(registry::delete_model),
-        )
-        .route("/registered-models/get", get(registry::get_model))
-        .route("/registered-models/search", get(registry::search_models))
-        .route(
-            "/registered-models/get-latest-versions",
-            post(registry::latest_versions).get(registry::latest_versions),
-        )
-        .route("/registered-models/set-tag", post(registry::set_model_tag))
-        .route(
-            "/registered-models/delete-tag",
-            axum::routing::delete(registry::delete_model_tag),
-        )
-        .route(
-            "/registered-models/alias",
-            post(registry::set_alias)
-                .delete(registry::delete_alias)
-                .get(registry::get_by_alias),
-        )
-        .route("/model-versions/create", post(registry::create_version))
-        .route(
-            "/model-versions/update",
-            axum::routing::patch(registry::update_version),
-        )
-        .route(
-            "/model-versions/transition-stage",
-            post(registry::transition_stage),
-        )
-        .route(
-            "/model-versions/delete",
-            axum::routing::delete(registry::delete_version),
-        )
-        .route("/model-versions/get", get(registry::get_version))
-        .route("/model-versions/search", get(registry::search_versions))
-        .route(
-            "/model-versions/get-download-uri",
-            get(registry::download_uri),
-        )
-        .route("/model-versions/set-tag", post(registry::set_version_tag))
-        .route(
-            "/model-versions/delete-tag",
-            axum::routing::delete(registry::delete_version_tag),
-        )
-        .route("/logged-models", post(logged_models::create))
-        .route("/logged-models/search", post(logged_models::search))
-        .route(
-            "/logged-models/{model_id}",
-            get(logged_models::get)
-                .patch(logged_models::finalize)
-                .delete(logged_models::delete),
-        )
-        .route(
-            "/logged-models/{model_id}/tags",
-            axum::routing::patch(logged_models::set_tags),
-        )
-        .route(
-            "/logged-models/{model_id}/tags/{tag_key}",
-            axum::routing::delete(logged_models::delete_tag),
-        )
-        .route(
-            "/logged-models/{model_id}/params",
-            post(logged_models::log_params),
-        )
-        .route(
-            "/logged-models/{model_id}/artifacts/directories",
-            get(logged_models::list_artifacts),
-        )
+/// Where the tracking and registry routes are mounted: the client's and the web UI's prefix.
+pub(crate) const API_PREFIXES: [&str; 2] = ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow"];
+/// Where the artifact proxy is mounted.
+pub(crate) const PROXY_PREFIXES: [&str; 2] = [
+    "/api/2.0/mlflow-artifacts",
+    "/ajax-api/2.0/mlflow-artifacts",
+];
+
+routes! {
+    /// The tracking and registry routes, relative to `/api/2.0/mlflow`, each with its access rule.
+    fn api_routes, api_rules;
+    GET "/experiments/get-by-name" => experiments::get_by_name, Read ExperimentName;
+    POST "/experiments/create" => experiments::create, Write None;
+    POST "/experiments/search" => experiments::search, Read None;
+    GET "/experiments/search" => experiments::search, Read None;
+    GET "/experiments/get" => experiments::get, Read Experiment;
+    POST "/experiments/delete" => experiments::delete, Delete Experiment;
+    POST "/experiments/restore" => experiments::restore, Delete Experiment;
+    POST "/experiments/update" => experiments::update, Write Experiment;
+    POST "/experiments/set-experiment-tag" => experiments::set_tag, Write Experiment;
+    POST "/experiments/delete-experiment-tag" => experiments::delete_tag, Write Experiment;
+    POST "/runs/create" => runs::create, Write Experiment;
+    POST "/runs/update" => runs::update, Write Run;
+    POST "/runs/delete" => runs::delete, Delete Run;
+    POST "/runs/restore" => runs::restore, Delete Run;
+    POST "/runs/log-metric" => runs::log_metric, Write Run;
+    POST "/runs/log-parameter" => runs::log_param, Write Run;
+    POST "/runs/set-tag" => runs::set_tag, Write Run;
+    POST "/runs/delete-tag" => runs::delete_tag, Write Run;
+    GET "/runs/get" => runs::get, Read Run;
+    POST "/runs/search" => runs::search, Read None;
+    POST "/runs/log-batch" => runs::log_batch, Write Run;
+    POST "/runs/log-model" => runs::log_model, Write Run;
+    POST "/runs/log-inputs" => runs::log_inputs, Write Run;
+    POST "/runs/outputs" => runs::log_outputs, Write Run;
+    GET "/metrics/get-history" => runs::get_history, Read Run;
+    GET "/metrics/get-history-bulk-interval" => runs::get_history_bulk_interval, Read None;
+    GET "/artifacts/list" => artifacts::list_run_artifacts, Read Run;
+    POST "/artifacts/presigned-upload-url" => artifacts::multipart_unsupported, Write None;
+    POST "/artifacts/presigned-download-url" => artifacts::multipart_unsupported, Read None;
+    POST "/registered-models/create" => registry::create_model, Write Model;
+    POST "/registered-models/rename" => registry::rename_model, Write Model;
+    PATCH "/registered-models/update" => registry::update_model, Write Model;
+    DELETE "/registered-models/delete" => registry::delete_model, Delete Model;
+    GET "/registered-models/get" => registry::get_model, Read Model;
+    GET "/registered-models/search" => registry::search_models, Read None;
+    POST "/registered-models/get-latest-versions" => registry::latest_versions, Read Model;
+    GET "/registered-models/get-latest-versions" => registry::latest_versions, Read Model;
+    POST "/registered-models/set-tag" => registry::set_model_tag, Write Model;
+    DELETE "/registered-models/delete-tag" => registry::delete_model_tag, Write Model;
+    POST "/registered-models/alias" => registry::set_alias, Write Model;
+    DELETE "/registered-models/alias" => registry::delete_alias, Write Model;
+    GET "/registered-models/alias" => registry::get_by_alias, Read Model;
+    POST "/model-versions/create" => registry::create_version, Write Model;
+    PATCH "/model-versions/update" => registry::update_version, Write Model;
+    POST "/model-versions/transition-stage" => registry::transition_stage, Write Model;
+    DELETE "/model-versions/delete" => registry::delete_version, Delete Model;
+    GET "/model-versions/get" => registry::get_version, Read Model;
+    GET "/model-versions/search" => registry::search_versions, Read None;
+    GET "/model-versions/get-download-uri" => registry::download_uri, Read Model;
+    POST "/model-versions/set-tag" => registry::set_version_tag, Write Model;
+    DELETE "/model-versions/delete-tag" => registry::delete_version_tag, Write Model;
+    POST "/logged-models" => logged_models::create, Write Experiment;
+    POST "/logged-models/search" => logged_models::search, Read None;
+    GET "/logged-models/{model_id}" => logged_models::get, Read LoggedModel;
+    PATCH "/logged-models/{model_id}" => logged_models::finalize, Write LoggedModel;
+    DELETE "/logged-models/{model_id}" => logged_models::delete, Delete LoggedModel;
+    PATCH "/logged-models/{model_id}/tags" => logged_models::set_tags, Write LoggedModel;
+    DELETE "/logged-models/{model_id}/tags/{tag_key}" => logged_models::delete_tag, Write LoggedModel;
+    POST "/logged-models/{model_id}/params" => logged_models::log_params, Write LoggedModel;
+    GET "/logged-models/{model_id}/artifacts/directories" => logged_models::list_artifacts, Read LoggedModel;
+}
+
+routes! {
+    /// The `mlflow-artifacts` proxy, relative to `/api/2.0/mlflow-artifacts`.
+    fn proxy_routes, proxy_rules;
+    GET "/artifacts" => artifacts::list, Read None;
+    GET "/artifacts/" => artifacts::list, Read None;
+    GET "/artifacts/{*path}" => artifacts::download, Read ArtifactPath;
+    PUT "/artifacts/{*path}" => artifacts::upload, Write ArtifactPath;
+    DELETE "/artifacts/{*path}" => artifacts::delete, Delete ArtifactPath;
+    POST "/mpu/create/{*path}" => artifacts::multipart_unsupported, Write None;
+    POST "/mpu/complete/{*path}" => artifacts::multipart_unsupported, Write None;
+    POST "/mpu/abort/{*path}" => artifacts::multipart_unsupported, Write None;
+    GET "/presigned/{*path}" => artifacts::multipart_unsupported, Read None;
 }
 
 /// Every MLflow route, at both prefixes the client and the web UI use.
 pub fn routes() -> Router<App> {
-    let api = mlflow_routes();
-    let proxy = artifacts::proxy_routes();
+    let api = api_routes();
+    let proxy = proxy_routes();
+    let [api_prefix, ajax_prefix] = API_PREFIXES;
+    let [proxy_prefix, ajax_proxy_prefix] = PROXY_PREFIXES;
     Router::new()
-        .nest("/api/2.0/mlflow", api.clone())
-        .nest("/ajax-api/2.0/mlflow", api)
-        .nest("/api/2.0/mlflow-artifacts", proxy.clone())
-        .nest("/ajax-api/2.0/mlflow-artifacts", proxy)
+        .nest(api_prefix, api.clone())
+        .nest(ajax_prefix, api)
+        .nest(proxy_prefix, proxy.clone())
+        .nest(ajax_proxy_prefix, proxy)
 }
 
 /// Serialises a (borrowing) response message into a JSON response.

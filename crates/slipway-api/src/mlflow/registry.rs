@@ -1,14 +1,14 @@
 //! `/registered-models/*` and `/model-versions/*` handlers.
 
 use axum::Json;
-use axum::extract::State;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
-use slipway_app::App;
 use slipway_core::registry::NewModelVersion;
 use slipway_core::tracking::Tag;
 
 use super::{key_values, ok, required, required_str};
+use crate::access::AppFor;
 use crate::dto::{KeyValueIn, ModelVersionOut, RegisteredModelOut};
 use crate::error::ApiResult;
 use crate::extract::{Bool, I64, Message, Repeated};
@@ -32,7 +32,7 @@ fn version_body(version: &slipway_core::registry::ModelVersion) -> Json<Value> {
 }
 
 pub async fn create_model(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<CreateModel>,
 ) -> ApiResult<Json<Value>> {
     let _ = request.deployment_job_id;
@@ -56,7 +56,7 @@ pub struct RenameModel {
 }
 
 pub async fn rename_model(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<RenameModel>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -75,7 +75,7 @@ pub struct UpdateModel {
 }
 
 pub async fn update_model(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<UpdateModel>,
 ) -> ApiResult<Json<Value>> {
     let _ = request.deployment_job_id;
@@ -93,7 +93,7 @@ pub struct ModelName {
 }
 
 pub async fn delete_model(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<ModelName>,
 ) -> ApiResult<Json<Value>> {
     app.delete_registered_model(&required_str(request.name, "name")?)
@@ -102,7 +102,7 @@ pub async fn delete_model(
 }
 
 pub async fn get_model(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<ModelName>,
 ) -> ApiResult<Json<Value>> {
     Ok(model_body(
@@ -122,7 +122,7 @@ pub struct Search {
 }
 
 pub async fn search_models(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<Search>,
 ) -> ApiResult<Json<Value>> {
     let page = app
@@ -150,7 +150,7 @@ pub struct LatestVersions {
 }
 
 pub async fn latest_versions(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<LatestVersions>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -168,7 +168,7 @@ pub struct SetModelTag {
 }
 
 pub async fn set_model_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<SetModelTag>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -187,7 +187,7 @@ pub struct DeleteModelTag {
 }
 
 pub async fn delete_model_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<DeleteModelTag>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -205,7 +205,7 @@ pub struct Alias {
 }
 
 pub async fn set_alias(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<Alias>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -216,7 +216,7 @@ pub async fn set_alias(
 }
 
 pub async fn delete_alias(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<Alias>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -226,7 +226,7 @@ pub async fn delete_alias(
 }
 
 pub async fn get_by_alias(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<Alias>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -250,7 +250,7 @@ pub struct CreateVersion {
 }
 
 pub async fn create_version(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<CreateVersion>,
 ) -> ApiResult<Json<Value>> {
     let version = app
@@ -284,7 +284,7 @@ pub struct UpdateVersion {
 }
 
 pub async fn update_version(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<UpdateVersion>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -305,7 +305,7 @@ pub struct TransitionStage {
 }
 
 pub async fn transition_stage(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<TransitionStage>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -322,7 +322,7 @@ pub async fn transition_stage(
 }
 
 pub async fn delete_version(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<VersionRef>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -332,7 +332,7 @@ pub async fn delete_version(
 }
 
 pub async fn get_version(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<VersionRef>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -343,7 +343,7 @@ pub async fn get_version(
 }
 
 pub async fn search_versions(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<Search>,
 ) -> ApiResult<Json<Value>> {
     let page = app
@@ -363,7 +363,7 @@ pub async fn search_versions(
 }
 
 pub async fn download_uri(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<VersionRef>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -384,7 +384,7 @@ pub struct SetVersionTag {
 }
 
 pub async fn set_version_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<SetVersionTag>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -405,7 +405,7 @@ pub struct DeleteVersionTag {
 }
 
 pub async fn delete_version_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<DeleteVersionTag>,
 ) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;

@@ -1,11 +1,10 @@
 //! `/runs/*` and `/metrics/*` handlers.
 
 use axum::Json;
-use axum::extract::State;
+
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slipway_app::App;
 use slipway_app::tracking::SearchRuns;
 use slipway_core::tracking::{
     Batch, Dataset, DatasetInput, ExperimentId, Metric, ModelOutput, RunStatus, RunUpdate, Tag,
@@ -14,6 +13,7 @@ use slipway_core::tracking::{
 use slipway_core::{Error, validate};
 
 use super::{experiment_id, json_response, key_values, ok, required, required_str, run_id};
+use crate::access::AppFor;
 use crate::dto::{
     DatasetInputIn, KeyValueIn, MetricIn, MetricOut, ModelInputIn, ModelOutputIn, RunInfoOut,
     RunOut,
@@ -33,7 +33,7 @@ pub struct CreateRun {
 }
 
 pub async fn create(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<CreateRun>,
 ) -> ApiResult<Json<Value>> {
     let experiment = match request.experiment_id.filter(|id| !id.0.is_empty()) {
@@ -60,10 +60,7 @@ pub struct GetRun {
     run_uuid: Option<String>,
 }
 
-pub async fn get(
-    State(app): State<App>,
-    Message(request): Message<GetRun>,
-) -> ApiResult<Json<Value>> {
+pub async fn get(AppFor(app): AppFor, Message(request): Message<GetRun>) -> ApiResult<Json<Value>> {
     let run = app
         .get_run(&run_id(request.run_id, request.run_uuid)?)
         .await?;
@@ -81,7 +78,7 @@ pub struct UpdateRun {
 }
 
 pub async fn update(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<UpdateRun>,
 ) -> ApiResult<Json<Value>> {
     let id = run_id(request.run_id, request.run_uuid)?;
@@ -101,7 +98,7 @@ pub struct RunIdOnly {
 }
 
 pub async fn delete(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<RunIdOnly>,
 ) -> ApiResult<Json<Value>> {
     app.delete_run(&run_id(request.run_id, None)?).await?;
@@ -109,7 +106,7 @@ pub async fn delete(
 }
 
 pub async fn restore(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<RunIdOnly>,
 ) -> ApiResult<Json<Value>> {
     app.restore_run(&run_id(request.run_id, None)?).await?;
@@ -147,7 +144,7 @@ pub struct LogMetric {
 }
 
 pub async fn log_metric(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<LogMetric>,
 ) -> ApiResult<Json<Value>> {
     let metric = metric_from(
@@ -178,7 +175,7 @@ pub struct KeyValueForRun {
 }
 
 pub async fn log_param(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<KeyValueForRun>,
 ) -> ApiResult<Json<Value>> {
     let key = required_str(request.key, "key")?;
@@ -192,7 +189,7 @@ pub async fn log_param(
 }
 
 pub async fn set_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<KeyValueForRun>,
 ) -> ApiResult<Json<Value>> {
     let key = required_str(request.key, "key")?;
@@ -213,7 +210,7 @@ pub struct DeleteTag {
 }
 
 pub async fn delete_tag(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<DeleteTag>,
 ) -> ApiResult<Json<Value>> {
     let key = required_str(request.key, "key")?;
@@ -235,7 +232,7 @@ pub struct LogBatch {
 }
 
 pub async fn log_batch(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<LogBatch>,
 ) -> ApiResult<Json<Value>> {
     let id = run_id(request.run_id, None)?;
@@ -262,7 +259,7 @@ pub struct LogModel {
 
 /// MLflow 2's `log-model` appends the model's JSON to the `mlflow.log-model.history` tag.
 pub async fn log_model(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<LogModel>,
 ) -> ApiResult<Json<Value>> {
     let id = run_id(request.run_id, None)?;
@@ -299,7 +296,7 @@ pub struct LogInputs {
 }
 
 pub async fn log_inputs(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<LogInputs>,
 ) -> ApiResult<Json<Value>> {
     let id = run_id(request.run_id, None)?;
@@ -339,7 +336,7 @@ pub struct LogOutputs {
 }
 
 pub async fn log_outputs(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<LogOutputs>,
 ) -> ApiResult<Json<Value>> {
     let id = run_id(request.run_id, None)?;
@@ -371,7 +368,7 @@ pub struct SearchRunsRequest {
 }
 
 pub async fn search(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<SearchRunsRequest>,
 ) -> ApiResult<Response> {
     let experiment_ids = request
@@ -420,7 +417,7 @@ pub struct GetHistory {
 }
 
 pub async fn get_history(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<GetHistory>,
 ) -> ApiResult<Response> {
     let key = required_str(request.metric_key, "metric_key")?;
@@ -465,7 +462,7 @@ pub struct GetHistoryBulkInterval {
 
 /// Used by the UI's charts: up to `max_results` points per run between two steps.
 pub async fn get_history_bulk_interval(
-    State(app): State<App>,
+    AppFor(app): AppFor,
     Message(request): Message<GetHistoryBulkInterval>,
 ) -> ApiResult<Json<Value>> {
     let key = required_str(request.metric_key, "metric_key")?;

@@ -1,0 +1,458 @@
+//! Authentication and authorization for every route.
+//!
+//! Each route is declared together with its [`Rule`] (the `routes!` tables in `mlflow` and
+//! `native`), so a route cannot exist without one; the middleware here finds the rule by the
+//! matched path and method, authenticates the caller, and checks the rule with
+//! [`Principal::allows`]. Only callers with per-resource permissions need the request's resource,
+//! so only for them is the body read ahead of the handler (and the run or logged model looked
+//! up); for everyone else the role decides and the request passes untouched.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::LazyLock;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+use slipway_app::App;
+use slipway_app::identity::{Credential, Secret};
+use slipway_core::Error;
+use slipway_core::auth::{Action, Principal, Resource};
+use slipway_core::tracking::RunId;
+
+use crate::error::ApiError;
+
+/// Where a route's resource comes from, for callers whose permissions differ per resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// No single resource: creation, search (results are filtered), server-wide endpoints.
+    None,
+    /// An `experiment_id` field.
+    Experiment,
+    /// An `experiment_name` field.
+    ExperimentName,
+    /// A `run_id` (or `run_uuid`) field: the run's experiment.
+    Run,
+    /// A `name` field: a registered model.
+    Model,
+    /// The `{model_id}` path segment: the logged model's experiment.
+    LoggedModel,
+    /// An `mlflow-artifacts` path, `<experiment id>/<run id>/artifacts/...`.
+    ArtifactPath,
+}
+
+/// What a route needs from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub action: Action,
+    pub scope: Scope,
+}
+
+impl Rule {
+    pub const fn new(action: Action, scope: Scope) -> Rule {
+        Rule { action, scope }
+    }
+
+    /// Open to everyone, also without credentials: health and version probes.
+    pub const PUBLIC: Rule = Rule::new(Action::Read, Scope::None);
+}
+
+/// One route: method, full path pattern (as axum matches it) and rule.
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    pub method: Method,
+    pub path: String,
+    pub rule: Rule,
+    /// Answered without credentials.
+    pub public: bool,
+}
+
+/// Every route of the server with its rule. The routers are built from the same tables.
+pub fn route_rules() -> Vec<RouteRule> {
+    let mut rules = Vec::new();
+    for prefix in crate::mlflow::API_PREFIXES {
+        for (method, path, rule) in crate::mlflow::api_rules() {
+            rules.push(RouteRule {
+                method,
+                path: format!("{prefix}{path}"),
+                rule,
+                public: false,
+            });
+        }
+    }
+    for prefix in crate::mlflow::PROXY_PREFIXES {
+        for (method, path, rule) in crate::mlflow::proxy_rules() {
+            rules.push(RouteRule {
+                method,
+                path: format!("{prefix}{path}"),
+                rule,
+                public: false,
+            });
+        }
+    }
+    for (method, path, rule) in crate::native::rules() {
+        rules.push(RouteRule {
+            method,
+            path: format!("{}{path}", crate::native::PREFIX),
+            rule,
+            public: false,
+        });
+    }
+    for (method, path, rule, public) in crate::server_rules() {
+        rules.push(RouteRule {
+            method,
+            path: path.to_owned(),
+            rule,
+            public,
+        });
+    }
+    rules
+}
+
+static RULES: LazyLock<HashMap<(Method, String), (Rule, bool)>> = LazyLock::new(|| {
+    route_rules()
+        .into_iter()
+        .map(|route| ((route.method, route.path), (route.rule, route.public)))
+        .collect()
+});
+
+/// The rule for a matched route; `HEAD` follows `GET` as axum routes it.
+fn rule_for(method: &Method, path: &str) -> Option<(Rule, bool)> {
+    let key = (method.clone(), path.to_owned());
+    RULES.get(&key).copied().or_else(|| {
+        (method == Method::HEAD)
+            .then(|| RULES.get(&(Method::GET, path.to_owned())).copied())
+            .flatten()
+    })
+}
+
+/// The credential in an `Authorization` header, if any. A header that is present but
+/// unreadable is an error, not an anonymous request.
+fn credential(request: &Request) -> Result<Option<Credential>, Error> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        Error::unauthenticated(
+            "the Authorization header must be 'Basic <base64 of user:password>' or 'Bearer <token>'",
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, rest) = value.split_once(' ').ok_or_else(malformed)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| malformed())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+        let (user, password) = decoded.split_once(':').ok_or_else(malformed)?;
+        Ok(Some(Credential::Basic {
+            user: user.to_owned(),
+            password: Secret::new(password),
+        }))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Some(Credential::Bearer(Secret::new(rest))))
+    } else {
+        Err(malformed())
+    }
+}
+
+fn client_address(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip())
+}
+
+/// The application acting for the authenticated caller, so that what the handler changes is
+/// audited under their name and the request's id. Handlers take this instead of `State<App>`.
+pub struct AppFor(pub App);
+
+impl FromRequestParts<App> for AppFor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let actor = parts
+            .extensions
+            .get::<Principal>()
+            .map_or("anonymous", |principal| principal.name.as_str())
+            .to_owned();
+        Ok(AppFor(app.for_caller(actor, request_id(&parts.headers))))
+    }
+}
+
+fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Who a refused request claimed to be, for the audit log: never the secret.
+fn claimed_actor(credential: Option<&Credential>) -> String {
+    match credential {
+        Some(Credential::Basic { user, .. }) => user.clone(),
+        Some(Credential::Bearer(token)) => token
+            .expose()
+            .strip_prefix("slw_")
+            .and_then(|rest| rest.split_once('_'))
+            .map_or_else(
+                || "unknown-token".to_owned(),
+                |(id, _)| format!("token:{id}"),
+            ),
+        None => "unauthenticated".to_owned(),
+    }
+}
+
+/// What the audit log says about a refused request: taken from the request before any await,
+/// so the middleware's future does not hold the request's body across one.
+struct Refused {
+    target: String,
+    route: String,
+    request_id: Option<String>,
+}
+
+fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
+    let path = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |path| path.as_str().to_owned(),
+    );
+    let route = format!("{} {path}", request.method());
+    Refused {
+        target: resource.map_or_else(
+            || format!("route:{route}"),
+            |resource| format!("{}:{}", resource.kind.as_str(), resource.id),
+        ),
+        route,
+        request_id: request_id(request.headers()),
+    }
+}
+
+/// Writes a refused request to the audit log; a failure to record it is logged, and the
+/// refusal stands either way.
+async fn record_denial(app: &App, actor: String, refused: Refused, reason: &str) {
+    let app = app.for_caller(actor, refused.request_id);
+    let summary = format!("{}: {reason}", refused.route);
+    if let Err(error) = app
+        .record_denial("request.denied", refused.target, &summary)
+        .await
+    {
+        tracing::error!(%error, "could not record a denied request in the audit log");
+    }
+}
+
+fn unauthenticated(error: Error) -> Response {
+    let mut response = ApiError::Core(error).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"slipway\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+/// The middleware: authenticate, find the rule, check it, and hand the principal on.
+pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> Response {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let rule = matched
+        .as_deref()
+        .and_then(|path| rule_for(request.method(), path));
+    let Some((rule, public)) = rule else {
+        // A route without a rule is a bug; deny rather than guess.
+        tracing::error!(method = %request.method(), path = ?matched, "route has no access rule");
+        return ApiError::Core(Error::permission_denied(
+            "this route has no access rule; it is denied to everyone",
+        ))
+        .into_response();
+    };
+    if public {
+        return next.run(request).await;
+    }
+    let credential = match credential(&request) {
+        Ok(credential) => credential,
+        Err(error) => {
+            let refused = refused(&request, None);
+            record_denial(&app, "unknown".to_owned(), refused, &error.to_string()).await;
+            return unauthenticated(error);
+        }
+    };
+    let client = client_address(&request);
+    let claimed = app
+        .auth_enabled()
+        .then(|| claimed_actor(credential.as_ref()));
+    let principal = match app.authenticate(credential, client).await {
+        Ok(principal) => principal,
+        Err(error @ Error::Unauthenticated(_)) => {
+            let refused = refused(&request, None);
+            let actor = claimed.unwrap_or_default();
+            record_denial(&app, actor, refused, &error.to_string()).await;
+            return unauthenticated(error);
+        }
+        Err(error) => return ApiError::Core(error).into_response(),
+    };
+    let (request, resource) = if principal.has_grants() && rule.scope != Scope::None {
+        match resource_of(&app, rule.scope, request).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        }
+    } else {
+        (request, None)
+    };
+    if !principal.allows(rule.action, resource.as_ref()) {
+        let message = denial(&principal, rule.action, resource.as_ref());
+        let refused = refused(&request, resource.as_ref());
+        record_denial(&app, principal.name.clone(), refused, &message).await;
+        return ApiError::Core(Error::permission_denied(message)).into_response();
+    }
+    let mut request = request;
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+fn denial(principal: &Principal, action: Action, resource: Option<&Resource>) -> String {
+    match resource {
+        Some(resource) => format!(
+            "user '{}' (role {}, permission {} on {resource}) may not {} it",
+            principal.name,
+            principal.role,
+            principal.permission_on(resource),
+            action.as_str()
+        ),
+        None => format!(
+            "user '{}' has role {}; to {} here the role must be at least {}",
+            principal.name,
+            principal.role,
+            action.as_str(),
+            action.least_role()
+        ),
+    }
+}
+
+/// The request fields that name a resource; everything else in the message is ignored here.
+#[derive(Debug, Default, Deserialize)]
+struct ScopeFields {
+    experiment_id: Option<serde_json::Value>,
+    experiment_name: Option<String>,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    name: Option<String>,
+}
+
+/// Reads the resource a request is about. GET requests carry their fields in the query, others
+/// in a JSON body, which is read here and put back for the handler. A request whose resource
+/// cannot be read is decided by the role alone; its handler refuses it anyway.
+async fn resource_of(
+    app: &App,
+    scope: Scope,
+    request: Request,
+) -> Result<(Request, Option<Resource>), Response> {
+    let (parts, body) = request.into_parts();
+    let mut fields = ScopeFields::default();
+    let mut body_bytes = Bytes::new();
+    let path_segment = |index: usize| {
+        parts
+            .uri
+            .path()
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .nth(index)
+            .map(str::to_owned)
+    };
+    match scope {
+        Scope::None | Scope::LoggedModel | Scope::ArtifactPath => {}
+        _ if parts.method == Method::GET => {
+            if let Some(query) = parts.uri.query() {
+                fields = crate::extract::from_query(query).unwrap_or_default();
+            }
+        }
+        _ => {
+            body_bytes = axum::body::to_bytes(body, crate::extract::MAX_JSON_BODY)
+                .await
+                .map_err(|_| {
+                    ApiError::PayloadTooLarge("the request body is too large".into())
+                        .into_response()
+                })?;
+            fields = serde_json::from_slice(&body_bytes).unwrap_or_default();
+            let request = Request::from_parts(parts, Body::from(body_bytes.clone()));
+            let resource = resolve(app, scope, fields, None).await?;
+            return Ok((request, resource));
+        }
+    }
+    let hint = match scope {
+        // /api/2.0/mlflow/logged-models/{model_id}/...
+        Scope::LoggedModel => path_segment(4),
+        // /api/2.0/mlflow-artifacts/artifacts/<experiment id>/...
+        Scope::ArtifactPath => path_segment(4),
+        _ => None,
+    };
+    let resource = resolve(app, scope, fields, hint).await?;
+    let body = if body_bytes.is_empty() {
+        body
+    } else {
+        Body::from(body_bytes)
+    };
+    Ok((Request::from_parts(parts, body), resource))
+}
+
+async fn resolve(
+    app: &App,
+    scope: Scope,
+    fields: ScopeFields,
+    path_hint: Option<String>,
+) -> Result<Option<Resource>, Response> {
+    let experiment_field = |value: &serde_json::Value| match value {
+        serde_json::Value::String(id) => Some(id.clone()),
+        serde_json::Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    };
+    let store = app.store();
+    Ok(match scope {
+        Scope::None => None,
+        Scope::Experiment => fields
+            .experiment_id
+            .as_ref()
+            .and_then(experiment_field)
+            .map(Resource::experiment),
+        Scope::ExperimentName => match fields.experiment_name {
+            Some(name) => store
+                .get_experiment_by_name(&name)
+                .await
+                .ok()
+                .map(|experiment| Resource::experiment(experiment.experiment_id.to_string())),
+            None => None,
+        },
+        Scope::Run => {
+            let raw = fields
+                .run_id
+                .filter(|id| !id.is_empty())
+                .or(fields.run_uuid);
+            match raw.and_then(|raw| RunId::parse(&raw).ok()) {
+                Some(run_id) => store
+                    .get_run(&run_id)
+                    .await
+                    .ok()
+                    .map(|run| Resource::experiment(run.info.experiment_id.to_string())),
+                None => None,
+            }
+        }
+        Scope::Model => fields.name.map(Resource::registered_model),
+        Scope::LoggedModel => match path_hint {
+            Some(model_id) => store
+                .get_logged_model(&model_id)
+                .await
+                .ok()
+                .map(|model| Resource::experiment(model.experiment_id.to_string())),
+            None => None,
+        },
+        Scope::ArtifactPath => path_hint
+            .filter(|segment| segment.bytes().all(|b| b.is_ascii_digit()))
+            .map(Resource::experiment),
+    })
+}

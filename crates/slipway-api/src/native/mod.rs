@@ -1,0 +1,31 @@
+//! slipway's own API, under `/api/slipway/v1`: what MLflow's REST API has no words for.
+//! Errors use the same JSON shape and table as the MLflow routes.
+
+mod identity;
+
+use axum::Router;
+use slipway_app::App;
+
+/// Where the native API is mounted.
+pub(crate) const PREFIX: &str = "/api/slipway/v1";
+
+routes! {
+    /// The native routes, relative to [`PREFIX`], each with its access rule.
+    fn native_routes, rules;
+    GET "/whoami" => identity::whoami, Read None;
+    POST "/users" => identity::create_user, Admin None;
+    GET "/users" => identity::list_users, Admin None;
+    GET "/users/{name}" => identity::get_user, Admin None;
+    PATCH "/users/{name}" => identity::update_user, Admin None;
+    DELETE "/users/{name}" => identity::delete_user, Admin None;
+    POST "/tokens" => identity::create_token, Admin None;
+    GET "/tokens" => identity::list_tokens, Admin None;
+    DELETE "/tokens/{id}" => identity::revoke_token, Admin None;
+    PUT "/permissions" => identity::set_permission, Admin None;
+    GET "/permissions" => identity::list_permissions, Admin None;
+    DELETE "/permissions" => identity::delete_permission, Admin None;
+}
+
+pub(crate) fn routes() -> Router<App> {
+    Router::new().nest(PREFIX, native_routes())
+}

@@ -1,0 +1,624 @@
+//! Authentication and authorization over HTTP: the route x role matrix (every route the server
+//! has, from the same table its routers are built from), credentials of both kinds, per-resource
+//! permissions, and the slow-down of failing clients. The matrix runs on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway_api::access::route_rules;
+use slipway_app::identity::Secret;
+use slipway_app::{App, AppSettings};
+use slipway_artifacts::ObjectArtifactStore;
+use slipway_core::auth::{Permission, Resource, Role};
+use slipway_store::{BackendUri, SqlStore, StoreOptions};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Harness {
+    app: App,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness(uri: &str) -> Harness {
+    let store = SqlStore::open(&BackendUri::parse(uri).unwrap(), StoreOptions::default())
+        .await
+        .expect("opening the store");
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = ObjectArtifactStore::local(dir.path()).unwrap();
+    let app = App::new(
+        Arc::new(store),
+        Arc::new(artifacts),
+        AppSettings {
+            auth_enabled: true,
+            ..AppSettings::default()
+        },
+    );
+    for role in Role::ALL {
+        app.create_user(role.as_str(), role, Some(Secret::new(PASSWORD)))
+            .await
+            .unwrap();
+    }
+    Harness {
+        router: slipway_api::router(app.clone()),
+        app,
+        _dir: dir,
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+impl Harness {
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        authorization: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(authorization) = authorization {
+            builder = builder.header(header::AUTHORIZATION, authorization);
+        }
+        let body = match body {
+            Some(body) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(&body).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value, headers)
+    }
+
+    async fn as_user(
+        &self,
+        user: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, value, _) = self
+            .send(method, uri, Some(&basic(user, PASSWORD)), body)
+            .await;
+        (status, value)
+    }
+}
+
+/// A concrete URI for a route pattern.
+fn concrete(path: &str) -> String {
+    path.replace("{model_id}", "m-00000000000000000000000000000000")
+        .replace("{tag_key}", "k")
+        .replace(
+            "{*path}",
+            "1/0123456789abcdef0123456789abcdef/artifacts/x.txt",
+        )
+        .replace("{name}", "nobody")
+        .replace("{id}", "ffffffffffffffff")
+}
+
+async fn case_route_role_matrix(uri: &str) {
+    let harness = harness(uri).await;
+    let rules = route_rules();
+    assert!(
+        rules.len() > 120,
+        "only {} routes in the table",
+        rules.len()
+    );
+    let mut checked = 0;
+    for route in &rules {
+        let uri = concrete(&route.path);
+        let body = (route.method != Method::GET).then(|| json!({}));
+        let context = format!("{} {}", route.method, route.path);
+
+        let (status, value, headers) = harness
+            .send(route.method.clone(), &uri, None, body.clone())
+            .await;
+        if route.public {
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{context}: public route answered {status} without credentials"
+            );
+            continue;
+        }
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{context} without credentials: {value}"
+        );
+        assert_eq!(value["error_code"], "UNAUTHENTICATED", "{context}: {value}");
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE), "{context}");
+
+        for role in Role::ALL {
+            let (status, value) = harness
+                .as_user(role.as_str(), route.method.clone(), &uri, body.clone())
+                .await;
+            let allowed = role >= route.rule.action.least_role();
+            if allowed {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{context}: {role} must be allowed ({:?}), got {status} {value}",
+                    route.rule.action
+                );
+                // The route exists: the table and the router agree.
+                assert_ne!(
+                    value["error_code"], "ENDPOINT_NOT_FOUND",
+                    "{context}: {value}"
+                );
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{context}: {value}");
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{context}: {role} must be denied ({:?}), got {value}",
+                    route.rule.action
+                );
+                assert_eq!(
+                    value["error_code"], "PERMISSION_DENIED",
+                    "{context}: {value}"
+                );
+                let message = value["message"].as_str().unwrap_or_default();
+                assert!(message.contains(role.as_str()), "{context}: {message}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 400, "only {checked} route x role checks ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_role_matrix_sqlite() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    case_route_role_matrix(&db.uri).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_role_matrix_postgres() {
+    let Some(db) = slipway_testkit::PgDatabase::create().await else {
+        return;
+    };
+    case_route_role_matrix(&db.uri).await;
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_basic_bearer_revoked_expired_and_malformed() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let search = "/api/2.0/mlflow/experiments/search?max_results=1";
+
+    let (status, value) = harness.as_user("editor", Method::GET, search, None).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let (status, value, _) = harness
+        .send(
+            Method::GET,
+            search,
+            Some(&basic("editor", "wrong password")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, value["error_code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED"))
+    );
+    let (status, _, _) = harness
+        .send(Method::GET, search, Some(&basic("nobody", PASSWORD)), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for malformed in ["Basic !!!", "Digest abc", "Basic", "Bearer slw_nothing"] {
+        let (status, value, _) = harness
+            .send(Method::GET, search, Some(malformed), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{malformed}: {value}");
+    }
+
+    let issued = harness
+        .app
+        .create_token("viewer", None, "ci")
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", issued.token.expose());
+    let (status, value, _) = harness.send(Method::GET, search, Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    // The token acts with its user's role.
+    let (status, value, _) = harness
+        .send(
+            Method::POST,
+            "/api/2.0/mlflow/experiments/create",
+            Some(&bearer),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    let (_, whoami, _) = harness
+        .send(Method::GET, "/api/slipway/v1/whoami", Some(&bearer), None)
+        .await;
+    assert_eq!(whoami["user"], "viewer");
+    assert_eq!(whoami["role"], "viewer");
+
+    // A wrong secret with a real token id is refused.
+    let forged = format!("Bearer slw_{}_{}", issued.info.id, "0".repeat(64));
+    let (status, _, _) = harness.send(Method::GET, search, Some(&forged), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Revocation takes effect at once, although the credential was cached.
+    harness.app.revoke_token(&issued.info.id).await.unwrap();
+    let (status, _, _) = harness.send(Method::GET, search, Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An expired token is refused.
+    let short = harness
+        .app
+        .create_token("viewer", Some(Duration::from_millis(1)), "short")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (status, _, _) = harness
+        .send(
+            Method::GET,
+            search,
+            Some(&format!("Bearer {}", short.token.expose())),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A changed role applies to cached credentials too.
+    harness
+        .app
+        .set_user_role("editor", Role::Viewer)
+        .await
+        .unwrap();
+    let (status, _) = harness
+        .as_user(
+            "editor",
+            Method::POST,
+            "/api/2.0/mlflow/experiments/create",
+            Some(json!({"name": "y"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Health and version stay open for probes.
+    let (status, _, _) = harness.send(Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_resource_permissions_refine_roles() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let api = "/api/2.0/mlflow";
+    let mut experiments = Vec::new();
+    let mut runs = Vec::new();
+    for name in ["granted", "other"] {
+        let (_, created) = harness
+            .as_user(
+                "admin",
+                Method::POST,
+                &format!("{api}/experiments/create"),
+                Some(json!({"name": name})),
+            )
+            .await;
+        let id = created["experiment_id"].as_str().unwrap().to_owned();
+        let (_, run) = harness
+            .as_user(
+                "admin",
+                Method::POST,
+                &format!("{api}/runs/create"),
+                Some(json!({"experiment_id": id})),
+            )
+            .await;
+        runs.push(run["run"]["info"]["run_id"].as_str().unwrap().to_owned());
+        experiments.push(id);
+    }
+    harness
+        .app
+        .set_permission(
+            "viewer",
+            Resource::experiment(&experiments[0]),
+            Permission::Edit,
+        )
+        .await
+        .unwrap();
+    harness
+        .app
+        .set_permission(
+            "editor",
+            Resource::experiment(&experiments[0]),
+            Permission::NoPermissions,
+        )
+        .await
+        .unwrap();
+    harness
+        .app
+        .set_permission(
+            "editor",
+            Resource::registered_model("secret-model"),
+            Permission::Read,
+        )
+        .await
+        .unwrap();
+
+    let log =
+        |run: &str| json!({"run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": 0});
+    // The viewer may now write to the granted experiment's runs, and only there.
+    let (status, value) = harness
+        .as_user(
+            "viewer",
+            Method::POST,
+            &format!("{api}/runs/log-metric"),
+            Some(log(&runs[0])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let (status, value) = harness
+        .as_user(
+            "viewer",
+            Method::POST,
+            &format!("{api}/runs/log-metric"),
+            Some(log(&runs[1])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    // EDIT is not MANAGE: no deleting.
+    let (status, _) = harness
+        .as_user(
+            "viewer",
+            Method::POST,
+            &format!("{api}/runs/delete"),
+            Some(json!({"run_id": runs[0]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // NO_PERMISSIONS hides the experiment from an editor, by id, by name and through its runs.
+    let get = format!("{api}/experiments/get?experiment_id={}", experiments[0]);
+    let (status, value) = harness.as_user("editor", Method::GET, &get, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert!(
+        value["message"]
+            .as_str()
+            .unwrap()
+            .contains("NO_PERMISSIONS"),
+        "{value}"
+    );
+    let (status, _) = harness
+        .as_user(
+            "editor",
+            Method::GET,
+            &format!("{api}/experiments/get-by-name?experiment_name=granted"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = harness
+        .as_user(
+            "editor",
+            Method::GET,
+            &format!("{api}/runs/get?run_id={}", runs[0]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = harness
+        .as_user(
+            "editor",
+            Method::POST,
+            &format!("{api}/runs/log-metric"),
+            Some(log(&runs[1])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // READ on a registered model: the editor may look, not register versions.
+    let (status, _) = harness
+        .as_user(
+            "editor",
+            Method::POST,
+            &format!("{api}/registered-models/create"),
+            Some(json!({"name": "secret-model"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = harness
+        .as_user(
+            "editor",
+            Method::POST,
+            &format!("{api}/registered-models/create"),
+            Some(json!({"name": "open-model"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_clients_are_slowed_down() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let search = "/api/2.0/mlflow/experiments/search";
+    let wrong = basic("viewer", "not the password");
+    for _ in 0..slipway_app::identity::FREE_FAILURES {
+        let (status, _, _) = harness.send(Method::GET, search, Some(&wrong), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let started = Instant::now();
+    let (status, _, _) = harness.send(Method::GET, search, Some(&wrong), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the sixth failure was answered after {:?}",
+        started.elapsed()
+    );
+    // A client that is already authenticated (cached) is not held up by the penalty.
+    let (status, _) = harness.as_user("viewer", Method::GET, search, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_manages_users_tokens_and_permissions() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let native = "/api/slipway/v1";
+    let (status, value) = harness
+        .as_user(
+            "admin",
+            Method::POST,
+            &format!("{native}/users"),
+            Some(json!({"name": "erin", "role": "editor", "password": "longenough"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["user"]["role"], "editor");
+    assert!(!value.to_string().contains("longenough"));
+    let (status, value) = harness
+        .as_user(
+            "admin",
+            Method::POST,
+            &format!("{native}/users"),
+            Some(json!({"name": "erin", "role": "editor"})),
+        )
+        .await;
+    assert_eq!(
+        (status, value["error_code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("RESOURCE_ALREADY_EXISTS"))
+    );
+    let (status, value) = harness
+        .as_user(
+            "admin",
+            Method::POST,
+            &format!("{native}/users"),
+            Some(json!({"name": "frank", "role": "root"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    assert!(
+        value["message"]
+            .as_str()
+            .unwrap()
+            .contains("viewer, editor, approver, admin")
+    );
+    let (status, _) = harness
+        .as_user(
+            "admin",
+            Method::POST,
+            &format!("{native}/users"),
+            Some(json!({"name": "frank", "role": "viewer", "password": "short"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, value) = harness
+        .as_user(
+            "admin",
+            Method::POST,
+            &format!("{native}/tokens"),
+            Some(json!({"user": "erin", "expires_in": "30d"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let token = value["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("slw_"));
+    let (_, listed) = harness
+        .as_user(
+            "admin",
+            Method::GET,
+            &format!("{native}/tokens?user=erin"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1);
+    assert!(
+        !listed.to_string().contains(&token[20..]),
+        "a listing never shows secrets"
+    );
+    let (status, _) = harness
+        .as_user(
+            "admin",
+            Method::POST,
+            &format!("{native}/tokens"),
+            Some(json!({"user": "erin", "expires_in": "forever"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, value) = harness
+        .as_user("admin", Method::PUT, &format!("{native}/permissions"), Some(json!({"user": "erin", "resource_type": "experiment", "resource_id": "0", "permission": "READ"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let (_, value) = harness
+        .as_user(
+            "admin",
+            Method::GET,
+            &format!("{native}/permissions?user=erin"),
+            None,
+        )
+        .await;
+    assert_eq!(value["permissions"][0]["permission"], "READ");
+    let (status, value, _) = harness
+        .send(
+            Method::GET,
+            &format!("{native}/whoami"),
+            Some(&format!("Bearer {token}")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(value["permissions"][0]["resource_id"], "0");
+
+    let (status, value) = harness
+        .as_user(
+            "admin",
+            Method::PATCH,
+            &format!("{native}/users/erin"),
+            Some(json!({"role": "approver"})),
+        )
+        .await;
+    assert_eq!(
+        (status, value["user"]["role"].as_str()),
+        (StatusCode::OK, Some("approver"))
+    );
+    let (status, _) = harness
+        .as_user(
+            "admin",
+            Method::DELETE,
+            &format!("{native}/users/erin"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = harness
+        .send(
+            Method::GET,
+            &format!("{native}/whoami"),
+            Some(&format!("Bearer {token}")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a deleted user's tokens die with them"
+    );
+}

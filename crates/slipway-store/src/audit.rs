@@ -1,0 +1,164 @@
+//! The audit log: appending an entry inside the transaction of the change it describes, and
+//! reading entries back in sequence order.
+//!
+//! The chain's end lives in `audit_head`. Appending reads it (on PostgreSQL with `FOR UPDATE`,
+//! which orders concurrent transactions on the chain; SQLite has one writer anyway), inserts the
+//! entry and moves the head, all in the caller's transaction: a change that rolls back takes its
+//! entry with it.
+
+use slipway_core::audit::{AuditEvent, AuditRecord, Outcome, entry_hash};
+use slipway_core::ports::AuditFilter;
+use slipway_core::{Error, Result};
+
+use crate::SqlStore;
+use crate::conn::{Tx, read_all};
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Appends `event` in the transaction `tx` belongs to.
+pub(crate) async fn append(tx: &mut Tx<'_>, event: &AuditEvent) -> Result<AuditRecord> {
+    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
+    let sql = tx.sql(&format!(
+        "SELECT seq, hash FROM audit_head WHERE id = 1{lock}"
+    ));
+    let (head_seq, prev_hash) = tx
+        .fetch_optional::<(i64, String)>(&sql, "reading the audit head")
+        .await?
+        .ok_or_else(|| Error::internal_msg("the audit_head row is missing"))?;
+    let seq = head_seq + 1;
+    let time_ms = now_ms();
+    let hash = entry_hash(&prev_hash, seq, time_ms, event);
+    let mut sql = tx.sql(
+        "INSERT INTO audit_log (seq, time_ms, actor, action, resource, request_id, outcome, \
+         summary, prev_hash, hash) VALUES (",
+    );
+    sql.bind(seq)
+        .push(", ")
+        .bind(time_ms)
+        .push(", ")
+        .bind(event.actor.as_str())
+        .push(", ")
+        .bind(event.action.as_str())
+        .push(", ")
+        .bind(event.resource.as_str())
+        .push(", ")
+        .bind(event.request_id.clone())
+        .push(", ")
+        .bind(event.outcome.as_str())
+        .push(", ")
+        .bind(event.summary.as_str())
+        .push(", ")
+        .bind(prev_hash.as_str())
+        .push(", ")
+        .bind(hash.as_str())
+        .push(")");
+    let mut head = tx.sql("UPDATE audit_head SET seq = ");
+    head.bind(seq)
+        .push(", hash = ")
+        .bind(hash.as_str())
+        .push(" WHERE id = 1");
+    tx.execute_all(vec![sql, head], "appending to the audit log")
+        .await?;
+    Ok(AuditRecord {
+        seq,
+        time_ms,
+        actor: event.actor.clone(),
+        action: event.action.clone(),
+        resource: event.resource.clone(),
+        request_id: event.request_id.clone(),
+        outcome: event.outcome,
+        summary: event.summary.clone(),
+        prev_hash,
+        hash,
+    })
+}
+
+/// An entry on its own, in its own transaction (a denied request changes nothing else).
+pub(crate) async fn append_alone(store: &SqlStore, event: AuditEvent) -> Result<AuditRecord> {
+    store
+        .writer
+        .unaudited()
+        .write_tx(move |mut tx| Box::pin(async move { append(&mut tx, &event).await }))
+        .await
+}
+
+pub(crate) async fn head(store: &SqlStore) -> Result<(i64, String)> {
+    let sql = store.sql("SELECT seq, hash FROM audit_head WHERE id = 1");
+    read_all::<(i64, String)>(&store.read, &sql, "reading the audit head")
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::internal_msg("the audit_head row is missing"))
+}
+
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+);
+
+pub(crate) async fn read(
+    store: &SqlStore,
+    filter: &AuditFilter,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>> {
+    let mut sql = store.sql(
+        "SELECT seq, time_ms, actor, action, resource, request_id, outcome, summary, prev_hash, hash \
+         FROM audit_log WHERE seq > ",
+    );
+    sql.bind(after_seq);
+    if let Some(resource) = &filter.resource {
+        sql.push(" AND resource = ").bind(resource.as_str());
+    }
+    if let Some(actor) = &filter.actor {
+        sql.push(" AND actor = ").bind(actor.as_str());
+    }
+    if let Some(since) = filter.since_ms {
+        sql.push(" AND time_ms >= ").bind(since);
+    }
+    sql.push(" ORDER BY seq LIMIT ")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    Ok(read_all::<Row>(&store.read, &sql, "reading the audit log")
+        .await?
+        .into_iter()
+        .map(
+            |(
+                seq,
+                time_ms,
+                actor,
+                action,
+                resource,
+                request_id,
+                outcome,
+                summary,
+                prev_hash,
+                hash,
+            )| {
+                AuditRecord {
+                    seq,
+                    time_ms,
+                    actor,
+                    action,
+                    resource,
+                    request_id,
+                    outcome: Outcome::parse(&outcome),
+                    summary,
+                    prev_hash,
+                    hash,
+                }
+            },
+        )
+        .collect())
+}
