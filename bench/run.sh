@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # slipway vs MLflow benchmark: one command runs the same workload against MLflow's own
 # tracking server and against slipway, then prints a side-by-side table with ratios and
-# writes bench/results/<timestamp>.{json,md}. See bench/README.md.
+# writes bench/results/<timestamp>.{json,md}. `--servers slipway,slipway-auth` also compares
+# slipway with authentication off and on. See bench/README.md.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,7 +15,13 @@ Usage: bench/run.sh [options]
   --quick                 fast smoke run (short windows, small data; 100k search not run)
   --scenarios LIST        comma list of: ingest,log-metric,search,history,alias,artifact
                           (start-up time and idle memory are always measured)   [$BENCH_SCENARIOS]
-  --servers LIST          mlflow,slipway (default both)                          [$BENCH_SERVERS]
+  --servers LIST          mlflow,slipway (default both); slipway-auth adds a second slipway run
+                          with --auth after the plain one and an auth-on vs auth-off table
+                          (e.g. --servers slipway,slipway-auth)                  [$BENCH_SERVERS]
+  --slipway-auth          run the slipway server itself with --auth (an admin user "bench" with a
+                          random password, HTTP Basic on every request)   [$BENCH_SLIPWAY_AUTH=1]
+  --slipway-auth-scheme S credentials of the auth-on runs: basic (default) or bearer (an API
+                          token of the same user)                   [$BENCH_SLIPWAY_AUTH_SCHEME]
   --mlflow-100k           also populate MLflow with 100k runs for the 100k search (takes hours)
   --slipway-backend B     sqlite (default) or postgres (fresh database on 127.0.0.1:5432)
   --slipway-bin PATH      use this slipway binary instead of building it
@@ -37,6 +44,8 @@ EOF
 QUICK=0
 SCENARIOS=${BENCH_SCENARIOS:-ingest,log-metric,search,history,alias,artifact}
 SERVERS=${BENCH_SERVERS:-mlflow,slipway}
+BENCH_AUTH=${BENCH_SLIPWAY_AUTH:-0}
+SLIPWAY_AUTH_SCHEME=${BENCH_SLIPWAY_AUTH_SCHEME:-basic}
 MLFLOW_100K=0
 SLIPWAY_BACKEND=${SLIPWAY_BACKEND:-sqlite}
 SLIPWAY_BIN=${SLIPWAY_BIN:-}
@@ -54,6 +63,9 @@ while [ $# -gt 0 ]; do
     --scenarios=*) SCENARIOS=${1#*=} ;;
     --servers) SERVERS=$2; shift ;;
     --servers=*) SERVERS=${1#*=} ;;
+    --slipway-auth) BENCH_AUTH=1 ;;
+    --slipway-auth-scheme) SLIPWAY_AUTH_SCHEME=$2; shift ;;
+    --slipway-auth-scheme=*) SLIPWAY_AUTH_SCHEME=${1#*=} ;;
     --mlflow-100k) MLFLOW_100K=1 ;;
     --slipway-backend) SLIPWAY_BACKEND=$2; shift ;;
     --slipway-backend=*) SLIPWAY_BACKEND=${1#*=} ;;
@@ -79,6 +91,17 @@ if [ -n "$MLFLOW_RESULTS" ]; then
   SERVERS=$(echo ",$SERVERS," | sed 's/,mlflow,/,/g; s/^,//; s/,$//')
 fi
 case "$SLIPWAY_BACKEND" in sqlite|postgres) ;; *) echo "--slipway-backend must be sqlite or postgres" >&2; exit 2 ;; esac
+for srv in ${SERVERS//,/ }; do
+  case "$srv" in mlflow|slipway|slipway-auth) ;; *) echo "--servers: unknown server '$srv' (mlflow, slipway, slipway-auth)" >&2; exit 2 ;; esac
+done
+case "$BENCH_AUTH" in 0|1) ;; *) echo "BENCH_SLIPWAY_AUTH must be 0 or 1" >&2; exit 2 ;; esac
+case "$SLIPWAY_AUTH_SCHEME" in basic|bearer) ;; *) echo "--slipway-auth-scheme must be basic or bearer" >&2; exit 2 ;; esac
+if [ "$BENCH_AUTH" = 1 ] && [[ ",$SERVERS," == *",slipway-auth,"* ]]; then
+  echo "--slipway-auth runs the slipway server itself with --auth; for the auth-off vs auth-on comparison use --servers slipway,slipway-auth without it" >&2
+  exit 2
+fi
+# authentication is chosen by this script only: never inherit it from the caller's environment
+unset SLIPWAY_AUTH SLIPWAY_INSECURE_NO_AUTH LOADGEN_AUTHORIZATION 2>/dev/null || true
 
 if [ "$QUICK" = 1 ]; then
   DURATION=${DURATION:-5}
@@ -110,6 +133,7 @@ IDLE_SETTLE=${IDLE_SETTLE:-5}
 
 has_scenario() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 has_server() { [[ ",$SERVERS," == *",$1,"* ]]; }
+has_slipway() { has_server slipway || has_server slipway-auth; }
 log() { printf '\n\033[1m[bench %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ------------------------------------------------------------------------------------------
@@ -143,7 +167,7 @@ if [ "$NO_BUILD" = 0 ] || [ ! -x "$LOADGEN" ]; then
 fi
 
 SLIPWAY_UNAVAILABLE=
-if has_server slipway; then
+if has_slipway; then
   if [ -z "$SLIPWAY_BIN" ]; then
     SLIPWAY_BIN="$SLIPWAY_TARGET_DIR/release/slipway"
     if [ "$NO_BUILD" = 0 ]; then
@@ -165,7 +189,7 @@ RESULTS_DIR="$BENCH_DIR/results"
 mkdir -p "$RESULTS_DIR"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench.XXXXXX")
 SERVER_PID=
-PG_DB=
+PG_DBS=
 
 stop_server() {
   [ -n "$SERVER_PID" ] || return 0
@@ -187,9 +211,9 @@ stop_server() {
 
 cleanup() {
   stop_server
-  if [ -n "$PG_DB" ]; then
-    psql -h 127.0.0.1 -U postgres -d test -q -c "drop database if exists $PG_DB" >/dev/null 2>&1 || true
-  fi
+  for db in $PG_DBS; do
+    psql -h 127.0.0.1 -U postgres -d test -q -c "drop database if exists $db" >/dev/null 2>&1 || true
+  done
   if [ "$KEEP" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -215,6 +239,9 @@ run_scen() {
 
 skip() { "$LOADGEN" --json-out "$RES" --key "$1" skip --reason "$2"; }
 
+random_password() { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9'; }
+
+# server names: mlflow; slipway (auth off, or on with --slipway-auth); slipway-auth (auth on)
 bench_server() {
   NAME=$1
   local dir="$WORK/$NAME"
@@ -223,28 +250,68 @@ bench_server() {
   local port
   port=$("$LOADGEN" free-port)
   URL="http://127.0.0.1:$port"
-  local cmd version backend
+  local cmd version backend auth=off
+  unset LOADGEN_AUTHORIZATION
+  if [ "$NAME" = slipway-auth ] || { [ "$NAME" = slipway ] && [ "$BENCH_AUTH" = 1 ]; }; then auth=on; fi
   if [ "$NAME" = mlflow ]; then
     backend="sqlite:///$dir/mlflow.db"
     version=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mlflow"))' 2>/dev/null || echo "?")
     cmd=("$VENV/bin/mlflow" server --backend-store-uri "$backend" --artifacts-destination "$dir/art" --host 127.0.0.1 --port "$port")
   else
     if [ "$SLIPWAY_BACKEND" = postgres ]; then
-      PG_DB="slipway_bench_$(date +%s)_$$"
-      if ! psql -h 127.0.0.1 -U postgres -d test -q -c "create database $PG_DB" >/dev/null; then
-        "$LOADGEN" --json-out "$RES" meta --set server=slipway --set status="not run: could not create postgres database"
-        PG_DB=; return 0
+      local pg_db="slipway_bench_$(date +%s)_$$_${NAME//-/_}"
+      if ! psql -h 127.0.0.1 -U postgres -d test -q -c "create database $pg_db" >/dev/null; then
+        "$LOADGEN" --json-out "$RES" meta --set server="$NAME" --set status="not run: could not create postgres database"
+        return 0
       fi
-      backend="postgresql://postgres@127.0.0.1:5432/$PG_DB"
+      PG_DBS="$PG_DBS $pg_db"
+      backend="postgresql://postgres@127.0.0.1:5432/$pg_db"
     else
       backend="sqlite:///$dir/slipway.db"
     fi
     version=$("$SLIPWAY_BIN" --version 2>/dev/null | head -n1 || true)
     cmd=("$SLIPWAY_BIN" server --backend-store-uri "$backend" --artifacts-destination "$dir/art" --host 127.0.0.1 --port "$port")
+    # Auth on: an admin user created with the CLI before the server starts, credentials sent
+    # by the load generator on every request. In the auth comparison the auth-off run creates
+    # the same user too, so both servers start on a database already migrated by the CLI.
+    if [ "$auth" = on ] || has_server slipway-auth; then
+      local pw
+      pw=$(random_password)
+      log "$NAME: creating the admin user bench (slipway users create)"
+      if ! printf '%s' "$pw" | "$SLIPWAY_BIN" users create bench --role admin --password-stdin --backend-store-uri "$backend" >"$dir/users.log" 2>&1; then
+        cat "$dir/users.log" >&2 || true
+        "$LOADGEN" --json-out "$RES" meta --set server="$NAME" --set status="not run: slipway users create failed: $(tail -n 1 "$dir/users.log" 2>/dev/null)"
+        return 0
+      fi
+      if [ "$auth" = on ]; then
+        cmd+=(--auth)
+        if [ "$SLIPWAY_AUTH_SCHEME" = bearer ]; then
+          local token
+          if ! token=$("$SLIPWAY_BIN" tokens create --user bench --backend-store-uri "$backend" 2>>"$dir/users.log") || [ -z "$token" ]; then
+            "$LOADGEN" --json-out "$RES" meta --set server="$NAME" --set status="not run: slipway tokens create failed: $(tail -n 1 "$dir/users.log" 2>/dev/null)"
+            return 0
+          fi
+          export LOADGEN_AUTHORIZATION="Bearer $token"
+        else
+          export LOADGEN_AUTHORIZATION="Basic $(printf 'bench:%s' "$pw" | base64 | tr -d '\n')"
+        fi
+      fi
+    fi
+  fi
+  local auth_meta=()
+  if [ "$NAME" != mlflow ]; then
+    auth_meta=(--set auth="$auth")
+    if [ "$auth" = on ]; then
+      if [ "$SLIPWAY_AUTH_SCHEME" = bearer ]; then
+        auth_meta+=(--set auth_credentials="an API token of an admin user (Authorization: Bearer) on every request")
+      else
+        auth_meta+=(--set auth_credentials="HTTP Basic credentials of an admin user (Authorization: Basic) on every request")
+      fi
+    fi
   fi
   "$LOADGEN" --json-out "$RES" meta --set server="$NAME" --set version="${version:-?}" \
     --set backend="${backend%%:*}" --set url="$URL" --set mode="$MODE" --set ncpu="$(nproc)" \
-    --set loadgen_threads="$LOADGEN_THREADS" --set command="${cmd[*]}"
+    --set loadgen_threads="$LOADGEN_THREADS" --set command="${cmd[*]}" ${auth_meta[@]+"${auth_meta[@]}"}
 
   log "$NAME: starting: ${cmd[*]}"
   local t0
@@ -259,13 +326,24 @@ bench_server() {
     stop_server
     return 0
   fi
+  if [ "$auth" = on ]; then
+    local auth_check
+    if ! auth_check=$("$LOADGEN" --url "$URL" check-auth 2>&1); then
+      auth_check=${auth_check%%$'\n'*}
+      log "$NAME: authentication check failed: $auth_check"
+      "$LOADGEN" --json-out "$RES" meta --set status="not run: authentication check failed: $auth_check"
+      stop_server
+      return 0
+    fi
+    "$LOADGEN" --json-out "$RES" meta --set auth_check="${auth_check#auth: }"
+  fi
   sleep "$IDLE_SETTLE"
   lg --key idle_memory mem --pid "$SERVER_PID" || true
 
   local common=(--duration "$DURATION" --warmup "$WARMUP")
   if has_scenario ingest; then
     run_scen ingest "${common[@]}" --concurrency "$INGEST_CONCURRENCY" ingest
-    if [ "$NAME" = slipway ] || [ "${MLFLOW_PRESERIALIZED:-0}" = 1 ]; then
+    if [ "$NAME" != mlflow ] || [ "${MLFLOW_PRESERIALIZED:-0}" = 1 ]; then
       run_scen ingest_preserialized "${common[@]}" --concurrency "$INGEST_CONCURRENCY" ingest --preserialized
     else
       skip ingest_preserialized "run for slipway only (MLflow is server-bound); set MLFLOW_PRESERIALIZED=1 to run it"
@@ -302,34 +380,57 @@ bench_server() {
   fi
   log "$NAME: stopping"
   stop_server
+  unset LOADGEN_AUTHORIZATION
   if grep -qiE 'Traceback|panicked|ERROR' "$dir/server.log" 2>/dev/null; then
     tail -n 200 "$dir/server.log" >"$RESULTS_DIR/$TS.$NAME.log" 2>/dev/null || true
     log "$NAME: its log has errors; last 200 lines saved to bench/results/$TS.$NAME.log"
   fi
 }
 
+# run_slipway NAME: bench one slipway configuration (or record why it could not run)
+run_slipway() {
+  if [ -n "$SLIPWAY_UNAVAILABLE" ]; then
+    mkdir -p "$WORK/$1"
+    "$LOADGEN" --json-out "$WORK/$1/results.json" meta --set server="$1" --set status="not run: $SLIPWAY_UNAVAILABLE"
+    log "$1 not run: $SLIPWAY_UNAVAILABLE"
+  else
+    bench_server "$1"
+  fi
+}
+
 MLFLOW_RES=$MLFLOW_RESULTS
 SLIPWAY_RES=
+SLIPWAY_AUTH_RES=
 if has_server mlflow; then
   bench_server mlflow
   MLFLOW_RES="$WORK/mlflow/results.json"
 fi
+# auth off first, then auth on
 if has_server slipway; then
-  if [ -n "$SLIPWAY_UNAVAILABLE" ]; then
-    mkdir -p "$WORK/slipway"
-    SLIPWAY_RES="$WORK/slipway/results.json"
-    "$LOADGEN" --json-out "$SLIPWAY_RES" meta --set server=slipway --set status="not run: $SLIPWAY_UNAVAILABLE"
-    log "slipway not run: $SLIPWAY_UNAVAILABLE"
+  run_slipway slipway
+  SLIPWAY_RES="$WORK/slipway/results.json"
+fi
+if has_server slipway-auth; then
+  run_slipway slipway-auth
+  SLIPWAY_AUTH_RES="$WORK/slipway-auth/results.json"
+fi
+if has_slipway; then
+  if [ "$BENCH_AUTH" = 1 ]; then
+    AUTH_NOTE="; slipway run with --auth ($SLIPWAY_AUTH_SCHEME credentials on every request)"
+  elif has_server slipway-auth; then
+    AUTH_NOTE="; slipway run twice: auth off, then auth on (--auth, $SLIPWAY_AUTH_SCHEME credentials on every request)"
   else
-    bench_server slipway
-    SLIPWAY_RES="$WORK/slipway/results.json"
+    AUTH_NOTE="; slipway auth off"
   fi
+else
+  AUTH_NOTE=
 fi
 
-NOTE="Run $TS, mode **$MODE** on $(nproc) cores; scenarios: $SCENARIOS; ingest clients: $INGEST_CONCURRENCY, log-metric clients: $LOG_METRIC_CONCURRENCY; windows: ${DURATION}s after ${WARMUP}s warm-up; search runs: $SEARCH_SMALL_RUNS / $SEARCH_LARGE_RUNS; history steps: $HISTORY_STEPS; slipway backend: $SLIPWAY_BACKEND; MLflow 100k search: $([ "$MLFLOW_100K" = 1 ] && echo run || echo 'not run (no --mlflow-100k)')$([ -n "$MLFLOW_RESULTS" ] && echo "; MLflow figures taken from $MLFLOW_RESULTS (not re-run)")."
+NOTE="Run $TS, mode **$MODE** on $(nproc) cores; scenarios: $SCENARIOS; ingest clients: $INGEST_CONCURRENCY, log-metric clients: $LOG_METRIC_CONCURRENCY; windows: ${DURATION}s after ${WARMUP}s warm-up; search runs: $SEARCH_SMALL_RUNS / $SEARCH_LARGE_RUNS; history steps: $HISTORY_STEPS; slipway backend: $SLIPWAY_BACKEND$AUTH_NOTE; MLflow 100k search: $([ "$MLFLOW_100K" = 1 ] && echo run || echo 'not run (no --mlflow-100k)')$([ -n "$MLFLOW_RESULTS" ] && echo "; MLflow figures taken from $MLFLOW_RESULTS (not re-run)" || true)."
 args=(report --out-json "$RESULTS_DIR/$TS.json" --out-md "$RESULTS_DIR/$TS.md" --note "$NOTE")
 [ -n "$MLFLOW_RES" ] && args+=(--mlflow "$MLFLOW_RES")
 [ -n "$SLIPWAY_RES" ] && args+=(--slipway "$SLIPWAY_RES")
+[ -n "$SLIPWAY_AUTH_RES" ] && args+=(--slipway-auth "$SLIPWAY_AUTH_RES")
 echo
 "$LOADGEN" "${args[@]}"
 echo

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 #[derive(Clone)]
@@ -41,9 +41,18 @@ pub fn now_ms() -> i64 {
 }
 
 impl Api {
-    pub fn new(base: &str) -> Result<Self> {
+    /// `authorization`: the full value of an `Authorization` header (`Basic ...` or `Bearer ...`)
+    /// sent with every request, populations and health checks included.
+    pub fn new(base: &str, authorization: Option<&str>) -> Result<Self> {
         check_loopback(base)?;
+        let mut headers = HeaderMap::new();
+        if let Some(a) = authorization.map(str::trim).filter(|a| !a.is_empty()) {
+            let mut v = HeaderValue::from_str(a).context("the Authorization header value is not a valid header value")?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .no_proxy()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1024)
@@ -110,6 +119,20 @@ impl Api {
         } else {
             bail!("/health answered {}", resp.status())
         }
+    }
+
+    /// Check that the server enforces authentication: an anonymous request must be refused
+    /// with 401 and the same request with this client's credentials must succeed.
+    pub async fn check_auth(&self) -> Result<String> {
+        let path = "/api/2.0/mlflow/experiments/search";
+        let query = [("max_results", "1")];
+        let anonymous = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+        let st = anonymous.get(self.url(path)).query(&query).send().await.with_context(|| format!("GET {path}"))?.status();
+        if st.as_u16() != 401 {
+            bail!("GET {path} without credentials answered {st}, expected 401: is the server running with --auth?");
+        }
+        self.get_raw(path, &query).await.context("the same request with the credentials failed")?;
+        Ok(format!("GET {path}: anonymous -> 401, with credentials -> 200"))
     }
 
     pub async fn create_experiment(&self, name: &str) -> Result<String> {

@@ -24,6 +24,11 @@ struct Cli {
     /// Server base URL (loopback only).
     #[arg(long, global = true, default_value = "http://127.0.0.1:5000", env = "LOADGEN_URL")]
     url: String,
+    /// Value of an `Authorization` header sent with every request (e.g. `Basic dXNlcjpwdw==` or
+    /// `Bearer TOKEN`), for a server that requires authentication. Prefer the environment
+    /// variable: a command-line argument is visible to other users in `ps`.
+    #[arg(long, global = true, env = "LOADGEN_AUTHORIZATION", hide_env_values = true)]
+    auth_header: Option<String>,
     /// Merge this scenario's result into this JSON file (created if missing).
     #[arg(long, global = true)]
     json_out: Option<PathBuf>,
@@ -125,6 +130,9 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
+    /// Check that the server enforces authentication: anonymous request -> 401, the same with
+    /// --auth-header -> 200 (exit status 1 otherwise).
+    CheckAuth,
     /// Record `key = {"skipped": reason}` (a scenario that was not run).
     Skip {
         #[arg(long)]
@@ -137,12 +145,16 @@ enum Cmd {
     },
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
-    /// Compare the result files of both servers: print a table, write JSON and Markdown.
+    /// Compare the result files of the servers: print a table, write JSON and Markdown.
     Report {
         #[arg(long)]
         mlflow: Option<PathBuf>,
+        /// slipway's results (authentication off, unless it was run with it).
         #[arg(long)]
         slipway: Option<PathBuf>,
+        /// slipway's results with authentication on: adds the auth-on vs auth-off table.
+        #[arg(long)]
+        slipway_auth: Option<PathBuf>,
         #[arg(long)]
         out_json: Option<PathBuf>,
         #[arg(long)]
@@ -213,8 +225,17 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", l.local_addr()?.port());
             return Ok(());
         }
-        Cmd::Report { mlflow, slipway, out_json, out_md, note } => {
-            return report::report(mlflow.as_deref(), slipway.as_deref(), out_json.as_deref(), out_md.as_deref(), note);
+        Cmd::Report { mlflow, slipway, slipway_auth, out_json, out_md, note } => {
+            let inputs = report::Inputs { mlflow: mlflow.as_deref(), slipway: slipway.as_deref(), slipway_auth: slipway_auth.as_deref() };
+            return report::report(&inputs, out_json.as_deref(), out_md.as_deref(), note);
+        }
+        Cmd::CheckAuth => {
+            if cli.auth_header.is_none() {
+                bail!("check-auth needs --auth-header (or LOADGEN_AUTHORIZATION)");
+            }
+            let api = Api::new(&cli.url, cli.auth_header.as_deref())?;
+            println!("auth: {}", api.check_auth().await?);
+            return Ok(());
         }
         Cmd::Meta { set } => {
             let mut m = serde_json::Map::new();
@@ -243,7 +264,7 @@ async fn run(cli: Cli) -> Result<()> {
             serde_json::to_value(m)?
         }
         Cmd::WaitHealth { start_ns, timeout, pid } => {
-            let api = Api::new(&cli.url)?;
+            let api = Api::new(&cli.url, cli.auth_header.as_deref())?;
             let t0 = Instant::now();
             let since_spawn = |t: Instant| -> f64 {
                 match start_ns {
@@ -275,7 +296,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         _ => {
-            let api = Api::new(&cli.url)?;
+            let api = Api::new(&cli.url, cli.auth_header.as_deref())?;
             api.health().await.with_context(|| format!("server at {} is not healthy", cli.url))?;
             let c = Common {
                 api,

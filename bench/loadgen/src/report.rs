@@ -1,4 +1,5 @@
-//! Human summaries and the side-by-side slipway / MLflow report.
+//! Human summaries, the side-by-side slipway / MLflow report and the slipway auth-on / auth-off
+//! comparison.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -113,7 +114,7 @@ pub fn print_summary(key: &str, v: &Value) {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Better {
     Higher,
     Lower,
@@ -201,22 +202,200 @@ fn cell(doc: &Value, key: &str, path: &str) -> (Option<f64>, String) {
     }
 }
 
-pub fn report(mlflow: Option<&Path>, slipway: Option<&Path>, out_json: Option<&Path>, out_md: Option<&Path>, note: &str) -> Result<()> {
+/// The result files given to `loadgen report`.
+pub struct Inputs<'a> {
+    pub mlflow: Option<&'a Path>,
+    pub slipway: Option<&'a Path>,
+    /// slipway run with authentication on, compared with `slipway` (auth off).
+    pub slipway_auth: Option<&'a Path>,
+}
+
+/// The data sizes of a scenario: a ratio between two runs means something only when they match.
+fn sizes(d: &Value, key: &str) -> String {
+    ["runs", "steps", "size_mib", "concurrency", "metrics_per_req"]
+        .iter()
+        .filter_map(|f| num(d, &format!("scenarios.{key}.{f}")).map(|x| format!("{f}={x}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Figures held to issue 3's "the tracking benchmarks with auth on stay within 5% of auth off"
+/// (scenario key, field), in the order they are shown.
+const AUTH_GATED: [(&str, &str); 11] = [
+    ("ingest", "points_per_s"),
+    ("ingest_preserialized", "points_per_s"),
+    ("log_metric", "req_per_s"),
+    ("log_metric", "p99_ms"),
+    ("search_5k", "p50_ms"),
+    ("search_100k", "p50_ms"),
+    ("history", "paged.p50_ms"),
+    ("alias", "c1.p50_ms"),
+    ("alias", "c1.req_per_s"),
+    ("alias", "c8.p50_ms"),
+    ("alias", "c8.req_per_s"),
+];
+const AUTH_TOLERANCE_PCT: f64 = 5.0;
+
+/// Loops whose server CPU time per request is derived for the auth comparison
+/// (scenario, sub-result, field path of the derived figure, label).
+const CPU_PER_REQ: [(&str, &str, &str, &str); 5] = [
+    ("ingest", "", "server_cpu_us_per_req", "ingest log-batch"),
+    ("ingest_preserialized", "", "server_cpu_us_per_req", "ingest, pre-serialized"),
+    ("log_metric", "", "server_cpu_us_per_req", "log-metric c=8"),
+    ("alias", "c1", "c1.server_cpu_us_per_req", "get-by-alias c=1"),
+    ("alias", "c8", "c8.server_cpu_us_per_req", "get-by-alias c=8"),
+];
+
+/// Adds `server_cpu_us_per_req` (server CPU time per request, microseconds) to the loops of
+/// `CPU_PER_REQ`: less sensitive to other load on the machine than throughput and latency.
+fn with_cpu_per_req(d: &Value) -> Value {
+    let mut d = d.clone();
+    for (key, sub, _, _) in CPU_PER_REQ {
+        let base = if sub.is_empty() { format!("scenarios.{key}") } else { format!("scenarios.{key}.{sub}") };
+        let (Some(cores), Some(rps)) = (num(&d, &format!("{base}.cpu.server_cpu_cores")), num(&d, &format!("{base}.req_per_s"))) else { continue };
+        if rps <= 0.0 {
+            continue;
+        }
+        let target = if sub.is_empty() { &mut d["scenarios"][key] } else { &mut d["scenarios"][key][sub] };
+        if let Some(o) = target.as_object_mut() {
+            o.insert("server_cpu_us_per_req".into(), json!(cores / rps * 1e6));
+        }
+    }
+    d
+}
+
+fn worse_text(w: f64) -> String {
+    if w >= 0.0 { format!("{w:.1}% worse") } else { format!("{:.1}% better", -w) }
+}
+
+/// Appends the auth-on vs auth-off table to `md`; returns its rows as JSON and the one-line verdict.
+fn auth_table(off: &Value, on: &Value, md: &mut String) -> (Vec<Value>, String) {
+    let (off, on) = (&with_cpu_per_req(off), &with_cpu_per_req(on));
+    let mut json_rows = Vec::new();
+    let _ = writeln!(md, "\n## slipway: authentication on vs off\n");
+    let _ = writeln!(
+        md,
+        "Same binary, backend and workload, run one after the other on fresh databases; auth on = `slipway server --auth` with {}. \
+         change = (on - off) / off. Gate (issue 3): auth on at most {AUTH_TOLERANCE_PCT}% worse than auth off on the gated figures \
+         (throughput >= {:.0}% of auth off, latency <= {:.0}% of auth off). Short `--quick` windows vary by more than 5% from run to run: \
+         quote full runs on a quiet machine. The server CPU time per request (server CPU / req/s) is less sensitive to other load on the \
+         machine than throughput and latency.\n",
+        get(on, "meta.auth_credentials").and_then(|x| x.as_str()).unwrap_or("credentials on every request"),
+        100.0 - AUTH_TOLERANCE_PCT,
+        100.0 + AUTH_TOLERANCE_PCT
+    );
+    let _ = writeln!(md, "| metric | auth off | auth on | on/off | change | within {AUTH_TOLERANCE_PCT}% |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+    let mut measured = 0;
+    let mut failed = Vec::new();
+    // the gated figures first, then every other figure both runs measured
+    let mut all = rows(off, on);
+    all.retain(|r| r.path != "processes");
+    for (key, _, path, label) in CPU_PER_REQ {
+        all.push(Row {
+            key,
+            path,
+            label: format!("{label}: server CPU per request (us)"),
+            better: Better::Lower,
+            target: Target::None,
+            target_text: "",
+        });
+    }
+    all.sort_by_key(|r| AUTH_GATED.iter().position(|g| *g == (r.key, r.path)).unwrap_or(usize::MAX));
+    let mut others_started = false;
+    for row in all {
+        let gated = AUTH_GATED.contains(&(row.key, row.path));
+        let (fv, ft) = cell(off, row.key, row.path);
+        let (nv, nt) = cell(on, row.key, row.path);
+        if fv.is_none() && nv.is_none() {
+            continue;
+        }
+        if !gated && !others_started {
+            others_started = true;
+            let _ = writeln!(md, "| *other figures (not gated)* | | | | | |");
+        }
+        let (fsize, nsize) = (sizes(off, row.key), sizes(on, row.key));
+        let comparable = fsize.is_empty() || nsize.is_empty() || fsize == nsize;
+        let ratio = match (fv, nv) {
+            (Some(a), Some(b)) if a != 0.0 && comparable => Some(b / a),
+            _ => None,
+        };
+        let change = ratio.map(|r| (r - 1.0) * 100.0);
+        // how much worse auth on is, in percent (negative: better)
+        let worse = match (row.better, change) {
+            (Better::Higher, Some(c)) => Some(-c),
+            (Better::Lower, Some(c)) => Some(c),
+            _ => None,
+        };
+        let bottleneck = [off, on]
+            .iter()
+            .any(|d| get(d, &format!("scenarios.{}.cpu.loadgen_bottleneck", row.key)).and_then(|b| b.as_bool()).unwrap_or(false));
+        let verdict = if !gated {
+            String::new()
+        } else {
+            let v = match worse {
+                None if !comparable => format!("not comparable (off {fsize}; on {nsize})"),
+                None => "not measured".to_string(),
+                Some(w) if w <= AUTH_TOLERANCE_PCT => {
+                    measured += 1;
+                    format!("PASS ({})", worse_text(w))
+                }
+                Some(w) => {
+                    measured += 1;
+                    failed.push(format!("{} ({})", row.label.trim(), worse_text(w)));
+                    format!("FAIL ({})", worse_text(w))
+                }
+            };
+            if bottleneck && row.better == Better::Higher { format!("{v}; load generator was the bottleneck") } else { v }
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.label,
+            ft,
+            nt,
+            ratio.map(fmt_num).unwrap_or_else(|| if comparable { String::new() } else { "sizes differ".into() }),
+            change.map(|c| format!("{c:+.1}%")).unwrap_or_default(),
+            verdict
+        );
+        json_rows.push(json!({
+            "scenario": row.key, "field": row.path, "label": row.label,
+            "auth_off": fv, "auth_on": nv, "ratio_on_over_off": ratio, "change_pct": change,
+            "worse_pct": worse, "gated": gated, "verdict": verdict,
+        }));
+    }
+    let summary = if measured == 0 {
+        "no gated figure was measured by both runs".to_string()
+    } else if failed.is_empty() {
+        format!("PASS: auth on is within {AUTH_TOLERANCE_PCT}% of auth off on all {measured} gated figures measured")
+    } else {
+        format!("FAIL: auth on is more than {AUTH_TOLERANCE_PCT}% worse than auth off on {} of {measured} gated figures: {}", failed.len(), failed.join("; "))
+    };
+    let _ = writeln!(md, "\n**{summary}.**");
+    (json_rows, summary)
+}
+
+pub fn report(inputs: &Inputs, out_json: Option<&Path>, out_md: Option<&Path>, note: &str) -> Result<()> {
     let empty = json!({"meta": {}, "scenarios": {}});
     // a per-server results file, or a combined report JSON written earlier (bench/results/*.json)
     let load = |p: &Path, which: &str| {
         let d = crate::load(p);
         if d.get("scenarios").is_none() && d.get(which).is_some() { d[which].clone() } else { d }
     };
-    let m = mlflow.map(|p| load(p, "mlflow")).unwrap_or_else(|| empty.clone());
-    let s = slipway.map(|p| load(p, "slipway")).unwrap_or_else(|| empty.clone());
+    let m = inputs.mlflow.map(|p| load(p, "mlflow")).unwrap_or_else(|| empty.clone());
+    let s = inputs.slipway.map(|p| load(p, "slipway")).unwrap_or_else(|| empty.clone());
+    let sa = inputs.slipway_auth.map(|p| load(p, "slipway_auth"));
+    let mut servers: Vec<(&str, &Value)> = vec![("MLflow", &m), ("slipway", &s)];
+    if let Some(sa) = &sa {
+        servers.push(("slipway (auth on)", sa));
+    }
     let mut md = String::new();
     let mut json_rows = Vec::new();
     let _ = writeln!(md, "# slipway vs MLflow benchmark\n");
     if !note.is_empty() {
         let _ = writeln!(md, "{note}\n");
     }
-    for (name, d) in [("MLflow", &m), ("slipway", &s)] {
+    for &(name, d) in &servers {
         let meta = d.get("meta").and_then(|x| x.as_object()).cloned().unwrap_or_default();
         let txt: Vec<String> = meta.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(String::from).unwrap_or(v.to_string()))).collect();
         let _ = writeln!(md, "- **{name}**: {}", if txt.is_empty() { "not run".into() } else { txt.join(", ") });
@@ -231,14 +410,7 @@ pub fn report(mlflow: Option<&Path>, slipway: Option<&Path>, out_json: Option<&P
             continue;
         }
         // the data sizes of the two runs must match for a ratio to mean anything
-        let size = |d: &Value| {
-            ["runs", "steps", "size_mib", "concurrency", "metrics_per_req"]
-                .iter()
-                .filter_map(|f| num(d, &format!("scenarios.{}.{f}", row.key)).map(|x| format!("{f}={x}")))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let (msize, ssize) = (size(&m), size(&s));
+        let (msize, ssize) = (sizes(&m, row.key), sizes(&s, row.key));
         let comparable = msize.is_empty() || ssize.is_empty() || msize == ssize;
         let ratio = match (mv, sv) {
             (Some(a), Some(b)) if a != 0.0 && comparable => Some(b / a),
@@ -288,13 +460,15 @@ pub fn report(mlflow: Option<&Path>, slipway: Option<&Path>, out_json: Option<&P
         }));
     }
 
+    let auth = sa.as_ref().map(|sa| auth_table(&s, sa, &mut md));
+
     // what was not run, errors, checks, CPU notes
     let mut skipped = Vec::new();
     let mut checks = Vec::new();
     let mut cpu_notes = Vec::new();
     let mut other_load = Vec::new();
     let all_keys = ["startup", "idle_memory", "ingest", "ingest_preserialized", "log_metric", "search_5k", "search_100k", "history", "alias", "artifact", "memory_after"];
-    for (name, d) in [("MLflow", &m), ("slipway", &s)] {
+    for &(name, d) in &servers {
         if d.get("meta").and_then(|x| x.as_object()).map(|o| o.is_empty()).unwrap_or(true) {
             skipped.push(format!("{name}: not run at all"));
             continue;
@@ -350,7 +524,12 @@ pub fn report(mlflow: Option<&Path>, slipway: Option<&Path>, out_json: Option<&P
         std::fs::write(p, &md)?;
     }
     if let Some(p) = out_json {
-        let doc = json!({"note": note, "rows": json_rows, "not_run": skipped, "checks": checks, "cpu": cpu_notes, "mlflow": m, "slipway": s});
+        let mut doc = json!({"note": note, "rows": json_rows, "not_run": skipped, "checks": checks, "cpu": cpu_notes, "mlflow": m, "slipway": s});
+        if let (Some(sa), Some((rows, summary))) = (sa, auth) {
+            doc["auth_rows"] = json!(rows);
+            doc["auth_verdict"] = json!(summary);
+            doc["slipway_auth"] = sa;
+        }
         std::fs::write(p, serde_json::to_vec_pretty(&doc)?)?;
     }
     Ok(())
