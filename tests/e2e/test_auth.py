@@ -5,6 +5,9 @@ errors it gets without credentials or without the role."""
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 import subprocess
 import time
 
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.slipway_only
 ADMIN_PASSWORD = "admin-password-1"
 EDITOR_PASSWORD = "editor-password-1"
 VIEWER_PASSWORD = "viewer-password-1"
+APPROVER_PASSWORD = "approver-password-1"
 
 
 def cli(binary: str, uri: str, *args: str, stdin: str | None = None) -> str:
@@ -41,6 +45,8 @@ def auth_server(slipway_factory, slipway_bin, tmp_path):
         stdin=EDITOR_PASSWORD)
     cli(slipway_bin, uri, "users", "create", "victor", "--role", "viewer", "--password-stdin",
         stdin=VIEWER_PASSWORD)
+    cli(slipway_bin, uri, "users", "create", "bob", "--role", "approver", "--password-stdin",
+        stdin=APPROVER_PASSWORD)
     cli(slipway_bin, uri, "users", "create", "ci-bot", "--role", "editor")
     token = cli(slipway_bin, uri, "tokens", "create", "--user", "ci-bot", "--expires-in", "1d").strip()
     assert token.startswith("slw_"), token
@@ -171,3 +177,93 @@ def test_the_cli_refuses_bad_input_with_a_message(auth_server, slipway_bin):
     users = cli(slipway_bin, uri, "users", "list")
     assert "alice" in users and "editor" in users
     assert ADMIN_PASSWORD not in users and "argon2" not in users
+
+
+def remote(binary: str, url: str, user: str, password: str, *args: str,
+           expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """A `slipway` command that talks to the server as `user` (the mlflow client's env vars)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    env.update(MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME=user,
+               MLFLOW_TRACKING_PASSWORD=password)
+    result = subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=60)
+    if expect_ok:
+        assert result.returncode == 0, f"slipway {' '.join(args)} as {user}:\n{result.stderr}"
+    return result
+
+
+def test_promotion_approval_rollback_and_audit(auth_server, as_user, slipway_bin, tmp_path):
+    srv, uri, _ = auth_server
+    as_user("alice", EDITOR_PASSWORD)
+    client = MlflowClient(srv.url, srv.url)
+    mlflow.set_tracking_uri(srv.url)
+    exp_id = client.create_experiment(unique_name("governed"))
+    model = unique_name("governed-model")
+    client.create_registered_model(model)
+    for auc in (0.95, 0.97):
+        with mlflow.start_run(experiment_id=exp_id) as run:
+            mlflow.log_metric("auc", auc)
+            mlflow.set_tag("validation", "passed")
+        client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+
+    remote(slipway_bin, srv.url, "root", ADMIN_PASSWORD, "policy", "set", model,
+           "--checks", "metrics.auc >= 0.9 and tags.validation = 'passed'")
+
+    # MLflow's own set-alias is refused without an approved promotion.
+    with pytest.raises(MlflowException) as raised:
+        client.set_registered_model_alias(model, "production", "1")
+    assert raised.value.error_code == "PERMISSION_DENIED"
+    assert "slipway promote request" in str(raised.value)
+
+    requested = remote(slipway_bin, srv.url, "alice", EDITOR_PASSWORD, "promote", "request", model, "1",
+                       "--to", "production", "--reason", "first release", "--json")
+    request_id = json.loads(requested.stdout)["promotion"]["id"]
+    own = remote(slipway_bin, srv.url, "alice", EDITOR_PASSWORD, "promote", "approve", str(request_id),
+                 expect_ok=False)
+    assert own.returncode != 0 and "PERMISSION_DENIED" in own.stderr
+    remote(slipway_bin, srv.url, "bob", APPROVER_PASSWORD, "promote", "approve", str(request_id),
+           "--reason", "metrics reviewed")
+    assert client.get_model_version_by_alias(model, "production").version == "1"
+
+    second = remote(slipway_bin, srv.url, "alice", EDITOR_PASSWORD, "promote", "request", model, "2",
+                    "--to", "production", "--json")
+    remote(slipway_bin, srv.url, "bob", APPROVER_PASSWORD, "promote", "approve",
+           str(json.loads(second.stdout)["promotion"]["id"]))
+    assert client.get_model_version_by_alias(model, "production").version == "2"
+    remote(slipway_bin, srv.url, "bob", APPROVER_PASSWORD, "models", "rollback", model, "--alias", "production")
+    assert client.get_model_version_by_alias(model, "production").version == "1"
+
+    lineage = json.loads(remote(slipway_bin, srv.url, "victor", VIEWER_PASSWORD, "lineage",
+                                f"models:/{model}/1", "--json").stdout)
+    assert lineage["model_version"]["registered_by"] == "alice"
+    assert lineage["run"]["data"]["metrics"][0]["key"] == "auc"
+    assert lineage["promotions"][0]["decisions"][0]["user"] == "bob"
+    assert [c["via"] for c in lineage["alias_history"]][-1] == "rollback"
+
+    entries = json.loads(cli(slipway_bin, uri, "audit", "log", "--resource",
+                             f"registered_model:{model}", "--json"))
+    seen = {(e["action"], e["actor"], e["outcome"]) for e in entries}
+    for expected in [("registry.protected_change", "alice", "denied"),
+                     ("promotions.request", "alice", "ok"),
+                     ("promotions.approve", "bob", "ok"),
+                     ("registry.rollback_alias", "bob", "ok")]:
+        assert expected in seen, (expected, seen)
+
+    # Alice's attempt to approve her own request was refused by role and recorded too.
+    alice = json.loads(cli(slipway_bin, uri, "audit", "log", "--actor", "alice", "--json"))
+    assert any(e["action"] == "request.denied" and "approve" in json.dumps(e["summary"])
+               for e in alice), alice
+
+    # The chain verifies; an edit made behind the store's back is named by entry.
+    assert "audit chain intact" in cli(slipway_bin, uri, "audit", "verify")
+    target = entries[2]["seq"]
+    db = sqlite3.connect(uri.removeprefix("sqlite:///"))
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = ?", (target,))
+    db.execute("DROP TRIGGER audit_log_no_update")
+    db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = ?", (target,))
+    db.commit()
+    db.close()
+    broken = subprocess.run([slipway_bin, "audit", "verify", "--backend-store-uri", uri],
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode != 0
+    assert f"entry {target}" in broken.stderr, broken.stderr

@@ -177,12 +177,11 @@ impl FromRequestParts<App> for AppFor {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let actor = parts
-            .extensions
-            .get::<Principal>()
-            .map_or("anonymous", |principal| principal.name.as_str())
-            .to_owned();
-        Ok(AppFor(app.for_caller(actor, request_id(&parts.headers))))
+        let request_id = request_id(&parts.headers);
+        Ok(AppFor(match parts.extensions.get::<Principal>() {
+            Some(principal) => app.for_principal(principal, request_id),
+            None => app.for_caller("anonymous", request_id),
+        }))
     }
 }
 

@@ -622,3 +622,390 @@ async fn admin_api_manages_users_tokens_and_permissions() {
         "a deleted user's tokens die with them"
     );
 }
+
+/// Promotions end to end over HTTP: protected aliases and stages refuse direct changes, a
+/// request needs another user's approval and passing checks, the approval moves the alias,
+/// rollback restores the previous version, lineage and the audit log tell the whole story.
+async fn case_promotion_flow(uri: &str) {
+    let harness = harness(uri).await;
+    harness
+        .app
+        .create_user("approver2", Role::Approver, Some(Secret::new(PASSWORD)))
+        .await
+        .unwrap();
+    let api = "/api/2.0/mlflow";
+    let native = "/api/slipway/v1";
+    let call = |user: &'static str, method: Method, path: String, body: Option<Value>| {
+        let harness = &harness;
+        async move { harness.as_user(user, method, &path, body).await }
+    };
+
+    // Two source runs: one good (auc 0.95), one not (auc 0.80).
+    let (_, created) = call(
+        "editor",
+        Method::POST,
+        format!("{api}/experiments/create"),
+        Some(json!({"name": "fraud-exp"})),
+    )
+    .await;
+    let experiment = created["experiment_id"].as_str().unwrap().to_owned();
+    let mut runs = Vec::new();
+    for auc in [0.95, 0.80] {
+        let (_, run) = call(
+            "editor",
+            Method::POST,
+            format!("{api}/runs/create"),
+            Some(json!({"experiment_id": experiment})),
+        )
+        .await;
+        let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+        let (status, value) = call(
+            "editor",
+            Method::POST,
+            format!("{api}/runs/log-metric"),
+            Some(json!({"run_id": run_id, "key": "auc", "value": auc, "timestamp": 1, "step": 0})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        runs.push(run_id);
+    }
+    let (status, value) = call(
+        "editor",
+        Method::POST,
+        format!("{api}/registered-models/create"),
+        Some(json!({"name": "fraud"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    for run in [&runs[0], &runs[1], &runs[0]] {
+        let (status, value) = call(
+            "editor",
+            Method::POST,
+            format!("{api}/model-versions/create"),
+            Some(json!({"name": "fraud", "source": format!("runs:/{run}/model"), "run_id": run})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+    }
+
+    // Without a policy an alias moves freely; set the policy (admins only).
+    let (status, _) = call(
+        "editor",
+        Method::PUT,
+        format!("{native}/policies/fraud"),
+        Some(json!({"checks": "metrics.auc >= 0.9"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, value) = call(
+        "admin",
+        Method::PUT,
+        format!("{native}/policies/fraud"),
+        Some(json!({"checks": "metrics.auc >= 0.9 and"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    let (status, value) = call(
+        "admin",
+        Method::PUT,
+        format!("{native}/policies/fraud"),
+        Some(json!({"checks": "metrics.auc >= 0.9"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(
+        value["policy"]["protected_aliases"],
+        json!(["production", "champion"])
+    );
+    assert_eq!(value["policy"]["required_approvals"], 1);
+
+    // MLflow's own routes are refused, with a message that says what to do.
+    let (status, value) = call(
+        "admin",
+        Method::POST,
+        format!("{api}/registered-models/alias"),
+        Some(json!({"name": "fraud", "alias": "production", "version": "1"})),
+    )
+    .await;
+    assert_eq!(
+        (status, value["error_code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("PERMISSION_DENIED")),
+        "{value}"
+    );
+    let message = value["message"].as_str().unwrap();
+    assert!(
+        message.contains("promotion policy")
+            && message.contains("slipway promote request fraud 1 --to production"),
+        "{message}"
+    );
+    let (status, _) = call("editor", Method::POST, format!("{api}/model-versions/transition-stage"), Some(json!({"name": "fraud", "version": "1", "stage": "Production", "archive_existing_versions": false}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call("editor", Method::POST, format!("{api}/model-versions/transition-stage"), Some(json!({"name": "fraud", "version": "1", "stage": "Staging", "archive_existing_versions": false}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        "editor",
+        Method::POST,
+        format!("{api}/registered-models/alias"),
+        Some(json!({"name": "fraud", "alias": "candidate", "version": "2"})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "unprotected aliases still move freely"
+    );
+
+    // Request; the requester cannot approve; someone else can, and the alias moves.
+    let (status, value) = call(
+        "approver",
+        Method::POST,
+        format!("{native}/promotions"),
+        Some(json!({"name": "fraud", "version": "1", "alias": "production", "reason": "beats v0"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["checks"]["passed"], true);
+    let first = value["promotion"]["id"].as_i64().unwrap();
+    let (status, value) = call(
+        "approver",
+        Method::POST,
+        format!("{native}/promotions/{first}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert!(
+        value["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot approve"),
+        "{value}"
+    );
+    let (status, _) = call(
+        "editor",
+        Method::POST,
+        format!("{native}/promotions/{first}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "editors do not approve");
+    let (status, value) = call(
+        "approver2",
+        Method::POST,
+        format!("{native}/promotions/{first}/approve"),
+        Some(json!({"reason": "looked at the eval"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["promotion"]["state"], "approved");
+    let (_, alias) = call(
+        "viewer",
+        Method::GET,
+        format!("{api}/registered-models/alias?name=fraud&alias=production"),
+        None,
+    )
+    .await;
+    assert_eq!(alias["model_version"]["version"], "1");
+    let (status, _) = call(
+        "approver2",
+        Method::POST,
+        format!("{native}/promotions/{first}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a closed request takes no more decisions"
+    );
+
+    // A version whose source run fails the checks cannot be approved; it can be rejected.
+    let (_, value) = call(
+        "editor",
+        Method::POST,
+        format!("{native}/promotions"),
+        Some(json!({"name": "fraud", "version": "2", "alias": "production"})),
+    )
+    .await;
+    assert_eq!(value["checks"]["passed"], false, "{value}");
+    let second = value["promotion"]["id"].as_i64().unwrap();
+    let (status, value) = call(
+        "approver",
+        Method::POST,
+        format!("{native}/promotions/{second}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert!(
+        value["message"].as_str().unwrap().contains("does not pass"),
+        "{value}"
+    );
+    let (status, _) = call(
+        "approver",
+        Method::POST,
+        format!("{native}/promotions/{second}/reject"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a rejection needs a reason"
+    );
+    let (status, value) = call(
+        "approver",
+        Method::POST,
+        format!("{native}/promotions/{second}/reject"),
+        Some(json!({"reason": "auc too low"})),
+    )
+    .await;
+    assert_eq!(
+        (status, value["promotion"]["state"].as_str()),
+        (StatusCode::OK, Some("rejected"))
+    );
+
+    // Version 3 goes to production; rollback brings version 1 back without an approval.
+    let (_, value) = call(
+        "editor",
+        Method::POST,
+        format!("{native}/promotions"),
+        Some(json!({"name": "fraud", "version": "3", "alias": "production"})),
+    )
+    .await;
+    let third = value["promotion"]["id"].as_i64().unwrap();
+    let (status, _) = call(
+        "approver",
+        Method::POST,
+        format!("{native}/promotions/{third}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, alias) = call(
+        "viewer",
+        Method::GET,
+        format!("{api}/registered-models/alias?name=fraud&alias=production"),
+        None,
+    )
+    .await;
+    assert_eq!(alias["model_version"]["version"], "3");
+    let (status, _) = call(
+        "editor",
+        Method::POST,
+        format!("{native}/registered-models/rollback"),
+        Some(json!({"name": "fraud", "alias": "production"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "rollback is for approvers");
+    let (status, value) = call(
+        "approver2",
+        Method::POST,
+        format!("{native}/registered-models/rollback"),
+        Some(json!({"name": "fraud", "alias": "production"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(
+        (
+            value["change"]["previous_version"].as_i64(),
+            value["change"]["version"].as_i64()
+        ),
+        (Some(3), Some(1))
+    );
+    let (_, alias) = call(
+        "viewer",
+        Method::GET,
+        format!("{api}/registered-models/alias?name=fraud&alias=production"),
+        None,
+    )
+    .await;
+    assert_eq!(alias["model_version"]["version"], "1");
+
+    // Lineage of version 1: its run and metric, who registered it, who approved, alias moves.
+    let (status, value) = call(
+        "viewer",
+        Method::GET,
+        format!("{native}/lineage?name=fraud&version=1"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let lineage = &value["lineage"];
+    assert_eq!(lineage["model_version"]["registered_by"], "editor");
+    assert_eq!(lineage["run"]["info"]["run_id"], runs[0]);
+    assert_eq!(lineage["run"]["data"]["metrics"][0]["key"], "auc");
+    assert_eq!(
+        lineage["promotions"][0]["decisions"][0]["user"],
+        "approver2"
+    );
+    let vias: Vec<&str> = lineage["alias_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["via"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        vias,
+        [
+            format!("promotion:{first}").as_str(),
+            format!("promotion:{third}").as_str(),
+            "rollback"
+        ]
+    );
+
+    // The audit log has all of it, and the chain holds.
+    let (_, value) = call(
+        "admin",
+        Method::GET,
+        format!("{native}/audit?resource=registered_model:fraud&max_results=1000"),
+        None,
+    )
+    .await;
+    let actions: Vec<(String, String)> = value["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("policies.set", "ok"),
+        ("registry.protected_change", "denied"),
+        ("promotions.request", "ok"),
+        ("promotions.approve", "denied"),
+        ("promotions.approve", "ok"),
+        ("promotions.reject", "ok"),
+        ("registry.rollback_alias", "ok"),
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, o)| a == expected.0 && o == expected.1),
+            "{expected:?} missing from {actions:?}"
+        );
+    }
+    let (_, verify) = call("admin", Method::GET, format!("{native}/audit/verify"), None).await;
+    assert_eq!(verify["intact"], true, "{verify}");
+    let (status, _) = call("approver", Method::GET, format!("{native}/audit"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the audit log is for admins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_flow_sqlite() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    case_promotion_flow(&db.uri).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_flow_postgres() {
+    let Some(db) = slipway_testkit::PgDatabase::create().await else {
+        return;
+    };
+    case_promotion_flow(&db.uri).await;
+    drop(db);
+}

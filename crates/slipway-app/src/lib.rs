@@ -5,15 +5,19 @@
 //! - [`tracking`]: experiments, runs, logging, metric history, search.
 //! - [`logged_models`]: MLflow 3 LoggedModels.
 //! - [`registry`]: registered models, versions, aliases, stages.
+//! - [`audit`]: paging through the audit trail and verifying its hash chain.
+//! - [`promotions`]: promotion policies, requests, approvals, rollback and lineage.
 //! - [`identity`]: authentication (argon2, credential cache, failure throttling) and the
 //!   users, tokens and permissions admins manage.
 //! - [`artifacts`]: the artifact proxy and run artifact listings.
 //! - `names`: MLflow-style random run names.
 
 pub mod artifacts;
+pub mod audit;
 pub mod identity;
 pub mod logged_models;
 mod names;
+pub mod promotions;
 pub mod registry;
 pub mod tracking;
 
@@ -59,6 +63,9 @@ pub struct Caller {
     /// A user name, `anonymous` when authentication is off, `cli:<os user>` for admin commands.
     pub actor: String,
     pub request_id: Option<String>,
+    /// Experiments and registered models this caller may not even see (`NO_PERMISSIONS`):
+    /// searches leave them out.
+    pub hidden: Vec<slipway_core::auth::Resource>,
 }
 
 impl App {
@@ -75,6 +82,7 @@ impl App {
             caller: Arc::new(Caller {
                 actor: "system".to_owned(),
                 request_id: None,
+                hidden: Vec::new(),
             }),
         }
     }
@@ -85,9 +93,47 @@ impl App {
             caller: Arc::new(Caller {
                 actor: actor.into(),
                 request_id,
+                hidden: Vec::new(),
             }),
             ..self.clone()
         }
+    }
+
+    /// A handle acting for an authenticated principal: audited under their name, and searches
+    /// leave out what their permissions hide.
+    pub fn for_principal(
+        &self,
+        principal: &slipway_core::auth::Principal,
+        request_id: Option<String>,
+    ) -> App {
+        let hidden = if principal.role == slipway_core::auth::Role::Admin {
+            Vec::new()
+        } else {
+            principal
+                .grants
+                .iter()
+                .filter(|(_, permission)| {
+                    *permission == slipway_core::auth::Permission::NoPermissions
+                })
+                .map(|(resource, _)| resource.clone())
+                .collect()
+        };
+        App {
+            caller: Arc::new(Caller {
+                actor: principal.name.clone(),
+                request_id,
+                hidden,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the caller's permissions hide this experiment or registered model.
+    pub(crate) fn hides(&self, kind: slipway_core::auth::ResourceKind, id: &str) -> bool {
+        self.caller
+            .hidden
+            .iter()
+            .any(|resource| resource.kind == kind && resource.id == id)
     }
 
     pub fn caller(&self) -> &Caller {

@@ -148,7 +148,18 @@ impl App {
             page_token,
         )?;
         self.store
-            .search_logged_models(&experiment_ids, &query)
+            .search_logged_models(
+                &experiment_ids
+                    .into_iter()
+                    .filter(|id| {
+                        !self.hides(
+                            slipway_core::auth::ResourceKind::Experiment,
+                            &id.to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                &query,
+            )
             .await
     }
 }

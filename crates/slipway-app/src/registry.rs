@@ -1,6 +1,8 @@
 //! Registry use-cases: registered models, versions, tags, aliases, stages.
 
+use slipway_core::auth::ResourceKind;
 use slipway_core::paging::Page;
+use slipway_core::promotion::PromotionTarget;
 use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
 use slipway_core::search::SearchEntity;
 use slipway_core::tracking::{RunId, Tag, ViewType};
@@ -138,7 +140,10 @@ impl App {
             max,
             page_token,
         )?;
-        self.store.search_registered_models(&query).await
+        let mut page = self.store.search_registered_models(&query).await?;
+        page.items
+            .retain(|model| !self.hides(ResourceKind::RegisteredModel, &model.name));
+        Ok(page)
     }
 
     pub async fn get_latest_versions(
@@ -181,6 +186,12 @@ impl App {
         model_name("name", name)?;
         validate::alias(alias)?;
         let version = validate::version_number(version)?;
+        self.guard(
+            name,
+            Some(version),
+            &PromotionTarget::Alias(alias.to_owned()),
+        )
+        .await?;
         let before = self.alias_target(name, alias).await?;
         self.audited(
             "registry.set_alias",
@@ -194,6 +205,8 @@ impl App {
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
         model_name("name", name)?;
         validate::name("alias", alias, 255)?;
+        self.guard(name, None, &PromotionTarget::Alias(alias.to_owned()))
+            .await?;
         let before = self.alias_target(name, alias).await?;
         self.audited(
             "registry.delete_alias",
@@ -219,6 +232,10 @@ impl App {
             registry_tag(tag)?;
         }
         self.check_version_source(&mut new).await?;
+        // Lineage names who registered a version; MLflow's client leaves user_id empty.
+        if new.user_id.as_deref().is_none_or(str::is_empty) {
+            new.user_id = Some(self.caller.actor.clone());
+        }
         let summary = json!({
             "source": new.source,
             "run_id": new.run_id,
@@ -271,6 +288,8 @@ impl App {
         model_name("name", name)?;
         let stage = Stage::parse(stage)?;
         let version = validate::version_number(version)?;
+        self.guard(name, Some(version), &PromotionTarget::Stage(stage))
+            .await?;
         let before = self
             .store
             .get_model_version(name, version)
@@ -318,7 +337,10 @@ impl App {
             max,
             page_token,
         )?;
-        self.store.search_model_versions(&query).await
+        let mut page = self.store.search_model_versions(&query).await?;
+        page.items
+            .retain(|version| !self.hides(ResourceKind::RegisteredModel, &version.name));
+        Ok(page)
     }
 
     pub async fn set_model_version_tag(

@@ -1,5 +1,6 @@
 //! Tracking use-cases: experiments, runs, logging, history and search.
 
+use slipway_core::auth::ResourceKind;
 use slipway_core::paging::{Page, PageToken};
 use slipway_core::ports::{ArtifactLocation, HistoryCursor, HistoryPage, SearchQuery};
 use slipway_core::search::{SearchEntity, parse_filter, parse_order_by};
@@ -124,7 +125,14 @@ impl App {
             max,
             page_token,
         )?;
-        self.store.search_experiments(&query).await
+        let mut page = self.store.search_experiments(&query).await?;
+        page.items.retain(|experiment| {
+            !self.hides(
+                ResourceKind::Experiment,
+                &experiment.experiment_id.to_string(),
+            )
+        });
+        Ok(page)
     }
 
     pub async fn delete_experiment(&self, id: ExperimentId) -> Result<()> {
@@ -372,9 +380,12 @@ impl App {
             max,
             request.page_token,
         )?;
-        self.store
-            .search_runs(&request.experiment_ids, &query)
-            .await
+        let experiment_ids: Vec<ExperimentId> = request
+            .experiment_ids
+            .into_iter()
+            .filter(|id| !self.hides(ResourceKind::Experiment, &id.to_string()))
+            .collect();
+        self.store.search_runs(&experiment_ids, &query).await
     }
 
     pub async fn log_inputs(

@@ -12,6 +12,7 @@
 //! - [`search`]: the filter / order_by grammar and its AST.
 //! - [`paging`]: page tokens and pages.
 //! - [`artifact_path`]: artifact paths that cannot escape their root.
+//! - [`promotion`]: promotion policies, requests, decisions and alias history.
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
 pub mod artifact_path;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod logged_model;
 pub mod paging;
 pub mod ports;
+pub mod promotion;
 pub mod registry;
 pub mod search;
 pub mod tracking;

@@ -10,6 +10,9 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::auth::{Grant, Resource, Role, TokenCredentials, TokenInfo, User, UserCredentials};
+use crate::promotion::{
+    AliasChange, Decision, NewPromotionRequest, PromotionPolicy, PromotionRequest, RequestState,
+};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -285,6 +288,40 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditRecord>;
     /// The chain's end: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, String)>;
+    // Promotions.
+    /// Sets (or replaces) a registered model's policy; the model must exist.
+    async fn set_policy(&self, policy: PromotionPolicy) -> Result<()>;
+    async fn get_policy(&self, model_name: &str) -> Result<Option<PromotionPolicy>>;
+    async fn delete_policy(&self, model_name: &str) -> Result<()>;
+    async fn create_promotion_request(
+        &self,
+        request: NewPromotionRequest,
+    ) -> Result<PromotionRequest>;
+    async fn get_promotion_request(&self, id: i64) -> Result<PromotionRequest>;
+    /// Newest first, at most 1000.
+    async fn list_promotion_requests(
+        &self,
+        model_name: Option<&str>,
+        state: Option<RequestState>,
+    ) -> Result<Vec<PromotionRequest>>;
+    /// Records a decision on a pending request. An approval that brings the count to
+    /// `required_approvals` moves the alias (or stage) in the same transaction and closes the
+    /// request as approved; a rejection closes it as rejected.
+    async fn decide_promotion(
+        &self,
+        id: i64,
+        decision: Decision,
+        required_approvals: u32,
+    ) -> Result<PromotionRequest>;
+    /// Every move of the model's aliases (or of one), oldest first.
+    async fn alias_history(
+        &self,
+        model_name: &str,
+        alias: Option<&str>,
+    ) -> Result<Vec<AliasChange>>;
+    /// Moves `alias` back to the version it pointed at before its latest change.
+    async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange>;
+
     /// Entries after `after_seq` in sequence order that match `filter`, at most `limit`.
     async fn read_audit(
         &self,

@@ -19,19 +19,55 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Appends `event` in the transaction `tx` belongs to.
-pub(crate) async fn append(tx: &mut Tx<'_>, event: &AuditEvent) -> Result<AuditRecord> {
+/// The chain's end as a transaction sees it. The SQLite writer loads it once per group of
+/// writes and stores it once before the commit, so each audited write costs one INSERT.
+pub(crate) struct ChainHead {
+    seq: i64,
+    hash: String,
+    moved: bool,
+}
+
+/// Reads the head; on PostgreSQL it stays locked until the transaction ends, which orders
+/// concurrent appenders.
+pub(crate) async fn load_head(tx: &mut Tx<'_>) -> Result<ChainHead> {
     let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
     let sql = tx.sql(&format!(
         "SELECT seq, hash FROM audit_head WHERE id = 1{lock}"
     ));
-    let (head_seq, prev_hash) = tx
+    let (seq, hash) = tx
         .fetch_optional::<(i64, String)>(&sql, "reading the audit head")
         .await?
         .ok_or_else(|| Error::internal_msg("the audit_head row is missing"))?;
-    let seq = head_seq + 1;
+    Ok(ChainHead {
+        seq,
+        hash,
+        moved: false,
+    })
+}
+
+/// Writes the head back if entries were added.
+pub(crate) async fn store_head(tx: &mut Tx<'_>, head: &ChainHead) -> Result<()> {
+    if !head.moved {
+        return Ok(());
+    }
+    let mut sql = tx.sql("UPDATE audit_head SET seq = ");
+    sql.bind(head.seq)
+        .push(", hash = ")
+        .bind(head.hash.as_str())
+        .push(" WHERE id = 1");
+    tx.execute(&sql, "moving the audit head").await?;
+    Ok(())
+}
+
+/// Inserts the entry after `head` and moves `head` to it (only once the insert succeeded).
+pub(crate) async fn insert_entry(
+    tx: &mut Tx<'_>,
+    head: &mut ChainHead,
+    event: &AuditEvent,
+) -> Result<AuditRecord> {
+    let seq = head.seq + 1;
     let time_ms = now_ms();
-    let hash = entry_hash(&prev_hash, seq, time_ms, event);
+    let hash = entry_hash(&head.hash, seq, time_ms, event);
     let mut sql = tx.sql(
         "INSERT INTO audit_log (seq, time_ms, actor, action, resource, request_id, outcome, \
          summary, prev_hash, hash) VALUES (",
@@ -52,17 +88,14 @@ pub(crate) async fn append(tx: &mut Tx<'_>, event: &AuditEvent) -> Result<AuditR
         .push(", ")
         .bind(event.summary.as_str())
         .push(", ")
-        .bind(prev_hash.as_str())
+        .bind(head.hash.as_str())
         .push(", ")
         .bind(hash.as_str())
         .push(")");
-    let mut head = tx.sql("UPDATE audit_head SET seq = ");
-    head.bind(seq)
-        .push(", hash = ")
-        .bind(hash.as_str())
-        .push(" WHERE id = 1");
-    tx.execute_all(vec![sql, head], "appending to the audit log")
-        .await?;
+    tx.execute(&sql, "appending to the audit log").await?;
+    let prev_hash = std::mem::replace(&mut head.hash, hash.clone());
+    head.seq = seq;
+    head.moved = true;
     Ok(AuditRecord {
         seq,
         time_ms,
@@ -75,6 +108,14 @@ pub(crate) async fn append(tx: &mut Tx<'_>, event: &AuditEvent) -> Result<AuditR
         prev_hash,
         hash,
     })
+}
+
+/// Appends `event` in the transaction `tx` belongs to: head, entry, head.
+pub(crate) async fn append(tx: &mut Tx<'_>, event: &AuditEvent) -> Result<AuditRecord> {
+    let mut head = load_head(tx).await?;
+    let record = insert_entry(tx, &mut head, event).await?;
+    store_head(tx, &head).await?;
+    Ok(record)
 }
 
 /// An entry on its own, in its own transaction (a denied request changes nothing else).

@@ -18,6 +18,7 @@ mod experiments;
 mod filter;
 mod identity;
 mod logged_models;
+mod promotions;
 mod registry;
 mod runs;
 mod sql;
@@ -36,6 +37,9 @@ use slipway_core::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel}
 use slipway_core::paging::Page;
 use slipway_core::ports::{
     ArtifactLocation, AuditFilter, HistoryCursor, HistoryPage, MetadataStore, SearchQuery,
+};
+use slipway_core::promotion::{
+    AliasChange, Decision, NewPromotionRequest, PromotionPolicy, PromotionRequest, RequestState,
 };
 use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
 use slipway_core::tracking::{
@@ -617,6 +621,58 @@ impl MetadataStore for SqlStore {
 
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditRecord> {
         audit::append_alone(self, event).await
+    }
+
+    async fn set_policy(&self, policy: PromotionPolicy) -> Result<()> {
+        promotions::set_policy(self, policy).await
+    }
+
+    async fn get_policy(&self, model_name: &str) -> Result<Option<PromotionPolicy>> {
+        promotions::get_policy(self, model_name).await
+    }
+
+    async fn delete_policy(&self, model_name: &str) -> Result<()> {
+        promotions::delete_policy(self, model_name).await
+    }
+
+    async fn create_promotion_request(
+        &self,
+        request: NewPromotionRequest,
+    ) -> Result<PromotionRequest> {
+        promotions::create_request(self, request).await
+    }
+
+    async fn get_promotion_request(&self, id: i64) -> Result<PromotionRequest> {
+        promotions::get_request(self, id).await
+    }
+
+    async fn list_promotion_requests(
+        &self,
+        model_name: Option<&str>,
+        state: Option<RequestState>,
+    ) -> Result<Vec<PromotionRequest>> {
+        promotions::list_requests(self, model_name, state).await
+    }
+
+    async fn decide_promotion(
+        &self,
+        id: i64,
+        decision: Decision,
+        required_approvals: u32,
+    ) -> Result<PromotionRequest> {
+        promotions::decide(self, id, decision, required_approvals).await
+    }
+
+    async fn alias_history(
+        &self,
+        model_name: &str,
+        alias: Option<&str>,
+    ) -> Result<Vec<AliasChange>> {
+        promotions::alias_history(self, model_name, alias).await
+    }
+
+    async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange> {
+        promotions::rollback_alias(self, model_name, alias).await
     }
 
     async fn audit_head(&self) -> Result<(i64, String)> {

@@ -81,7 +81,7 @@ fn version_from_row(row: &AnyRow) -> Result<(i64, ModelVersion)> {
     ))
 }
 
-async fn model_id(conn: &mut AnyConnection, name: &str) -> Result<i64> {
+pub(crate) async fn model_id(conn: &mut AnyConnection, name: &str) -> Result<i64> {
     let row = sqlx::query("SELECT id FROM registered_models WHERE name = $1")
         .bind(name.to_owned())
         .fetch_optional(conn)
@@ -91,7 +91,11 @@ async fn model_id(conn: &mut AnyConnection, name: &str) -> Result<i64> {
     get_i64(&row, "id")
 }
 
-async fn require_version(conn: &mut AnyConnection, name: &str, version: i64) -> Result<i64> {
+pub(crate) async fn require_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i64,
+) -> Result<i64> {
     let id = model_id(conn, name).await?;
     sqlx::query("SELECT 1 AS present FROM model_versions WHERE model_id = $1 AND version = $2")
         .bind(id)
@@ -335,6 +339,16 @@ pub(crate) async fn rename_model(
                     Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
                     Err(e) => return Err(db_err("renaming a registered model")(e)),
                 }
+                for table in ["promotion_policies", "promotion_requests", "alias_history"] {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {table} SET model_name = $1 WHERE model_name = $2"
+                    )))
+                    .bind(new_name.to_owned())
+                    .bind(name.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("renaming a model's promotion records"))?;
+                }
                 crate::identity::rename_model_grants(&mut crate::conn::Tx::Any(tx), name, new_name)
                     .await
             })
@@ -505,61 +519,117 @@ pub(crate) async fn delete_model_tag(store: &SqlStore, name: &str, key: &str) ->
     Ok(())
 }
 
-pub(crate) async fn set_alias(
-    store: &SqlStore,
+/// The version an alias points at now.
+async fn alias_version(
+    conn: &mut AnyConnection,
+    model_id: i64,
+    alias: &str,
+) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT version FROM registered_model_aliases WHERE model_id = $1 AND alias = $2",
+    )
+    .bind(model_id)
+    .bind(alias.to_owned())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err("reading an alias"))?;
+    row.map(|row| get_i64(&row, "version")).transpose()
+}
+
+async fn record_alias_change(
+    conn: &mut AnyConnection,
+    name: &str,
+    alias: &str,
+    version: Option<i64>,
+    previous: Option<i64>,
+    via: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO alias_history (model_name, alias, version, previous_version, changed_at, via) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(name.to_owned())
+    .bind(alias.to_owned())
+    .bind(version)
+    .bind(previous)
+    .bind(crate::audit::now_ms())
+    .bind(via.to_owned())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err("recording an alias change"))?;
+    Ok(())
+}
+
+/// Points `alias` at `version` inside a write transaction and records the move; `via` says
+/// what moved it. Returns the version it pointed at before.
+pub(crate) async fn set_alias_in(
+    conn: &mut AnyConnection,
     name: &str,
     alias: &str,
     version: i64,
-) -> Result<()> {
-    let name_owned = name.to_owned();
-    let alias_owned = alias.to_owned();
-    store
-        .writer
-        .write(move |tx| {
-            Box::pin(async move {
-                let name = name_owned.as_str();
-                let alias = alias_owned.as_str();
-                let id = require_version(&mut *tx, name, version).await?;
-                sqlx::query(
+    via: &str,
+) -> Result<Option<i64>> {
+    let id = require_version(&mut *conn, name, version).await?;
+    let previous = alias_version(&mut *conn, id, alias).await?;
+    sqlx::query(
         "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
          ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
     )
     .bind(id)
     .bind(alias.to_owned())
     .bind(version)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(db_err("setting an alias"))?;
-                Ok(())
-            })
-        })
-        .await?;
-    Ok(())
+    if previous != Some(version) {
+        record_alias_change(conn, name, alias, Some(version), previous, via).await?;
+    }
+    Ok(previous)
 }
 
-pub(crate) async fn delete_alias(store: &SqlStore, name: &str, alias: &str) -> Result<()> {
-    let name_owned = name.to_owned();
-    let alias_owned = alias.to_owned();
+pub(crate) async fn set_alias(
+    store: &SqlStore,
+    name: &str,
+    alias: &str,
+    version: i64,
+) -> Result<()> {
+    let name = name.to_owned();
+    let alias = alias.to_owned();
     store
         .writer
         .write(move |tx| {
             Box::pin(async move {
-                let name = name_owned.as_str();
-                let alias = alias_owned.as_str();
-                let id = model_id(&mut *tx, name).await?;
+                set_alias_in(tx, &name, &alias, version, "set_alias").await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(crate) async fn delete_alias(store: &SqlStore, name: &str, alias: &str) -> Result<()> {
+    let name = name.to_owned();
+    let alias = alias.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let id = model_id(&mut *tx, &name).await?;
+                let previous = alias_version(&mut *tx, id, &alias).await?;
                 sqlx::query(
                     "DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2",
                 )
                 .bind(id)
-                .bind(alias.to_owned())
+                .bind(alias.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("deleting an alias"))?;
+                if previous.is_some() {
+                    record_alias_change(tx, &name, &alias, None, previous, "delete_alias").await?;
+                }
                 Ok(())
             })
         })
-        .await?;
-    Ok(())
+        .await
 }
 
 pub(crate) async fn version_by_alias(
@@ -722,6 +792,44 @@ pub(crate) async fn update_version(
     get_version(store, name, version).await
 }
 
+/// Moves a version to `stage` inside a write transaction, archiving the others in that stage
+/// when asked, as MLflow does.
+pub(crate) async fn transition_in(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i64,
+    stage: Stage,
+    archive_existing_versions: bool,
+    now: i64,
+) -> Result<()> {
+    let id = require_version(&mut *conn, name, version).await?;
+    if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
+        sqlx::query(
+            "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
+             WHERE model_id = $2 AND version <> $3 AND current_stage = $4",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(version)
+        .bind(stage.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err("archiving model versions"))?;
+    }
+    sqlx::query(
+        "UPDATE model_versions SET current_stage = $1, last_updated_time = $2 \
+         WHERE model_id = $3 AND version = $4",
+    )
+    .bind(stage.as_str())
+    .bind(now)
+    .bind(id)
+    .bind(version)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err("transitioning a model version"))?;
+    touch_model(conn, id, now).await
+}
+
 pub(crate) async fn transition_stage(
     store: &SqlStore,
     name: &str,
@@ -735,31 +843,15 @@ pub(crate) async fn transition_stage(
         .writer
         .write(move |tx| {
             Box::pin(async move {
-                let name = name_owned.as_str();
-                let id = require_version(&mut *tx, name, version).await?;
-                if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
-                    sqlx::query(
-                        "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
-                         WHERE model_id = $2 AND version <> $3 AND current_stage = $4",
-                    )
-                    .bind(now)
-                    .bind(id)
-                    .bind(version)
-                    .bind(stage.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("archiving model versions"))?;
-                }
-                sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE model_id = $3 AND version = $4")
-                    .bind(stage.as_str())
-                    .bind(now)
-                    .bind(id)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("transitioning a model version"))?;
-                touch_model(&mut *tx, id, now).await?;
-                Ok(())
+                transition_in(
+                    tx,
+                    &name_owned,
+                    version,
+                    stage,
+                    archive_existing_versions,
+                    now,
+                )
+                .await
             })
         })
         .await?;

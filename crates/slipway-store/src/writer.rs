@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use slipway_core::audit::AuditEvent;
 
+use crate::audit::ChainHead;
 use crate::conn::Tx;
 
 /// Requests the writer takes into one transaction at most; bounds the latency a request can
@@ -252,11 +253,21 @@ async fn run_op(op: Op, tx: Tx<'_>) -> Outcome {
     }
 }
 
-/// Runs one op and, when it succeeded, appends its audit entry in the same transaction.
-async fn run_audited(op: Op, audit: Option<&AuditEvent>, tx: &mut Tx<'_>) -> Outcome {
+/// Runs one op and, when it succeeded, appends its audit entry in the same transaction. The
+/// group's chain head is read at its first audited op and written back once before the commit.
+async fn run_audited(
+    op: Op,
+    audit: Option<&AuditEvent>,
+    tx: &mut Tx<'_>,
+    head: &mut Option<ChainHead>,
+) -> Outcome {
     let value = run_op(op, tx.reborrow()).await?;
     if let Some(event) = audit {
-        crate::audit::append(tx, event).await?;
+        let head = match head {
+            Some(head) => head,
+            None => head.insert(crate::audit::load_head(tx).await?),
+        };
+        crate::audit::insert_entry(tx, head, event).await?;
     }
     Ok(value)
 }
@@ -278,6 +289,7 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
     }
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut broken: Option<String> = None;
+    let mut head: Option<ChainHead> = None;
     for job in jobs {
         if broken.is_some() {
             outcomes.push((
@@ -289,7 +301,7 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
             continue;
         }
         if !job.savepoint {
-            let outcome = run_audited(job.op, job.audit.as_deref(), &mut tx).await;
+            let outcome = run_audited(job.op, job.audit.as_deref(), &mut tx, &mut head).await;
             if let Err(Error::Internal { context, .. }) = &outcome {
                 broken = Some(format!("a write failed: {context}"));
             }
@@ -306,7 +318,7 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
             ));
             continue;
         }
-        let outcome = run_audited(job.op, job.audit.as_deref(), &mut tx).await;
+        let outcome = run_audited(job.op, job.audit.as_deref(), &mut tx, &mut head).await;
         let settle = if outcome.is_ok() {
             tx.control("RELEASE slipway_write").await
         } else {
@@ -319,6 +331,12 @@ async fn run_group(mut tx: Tx<'_>, jobs: Vec<Job>) {
             broken = Some(format!("settling a savepoint: {error}"));
         }
         outcomes.push((job.reply, outcome));
+    }
+    if broken.is_none()
+        && let Some(head) = &head
+        && let Err(error) = crate::audit::store_head(&mut tx, head).await
+    {
+        broken = Some(format!("moving the audit head: {error}"));
     }
     let committed = match broken {
         None => tx

@@ -96,6 +96,58 @@ enum TokensCommand {
     Revoke { id: String },
 }
 
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain. Exits 0 when it is intact; otherwise names the first bad entry
+    /// and exits 1.
+    Verify {
+        /// An earlier head kept outside the database, as SEQ:HASH (what `verify` prints);
+        /// catches a rewrite of the whole chain from that entry on.
+        #[arg(long)]
+        expect_head: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show entries, oldest first.
+    Log {
+        /// Exactly this resource, e.g. registered_model:fraud or run:<id>.
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        /// Entries since a time (RFC 3339, e.g. 2026-11-27T00:00:00Z) or for a span back
+        /// from now (e.g. 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every entry as one JSON object per line (JSONL), to a file or stdout.
+    Export {
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Who the admin commands act as in the audit log.
+fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
 async fn open_app(config: Option<&std::path::Path>, store: &StoreArgs) -> anyhow::Result<App> {
     let file = FileConfig::load(config)?;
     let uri = backend_store_uri(store.backend_store_uri.clone(), &file.server);
@@ -111,11 +163,10 @@ async fn open_app(config: Option<&std::path::Path>, store: &StoreArgs) -> anyhow
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR).join("artifacts"));
     let artifacts = ObjectArtifactStore::local(&artifacts_root)
         .with_context(|| format!("opening the artifact folder {}", artifacts_root.display()))?;
-    Ok(App::new(
-        Arc::new(store),
-        Arc::new(artifacts),
-        AppSettings::default(),
-    ))
+    Ok(
+        App::new(Arc::new(store), Arc::new(artifacts), AppSettings::default())
+            .for_caller(cli_actor(), None),
+    )
 }
 
 fn read_password() -> anyhow::Result<Secret> {
@@ -137,7 +188,7 @@ fn read_password() -> anyhow::Result<Secret> {
     Ok(Secret::new(password))
 }
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(at).to_string()
 }
@@ -275,4 +326,210 @@ pub async fn tokens(config: Option<&std::path::Path>, args: TokensArgs) -> anyho
         }
     }
     Ok(())
+}
+
+fn parse_since(raw: &str) -> anyhow::Result<i64> {
+    if let Ok(span) = parse_lifetime(raw) {
+        let now = std::time::SystemTime::now();
+        let at = now.checked_sub(span).unwrap_or(std::time::UNIX_EPOCH);
+        return Ok(at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64));
+    }
+    let at = humantime::parse_rfc3339_weak(raw).with_context(|| {
+        format!("--since '{raw}': use RFC 3339 (2026-11-27T00:00:00Z) or a span such as 24h or 7d")
+    })?;
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
+}
+
+fn entry_json(record: &slipway_core::audit::AuditRecord) -> serde_json::Value {
+    json!({
+        "seq": record.seq,
+        "time": time(record.time_ms),
+        "time_ms": record.time_ms,
+        "actor": record.actor,
+        "action": record.action,
+        "resource": record.resource,
+        "request_id": record.request_id,
+        "outcome": record.outcome.as_str(),
+        "summary": serde_json::from_str::<serde_json::Value>(&record.summary)
+            .unwrap_or_else(|_| serde_json::Value::String(record.summary.clone())),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    })
+}
+
+fn progress_bar(total: i64, message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} entries ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(message);
+    bar
+}
+
+pub async fn audit(config: Option<&std::path::Path>, args: AuditArgs) -> anyhow::Result<()> {
+    let app = open_app(config, &args.store).await?;
+    match args.command {
+        AuditCommand::Verify { expect_head, json } => {
+            let (head_seq, _) = app.store().audit_head().await?;
+            let bar = progress_bar(head_seq, "verifying");
+            let report = app
+                .verify_audit(|checked| bar.set_position(checked))
+                .await?;
+            bar.finish_and_clear();
+            let mut broken = report.broken.clone();
+            if broken.is_none()
+                && let Some(anchor) = expect_head
+            {
+                let (seq, hash) = anchor
+                    .split_once(':')
+                    .and_then(|(seq, hash)| Some((seq.parse::<i64>().ok()?, hash.to_owned())))
+                    .context(
+                        "--expect-head must be SEQ:HASH, as `slipway audit verify` prints it",
+                    )?;
+                let found = app
+                    .store()
+                    .read_audit(&Default::default(), seq - 1, 1)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .filter(|entry| entry.seq == seq);
+                if found.as_ref().is_none_or(|entry| entry.hash != hash) {
+                    broken = Some(slipway_core::audit::ChainBreak {
+                        seq,
+                        reason: "it differs from the head recorded outside the database (the chain was rewritten from there on)".to_owned(),
+                    });
+                }
+            }
+            if json {
+                let mut body = json!({
+                    "intact": broken.is_none(),
+                    "checked": report.checked,
+                    "head": { "seq": report.head_seq, "hash": report.head_hash },
+                });
+                if let Some(broken) = &broken {
+                    body["first_bad_entry"] = json!({ "seq": broken.seq, "reason": broken.reason });
+                }
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            }
+            match broken {
+                None => {
+                    if !json {
+                        println!(
+                            "audit chain intact: {} entries; head {}:{}",
+                            report.checked, report.head_seq, report.head_hash
+                        );
+                    }
+                    Ok(())
+                }
+                Some(broken) => bail!(
+                    "audit chain broken at entry {}: {} ({} entries before it verified)",
+                    broken.seq,
+                    broken.reason,
+                    report.checked
+                ),
+            }
+        }
+        AuditCommand::Log {
+            resource,
+            actor,
+            since,
+            limit,
+            json,
+        } => {
+            let filter = slipway_core::ports::AuditFilter {
+                resource,
+                actor,
+                since_ms: since.as_deref().map(parse_since).transpose()?,
+            };
+            let mut entries = Vec::new();
+            let mut token: Option<String> = None;
+            while entries.len() < limit {
+                let want = (limit - entries.len()).min(slipway_app::audit::AUDIT_PAGE_MAX);
+                let page = app
+                    .audit_log(&filter, Some(want as i64), token.as_deref())
+                    .await?;
+                entries.extend(page.entries);
+                match page.next_page_token {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+            if json {
+                let rows: Vec<_> = entries.iter().map(entry_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut table = Table::new();
+                table.set_header([
+                    "seq", "time", "actor", "action", "resource", "outcome", "summary",
+                ]);
+                for entry in &entries {
+                    let mut summary = entry.summary.clone();
+                    if summary.chars().count() > 80 {
+                        summary = summary.chars().take(77).collect::<String>() + "...";
+                    }
+                    table.add_row([
+                        entry.seq.to_string(),
+                        time(entry.time_ms),
+                        entry.actor.clone(),
+                        entry.action.clone(),
+                        entry.resource.clone(),
+                        entry.outcome.as_str().to_owned(),
+                        summary,
+                    ]);
+                }
+                println!("{table}");
+            }
+            Ok(())
+        }
+        AuditCommand::Export { output } => {
+            use std::io::Write;
+            let (head_seq, _) = app.store().audit_head().await?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let bar = progress_bar(head_seq, "exporting");
+            let mut written = 0u64;
+            let mut failure: Option<std::io::Error> = None;
+            app.walk_audit(|entry| {
+                if let Err(error) = serde_json::to_writer(&mut out, &entry_json(entry))
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+                {
+                    failure = Some(error);
+                    return Err(slipway_core::Error::internal_msg("stop"));
+                }
+                written += 1;
+                if written.is_multiple_of(10_000) {
+                    bar.set_position(written);
+                }
+                Ok(())
+            })
+            .await
+            .or_else(|error| {
+                if failure.is_some() {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            })?;
+            if let Some(error) = failure {
+                return Err(error).context("writing the export");
+            }
+            out.flush().context("writing the export")?;
+            bar.finish_and_clear();
+            if let Some(path) = output {
+                eprintln!("exported {written} entries to {}", path.display());
+            }
+            Ok(())
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,16 @@ enum Command {
     Users(admin::UsersArgs),
     /// Manage API tokens (against the server's metadata store).
     Tokens(admin::TokensArgs),
+    /// Verify, read and export the audit trail.
+    Audit(admin::AuditArgs),
+    /// Request, approve, reject and list promotions to protected aliases (over the HTTP API).
+    Promote(remote::PromoteArgs),
+    /// Roll an alias back, or show its history (over the HTTP API).
+    Models(remote::ModelsArgs),
+    /// Set, show or delete a registered model's promotion policy (over the HTTP API).
+    Policy(remote::PolicyArgs),
+    /// Where a model version came from: models:/NAME/VERSION (over the HTTP API).
+    Lineage(remote::LineageArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +89,11 @@ fn main() -> ExitCode {
             }
             Command::Users(args) => admin::users(cli.config.as_deref(), args).await,
             Command::Tokens(args) => admin::tokens(cli.config.as_deref(), args).await,
+            Command::Audit(args) => admin::audit(cli.config.as_deref(), args).await,
+            Command::Promote(args) => remote::promote(args).await,
+            Command::Models(args) => remote::models(args).await,
+            Command::Policy(args) => remote::policy(args).await,
+            Command::Lineage(args) => remote::lineage(args).await,
         }
     });
     match result {

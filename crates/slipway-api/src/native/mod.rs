@@ -1,7 +1,10 @@
-//! slipway's own API, under `/api/slipway/v1`: what MLflow's REST API has no words for.
+//! slipway's own API, under `/api/slipway/v1`: what MLflow's REST API has no words for
+//! (users, tokens, permissions, promotions, lineage, the audit trail).
 //! Errors use the same JSON shape and table as the MLflow routes.
 
+mod audit;
 mod identity;
+mod promotions;
 
 use axum::Router;
 use slipway_app::App;
@@ -24,6 +27,19 @@ routes! {
     PUT "/permissions" => identity::set_permission, Admin None;
     GET "/permissions" => identity::list_permissions, Admin None;
     DELETE "/permissions" => identity::delete_permission, Admin None;
+    PUT "/policies/{name}" => promotions::set_policy, Admin None;
+    GET "/policies/{name}" => promotions::get_policy, Read None;
+    DELETE "/policies/{name}" => promotions::delete_policy, Admin None;
+    POST "/promotions" => promotions::request, Write Model;
+    GET "/promotions" => promotions::list, Read None;
+    GET "/promotions/{id}" => promotions::get, Read None;
+    POST "/promotions/{id}/approve" => promotions::approve, Approve None;
+    POST "/promotions/{id}/reject" => promotions::reject, Approve None;
+    POST "/registered-models/rollback" => promotions::rollback, Approve Model;
+    GET "/registered-models/alias-history" => promotions::alias_history, Read Model;
+    GET "/lineage" => promotions::lineage, Read Model;
+    GET "/audit" => audit::read, Admin None;
+    GET "/audit/verify" => audit::verify, Admin None;
 }
 
 pub(crate) fn routes() -> Router<App> {

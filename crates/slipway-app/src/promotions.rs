@@ -1,0 +1,437 @@
+//! Promotions: policies that protect aliases and stages, requests, approvals by someone other
+//! than the requester, checks on the source run, rollback, and the lineage a reviewer reads.
+
+use serde_json::json;
+use slipway_core::promotion::{
+    AliasChange, DEFAULT_PROTECTED_ALIASES, Decision, NewPromotionRequest, PromotionPolicy,
+    PromotionRequest, PromotionTarget, RequestState,
+};
+use slipway_core::registry::{ModelVersion, Stage};
+use slipway_core::search::{SearchEntity, parse_filter};
+use slipway_core::tracking::{DatasetInput, Run, RunId, ViewType};
+use slipway_core::validate;
+use slipway_core::{Error, Result};
+
+use crate::tracking::build_query;
+use crate::{App, now_ms};
+
+/// What the policy's checks said about a version's source run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Where a model version came from and what happened to it, for a reviewer or a regulator.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    pub version: ModelVersion,
+    pub run: Option<Run>,
+    /// Parent runs, nearest first (from `mlflow.parentRunId`).
+    pub parents: Vec<Run>,
+    pub datasets: Vec<DatasetInput>,
+    pub promotions: Vec<PromotionRequest>,
+    /// Alias moves onto or away from this version, oldest first.
+    pub aliases: Vec<AliasChange>,
+}
+
+const PARENT_TAG: &str = "mlflow.parentRunId";
+const MAX_PARENT_DEPTH: usize = 32;
+
+impl App {
+    pub async fn set_policy(
+        &self,
+        name: &str,
+        aliases: Option<Vec<String>>,
+        stages: Option<Vec<String>>,
+        required_approvals: Option<u32>,
+        checks: Option<String>,
+    ) -> Result<PromotionPolicy> {
+        let checks = checks.filter(|checks| !checks.trim().is_empty());
+        if let Some(checks) = &checks {
+            parse_filter(SearchEntity::Runs, checks)
+                .map_err(|error| Error::invalid(format!("invalid checks `{checks}`: {error}")))?;
+        }
+        let aliases = aliases.unwrap_or_else(|| {
+            DEFAULT_PROTECTED_ALIASES
+                .iter()
+                .map(|alias| (*alias).to_owned())
+                .collect()
+        });
+        for alias in &aliases {
+            validate::alias(alias)?;
+        }
+        let stages = match stages {
+            Some(stages) => stages
+                .iter()
+                .map(|stage| Stage::parse(stage))
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![Stage::Production],
+        };
+        let required_approvals = required_approvals.unwrap_or(1);
+        if required_approvals == 0 {
+            return Err(Error::invalid(
+                "a policy needs at least one approval; delete the policy to unprotect the model",
+            ));
+        }
+        let policy = PromotionPolicy {
+            model_name: name.to_owned(),
+            protected_aliases: aliases,
+            protected_stages: stages,
+            required_approvals,
+            checks,
+            updated_at: now_ms(),
+            updated_by: self.caller.actor.clone(),
+        };
+        let stage_names: Vec<&str> = policy.protected_stages.iter().map(|s| s.as_str()).collect();
+        self.audited(
+            "policies.set",
+            format!("registered_model:{name}"),
+            json!({
+                "protected_aliases": policy.protected_aliases,
+                "protected_stages": stage_names,
+                "required_approvals": policy.required_approvals,
+                "checks": policy.checks,
+            }),
+        )
+        .set_policy(policy.clone())
+        .await?;
+        Ok(policy)
+    }
+
+    pub async fn get_policy(&self, name: &str) -> Result<Option<PromotionPolicy>> {
+        self.store.get_policy(name).await
+    }
+
+    pub async fn delete_policy(&self, name: &str) -> Result<()> {
+        self.audited(
+            "policies.delete",
+            format!("registered_model:{name}"),
+            json!({}),
+        )
+        .delete_policy(name)
+        .await
+    }
+
+    /// Refuses a direct change of a protected alias or stage (MLflow's `set-alias`,
+    /// `delete-alias`, `transition-stage`), saying which policy protects it and how to promote.
+    pub(crate) async fn guard(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        target: &PromotionTarget,
+    ) -> Result<()> {
+        let Some(policy) = self.store.get_policy(name).await? else {
+            return Ok(());
+        };
+        if !policy.protects(target) {
+            return Ok(());
+        }
+        let how = match version {
+            Some(version) => format!(
+                "`slipway promote request {name} {version} --to {}`",
+                target.value()
+            ),
+            None => format!(
+                "`slipway promote request {name} VERSION --to {}`",
+                target.value()
+            ),
+        };
+        let message = format!(
+            "{target} of registered model '{name}' is protected by its promotion policy ({} from someone other than the requester): request a promotion with {how} (or POST /api/slipway/v1/promotions) and have an approver approve it; approvers can roll it back with `slipway models rollback {name} --alias ALIAS`",
+            policy.describe()
+        );
+        self.record_denial(
+            "registry.protected_change",
+            format!("registered_model:{name}"),
+            &message,
+        )
+        .await?;
+        Err(Error::permission_denied(message))
+    }
+
+    /// Whether the version's source run passes the policy's checks. No checks: passed.
+    pub async fn evaluate_checks(
+        &self,
+        policy: &PromotionPolicy,
+        version: &ModelVersion,
+    ) -> Result<CheckOutcome> {
+        let Some(checks) = &policy.checks else {
+            return Ok(CheckOutcome {
+                passed: true,
+                detail: "no checks".to_owned(),
+            });
+        };
+        let Some(run_id) = version.run_id.as_deref().filter(|id| !id.is_empty()) else {
+            return Ok(CheckOutcome {
+                passed: false,
+                detail: format!(
+                    "version {} has no source run to check `{checks}` against",
+                    version.version
+                ),
+            });
+        };
+        let run = self.store.get_run(&RunId::parse(run_id)?).await?;
+        let filter = format!("({checks}) and attributes.run_id = '{run_id}'");
+        let query = build_query(
+            SearchEntity::Runs,
+            Some(&filter),
+            &[],
+            ViewType::All,
+            1,
+            None,
+        )?;
+        let found = self
+            .store
+            .search_runs(&[run.info.experiment_id], &query)
+            .await?;
+        let passed = !found.items.is_empty();
+        let metrics: Vec<String> = run
+            .data
+            .metrics
+            .iter()
+            .take(10)
+            .map(|metric| format!("{}={}", metric.key, metric.value))
+            .collect();
+        Ok(CheckOutcome {
+            passed,
+            detail: if passed {
+                format!("source run {run_id} passes `{checks}`")
+            } else {
+                format!(
+                    "source run {run_id} does not pass `{checks}` (its metrics: {})",
+                    if metrics.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        metrics.join(", ")
+                    }
+                )
+            },
+        })
+    }
+
+    pub async fn request_promotion(
+        &self,
+        name: &str,
+        version: &str,
+        target: PromotionTarget,
+        reason: &str,
+    ) -> Result<(PromotionRequest, CheckOutcome)> {
+        let version = validate::version_number(version)?;
+        if let PromotionTarget::Alias(alias) = &target {
+            validate::alias(alias)?;
+        }
+        let policy = self
+            .store
+            .get_policy(name)
+            .await?
+            .filter(|p| p.protects(&target));
+        let Some(policy) = policy else {
+            return Err(Error::invalid(format!(
+                "{target} of registered model '{name}' is not protected by a promotion policy: set it directly"
+            )));
+        };
+        let model_version = self.store.get_model_version(name, version).await?;
+        let checks = self.evaluate_checks(&policy, &model_version).await?;
+        let request = self
+            .audited(
+                "promotions.request",
+                format!("registered_model:{name}"),
+                json!({
+                    "version": version,
+                    "target": target.to_string(),
+                    "reason": reason,
+                    "checks_passed": checks.passed,
+                }),
+            )
+            .create_promotion_request(NewPromotionRequest {
+                model_name: name.to_owned(),
+                version,
+                target,
+                requester: self.caller.actor.clone(),
+                reason: reason.to_owned(),
+                created_at: now_ms(),
+            })
+            .await?;
+        Ok((request, checks))
+    }
+
+    pub async fn get_promotion(&self, id: i64) -> Result<PromotionRequest> {
+        self.store.get_promotion_request(id).await
+    }
+
+    pub async fn list_promotions(
+        &self,
+        name: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Vec<PromotionRequest>> {
+        let state = state.map(RequestState::parse).transpose()?;
+        self.store.list_promotion_requests(name, state).await
+    }
+
+    /// Approves a request. The requester never can; the checks must pass at this moment; the
+    /// approval that completes the count moves the alias atomically.
+    pub async fn approve_promotion(&self, id: i64, reason: &str) -> Result<PromotionRequest> {
+        let request = self.store.get_promotion_request(id).await?;
+        let resource = format!("registered_model:{}", request.model_name);
+        if request.requester == self.caller.actor {
+            let message = format!(
+                "user '{}' requested promotion {id} and cannot approve it; another approver must",
+                self.caller.actor
+            );
+            self.record_denial("promotions.approve", resource, &message)
+                .await?;
+            return Err(Error::permission_denied(message));
+        }
+        let policy = self.store.get_policy(&request.model_name).await?;
+        let required = policy.as_ref().map_or(1, |p| p.required_approvals);
+        if let Some(policy) = &policy {
+            let version = self
+                .store
+                .get_model_version(&request.model_name, request.version)
+                .await?;
+            let checks = self.evaluate_checks(policy, &version).await?;
+            if !checks.passed {
+                let message = format!("promotion {id} cannot be approved: {}", checks.detail);
+                self.record_denial("promotions.approve", resource, &message)
+                    .await?;
+                return Err(Error::permission_denied(message));
+            }
+        }
+        let will_apply = request.approvals() + 1 >= required as usize;
+        self.audited(
+            "promotions.approve",
+            resource,
+            json!({
+                "request": id,
+                "version": request.version,
+                "target": request.target.to_string(),
+                "reason": reason,
+                "applied": will_apply,
+            }),
+        )
+        .decide_promotion(
+            id,
+            Decision {
+                approver: self.caller.actor.clone(),
+                approve: true,
+                reason: reason.to_owned(),
+                decided_at: now_ms(),
+            },
+            required,
+        )
+        .await
+    }
+
+    pub async fn reject_promotion(&self, id: i64, reason: &str) -> Result<PromotionRequest> {
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("a rejection needs a reason"));
+        }
+        let request = self.store.get_promotion_request(id).await?;
+        self.audited(
+            "promotions.reject",
+            format!("registered_model:{}", request.model_name),
+            json!({ "request": id, "reason": reason }),
+        )
+        .decide_promotion(
+            id,
+            Decision {
+                approver: self.caller.actor.clone(),
+                approve: false,
+                reason: reason.to_owned(),
+                decided_at: now_ms(),
+            },
+            u32::MAX,
+        )
+        .await
+    }
+
+    /// The emergency brake: the alias goes back to its previous version without a new
+    /// approval (the route requires the approver role), and the audit log says who pulled it.
+    pub async fn rollback_alias(&self, name: &str, alias: &str) -> Result<AliasChange> {
+        let history = self.store.alias_history(name, Some(alias)).await?;
+        let (from, to) = history
+            .last()
+            .map_or((None, None), |last| (last.version, last.previous_version));
+        self.audited(
+            "registry.rollback_alias",
+            format!("registered_model:{name}"),
+            json!({ "alias": alias, "before": { "version": from }, "after": { "version": to } }),
+        )
+        .rollback_alias(name, alias)
+        .await
+    }
+
+    pub async fn alias_history(&self, name: &str, alias: Option<&str>) -> Result<Vec<AliasChange>> {
+        self.store.alias_history(name, alias).await
+    }
+
+    /// A model version's lineage: source run, its parents, its datasets, and its promotions
+    /// and alias moves.
+    pub async fn lineage(&self, name: &str, version: &str) -> Result<Lineage> {
+        let version = validate::version_number(version)?;
+        let model_version = self.store.get_model_version(name, version).await?;
+        let run = match model_version.run_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(run_id) => match self.store.get_run(&RunId::parse(run_id)?).await {
+                Ok(run) => Some(run),
+                Err(Error::NotFound(_)) => None,
+                Err(error) => return Err(error),
+            },
+            None => None,
+        };
+        let mut parents = Vec::new();
+        let mut next = run.as_ref().and_then(parent_of);
+        while let Some(parent_id) = next.take() {
+            if parents.len() >= MAX_PARENT_DEPTH {
+                break;
+            }
+            let Ok(parent_id) = RunId::parse(&parent_id) else {
+                break;
+            };
+            match self.store.get_run(&parent_id).await {
+                Ok(parent) => {
+                    next = parent_of(&parent);
+                    parents.push(parent);
+                }
+                Err(Error::NotFound(_)) => break,
+                Err(error) => return Err(error),
+            }
+        }
+        let datasets = run
+            .as_ref()
+            .map(|run| run.inputs.dataset_inputs.clone())
+            .unwrap_or_default();
+        let promotions = self
+            .store
+            .list_promotion_requests(Some(name), None)
+            .await?
+            .into_iter()
+            .filter(|request| request.version == version)
+            .collect();
+        let aliases = self
+            .store
+            .alias_history(name, None)
+            .await?
+            .into_iter()
+            .filter(|change| {
+                change.version == Some(version) || change.previous_version == Some(version)
+            })
+            .collect();
+        Ok(Lineage {
+            version: model_version,
+            run,
+            parents,
+            datasets,
+            promotions,
+            aliases,
+        })
+    }
+}
+
+fn parent_of(run: &Run) -> Option<String> {
+    run.data
+        .tags
+        .iter()
+        .find(|tag| tag.key == PARENT_TAG && !tag.value.is_empty())
+        .map(|tag| tag.value.clone())
+}

@@ -1,0 +1,562 @@
+//! Commands that act as a person against a running server: promotions, policies, rollback and
+//! lineage. An approval means something only with an authenticated approver, so these go over
+//! the HTTP API with the same settings the `mlflow` client reads: `MLFLOW_TRACKING_URI` (or
+//! `--tracking-uri`), and `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` or
+//! `MLFLOW_TRACKING_TOKEN`.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use comfy_table::Table;
+use serde_json::{Value, json};
+
+const NATIVE: &str = "/api/slipway/v1";
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The slipway server (default: $MLFLOW_TRACKING_URI, else http://127.0.0.1:5000).
+    #[arg(long, env = "MLFLOW_TRACKING_URI", global = true)]
+    tracking_uri: Option<String>,
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    authorization: Option<String>,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> anyhow::Result<Client> {
+        let base = args
+            .tracking_uri
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:5000".to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("the tracking URI '{base}' must start with http:// or https://");
+        }
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let authorization = if let Some(token) = env("MLFLOW_TRACKING_TOKEN") {
+            Some(format!("Bearer {token}"))
+        } else if let Some(user) = env("MLFLOW_TRACKING_USERNAME") {
+            use base64::Engine as _;
+            let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ))
+        } else {
+            None
+        };
+        Ok(Client {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .context("building the HTTP client")?,
+            authorization,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}: is the server running?"))?;
+        let status = response.status();
+        let text = response.text().await.context("reading the response")?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = value["error_code"].as_str().unwrap_or("ERROR");
+        let message = value["message"].as_str().unwrap_or_default();
+        let hint = match status.as_u16() {
+            401 => {
+                " (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)"
+            }
+            _ => "",
+        };
+        bail!("{code} ({status}): {message}{hint}")
+    }
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: PromoteCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PromoteCommand {
+    /// Ask for MODEL VERSION to be moved to a protected alias (or stage).
+    Request {
+        model: String,
+        version: String,
+        /// The alias to move, e.g. production.
+        #[arg(long, conflicts_with = "stage", required_unless_present = "stage")]
+        to: Option<String>,
+        /// A protected stage instead of an alias, e.g. Production.
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request (not your own). The approval that completes the count moves the alias.
+    Approve {
+        id: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a request.
+    Reject {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List requests, newest first.
+    List {
+        #[arg(long)]
+        model: Option<String>,
+        /// pending, approved or rejected.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn describe_request(promotion: &Value) -> String {
+    format!(
+        "promotion {} of {} version {} to {} {}: {} ({} approval{})",
+        promotion["id"],
+        promotion["name"].as_str().unwrap_or_default(),
+        promotion["version"],
+        promotion["target"]["kind"].as_str().unwrap_or_default(),
+        promotion["target"]["value"].as_str().unwrap_or_default(),
+        promotion["state"].as_str().unwrap_or_default(),
+        promotion["approvals"],
+        if promotion["approvals"] == 1 { "" } else { "s" },
+    )
+}
+
+pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    match args.command {
+        PromoteCommand::Request {
+            model,
+            version,
+            to,
+            stage,
+            reason,
+            json,
+        } => {
+            let mut body = json!({ "name": model, "version": version, "reason": reason });
+            match (to, stage) {
+                (Some(alias), _) => body["alias"] = json!(alias),
+                (None, Some(stage)) => body["stage"] = json!(stage),
+                (None, None) => bail!("say where to promote: --to ALIAS or --stage STAGE"),
+            }
+            let answer = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{NATIVE}/promotions"),
+                    Some(body),
+                )
+                .await?;
+            if json {
+                return print_json(&answer);
+            }
+            println!("requested {}", describe_request(&answer["promotion"]));
+            println!(
+                "checks: {}",
+                answer["checks"]["detail"].as_str().unwrap_or_default()
+            );
+        }
+        PromoteCommand::Approve { id, reason, json } => {
+            let answer = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{NATIVE}/promotions/{id}/approve"),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
+            if json {
+                return print_json(&answer);
+            }
+            println!("approved: {}", describe_request(&answer["promotion"]));
+        }
+        PromoteCommand::Reject { id, reason, json } => {
+            let answer = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{NATIVE}/promotions/{id}/reject"),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
+            if json {
+                return print_json(&answer);
+            }
+            println!("rejected: {}", describe_request(&answer["promotion"]));
+        }
+        PromoteCommand::List { model, state, json } => {
+            let mut query = Vec::new();
+            if let Some(model) = &model {
+                query.push(format!("name={}", urlencode(model)));
+            }
+            if let Some(state) = &state {
+                query.push(format!("state={}", urlencode(state)));
+            }
+            let answer = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{NATIVE}/promotions?{}", query.join("&")),
+                    None,
+                )
+                .await?;
+            if json {
+                return print_json(&answer);
+            }
+            let mut table = Table::new();
+            table.set_header([
+                "id",
+                "model",
+                "version",
+                "to",
+                "state",
+                "approvals",
+                "requester",
+                "reason",
+            ]);
+            for promotion in answer["promotions"].as_array().into_iter().flatten() {
+                table.add_row([
+                    promotion["id"].to_string(),
+                    promotion["name"].as_str().unwrap_or_default().to_owned(),
+                    promotion["version"].to_string(),
+                    format!(
+                        "{} {}",
+                        promotion["target"]["kind"].as_str().unwrap_or_default(),
+                        promotion["target"]["value"].as_str().unwrap_or_default()
+                    ),
+                    promotion["state"].as_str().unwrap_or_default().to_owned(),
+                    promotion["approvals"].to_string(),
+                    promotion["requester"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    promotion["reason"].as_str().unwrap_or_default().to_owned(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}
+
+fn urlencode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Move an alias back to the version it pointed at before its last change. An emergency
+    /// action for approvers: no new approval, recorded in the audit log.
+    Rollback {
+        model: String,
+        #[arg(long)]
+        alias: String,
+    },
+    /// Every move of a model's aliases.
+    History {
+        model: String,
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    match args.command {
+        ModelsCommand::Rollback { model, alias } => {
+            let answer = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{NATIVE}/registered-models/rollback"),
+                    Some(json!({ "name": model, "alias": alias })),
+                )
+                .await?;
+            let change = &answer["change"];
+            println!(
+                "alias '{alias}' of '{model}' rolled back from version {} to version {}",
+                change["previous_version"], change["version"]
+            );
+        }
+        ModelsCommand::History { model, alias, json } => {
+            let mut path = format!(
+                "{NATIVE}/registered-models/alias-history?name={}",
+                urlencode(&model)
+            );
+            if let Some(alias) = &alias {
+                path.push_str(&format!("&alias={}", urlencode(alias)));
+            }
+            let answer = client.call(reqwest::Method::GET, &path, None).await?;
+            if json {
+                return print_json(&answer);
+            }
+            let mut table = Table::new();
+            table.set_header(["time", "alias", "from", "to", "via"]);
+            for change in answer["changes"].as_array().into_iter().flatten() {
+                table.add_row([
+                    crate::admin::time(change["time"].as_i64().unwrap_or(0)),
+                    change["alias"].as_str().unwrap_or_default().to_owned(),
+                    change["previous_version"].to_string(),
+                    change["version"].to_string(),
+                    change["via"].as_str().unwrap_or_default().to_owned(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Protect a registered model's aliases and stages (admins).
+    Set {
+        model: String,
+        /// Protected aliases, comma-separated (default: production,champion).
+        #[arg(long, value_delimiter = ',')]
+        aliases: Option<Vec<String>>,
+        /// Protected stages, comma-separated (default: Production).
+        #[arg(long, value_delimiter = ',')]
+        stages: Option<Vec<String>>,
+        /// Approvals a promotion needs (default 1).
+        #[arg(long)]
+        approvals: Option<u32>,
+        /// A runs filter the source run must pass, e.g. "metrics.auc >= 0.9".
+        #[arg(long)]
+        checks: Option<String>,
+    },
+    Show {
+        model: String,
+    },
+    Delete {
+        model: String,
+    },
+}
+
+pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    match args.command {
+        PolicyCommand::Set {
+            model,
+            aliases,
+            stages,
+            approvals,
+            checks,
+        } => {
+            let answer = client
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("{NATIVE}/policies/{}", urlencode(&model)),
+                    Some(json!({
+                        "protected_aliases": aliases,
+                        "protected_stages": stages,
+                        "required_approvals": approvals,
+                        "checks": checks,
+                    })),
+                )
+                .await?;
+            print_json(&answer["policy"])?;
+        }
+        PolicyCommand::Show { model } => {
+            let answer = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{NATIVE}/policies/{}", urlencode(&model)),
+                    None,
+                )
+                .await?;
+            print_json(&answer["policy"])?;
+        }
+        PolicyCommand::Delete { model } => {
+            client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("{NATIVE}/policies/{}", urlencode(&model)),
+                    None,
+                )
+                .await?;
+            println!("deleted the promotion policy of '{model}'");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// models:/NAME/VERSION
+    model_uri: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    let (name, version) = args
+        .model_uri
+        .strip_prefix("models:/")
+        .and_then(|rest| rest.rsplit_once('/'))
+        .filter(|(name, version)| !name.is_empty() && !version.is_empty())
+        .with_context(|| {
+            format!(
+                "'{}' is not a model version URI: write models:/NAME/VERSION",
+                args.model_uri
+            )
+        })?;
+    let answer = client
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "{NATIVE}/lineage?name={}&version={}",
+                urlencode(name),
+                urlencode(version)
+            ),
+            None,
+        )
+        .await?;
+    let lineage = &answer["lineage"];
+    if args.json {
+        return print_json(lineage);
+    }
+    let mv = &lineage["model_version"];
+    println!(
+        "{} version {} ({}), registered by {} at {}",
+        mv["name"].as_str().unwrap_or_default(),
+        mv["version"],
+        mv["source"].as_str().unwrap_or_default(),
+        mv["registered_by"].as_str().unwrap_or("unknown"),
+        crate::admin::time(mv["registered_at"].as_i64().unwrap_or(0)),
+    );
+    let run = &lineage["run"];
+    if run.is_null() {
+        println!("  source run: none recorded");
+    } else {
+        let info = &run["info"];
+        println!(
+            "  source run {} ({}) in experiment {}",
+            info["run_id"].as_str().unwrap_or_default(),
+            info["run_name"].as_str().unwrap_or_default(),
+            info["experiment_id"].as_str().unwrap_or_default()
+        );
+        for (key, value) in lineage["source"].as_object().into_iter().flatten() {
+            println!("    {key} = {}", value.as_str().unwrap_or_default());
+        }
+        for param in run["data"]["params"].as_array().into_iter().flatten() {
+            println!(
+                "    param {} = {}",
+                param["key"].as_str().unwrap_or_default(),
+                param["value"].as_str().unwrap_or_default()
+            );
+        }
+        for metric in run["data"]["metrics"].as_array().into_iter().flatten() {
+            println!(
+                "    metric {} = {}",
+                metric["key"].as_str().unwrap_or_default(),
+                metric["value"]
+            );
+        }
+    }
+    for dataset in lineage["datasets"].as_array().into_iter().flatten() {
+        println!(
+            "  dataset {} digest {} ({})",
+            dataset["name"].as_str().unwrap_or_default(),
+            dataset["digest"].as_str().unwrap_or_default(),
+            dataset["context"].as_str().unwrap_or("no context")
+        );
+    }
+    for parent in lineage["parents"].as_array().into_iter().flatten() {
+        println!(
+            "  parent run {} ({})",
+            parent["run_id"].as_str().unwrap_or_default(),
+            parent["run_name"].as_str().unwrap_or_default()
+        );
+    }
+    for promotion in lineage["promotions"].as_array().into_iter().flatten() {
+        println!("  {}", describe_request(promotion));
+        for decision in promotion["decisions"].as_array().into_iter().flatten() {
+            println!(
+                "    {} by {} at {}: {}",
+                decision["decision"].as_str().unwrap_or_default(),
+                decision["user"].as_str().unwrap_or_default(),
+                crate::admin::time(decision["time"].as_i64().unwrap_or(0)),
+                decision["reason"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    for change in lineage["alias_history"].as_array().into_iter().flatten() {
+        println!(
+            "  alias {} {} -> {} at {} via {}",
+            change["alias"].as_str().unwrap_or_default(),
+            change["previous_version"],
+            change["version"],
+            crate::admin::time(change["time"].as_i64().unwrap_or(0)),
+            change["via"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
