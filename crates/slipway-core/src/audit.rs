@@ -72,26 +72,55 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The hash of an entry given its predecessor's.
-pub fn entry_hash(prev_hash: &str, seq: i64, time_ms: i64, event: &AuditEvent) -> String {
-    let canonical = serde_json::json!([
-        seq,
-        time_ms,
+/// The part of an entry's canonical encoding that does not depend on its place in the chain:
+/// the JSON array of its fields after the sequence number and time, without the opening
+/// bracket. Writers compute it before they queue for the chain, so the chain's single writer
+/// only hashes.
+pub fn canonical_tail(event: &AuditEvent) -> String {
+    let array = serde_json::json!([
         event.actor,
         event.action,
         event.resource,
         event.request_id,
         event.outcome.as_str(),
         event.summary,
-    ]);
+    ])
+    .to_string();
+    array[1..].to_owned()
+}
+
+/// The hash of an entry given its predecessor's and its [`canonical_tail`]: SHA-256 over
+/// `prev_hash`, a newline and the JSON array `[seq, time_ms, actor, action, resource,
+/// request_id, outcome, summary]`.
+pub fn entry_hash_with_tail(prev_hash: &str, seq: i64, time_ms: i64, tail: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(canonical.to_string().as_bytes());
+    hasher.update(format!("\n[{seq},{time_ms},").as_bytes());
+    hasher.update(tail.as_bytes());
     hex::encode(hasher.finalize())
 }
 
+/// The hash of an entry given its predecessor's.
+pub fn entry_hash(prev_hash: &str, seq: i64, time_ms: i64, event: &AuditEvent) -> String {
+    entry_hash_with_tail(prev_hash, seq, time_ms, &canonical_tail(event))
+}
+
 impl AuditRecord {
+    pub fn new(seq: i64, time_ms: i64, event: AuditEvent, prev_hash: String, hash: String) -> Self {
+        AuditRecord {
+            seq,
+            time_ms,
+            actor: event.actor,
+            action: event.action,
+            resource: event.resource,
+            request_id: event.request_id,
+            outcome: event.outcome,
+            summary: event.summary,
+            prev_hash,
+            hash,
+        }
+    }
+
     pub fn event(&self) -> AuditEvent {
         AuditEvent {
             actor: self.actor.clone(),
@@ -211,18 +240,7 @@ mod tests {
                     summary: format!("{{\"metrics\":{seq}}}"),
                 };
                 let hash = entry_hash(&prev, seq, 1000 + seq, &event);
-                let record = AuditRecord {
-                    seq,
-                    time_ms: 1000 + seq,
-                    actor: event.actor,
-                    action: event.action,
-                    resource: event.resource,
-                    request_id: event.request_id,
-                    outcome: event.outcome,
-                    summary: event.summary,
-                    prev_hash: prev.clone(),
-                    hash: hash.clone(),
-                };
+                let record = AuditRecord::new(seq, 1000 + seq, event, prev.clone(), hash.clone());
                 prev = hash;
                 record
             })
@@ -235,6 +253,25 @@ mod tests {
             verifier.check(record)?;
         }
         verifier.finish(head.0, head.1)
+    }
+
+    #[test]
+    fn the_hash_covers_the_canonical_array() {
+        let event = AuditEvent {
+            actor: "a\"b".into(),
+            action: "x.y".into(),
+            resource: "run:1".into(),
+            request_id: None,
+            outcome: Outcome::Denied,
+            summary: "{}".into(),
+        };
+        let canonical = r#"[7,1000,"a\"b","x.y","run:1",null,"denied","{}"]"#;
+        let mut hasher = Sha256::new();
+        hasher.update(format!("{GENESIS_HASH}\n{canonical}").as_bytes());
+        assert_eq!(
+            entry_hash(GENESIS_HASH, 7, 1000, &event),
+            hex::encode(hasher.finalize())
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! entry and moves the head, all in the caller's transaction: a change that rolls back takes its
 //! entry with it.
 
-use slipway_core::audit::{AuditEvent, AuditRecord, Outcome, entry_hash};
+use slipway_core::audit::{AuditEvent, AuditRecord, Outcome, canonical_tail, entry_hash_with_tail};
 use slipway_core::ports::AuditFilter;
 use slipway_core::{Error, Result};
 
@@ -59,15 +59,30 @@ pub(crate) async fn store_head(tx: &mut Tx<'_>, head: &ChainHead) -> Result<()> 
     Ok(())
 }
 
+/// An event with its [`canonical_tail`], computed by the request before it queues for the
+/// writer.
+pub(crate) struct PreparedEvent {
+    pub(crate) event: AuditEvent,
+    tail: String,
+}
+
+impl PreparedEvent {
+    pub(crate) fn new(event: AuditEvent) -> PreparedEvent {
+        let tail = canonical_tail(&event);
+        PreparedEvent { event, tail }
+    }
+}
+
 /// Inserts the entry after `head` and moves `head` to it (only once the insert succeeded).
 pub(crate) async fn insert_entry(
     tx: &mut Tx<'_>,
     head: &mut ChainHead,
-    event: &AuditEvent,
+    prepared: &PreparedEvent,
 ) -> Result<AuditRecord> {
+    let event = &prepared.event;
     let seq = head.seq + 1;
     let time_ms = now_ms();
-    let hash = entry_hash(&head.hash, seq, time_ms, event);
+    let hash = entry_hash_with_tail(&head.hash, seq, time_ms, &prepared.tail);
     let mut sql = tx.sql(
         "INSERT INTO audit_log (seq, time_ms, actor, action, resource, request_id, outcome, \
          summary, prev_hash, hash) VALUES (",
@@ -96,22 +111,17 @@ pub(crate) async fn insert_entry(
     let prev_hash = std::mem::replace(&mut head.hash, hash.clone());
     head.seq = seq;
     head.moved = true;
-    Ok(AuditRecord {
+    Ok(AuditRecord::new(
         seq,
         time_ms,
-        actor: event.actor.clone(),
-        action: event.action.clone(),
-        resource: event.resource.clone(),
-        request_id: event.request_id.clone(),
-        outcome: event.outcome,
-        summary: event.summary.clone(),
+        event.clone(),
         prev_hash,
         hash,
-    })
+    ))
 }
 
 /// Appends `event` in the transaction `tx` belongs to: head, entry, head.
-pub(crate) async fn append(tx: &mut Tx<'_>, event: &AuditEvent) -> Result<AuditRecord> {
+pub(crate) async fn append(tx: &mut Tx<'_>, event: &PreparedEvent) -> Result<AuditRecord> {
     let mut head = load_head(tx).await?;
     let record = insert_entry(tx, &mut head, event).await?;
     store_head(tx, &head).await?;
@@ -123,7 +133,9 @@ pub(crate) async fn append_alone(store: &SqlStore, event: AuditEvent) -> Result<
     store
         .writer
         .unaudited()
-        .write_tx(move |mut tx| Box::pin(async move { append(&mut tx, &event).await }))
+        .write_tx(move |mut tx| {
+            Box::pin(async move { append(&mut tx, &PreparedEvent::new(event)).await })
+        })
         .await
 }
 
@@ -162,6 +174,10 @@ pub(crate) async fn read(
     sql.bind(after_seq);
     if let Some(resource) = &filter.resource {
         sql.push(" AND resource = ").bind(resource.as_str());
+        if !resource.starts_with("run:") {
+            // Repeats the partial index's condition, so both planners may use it.
+            sql.push(" AND substr(resource, 1, 4) <> 'run:'");
+        }
     }
     if let Some(actor) = &filter.actor {
         sql.push(" AND actor = ").bind(actor.as_str());

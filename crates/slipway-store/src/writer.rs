@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use slipway_core::audit::AuditEvent;
 
-use crate::audit::ChainHead;
+use crate::audit::{ChainHead, PreparedEvent};
 use crate::conn::Tx;
 
 /// Requests the writer takes into one transaction at most; bounds the latency a request can
@@ -45,7 +45,7 @@ pub(crate) struct Job {
     /// Whether the op is written against [`Tx`] and may run on the rusqlite connection.
     lite: bool,
     /// The audit entry to append in the op's transaction once it succeeded.
-    audit: Option<Arc<AuditEvent>>,
+    audit: Option<Arc<PreparedEvent>>,
 }
 
 #[derive(Clone)]
@@ -74,7 +74,7 @@ impl Writer {
         op: F,
         savepoint: bool,
         lite: bool,
-        audit: Option<Arc<AuditEvent>>,
+        audit: Option<Arc<PreparedEvent>>,
     ) -> Result<T>
     where
         T: Send + 'static,
@@ -130,7 +130,7 @@ impl Writer {
 #[derive(Clone)]
 pub(crate) struct AuditedWriter {
     writer: Writer,
-    audit: Option<Arc<AuditEvent>>,
+    audit: Option<Arc<PreparedEvent>>,
 }
 
 impl AuditedWriter {
@@ -144,7 +144,7 @@ impl AuditedWriter {
     pub(crate) fn with_audit(&self, event: AuditEvent) -> AuditedWriter {
         AuditedWriter {
             writer: self.writer.clone(),
-            audit: Some(Arc::new(event)),
+            audit: Some(Arc::new(PreparedEvent::new(event))),
         }
     }
 
@@ -212,7 +212,9 @@ async fn run(
     while let Some(first) = receiver.recv().await {
         let mut jobs = vec![first];
         // One yield lets request tasks that are already running enqueue their writes, so they
-        // share this group's commit instead of each paying for its own.
+        // share this group's commit instead of each paying for its own. (Waiting up to 100 µs
+        // for the previous group's size to come back measured within the noise: 13.6-15.0k
+        // against 14.0-15.8k single log-metric req/s.)
         let mut yielded = false;
         while jobs.len() < MAX_GROUP {
             match receiver.try_recv() {
@@ -257,7 +259,7 @@ async fn run_op(op: Op, tx: Tx<'_>) -> Outcome {
 /// group's chain head is read at its first audited op and written back once before the commit.
 async fn run_audited(
     op: Op,
-    audit: Option<&AuditEvent>,
+    audit: Option<&PreparedEvent>,
     tx: &mut Tx<'_>,
     head: &mut Option<ChainHead>,
 ) -> Outcome {
