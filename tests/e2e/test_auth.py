@@ -253,8 +253,16 @@ def test_promotion_approval_rollback_and_audit(auth_server, as_user, slipway_bin
     assert any(e["action"] == "request.denied" and "approve" in json.dumps(e["summary"])
                for e in alice), alice
 
-    # The chain verifies; an edit made behind the store's back is named by entry.
+    # The chain verifies; an export has every entry, one JSON object per line, in order.
     assert "audit chain intact" in cli(slipway_bin, uri, "audit", "verify")
+    export = tmp_path / "audit.jsonl"
+    cli(slipway_bin, uri, "audit", "export", "--output", str(export))
+    exported = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [e["seq"] for e in exported] == list(range(1, len(exported) + 1))
+    assert len(exported) >= len(entries) + len(alice)
+    assert ADMIN_PASSWORD not in export.read_text() and "argon2" not in export.read_text()
+
+    # An edit made behind the store's back is named by entry.
     target = entries[2]["seq"]
     db = sqlite3.connect(uri.removeprefix("sqlite:///"))
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
