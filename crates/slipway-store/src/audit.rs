@@ -12,6 +12,7 @@ use slipway_core::{Error, Result};
 
 use crate::SqlStore;
 use crate::conn::{Tx, read_all};
+use crate::sql::Arg;
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -85,28 +86,20 @@ pub(crate) async fn insert_entry(
     let hash = entry_hash_with_tail(&head.hash, seq, time_ms, &prepared.tail);
     let mut sql = tx.sql(
         "INSERT INTO audit_log (seq, time_ms, actor, action, resource, request_id, outcome, \
-         summary, prev_hash, hash) VALUES (",
+         summary, prev_hash, hash) VALUES ",
     );
-    sql.bind(seq)
-        .push(", ")
-        .bind(time_ms)
-        .push(", ")
-        .bind(event.actor.as_str())
-        .push(", ")
-        .bind(event.action.as_str())
-        .push(", ")
-        .bind(event.resource.as_str())
-        .push(", ")
-        .bind(event.request_id.clone())
-        .push(", ")
-        .bind(event.outcome.as_str())
-        .push(", ")
-        .bind(event.summary.as_str())
-        .push(", ")
-        .bind(head.hash.as_str())
-        .push(", ")
-        .bind(hash.as_str())
-        .push(")");
+    sql.bind_list([
+        Arg::from(seq),
+        Arg::from(time_ms),
+        Arg::from(event.actor.as_str()),
+        Arg::from(event.action.as_str()),
+        Arg::from(event.resource.as_str()),
+        Arg::from(event.request_id.clone()),
+        Arg::from(event.outcome.as_str()),
+        Arg::from(event.summary.as_str()),
+        Arg::from(head.hash.as_str()),
+        Arg::from(hash.as_str()),
+    ]);
     tx.execute(&sql, "appending to the audit log").await?;
     let prev_hash = std::mem::replace(&mut head.hash, hash.clone());
     head.seq = seq;
