@@ -334,6 +334,12 @@ fn denial(principal: &Principal, action: Action, resource: Option<&Resource>) ->
     }
 }
 
+/// The `path` of an artifact listing.
+#[derive(Debug, Default, Deserialize)]
+struct ArtifactQuery {
+    path: Option<String>,
+}
+
 /// The request fields that name a resource; everything else in the message is ignored here.
 #[derive(Debug, Default, Deserialize)]
 struct ScopeFields {
@@ -387,8 +393,21 @@ async fn resource_of(
     let hint = match scope {
         // /api/2.0/mlflow/logged-models/{model_id}/...
         Scope::LoggedModel => path_segment(4),
-        // /api/2.0/mlflow-artifacts/artifacts/<experiment id>/...
-        Scope::ArtifactPath => path_segment(4),
+        // /api/2.0/mlflow-artifacts/artifacts/<experiment id>/..., or for a listing
+        // /api/2.0/mlflow-artifacts/artifacts?path=<experiment id>/...
+        Scope::ArtifactPath => path_segment(4).or_else(|| {
+            parts.uri.query().and_then(|query| {
+                crate::extract::from_query::<ArtifactQuery>(query)
+                    .ok()
+                    .and_then(|q| q.path)
+                    .and_then(|path| {
+                        path.trim_start_matches('/')
+                            .split('/')
+                            .next()
+                            .map(str::to_owned)
+                    })
+            })
+        }),
         _ => None,
     };
     let resource = resolve(app, scope, fields, hint).await?;

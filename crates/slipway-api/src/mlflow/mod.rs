@@ -94,8 +94,8 @@ routes! {
 routes! {
     /// The `mlflow-artifacts` proxy, relative to `/api/2.0/mlflow-artifacts`.
     fn proxy_routes, proxy_rules;
-    GET "/artifacts" => artifacts::list, Read None;
-    GET "/artifacts/" => artifacts::list, Read None;
+    GET "/artifacts" => artifacts::list, Read ArtifactPath;
+    GET "/artifacts/" => artifacts::list, Read ArtifactPath;
     GET "/artifacts/{*path}" => artifacts::download, Read ArtifactPath;
     PUT "/artifacts/{*path}" => artifacts::upload, Write ArtifactPath;
     DELETE "/artifacts/{*path}" => artifacts::delete, Delete ArtifactPath;
