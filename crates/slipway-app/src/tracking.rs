@@ -365,6 +365,24 @@ impl App {
     ) -> Result<Option<HistoryPage>> {
         let max = max_results(requested_max, HISTORY_DEFAULT, HISTORY_MAX)?;
         let cursor = HistoryCursor::decode(page_token)?;
+        // The bulk-interval route names many runs at once, so its access rule cannot scope
+        // them; a caller with hidden experiments is checked here, run by run.
+        if !self.caller.hidden.is_empty() {
+            match self.store.get_run(run_id).await {
+                Ok(run)
+                    if self.hides(
+                        ResourceKind::Experiment,
+                        &run.info.experiment_id.to_string(),
+                    ) =>
+                {
+                    return Err(Error::permission_denied(format!(
+                        "user '{}' has NO_PERMISSIONS on the experiment of run {run_id}",
+                        self.caller.actor
+                    )));
+                }
+                _ => {}
+            }
+        }
         self.store
             .get_metric_history(run_id, key, cursor, max)
             .await
