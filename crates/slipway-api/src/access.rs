@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::LazyLock;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -23,7 +23,7 @@ use slipway_app::App;
 use slipway_app::identity::{Credential, Secret};
 use slipway_core::Error;
 use slipway_core::auth::{Action, Principal, Resource};
-use slipway_core::tracking::RunId;
+use slipway_core::tracking::{ExperimentId, RunId};
 
 use crate::error::ApiError;
 
@@ -192,10 +192,13 @@ fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Who a refused request claimed to be, for the audit log: never the secret.
+/// Who a refused request claimed to be, for the audit log: never the secret, marked as a claim
+/// and cut short, since anyone can send any name.
 fn claimed_actor(credential: Option<&Credential>) -> String {
     match credential {
-        Some(Credential::Basic { user, .. }) => user.clone(),
+        Some(Credential::Basic { user, .. }) => {
+            format!("claimed:{}", user.chars().take(64).collect::<String>())
+        }
         Some(Credential::Bearer(token)) => token
             .expose()
             .strip_prefix("slw_")
@@ -358,16 +361,26 @@ async fn resource_of(
     scope: Scope,
     request: Request,
 ) -> Result<(Request, Option<Resource>), Response> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let mut fields = ScopeFields::default();
     let mut body_bytes = Bytes::new();
-    let path_segment = |index: usize| {
-        parts
-            .uri
-            .path()
+    // Path parameters as the handler will see them: percent-decoded, so `%31` cannot name
+    // experiment 1 past this check.
+    let params = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok();
+    let param = |name: &str| {
+        params.as_ref().and_then(|params| {
+            params
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_owned())
+        })
+    };
+    let first_segment = |path: String| {
+        path.trim_start_matches('/')
             .split('/')
-            .filter(|segment| !segment.is_empty())
-            .nth(index)
+            .next()
             .map(str::to_owned)
     };
     match scope {
@@ -392,20 +405,15 @@ async fn resource_of(
     }
     let hint = match scope {
         // /api/2.0/mlflow/logged-models/{model_id}/...
-        Scope::LoggedModel => path_segment(4),
+        Scope::LoggedModel => param("model_id"),
         // /api/2.0/mlflow-artifacts/artifacts/<experiment id>/..., or for a listing
         // /api/2.0/mlflow-artifacts/artifacts?path=<experiment id>/...
-        Scope::ArtifactPath => path_segment(4).or_else(|| {
+        Scope::ArtifactPath => param("path").and_then(first_segment).or_else(|| {
             parts.uri.query().and_then(|query| {
                 crate::extract::from_query::<ArtifactQuery>(query)
                     .ok()
                     .and_then(|q| q.path)
-                    .and_then(|path| {
-                        path.trim_start_matches('/')
-                            .split('/')
-                            .next()
-                            .map(str::to_owned)
-                    })
+                    .and_then(first_segment)
             })
         }),
         _ => None,
@@ -425,19 +433,25 @@ async fn resolve(
     fields: ScopeFields,
     path_hint: Option<String>,
 ) -> Result<Option<Resource>, Response> {
+    // Ids as the handlers will read them (" 1", "01" and "+1" are experiment 1), so a grant
+    // on "1" cannot be sidestepped by spelling.
+    let experiment = |raw: &str| ExperimentId::parse(raw).ok().map(|id| id.to_string());
     let experiment_field = |value: &serde_json::Value| match value {
-        serde_json::Value::String(id) => Some(id.clone()),
-        serde_json::Value::Number(id) => Some(id.to_string()),
+        serde_json::Value::String(id) => experiment(id),
+        serde_json::Value::Number(id) => experiment(&id.to_string()),
         _ => None,
     };
     let store = app.store();
     Ok(match scope {
         Scope::None => None,
-        Scope::Experiment => fields
-            .experiment_id
-            .as_ref()
-            .and_then(experiment_field)
-            .map(Resource::experiment),
+        // Without an id, run creation goes to the Default experiment, 0.
+        Scope::Experiment => match fields.experiment_id.as_ref() {
+            None => Some(Resource::experiment("0")),
+            Some(serde_json::Value::String(id)) if id.trim().is_empty() => {
+                Some(Resource::experiment("0"))
+            }
+            Some(value) => experiment_field(value).map(Resource::experiment),
+        },
         Scope::ExperimentName => match fields.experiment_name {
             Some(name) => store
                 .get_experiment_by_name(&name)
@@ -470,7 +484,8 @@ async fn resolve(
             None => None,
         },
         Scope::ArtifactPath => path_hint
-            .filter(|segment| segment.bytes().all(|b| b.is_ascii_digit()))
+            .as_deref()
+            .and_then(experiment)
             .map(Resource::experiment),
     })
 }

@@ -819,6 +819,24 @@ async fn case_promotion_flow(uri: &str) {
         "a closed request takes no more decisions"
     );
 
+    // Deleting the version or the model that holds production is refused too.
+    let (status, value) = call(
+        "editor",
+        Method::DELETE,
+        format!("{api}/model-versions/delete"),
+        Some(json!({"name": "fraud", "version": "1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    let (status, value) = call(
+        "admin",
+        Method::DELETE,
+        format!("{api}/registered-models/delete"),
+        Some(json!({"name": "fraud"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+
     // A version whose source run fails the checks cannot be approved; it can be rejected.
     let (_, value) = call(
         "editor",

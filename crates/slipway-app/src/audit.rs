@@ -64,8 +64,14 @@ impl App {
         })
     }
 
-    /// Calls `each` with every entry in sequence order, a batch at a time.
-    pub async fn walk_audit(&self, mut each: impl FnMut(&AuditRecord) -> Result<()>) -> Result<()> {
+    /// Calls `each` with every entry up to `until_seq` in sequence order, a batch at a time.
+    /// Entries appended while the walk runs are past `until_seq` and left out, so a live server
+    /// does not look like a truncated log.
+    pub async fn walk_audit(
+        &self,
+        until_seq: i64,
+        mut each: impl FnMut(&AuditRecord) -> Result<()>,
+    ) -> Result<()> {
         let mut after = 0;
         loop {
             let batch = self
@@ -73,6 +79,9 @@ impl App {
                 .read_audit(&AuditFilter::default(), after, WALK_BATCH)
                 .await?;
             for record in &batch {
+                if record.seq > until_seq {
+                    return Ok(());
+                }
                 each(record)?;
             }
             match batch.last() {
@@ -90,7 +99,7 @@ impl App {
         let mut broken = None;
         let mut checked = 0u64;
         let walked = self
-            .walk_audit(|record| {
+            .walk_audit(head_seq, |record| {
                 if let Err(chain_break) = verifier.check(record) {
                     broken = Some(chain_break);
                     // Stop at the first break: later entries link to a broken one.

@@ -21,7 +21,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use slipway_core::auth::{
-    Grant, Permission, Principal, Resource, Role, TokenInfo, User, validate_user_name,
+    Grant, Permission, Principal, Resource, ResourceKind, Role, TokenInfo, User, validate_user_name,
 };
 use slipway_core::{Error, Result};
 
@@ -133,7 +133,16 @@ impl Authenticator {
         fresh.then(|| entry.principal.clone())
     }
 
-    fn remember(&self, fingerprint: [u8; 32], principal: &Principal, expires_at_ms: Option<i64>) {
+    /// Caches a principal verified against the identity tables as they were at `generation`,
+    /// read before the verification: a change that lands while argon2 runs then makes the
+    /// entry stale instead of hiding behind the newer generation.
+    fn remember(
+        &self,
+        fingerprint: [u8; 32],
+        principal: &Principal,
+        expires_at_ms: Option<i64>,
+        generation: i64,
+    ) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_ENTRIES {
             cache.clear();
@@ -144,7 +153,7 @@ impl Authenticator {
                 principal: principal.clone(),
                 verified_at: Instant::now(),
                 expires_at_ms,
-                generation: self.generation.load(Ordering::Acquire),
+                generation,
             },
         );
     }
@@ -257,6 +266,16 @@ fn validate_password(password: &Secret) -> Result<()> {
     Ok(())
 }
 
+/// Experiment ids in the form the access check compares (`"01"` is experiment `1`).
+fn normalized(resource: Resource) -> Result<Resource> {
+    Ok(match resource.kind {
+        ResourceKind::Experiment => Resource::experiment(
+            slipway_core::tracking::ExperimentId::parse(&resource.id)?.to_string(),
+        ),
+        ResourceKind::RegisteredModel => resource,
+    })
+}
+
 /// A token as handed to its owner: `slw_<id>_<secret>`, shown once.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -289,10 +308,12 @@ impl App {
         if !penalty.is_zero() {
             tokio::time::sleep(penalty).await;
         }
+        let generation = self.auth.generation.load(Ordering::Acquire);
         match self.verify(&credential).await? {
             Some((principal, expires_at_ms)) => {
                 self.auth.record_success(client);
-                self.auth.remember(fingerprint, &principal, expires_at_ms);
+                self.auth
+                    .remember(fingerprint, &principal, expires_at_ms, generation);
                 Ok(principal)
             }
             None => {
@@ -365,7 +386,6 @@ impl App {
                 name: user.name,
                 role: user.role,
                 grants,
-                anonymous: false,
             },
             expires_at,
         )))
@@ -446,6 +466,39 @@ impl App {
         Ok(user)
     }
 
+    /// Changes the role, the password or both in one write: a bad password changes nothing.
+    pub async fn update_user(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        password: Option<Secret>,
+    ) -> Result<User> {
+        if role.is_none() && password.is_none() {
+            return Err(Error::invalid(
+                "nothing to change: send a new 'role', a new 'password', or both",
+            ));
+        }
+        let hash = match password {
+            Some(password) => {
+                validate_password(&password)?;
+                Some(blocking(move || hash_secret(password.expose())).await??)
+            }
+            None => None,
+        };
+        let before = self.store.get_user_credentials(name).await?.user.role;
+        let summary = json!({
+            "before": { "role": before.as_str() },
+            "after": { "role": role.unwrap_or(before).as_str() },
+            "password_changed": hash.is_some(),
+        });
+        let user = self
+            .audited("users.update", format!("user:{name}"), summary)
+            .update_user(name, role, hash, now_ms())
+            .await?;
+        self.refresh_identity().await?;
+        Ok(user)
+    }
+
     pub async fn delete_user(&self, name: &str) -> Result<()> {
         self.audited("users.delete", format!("user:{name}"), json!({}))
             .delete_user(name)
@@ -517,6 +570,7 @@ impl App {
         resource: Resource,
         permission: Permission,
     ) -> Result<()> {
+        let resource = normalized(resource)?;
         let summary = json!({
             "user": user_name,
             "resource_type": resource.kind.as_str(),
@@ -534,6 +588,7 @@ impl App {
     }
 
     pub async fn delete_permission(&self, user_name: &str, resource: &Resource) -> Result<()> {
+        let resource = &normalized(resource.clone())?;
         self.audited(
             "permissions.delete",
             format!("user:{user_name}"),

@@ -147,19 +147,31 @@ impl App {
             max,
             page_token,
         )?;
-        self.store
-            .search_logged_models(
-                &experiment_ids
-                    .into_iter()
-                    .filter(|id| {
-                        !self.hides(
-                            slipway_core::auth::ResourceKind::Experiment,
-                            &id.to_string(),
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-                &query,
+        // An empty list means every experiment to the store; a caller whose list was all
+        // hidden experiments gets nothing, not everything.
+        let visible: Vec<ExperimentId> = experiment_ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                !self.hides(
+                    slipway_core::auth::ResourceKind::Experiment,
+                    &id.to_string(),
+                )
+            })
+            .collect();
+        if visible.is_empty() && !experiment_ids.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+        let mut page = self.store.search_logged_models(&visible, &query).await?;
+        page.items.retain(|model| {
+            !self.hides(
+                slipway_core::auth::ResourceKind::Experiment,
+                &model.experiment_id.to_string(),
             )
-            .await
+        });
+        Ok(page)
     }
 }

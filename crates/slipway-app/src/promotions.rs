@@ -2,6 +2,7 @@
 //! than the requester, checks on the source run, rollback, and the lineage a reviewer reads.
 
 use serde_json::json;
+use slipway_core::auth::ResourceKind;
 use slipway_core::promotion::{
     AliasChange, DEFAULT_PROTECTED_ALIASES, Decision, NewPromotionRequest, PromotionPolicy,
     PromotionRequest, PromotionTarget, RequestState,
@@ -100,7 +101,20 @@ impl App {
     }
 
     pub async fn get_policy(&self, name: &str) -> Result<Option<PromotionPolicy>> {
+        self.visible_model(name)?;
         self.store.get_policy(name).await
+    }
+
+    /// Refuses a registered model the caller's `NO_PERMISSIONS` hides (the native promotion
+    /// routes name requests by id, so their access rule cannot scope them).
+    fn visible_model(&self, name: &str) -> Result<()> {
+        if self.hides(ResourceKind::RegisteredModel, name) {
+            return Err(Error::permission_denied(format!(
+                "user '{}' has NO_PERMISSIONS on registered model '{name}'",
+                self.caller.actor
+            )));
+        }
+        Ok(())
     }
 
     pub async fn delete_policy(&self, name: &str) -> Result<()> {
@@ -257,7 +271,9 @@ impl App {
     }
 
     pub async fn get_promotion(&self, id: i64) -> Result<PromotionRequest> {
-        self.store.get_promotion_request(id).await
+        let request = self.store.get_promotion_request(id).await?;
+        self.visible_model(&request.model_name)?;
+        Ok(request)
     }
 
     pub async fn list_promotions(
@@ -266,13 +282,15 @@ impl App {
         state: Option<&str>,
     ) -> Result<Vec<PromotionRequest>> {
         let state = state.map(RequestState::parse).transpose()?;
-        self.store.list_promotion_requests(name, state).await
+        let mut requests = self.store.list_promotion_requests(name, state).await?;
+        requests.retain(|request| !self.hides(ResourceKind::RegisteredModel, &request.model_name));
+        Ok(requests)
     }
 
     /// Approves a request. The requester never can; the checks must pass at this moment; the
     /// approval that completes the count moves the alias atomically.
     pub async fn approve_promotion(&self, id: i64, reason: &str) -> Result<PromotionRequest> {
-        let request = self.store.get_promotion_request(id).await?;
+        let request = self.get_promotion(id).await?;
         let resource = format!("registered_model:{}", request.model_name);
         if request.requester == self.caller.actor {
             let message = format!(
@@ -327,7 +345,7 @@ impl App {
         if reason.trim().is_empty() {
             return Err(Error::invalid("a rejection needs a reason"));
         }
-        let request = self.store.get_promotion_request(id).await?;
+        let request = self.get_promotion(id).await?;
         self.audited(
             "promotions.reject",
             format!("registered_model:{}", request.model_name),
@@ -373,6 +391,15 @@ impl App {
         let model_version = self.store.get_model_version(name, version).await?;
         let run = match model_version.run_id.as_deref().filter(|id| !id.is_empty()) {
             Some(run_id) => match self.store.get_run(&RunId::parse(run_id)?).await {
+                // A run in an experiment the caller may not see stays out of the answer.
+                Ok(run)
+                    if self.hides(
+                        ResourceKind::Experiment,
+                        &run.info.experiment_id.to_string(),
+                    ) =>
+                {
+                    None
+                }
                 Ok(run) => Some(run),
                 Err(Error::NotFound(_)) => None,
                 Err(error) => return Err(error),
@@ -389,6 +416,14 @@ impl App {
                 break;
             };
             match self.store.get_run(&parent_id).await {
+                Ok(parent)
+                    if self.hides(
+                        ResourceKind::Experiment,
+                        &parent.info.experiment_id.to_string(),
+                    ) =>
+                {
+                    break;
+                }
                 Ok(parent) => {
                     next = parent_of(&parent);
                     parents.push(parent);

@@ -115,6 +115,17 @@ impl App {
 
     pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
         model_name("name", name)?;
+        // A model whose protected aliases or stages are held goes only after they are released
+        // through promotions (or its policy is deleted by an admin).
+        let model = self.store.get_registered_model(name).await?;
+        for alias in &model.aliases {
+            self.guard(name, None, &PromotionTarget::Alias(alias.alias.clone()))
+                .await?;
+        }
+        for version in &model.latest_versions {
+            self.guard(name, None, &PromotionTarget::Stage(version.current_stage))
+                .await?;
+        }
         self.audited(
             "registry.delete_model",
             format!("registered_model:{name}"),
@@ -165,7 +176,7 @@ impl App {
         self.audited(
             "registry.set_model_tag",
             format!("registered_model:{name}"),
-            json!({ "key": tag.key, "value": tag.value }),
+            json!({ "key": tag.key }),
         )
         .set_registered_model_tag(name, &tag)
         .await
@@ -232,8 +243,9 @@ impl App {
             registry_tag(tag)?;
         }
         self.check_version_source(&mut new).await?;
-        // Lineage names who registered a version; MLflow's client leaves user_id empty.
-        if new.user_id.as_deref().is_none_or(str::is_empty) {
+        // Lineage names who registered a version: with authentication the caller, whatever the
+        // client claims; without, the client's user_id if it sent one.
+        if self.auth_enabled() || new.user_id.as_deref().is_none_or(str::is_empty) {
             new.user_id = Some(self.caller.actor.clone());
         }
         let summary = json!({
@@ -288,13 +300,18 @@ impl App {
         model_name("name", name)?;
         let stage = Stage::parse(stage)?;
         let version = validate::version_number(version)?;
-        self.guard(name, Some(version), &PromotionTarget::Stage(stage))
-            .await?;
         let before = self
             .store
             .get_model_version(name, version)
             .await?
             .current_stage;
+        self.guard(name, Some(version), &PromotionTarget::Stage(stage))
+            .await?;
+        // Moving a version out of a protected stage is as guarded as moving one in.
+        if before != stage {
+            self.guard(name, Some(version), &PromotionTarget::Stage(before))
+                .await?;
+        }
         self.audited(
             "registry.transition_stage",
             format!("registered_model:{name}"),
@@ -312,6 +329,14 @@ impl App {
     pub async fn delete_model_version(&self, name: &str, version: &str) -> Result<()> {
         model_name("name", name)?;
         let version = validate::version_number(version)?;
+        // Deleting a version takes its aliases and stage with it: not around a policy.
+        let current = self.store.get_model_version(name, version).await?;
+        for alias in &current.aliases {
+            self.guard(name, None, &PromotionTarget::Alias(alias.clone()))
+                .await?;
+        }
+        self.guard(name, None, &PromotionTarget::Stage(current.current_stage))
+            .await?;
         self.audited(
             "registry.delete_version",
             format!("registered_model:{name}"),
@@ -355,7 +380,7 @@ impl App {
         self.audited(
             "registry.set_version_tag",
             format!("registered_model:{name}"),
-            json!({ "version": version, "key": tag.key, "value": tag.value }),
+            json!({ "version": version, "key": tag.key }),
         )
         .set_model_version_tag(name, version, &tag)
         .await

@@ -166,7 +166,7 @@ impl App {
         self.audited(
             "experiments.set_tag",
             format!("experiment:{id}"),
-            json!({ "key": tag.key, "value": tag.value }),
+            json!({ "key": tag.key }),
         )
         .set_experiment_tag(id, &tag)
         .await

@@ -258,8 +258,6 @@ pub struct Principal {
     pub role: Role,
     /// The user's per-resource permissions; usually none, and then the role decides alone.
     pub grants: Vec<(Resource, Permission)>,
-    /// Whether authentication is off and this is the stand-in for every caller.
-    pub anonymous: bool,
 }
 
 impl Principal {
@@ -269,7 +267,6 @@ impl Principal {
             name: "anonymous".to_owned(),
             role: Role::Admin,
             grants: Vec::new(),
-            anonymous: true,
         }
     }
 
@@ -335,7 +332,6 @@ mod tests {
             name: "u".into(),
             role,
             grants,
-            anonymous: false,
         }
     }
 

@@ -10,15 +10,9 @@ use slipway_core::audit::{AuditEvent, AuditRecord, Outcome, canonical_tail, entr
 use slipway_core::ports::AuditFilter;
 use slipway_core::{Error, Result};
 
-use crate::SqlStore;
 use crate::conn::{Tx, read_all};
 use crate::sql::Arg;
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::{SqlStore, now_ms};
 
 /// The chain's end as a transaction sees it. The SQLite writer loads it once per group of
 /// writes and stores it once before the commit, so each audited write costs one INSERT.

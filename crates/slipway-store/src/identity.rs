@@ -392,3 +392,17 @@ pub(crate) async fn rename_model_grants(tx: &mut Tx<'_>, old: &str, new: &str) -
     }
     Ok(())
 }
+
+/// Drops every user's permission on a resource that is gone.
+pub(crate) async fn delete_resource_grants(tx: &mut Tx<'_>, kind: &str, id: &str) -> Result<()> {
+    let mut sql = tx.sql("DELETE FROM resource_permissions WHERE resource_type = ");
+    sql.bind(kind).push(" AND resource_id = ").bind(id);
+    if tx
+        .execute(&sql, "deleting permissions of a deleted resource")
+        .await?
+        > 0
+    {
+        bump_generation(tx).await?;
+    }
+    Ok(())
+}

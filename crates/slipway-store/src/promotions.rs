@@ -143,16 +143,16 @@ async fn load_decisions(conn: &mut AnyConnection, id: i64) -> Result<Vec<Decisio
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err("reading promotion decisions"))?;
-    rows.iter()
-        .map(|row| {
-            Ok(Decision {
-                approver: get_str(row, "approver")?,
-                approve: get_str(row, "decision")? == "approve",
-                reason: get_str(row, "reason")?,
-                decided_at: get_i64(row, "decided_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decision_from_row).collect()
+}
+
+fn decision_from_row(row: &AnyRow) -> Result<Decision> {
+    Ok(Decision {
+        approver: get_str(row, "approver")?,
+        approve: get_str(row, "decision")? == "approve",
+        reason: get_str(row, "reason")?,
+        decided_at: get_i64(row, "decided_at")?,
+    })
 }
 
 pub(crate) async fn create_request(
@@ -217,11 +217,30 @@ pub(crate) async fn list_requests(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err("listing promotion requests"))?;
-    let mut requests = Vec::with_capacity(rows.len());
+    let mut requests = rows
+        .iter()
+        .map(request_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    if requests.is_empty() {
+        return Ok(requests);
+    }
+    // All their decisions in one query, not one per request.
+    let mut sql = store.sql(
+        "SELECT request_id, approver, decision, reason, decided_at FROM promotion_decisions \
+         WHERE request_id IN ",
+    );
+    sql.bind_list(requests.iter().map(|request| request.id))
+        .push(" ORDER BY decided_at, approver");
+    let rows = sql
+        .query()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err("reading promotion decisions"))?;
     for row in &rows {
-        let mut request = request_from_row(row)?;
-        request.decisions = load_decisions(&mut conn, request.id).await?;
-        requests.push(request);
+        let request_id = get_i64(row, "request_id")?;
+        if let Some(request) = requests.iter_mut().find(|r| r.id == request_id) {
+            request.decisions.push(decision_from_row(row)?);
+        }
     }
     Ok(requests)
 }
@@ -237,6 +256,15 @@ pub(crate) async fn decide(
         .writer
         .write(move |tx| {
             Box::pin(async move {
+                // Two approvers at once on PostgreSQL: the second waits here for the first to
+                // commit, then counts its approval and sees the state it left.
+                if tx.backend_name() != "SQLite" {
+                    sqlx::query("SELECT id FROM promotion_requests WHERE id = $1 FOR UPDATE")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("locking a promotion request"))?;
+                }
                 let request = load_request(&mut *tx, id).await?;
                 if request.state != RequestState::Pending {
                     return Err(Error::invalid(format!(
@@ -380,7 +408,7 @@ pub(crate) async fn rollback_alias(
                     alias,
                     version: Some(target),
                     previous_version: previous,
-                    changed_at: crate::audit::now_ms(),
+                    changed_at: crate::now_ms(),
                     via: "rollback".to_owned(),
                 })
             })

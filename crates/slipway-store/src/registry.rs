@@ -415,6 +415,28 @@ pub(crate) async fn delete_model(store: &SqlStore, name: &str) -> Result<()> {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err("deleting a registered model"))?;
+                // What belonged to the name goes with it, so a new model of the same name starts
+                // with no policy, requests, alias history or permissions (the audit log keeps
+                // the story).
+                for statement in [
+                    "DELETE FROM promotion_decisions WHERE request_id IN \
+                     (SELECT id FROM promotion_requests WHERE model_name = $1)",
+                    "DELETE FROM promotion_requests WHERE model_name = $1",
+                    "DELETE FROM promotion_policies WHERE model_name = $1",
+                    "DELETE FROM alias_history WHERE model_name = $1",
+                ] {
+                    sqlx::query(AssertSqlSafe(statement))
+                        .bind(name.to_owned())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("deleting a registered model's promotion records"))?;
+                }
+                crate::identity::delete_resource_grants(
+                    &mut crate::conn::Tx::Any(tx),
+                    "registered_model",
+                    name,
+                )
+                .await?;
                 Ok(())
             })
         })
@@ -552,7 +574,7 @@ async fn record_alias_change(
     .bind(alias.to_owned())
     .bind(version)
     .bind(previous)
-    .bind(crate::audit::now_ms())
+    .bind(crate::now_ms())
     .bind(via.to_owned())
     .execute(&mut *conn)
     .await
@@ -866,6 +888,20 @@ pub(crate) async fn delete_version(store: &SqlStore, name: &str, version: i64) -
             Box::pin(async move {
                 let name = name_owned.as_str();
                 let id = require_version(&mut *tx, name, version).await?;
+                // The aliases go with the version; their history says so.
+                let aliases = sqlx::query(
+                    "SELECT alias FROM registered_model_aliases WHERE model_id = $1 AND version = $2",
+                )
+                .bind(id)
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("reading a version's aliases"))?;
+                for row in &aliases {
+                    let alias = get_str(row, "alias")?;
+                    record_alias_change(tx, name, &alias, None, Some(version), "delete_version")
+                        .await?;
+                }
                 for table in [
                     "model_version_tags",
                     "registered_model_aliases",

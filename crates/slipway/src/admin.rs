@@ -499,7 +499,7 @@ pub async fn audit(config: Option<&std::path::Path>, args: AuditArgs) -> anyhow:
             let bar = progress_bar(head_seq, "exporting");
             let mut written = 0u64;
             let mut failure: Option<std::io::Error> = None;
-            app.walk_audit(|entry| {
+            app.walk_audit(head_seq, |entry| {
                 if let Err(error) = serde_json::to_writer(&mut out, &entry_json(entry))
                     .map_err(std::io::Error::from)
                     .and_then(|()| out.write_all(b"\n"))

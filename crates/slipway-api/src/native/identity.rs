@@ -144,19 +144,10 @@ pub async fn update_user(
     Path(name): Path<String>,
     Message(request): Message<UpdateUser>,
 ) -> ApiResult<Json<Value>> {
-    if request.role.is_none() && request.password.is_none() {
-        return Err(slipway_core::Error::invalid(
-            "nothing to change: send a new 'role', a new 'password', or both",
-        )
-        .into());
-    }
-    let mut user = app.get_user(&name).await?;
-    if let Some(role) = request.role {
-        user = app.set_user_role(&name, Role::parse(&role)?).await?;
-    }
-    if let Some(password) = request.password {
-        user = app.set_user_password(&name, Secret::new(password)).await?;
-    }
+    let role = request.role.as_deref().map(Role::parse).transpose()?;
+    let user = app
+        .update_user(&name, role, request.password.map(Secret::new))
+        .await?;
     Ok(Json(json!({ "user": UserOut::from(&user) })))
 }
 
