@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test slipway has: the Rust workspace tests (unit, store contract suite on SQLite and
-# PostgreSQL, HTTP-level API tests) and the end-to-end suite that drives the real `mlflow`
-# Python client against a running `slipway server` on SQLite and on PostgreSQL.
+# PostgreSQL, HTTP-level API tests, ONNX fixture models through ONNX Runtime) and the end-to-end
+# suite that drives the real `mlflow` Python client against a running `slipway server` on
+# SQLite and on PostgreSQL.
 #
 #   ./scripts/test.sh
 #
@@ -40,6 +41,17 @@ else
     exit 1
   fi
   SKIPPED+=("PostgreSQL store contract and e2e runs: nothing listens at $SLIPWAY_TEST_PG_URL (set SLIPWAY_TEST_PG_URL or start PostgreSQL)")
+fi
+
+step "ONNX Runtime for the serving tests (scripts/fetch-onnxruntime.sh)"
+if ORT_LIB=$("$ROOT/scripts/fetch-onnxruntime.sh"); then
+  export ORT_DYLIB_PATH="$ORT_LIB"
+  echo "using $ORT_DYLIB_PATH"
+elif [ "$CI" = "true" ]; then
+  echo "error: CI=true but ONNX Runtime could not be fetched; CI must run the serving tests" >&2
+  exit 1
+else
+  SKIPPED+=("ONNX model tests: ONNX Runtime could not be fetched from PyPI (run scripts/fetch-onnxruntime.sh or set ORT_DYLIB_PATH)")
 fi
 
 step "Rust tests (cargo test --workspace)"

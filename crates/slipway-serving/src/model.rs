@@ -1,0 +1,270 @@
+//! A loaded ONNX model and batch prediction.
+//!
+//! `Session::run` needs exclusive access, so a model holds a small pool of sessions, each with
+//! one intra-op thread: for the small tabular models served here, parallel requests on separate
+//! sessions beat one session splitting a tiny batch across threads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::{DynMapValueType, DynValue, TensorElementType, ValueType};
+
+use crate::runtime::Runtime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("could not load the ONNX model: {0}")]
+    Load(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("inference failed: {0}")]
+    Run(String),
+    #[error("the model's output '{name}' has a type slipway cannot return yet: {ty}")]
+    UnsupportedOutput { name: String, ty: String },
+}
+
+/// One named input or output as the graph declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoSpec {
+    pub name: String,
+    /// `float32`, `int64`, `seq(map(int64,float32))`, ...
+    pub ty: String,
+    /// -1 for a dynamic dimension; empty for non-tensors.
+    pub shape: Vec<i64>,
+}
+
+/// One output of a prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub value: OutputValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputValue {
+    F32 {
+        shape: Vec<i64>,
+        data: Vec<f32>,
+    },
+    F64 {
+        shape: Vec<i64>,
+        data: Vec<f64>,
+    },
+    I64 {
+        shape: Vec<i64>,
+        data: Vec<i64>,
+    },
+    /// One map per row, e.g. ZipMap's class -> probability (keys as text, as JSON has them).
+    Maps(Vec<BTreeMap<String, f32>>),
+}
+
+pub struct OnnxModel {
+    sessions: Vec<Mutex<Session>>,
+    inputs: Vec<IoSpec>,
+    outputs: Vec<IoSpec>,
+}
+
+fn element_name(ty: &TensorElementType) -> String {
+    match ty {
+        TensorElementType::Float32 => "float32".to_owned(),
+        TensorElementType::Float64 => "float64".to_owned(),
+        TensorElementType::Int64 => "int64".to_owned(),
+        TensorElementType::Int32 => "int32".to_owned(),
+        TensorElementType::String => "string".to_owned(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+fn spec(name: &str, ty: &ValueType) -> IoSpec {
+    let (ty, shape) = match ty {
+        ValueType::Tensor { ty, shape, .. } => (element_name(ty), shape.iter().copied().collect()),
+        ValueType::Sequence(inner) => (format!("seq({})", spec("", inner).ty), Vec::new()),
+        ValueType::Map { key, value } => (
+            format!("map({},{})", element_name(key), element_name(value)),
+            Vec::new(),
+        ),
+        ValueType::Optional(inner) => (format!("optional({})", spec("", inner).ty), Vec::new()),
+    };
+    IoSpec {
+        name: name.to_owned(),
+        ty,
+        shape,
+    }
+}
+
+impl OnnxModel {
+    /// Loads a model file with `pool_size` sessions (at least one).
+    pub fn load(runtime: &Runtime, path: &Path, pool_size: usize) -> Result<OnnxModel, ModelError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ModelError::Load(format!("reading {}: {e}", path.display())))?;
+        Self::from_bytes(runtime, &bytes, pool_size)
+    }
+
+    pub fn from_bytes(
+        runtime: &Runtime,
+        bytes: &[u8],
+        pool_size: usize,
+    ) -> Result<OnnxModel, ModelError> {
+        let mut sessions = Vec::new();
+        for _ in 0..pool_size.max(1) {
+            let session = Session::builder(runtime.environment())
+                .map_err(|e| ModelError::Load(e.to_string()))?
+                .with_intra_threads(1)
+                .map_err(|e| ModelError::Load(e.to_string()))?
+                .commit_from_memory(bytes)
+                .map_err(|e| ModelError::Load(e.to_string()))?;
+            sessions.push(Mutex::new(session));
+        }
+        let (inputs, outputs) = {
+            let session = sessions[0].lock().unwrap_or_else(|e| e.into_inner());
+            (
+                session
+                    .inputs()
+                    .iter()
+                    .map(|outlet| spec(outlet.name(), outlet.dtype()))
+                    .collect(),
+                session
+                    .outputs()
+                    .iter()
+                    .map(|outlet| spec(outlet.name(), outlet.dtype()))
+                    .collect(),
+            )
+        };
+        Ok(OnnxModel {
+            sessions,
+            inputs,
+            outputs,
+        })
+    }
+
+    pub fn inputs(&self) -> &[IoSpec] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[IoSpec] {
+        &self.outputs
+    }
+
+    /// Runs a batch of float32 rows through the model's single float32 matrix input.
+    pub fn predict_rows(&self, rows: &[Vec<f32>]) -> Result<Vec<Output>, ModelError> {
+        let [input] = self.inputs.as_slice() else {
+            return Err(ModelError::BadInput(format!(
+                "the model has {} inputs; row prediction needs exactly one",
+                self.inputs.len()
+            )));
+        };
+        if input.ty != "float32" || input.shape.len() != 2 {
+            return Err(ModelError::BadInput(format!(
+                "the model's input '{}' is {} {:?}, not a float32 matrix",
+                input.name, input.ty, input.shape
+            )));
+        }
+        let width = rows.first().map_or(0, Vec::len);
+        if rows.is_empty() {
+            return Err(ModelError::BadInput("no rows to predict".to_owned()));
+        }
+        if let Some(expected) = input.shape.get(1).copied().filter(|d| *d >= 0)
+            && width as i64 != expected
+        {
+            return Err(ModelError::BadInput(format!(
+                "input '{}' takes {expected} features per row, got {width}",
+                input.name
+            )));
+        }
+        if let Some((index, row)) = rows.iter().enumerate().find(|(_, row)| row.len() != width) {
+            return Err(ModelError::BadInput(format!(
+                "row {index} has {} values, the first row {width}",
+                row.len()
+            )));
+        }
+        let data: Vec<f32> = rows.iter().flatten().copied().collect();
+        let tensor = ort::value::Tensor::from_array(([rows.len(), width], data))
+            .map_err(|e| ModelError::BadInput(e.to_string()))?;
+        self.run(vec![(input.name.clone(), tensor.into_dyn())])
+    }
+
+    fn run(&self, inputs: Vec<(String, DynValue)>) -> Result<Vec<Output>, ModelError> {
+        // Any free session; if all are busy, wait on the first (bounded by the pool's size).
+        let mut guard = self
+            .sessions
+            .iter()
+            .find_map(|session| session.try_lock().ok())
+            .unwrap_or_else(|| self.sessions[0].lock().unwrap_or_else(|e| e.into_inner()));
+        let outputs = guard
+            .run(inputs)
+            .map_err(|e| ModelError::Run(e.to_string()))?;
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for spec in &self.outputs {
+            let value = &outputs[spec.name.as_str()];
+            result.push(Output {
+                name: spec.name.clone(),
+                value: extract(&spec.name, value)?,
+            });
+        }
+        Ok(result)
+    }
+}
+
+fn extract(name: &str, value: &DynValue) -> Result<OutputValue, ModelError> {
+    let unsupported = || ModelError::UnsupportedOutput {
+        name: name.to_owned(),
+        ty: format!("{:?}", value.dtype()),
+    };
+    let run_err = |e: ort::Error| ModelError::Run(format!("reading output '{name}': {e}"));
+    match value.dtype() {
+        ValueType::Tensor { ty, .. } => match ty {
+            TensorElementType::Float32 => {
+                let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+                Ok(OutputValue::F32 {
+                    shape: shape.iter().copied().collect(),
+                    data: data.to_vec(),
+                })
+            }
+            TensorElementType::Float64 => {
+                let (shape, data) = value.try_extract_tensor::<f64>().map_err(run_err)?;
+                Ok(OutputValue::F64 {
+                    shape: shape.iter().copied().collect(),
+                    data: data.to_vec(),
+                })
+            }
+            TensorElementType::Int64 => {
+                let (shape, data) = value.try_extract_tensor::<i64>().map_err(run_err)?;
+                Ok(OutputValue::I64 {
+                    shape: shape.iter().copied().collect(),
+                    data: data.to_vec(),
+                })
+            }
+            _ => Err(unsupported()),
+        },
+        ValueType::Sequence(inner) => match inner.as_ref() {
+            ValueType::Map { key, value: v } if *v == TensorElementType::Float32 => {
+                let maps = value
+                    .try_extract_sequence::<DynMapValueType>()
+                    .map_err(run_err)?;
+                let mut rows = Vec::with_capacity(maps.len());
+                for map in &maps {
+                    let entries: BTreeMap<String, f32> = match key {
+                        TensorElementType::Int64 => map
+                            .try_extract_key_values::<i64, f32>()
+                            .map_err(run_err)?
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                        TensorElementType::String => map
+                            .try_extract_key_values::<String, f32>()
+                            .map_err(run_err)?
+                            .into_iter()
+                            .collect(),
+                        _ => return Err(unsupported()),
+                    };
+                    rows.push(entries);
+                }
+                Ok(OutputValue::Maps(rows))
+            }
+            _ => Err(unsupported()),
+        },
+        _ => Err(unsupported()),
+    }
+}
