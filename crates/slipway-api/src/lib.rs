@@ -7,6 +7,7 @@
 //! - `dto`: wire shapes and their conversions from domain types.
 //! - `mlflow`: the MLflow handlers, by area.
 //! - `native`: slipway's own API under `/api/slipway/v1` (users, tokens, permissions).
+//! - [`scoring`]: MLflow's scoring protocol for one model (`slipway serve`).
 //! - [`access`]: authentication and the access rule of every route.
 //!
 //! A request flows: router -> `Message<T>` extractor (400 on bad input) -> handler (wire ->
@@ -47,6 +48,7 @@ pub mod error;
 pub mod extract;
 mod mlflow;
 mod native;
+pub mod scoring;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod remote;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +71,8 @@ enum Command {
     Policy(remote::PolicyArgs),
     /// Where a model version came from: models:/NAME/VERSION (over the HTTP API).
     Lineage(remote::LineageArgs),
+    /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Models(args) => remote::models(args).await,
             Command::Policy(args) => remote::policy(args).await,
             Command::Lineage(args) => remote::lineage(args).await,
+            Command::Serve(args) => serve::serve(args, shutdown_signal()).await,
         }
     });
     match result {
@@ -210,7 +214,7 @@ fn spawn_identity_refresher(app: App) {
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "could not listen for Ctrl-C");

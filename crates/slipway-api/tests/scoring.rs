@@ -1,0 +1,259 @@
+//! MLflow's scoring protocol on the fixture models: every request format gives the recorded
+//! predictions, and bad requests get MLflow's statuses and messages.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway_serving::{OnnxModel, Runtime};
+use tower::ServiceExt;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models")
+}
+
+fn router(model: &str) -> Option<axum::Router> {
+    let runtime = match Runtime::load(None) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!in_ci, "CI=true and ONNX Runtime is unavailable: {error}");
+            eprintln!("SKIPPED: the scoring tests need ONNX Runtime: {error}");
+            return None;
+        }
+    };
+    let model = OnnxModel::load(&runtime, &fixtures().join(model), 2).unwrap();
+    Some(slipway_api::scoring::scoring_router(Arc::new(model)))
+}
+
+fn samples(model: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join(format!("{model}.samples.json"))).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn post(
+    router: &axum::Router,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder().method("POST").uri("/invocations");
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn close(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| close(v, w)))
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-5
+        }
+        (a, b) => a == b,
+    }
+}
+
+#[tokio::test]
+async fn every_format_gives_the_recorded_predictions() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let samples = samples("iris_logreg");
+    let rows = samples["inputs"].clone();
+    let expected = samples["outputs"].clone();
+    let columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+    // Written by hand: the order of the keys is the order of the features, and serde_json's
+    // map would sort them.
+    let records = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let fields: Vec<String> = columns
+                .iter()
+                .zip(row.as_array().unwrap())
+                .map(|(c, v)| format!("\"{c}\": {v}"))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let csv = std::iter::once(columns.join(","))
+        .chain(rows.as_array().unwrap().iter().map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bodies = [
+        (
+            "application/json",
+            json!({"dataframe_split": {"columns": columns, "data": rows}}).to_string(),
+        ),
+        (
+            "application/json",
+            format!("{{\"dataframe_records\": [{records}]}}"),
+        ),
+        ("application/json", json!({"instances": rows}).to_string()),
+        ("application/json", json!({"inputs": rows}).to_string()),
+        (
+            "application/json; charset=utf-8",
+            json!({"inputs": {"input": rows}, "params": {}}).to_string(),
+        ),
+        ("text/csv", csv),
+    ];
+    for (content_type, body) in bodies {
+        let (status, answer) = post(&router, Some(content_type), body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{content_type} {body}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert!(
+            close(&answer["predictions"], &expected),
+            "{body}: {answer} vs {expected}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_output_models_answer_a_list_and_zipmap_answers_objects() {
+    let Some(router) = router("gbr_diabetes.onnx") else {
+        return;
+    };
+    let samples = samples("gbr_diabetes");
+    let (status, answer) = post(
+        &router,
+        Some("application/json"),
+        json!({"inputs": samples["inputs"]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        close(&answer["predictions"], &samples["outputs"]["variable"]),
+        "{answer}"
+    );
+
+    let router = router_or_panic("iris_logreg_zipmap.onnx");
+    let samples = samples_of("iris_logreg_zipmap");
+    let (status, answer) = post(
+        &router,
+        Some("application/json"),
+        json!({"instances": samples["inputs"]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        close(&answer["predictions"], &samples["outputs"]),
+        "{answer}"
+    );
+}
+
+fn router_or_panic(model: &str) -> axum::Router {
+    router(model).expect("ONNX Runtime loaded a moment ago")
+}
+
+fn samples_of(model: &str) -> Value {
+    samples(model)
+}
+
+#[tokio::test]
+async fn bad_requests_get_mlflows_statuses() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let cases: [(Option<&str>, &str, StatusCode, &str); 9] = [
+        (
+            Some("application/json"),
+            "not json",
+            StatusCode::BAD_REQUEST,
+            "valid JSON",
+        ),
+        (
+            Some("application/json"),
+            "[[1,2,3,4]]",
+            StatusCode::BAD_REQUEST,
+            "Received a list",
+        ),
+        (
+            Some("application/json"),
+            r#"{"columns": ["a"], "data": [[1]]}"#,
+            StatusCode::BAD_REQUEST,
+            "exactly one of the input fields",
+        ),
+        (
+            Some("application/json"),
+            r#"{"inputs": [[1,2,3,4]], "instances": [[1,2,3,4]]}"#,
+            StatusCode::BAD_REQUEST,
+            "exactly one of the input fields",
+        ),
+        (
+            Some("application/json"),
+            r#"{"inputs": [[1,2,3]]}"#,
+            StatusCode::BAD_REQUEST,
+            "takes 4 features per row, got 3",
+        ),
+        (
+            Some("application/json"),
+            r#"{"inputs": [1,2,3,4]}"#,
+            StatusCode::BAD_REQUEST,
+            "not a row",
+        ),
+        (
+            Some("application/json"),
+            r#"{"inputs": [["a",2,3,4]]}"#,
+            StatusCode::BAD_REQUEST,
+            "expected a number",
+        ),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "a=1",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "only supports the following content types",
+        ),
+        (
+            None,
+            r#"{"inputs": [[1,2,3,4]]}"#,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type is required",
+        ),
+    ];
+    for (content_type, body, status, message) in cases {
+        let (got, answer) = post(&router, content_type, body.to_owned()).await;
+        assert_eq!(got, status, "{content_type:?} {body}: {answer}");
+        assert!(answer.contains(message), "{body}: {answer}");
+    }
+    let (got, answer) = post(&router, Some("application/json; charset=latin-1"), "{}").await;
+    assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    assert!(answer.contains("only supports UTF-8"));
+    let json_error: Value =
+        serde_json::from_str(&post(&router, Some("application/json"), "[]").await.1).unwrap();
+    assert_eq!(json_error["error_code"], "BAD_REQUEST");
+
+    let response = router
+        .clone()
+        .oneshot(Request::builder().uri("/ping").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
