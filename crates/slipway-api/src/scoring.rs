@@ -1,6 +1,7 @@
-//! MLflow's scoring protocol for one model, as `mlflow models serve` speaks it: `/invocations`
-//! with `dataframe_split`, `dataframe_records`, `instances`, `inputs` or CSV, and `/ping`,
-//! `/health`, `/version`. Answers `{"predictions": ...}`, errors as MLflow's JSON body.
+//! The inference protocols for one model: MLflow's scoring protocol, as `mlflow models serve`
+//! speaks it (`/invocations` with `dataframe_split`, `dataframe_records`, `instances`, `inputs`
+//! or CSV; `/ping`, `/health`, `/version`; answers `{"predictions": ...}`, errors as MLflow's
+//! JSON body), and the Open Inference Protocol V2 (`/v2/...`, errors as `{"error": ...}`).
 //!
 //! Deviations, where MLflow's behaviour is a bug: a request without a content type gets 415
 //! (MLflow: 500); a non-UTF-8 charset is 415 as in MLflow.
@@ -22,16 +23,40 @@ use slipway_serving::{OnnxModel, OutputValue};
 #[derive(Clone)]
 pub struct ScoringState {
     pub model: Arc<OnnxModel>,
+    /// The name the V2 protocol addresses the model by.
+    pub name: Arc<str>,
 }
 
-/// `/invocations`, `/ping`, `/health` and `/version` for one model.
-pub fn scoring_router(model: Arc<OnnxModel>) -> Router {
+/// MLflow's `/invocations`, `/ping`, `/health`, `/version` and the Open Inference Protocol V2
+/// (`/v2/...`) for one model, called `name` in V2 paths.
+pub fn scoring_router(model: Arc<OnnxModel>, name: &str) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/health", get(ping))
         .route("/version", get(version))
         .route("/invocations", post(invocations))
-        .with_state(ScoringState { model })
+        .route("/v2", get(v2_server))
+        .route("/v2/health/live", get(v2_live))
+        .route("/v2/health/ready", get(v2_ready))
+        .route("/v2/models/{name}", get(v2_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2_metadata_versioned),
+        )
+        .route("/v2/models/{name}/ready", get(v2_model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2_model_ready_versioned),
+        )
+        .route("/v2/models/{name}/infer", post(v2_infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2_infer_versioned),
+        )
+        .with_state(ScoringState {
+            model,
+            name: Arc::from(name),
+        })
 }
 
 async fn ping() -> Response {
@@ -375,4 +400,275 @@ async fn invocations(
         ),
     };
     Ok(axum::Json(json!({ "predictions": predictions })).into_response())
+}
+
+// ---------- Open Inference Protocol V2 ----------
+
+/// A V2 error: `{"error": message}` with the status KServe uses.
+struct V2Error(StatusCode, String);
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn v2_datatype(ty: &str) -> &'static str {
+    match ty {
+        "float32" => "FP32",
+        "float64" => "FP64",
+        "int64" => "INT64",
+        "int32" => "INT32",
+        "string" => "BYTES",
+        // ZipMap outputs are answered as an FP32 [N, classes] tensor.
+        _ => "FP32",
+    }
+}
+
+fn known(state: &ScoringState, name: &str) -> Result<(), V2Error> {
+    if name == &*state.name {
+        Ok(())
+    } else {
+        Err(V2Error(
+            StatusCode::NOT_FOUND,
+            format!("Model with name {name} does not exist."),
+        ))
+    }
+}
+
+async fn v2_server() -> axum::Json<Value> {
+    axum::Json(json!({ "name": "slipway", "version": crate::VERSION, "extensions": [] }))
+}
+
+async fn v2_live() -> axum::Json<Value> {
+    axum::Json(json!({ "live": true }))
+}
+
+async fn v2_ready() -> axum::Json<Value> {
+    axum::Json(json!({ "ready": true }))
+}
+
+fn metadata(state: &ScoringState) -> Value {
+    let io = |specs: &[slipway_serving::model::IoSpec]| -> Vec<Value> {
+        specs
+            .iter()
+            .map(|spec| {
+                json!({
+                    "name": spec.name,
+                    "datatype": v2_datatype(&spec.ty),
+                    "shape": if spec.shape.is_empty() { vec![-1, -1] } else { spec.shape.clone() },
+                })
+            })
+            .collect()
+    };
+    json!({
+        "name": &*state.name,
+        "platform": "onnx_onnxv1",
+        "inputs": io(state.model.inputs()),
+        "outputs": io(state.model.outputs()),
+    })
+}
+
+async fn v2_metadata(
+    State(state): State<ScoringState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::Json<Value>, V2Error> {
+    known(&state, &name)?;
+    Ok(axum::Json(metadata(&state)))
+}
+
+async fn v2_metadata_versioned(
+    State(state): State<ScoringState>,
+    axum::extract::Path((name, _version)): axum::extract::Path<(String, String)>,
+) -> Result<axum::Json<Value>, V2Error> {
+    known(&state, &name)?;
+    Ok(axum::Json(metadata(&state)))
+}
+
+async fn v2_model_ready(
+    State(state): State<ScoringState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::Json<Value>, V2Error> {
+    known(&state, &name)?;
+    Ok(axum::Json(json!({ "name": name, "ready": true })))
+}
+
+async fn v2_model_ready_versioned(
+    State(state): State<ScoringState>,
+    axum::extract::Path((name, _version)): axum::extract::Path<(String, String)>,
+) -> Result<axum::Json<Value>, V2Error> {
+    known(&state, &name)?;
+    Ok(axum::Json(json!({ "name": name, "ready": true })))
+}
+
+#[derive(Deserialize)]
+struct V2Request {
+    id: Option<String>,
+    inputs: Vec<V2Input>,
+    #[serde(default)]
+    outputs: Vec<V2RequestedOutput>,
+}
+
+#[derive(Deserialize)]
+struct V2Input {
+    name: String,
+    shape: Vec<u64>,
+    datatype: String,
+    data: Value,
+}
+
+#[derive(Deserialize)]
+struct V2RequestedOutput {
+    name: String,
+}
+
+fn flatten(value: &Value, out: &mut Vec<f32>) -> Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|item| flatten(item, out)),
+        Value::Number(number) => {
+            out.push(number.as_f64().ok_or("a number out of range")? as f32);
+            Ok(())
+        }
+        Value::Bool(flag) => {
+            out.push(if *flag { 1.0 } else { 0.0 });
+            Ok(())
+        }
+        other => Err(format!("tensor data must be numbers, got {other}")),
+    }
+}
+
+/// A ZipMap output as a dense `[rows, classes]` tensor, classes in key order (numeric keys
+/// numerically).
+fn maps_as_tensor(rows: &[std::collections::BTreeMap<String, f32>]) -> (Vec<i64>, Vec<f32>) {
+    let mut keys: Vec<&String> = rows
+        .first()
+        .map(|row| row.keys().collect())
+        .unwrap_or_default();
+    keys.sort_by_key(|key| (key.parse::<i64>().unwrap_or(i64::MAX), (*key).clone()));
+    let data = rows
+        .iter()
+        .flat_map(|row| {
+            keys.iter()
+                .map(|key| row.get(*key).copied().unwrap_or(f32::NAN))
+        })
+        .collect();
+    (vec![rows.len() as i64, keys.len() as i64], data)
+}
+
+fn v2_output(name: &str, value: &OutputValue) -> Value {
+    let (datatype, shape, data): (&str, Vec<i64>, Value) = match value {
+        OutputValue::F32 { shape, data } => (
+            "FP32",
+            shape.clone(),
+            json!(data.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()),
+        ),
+        OutputValue::F64 { shape, data } => ("FP64", shape.clone(), json!(data)),
+        OutputValue::I64 { shape, data } => ("INT64", shape.clone(), json!(data)),
+        OutputValue::Maps(rows) => {
+            let (shape, data) = maps_as_tensor(rows);
+            (
+                "FP32",
+                shape,
+                json!(data.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()),
+            )
+        }
+    };
+    json!({ "name": name, "datatype": datatype, "shape": shape, "data": data })
+}
+
+async fn v2_infer(
+    State(state): State<ScoringState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Response, V2Error> {
+    infer(state, name, body).await
+}
+
+async fn v2_infer_versioned(
+    State(state): State<ScoringState>,
+    axum::extract::Path((name, _version)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, V2Error> {
+    infer(state, name, body).await
+}
+
+async fn infer(state: ScoringState, name: String, body: Bytes) -> Result<Response, V2Error> {
+    known(&state, &name)?;
+    let bad = |message: String| V2Error(StatusCode::BAD_REQUEST, message);
+    let request: V2Request = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("invalid inference request: {e}")))?;
+    let expected = state
+        .model
+        .inputs()
+        .first()
+        .map(|input| input.name.clone())
+        .unwrap_or_default();
+    let [input] = request.inputs.as_slice() else {
+        return Err(bad(format!(
+            "the model takes one input, '{expected}'; the request has {}",
+            request.inputs.len()
+        )));
+    };
+    if input.name != expected {
+        return Err(bad(format!(
+            "unknown input '{}': the model's input is '{expected}'",
+            input.name
+        )));
+    }
+    if !matches!(
+        input.datatype.as_str(),
+        "FP32" | "FP64" | "FP16" | "INT64" | "INT32" | "INT16" | "INT8" | "UINT8" | "BOOL"
+    ) {
+        return Err(bad(format!(
+            "input '{}' has datatype {}; the model takes numbers (FP32)",
+            input.name, input.datatype
+        )));
+    }
+    let [rows, width] = input.shape.as_slice() else {
+        return Err(bad(format!(
+            "input '{}' has shape {:?}; the model takes [rows, features]",
+            input.name, input.shape
+        )));
+    };
+    let mut flat = Vec::new();
+    flatten(&input.data, &mut flat).map_err(bad)?;
+    let (rows, width) = (*rows as usize, *width as usize);
+    if flat.len() != rows.saturating_mul(width) {
+        return Err(bad(format!(
+            "input '{}' has {} values for shape [{rows}, {width}]",
+            input.name,
+            flat.len()
+        )));
+    }
+    let matrix: Vec<Vec<f32>> = flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
+    let model = state.model.clone();
+    let outputs = tokio::task::spawn_blocking(move || model.predict_rows(&matrix))
+        .await
+        .map_err(|e| {
+            V2Error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("inference stopped: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
+            slipway_serving::model::ModelError::BadInput(message) => bad(message),
+            other => V2Error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })?;
+    for requested in &request.outputs {
+        if !outputs.iter().any(|output| output.name == requested.name) {
+            return Err(bad(format!("the model has no output '{}'", requested.name)));
+        }
+    }
+    let outputs: Vec<Value> = outputs
+        .iter()
+        .filter(|output| {
+            request.outputs.is_empty() || request.outputs.iter().any(|r| r.name == output.name)
+        })
+        .map(|output| v2_output(&output.name, &output.value))
+        .collect();
+    let mut response = json!({ "model_name": &*state.name, "outputs": outputs });
+    if let Some(id) = request.id {
+        response["id"] = json!(id);
+    }
+    Ok(axum::Json(response).into_response())
 }

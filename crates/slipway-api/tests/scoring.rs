@@ -15,7 +15,12 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models")
 }
 
-fn router(model: &str) -> Option<axum::Router> {
+fn model_name(file: &str) -> String {
+    file.trim_end_matches(".onnx").to_owned()
+}
+
+fn router(model_file: &str) -> Option<axum::Router> {
+    let model = model_file;
     let runtime = match Runtime::load(None) {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -26,7 +31,8 @@ fn router(model: &str) -> Option<axum::Router> {
         }
     };
     let model = OnnxModel::load(&runtime, &fixtures().join(model), 2).unwrap();
-    Some(slipway_api::scoring::scoring_router(Arc::new(model)))
+    let name = model_name(model_file);
+    Some(slipway_api::scoring::scoring_router(Arc::new(model), &name))
 }
 
 fn samples(model: &str) -> Value {
@@ -256,4 +262,157 @@ async fn bad_requests_get_mlflows_statuses() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    let response = router
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn open_inference_protocol_v2() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let samples = samples("iris_logreg");
+    let rows = samples["inputs"].as_array().unwrap();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().clone())
+        .collect();
+
+    assert_eq!(
+        call(&router, "GET", "/v2/health/live", None).await.1,
+        json!({"live": true})
+    );
+    assert_eq!(
+        call(&router, "GET", "/v2/health/ready", None).await.1,
+        json!({"ready": true})
+    );
+    let (status, metadata) = call(&router, "GET", "/v2/models/iris_logreg", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        metadata["inputs"],
+        json!([{"name": "input", "datatype": "FP32", "shape": [-1, 4]}])
+    );
+    assert_eq!(metadata["outputs"][0]["datatype"], "INT64");
+    let (status, ready) = call(
+        &router,
+        "GET",
+        "/v2/models/iris_logreg/versions/3/ready",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, ready["ready"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    let (status, error) = call(&router, "GET", "/v2/models/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error["error"], "Model with name nope does not exist.");
+
+    for data in [json!(flat), json!(rows)] {
+        let request = json!({"id": "42", "inputs": [{"name": "input", "shape": [8, 4], "datatype": "FP32", "data": data}]});
+        let (status, answer) = call(
+            &router,
+            "POST",
+            "/v2/models/iris_logreg/infer",
+            Some(request),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["id"], "42");
+        assert_eq!(answer["model_name"], "iris_logreg");
+        let outputs = answer["outputs"].as_array().unwrap();
+        assert_eq!(
+            outputs[0],
+            json!({"name": "label", "datatype": "INT64", "shape": [8], "data": samples["outputs"]["label"]})
+        );
+        assert_eq!(outputs[1]["shape"], json!([8, 3]));
+        let recorded: Vec<Value> = samples["outputs"]["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().clone())
+            .collect();
+        assert!(close(&outputs[1]["data"], &json!(recorded)), "{answer}");
+    }
+    let only = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": rows[0]}], "outputs": [{"name": "probabilities"}]});
+    let (_, answer) = call(
+        &router,
+        "POST",
+        "/v2/models/iris_logreg/versions/1/infer",
+        Some(only),
+    )
+    .await;
+    assert_eq!(answer["outputs"].as_array().unwrap().len(), 1, "{answer}");
+
+    let bad = [
+        json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        json!({"inputs": [{"name": "input", "shape": [4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}]}),
+        json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
+        json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [{"name": "nope"}]}),
+        json!({"nothing": true}),
+    ];
+    for request in bad {
+        let (status, answer) = call(
+            &router,
+            "POST",
+            "/v2/models/iris_logreg/infer",
+            Some(request.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn zipmap_outputs_are_a_probability_tensor_in_v2() {
+    let Some(router) = router("iris_logreg_zipmap.onnx") else {
+        return;
+    };
+    let samples = samples("iris_logreg_zipmap");
+    let request = json!({"inputs": [{"name": "input", "shape": [8, 4], "datatype": "FP32", "data": samples["inputs"]}]});
+    let (status, answer) = call(
+        &router,
+        "POST",
+        "/v2/models/iris_logreg_zipmap/infer",
+        Some(request),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let probabilities = &answer["outputs"][1];
+    assert_eq!(probabilities["shape"], json!([8, 3]));
+    let recorded: Vec<Value> = samples["outputs"]["output_probability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| ["0", "1", "2"].map(|k| row[k].clone()))
+        .collect();
+    assert!(close(&probabilities["data"], &json!(recorded)), "{answer}");
 }

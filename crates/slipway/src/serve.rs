@@ -19,6 +19,9 @@ pub struct ServeArgs {
     host: IpAddr,
     #[arg(long, short, default_value_t = 5000)]
     port: u16,
+    /// The name V2 requests use (/v2/models/NAME/infer); default: the file or folder name.
+    #[arg(long)]
+    name: Option<String>,
     /// Sessions kept for concurrent requests (default: the number of cores).
     #[arg(long)]
     sessions: Option<usize>,
@@ -81,7 +84,16 @@ pub async fn serve(
     });
     let model = OnnxModel::load(&runtime, &file, sessions)
         .with_context(|| format!("loading {}", file.display()))?;
-    let router = slipway_api::scoring::scoring_router(Arc::new(model));
+    let name = args.name.clone().unwrap_or_else(|| {
+        let source = Path::new(&args.model_uri);
+        let stem = if source.is_dir() {
+            source.file_name()
+        } else {
+            source.file_stem()
+        };
+        stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
+    });
+    let router = slipway_api::scoring::scoring_router(Arc::new(model), &name);
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
