@@ -27,14 +27,76 @@ pub struct ScoringState {
     pub name: Arc<str>,
 }
 
+/// How much work the scoring routes take on.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Inference requests handled at once; more are refused at once with 503 and
+    /// `Retry-After` (load shedding) instead of waiting in an unbounded queue.
+    pub max_in_flight: usize,
+    /// A request that takes longer gets 504, as `mlflow models serve -t` does.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_in_flight: 64,
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Turns the limit layers' refusals into responses: 503 for a full server, 504 for a slow one.
+async fn overloaded(error: tower::BoxError) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Request processing time exceeded limit",
+        )
+            .into_response();
+    }
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::RETRY_AFTER, "1"),
+                (header::CONTENT_TYPE, "application/json"),
+            ],
+            json!({
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": "the server is at its limit of requests in flight; retry shortly",
+                "error": "the server is at its limit of requests in flight; retry shortly",
+            })
+            .to_string(),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({ "error_code": "INTERNAL_ERROR", "message": error.to_string() })),
+    )
+        .into_response()
+}
+
 /// MLflow's `/invocations`, `/ping`, `/health`, `/version` and the Open Inference Protocol V2
-/// (`/v2/...`) for one model, called `name` in V2 paths.
-pub fn scoring_router(model: Arc<OnnxModel>, name: &str) -> Router {
+/// (`/v2/...`) for one model, called `name` in V2 paths. Every response carries an
+/// `x-request-id`; inference routes share the in-flight limit and the timeout.
+pub fn scoring_router(model: Arc<OnnxModel>, name: &str, limits: Limits) -> Router {
+    use tower::ServiceBuilder;
+    let guarded = ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+        .layer(tower::timeout::TimeoutLayer::new(limits.timeout))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_in_flight,
+        ));
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .route("/ping", get(ping))
         .route("/health", get(ping))
         .route("/version", get(version))
-        .route("/invocations", post(invocations))
+        .route("/invocations", post(invocations).layer(guarded.clone()))
         .route("/v2", get(v2_server))
         .route("/v2/health/live", get(v2_live))
         .route("/v2/health/ready", get(v2_ready))
@@ -48,15 +110,25 @@ pub fn scoring_router(model: Arc<OnnxModel>, name: &str) -> Router {
             "/v2/models/{name}/versions/{version}/ready",
             get(v2_model_ready_versioned),
         )
-        .route("/v2/models/{name}/infer", post(v2_infer))
+        .route(
+            "/v2/models/{name}/infer",
+            post(v2_infer).layer(guarded.clone()),
+        )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(v2_infer_versioned),
+            post(v2_infer_versioned).layer(guarded),
         )
         .with_state(ScoringState {
             model,
             name: Arc::from(name),
         })
+        .layer(tower_http::request_id::PropagateRequestIdLayer::new(
+            request_id.clone(),
+        ))
+        .layer(tower_http::request_id::SetRequestIdLayer::new(
+            request_id,
+            tower_http::request_id::MakeRequestUuid,
+        ))
 }
 
 async fn ping() -> Response {

@@ -32,7 +32,11 @@ fn router(model_file: &str) -> Option<axum::Router> {
     };
     let model = OnnxModel::load(&runtime, &fixtures().join(model), 2).unwrap();
     let name = model_name(model_file);
-    Some(slipway_api::scoring::scoring_router(Arc::new(model), &name))
+    Some(slipway_api::scoring::scoring_router(
+        Arc::new(model),
+        &name,
+        slipway_api::scoring::Limits::default(),
+    ))
 }
 
 fn samples(model: &str) -> Value {
@@ -415,4 +419,68 @@ async fn zipmap_outputs_are_a_probability_tensor_in_v2() {
         .flat_map(|row| ["0", "1", "2"].map(|k| row[k].clone()))
         .collect();
     assert!(close(&probabilities["data"], &json!(recorded)), "{answer}");
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
+    if router("iris_logreg.onnx").is_none() {
+        return;
+    }
+    let runtime = Runtime::load(None).expect("loaded a moment ago");
+    let load =
+        || Arc::new(OnnxModel::load(&runtime, &fixtures().join("iris_logreg.onnx"), 1).unwrap());
+    let body = json!({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).to_string();
+    // No room at all: every inference request is shed at once, health still answers.
+    let full = slipway_api::scoring::scoring_router(
+        load(),
+        "iris",
+        slipway_api::scoring::Limits {
+            max_in_flight: 0,
+            timeout: std::time::Duration::from_secs(5),
+        },
+    );
+    let response = full
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/invocations")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    assert!(response.headers().contains_key("x-request-id"));
+    let response = full
+        .clone()
+        .oneshot(Request::builder().uri("/ping").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // A millisecond for 50,000 rows (about 1 MB of JSON to read and a batch to run): too short.
+    let hurried = slipway_api::scoring::scoring_router(
+        load(),
+        "iris",
+        slipway_api::scoring::Limits {
+            max_in_flight: 4,
+            timeout: std::time::Duration::from_millis(1),
+        },
+    );
+    let rows = vec![vec![5.1, 3.5, 1.4, 0.2]; 50_000];
+    let big = json!({ "inputs": rows }).to_string();
+    let response = hurried
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/invocations")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
 }

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// Sessions kept for concurrent requests (default: the number of cores).
     #[arg(long)]
     sessions: Option<usize>,
+    /// Seconds a request may take before it is answered 504 (like `mlflow models serve -t`).
+    #[arg(long, short = 't', default_value_t = 60)]
+    timeout: u64,
+    /// Inference requests in flight at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else where
     /// scripts/fetch-onnxruntime.sh puts it).
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -93,7 +99,14 @@ pub async fn serve(
         };
         stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
     });
-    let router = slipway_api::scoring::scoring_router(Arc::new(model), &name);
+    let router = slipway_api::scoring::scoring_router(
+        Arc::new(model),
+        &name,
+        slipway_api::scoring::Limits {
+            max_in_flight: args.max_in_flight,
+            timeout: std::time::Duration::from_secs(args.timeout),
+        },
+    );
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
