@@ -18,17 +18,19 @@ pub struct ServerArgs {
     tracking_uri: Option<String>,
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
     authorization: Option<String>,
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> anyhow::Result<Client> {
-        let base = args
-            .tracking_uri
-            .clone()
+    pub(crate) fn new(args: &ServerArgs) -> anyhow::Result<Client> {
+        Client::for_uri(args.tracking_uri.clone())
+    }
+
+    pub(crate) fn for_uri(tracking_uri: Option<String>) -> anyhow::Result<Client> {
+        let base = tracking_uri
             .unwrap_or_else(|| "http://127.0.0.1:5000".to_owned())
             .trim_end_matches('/')
             .to_owned();
@@ -58,7 +60,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -91,6 +93,35 @@ impl Client {
             _ => "",
         };
         bail!("{code} ({status}): {message}{hint}")
+    }
+}
+
+impl Client {
+    /// Downloads an artifact through the server's artifact proxy into `target`.
+    pub(crate) async fn download(
+        &self,
+        proxy_path: &str,
+        target: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
+            self.base
+        );
+        let mut request = self.http.get(&url);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        if !response.status().is_success() {
+            bail!("downloading {url}: {}", response.status());
+        }
+        let bytes = response.bytes().await.context("reading the artifact")?;
+        let partial = target.with_extension("part");
+        std::fs::write(&partial, &bytes)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, target)
+            .with_context(|| format!("writing {}", target.display()))?;
+        Ok(())
     }
 }
 

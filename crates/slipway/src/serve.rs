@@ -11,7 +11,8 @@ use slipway_serving::{OnnxModel, Runtime};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model: an MLflow model folder (MLmodel + model.onnx) or an .onnx file.
+    /// The model: models:/NAME@ALIAS or models:/NAME/VERSION from the registry, an MLflow model
+    /// folder (MLmodel + model.onnx) or an .onnx file.
     #[arg(long, short = 'm')]
     model_uri: String,
     /// Address to listen on (default 127.0.0.1; another needs --insecure-no-auth).
@@ -35,16 +36,154 @@ pub struct ServeArgs {
     /// scripts/fetch-onnxruntime.sh puts it).
     #[arg(long, env = "ORT_DYLIB_PATH")]
     onnxruntime: Option<PathBuf>,
+    /// The tracking server that resolves models:/ URIs (default: $MLFLOW_TRACKING_URI), with
+    /// the mlflow client's MLFLOW_TRACKING_* credentials.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    tracking_uri: Option<String>,
     /// Serve on a non-loopback address without authentication.
     #[arg(long)]
     insecure_no_auth: bool,
 }
 
-/// The .onnx file behind a model URI.
-fn model_file(uri: &str) -> anyhow::Result<PathBuf> {
-    if uri.starts_with("models:/") || uri.starts_with("runs:/") {
+/// `models:/NAME@ALIAS` or `models:/NAME/VERSION`: the registered model's version, looked up on
+/// the tracking server, its files fetched through the server's artifact proxy into a local
+/// folder. Returns the `.onnx` file and the registered model's name.
+async fn fetch_registered(
+    uri: &str,
+    tracking_uri: Option<String>,
+) -> anyhow::Result<(PathBuf, String)> {
+    let rest = uri.strip_prefix("models:/").unwrap_or(uri);
+    let client = crate::remote::Client::for_uri(tracking_uri)?;
+    let encode = |raw: &str| -> String {
+        raw.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let (name, answer) = if let Some((name, alias)) = rest.split_once('@') {
+        let path = format!(
+            "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
+            encode(name),
+            encode(alias)
+        );
+        (name, client.call(reqwest::Method::GET, &path, None).await?)
+    } else if let Some((name, version)) = rest.rsplit_once('/') {
+        let path = format!(
+            "/api/2.0/mlflow/model-versions/get?name={}&version={}",
+            encode(name),
+            encode(version)
+        );
+        (name, client.call(reqwest::Method::GET, &path, None).await?)
+    } else {
+        bail!("'{uri}': write models:/NAME@ALIAS or models:/NAME/VERSION");
+    };
+    let version = &answer["model_version"];
+    let number = version["version"].as_str().unwrap_or_default().to_owned();
+    let source = version["source"].as_str().unwrap_or_default();
+    // Where the version's files are, as an mlflow-artifacts URI.
+    let location = if let Some(rest) = source.strip_prefix("runs:/") {
+        let (run_id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+        let run = client
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/2.0/mlflow/runs/get?run_id={}", encode(run_id)),
+                None,
+            )
+            .await?;
+        format!(
+            "{}/{sub}",
+            run["run"]["info"]["artifact_uri"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+        )
+    } else if let Some(model_id) = source.strip_prefix("models:/") {
+        let model = client
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/2.0/mlflow/logged-models/{}", encode(model_id)),
+                None,
+            )
+            .await?;
+        model["model"]["info"]["artifact_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        source.to_owned()
+    };
+    let Some(proxy) = location.strip_prefix("mlflow-artifacts:") else {
         bail!(
-            "'{uri}': serving from the registry is not built yet; download the model (mlflow artifacts download -u {uri}) and pass its folder"
+            "version {number} of '{name}' lives at '{location}', which this server does not proxy; slipway serve fetches mlflow-artifacts: locations"
+        );
+    };
+    // mlflow-artifacts:/path or mlflow-artifacts://host:port/path
+    let proxy = match proxy.strip_prefix("//") {
+        Some(with_host) => with_host.split_once('/').map_or("", |(_, path)| path),
+        None => proxy,
+    }
+    .trim_matches('/')
+    .to_owned();
+    let file = if proxy.ends_with(".onnx") {
+        proxy.clone()
+    } else {
+        let listing = client
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/2.0/mlflow-artifacts/artifacts?path={}",
+                    encode(&proxy)
+                ),
+                None,
+            )
+            .await?;
+        let files: Vec<String> = listing["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["is_dir"] != true)
+            .filter_map(|f| f["path"].as_str().map(str::to_owned))
+            .filter(|p| p.ends_with(".onnx"))
+            .collect();
+        let chosen = files
+            .iter()
+            .find(|p| p.rsplit('/').next() == Some("model.onnx"))
+            .or_else(|| {
+                if files.len() == 1 {
+                    files.first()
+                } else {
+                    None
+                }
+            })
+            .with_context(|| {
+                format!("version {number} of '{name}' ({location}) holds no single .onnx model")
+            })?;
+        let chosen = chosen.rsplit('/').next().unwrap_or(chosen);
+        format!("{proxy}/{chosen}")
+    };
+    let folder = std::env::temp_dir().join(format!(
+        "slipway-serve-{}-{number}",
+        name.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+            "_"
+        )
+    ));
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let target = folder.join("model.onnx");
+    client.download(&file, &target).await?;
+    tracing::info!(model = %name, version = %number, source = %location, "fetched the model from the registry");
+    Ok((target, name.to_owned()))
+}
+
+/// The .onnx file behind a local model URI.
+fn model_file(uri: &str) -> anyhow::Result<PathBuf> {
+    if uri.starts_with("runs:/") {
+        bail!(
+            "'{uri}': serve a registered version (models:/NAME@ALIAS or models:/NAME/VERSION) or a local folder"
         );
     }
     let path = Path::new(uri.strip_prefix("file://").unwrap_or(uri));
@@ -83,14 +222,19 @@ pub async fn serve(
             args.host
         );
     }
-    let file = model_file(&args.model_uri)?;
+    let (file, registered) = if args.model_uri.starts_with("models:/") {
+        let (file, name) = fetch_registered(&args.model_uri, args.tracking_uri.clone()).await?;
+        (file, Some(name))
+    } else {
+        (model_file(&args.model_uri)?, None)
+    };
     let runtime = Runtime::load(args.onnxruntime.as_deref())?;
     let sessions = args.sessions.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
     let model = OnnxModel::load(&runtime, &file, sessions)
         .with_context(|| format!("loading {}", file.display()))?;
-    let name = args.name.clone().unwrap_or_else(|| {
+    let name = args.name.clone().or(registered).unwrap_or_else(|| {
         let source = Path::new(&args.model_uri);
         let stem = if source.is_dir() {
             source.file_name()
