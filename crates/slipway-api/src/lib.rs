@@ -49,6 +49,7 @@ pub mod extract;
 mod mlflow;
 mod native;
 pub mod scoring;
+mod serving_metrics;
 
 use std::time::Duration;
 

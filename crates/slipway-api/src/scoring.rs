@@ -19,12 +19,44 @@ use serde::de::{MapAccess, Visitor};
 use serde_json::{Value, json};
 use slipway_serving::{OnnxModel, OutputValue};
 
+use crate::serving_metrics::ServingMetrics;
+
 /// What the scoring routes serve.
 #[derive(Clone)]
 pub struct ScoringState {
     pub model: Arc<OnnxModel>,
     /// The name the V2 protocol addresses the model by.
     pub name: Arc<str>,
+    pub metrics: Arc<ServingMetrics>,
+}
+
+impl axum::extract::FromRef<ScoringState> for Arc<ServingMetrics> {
+    fn from_ref(state: &ScoringState) -> Self {
+        state.metrics.clone()
+    }
+}
+
+/// Runs a batch off the async workers and records its time and size.
+async fn predict(
+    state: &ScoringState,
+    rows: Vec<Vec<f32>>,
+) -> Result<Result<Vec<slipway_serving::Output>, slipway_serving::model::ModelError>, String> {
+    let model = state.model.clone();
+    let metrics = state.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let outcome = model.predict_rows(&rows);
+        // Batches the model ran; refused input is counted as a client error per request.
+        if outcome.is_ok() {
+            metrics
+                .inference_duration
+                .observe(started.elapsed().as_secs_f64());
+            metrics.batch_rows.observe(rows.len() as f64);
+        }
+        outcome
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// How much work the scoring routes take on.
@@ -92,11 +124,20 @@ pub fn scoring_router(model: Arc<OnnxModel>, name: &str, limits: Limits) -> Rout
             limits.max_in_flight,
         ));
     let request_id = axum::http::HeaderName::from_static("x-request-id");
+    let metrics = Arc::new(ServingMetrics::default());
+    let track =
+        axum::middleware::from_fn_with_state(metrics.clone(), crate::serving_metrics::track);
     Router::new()
+        .route("/metrics", get(crate::serving_metrics::metrics_endpoint))
         .route("/ping", get(ping))
         .route("/health", get(ping))
         .route("/version", get(version))
-        .route("/invocations", post(invocations).layer(guarded.clone()))
+        .route(
+            "/invocations",
+            post(invocations)
+                .layer(guarded.clone())
+                .layer(track.clone()),
+        )
         .route("/v2", get(v2_server))
         .route("/v2/health/live", get(v2_live))
         .route("/v2/health/ready", get(v2_ready))
@@ -112,15 +153,16 @@ pub fn scoring_router(model: Arc<OnnxModel>, name: &str, limits: Limits) -> Rout
         )
         .route(
             "/v2/models/{name}/infer",
-            post(v2_infer).layer(guarded.clone()),
+            post(v2_infer).layer(guarded.clone()).layer(track.clone()),
         )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(v2_infer_versioned).layer(guarded),
+            post(v2_infer_versioned).layer(guarded).layer(track),
         )
         .with_state(ScoringState {
             model,
             name: Arc::from(name),
+            metrics,
         })
         .layer(tower_http::request_id::PropagateRequestIdLayer::new(
             request_id.clone(),
@@ -449,8 +491,7 @@ async fn invocations(
         Format::Json => rows_from_json(&body, &input_name)?,
         Format::Csv => rows_from_csv(&body)?,
     };
-    let model = state.model.clone();
-    let outputs = tokio::task::spawn_blocking(move || model.predict_rows(&rows))
+    let outputs = predict(&state, rows)
         .await
         .map_err(|e| ScoringError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -713,8 +754,7 @@ async fn infer(state: ScoringState, name: String, body: Bytes) -> Result<Respons
         )));
     }
     let matrix: Vec<Vec<f32>> = flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
-    let model = state.model.clone();
-    let outputs = tokio::task::spawn_blocking(move || model.predict_rows(&matrix))
+    let outputs = predict(&state, matrix)
         .await
         .map_err(|e| {
             V2Error(

@@ -484,3 +484,48 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_and_batches() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let ok = json!({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.0, 3.0, 4.8, 1.8]]}).to_string();
+    for body in [ok.clone(), ok, "{\"inputs\": [[1]]}".to_owned()] {
+        post(&router, Some("application/json"), body).await;
+    }
+    let v2 = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]});
+    call(&router, "POST", "/v2/models/iris_logreg/infer", Some(v2)).await;
+    let response = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "slipway_serving_requests_total{protocol=\"mlflow\",outcome=\"ok\"} 2",
+        "slipway_serving_requests_total{protocol=\"mlflow\",outcome=\"client_error\"} 1",
+        "slipway_serving_requests_total{protocol=\"v2\",outcome=\"ok\"} 1",
+        "slipway_serving_batch_rows_count 3",
+        "slipway_serving_batch_rows_sum 5.0",
+        "slipway_serving_inference_duration_seconds_count 3",
+        "slipway_serving_in_flight_requests 0",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}
