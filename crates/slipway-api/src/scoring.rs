@@ -382,15 +382,40 @@ fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, Scorin
                     "'dataframe_records' must be a list of objects: {e}"
                 ))
             })?;
+            // Columns in the first record's order; every record is read by name, as pandas
+            // aligns them.
+            let columns: Vec<&str> = records
+                .dataframe_records
+                .first()
+                .map(|first| first.0.iter().map(|(key, _)| key.as_str()).collect())
+                .unwrap_or_default();
             records
                 .dataframe_records
                 .iter()
                 .enumerate()
                 .map(|(index, record)| {
-                    record
-                        .0
+                    if record.0.len() != columns.len() {
+                        return Err(ScoringError::invalid(format!(
+                            "dataframe_records[{index}] has {} fields, the first record {}",
+                            record.0.len(),
+                            columns.len()
+                        )));
+                    }
+                    columns
                         .iter()
-                        .map(|(key, v)| number(v, &format!("dataframe_records[{index}].{key}")))
+                        .map(|column| {
+                            let value = record
+                                .0
+                                .iter()
+                                .find(|(key, _)| key == column)
+                                .map(|(_, value)| value)
+                                .ok_or_else(|| {
+                                    ScoringError::invalid(format!(
+                                        "dataframe_records[{index}] has no field '{column}'"
+                                    ))
+                                })?;
+                            number(value, &format!("dataframe_records[{index}].{column}"))
+                        })
                         .collect()
                 })
                 .collect()

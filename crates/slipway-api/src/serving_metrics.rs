@@ -100,10 +100,18 @@ pub(crate) async fn track(
     } else {
         "mlflow"
     };
+    // Decremented on drop, so a request whose client went away leaves the gauge right too.
+    struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
     metrics.in_flight.inc();
+    let in_flight = InFlight(&metrics.in_flight);
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.in_flight.dec();
+    drop(in_flight);
     let status = response.status().as_u16();
     let outcome = match status {
         503 => "shed",

@@ -529,3 +529,28 @@ async fn metrics_count_requests_outcomes_and_batches() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn dataframe_records_are_aligned_by_column_name() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let body = r#"{"dataframe_records": [
+        {"a": 6.0, "b": 3.0, "c": 4.8, "d": 1.8},
+        {"d": 1.8, "c": 4.8, "b": 3.0, "a": 6.0}]}"#;
+    let (status, answer) = post(&router, Some("application/json"), body.to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let probabilities = answer["predictions"]["probabilities"].as_array().unwrap();
+    assert_eq!(
+        probabilities[0], probabilities[1],
+        "the same row in another key order"
+    );
+    for bad in [
+        r#"{"dataframe_records": [{"a": 1, "b": 2, "c": 3, "d": 4}, {"a": 1, "b": 2, "c": 3}]}"#,
+        r#"{"dataframe_records": [{"a": 1, "b": 2, "c": 3, "d": 4}, {"a": 1, "b": 2, "c": 3, "e": 4}]}"#,
+    ] {
+        let (status, answer) = post(&router, Some("application/json"), bad.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
+}

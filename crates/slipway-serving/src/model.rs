@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use ort::session::Session;
 use ort::value::{DynMapValueType, DynValue, TensorElementType, ValueType};
@@ -61,9 +61,39 @@ pub enum OutputValue {
 }
 
 pub struct OnnxModel {
-    sessions: Vec<Mutex<Session>>,
+    /// Sessions not in use; a run takes one and puts it back (also when it fails).
+    free: Mutex<Vec<Session>>,
+    /// Signalled when a session is put back.
+    returned: Condvar,
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
+}
+
+/// A session taken from the pool, put back on drop.
+struct Lease<'m> {
+    model: &'m OnnxModel,
+    session: Option<Session>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.model
+                .free
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(session);
+            self.model.returned.notify_one();
+        }
+    }
+}
+
+/// Whether slipway can return an output of this type.
+fn supported(spec: &IoSpec) -> bool {
+    matches!(
+        spec.ty.as_str(),
+        "float32" | "float64" | "int64" | "seq(map(int64,float32))" | "seq(map(string,float32))"
+    )
 }
 
 fn element_name(ty: &TensorElementType) -> String {
@@ -115,10 +145,10 @@ impl OnnxModel {
                 .map_err(|e| ModelError::Load(e.to_string()))?
                 .commit_from_memory(bytes)
                 .map_err(|e| ModelError::Load(e.to_string()))?;
-            sessions.push(Mutex::new(session));
+            sessions.push(session);
         }
-        let (inputs, outputs) = {
-            let session = sessions[0].lock().unwrap_or_else(|e| e.into_inner());
+        let (inputs, outputs): (Vec<IoSpec>, Vec<IoSpec>) = {
+            let session = &sessions[0];
             (
                 session
                     .inputs()
@@ -132,8 +162,16 @@ impl OnnxModel {
                     .collect(),
             )
         };
+        // Refuse at load what could only fail on every request later.
+        if let Some(output) = outputs.iter().find(|output| !supported(output)) {
+            return Err(ModelError::UnsupportedOutput {
+                name: output.name.clone(),
+                ty: output.ty.clone(),
+            });
+        }
         Ok(OnnxModel {
-            sessions,
+            free: Mutex::new(sessions),
+            returned: Condvar::new(),
             inputs,
             outputs,
         })
@@ -186,13 +224,24 @@ impl OnnxModel {
     }
 
     fn run(&self, inputs: Vec<(String, DynValue)>) -> Result<Vec<Output>, ModelError> {
-        // Any free session; if all are busy, wait on the first (bounded by the pool's size).
-        let mut guard = self
-            .sessions
-            .iter()
-            .find_map(|session| session.try_lock().ok())
-            .unwrap_or_else(|| self.sessions[0].lock().unwrap_or_else(|e| e.into_inner()));
-        let outputs = guard
+        // The first session to come free; callers are bounded by the server's in-flight limit.
+        let mut lease = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(session) = free.pop() {
+                    break Lease {
+                        model: self,
+                        session: Some(session),
+                    };
+                }
+                free = self.returned.wait(free).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let session = lease
+            .session
+            .as_mut()
+            .ok_or_else(|| ModelError::Run("no session".to_owned()))?;
+        let outputs = session
             .run(inputs)
             .map_err(|e| ModelError::Run(e.to_string()))?;
         let mut result = Vec::with_capacity(self.outputs.len());

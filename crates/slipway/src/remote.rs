@@ -115,11 +115,22 @@ impl Client {
         if !response.status().is_success() {
             bail!("downloading {url}: {}", response.status());
         }
+        const MAX_MODEL_BYTES: u64 = 4 << 30;
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_MODEL_BYTES)
+        {
+            bail!("{url} is larger than {MAX_MODEL_BYTES} bytes; refusing to download it");
+        }
         let bytes = response.bytes().await.context("reading the artifact")?;
-        let partial = target.with_extension("part");
-        std::fs::write(&partial, &bytes)
-            .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, target)
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(target)
+            .with_context(|| format!("creating {}", target.display()))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
             .with_context(|| format!("writing {}", target.display()))?;
         Ok(())
     }
@@ -310,7 +321,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn urlencode(raw: &str) -> String {
+pub(crate) fn urlencode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -27,11 +27,11 @@ pub struct ServeArgs {
     #[arg(long)]
     sessions: Option<usize>,
     /// Seconds a request may take before it is answered 504 (like `mlflow models serve -t`).
-    #[arg(long, short = 't', default_value_t = 60)]
+    #[arg(long, short = 't', default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// Inference requests in flight at once; more get 503 with Retry-After.
-    #[arg(long, default_value_t = 64)]
-    max_in_flight: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else where
     /// scripts/fetch-onnxruntime.sh puts it).
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -51,19 +51,10 @@ pub struct ServeArgs {
 async fn fetch_registered(
     uri: &str,
     tracking_uri: Option<String>,
-) -> anyhow::Result<(PathBuf, String)> {
+) -> anyhow::Result<(PathBuf, String, tempfile::TempDir)> {
     let rest = uri.strip_prefix("models:/").unwrap_or(uri);
     let client = crate::remote::Client::for_uri(tracking_uri)?;
-    let encode = |raw: &str| -> String {
-        raw.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    let encode = crate::remote::urlencode;
     let (name, answer) = if let Some((name, alias)) = rest.split_once('@') {
         let path = format!(
             "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
@@ -83,6 +74,15 @@ async fn fetch_registered(
     };
     let version = &answer["model_version"];
     let number = version["version"].as_str().unwrap_or_default().to_owned();
+    // The reply names folders and files below; take nothing from it that is not a version.
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("the server answered version '{number}' for {uri}, which is not a version number");
+    }
+    if let Some((_, asked)) = rest.rsplit_once('/').filter(|_| !rest.contains('@'))
+        && asked != number
+    {
+        bail!("asked for version {asked} of {uri} and the server answered version {number}");
+    }
     let source = version["source"].as_str().unwrap_or_default();
     // Where the version's files are, as an mlflow-artifacts URI.
     let location = if let Some(rest) = source.strip_prefix("runs:/") {
@@ -165,18 +165,15 @@ async fn fetch_registered(
         let chosen = chosen.rsplit('/').next().unwrap_or(chosen);
         format!("{proxy}/{chosen}")
     };
-    let folder = std::env::temp_dir().join(format!(
-        "slipway-serve-{}-{number}",
-        name.replace(
-            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
-            "_"
-        )
-    ));
-    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
-    let target = folder.join("model.onnx");
+    // A private folder with a random name: nobody else can place or swap files in it.
+    let folder = tempfile::Builder::new()
+        .prefix("slipway-serve-")
+        .tempdir()
+        .context("creating a folder for the model")?;
+    let target = folder.path().join("model.onnx");
     client.download(&file, &target).await?;
     tracing::info!(model = %name, version = %number, source = %location, "fetched the model from the registry");
-    Ok((target, name.to_owned()))
+    Ok((target, name.to_owned(), folder))
 }
 
 /// The .onnx file behind a local model URI.
@@ -222,11 +219,13 @@ pub async fn serve(
             args.host
         );
     }
-    let (file, registered) = if args.model_uri.starts_with("models:/") {
-        let (file, name) = fetch_registered(&args.model_uri, args.tracking_uri.clone()).await?;
-        (file, Some(name))
+    // The fetched model's folder lives as long as the server (and is removed after).
+    let (file, registered, _folder) = if args.model_uri.starts_with("models:/") {
+        let (file, name, folder) =
+            fetch_registered(&args.model_uri, args.tracking_uri.clone()).await?;
+        (file, Some(name), Some(folder))
     } else {
-        (model_file(&args.model_uri)?, None)
+        (model_file(&args.model_uri)?, None, None)
     };
     let runtime = Runtime::load(args.onnxruntime.as_deref())?;
     let sessions = args.sessions.unwrap_or_else(|| {
@@ -247,7 +246,7 @@ pub async fn serve(
         Arc::new(model),
         &name,
         slipway_api::scoring::Limits {
-            max_in_flight: args.max_in_flight,
+            max_in_flight: args.max_in_flight as usize,
             timeout: std::time::Duration::from_secs(args.timeout),
         },
     );
