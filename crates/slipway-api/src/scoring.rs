@@ -28,6 +28,10 @@ pub struct ScoringState {
     /// The name the V2 protocol addresses the model by.
     pub name: Arc<str>,
     pub metrics: Arc<ServingMetrics>,
+    /// Batches running or waiting for a session. A permit moves into the blocking task, so
+    /// a request that timed out (504) still holds it until its batch is done: the limit
+    /// bounds real work, not only the requests still waiting for an answer.
+    pub work: Arc<tokio::sync::Semaphore>,
 }
 
 impl axum::extract::FromRef<ScoringState> for Arc<ServingMetrics> {
@@ -43,7 +47,14 @@ async fn predict(
 ) -> Result<Result<Vec<slipway_serving::Output>, slipway_serving::model::ModelError>, String> {
     let model = state.model.clone();
     let metrics = state.metrics.clone();
+    let permit = state
+        .work
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let started = std::time::Instant::now();
         let outcome = model.predict_rows(&rows);
         // Batches the model ran; refused input is counted as a client error per request.
@@ -163,6 +174,7 @@ pub fn scoring_router(model: Arc<OnnxModel>, name: &str, limits: Limits) -> Rout
             model,
             name: Arc::from(name),
             metrics,
+            work: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
         })
         .layer(tower_http::request_id::PropagateRequestIdLayer::new(
             request_id.clone(),
