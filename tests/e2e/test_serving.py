@@ -81,6 +81,9 @@ def test_serve_a_registered_model_over_both_protocols(registered_model, tracking
         assert outputs["probabilities"]["shape"] == [2, 2]
         meta = requests.get(f"{base}/v2/models/{registered_model}", timeout=10).json()
         assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 30]}]
+        assert meta["versions"] == ["1"]
+        assert requests.get(f"{base}/v2/models/{registered_model}/versions/1/ready", timeout=10).status_code == 200
+        assert requests.get(f"{base}/v2/models/{registered_model}/versions/2/ready", timeout=10).status_code == 404
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -27,6 +27,9 @@ pub struct ScoringState {
     pub model: Arc<OnnxModel>,
     /// The name the V2 protocol addresses the model by.
     pub name: Arc<str>,
+    /// The registry version served, when it came from the registry; V2 paths naming another
+    /// version get 404.
+    pub version: Option<Arc<str>>,
     pub metrics: Arc<ServingMetrics>,
     /// Batches running or waiting for a session. A permit moves into the blocking task, so
     /// a request that timed out (504) still holds it until its batch is done: the limit
@@ -125,7 +128,12 @@ async fn overloaded(error: tower::BoxError) -> Response {
 /// MLflow's `/invocations`, `/ping`, `/health`, `/version` and the Open Inference Protocol V2
 /// (`/v2/...`) for one model, called `name` in V2 paths. Every response carries an
 /// `x-request-id`; inference routes share the in-flight limit and the timeout.
-pub fn scoring_router(model: Arc<OnnxModel>, name: &str, limits: Limits) -> Router {
+pub fn scoring_router(
+    model: Arc<OnnxModel>,
+    name: &str,
+    served_version: Option<&str>,
+    limits: Limits,
+) -> Router {
     use tower::ServiceBuilder;
     let guarded = ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
@@ -173,6 +181,7 @@ pub fn scoring_router(model: Arc<OnnxModel>, name: &str, limits: Limits) -> Rout
         .with_state(ScoringState {
             model,
             name: Arc::from(name),
+            version: served_version.map(Arc::from),
             metrics,
             work: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
         })
@@ -575,6 +584,17 @@ fn v2_datatype(ty: &str) -> &'static str {
     }
 }
 
+fn known_version(state: &ScoringState, name: &str, version: &str) -> Result<(), V2Error> {
+    known(state, name)?;
+    match &state.version {
+        Some(served) if &**served != version => Err(V2Error(
+            StatusCode::NOT_FOUND,
+            format!("Model {name} version {version} does not exist."),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn known(state: &ScoringState, name: &str) -> Result<(), V2Error> {
     if name == &*state.name {
         Ok(())
@@ -613,6 +633,7 @@ fn metadata(state: &ScoringState) -> Value {
     };
     json!({
         "name": &*state.name,
+        "versions": state.version.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
         "platform": "onnx_onnxv1",
         "inputs": io(state.model.inputs()),
         "outputs": io(state.model.outputs()),
@@ -629,9 +650,9 @@ async fn v2_metadata(
 
 async fn v2_metadata_versioned(
     State(state): State<ScoringState>,
-    axum::extract::Path((name, _version)): axum::extract::Path<(String, String)>,
+    axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
 ) -> Result<axum::Json<Value>, V2Error> {
-    known(&state, &name)?;
+    known_version(&state, &name, &version)?;
     Ok(axum::Json(metadata(&state)))
 }
 
@@ -645,9 +666,9 @@ async fn v2_model_ready(
 
 async fn v2_model_ready_versioned(
     State(state): State<ScoringState>,
-    axum::extract::Path((name, _version)): axum::extract::Path<(String, String)>,
+    axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
 ) -> Result<axum::Json<Value>, V2Error> {
-    known(&state, &name)?;
+    known_version(&state, &name, &version)?;
     Ok(axum::Json(json!({ "name": name, "ready": true })))
 }
 
@@ -736,9 +757,10 @@ async fn v2_infer(
 
 async fn v2_infer_versioned(
     State(state): State<ScoringState>,
-    axum::extract::Path((name, _version)): axum::extract::Path<(String, String)>,
+    axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, V2Error> {
+    known_version(&state, &name, &version)?;
     infer(state, name, body).await
 }
 

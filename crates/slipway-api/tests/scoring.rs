@@ -35,6 +35,7 @@ fn router(model_file: &str) -> Option<axum::Router> {
     Some(slipway_api::scoring::scoring_router(
         Arc::new(model),
         &name,
+        None,
         slipway_api::scoring::Limits::default(),
     ))
 }
@@ -434,6 +435,7 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
     let full = slipway_api::scoring::scoring_router(
         load(),
         "iris",
+        None,
         slipway_api::scoring::Limits {
             max_in_flight: 0,
             timeout: std::time::Duration::from_secs(5),
@@ -464,6 +466,7 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
     let hurried = slipway_api::scoring::scoring_router(
         load(),
         "iris",
+        None,
         slipway_api::scoring::Limits {
             max_in_flight: 4,
             timeout: std::time::Duration::from_millis(1),

@@ -45,13 +45,18 @@ pub struct ServeArgs {
     insecure_no_auth: bool,
 }
 
+/// A registered model version fetched to a private folder, which lives as long as this value.
+struct Fetched {
+    file: PathBuf,
+    name: String,
+    version: String,
+    _folder: tempfile::TempDir,
+}
+
 /// `models:/NAME@ALIAS` or `models:/NAME/VERSION`: the registered model's version, looked up on
 /// the tracking server, its files fetched through the server's artifact proxy into a local
-/// folder. Returns the `.onnx` file and the registered model's name.
-async fn fetch_registered(
-    uri: &str,
-    tracking_uri: Option<String>,
-) -> anyhow::Result<(PathBuf, String, tempfile::TempDir)> {
+/// folder.
+async fn fetch_registered(uri: &str, tracking_uri: Option<String>) -> anyhow::Result<Fetched> {
     let rest = uri.strip_prefix("models:/").unwrap_or(uri);
     let client = crate::remote::Client::for_uri(tracking_uri)?;
     let encode = crate::remote::urlencode;
@@ -173,7 +178,12 @@ async fn fetch_registered(
     let target = folder.path().join("model.onnx");
     client.download(&file, &target).await?;
     tracing::info!(model = %name, version = %number, source = %location, "fetched the model from the registry");
-    Ok((target, name.to_owned(), folder))
+    Ok(Fetched {
+        file: target,
+        name: name.to_owned(),
+        version: number,
+        _folder: folder,
+    })
 }
 
 /// The .onnx file behind a local model URI.
@@ -219,14 +229,17 @@ pub async fn serve(
             args.host
         );
     }
-    // The fetched model's folder lives as long as the server (and is removed after).
-    let (file, registered, _folder) = if args.model_uri.starts_with("models:/") {
-        let (file, name, folder) =
-            fetch_registered(&args.model_uri, args.tracking_uri.clone()).await?;
-        (file, Some(name), Some(folder))
+    // A fetched model's folder lives as long as the server (and is removed after).
+    let fetched = if args.model_uri.starts_with("models:/") {
+        Some(fetch_registered(&args.model_uri, args.tracking_uri.clone()).await?)
     } else {
-        (model_file(&args.model_uri)?, None, None)
+        None
     };
+    let file = match &fetched {
+        Some(fetched) => fetched.file.clone(),
+        None => model_file(&args.model_uri)?,
+    };
+    let registered = fetched.as_ref().map(|fetched| fetched.name.clone());
     let runtime = Runtime::load(args.onnxruntime.as_deref())?;
     let sessions = args.sessions.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
@@ -245,6 +258,7 @@ pub async fn serve(
     let router = slipway_api::scoring::scoring_router(
         Arc::new(model),
         &name,
+        fetched.as_ref().map(|fetched| fetched.version.as_str()),
         slipway_api::scoring::Limits {
             max_in_flight: args.max_in_flight as usize,
             timeout: std::time::Duration::from_secs(args.timeout),
