@@ -92,6 +92,20 @@ impl Harness {
         (status, value, headers)
     }
 
+    /// A call as `user` that must answer `status`; returns the body.
+    async fn expect(
+        &self,
+        user: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        status: StatusCode,
+    ) -> Value {
+        let (got, value) = self.as_user(user, method.clone(), uri, body).await;
+        assert_eq!(got, status, "{user} {method} {uri}: {value}");
+        value
+    }
+
     async fn as_user(
         &self,
         user: &str,
@@ -208,8 +222,9 @@ async fn credentials_basic_bearer_revoked_expired_and_malformed() {
     let harness = harness(&db.uri).await;
     let search = "/api/2.0/mlflow/experiments/search?max_results=1";
 
-    let (status, value) = harness.as_user("editor", Method::GET, search, None).await;
-    assert_eq!(status, StatusCode::OK, "{value}");
+    harness
+        .expect("editor", Method::GET, search, None, StatusCode::OK)
+        .await;
     let (status, value, _) = harness
         .send(
             Method::GET,
@@ -290,15 +305,15 @@ async fn credentials_basic_bearer_revoked_expired_and_malformed() {
         .set_user_role("editor", Role::Viewer)
         .await
         .unwrap();
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "editor",
             Method::POST,
             "/api/2.0/mlflow/experiments/create",
             Some(json!({"name": "y"})),
+            StatusCode::FORBIDDEN,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Health and version stay open for probes.
     let (status, _, _) = harness.send(Method::GET, "/health", None, None).await;
@@ -364,34 +379,34 @@ async fn per_resource_permissions_refine_roles() {
     let log =
         |run: &str| json!({"run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": 0});
     // The viewer may now write to the granted experiment's runs, and only there.
-    let (status, value) = harness
-        .as_user(
+    harness
+        .expect(
             "viewer",
             Method::POST,
             &format!("{api}/runs/log-metric"),
             Some(log(&runs[0])),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{value}");
-    let (status, value) = harness
-        .as_user(
+    harness
+        .expect(
             "viewer",
             Method::POST,
             &format!("{api}/runs/log-metric"),
             Some(log(&runs[1])),
+            StatusCode::FORBIDDEN,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
     // EDIT is not MANAGE: no deleting.
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "viewer",
             Method::POST,
             &format!("{api}/runs/delete"),
             Some(json!({"run_id": runs[0]})),
+            StatusCode::FORBIDDEN,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // NO_PERMISSIONS hides the experiment from an editor, by id, by name and through its runs.
     let get = format!("{api}/experiments/get?experiment_id={}", experiments[0]);
@@ -404,53 +419,53 @@ async fn per_resource_permissions_refine_roles() {
             .contains("NO_PERMISSIONS"),
         "{value}"
     );
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "editor",
             Method::GET,
             &format!("{api}/experiments/get-by-name?experiment_name=granted"),
             None,
+            StatusCode::FORBIDDEN,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "editor",
             Method::GET,
             &format!("{api}/runs/get?run_id={}", runs[0]),
             None,
+            StatusCode::FORBIDDEN,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "editor",
             Method::POST,
             &format!("{api}/runs/log-metric"),
             Some(log(&runs[1])),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
 
     // READ on a registered model: the editor may look, not register versions.
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "editor",
             Method::POST,
             &format!("{api}/registered-models/create"),
             Some(json!({"name": "secret-model"})),
+            StatusCode::FORBIDDEN,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "editor",
             Method::POST,
             &format!("{api}/registered-models/create"),
             Some(json!({"name": "open-model"})),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,8 +487,9 @@ async fn failing_clients_are_slowed_down() {
         started.elapsed()
     );
     // A client that is already authenticated (cached) is not held up by the penalty.
-    let (status, _) = harness.as_user("viewer", Method::GET, search, None).await;
-    assert_eq!(status, StatusCode::OK);
+    harness
+        .expect("viewer", Method::GET, search, None, StatusCode::OK)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,15 +535,15 @@ async fn admin_api_manages_users_tokens_and_permissions() {
             .unwrap()
             .contains("viewer, editor, approver, admin")
     );
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "admin",
             Method::POST,
             &format!("{native}/users"),
             Some(json!({"name": "frank", "role": "viewer", "password": "short"})),
+            StatusCode::BAD_REQUEST,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (status, value) = harness
         .as_user(
@@ -553,20 +569,17 @@ async fn admin_api_manages_users_tokens_and_permissions() {
         !listed.to_string().contains(&token[20..]),
         "a listing never shows secrets"
     );
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "admin",
             Method::POST,
             &format!("{native}/tokens"),
             Some(json!({"user": "erin", "expires_in": "forever"})),
+            StatusCode::BAD_REQUEST,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (status, value) = harness
-        .as_user("admin", Method::PUT, &format!("{native}/permissions"), Some(json!({"user": "erin", "resource_type": "experiment", "resource_id": "0", "permission": "READ"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{value}");
+    harness.expect("admin", Method::PUT, &format!("{native}/permissions"), Some(json!({"user": "erin", "resource_type": "experiment", "resource_id": "0", "permission": "READ"})), StatusCode::OK).await;
     let (_, value) = harness
         .as_user(
             "admin",
@@ -599,15 +612,15 @@ async fn admin_api_manages_users_tokens_and_permissions() {
         (status, value["user"]["role"].as_str()),
         (StatusCode::OK, Some("approver"))
     );
-    let (status, _) = harness
-        .as_user(
+    harness
+        .expect(
             "admin",
             Method::DELETE,
             &format!("{native}/users/erin"),
             None,
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     let (status, _, _) = harness
         .send(
             Method::GET,
