@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -81,6 +82,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// A request that takes longer gets 504, as `mlflow models serve -t` does.
     pub timeout: std::time::Duration,
+    /// The largest request body; a larger one gets 413 in the protocol's error format.
+    pub max_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +91,7 @@ impl Default for Limits {
         Limits {
             max_in_flight: 64,
             timeout: std::time::Duration::from_secs(60),
+            max_body_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -185,6 +189,7 @@ pub fn scoring_router(
             metrics,
             work: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
         })
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(tower_http::request_id::PropagateRequestIdLayer::new(
             request_id.clone(),
         ))
@@ -521,11 +526,27 @@ fn output_json(value: &OutputValue) -> Value {
     }
 }
 
+/// A body over the limit, in the protocol's error format rather than axum's plain text.
+fn too_large(rejection: &BytesRejection) -> (StatusCode, String) {
+    (
+        rejection.status(),
+        format!("the request body could not be read: {rejection} (the limit is --max-body bytes)"),
+    )
+}
+
 async fn invocations(
     State(state): State<ScoringState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScoringError> {
+    let body = body.map_err(|rejection| {
+        let (status, message) = too_large(&rejection);
+        ScoringError {
+            status,
+            code: "INVALID_PARAMETER_VALUE",
+            message,
+        }
+    })?;
     let format = content_type(&headers)?;
     let input_name = state
         .model
@@ -750,7 +771,7 @@ fn v2_output(name: &str, value: &OutputValue) -> Value {
 async fn v2_infer(
     State(state): State<ScoringState>,
     axum::extract::Path(name): axum::extract::Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {
     infer(state, name, body).await
 }
@@ -758,14 +779,22 @@ async fn v2_infer(
 async fn v2_infer_versioned(
     State(state): State<ScoringState>,
     axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {
     known_version(&state, &name, &version)?;
     infer(state, name, body).await
 }
 
-async fn infer(state: ScoringState, name: String, body: Bytes) -> Result<Response, V2Error> {
+async fn infer(
+    state: ScoringState,
+    name: String,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V2Error> {
     known(&state, &name)?;
+    let body = body.map_err(|rejection| {
+        let (status, message) = too_large(&rejection);
+        V2Error(status, message)
+    })?;
     let bad = |message: String| V2Error(StatusCode::BAD_REQUEST, message);
     let request: V2Request = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("invalid inference request: {e}")))?;

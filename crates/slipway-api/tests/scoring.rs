@@ -439,6 +439,7 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
         slipway_api::scoring::Limits {
             max_in_flight: 0,
             timeout: std::time::Duration::from_secs(5),
+            ..slipway_api::scoring::Limits::default()
         },
     );
     let response = full
@@ -470,6 +471,7 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
         slipway_api::scoring::Limits {
             max_in_flight: 4,
             timeout: std::time::Duration::from_millis(1),
+            ..slipway_api::scoring::Limits::default()
         },
     );
     let rows = vec![vec![5.1, 3.5, 1.4, 0.2]; 50_000];
@@ -556,4 +558,39 @@ async fn dataframe_records_are_aligned_by_column_name() {
         let (status, answer) = post(&router, Some("application/json"), bad.to_owned()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_in_the_protocols_format() {
+    if router("iris_logreg.onnx").is_none() {
+        return;
+    }
+    let runtime = Runtime::load(None).expect("loaded a moment ago");
+    let model =
+        Arc::new(OnnxModel::load(&runtime, &fixtures().join("iris_logreg.onnx"), 1).unwrap());
+    let small = slipway_api::scoring::scoring_router(
+        model,
+        "iris",
+        None,
+        slipway_api::scoring::Limits {
+            max_body_bytes: 64,
+            ..slipway_api::scoring::Limits::default()
+        },
+    );
+    let big = json!({"inputs": vec![[5.1, 3.5, 1.4, 0.2]; 20]}).to_string();
+    let (status, answer) = post(&small, Some("application/json"), big.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["error_code"],
+        "INVALID_PARAMETER_VALUE"
+    );
+    let v2 = json!({"inputs": [{"name": "input", "shape": [20, 4], "datatype": "FP32", "data": vec![[5.1, 3.5, 1.4, 0.2]; 20]}]});
+    let (status, answer) = call(&small, "POST", "/v2/models/iris/infer", Some(v2)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--max-body")),
+        "{answer}"
+    );
 }

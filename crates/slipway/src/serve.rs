@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Inference requests in flight at once; more get 503 with Retry-After.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
+    /// The largest request body in bytes (default 32 MiB); larger ones get 413.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    max_body: usize,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else where
     /// scripts/fetch-onnxruntime.sh puts it).
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -262,6 +265,7 @@ pub async fn serve(
         slipway_api::scoring::Limits {
             max_in_flight: args.max_in_flight as usize,
             timeout: std::time::Duration::from_secs(args.timeout),
+            max_body_bytes: args.max_body,
         },
     );
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
