@@ -185,8 +185,31 @@ impl OnnxModel {
         &self.outputs
     }
 
-    /// Runs a batch of float32 rows through the model's single float32 matrix input.
+    /// Runs a batch of float32 rows through the model's single float32 matrix input, waiting
+    /// for a free session.
     pub fn predict_rows(&self, rows: &[Vec<f32>]) -> Result<Vec<Output>, ModelError> {
+        let inputs = self.prepare(rows)?;
+        let lease = self
+            .lease(true)
+            .ok_or_else(|| ModelError::Run("no session".to_owned()))?;
+        self.run(lease, inputs)
+    }
+
+    /// Like [`OnnxModel::predict_rows`], but only if a session is free right now: `None`
+    /// otherwise. Lets a caller run a small batch in place instead of handing it to a thread.
+    pub fn predict_rows_if_free(
+        &self,
+        rows: &[Vec<f32>],
+    ) -> Option<Result<Vec<Output>, ModelError>> {
+        let inputs = match self.prepare(rows) {
+            Ok(inputs) => inputs,
+            Err(error) => return Some(Err(error)),
+        };
+        let lease = self.lease(false)?;
+        Some(self.run(lease, inputs))
+    }
+
+    fn prepare(&self, rows: &[Vec<f32>]) -> Result<Vec<(String, DynValue)>, ModelError> {
         let [input] = self.inputs.as_slice() else {
             return Err(ModelError::BadInput(format!(
                 "the model has {} inputs; row prediction needs exactly one",
@@ -220,23 +243,32 @@ impl OnnxModel {
         let data: Vec<f32> = rows.iter().flatten().copied().collect();
         let tensor = ort::value::Tensor::from_array(([rows.len(), width], data))
             .map_err(|e| ModelError::BadInput(e.to_string()))?;
-        self.run(vec![(input.name.clone(), tensor.into_dyn())])
+        Ok(vec![(input.name.clone(), tensor.into_dyn())])
     }
 
-    fn run(&self, inputs: Vec<(String, DynValue)>) -> Result<Vec<Output>, ModelError> {
-        // The first session to come free; callers are bounded by the server's in-flight limit.
-        let mut lease = {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(session) = free.pop() {
-                    break Lease {
-                        model: self,
-                        session: Some(session),
-                    };
-                }
-                free = self.returned.wait(free).unwrap_or_else(|e| e.into_inner());
+    /// A free session; with `wait`, the first to come free (callers are bounded by the
+    /// server's in-flight limit), without, `None` when all are busy.
+    fn lease(&self, wait: bool) -> Option<Lease<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(session) = free.pop() {
+                return Some(Lease {
+                    model: self,
+                    session: Some(session),
+                });
             }
-        };
+            if !wait {
+                return None;
+            }
+            free = self.returned.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn run(
+        &self,
+        mut lease: Lease<'_>,
+        inputs: Vec<(String, DynValue)>,
+    ) -> Result<Vec<Output>, ModelError> {
         let session = lease
             .session
             .as_mut()
