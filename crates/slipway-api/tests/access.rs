@@ -19,6 +19,27 @@ use slipway_core::auth::{Permission, Resource, Role};
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
 use tower::ServiceExt;
 
+/// `both_backends!(x_sqlite, x_postgres => case)`: `case(uri)` on a fresh SQLite file and on a
+/// fresh PostgreSQL database (skipped with a notice when unreachable, a failure in CI).
+macro_rules! both_backends {
+    ($sqlite:ident, $postgres:ident => $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let db = slipway_testkit::SqliteDatabase::create();
+            $case(&db.uri).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(db) = slipway_testkit::PgDatabase::create().await else {
+                return;
+            };
+            $case(&db.uri).await;
+            drop(db);
+        }
+    };
+}
+
 const PASSWORD: &str = "correct horse battery";
 
 struct Harness {
@@ -201,20 +222,7 @@ async fn case_route_role_matrix(uri: &str) {
     assert!(checked > 400, "only {checked} route x role checks ran");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn route_role_matrix_sqlite() {
-    let db = slipway_testkit::SqliteDatabase::create();
-    case_route_role_matrix(&db.uri).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn route_role_matrix_postgres() {
-    let Some(db) = slipway_testkit::PgDatabase::create().await else {
-        return;
-    };
-    case_route_role_matrix(&db.uri).await;
-    drop(db);
-}
+both_backends!(route_role_matrix_sqlite, route_role_matrix_postgres => case_route_role_matrix);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_basic_bearer_revoked_expired_and_malformed() {
@@ -1026,17 +1034,4 @@ async fn case_promotion_flow(uri: &str) {
     assert_eq!(status, StatusCode::FORBIDDEN, "the audit log is for admins");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promotion_flow_sqlite() {
-    let db = slipway_testkit::SqliteDatabase::create();
-    case_promotion_flow(&db.uri).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promotion_flow_postgres() {
-    let Some(db) = slipway_testkit::PgDatabase::create().await else {
-        return;
-    };
-    case_promotion_flow(&db.uri).await;
-    drop(db);
-}
+both_backends!(promotion_flow_sqlite, promotion_flow_postgres => case_promotion_flow);
