@@ -5,13 +5,23 @@
 //! - [`runtime`]: finding and loading `libonnxruntime` once per process, with one clear error
 //!   that names the fix when it is missing or too old.
 //! - [`model`]: a loaded model, its inputs and outputs, and batch prediction with tabular,
-//!   label + probabilities and ZipMap (sequence of maps) outputs.
+//!   label + probabilities and ZipMap (sequence of maps) outputs, which can be split back by
+//!   input rows.
+//! - [`batcher`]: dynamic micro-batching: concurrent requests merged into one model run on a
+//!   blocking thread (closed by size or by time), each caller answered with its own rows.
+//! - [`signature`]: the input and output schema of an MLflow model folder (`MLmodel`), and
+//!   checking and ordering a request's columns against it.
 //!
-//! This crate knows ONNX and nothing about HTTP, the registry or MLflow's wire formats; the
-//! protocols and the model cache come on top of it.
+//! This crate knows ONNX and nothing about HTTP, the registry or MLflow's wire formats (of
+//! MLflow it reads only the `MLmodel` file's signature); the protocols and the model cache come
+//! on top of it.
 
+pub mod batcher;
 pub mod model;
 pub mod runtime;
+pub mod signature;
 
-pub use model::{OnnxModel, Output, OutputValue};
+pub use batcher::{BatchConfig, BatchError, Batched, Batcher};
+pub use model::{ModelError, OnnxModel, Output, OutputValue};
 pub use runtime::{Runtime, RuntimeError};
+pub use signature::{InputMismatch, Signature, SignatureError, load_signature};

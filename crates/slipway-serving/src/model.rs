@@ -5,6 +5,7 @@
 //! sessions beat one session splitting a tiny batch across threads.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
@@ -58,6 +59,75 @@ pub enum OutputValue {
     },
     /// One map per row, e.g. ZipMap's class -> probability (keys as text, as JSON has them).
     Maps(Vec<BTreeMap<String, f32>>),
+}
+
+impl Output {
+    /// The part of this output that belongs to the input rows `rows` (see
+    /// [`OutputValue::slice_rows`]).
+    pub fn slice_rows(&self, rows: Range<usize>) -> Option<Output> {
+        Some(Output {
+            name: self.name.clone(),
+            value: self.value.slice_rows(rows)?,
+        })
+    }
+}
+
+impl OutputValue {
+    /// How many input rows this output answers: a tensor's first dimension, or the number of
+    /// maps. `None` for a scalar tensor, which has no row to split by.
+    pub fn row_count(&self) -> Option<usize> {
+        match self {
+            OutputValue::F32 { shape, .. }
+            | OutputValue::F64 { shape, .. }
+            | OutputValue::I64 { shape, .. } => {
+                shape.first().and_then(|rows| usize::try_from(*rows).ok())
+            }
+            OutputValue::Maps(maps) => Some(maps.len()),
+        }
+    }
+
+    /// The part of this output that belongs to the input rows `rows`, so one model run over
+    /// several requests' rows can be answered per request: tensors keep their trailing
+    /// dimensions and get `rows.len()` as their first, maps are taken one per row. `None` when
+    /// the output has no row dimension, the range lies outside it, or a tensor's data does not
+    /// match its shape.
+    pub fn slice_rows(&self, rows: Range<usize>) -> Option<OutputValue> {
+        fn tensor<T: Clone>(
+            shape: &[i64],
+            data: &[T],
+            rows: &Range<usize>,
+        ) -> Option<(Vec<i64>, Vec<T>)> {
+            let (&total, trailing) = shape.split_first()?;
+            let total = usize::try_from(total).ok()?;
+            let row_size = trailing.iter().try_fold(1usize, |size, dim| {
+                size.checked_mul(usize::try_from(*dim).ok()?)
+            })?;
+            if rows.start > rows.end
+                || rows.end > total
+                || data.len() != total.checked_mul(row_size)?
+            {
+                return None;
+            }
+            let mut sliced_shape = shape.to_vec();
+            sliced_shape[0] = i64::try_from(rows.len()).ok()?;
+            Some((
+                sliced_shape,
+                data[rows.start * row_size..rows.end * row_size].to_vec(),
+            ))
+        }
+        match self {
+            OutputValue::F32 { shape, data } => {
+                tensor(shape, data, &rows).map(|(shape, data)| OutputValue::F32 { shape, data })
+            }
+            OutputValue::F64 { shape, data } => {
+                tensor(shape, data, &rows).map(|(shape, data)| OutputValue::F64 { shape, data })
+            }
+            OutputValue::I64 { shape, data } => {
+                tensor(shape, data, &rows).map(|(shape, data)| OutputValue::I64 { shape, data })
+            }
+            OutputValue::Maps(maps) => maps.get(rows).map(|maps| OutputValue::Maps(maps.to_vec())),
+        }
+    }
 }
 
 pub struct OnnxModel {
@@ -209,7 +279,10 @@ impl OnnxModel {
         Some(self.run(lease, inputs))
     }
 
-    fn prepare(&self, rows: &[Vec<f32>]) -> Result<Vec<(String, DynValue)>, ModelError> {
+    /// Checks that `rows` fit the model's single float32 matrix input, as
+    /// [`OnnxModel::predict_rows`] would, without running anything; returns the row width.
+    /// Lets a batcher refuse one malformed request before it is merged with others.
+    pub fn check_rows(&self, rows: &[Vec<f32>]) -> Result<usize, ModelError> {
         let [input] = self.inputs.as_slice() else {
             return Err(ModelError::BadInput(format!(
                 "the model has {} inputs; row prediction needs exactly one",
@@ -240,6 +313,12 @@ impl OnnxModel {
                 row.len()
             )));
         }
+        Ok(width)
+    }
+
+    fn prepare(&self, rows: &[Vec<f32>]) -> Result<Vec<(String, DynValue)>, ModelError> {
+        let width = self.check_rows(rows)?;
+        let input = &self.inputs[0];
         let data: Vec<f32> = rows.iter().flatten().copied().collect();
         let tensor = ort::value::Tensor::from_array(([rows.len(), width], data))
             .map_err(|e| ModelError::BadInput(e.to_string()))?;
