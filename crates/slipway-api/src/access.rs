@@ -44,6 +44,8 @@ pub enum Scope {
     LoggedModel,
     /// An `mlflow-artifacts` path, `<experiment id>/<run id>/artifacts/...`.
     ArtifactPath,
+    /// The `{name}` path segment of a deployment: its registered model.
+    Deployment,
 }
 
 /// What a route needs from its caller.
@@ -99,6 +101,14 @@ pub fn route_rules() -> Vec<RouteRule> {
         rules.push(RouteRule {
             method,
             path: format!("{}{path}", crate::native::PREFIX),
+            rule,
+            public: false,
+        });
+    }
+    for (method, path, rule) in crate::plane::plane_rules() {
+        rules.push(RouteRule {
+            method,
+            path: path.to_owned(),
             rule,
             public: false,
         });
@@ -384,7 +394,7 @@ async fn resource_of(
             .map(str::to_owned)
     };
     match scope {
-        Scope::None | Scope::LoggedModel | Scope::ArtifactPath => {}
+        Scope::None | Scope::LoggedModel | Scope::ArtifactPath | Scope::Deployment => {}
         _ if parts.method == Method::GET => {
             if let Some(query) = parts.uri.query() {
                 fields = crate::extract::from_query(query).unwrap_or_default();
@@ -406,6 +416,8 @@ async fn resource_of(
     let hint = match scope {
         // /api/2.0/mlflow/logged-models/{model_id}/...
         Scope::LoggedModel => param("model_id"),
+        // /deployments/{name}/..., /v2/models/{name}/..., /api/slipway/v1/deployments/{name}
+        Scope::Deployment => param("name"),
         // /api/2.0/mlflow-artifacts/artifacts/<experiment id>/..., or for a listing
         // /api/2.0/mlflow-artifacts/artifacts?path=<experiment id>/...
         Scope::ArtifactPath => param("path").and_then(first_segment).or_else(|| {
@@ -481,6 +493,14 @@ async fn resolve(
                 .await
                 .ok()
                 .map(|model| Resource::experiment(model.experiment_id.to_string())),
+            None => None,
+        },
+        Scope::Deployment => match path_hint {
+            Some(name) => store
+                .get_deployment(&name)
+                .await
+                .ok()
+                .map(|deployment| Resource::registered_model(deployment.model_name)),
             None => None,
         },
         Scope::ArtifactPath => path_hint

@@ -9,6 +9,8 @@
 //! - `native`: slipway's own API under `/api/slipway/v1` (users, tokens, permissions).
 //! - [`scoring`]: MLflow's scoring protocol for one model (`slipway serve`).
 //! - [`access`]: authentication and the access rule of every route.
+//! - [`plane`]: the data plane of managed deployments (routing, rollouts' measurements,
+//!   mirroring, circuit breakers, the prediction log), in the server and in replicas.
 //!
 //! A request flows: router -> `Message<T>` extractor (400 on bad input) -> handler (wire ->
 //! domain) -> `slipway_app::App` use-case -> `MetadataStore`/`ArtifactStore` port -> response
@@ -48,6 +50,7 @@ pub mod error;
 pub mod extract;
 mod mlflow;
 mod native;
+pub mod plane;
 pub mod scoring;
 mod serving_metrics;
 
@@ -73,11 +76,42 @@ pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What the deployment routes work with: the rollout controller and the data plane.
+#[derive(Clone)]
+pub struct Deployments {
+    pub controller: std::sync::Arc<slipway_app::rollout::Controller>,
+    pub plane: std::sync::Arc<plane::Plane>,
+}
+
+impl Deployments {
+    /// A controller and a plane over `app` that nothing runs yet: the binary spawns
+    /// [`plane::Plane::run`] and the controller's ticks.
+    pub fn new(app: &App, config: plane::PlaneConfig) -> Deployments {
+        let controller = std::sync::Arc::new(slipway_app::rollout::Controller::new(app));
+        let source = std::sync::Arc::new(plane::ServerSource::new(app, controller.clone()));
+        Deployments {
+            controller,
+            plane: plane::Plane::new(source, config),
+        }
+    }
+}
+
 /// The whole HTTP application. The binary adds the listener and shutdown; tests call it with
 /// `tower::ServiceExt::oneshot`.
 pub fn router(app: App) -> Router {
+    let deployments = Deployments::new(&app, plane::PlaneConfig::default());
+    router_with(app, deployments)
+}
+
+/// The whole HTTP application with the given deployment controller and data plane.
+pub fn router_with(app: App, deployments: Deployments) -> Router {
+    let max_body = deployments.plane.config.limits.max_body_bytes;
+    let plane_routes = plane::plane_routes()
+        .layer(axum::Extension(deployments.plane.clone()))
+        .layer(DefaultBodyLimit::max(max_body));
     let api = mlflow::routes()
         .merge(native::routes())
+        .merge(plane_routes)
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/api/3.0/mlflow/server-info", get(server_info))
@@ -89,6 +123,7 @@ pub fn router(app: App) -> Router {
         ))
         .fallback(endpoint_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::Extension(deployments))
         .with_state(app);
     api.layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(CatchPanicLayer::custom(|_panic| ApiError::Panic.into_response()))

@@ -91,7 +91,7 @@ async fn predict(
 }
 
 /// Batches up to this many input values may run on the request's own thread.
-const INLINE_VALUES: usize = 1024;
+pub(crate) const INLINE_VALUES: usize = 1024;
 
 /// How much work the scoring routes take on.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +116,7 @@ impl Default for Limits {
 }
 
 /// Turns the limit layers' refusals into responses: 503 for a full server, 504 for a slow one.
-async fn overloaded(error: tower::BoxError) -> Response {
+pub(crate) async fn overloaded(error: tower::BoxError) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
         return (
             StatusCode::GATEWAY_TIMEOUT,
@@ -218,11 +218,11 @@ pub fn scoring_router(
         ))
 }
 
-async fn ping() -> Response {
+pub(crate) async fn ping() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
 }
 
-async fn version() -> Response {
+pub(crate) async fn version() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::MLFLOW_COMPATIBLE_VERSION,
@@ -231,14 +231,14 @@ async fn version() -> Response {
 }
 
 /// An error as MLflow's scoring server writes it.
-struct ScoringError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+pub(crate) struct ScoringError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl ScoringError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ScoringError {
             status: StatusCode::BAD_REQUEST,
             code: "BAD_REQUEST",
@@ -246,7 +246,7 @@ impl ScoringError {
         }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         ScoringError {
             status: StatusCode::BAD_REQUEST,
             code: "INVALID_PARAMETER_VALUE",
@@ -545,8 +545,33 @@ fn output_json(value: &OutputValue) -> Value {
     }
 }
 
+/// The rows of an `/invocations` body, in whichever format its content type says.
+pub(crate) fn invocation_rows(
+    headers: &HeaderMap,
+    body: &[u8],
+    input_name: &str,
+) -> Result<Vec<Vec<f32>>, ScoringError> {
+    match content_type(headers)? {
+        Format::Json => rows_from_json(body, input_name),
+        Format::Csv => rows_from_csv(body),
+    }
+}
+
+/// The `predictions` value of an `/invocations` answer: the one output's value, or an object
+/// by output name when the model has several, as MLflow answers.
+pub(crate) fn predictions_json(outputs: &[slipway_serving::Output]) -> Value {
+    match outputs {
+        [only] => output_json(&only.value),
+        many => Value::Object(
+            many.iter()
+                .map(|output| (output.name.clone(), output_json(&output.value)))
+                .collect(),
+        ),
+    }
+}
+
 /// A body over the limit, in the protocol's error format rather than axum's plain text.
-fn too_large(rejection: &BytesRejection) -> (StatusCode, String) {
+pub(crate) fn too_large(rejection: &BytesRejection) -> (StatusCode, String) {
     (
         rejection.status(),
         format!("the request body could not be read: {rejection} (the limit is --max-body bytes)"),
@@ -566,17 +591,13 @@ async fn invocations(
             message,
         }
     })?;
-    let format = content_type(&headers)?;
     let input_name = state
         .model
         .inputs()
         .first()
         .map(|input| input.name.clone())
         .unwrap_or_default();
-    let rows = match format {
-        Format::Json => rows_from_json(&body, &input_name)?,
-        Format::Csv => rows_from_csv(&body)?,
-    };
+    let rows = invocation_rows(&headers, &body, &input_name)?;
     let outputs = predict(&state, rows)
         .await
         .map_err(|e| ScoringError {
@@ -590,21 +611,13 @@ async fn invocations(
                 "Encountered an unexpected error while evaluating the model: {other}"
             )),
         })?;
-    let predictions = match outputs.as_slice() {
-        [only] => output_json(&only.value),
-        many => Value::Object(
-            many.iter()
-                .map(|output| (output.name.clone(), output_json(&output.value)))
-                .collect(),
-        ),
-    };
-    Ok(axum::Json(json!({ "predictions": predictions })).into_response())
+    Ok(axum::Json(json!({ "predictions": predictions_json(&outputs) })).into_response())
 }
 
 // ---------- Open Inference Protocol V2 ----------
 
 /// A V2 error: `{"error": message}` with the status KServe uses.
-struct V2Error(StatusCode, String);
+pub(crate) struct V2Error(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
@@ -612,7 +625,7 @@ impl IntoResponse for V2Error {
     }
 }
 
-fn v2_datatype(ty: &str) -> &'static str {
+pub(crate) fn v2_datatype(ty: &str) -> &'static str {
     match ty {
         "float32" => "FP32",
         "float64" => "FP64",
@@ -646,11 +659,11 @@ fn known(state: &ScoringState, name: &str) -> Result<(), V2Error> {
     }
 }
 
-async fn v2_server() -> axum::Json<Value> {
+pub(crate) async fn v2_server() -> axum::Json<Value> {
     axum::Json(json!({ "name": "slipway", "version": crate::VERSION, "extensions": [] }))
 }
 
-async fn v2_live() -> axum::Json<Value> {
+pub(crate) async fn v2_live() -> axum::Json<Value> {
     axum::Json(json!({ "live": true }))
 }
 
@@ -659,6 +672,15 @@ async fn v2_ready() -> axum::Json<Value> {
 }
 
 fn metadata(state: &ScoringState) -> Value {
+    model_metadata(
+        &state.name,
+        state.version.iter().map(|v| v.to_string()).collect(),
+        &state.model,
+    )
+}
+
+/// A V2 model metadata answer.
+pub(crate) fn model_metadata(name: &str, versions: Vec<String>, model: &OnnxModel) -> Value {
     let io = |specs: &[slipway_serving::model::IoSpec]| -> Vec<Value> {
         specs
             .iter()
@@ -672,11 +694,11 @@ fn metadata(state: &ScoringState) -> Value {
             .collect()
     };
     json!({
-        "name": &*state.name,
-        "versions": state.version.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+        "name": name,
+        "versions": versions,
         "platform": "onnx_onnxv1",
-        "inputs": io(state.model.inputs()),
-        "outputs": io(state.model.outputs()),
+        "inputs": io(model.inputs()),
+        "outputs": io(model.outputs()),
     })
 }
 
@@ -713,7 +735,7 @@ async fn v2_model_ready_versioned(
 }
 
 #[derive(Deserialize)]
-struct V2Request {
+pub(crate) struct V2Request {
     id: Option<String>,
     inputs: Vec<V2Input>,
     #[serde(default)]
@@ -804,25 +826,11 @@ async fn v2_infer_versioned(
     infer(state, name, body).await
 }
 
-async fn infer(
-    state: ScoringState,
-    name: String,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, V2Error> {
-    known(&state, &name)?;
-    let body = body.map_err(|rejection| {
-        let (status, message) = too_large(&rejection);
-        V2Error(status, message)
-    })?;
+/// A V2 inference request's rows, checked against the model's one input.
+pub(crate) fn v2_rows(body: &[u8], expected: &str) -> Result<(V2Request, Vec<Vec<f32>>), V2Error> {
     let bad = |message: String| V2Error(StatusCode::BAD_REQUEST, message);
-    let request: V2Request = serde_json::from_slice(&body)
-        .map_err(|e| bad(format!("invalid inference request: {e}")))?;
-    let expected = state
-        .model
-        .inputs()
-        .first()
-        .map(|input| input.name.clone())
-        .unwrap_or_default();
+    let request: V2Request =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid inference request: {e}")))?;
     let [input] = request.inputs.as_slice() else {
         return Err(bad(format!(
             "the model takes one input, '{expected}'; the request has {}",
@@ -861,21 +869,21 @@ async fn infer(
         )));
     }
     let matrix: Vec<Vec<f32>> = flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
-    let outputs = predict(&state, matrix)
-        .await
-        .map_err(|e| {
-            V2Error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("inference stopped: {e}"),
-            )
-        })?
-        .map_err(|e| match e {
-            slipway_serving::model::ModelError::BadInput(message) => bad(message),
-            other => V2Error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })?;
+    Ok((request, matrix))
+}
+
+/// A V2 response body: the requested outputs (all when none were named).
+pub(crate) fn v2_response(
+    model_name: &str,
+    request: &V2Request,
+    outputs: &[slipway_serving::Output],
+) -> Result<Value, V2Error> {
     for requested in &request.outputs {
         if !outputs.iter().any(|output| output.name == requested.name) {
-            return Err(bad(format!("the model has no output '{}'", requested.name)));
+            return Err(V2Error(
+                StatusCode::BAD_REQUEST,
+                format!("the model has no output '{}'", requested.name),
+            ));
         }
     }
     let outputs: Vec<Value> = outputs
@@ -885,9 +893,43 @@ async fn infer(
         })
         .map(|output| v2_output(&output.name, &output.value))
         .collect();
-    let mut response = json!({ "model_name": &*state.name, "outputs": outputs });
-    if let Some(id) = request.id {
+    let mut response = json!({ "model_name": model_name, "outputs": outputs });
+    if let Some(id) = &request.id {
         response["id"] = json!(id);
     }
-    Ok(axum::Json(response).into_response())
+    Ok(response)
+}
+
+async fn infer(
+    state: ScoringState,
+    name: String,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V2Error> {
+    known(&state, &name)?;
+    let body = body.map_err(|rejection| {
+        let (status, message) = too_large(&rejection);
+        V2Error(status, message)
+    })?;
+    let expected = state
+        .model
+        .inputs()
+        .first()
+        .map(|input| input.name.clone())
+        .unwrap_or_default();
+    let (request, matrix) = v2_rows(&body, &expected)?;
+    let outputs = predict(&state, matrix)
+        .await
+        .map_err(|e| {
+            V2Error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("inference stopped: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
+            slipway_serving::model::ModelError::BadInput(message) => {
+                V2Error(StatusCode::BAD_REQUEST, message)
+            }
+            other => V2Error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })?;
+    Ok(axum::Json(v2_response(&state.name, &request, &outputs)?).into_response())
 }

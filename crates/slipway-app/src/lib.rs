@@ -7,6 +7,9 @@
 //! - [`registry`]: registered models, versions, aliases, stages.
 //! - [`audit`]: paging through the audit trail and verifying its hash chain.
 //! - [`promotions`]: promotion policies, requests, approvals, rollback and lineage.
+//! - [`deployments`]: managed deployments, rollouts started, promoted, aborted and rolled back
+//!   by hand, model files for the data plane, the prediction log.
+//! - [`rollout`]: the controller that analyses rollouts each interval and applies decisions.
 //! - [`identity`]: authentication (argon2, credential cache, failure throttling) and the
 //!   users, tokens and permissions admins manage.
 //! - [`artifacts`]: the artifact proxy and run artifact listings.
@@ -14,17 +17,19 @@
 
 pub mod artifacts;
 pub mod audit;
+pub mod deployments;
 pub mod identity;
 pub mod logged_models;
 mod names;
 pub mod promotions;
 pub mod registry;
+pub mod rollout;
 pub mod tracking;
 
 use std::sync::Arc;
 
 use slipway_core::audit::{AuditEvent, Outcome};
-use slipway_core::ports::{ArtifactStore, MetadataStore};
+use slipway_core::ports::{ArtifactStore, MetadataStore, Notifier};
 
 /// Settings the use-cases need; chosen by the binary.
 #[derive(Debug, Clone)]
@@ -55,6 +60,8 @@ pub struct App {
     auth: Arc<identity::Authenticator>,
     /// Who the current request acts for; every audit entry it writes names them.
     caller: Arc<Caller>,
+    /// Where deployment events go (the webhook), if configured.
+    notifier: Option<Arc<dyn Notifier>>,
 }
 
 /// The actor and request an `App` handle works for (see [`App::for_caller`]).
@@ -84,7 +91,18 @@ impl App {
                 request_id: None,
                 hidden: Vec::new(),
             }),
+            notifier: None,
         }
+    }
+
+    /// The same application, sending deployment events to `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> App {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    pub(crate) fn notifier(&self) -> Option<&Arc<dyn Notifier>> {
+        self.notifier.as_ref()
     }
 
     /// A handle on the same application acting for `actor` within request `request_id`.

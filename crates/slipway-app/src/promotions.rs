@@ -107,7 +107,7 @@ impl App {
 
     /// Refuses a registered model the caller's `NO_PERMISSIONS` hides (the native promotion
     /// routes name requests by id, so their access rule cannot scope them).
-    fn visible_model(&self, name: &str) -> Result<()> {
+    pub(crate) fn visible_model(&self, name: &str) -> Result<()> {
         if self.hides(ResourceKind::RegisteredModel, name) {
             return Err(Error::permission_denied(format!(
                 "user '{}' has NO_PERMISSIONS on registered model '{name}'",

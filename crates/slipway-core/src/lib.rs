@@ -13,11 +13,14 @@
 //! - [`paging`]: page tokens and pages.
 //! - [`artifact_path`]: artifact paths that cannot escape their root.
 //! - [`promotion`]: promotion policies, requests, decisions and alias history.
+//! - [`deployment`]: managed deployments, rollout strategies and their state machine, rollout
+//!   analysis (windows, rules, Jensen-Shannon shift) and the circuit breaker.
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
 pub mod artifact_path;
 pub mod audit;
 pub mod auth;
+pub mod deployment;
 pub mod error;
 pub mod logged_model;
 pub mod paging;

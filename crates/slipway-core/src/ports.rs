@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::auth::{Grant, Resource, Role, TokenCredentials, TokenInfo, User, UserCredentials};
+use crate::deployment::{Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord};
 use crate::promotion::{
     AliasChange, Decision, NewPromotionRequest, PromotionPolicy, PromotionRequest, RequestState,
 };
@@ -322,6 +323,49 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Moves `alias` back to the version it pointed at before its latest change.
     async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange>;
 
+    // Deployments.
+    /// Stores a new deployment at revision 1 with its first event; the name must be free.
+    async fn create_deployment(
+        &self,
+        deployment: Deployment,
+        event: NewDeploymentEvent,
+    ) -> Result<Deployment>;
+    async fn get_deployment(&self, name: &str) -> Result<Deployment>;
+    /// Every deployment, by name.
+    async fn list_deployments(&self) -> Result<Vec<Deployment>>;
+    /// Replaces a deployment if its stored revision is still `deployment.revision` (else an
+    /// invalid-parameter error saying it changed meanwhile), bumps the revision and appends
+    /// `events`, in one transaction.
+    async fn update_deployment(
+        &self,
+        deployment: Deployment,
+        events: Vec<NewDeploymentEvent>,
+    ) -> Result<Deployment>;
+    /// Appends events to a deployment's history without changing it (no new revision).
+    async fn append_deployment_events(
+        &self,
+        name: &str,
+        events: Vec<NewDeploymentEvent>,
+    ) -> Result<()>;
+    /// Deletes a deployment; its events stay, ending with `event`.
+    async fn delete_deployment(&self, name: &str, event: NewDeploymentEvent) -> Result<()>;
+    /// A deployment's events after `after_seq`, oldest first, at most `limit`.
+    async fn deployment_events(
+        &self,
+        name: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<DeploymentEvent>>;
+    /// Appends sampled predictions (ids assigned by the store).
+    async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()>;
+    /// A deployment's logged predictions with an id above `after_id`, oldest first.
+    async fn read_predictions(
+        &self,
+        deployment: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PredictionRecord>>;
+
     /// Entries after `after_seq` in sequence order that match `filter`, at most `limit`.
     async fn read_audit(
         &self,
@@ -329,6 +373,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>>;
+}
+
+/// Where deployment events go outside slipway (a webhook). Delivery is the implementation's
+/// business (retries, timeouts); a failure is logged, never returned: a rollback must not wait
+/// on a receiver.
+#[async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    async fn notify(&self, event: serde_json::Value);
 }
 
 /// Which audit entries to read.

@@ -14,6 +14,7 @@
 mod audit;
 mod chunks;
 mod conn;
+mod deployments;
 mod experiments;
 mod filter;
 mod identity;
@@ -33,6 +34,7 @@ use slipway_core::audit::{AuditEvent, AuditRecord};
 use slipway_core::auth::{
     Grant, Resource, Role, TokenCredentials, TokenInfo, User, UserCredentials,
 };
+use slipway_core::deployment::{Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord};
 use slipway_core::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel};
 use slipway_core::paging::Page;
 use slipway_core::ports::{
@@ -673,6 +675,64 @@ impl MetadataStore for SqlStore {
 
     async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange> {
         promotions::rollback_alias(self, model_name, alias).await
+    }
+
+    async fn create_deployment(
+        &self,
+        deployment: Deployment,
+        event: NewDeploymentEvent,
+    ) -> Result<Deployment> {
+        deployments::create(self, deployment, event).await
+    }
+
+    async fn get_deployment(&self, name: &str) -> Result<Deployment> {
+        deployments::get(self, name).await
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<Deployment>> {
+        deployments::list(self).await
+    }
+
+    async fn update_deployment(
+        &self,
+        deployment: Deployment,
+        events: Vec<NewDeploymentEvent>,
+    ) -> Result<Deployment> {
+        deployments::update(self, deployment, events).await
+    }
+
+    async fn append_deployment_events(
+        &self,
+        name: &str,
+        events: Vec<NewDeploymentEvent>,
+    ) -> Result<()> {
+        deployments::append(self, name, events).await
+    }
+
+    async fn delete_deployment(&self, name: &str, event: NewDeploymentEvent) -> Result<()> {
+        deployments::delete(self, name, event).await
+    }
+
+    async fn deployment_events(
+        &self,
+        name: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<DeploymentEvent>> {
+        deployments::events(self, name, after_seq, limit).await
+    }
+
+    async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()> {
+        deployments::append_predictions(self, records).await
+    }
+
+    async fn read_predictions(
+        &self,
+        deployment: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PredictionRecord>> {
+        deployments::read_predictions(self, deployment, after_id, limit).await
     }
 
     async fn audit_head(&self) -> Result<(i64, String)> {

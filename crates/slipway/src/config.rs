@@ -40,6 +40,14 @@ pub struct ServerArgs {
     /// Read connections to the metadata store (default 8).
     #[arg(long, env = "SLIPWAY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
+    /// Where deployment events (rollout promoted, rolled back, aborted, waiting for approval)
+    /// are POSTed as JSON: an http:// or https:// URL.
+    #[arg(long, env = "SLIPWAY_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The ONNX Runtime library managed deployments run on (default: $ORT_DYLIB_PATH, then
+    /// what scripts/fetch-onnxruntime.sh installs).
+    #[arg(long, env = "SLIPWAY_ONNXRUNTIME")]
+    pub onnxruntime: Option<PathBuf>,
 }
 
 /// The `[server]` table of `slipway.toml`.
@@ -53,6 +61,8 @@ pub struct FileServerConfig {
     pub insecure_no_auth: Option<bool>,
     pub auth: Option<bool>,
     pub db_max_connections: Option<u32>,
+    pub webhook_url: Option<String>,
+    pub onnxruntime: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +103,8 @@ pub struct ServerConfig {
     pub insecure_no_auth: bool,
     pub auth: bool,
     pub db_max_connections: u32,
+    pub webhook_url: Option<String>,
+    pub onnxruntime: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -126,7 +138,14 @@ impl ServerConfig {
                 .or(file.db_max_connections)
                 .unwrap_or(8)
                 .max(1),
+            webhook_url: args.webhook_url.or(file.webhook_url),
+            onnxruntime: args.onnxruntime.or(file.onnxruntime),
         };
+        if let Some(url) = &config.webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("--webhook-url '{url}' must be an http:// or https:// URL");
+        }
         if !config.host.is_loopback() && !config.auth && !config.insecure_no_auth {
             bail!(
                 "refusing to listen on {} without authentication: anyone who can reach it could read and change every experiment and model. \

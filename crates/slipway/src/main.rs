@@ -3,8 +3,10 @@
 
 mod admin;
 mod config;
+mod deploy;
 mod remote;
 mod serve;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,7 +73,13 @@ enum Command {
     Policy(remote::PolicyArgs),
     /// Where a model version came from: models:/NAME/VERSION (over the HTTP API).
     Lineage(remote::LineageArgs),
-    /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`.
+    /// Managed deployments: create, roll out (canary, blue-green, shadow), watch, promote,
+    /// abort, roll back (over the HTTP API).
+    Deploy(deploy::DeployArgs),
+    /// Export a deployment's prediction log (over the HTTP API).
+    Predictions(deploy::PredictionsArgs),
+    /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`; or, with
+    /// --deployment, a replica of a managed deployment.
     Serve(serve::ServeArgs),
 }
 
@@ -93,20 +101,32 @@ fn main() -> ExitCode {
             Command::Server(args) => {
                 let file = FileConfig::load(cli.config.as_deref())?;
                 let config = ServerConfig::resolve(args, file.server)?;
-                serve(config).await
+                serve(config).await.map(|()| ExitCode::SUCCESS)
             }
-            Command::Users(args) => admin::users(cli.config.as_deref(), args).await,
-            Command::Tokens(args) => admin::tokens(cli.config.as_deref(), args).await,
-            Command::Audit(args) => admin::audit(cli.config.as_deref(), args).await,
-            Command::Promote(args) => remote::promote(args).await,
-            Command::Models(args) => remote::models(args).await,
-            Command::Policy(args) => remote::policy(args).await,
-            Command::Lineage(args) => remote::lineage(args).await,
-            Command::Serve(args) => serve::serve(args, shutdown_signal()).await,
+            Command::Users(args) => admin::users(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Tokens(args) => admin::tokens(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Audit(args) => admin::audit(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Promote(args) => remote::promote(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Models(args) => remote::models(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Policy(args) => remote::policy(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Lineage(args) => remote::lineage(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Deploy(args) => deploy::deploy(args).await,
+            Command::Predictions(args) => {
+                deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Serve(args) => serve::serve(args, shutdown_signal())
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -126,6 +146,10 @@ fn init_telemetry(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+/// How often the rollout controller looks at every deployment; analysis intervals are counted
+/// in these ticks.
+const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -166,7 +190,41 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
         spawn_identity_refresher(app.clone());
     }
-    let router = slipway_api::router(app);
+    let app = match &config.webhook_url {
+        Some(url) => app.with_notifier(Arc::new(webhook::Webhook::new(url)?)),
+        None => app,
+    };
+    let deployments = slipway_api::Deployments::new(
+        &app,
+        slipway_api::plane::PlaneConfig {
+            onnxruntime: config.onnxruntime.clone(),
+            ..slipway_api::plane::PlaneConfig::default()
+        },
+    );
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let plane_task = tokio::spawn(deployments.plane.clone().run({
+        let mut stopped = background_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    }));
+    let controller = deployments.controller.clone();
+    let mut controller_stopped = background_stopped.clone();
+    let controller_task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(CONTROLLER_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = async { controller_stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                _ = interval.tick() => {
+                    if let Err(error) = controller.tick().await {
+                        tracing::warn!(%error, "rollout controller");
+                    }
+                }
+            }
+        }
+    });
+    let router = slipway_api::router_with(app, deployments);
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
@@ -193,6 +251,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving HTTP")?;
+    // In-flight requests are done: report their measurements and write the prediction log
+    // before the store closes.
+    let _ = stop_background.send(true);
+    let _ = controller_task.await;
+    let _ = plane_task.await;
     store.close().await;
     tracing::info!("slipway server stopped");
     Ok(())

@@ -15,7 +15,7 @@ const NATIVE: &str = "/api/slipway/v1";
 pub struct ServerArgs {
     /// The slipway server (default: $MLFLOW_TRACKING_URI, else http://127.0.0.1:5000).
     #[arg(long, env = "MLFLOW_TRACKING_URI", global = true)]
-    tracking_uri: Option<String>,
+    pub(crate) tracking_uri: Option<String>,
 }
 
 pub(crate) struct Client {

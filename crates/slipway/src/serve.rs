@@ -13,8 +13,18 @@ use slipway_serving::{OnnxModel, Runtime};
 pub struct ServeArgs {
     /// The model: models:/NAME@ALIAS or models:/NAME/VERSION from the registry, an MLflow model
     /// folder (MLmodel + model.onnx) or an .onnx file.
-    #[arg(long, short = 'm')]
-    model_uri: String,
+    #[arg(
+        long,
+        short = 'm',
+        required_unless_present = "deployment",
+        conflicts_with = "deployment"
+    )]
+    model_uri: Option<String>,
+    /// Serve a managed deployment as one of its replicas: spec and models come from the server
+    /// (--tracking-uri), measurements and the prediction log go back to it. Rollouts, weights
+    /// and rollbacks follow the server within a second.
+    #[arg(long)]
+    deployment: Option<String>,
     /// Address to listen on (default 127.0.0.1; another needs --insecure-no-auth).
     #[arg(long, short = 'H', default_value = "127.0.0.1")]
     host: IpAddr,
@@ -232,15 +242,19 @@ pub async fn serve(
             args.host
         );
     }
+    if let Some(deployment) = args.deployment.clone() {
+        return serve_deployment(args, &deployment, shutdown).await;
+    }
+    let model_uri = args.model_uri.clone().unwrap_or_default();
     // A fetched model's folder lives as long as the server (and is removed after).
-    let fetched = if args.model_uri.starts_with("models:/") {
-        Some(fetch_registered(&args.model_uri, args.tracking_uri.clone()).await?)
+    let fetched = if model_uri.starts_with("models:/") {
+        Some(fetch_registered(&model_uri, args.tracking_uri.clone()).await?)
     } else {
         None
     };
     let file = match &fetched {
         Some(fetched) => fetched.file.clone(),
-        None => model_file(&args.model_uri)?,
+        None => model_file(&model_uri)?,
     };
     let registered = fetched.as_ref().map(|fetched| fetched.name.clone());
     let runtime = Runtime::load(args.onnxruntime.as_deref())?;
@@ -250,7 +264,7 @@ pub async fn serve(
     let model = OnnxModel::load(&runtime, &file, sessions)
         .with_context(|| format!("loading {}", file.display()))?;
     let name = args.name.clone().or(registered).unwrap_or_else(|| {
-        let source = Path::new(&args.model_uri);
+        let source = Path::new(&model_uri);
         let stem = if source.is_dir() {
             source.file_name()
         } else {
@@ -280,4 +294,164 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")
+}
+
+/// A replica's source: the server's HTTP API, with the mlflow client's credentials.
+struct RemoteSource {
+    client: crate::remote::Client,
+    tracking_uri: Option<String>,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl slipway_api::plane::PlaneSource for RemoteSource {
+    async fn deployments(&self) -> Result<Vec<slipway_core::deployment::Deployment>, String> {
+        let answer = self
+            .client
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/slipway/v1/deployments/{}",
+                    crate::remote::urlencode(&self.name)
+                ),
+                None,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let deployment = serde_json::from_value(answer["deployment"].clone()).map_err(|e| {
+            format!("the server answered a deployment this replica cannot read: {e}")
+        })?;
+        Ok(vec![deployment])
+    }
+
+    async fn model_files(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<slipway_api::plane::ModelBytes, String> {
+        let uri = format!("models:/{model}/{version}");
+        let fetched = fetch_registered(&uri, self.tracking_uri.clone())
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let onnx = tokio::fs::read(&fetched.file)
+            .await
+            .map_err(|e| format!("reading {}: {e}", fetched.file.display()))?;
+        Ok(slipway_api::plane::ModelBytes {
+            onnx: onnx.into(),
+            mlmodel: None,
+        })
+    }
+
+    async fn report(
+        &self,
+        deployment: &str,
+        rollout_id: i64,
+        stage: usize,
+        stats: slipway_core::deployment::WindowStats,
+    ) -> Result<(), String> {
+        self.post_report(
+            deployment,
+            serde_json::json!({ "rollout_id": rollout_id, "stage": stage, "stats": stats }),
+        )
+        .await
+    }
+
+    async fn log_predictions(
+        &self,
+        records: Vec<slipway_core::deployment::PredictionRecord>,
+    ) -> Result<(), String> {
+        let Some(deployment) = records.first().map(|r| r.deployment.clone()) else {
+            return Ok(());
+        };
+        self.post_report(
+            &deployment,
+            serde_json::json!({
+                "rollout_id": 0,
+                "stage": 0,
+                "stats": slipway_core::deployment::WindowStats::default(),
+                "predictions": records,
+            }),
+        )
+        .await
+    }
+}
+
+impl RemoteSource {
+    async fn post_report(&self, deployment: &str, body: serde_json::Value) -> Result<(), String> {
+        self.client
+            .call(
+                reqwest::Method::POST,
+                &format!(
+                    "/api/slipway/v1/deployments/{}/reports",
+                    crate::remote::urlencode(deployment)
+                ),
+                Some(body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// `slipway serve --deployment NAME`: a data-plane replica of a managed deployment.
+async fn serve_deployment(
+    args: ServeArgs,
+    name: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let client = crate::remote::Client::for_uri(args.tracking_uri.clone())?;
+    let source = Arc::new(RemoteSource {
+        client,
+        tracking_uri: args.tracking_uri.clone(),
+        name: name.to_owned(),
+    });
+    let defaults = slipway_api::plane::PlaneConfig::default();
+    let plane = slipway_api::plane::Plane::new(
+        source,
+        slipway_api::plane::PlaneConfig {
+            limits: slipway_api::scoring::Limits {
+                max_in_flight: args.max_in_flight as usize,
+                timeout: std::time::Duration::from_secs(args.timeout),
+                max_body_bytes: args.max_body,
+            },
+            sessions: args.sessions.unwrap_or(defaults.sessions),
+            onnxruntime: args.onnxruntime.clone(),
+            ..defaults
+        },
+    );
+    // The first load happens before the port opens, so a replica that listens can answer.
+    plane
+        .sync()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading deployment '{name}' from the server: {e}"))?;
+    if plane.get(name).is_none() {
+        bail!(
+            "deployment '{name}' could not be loaded: {}",
+            plane
+                .not_ready_reason(name)
+                .unwrap_or_else(|| "unknown reason".to_owned())
+        );
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let background = tokio::spawn(plane.clone().run(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    let router = slipway_api::plane::replica_router(plane, name);
+    let listener = tokio::net::TcpListener::bind((args.host, args.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    tracing::info!(
+        address = %format!("http://{}", listener.local_addr()?),
+        deployment = %name,
+        "serving deployment replica"
+    );
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+    // Requests are drained: report the last measurements and predictions.
+    let _ = stop.send(true);
+    let _ = background.await;
+    served
 }

@@ -1,8 +1,9 @@
 //! slipway's own API, under `/api/slipway/v1`: what MLflow's REST API has no words for
-//! (users, tokens, permissions, promotions, lineage, the audit trail).
+//! (users, tokens, permissions, promotions, lineage, the audit trail, deployments).
 //! Errors use the same JSON shape and table as the MLflow routes.
 
 mod audit;
+mod deployments;
 mod identity;
 mod promotions;
 
@@ -40,6 +41,18 @@ routes! {
     GET "/lineage" => promotions::lineage, Read Model;
     GET "/audit" => audit::read, Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
+    POST "/deployments" => deployments::create, Write None;
+    GET "/deployments" => deployments::list, Read None;
+    GET "/deployments/{name}" => deployments::get, Read Deployment;
+    PATCH "/deployments/{name}" => deployments::update, Write Deployment;
+    DELETE "/deployments/{name}" => deployments::delete, Delete Deployment;
+    POST "/deployments/{name}/rollout" => deployments::start_rollout, Write Deployment;
+    POST "/deployments/{name}/promote" => deployments::promote, Write Deployment;
+    POST "/deployments/{name}/abort" => deployments::abort, Write Deployment;
+    POST "/deployments/{name}/rollback" => deployments::rollback, Approve Deployment;
+    GET "/deployments/{name}/events" => deployments::events, Read Deployment;
+    POST "/deployments/{name}/reports" => deployments::report, Write Deployment;
+    GET "/deployments/{name}/predictions" => deployments::predictions, Read Deployment;
 }
 
 pub(crate) fn routes() -> Router<App> {

@@ -1,0 +1,397 @@
+//! Managed deployments' control plane: create, inspect, change, roll out, promote, abort, roll
+//! back, delete; replicas' measurement reports; the prediction log export.
+
+use axum::extract::{Extension, Path};
+use axum::{Json, http::StatusCode};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use slipway_app::deployments::ModelRef;
+use slipway_core::deployment::{
+    AnalysisRules, BreakerConfig, CanaryStep, Deployment, PredictionRecord, ServingSettings,
+    Strategy, WindowStats,
+};
+
+use crate::Deployments;
+use crate::access::AppFor;
+use crate::error::ApiResult;
+use crate::extract::{I64, Message};
+use crate::mlflow::{ok, required_str};
+
+/// Absent: `None` (keep the default); `null`: `Some(None)` (turn the rule off); a value:
+/// `Some(Some(v))`.
+fn explicit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsIn {
+    log_sample: Option<f64>,
+    batch_max_rows: Option<u32>,
+    batch_max_wait_ms: Option<u32>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown_ms: Option<u32>,
+}
+
+impl SettingsIn {
+    fn apply(self, mut settings: ServingSettings) -> ServingSettings {
+        if let Some(v) = self.log_sample {
+            settings.log_sample = v;
+        }
+        if let Some(v) = self.batch_max_rows {
+            settings.batch_max_rows = v as usize;
+        }
+        if let Some(v) = self.batch_max_wait_ms {
+            settings.batch_max_wait_ms = u64::from(v);
+        }
+        settings.breaker = BreakerConfig {
+            failures: self.breaker_failures.unwrap_or(settings.breaker.failures),
+            cooldown_ms: self
+                .breaker_cooldown_ms
+                .map_or(settings.breaker.cooldown_ms, u64::from),
+        };
+        settings
+    }
+}
+
+fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value {
+    let served = deployments.plane.get(&deployment.name);
+    let mut value = json!(deployment);
+    value["traffic"] = json!(deployment.traffic());
+    value["window"] = json!(deployments.controller.live_window(&deployment.name));
+    value["plane"] = json!({
+        "loaded_revision": served.as_ref().map(|s| s.spec.revision),
+        "not_ready": deployments.plane.not_ready(&deployment.name).map(|n| n.reason),
+    });
+    value
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Create {
+    name: Option<String>,
+    model_uri: Option<String>,
+    settings: Option<SettingsIn>,
+}
+
+pub async fn create(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Message(request): Message<Create>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let name = required_str(request.name, "name")?;
+    let model = ModelRef::parse(&required_str(request.model_uri, "model_uri")?)?;
+    let settings = request
+        .settings
+        .unwrap_or_default()
+        .apply(ServingSettings::default());
+    let created = app.create_deployment(&name, &model, settings).await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "deployment": deployment_json(&deployments, &created) })),
+    ))
+}
+
+pub async fn list(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+) -> ApiResult<Json<Value>> {
+    let all = app.list_deployments().await?;
+    let items: Vec<Value> = all
+        .iter()
+        .map(|d| deployment_json(&deployments, d))
+        .collect();
+    Ok(Json(json!({ "deployments": items })))
+}
+
+pub async fn get(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let deployment = app.get_deployment(&name).await?;
+    Ok(Json(
+        json!({ "deployment": deployment_json(&deployments, &deployment) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    settings: Option<SettingsIn>,
+}
+
+pub async fn update(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+    Message(request): Message<Update>,
+) -> ApiResult<Json<Value>> {
+    let current = app.get_deployment(&name).await?;
+    let settings = request
+        .settings
+        .unwrap_or_default()
+        .apply(current.settings.clone());
+    let updated = app.update_deployment_settings(&name, settings).await?;
+    Ok(Json(
+        json!({ "deployment": deployment_json(&deployments, &updated) }),
+    ))
+}
+
+pub async fn delete(AppFor(app): AppFor, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    app.delete_deployment(&name).await?;
+    Ok(ok())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisIn {
+    interval_ms: Option<u32>,
+    min_samples: Option<u32>,
+    #[serde(default, deserialize_with = "explicit")]
+    max_error_rate: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "explicit")]
+    max_p99_ms: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "explicit")]
+    max_p99_ratio: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "explicit")]
+    max_prediction_shift: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "explicit")]
+    min_agreement: Option<Option<f64>>,
+}
+
+impl AnalysisIn {
+    fn rules(self, strategy: &Strategy) -> AnalysisRules {
+        let mut rules = AnalysisRules::default();
+        // Mirrored traffic is compared row by row: agreement is on by default there.
+        if matches!(
+            strategy,
+            Strategy::Shadow { .. }
+                | Strategy::BlueGreen {
+                    mirror_percent: 1..,
+                    ..
+                }
+        ) {
+            rules.min_agreement = Some(0.9);
+        }
+        if let Some(v) = self.interval_ms {
+            rules.interval_ms = u64::from(v);
+        }
+        if let Some(v) = self.min_samples {
+            rules.min_samples = u64::from(v);
+        }
+        let set = |slot: &mut Option<f64>, value: Option<Option<f64>>| {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        };
+        set(&mut rules.max_error_rate, self.max_error_rate);
+        set(&mut rules.max_p99_ms, self.max_p99_ms);
+        set(&mut rules.max_p99_ratio, self.max_p99_ratio);
+        set(&mut rules.max_prediction_shift, self.max_prediction_shift);
+        set(&mut rules.min_agreement, self.min_agreement);
+        rules
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepIn {
+    weight: u8,
+    duration_ms: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRollout {
+    candidate_uri: Option<String>,
+    strategy: Option<String>,
+    steps: Option<Vec<StepIn>>,
+    preview_ms: Option<u32>,
+    bake_ms: Option<u32>,
+    mirror_percent: Option<u8>,
+    duration_ms: Option<u32>,
+    analysis: Option<AnalysisIn>,
+}
+
+const DEFAULT_STAGE_MS: u64 = 60_000;
+
+pub async fn start_rollout(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+    Message(request): Message<StartRollout>,
+) -> ApiResult<Json<Value>> {
+    let candidate = ModelRef::parse(&required_str(request.candidate_uri, "candidate_uri")?)?;
+    let strategy = match request.strategy.as_deref().unwrap_or("canary") {
+        "canary" => Strategy::Canary {
+            steps: match request.steps {
+                Some(steps) => steps
+                    .into_iter()
+                    .map(|s| CanaryStep {
+                        weight: s.weight,
+                        duration_ms: u64::from(s.duration_ms),
+                    })
+                    .collect(),
+                None => [5, 25, 50, 100]
+                    .into_iter()
+                    .map(|weight| CanaryStep {
+                        weight,
+                        duration_ms: DEFAULT_STAGE_MS,
+                    })
+                    .collect(),
+            },
+        },
+        "blue-green" | "blue_green" | "bluegreen" => Strategy::BlueGreen {
+            preview_ms: request.preview_ms.map_or(DEFAULT_STAGE_MS, u64::from),
+            mirror_percent: request.mirror_percent.unwrap_or(0),
+            bake_ms: request.bake_ms.map_or(0, u64::from),
+        },
+        "shadow" => Strategy::Shadow {
+            mirror_percent: request.mirror_percent.unwrap_or(100),
+            duration_ms: request.duration_ms.map_or(DEFAULT_STAGE_MS, u64::from),
+        },
+        other => {
+            return Err(slipway_core::Error::invalid(format!(
+                "unknown strategy '{other}': use canary, blue-green or shadow"
+            ))
+            .into());
+        }
+    };
+    let rules = request.analysis.unwrap_or_default().rules(&strategy);
+    let updated = app
+        .start_rollout(&name, &candidate, strategy, rules)
+        .await?;
+    Ok(Json(
+        json!({ "deployment": deployment_json(&deployments, &updated) }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    reason: Option<String>,
+}
+
+pub async fn promote(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let updated = app.promote_rollout(&name).await?;
+    Ok(Json(
+        json!({ "deployment": deployment_json(&deployments, &updated) }),
+    ))
+}
+
+pub async fn abort(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+    Message(request): Message<Reason>,
+) -> ApiResult<Json<Value>> {
+    let updated = app
+        .abort_rollout(&name, request.reason.as_deref().unwrap_or(""))
+        .await?;
+    Ok(Json(
+        json!({ "deployment": deployment_json(&deployments, &updated) }),
+    ))
+}
+
+pub async fn rollback(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+    Message(request): Message<Reason>,
+) -> ApiResult<Json<Value>> {
+    let updated = app
+        .rollback_deployment(&name, request.reason.as_deref().unwrap_or(""))
+        .await?;
+    Ok(Json(
+        json!({ "deployment": deployment_json(&deployments, &updated) }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    after: Option<I64>,
+    limit: Option<I64>,
+}
+
+pub async fn events(
+    AppFor(app): AppFor,
+    Path(name): Path<String>,
+    Message(page): Message<Page>,
+) -> ApiResult<Json<Value>> {
+    let events = app
+        .deployment_events(
+            &name,
+            page.after.map_or(0, |a| a.0),
+            page.limit.map_or(1000, |l| l.0.clamp(1, 1000) as usize),
+        )
+        .await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    rollout_id: i64,
+    stage: usize,
+    stats: WindowStats,
+    #[serde(default)]
+    predictions: Vec<PredictionRecord>,
+}
+
+/// Maximum prediction records in one report.
+const MAX_REPORTED_PREDICTIONS: usize = 5_000;
+
+pub async fn report(
+    AppFor(app): AppFor,
+    Extension(deployments): Extension<Deployments>,
+    Path(name): Path<String>,
+    Message(report): Message<Report>,
+) -> ApiResult<Json<Value>> {
+    let deployment = app.get_deployment(&name).await?;
+    if report.predictions.len() > MAX_REPORTED_PREDICTIONS {
+        return Err(slipway_core::Error::invalid(format!(
+            "a report carries at most {MAX_REPORTED_PREDICTIONS} prediction records, got {}",
+            report.predictions.len()
+        ))
+        .into());
+    }
+    if report
+        .predictions
+        .iter()
+        .any(|record| record.deployment != deployment.name)
+    {
+        return Err(slipway_core::Error::invalid(format!(
+            "every prediction record in a report to '{name}' must name deployment '{name}'"
+        ))
+        .into());
+    }
+    let accepted = report.stats.is_empty()
+        || deployments
+            .controller
+            .record(&name, report.rollout_id, report.stage, &report.stats);
+    if !report.predictions.is_empty() {
+        app.append_predictions(report.predictions).await?;
+    }
+    Ok(Json(json!({ "accepted": accepted })))
+}
+
+pub async fn predictions(
+    AppFor(app): AppFor,
+    Path(name): Path<String>,
+    Message(page): Message<Page>,
+) -> ApiResult<Json<Value>> {
+    let limit = page.limit.map_or(1000, |l| l.0.clamp(1, 10_000) as usize);
+    let records = app
+        .read_predictions(&name, page.after.map_or(0, |a| a.0), limit)
+        .await?;
+    let next = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(json!({ "predictions": records, "next_after": next })))
+}

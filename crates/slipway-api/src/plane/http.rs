@@ -1,0 +1,726 @@
+//! The inference routes of managed deployments, on `slipway server` (`/deployments/NAME/...`,
+//! `/v2/models/NAME/...`) and on replicas (the same, plus `/invocations` at the root for their
+//! one deployment, as `mlflow models serve` answers).
+//!
+//! A request goes: find the deployment (404, or 503 while it loads); take an in-flight permit
+//! (503 + `Retry-After` when full); pick the variant (forced by header or V2 version path,
+//! sticky by route key, else by weight; an open circuit sends candidate traffic to stable);
+//! parse with that version's input; run; on a candidate failure, answer from stable and count
+//! the failure against the candidate; measure, mirror, sample into the prediction log; answer.
+
+// Early returns carry the finished error response; boxing it would only add an allocation on
+// the error path.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use slipway_core::deployment::{
+    FORCE_VARIANT_HEADER, PredictionRecord, ROUTE_KEY_HEADER, Variant, route_hash,
+    routes_to_candidate,
+};
+
+use super::{LoadedVersion, Plane, Ran, RunError, Served, now_ms, summarize};
+use crate::scoring::{ScoringError, V2Error, V2Request};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Mlflow,
+    V2,
+}
+
+impl Protocol {
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Mlflow => "mlflow",
+            Protocol::V2 => "v2",
+        }
+    }
+
+    fn error(self, status: StatusCode, code: &'static str, message: String) -> Response {
+        match self {
+            Protocol::Mlflow => ScoringError {
+                status,
+                code,
+                message,
+            }
+            .into_response(),
+            Protocol::V2 => V2Error(status, message).into_response(),
+        }
+    }
+}
+
+fn shed(protocol: Protocol) -> Response {
+    let mut response = protocol.error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TEMPORARILY_UNAVAILABLE",
+        "the deployment is at its limit of requests in flight; retry shortly".to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+routes! {
+    /// The data plane on `slipway server`, each route with its access rule (the deployment's
+    /// registered model decides per-model grants).
+    fn plane_routes, plane_rules;
+    POST "/deployments/{name}/invocations" => invocations, Read Deployment;
+    GET "/deployments/{name}/ping" => deployment_ping, Read Deployment;
+    POST "/v2/models/{name}/infer" => v2_infer, Read Deployment;
+    POST "/v2/models/{name}/versions/{version}/infer" => v2_infer_versioned, Read Deployment;
+    GET "/v2/models/{name}" => v2_metadata, Read Deployment;
+    GET "/v2/models/{name}/versions/{version}" => v2_metadata_versioned, Read Deployment;
+    GET "/v2/models/{name}/ready" => v2_model_ready, Read Deployment;
+    GET "/v2/models/{name}/versions/{version}/ready" => v2_model_ready_versioned, Read Deployment;
+    GET "/v2" => crate::scoring::v2_server, Read None;
+    GET "/v2/health/live" => crate::scoring::v2_live, Read None;
+    GET "/v2/health/ready" => v2_ready, Read None;
+    GET "/metrics" => metrics, Read None;
+}
+
+/// A replica's router: its deployment at the root (`/invocations`, `/ping`, ...) as
+/// `mlflow models serve` answers, and under its name as the server does. No access control:
+/// replicas bind to loopback unless told otherwise, like `slipway serve`.
+pub fn replica_router(plane: Arc<Plane>, name: &str) -> axum::Router {
+    let name: Arc<str> = Arc::from(name);
+    let root_name = name.clone();
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    axum::Router::new()
+        .route(
+            "/invocations",
+            post(
+                move |plane: Extension<Arc<Plane>>,
+                      headers: HeaderMap,
+                      body: Result<Bytes, BytesRejection>| {
+                    let name = root_name.clone();
+                    async move {
+                        handle(&plane, &name, Protocol::Mlflow, &headers, body, None).await
+                    }
+                },
+            ),
+        )
+        .route("/ping", get(replica_ping))
+        .route("/health", get(replica_ping))
+        .route("/version", get(crate::scoring::version))
+        .route("/deployments/{name}/invocations", post(invocations))
+        .route("/deployments/{name}/ping", get(deployment_ping))
+        .route("/v2/models/{name}/infer", post(v2_infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2_infer_versioned),
+        )
+        .route("/v2/models/{name}", get(v2_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2_metadata_versioned),
+        )
+        .route("/v2/models/{name}/ready", get(v2_model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2_model_ready_versioned),
+        )
+        .route("/v2", get(crate::scoring::v2_server))
+        .route("/v2/health/live", get(crate::scoring::v2_live))
+        .route("/v2/health/ready", get(v2_ready))
+        .route("/metrics", get(metrics))
+        .layer(Extension(name))
+        .layer(Extension(plane.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            plane.config.limits.max_body_bytes,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::new(
+            request_id.clone(),
+        ))
+        .layer(tower_http::request_id::SetRequestIdLayer::new(
+            request_id,
+            tower_http::request_id::MakeRequestUuid,
+        ))
+}
+
+async fn replica_ping(
+    Extension(plane): Extension<Arc<Plane>>,
+    Extension(name): Extension<Arc<str>>,
+) -> Response {
+    deployment_ping(Extension(plane), Path(name.to_string())).await
+}
+
+async fn deployment_ping(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path(name): Path<String>,
+) -> Response {
+    if plane.get(&name).is_some() {
+        ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
+    } else if let Some(not_ready) = plane.not_ready(&name) {
+        (StatusCode::SERVICE_UNAVAILABLE, not_ready.reason).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("deployment '{name}' is not loaded (yet)"),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(Extension(plane): Extension<Arc<Plane>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        plane.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn v2_ready(Extension(plane): Extension<Arc<Plane>>) -> Response {
+    let ready = plane.is_synced();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(json!({ "ready": ready }))).into_response()
+}
+
+async fn invocations(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(&plane, &name, Protocol::Mlflow, &headers, body, None).await
+}
+
+async fn v2_infer(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(&plane, &name, Protocol::V2, &headers, body, None).await
+}
+
+async fn v2_infer_versioned(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(&plane, &name, Protocol::V2, &headers, body, Some(&version)).await
+}
+
+fn served_or_404(plane: &Plane, name: &str) -> Result<Arc<Served>, Response> {
+    plane
+        .get(name)
+        .ok_or_else(|| missing(plane, name, Protocol::V2))
+}
+
+fn missing(plane: &Plane, name: &str, protocol: Protocol) -> Response {
+    if let Some(not_ready) = plane.not_ready(name) {
+        return protocol.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            format!("deployment '{name}' is not ready: {}", not_ready.reason),
+        );
+    }
+    plane.metrics.unknown(protocol.label());
+    protocol.error(
+        StatusCode::NOT_FOUND,
+        "RESOURCE_DOES_NOT_EXIST",
+        format!("Model with name {name} does not exist."),
+    )
+}
+
+fn versions(served: &Served) -> Vec<String> {
+    let mut versions = vec![served.stable.version.clone()];
+    if let Some(candidate) = &served.candidate {
+        versions.push(candidate.version.clone());
+    }
+    versions
+}
+
+fn version_of<'s>(served: &'s Served, version: &str) -> Option<&'s Arc<LoadedVersion>> {
+    [Some(&served.stable), served.candidate.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|loaded| loaded.version == version)
+}
+
+async fn v2_metadata(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path(name): Path<String>,
+) -> Response {
+    match served_or_404(&plane, &name) {
+        Ok(served) => axum::Json(crate::scoring::model_metadata(
+            &name,
+            versions(&served),
+            &served.stable.model,
+        ))
+        .into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn v2_metadata_versioned(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let served = match served_or_404(&plane, &name) {
+        Ok(served) => served,
+        Err(response) => return response,
+    };
+    match version_of(&served, &version) {
+        Some(loaded) => axum::Json(crate::scoring::model_metadata(
+            &name,
+            vec![loaded.version.clone()],
+            &loaded.model,
+        ))
+        .into_response(),
+        None => V2Error(
+            StatusCode::NOT_FOUND,
+            format!("Model {name} version {version} does not exist."),
+        )
+        .into_response(),
+    }
+}
+
+async fn v2_model_ready(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path(name): Path<String>,
+) -> Response {
+    match served_or_404(&plane, &name) {
+        Ok(_) => axum::Json(json!({ "name": name, "ready": true })).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn v2_model_ready_versioned(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let served = match served_or_404(&plane, &name) {
+        Ok(served) => served,
+        Err(response) => return response,
+    };
+    if version_of(&served, &version).is_some() {
+        axum::Json(json!({ "name": name, "ready": true })).into_response()
+    } else {
+        V2Error(
+            StatusCode::NOT_FOUND,
+            format!("Model {name} version {version} does not exist."),
+        )
+        .into_response()
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight(prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn handle(
+    plane: &Arc<Plane>,
+    name: &str,
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    forced_version: Option<&str>,
+) -> Response {
+    let Some(served) = plane.get(name) else {
+        return missing(plane, name, protocol);
+    };
+    let handles = served.handles.clone();
+    handles.in_flight.inc();
+    let _in_flight = InFlight(handles.in_flight.clone());
+    let started = Instant::now();
+    let Ok(permit) = served.in_flight.clone().try_acquire_owned() else {
+        handles.request(protocol.label(), "shed");
+        return shed(protocol);
+    };
+    let response = match tokio::time::timeout(
+        plane.config.limits.timeout,
+        serve(plane, &served, protocol, headers, body, forced_version),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => protocol.error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "DEADLINE_EXCEEDED",
+            "Request processing time exceeded limit".to_owned(),
+        ),
+    };
+    drop(permit);
+    let outcome = match response.status().as_u16() {
+        503 => "shed",
+        504 => "timeout",
+        404 => "not_found",
+        400..=499 => "client_error",
+        500..=599 => "server_error",
+        _ => "ok",
+    };
+    handles.request(protocol.label(), outcome);
+    handles.duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Which variant answers a request.
+struct Choice {
+    variant: Variant,
+    /// Forced by header or version path: never rerouted, never mirrored.
+    forced: bool,
+    /// The weight picked the candidate but its circuit is open: the stable answers, and the
+    /// rollout counts the request as a candidate failure (an open circuit must not starve the
+    /// analysis of the very failures that opened it).
+    diverted: bool,
+}
+
+fn choose(
+    served: &Served,
+    headers: &HeaderMap,
+    forced_version: Option<&str>,
+    protocol: Protocol,
+) -> Result<Choice, Response> {
+    let pick = |variant, forced, diverted| {
+        Ok(Choice {
+            variant,
+            forced,
+            diverted,
+        })
+    };
+    if let Some(version) = forced_version {
+        return if served.stable.version == version {
+            pick(Variant::Stable, true, false)
+        } else if served
+            .candidate
+            .as_ref()
+            .is_some_and(|c| c.version == version)
+        {
+            pick(Variant::Candidate, true, false)
+        } else {
+            Err(V2Error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Model {} version {version} does not exist (serving {})",
+                    served.spec.name,
+                    versions(served).join(", ")
+                ),
+            )
+            .into_response())
+        };
+    }
+    if let Some(value) = headers.get(FORCE_VARIANT_HEADER) {
+        let text = value.to_str().unwrap_or_default();
+        return match Variant::parse(text) {
+            Some(Variant::Candidate) if served.candidate.is_none() => Err(protocol.error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                format!(
+                    "{FORCE_VARIANT_HEADER}: candidate, but deployment '{}' has no rollout running",
+                    served.spec.name
+                ),
+            )),
+            Some(variant) => pick(variant, true, false),
+            None => Err(protocol.error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                format!("{FORCE_VARIANT_HEADER} must be 'stable' or 'candidate', got '{text}'"),
+            )),
+        };
+    }
+    let weight = served.traffic.weight;
+    if weight == 0 || served.candidate.is_none() {
+        return pick(Variant::Stable, false, false);
+    }
+    let bucket = match headers.get(ROUTE_KEY_HEADER) {
+        Some(key) => route_hash(key.as_bytes()),
+        None => fastrand::u64(..),
+    };
+    if !routes_to_candidate(bucket, weight) {
+        pick(Variant::Stable, false, false)
+    } else if served.breaker_allows(Variant::Candidate) {
+        pick(Variant::Candidate, false, false)
+    } else {
+        pick(Variant::Stable, false, true)
+    }
+}
+
+/// Parsed rows, and the V2 request they came in (for the answer's shape).
+fn parse(
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: &[u8],
+    input_name: &str,
+) -> Result<(Vec<Vec<f32>>, Option<V2Request>), Response> {
+    match protocol {
+        Protocol::Mlflow => crate::scoring::invocation_rows(headers, body, input_name)
+            .map(|rows| (rows, None))
+            .map_err(IntoResponse::into_response),
+        Protocol::V2 => crate::scoring::v2_rows(body, input_name)
+            .map(|(request, rows)| (rows, Some(request)))
+            .map_err(IntoResponse::into_response),
+    }
+}
+
+fn answer(
+    protocol: Protocol,
+    served: &Served,
+    variant: Variant,
+    v2: Option<&V2Request>,
+    outputs: &[slipway_serving::Output],
+) -> Response {
+    let mut response = match (protocol, v2) {
+        (Protocol::V2, Some(request)) => {
+            match crate::scoring::v2_response(&served.spec.name, request, outputs) {
+                Ok(body) => axum::Json(body).into_response(),
+                Err(error) => return error.into_response(),
+            }
+        }
+        _ => axum::Json(json!({ "predictions": crate::scoring::predictions_json(outputs) }))
+            .into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        FORCE_VARIANT_HEADER,
+        HeaderValue::from_static(variant.as_str()),
+    );
+    if let Some(loaded) = served.version(variant)
+        && let Ok(value) = HeaderValue::from_str(&loaded.version)
+    {
+        headers.insert("x-slipway-model-version", value);
+    }
+    response
+}
+
+fn run_failed(protocol: Protocol, error: RunError) -> Response {
+    match error {
+        RunError::BadInput(message) => {
+            protocol.error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
+        }
+        RunError::Failed(message) => protocol.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("Encountered an unexpected error while evaluating the model: {message}"),
+        ),
+        RunError::Full => shed(protocol),
+    }
+}
+
+/// Records a variant's successful answer in its metrics and the rollout window.
+fn record_ok(served: &Served, variant: Variant, ran: &Ran, micros: u64, summary: &[String]) {
+    let handles = served.handles.variant(variant);
+    handles.ok.inc();
+    handles.duration.observe(micros as f64 / 1e6);
+    if ran.reports_run {
+        handles.inference.observe(ran.inference.as_secs_f64());
+        handles.batch_rows.observe(ran.batch_rows as f64);
+    }
+    served.measure(|window| {
+        let side = match variant {
+            Variant::Stable => &mut window.stable,
+            Variant::Candidate => &mut window.candidate,
+        };
+        side.requests += 1;
+        side.latency.record(micros);
+        for label in summary {
+            *side.predictions.entry(label.clone()).or_default() += 1;
+        }
+    });
+}
+
+fn record_candidate_failure(served: &Served) {
+    served.measure(|window| {
+        window.candidate.requests += 1;
+        window.candidate.errors += 1;
+    });
+    let state = served.breaker_record(Variant::Candidate, false);
+    if let Some(handles) = &served.handles.candidate {
+        handles.circuit.set(state.gauge());
+    }
+}
+
+async fn serve(
+    plane: &Arc<Plane>,
+    served: &Arc<Served>,
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    forced_version: Option<&str>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let (status, message) = crate::scoring::too_large(&rejection);
+            return protocol.error(status, "INVALID_PARAMETER_VALUE", message);
+        }
+    };
+    let Choice {
+        variant,
+        forced,
+        diverted,
+    } = match choose(served, headers, forced_version, protocol) {
+        Ok(choice) => choice,
+        Err(response) => return response,
+    };
+    let Some(loaded) = served.version(variant).cloned() else {
+        return protocol.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "the chosen variant is not loaded".to_owned(),
+        );
+    };
+    let started = Instant::now();
+    let (rows, v2) = match parse(protocol, headers, &body, &loaded.input_name()) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let mirror = variant == Variant::Stable
+        && !forced
+        && served.candidate.is_some()
+        && served.traffic.mirror > 0
+        && fastrand::u8(0..100) < served.traffic.mirror;
+    let log =
+        served.spec.settings.log_sample > 0.0 && fastrand::f64() < served.spec.settings.log_sample;
+    // Rows are kept only when something after the run needs them.
+    let keep = mirror || log || (variant == Variant::Candidate && !forced);
+    let kept = keep.then(|| rows.clone());
+    let outcome = loaded.run(rows).await;
+    let (variant, ran) = match outcome {
+        Ok(ran) => (variant, ran),
+        Err(RunError::Full) => return shed(protocol),
+        Err(error) if variant == Variant::Candidate && !forced => {
+            // The candidate failed: the stable answers. A failure the stable shares is the
+            // input's fault, not the candidate's, and is not counted against it.
+            let rows = kept.clone().unwrap_or_default();
+            match served.stable.run(rows).await {
+                Ok(ran) => {
+                    record_candidate_failure(served);
+                    if let Some(handles) = &served.handles.candidate {
+                        handles.fallback.inc();
+                    }
+                    tracing::debug!(deployment = %served.spec.name, error = %match &error { RunError::BadInput(m) | RunError::Failed(m) => m.as_str(), RunError::Full => "full" }, "candidate failed; answered by stable");
+                    (Variant::Stable, ran)
+                }
+                Err(stable_error) => return run_failed(protocol, stable_error),
+            }
+        }
+        Err(error) => {
+            if let RunError::Failed(_) = &error {
+                served.handles.variant(variant).error.inc();
+                if variant == Variant::Candidate {
+                    record_candidate_failure(served);
+                } else {
+                    served.measure(|window| {
+                        window.stable.requests += 1;
+                        window.stable.errors += 1;
+                    });
+                }
+            }
+            return run_failed(protocol, error);
+        }
+    };
+    let micros = started.elapsed().as_micros() as u64;
+    let summary = summarize(&ran.outputs);
+    record_ok(served, variant, &ran, micros, &summary);
+    if diverted {
+        served.measure(|window| {
+            window.candidate.requests += 1;
+            window.candidate.errors += 1;
+        });
+        if let Some(handles) = &served.handles.candidate {
+            handles.diverted.inc();
+        }
+    }
+    if variant == Variant::Candidate {
+        let state = served.breaker_record(Variant::Candidate, true);
+        if let Some(handles) = &served.handles.candidate {
+            handles.circuit.set(state.gauge());
+        }
+    }
+    if mirror && let Some(rows) = kept.clone() {
+        spawn_mirror(plane, served, rows, summary);
+    }
+    let response = answer(protocol, served, variant, v2.as_ref(), &ran.outputs);
+    if log && let Some(rows) = kept {
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        plane.log_prediction(PredictionRecord {
+            id: 0,
+            deployment: served.spec.name.clone(),
+            request_id,
+            time_ms: now_ms(),
+            variant,
+            model_version: served
+                .version(variant)
+                .map(|l| l.version.clone())
+                .unwrap_or_default(),
+            inputs: json!(rows),
+            outputs: crate::scoring::predictions_json(&ran.outputs),
+            latency_us: micros,
+        });
+    }
+    response
+}
+
+/// Sends a copy of a request to the candidate after the stable answered. Never awaited by the
+/// request; bounded by the plane's mirror permits (skipped, and counted, when all are taken).
+fn spawn_mirror(
+    plane: &Arc<Plane>,
+    served: &Arc<Served>,
+    rows: Vec<Vec<f32>>,
+    stable: Vec<String>,
+) {
+    let Some(candidate) = served.candidate.clone() else {
+        return;
+    };
+    let Ok(permit) = plane.mirrors.clone().try_acquire_owned() else {
+        plane.metrics.mirrored(&served.spec.name, "skipped");
+        return;
+    };
+    let plane = plane.clone();
+    let served = served.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let started = Instant::now();
+        match candidate.run(rows).await {
+            Ok(ran) => {
+                let micros = started.elapsed().as_micros() as u64;
+                let summary = summarize(&ran.outputs);
+                let agreed = summary
+                    .iter()
+                    .zip(&stable)
+                    .filter(|(candidate, stable)| candidate == stable)
+                    .count() as u64;
+                let compared = summary.len().min(stable.len()) as u64;
+                record_ok(&served, Variant::Candidate, &ran, micros, &summary);
+                served.measure(|window| {
+                    window.compared += compared;
+                    window.agreed += agreed;
+                });
+                plane.metrics.mirrored(&served.spec.name, "compared");
+            }
+            Err(RunError::Full) => plane.metrics.mirrored(&served.spec.name, "skipped"),
+            Err(_) => {
+                served.handles.variant(Variant::Candidate).error.inc();
+                record_candidate_failure(&served);
+                plane.metrics.mirrored(&served.spec.name, "error");
+            }
+        }
+    });
+}

@@ -1,0 +1,730 @@
+//! The data plane of managed deployments: the deployments this process serves, each with its
+//! stable and (during a rollout) candidate version loaded, the traffic split, a circuit breaker
+//! per variant, the window of measurements not yet reported, and the prediction log queue.
+//!
+//! The same plane runs inside `slipway server` (specs and models read from the store, reports
+//! handed to the controller in-process) and in `slipway serve --deployment NAME` replicas
+//! (specs, models and reports over the server's HTTP API): a [`PlaneSource`] says which.
+//!
+//! A spec change (new revision) builds a new [`Served`] and swaps it in: requests already
+//! running keep the `Arc` of the old one and finish on it, so a hot swap drops nothing. Loaded
+//! versions are shared between revisions, so a stage change reloads no model.
+
+mod http;
+pub(crate) mod metrics;
+mod server;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use slipway_core::deployment::{
+    Breaker, BreakerState, Deployment, PredictionRecord, Traffic, Variant, WindowStats,
+};
+use slipway_serving::batcher::{BatchConfig, BatchError, Batcher};
+use slipway_serving::model::ModelError;
+use slipway_serving::{OnnxModel, Output, OutputValue, Runtime};
+use tokio::sync::{Semaphore, mpsc};
+
+pub use http::replica_router;
+pub(crate) use http::{plane_routes, plane_rules};
+pub use server::ServerSource;
+
+use crate::scoring::Limits;
+
+/// Model files as a source hands them over.
+pub struct ModelBytes {
+    pub onnx: bytes::Bytes,
+    pub mlmodel: Option<String>,
+}
+
+/// Where a plane gets deployments and models, and where its measurements go.
+#[async_trait]
+pub trait PlaneSource: Send + Sync + 'static {
+    /// The deployments to serve (a replica: only its own).
+    async fn deployments(&self) -> Result<Vec<Deployment>, String>;
+    async fn model_files(&self, model: &str, version: &str) -> Result<ModelBytes, String>;
+    /// Measurements of a rollout's stage, for the controller.
+    async fn report(
+        &self,
+        deployment: &str,
+        rollout_id: i64,
+        stage: usize,
+        stats: WindowStats,
+    ) -> Result<(), String>;
+    async fn log_predictions(&self, records: Vec<PredictionRecord>) -> Result<(), String>;
+}
+
+/// How a plane runs its deployments (the same for all of them).
+#[derive(Debug, Clone)]
+pub struct PlaneConfig {
+    pub limits: Limits,
+    /// Sessions per loaded model version.
+    pub sessions: usize,
+    /// How often specs are re-read.
+    pub sync_every: Duration,
+    /// How often measurements are reported.
+    pub report_every: Duration,
+    /// Prediction records held in memory before new ones are dropped (and counted).
+    pub log_capacity: usize,
+    /// Mirrored (shadow) runs at once; more are skipped and counted, never queued.
+    pub max_mirrors: usize,
+    /// Where libonnxruntime is, if not found the usual way.
+    pub onnxruntime: Option<std::path::PathBuf>,
+}
+
+impl Default for PlaneConfig {
+    fn default() -> Self {
+        PlaneConfig {
+            limits: Limits::default(),
+            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            sync_every: Duration::from_millis(500),
+            report_every: Duration::from_millis(250),
+            log_capacity: 10_000,
+            max_mirrors: 32,
+            onnxruntime: None,
+        }
+    }
+}
+
+/// One model version, loaded, shared by every revision that serves it.
+pub struct LoadedVersion {
+    pub version: String,
+    pub model: Arc<OnnxModel>,
+    batcher: Option<Batcher>,
+    /// Batches running on blocking threads.
+    work: Arc<Semaphore>,
+}
+
+/// What one prediction took.
+pub(crate) struct Ran {
+    pub outputs: Vec<Output>,
+    pub batch_rows: usize,
+    pub inference: Duration,
+    /// True for one request per model run, so batch metrics count runs, not requests.
+    pub reports_run: bool,
+}
+
+pub(crate) enum RunError {
+    /// The rows do not fit this model.
+    BadInput(String),
+    /// The model failed, or the server is at its limit.
+    Failed(String),
+    /// The micro-batch queue is full: shed.
+    Full,
+}
+
+impl LoadedVersion {
+    pub(crate) async fn run(&self, rows: Vec<Vec<f32>>) -> Result<Ran, RunError> {
+        let model_error = |e: ModelError| match e {
+            ModelError::BadInput(message) => RunError::BadInput(message),
+            other => RunError::Failed(other.to_string()),
+        };
+        // A small request on a free session runs in place: nothing to merge it with, and the
+        // hand-off would cost more than the model. Micro-batching takes over when every
+        // session is busy, which is when merging pays.
+        let values: usize = rows.iter().map(Vec::len).sum();
+        if values <= crate::scoring::INLINE_VALUES {
+            let started = std::time::Instant::now();
+            if let Some(outcome) = self.model.predict_rows_if_free(&rows) {
+                return outcome
+                    .map(|outputs| Ran {
+                        outputs,
+                        batch_rows: rows.len(),
+                        inference: started.elapsed(),
+                        reports_run: true,
+                    })
+                    .map_err(model_error);
+            }
+        }
+        if let Some(batcher) = &self.batcher {
+            return match batcher.submit(rows).await {
+                Ok(batched) => Ok(Ran {
+                    outputs: batched.outputs,
+                    batch_rows: batched.batch_rows,
+                    inference: batched.inference,
+                    reports_run: batched.reports_run,
+                }),
+                Err(BatchError::Full) => Err(RunError::Full),
+                Err(BatchError::Model(e)) => Err(model_error(e)),
+                Err(other) => Err(RunError::Failed(other.to_string())),
+            };
+        }
+        let permit = self
+            .work
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| RunError::Failed(e.to_string()))?;
+        let model = self.model.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let started = std::time::Instant::now();
+            let count = rows.len();
+            model.predict_rows(&rows).map(|outputs| Ran {
+                outputs,
+                batch_rows: count,
+                inference: started.elapsed(),
+                reports_run: true,
+            })
+        })
+        .await
+        .map_err(|e| RunError::Failed(format!("inference stopped: {e}")))?
+        .map_err(model_error)
+    }
+
+    pub(crate) fn input_name(&self) -> String {
+        self.model
+            .inputs()
+            .first()
+            .map(|input| input.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A deployment as this process serves it at one revision.
+pub struct Served {
+    pub spec: Deployment,
+    pub stable: Arc<LoadedVersion>,
+    pub candidate: Option<Arc<LoadedVersion>>,
+    pub traffic: Traffic,
+    /// The rollout stage measurements belong to.
+    pub window_key: Option<(i64, usize)>,
+    /// Stable and candidate breakers; carried over while the candidate stays the same.
+    breakers: Arc<Mutex<[Breaker; 2]>>,
+    /// Measurements not yet reported.
+    window: Mutex<WindowStats>,
+    /// Requests handled at once for this deployment; more are shed.
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) handles: metrics::Handles,
+}
+
+impl Served {
+    pub(crate) fn version(&self, variant: Variant) -> Option<&Arc<LoadedVersion>> {
+        match variant {
+            Variant::Stable => Some(&self.stable),
+            Variant::Candidate => self.candidate.as_ref(),
+        }
+    }
+
+    fn breaker_index(variant: Variant) -> usize {
+        match variant {
+            Variant::Stable => 0,
+            Variant::Candidate => 1,
+        }
+    }
+
+    pub(crate) fn breaker_allows(&self, variant: Variant) -> bool {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        breakers[Self::breaker_index(variant)].allow(now_ms())
+    }
+
+    /// Records an outcome; returns the breaker's state after it.
+    pub(crate) fn breaker_record(&self, variant: Variant, ok: bool) -> BreakerState {
+        let now = now_ms();
+        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        let breaker = &mut breakers[Self::breaker_index(variant)];
+        breaker.record(ok, now);
+        breaker.state(now)
+    }
+
+    /// Adds to the window being gathered (only while a rollout runs).
+    pub(crate) fn measure(&self, update: impl FnOnce(&mut WindowStats)) {
+        if self.window_key.is_some() {
+            update(&mut self.window.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    fn take_window(&self) -> WindowStats {
+        std::mem::take(&mut *self.window.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A deployment that could not be loaded, and why (answered as 503 with the reason).
+#[derive(Debug, Clone)]
+pub(crate) struct NotReady {
+    pub reason: String,
+}
+
+pub struct Plane {
+    source: Arc<dyn PlaneSource>,
+    pub(crate) config: PlaneConfig,
+    served: RwLock<HashMap<String, Arc<Served>>>,
+    not_ready: RwLock<HashMap<String, NotReady>>,
+    /// Loaded versions by (model, version), weakly: a version no revision serves is unloaded.
+    loaded: Mutex<HashMap<(String, String), std::sync::Weak<LoadedVersion>>>,
+    runtime: Mutex<Option<Runtime>>,
+    pub(crate) metrics: Arc<metrics::PlaneMetrics>,
+    log: mpsc::Sender<PredictionRecord>,
+    log_receiver: Mutex<Option<mpsc::Receiver<PredictionRecord>>>,
+    pub(crate) mirrors: Arc<Semaphore>,
+    /// Whether the first sync finished (V2 readiness).
+    synced: AtomicBool,
+    stale_reports: AtomicU64,
+}
+
+impl Plane {
+    pub fn new(source: Arc<dyn PlaneSource>, config: PlaneConfig) -> Arc<Plane> {
+        let (log, log_receiver) = mpsc::channel(config.log_capacity.max(1));
+        Arc::new(Plane {
+            source,
+            mirrors: Arc::new(Semaphore::new(config.max_mirrors.max(1))),
+            config,
+            served: RwLock::new(HashMap::new()),
+            not_ready: RwLock::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+            runtime: Mutex::new(None),
+            metrics: Arc::new(metrics::PlaneMetrics::default()),
+            log,
+            log_receiver: Mutex::new(Some(log_receiver)),
+            synced: AtomicBool::new(false),
+            stale_reports: AtomicU64::new(0),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Served>> {
+        self.served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn not_ready(&self, name: &str) -> Option<NotReady> {
+        self.not_ready
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Why a deployment is not being served, if it failed to load.
+    pub fn not_ready_reason(&self, name: &str) -> Option<String> {
+        self.not_ready(name).map(|n| n.reason)
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Queues a prediction record; a full queue drops it (counted), never waits.
+    pub(crate) fn log_prediction(&self, record: PredictionRecord) {
+        let deployment = record.deployment.clone();
+        let outcome = match self.log.try_send(record) {
+            Ok(()) => "queued",
+            Err(_) => "dropped",
+        };
+        self.metrics.prediction_log(&deployment, outcome);
+    }
+
+    fn runtime(&self) -> Result<Runtime, String> {
+        let mut slot = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(runtime) = slot.as_ref() {
+            return Ok(runtime.clone());
+        }
+        let runtime =
+            Runtime::load(self.config.onnxruntime.as_deref()).map_err(|e| e.to_string())?;
+        *slot = Some(runtime.clone());
+        Ok(runtime)
+    }
+
+    async fn load_version(
+        &self,
+        spec: &Deployment,
+        version: &str,
+    ) -> Result<Arc<LoadedVersion>, String> {
+        let key = (spec.model_name.clone(), version.to_owned());
+        if let Some(loaded) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .and_then(std::sync::Weak::upgrade)
+        {
+            return Ok(loaded);
+        }
+        let files = self
+            .source
+            .model_files(&spec.model_name, version)
+            .await
+            .map_err(|e| format!("fetching version {version} of '{}': {e}", spec.model_name))?;
+        let runtime = self.runtime()?;
+        let sessions = self.config.sessions.max(1);
+        let onnx = files.onnx.clone();
+        let model =
+            tokio::task::spawn_blocking(move || OnnxModel::from_bytes(&runtime, &onnx, sessions))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("loading version {version} of '{}': {e}", spec.model_name))?;
+        let model = Arc::new(model);
+        let batcher = (spec.settings.batch_max_rows > 0).then(|| {
+            Batcher::new(
+                model.clone(),
+                BatchConfig {
+                    max_batch_rows: spec.settings.batch_max_rows,
+                    max_wait: Duration::from_millis(spec.settings.batch_max_wait_ms),
+                    queue_capacity: self.config.limits.max_in_flight.max(1) * 4,
+                    concurrent_batches: sessions,
+                },
+            )
+        });
+        let loaded = Arc::new(LoadedVersion {
+            version: version.to_owned(),
+            model,
+            batcher,
+            work: Arc::new(Semaphore::new(sessions)),
+        });
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::downgrade(&loaded));
+        Ok(loaded)
+    }
+
+    /// Re-reads the specs and swaps in what changed. A version that fails to load keeps the
+    /// previous revision serving (or the deployment not ready, if it never loaded).
+    pub async fn sync(&self) -> Result<(), String> {
+        let specs = self.source.deployments().await?;
+        let names: Vec<String> = specs.iter().map(|d| d.name.clone()).collect();
+        for spec in specs {
+            let current = self.get(&spec.name);
+            let same_batching = |served: &Served| {
+                served.spec.settings.batch_max_rows == spec.settings.batch_max_rows
+                    && served.spec.settings.batch_max_wait_ms == spec.settings.batch_max_wait_ms
+            };
+            if let Some(served) = &current
+                && served.spec.revision == spec.revision
+            {
+                continue;
+            }
+            let built = async {
+                let stable = match &current {
+                    Some(served)
+                        if served.stable.version == spec.stable_version
+                            && same_batching(served) =>
+                    {
+                        served.stable.clone()
+                    }
+                    _ => self.load_version(&spec, &spec.stable_version).await?,
+                };
+                let candidate = match spec.candidate_version() {
+                    Some(version) => {
+                        Some(match current.as_ref().and_then(|s| s.candidate.clone()) {
+                            Some(loaded)
+                                if loaded.version == version
+                                    && current.as_ref().is_some_and(|s| same_batching(s)) =>
+                            {
+                                loaded
+                            }
+                            _ => self.load_version(&spec, version).await?,
+                        })
+                    }
+                    None => None,
+                };
+                Ok::<_, String>((stable, candidate))
+            }
+            .await;
+            let (stable, candidate) = match built {
+                Ok(pair) => pair,
+                Err(reason) => {
+                    let mut not_ready = self.not_ready.write().unwrap_or_else(|e| e.into_inner());
+                    // Retried every sync; said once per new reason.
+                    if not_ready.get(&spec.name).map(|n| &n.reason) != Some(&reason) {
+                        tracing::warn!(deployment = %spec.name, %reason, "deployment not loaded");
+                    }
+                    not_ready.insert(spec.name.clone(), NotReady { reason });
+                    continue;
+                }
+            };
+            // Breakers survive a revision while the candidate is the same version.
+            let breakers = match &current {
+                Some(served)
+                    if served.candidate.as_ref().map(|c| &c.version)
+                        == candidate.as_ref().map(|c| &c.version)
+                        && served.spec.settings.breaker == spec.settings.breaker =>
+                {
+                    served.breakers.clone()
+                }
+                _ => Arc::new(Mutex::new([
+                    Breaker::new(spec.settings.breaker),
+                    Breaker::new(spec.settings.breaker),
+                ])),
+            };
+            let window_key = spec.active_rollout().map(|r| (r.id, r.stage));
+            let served = Arc::new(Served {
+                handles: self.metrics.handles(&spec),
+                traffic: spec.traffic(),
+                window_key,
+                stable,
+                candidate,
+                breakers,
+                window: Mutex::new(WindowStats::default()),
+                in_flight: current
+                    .as_ref()
+                    .map(|s| s.in_flight.clone())
+                    .unwrap_or_else(|| {
+                        Arc::new(Semaphore::new(self.config.limits.max_in_flight.max(1)))
+                    }),
+                spec,
+            });
+            let name = served.spec.name.clone();
+            let previous = self
+                .served
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone(), served);
+            self.not_ready
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
+            // The old revision's unreported measurements still count if its stage is current.
+            if let Some(previous) = previous {
+                self.report_one(&previous).await;
+            }
+        }
+        let gone: Vec<Arc<Served>> = {
+            let mut served = self.served.write().unwrap_or_else(|e| e.into_inner());
+            let gone_names: Vec<String> = served
+                .keys()
+                .filter(|name| !names.contains(name))
+                .cloned()
+                .collect();
+            gone_names
+                .iter()
+                .filter_map(|name| served.remove(name))
+                .collect()
+        };
+        drop(gone);
+        self.not_ready
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| names.contains(name));
+        self.synced.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn report_one(&self, served: &Served) {
+        let Some((rollout_id, stage)) = served.window_key else {
+            return;
+        };
+        let stats = served.take_window();
+        if stats.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .source
+            .report(&served.spec.name, rollout_id, stage, stats)
+            .await
+        {
+            self.stale_reports.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(deployment = %served.spec.name, %error, "reporting measurements");
+        }
+    }
+
+    /// Reports every deployment's measurements.
+    pub async fn report(&self) {
+        let served: Vec<Arc<Served>> = self
+            .served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for one in served {
+            self.report_one(&one).await;
+        }
+    }
+
+    /// Runs the plane's background work until `stop` resolves: spec sync, reports, the
+    /// prediction log writer. Reports and the log are flushed once more before it returns.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()> + Send) {
+        let receiver = self
+            .log_receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let done = Arc::new(tokio::sync::Notify::new());
+        let writer =
+            receiver.map(|receiver| tokio::spawn(write_log(self.clone(), receiver, done.clone())));
+        let mut sync = tokio::time::interval(self.config.sync_every);
+        let mut report = tokio::time::interval(self.config.report_every);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = sync.tick() => {
+                    if let Err(error) = self.sync().await {
+                        tracing::warn!(%error, "reading deployments");
+                    }
+                }
+                _ = report.tick() => self.report().await,
+            }
+        }
+        self.report().await;
+        done.notify_one();
+        if let Some(writer) = writer {
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        }
+    }
+}
+
+/// Writes queued prediction records in batches, off the request path.
+async fn write_log(
+    plane: Arc<Plane>,
+    mut receiver: mpsc::Receiver<PredictionRecord>,
+    done: Arc<tokio::sync::Notify>,
+) {
+    const BATCH: usize = 500;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        if stopping {
+            // Shutting down: write what is queued, then stop.
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+        } else {
+            tokio::select! {
+                received = receiver.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                _ = done.notified() => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        }
+        // A short pause fills larger batches under load; at low traffic it costs 100 ms of
+        // delay on a record nobody waits for.
+        if batch.len() < BATCH && !stopping {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
+        let records = std::mem::take(&mut batch);
+        let count = records.len();
+        if let Err(error) = plane.source.log_predictions(records).await {
+            tracing::warn!(%error, count, "writing the prediction log");
+            plane.metrics.prediction_log_failed(count as u64);
+        }
+    }
+}
+
+/// A prediction's summary per row for the analysis: the predicted label, or the score's bin.
+pub(crate) fn summarize(outputs: &[Output]) -> Vec<String> {
+    let Some(first) = outputs.first() else {
+        return Vec::new();
+    };
+    let per_row = |shape: &[i64], len: usize| -> usize {
+        match shape {
+            [] | [_] => 1,
+            [_, rest @ ..] => rest
+                .iter()
+                .map(|d| (*d).max(1) as usize)
+                .product::<usize>()
+                .max(1),
+        }
+        .min(len.max(1))
+    };
+    fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
+        let mut best = 0;
+        for (index, value) in values.iter().enumerate() {
+            if *value > values[best] {
+                best = index;
+            }
+        }
+        best
+    }
+    // One significant digit: coarse bins, so two samples of one distribution look alike.
+    let bin = |v: f64| -> String {
+        if v == 0.0 || !v.is_finite() {
+            return format!("{v}");
+        }
+        format!("{v:.0e}")
+    };
+    match &first.value {
+        OutputValue::I64 { shape, data } => {
+            let width = per_row(shape, data.len());
+            data.chunks(width)
+                .map(|row| {
+                    if row.len() == 1 {
+                        row[0].to_string()
+                    } else {
+                        argmax(row).to_string()
+                    }
+                })
+                .collect()
+        }
+        OutputValue::F32 { shape, data } => {
+            let width = per_row(shape, data.len());
+            data.chunks(width)
+                .map(|row| {
+                    if row.len() == 1 {
+                        bin(f64::from(row[0]))
+                    } else {
+                        argmax(row).to_string()
+                    }
+                })
+                .collect()
+        }
+        OutputValue::F64 { shape, data } => {
+            let width = per_row(shape, data.len());
+            data.chunks(width)
+                .map(|row| {
+                    if row.len() == 1 {
+                        bin(row[0])
+                    } else {
+                        argmax(row).to_string()
+                    }
+                })
+                .collect()
+        }
+        OutputValue::Maps(rows) => rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .fold(None::<(&String, f32)>, |best, (key, value)| match best {
+                        Some((_, top)) if top >= *value => best,
+                        _ => Some((key, *value)),
+                    })
+                    .map(|(key, _)| key.clone())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    }
+}

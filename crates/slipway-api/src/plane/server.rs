@@ -1,0 +1,67 @@
+//! The plane inside `slipway server`: specs and model files straight from the store, reports to
+//! the in-process rollout controller, predictions into the store's log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use slipway_app::App;
+use slipway_app::rollout::Controller;
+use slipway_core::deployment::{Deployment, PredictionRecord, WindowStats};
+
+use super::{ModelBytes, PlaneSource};
+
+pub struct ServerSource {
+    app: App,
+    controller: Arc<Controller>,
+}
+
+impl ServerSource {
+    pub fn new(app: &App, controller: Arc<Controller>) -> ServerSource {
+        ServerSource {
+            app: app.for_caller("slipway-plane", None),
+            controller,
+        }
+    }
+}
+
+#[async_trait]
+impl PlaneSource for ServerSource {
+    async fn deployments(&self) -> Result<Vec<Deployment>, String> {
+        self.app
+            .store()
+            .list_deployments()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn model_files(&self, model: &str, version: &str) -> Result<ModelBytes, String> {
+        let files = self
+            .app
+            .model_files(model, version)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ModelBytes {
+            onnx: files.onnx,
+            mlmodel: files.mlmodel,
+        })
+    }
+
+    async fn report(
+        &self,
+        deployment: &str,
+        rollout_id: i64,
+        stage: usize,
+        stats: WindowStats,
+    ) -> Result<(), String> {
+        self.controller
+            .record(deployment, rollout_id, stage, &stats);
+        Ok(())
+    }
+
+    async fn log_predictions(&self, records: Vec<PredictionRecord>) -> Result<(), String> {
+        self.app
+            .append_predictions(records)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

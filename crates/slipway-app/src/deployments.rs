@@ -1,0 +1,722 @@
+//! Managed deployments: creating them, starting, promoting, aborting and rolling back rollouts,
+//! the files of the versions they serve, and the prediction log. The controller that runs
+//! rollouts on its own lives in [`crate::rollout`]; both apply decisions through the functions
+//! here, so a decision taken by a person and one taken by analysis leave the same trail:
+//! deployment event, audit entry, registry tags, alias, webhook.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::json;
+use slipway_core::deployment::{
+    self, AnalysisRules, Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord,
+    Rollout, RolloutState, ServingSettings, Strategy,
+};
+use slipway_core::promotion::PromotionTarget;
+use slipway_core::tracking::{RunId, Tag};
+use slipway_core::{Error, Result, validate};
+
+use crate::{App, now_ms};
+
+/// A model reference as users write it: `models:/NAME@ALIAS` or `models:/NAME/VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    Alias { name: String, alias: String },
+    Version { name: String, version: String },
+}
+
+impl ModelRef {
+    pub fn parse(uri: &str) -> Result<ModelRef> {
+        let bad = || {
+            Error::invalid(format!(
+                "'{uri}' is not a registry model URI: write models:/NAME@ALIAS or models:/NAME/VERSION"
+            ))
+        };
+        let rest = uri.strip_prefix("models:/").ok_or_else(bad)?;
+        if let Some((name, alias)) = rest.rsplit_once('@') {
+            if name.is_empty() || alias.is_empty() {
+                return Err(bad());
+            }
+            validate::alias(alias)?;
+            return Ok(ModelRef::Alias {
+                name: name.to_owned(),
+                alias: alias.to_owned(),
+            });
+        }
+        let (name, version) = rest.rsplit_once('/').ok_or_else(bad)?;
+        if name.is_empty() {
+            return Err(bad());
+        }
+        validate::version_number(version)?;
+        Ok(ModelRef::Version {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        })
+    }
+
+    pub fn model_name(&self) -> &str {
+        match self {
+            ModelRef::Alias { name, .. } | ModelRef::Version { name, .. } => name,
+        }
+    }
+}
+
+/// A version's model files as the data plane needs them.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub onnx: Bytes,
+    /// The `MLmodel` file of an MLflow model folder (its signature validates requests).
+    pub mlmodel: Option<String>,
+}
+
+/// The largest model file served (a sanity bound, not a format limit).
+const MAX_MODEL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The tag a deployment writes on the versions it serves, so the registry says what runs.
+pub fn deployment_tag(deployment: &str) -> String {
+    format!("slipway.deployment.{deployment}")
+}
+
+impl App {
+    fn deployment_resource(name: &str) -> String {
+        format!("deployment:{name}")
+    }
+
+    pub(crate) fn event(
+        &self,
+        rollout: Option<&Rollout>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> NewDeploymentEvent {
+        NewDeploymentEvent {
+            rollout_id: rollout.map(|r| r.id),
+            kind: kind.to_owned(),
+            actor: self.caller().actor.clone(),
+            detail,
+        }
+    }
+
+    /// The version a reference points at now.
+    pub async fn resolve_model_ref(&self, model: &ModelRef) -> Result<String> {
+        match model {
+            ModelRef::Alias { name, alias } => Ok(self
+                .get_version_by_alias(name, alias)
+                .await?
+                .version
+                .to_string()),
+            ModelRef::Version { name, version } => Ok(self
+                .get_model_version(name, version)
+                .await?
+                .version
+                .to_string()),
+        }
+    }
+
+    pub async fn create_deployment(
+        &self,
+        name: &str,
+        model: &ModelRef,
+        settings: ServingSettings,
+    ) -> Result<Deployment> {
+        deployment::validate_name(name)?;
+        settings.validate()?;
+        let version = self.resolve_model_ref(model).await?;
+        let now = now_ms();
+        let new = Deployment {
+            name: name.to_owned(),
+            model_name: model.model_name().to_owned(),
+            alias: match model {
+                ModelRef::Alias { alias, .. } => Some(alias.clone()),
+                ModelRef::Version { .. } => None,
+            },
+            stable_version: version.clone(),
+            previous_version: None,
+            settings,
+            rollout: None,
+            revision: 0,
+            created_ms: now,
+            created_by: self.caller().actor.clone(),
+            updated_ms: now,
+        };
+        let created = self
+            .audited(
+                "deployments.create",
+                Self::deployment_resource(name),
+                json!({ "model": model.model_name(), "alias": new.alias, "version": version }),
+            )
+            .create_deployment(
+                new.clone(),
+                self.event(
+                    None,
+                    "created",
+                    json!({ "model": new.model_name, "alias": new.alias, "version": version }),
+                ),
+            )
+            .await?;
+        self.tag_version(&created, &version, "stable").await?;
+        Ok(created)
+    }
+
+    pub async fn get_deployment(&self, name: &str) -> Result<Deployment> {
+        let deployment = self.store().get_deployment(name).await?;
+        self.visible_model(&deployment.model_name)?;
+        Ok(deployment)
+    }
+
+    pub async fn list_deployments(&self) -> Result<Vec<Deployment>> {
+        let mut all = self.store().list_deployments().await?;
+        all.retain(|d| {
+            !self.hides(
+                slipway_core::auth::ResourceKind::RegisteredModel,
+                &d.model_name,
+            )
+        });
+        Ok(all)
+    }
+
+    pub async fn deployment_events(
+        &self,
+        name: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<DeploymentEvent>> {
+        self.get_deployment(name).await?;
+        self.store()
+            .deployment_events(name, after_seq, limit.clamp(1, 1000))
+            .await
+    }
+
+    pub async fn update_deployment_settings(
+        &self,
+        name: &str,
+        settings: ServingSettings,
+    ) -> Result<Deployment> {
+        settings.validate()?;
+        let mut current = self.get_deployment(name).await?;
+        current.settings = settings;
+        current.updated_ms = now_ms();
+        let detail = json!({ "settings": current.settings });
+        self.audited(
+            "deployments.update",
+            Self::deployment_resource(name),
+            detail.clone(),
+        )
+        .update_deployment(current, vec![self.event(None, "settings", detail)])
+        .await
+    }
+
+    pub async fn delete_deployment(&self, name: &str) -> Result<()> {
+        let current = self.get_deployment(name).await?;
+        if let Some(rollout) = current.active_rollout() {
+            return Err(Error::invalid(format!(
+                "deployment '{name}' has rollout {} of version {} running: abort it first (`slipway deploy abort {name}`)",
+                rollout.id, rollout.candidate_version
+            )));
+        }
+        self.audited(
+            "deployments.delete",
+            Self::deployment_resource(name),
+            json!({ "version": current.stable_version }),
+        )
+        .delete_deployment(name, self.event(None, "deleted", json!({})))
+        .await
+    }
+
+    /// Starts a rollout of `candidate` (a version of the deployment's model).
+    pub async fn start_rollout(
+        &self,
+        name: &str,
+        candidate: &ModelRef,
+        strategy: Strategy,
+        rules: AnalysisRules,
+    ) -> Result<Deployment> {
+        strategy.validate()?;
+        rules.validate()?;
+        let mut current = self.get_deployment(name).await?;
+        if candidate.model_name() != current.model_name {
+            return Err(Error::invalid(format!(
+                "deployment '{name}' serves registered model '{}'; the candidate must be one of its versions, not of '{}'",
+                current.model_name,
+                candidate.model_name()
+            )));
+        }
+        if let Some(rollout) = current.active_rollout() {
+            return Err(Error::invalid(format!(
+                "deployment '{name}' already has rollout {} of version {} ({}); promote or abort it first",
+                rollout.id,
+                rollout.candidate_version,
+                rollout.state.label()
+            )));
+        }
+        let version = self.resolve_model_ref(candidate).await?;
+        if version == current.stable_version {
+            return Err(Error::invalid(format!(
+                "version {version} is already the stable version of deployment '{name}'"
+            )));
+        }
+        let now = now_ms();
+        let rollout = Rollout {
+            id: current.rollout.as_ref().map_or(1, |r| r.id + 1),
+            candidate_version: version.clone(),
+            strategy,
+            rules,
+            state: RolloutState::Progressing,
+            stage: 0,
+            stage_started_ms: now,
+            stage_passed: false,
+            started_ms: now,
+            started_by: self.caller().actor.clone(),
+            ended_ms: None,
+        };
+        let detail = json!({
+            "candidate_version": version,
+            "stable_version": current.stable_version,
+            "strategy": rollout.strategy,
+            "rules": rollout.rules,
+        });
+        let event = self.event(Some(&rollout), "rollout_started", detail.clone());
+        current.rollout = Some(rollout);
+        current.updated_ms = now;
+        let updated = self
+            .audited(
+                "deployments.rollout",
+                Self::deployment_resource(name),
+                detail,
+            )
+            .update_deployment(current, vec![event])
+            .await?;
+        self.tag_version(&updated, &version, "candidate").await?;
+        Ok(updated)
+    }
+
+    /// Promotes the running rollout's candidate now, skipping the remaining stages. Through the
+    /// promotion policy: a protected alias waits for approvals.
+    pub async fn promote_rollout(&self, name: &str) -> Result<Deployment> {
+        let current = self.get_deployment(name).await?;
+        let Some(rollout) = current.active_rollout() else {
+            return Err(Error::invalid(format!(
+                "deployment '{name}' has no rollout running; start one with `slipway deploy update {name} --candidate models:/{}/VERSION`",
+                current.model_name
+            )));
+        };
+        if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
+            return Err(Error::invalid(format!(
+                "rollout {} waits for promotion request {promotion_id} to be approved (`slipway promote approve {promotion_id}`)",
+                rollout.id
+            )));
+        }
+        self.apply_promotion(current, "promoted by hand").await
+    }
+
+    /// Stops the running rollout: all traffic back to the stable version.
+    pub async fn abort_rollout(&self, name: &str, reason: &str) -> Result<Deployment> {
+        let current = self.get_deployment(name).await?;
+        if current.active_rollout().is_none() {
+            return Err(Error::invalid(format!(
+                "deployment '{name}' has no rollout running to abort"
+            )));
+        }
+        let reason = if reason.is_empty() {
+            format!("aborted by {}", self.caller().actor)
+        } else {
+            reason.to_owned()
+        };
+        self.end_rollout(current, RolloutState::Aborted { reason }, None)
+            .await
+    }
+
+    /// Rolls back: a running rollout ends as rolled back; with none running, the previous
+    /// stable version comes back (and the alias with it).
+    pub async fn rollback_deployment(&self, name: &str, reason: &str) -> Result<Deployment> {
+        let current = self.get_deployment(name).await?;
+        let reason = if reason.is_empty() {
+            format!("rolled back by {}", self.caller().actor)
+        } else {
+            reason.to_owned()
+        };
+        if current.active_rollout().is_some() {
+            return self
+                .end_rollout(current, RolloutState::RolledBack { reason }, None)
+                .await;
+        }
+        let Some(previous) = current.previous_version.clone() else {
+            return Err(Error::invalid(format!(
+                "deployment '{name}' has no rollout running and no previous version to go back to"
+            )));
+        };
+        if let Some(alias) = &current.alias {
+            self.move_alias_back(&current.model_name, alias, &previous)
+                .await?;
+        }
+        let mut updated = current.clone();
+        let from = std::mem::replace(&mut updated.stable_version, previous.clone());
+        updated.previous_version = Some(from.clone());
+        updated.updated_ms = now_ms();
+        let detail = json!({ "from_version": from, "to_version": previous, "reason": reason });
+        let saved = self
+            .audited(
+                "deployments.rollback",
+                Self::deployment_resource(name),
+                detail.clone(),
+            )
+            .update_deployment(
+                updated,
+                vec![self.event(None, "rolled_back", detail.clone())],
+            )
+            .await?;
+        self.tag_version(&saved, &from, "rolled_back").await?;
+        self.tag_version(&saved, &previous, "stable").await?;
+        self.notify("deployment.rolled_back", &saved, detail).await;
+        Ok(saved)
+    }
+
+    /// Moves an alias back to `version`: through the approvers' rollback when the policy
+    /// protects it, directly otherwise.
+    async fn move_alias_back(&self, model: &str, alias: &str, version: &str) -> Result<()> {
+        let protected = self
+            .store()
+            .get_policy(model)
+            .await?
+            .is_some_and(|p| p.protects(&PromotionTarget::Alias(alias.to_owned())));
+        if protected {
+            let change = self.rollback_alias(model, alias).await?;
+            if change.version.map(|v| v.to_string()).as_deref() != Some(version) {
+                return Err(Error::invalid(format!(
+                    "alias '{alias}' of '{model}' went back to version {:?}, not {version}: its history moved elsewhere; set it with a promotion",
+                    change.version
+                )));
+            }
+            Ok(())
+        } else {
+            self.set_alias(model, alias, version).await
+        }
+    }
+
+    /// The last stage passed (or a person promoted): the candidate becomes stable. A protected
+    /// alias gets a promotion request and the rollout waits for its approval.
+    pub(crate) async fn apply_promotion(
+        &self,
+        mut current: Deployment,
+        why: &str,
+    ) -> Result<Deployment> {
+        let Some(rollout) = current.active_rollout().cloned() else {
+            return Ok(current);
+        };
+        let candidate = rollout.candidate_version.clone();
+        if let Some(alias) = current.alias.clone() {
+            let protected = self
+                .store()
+                .get_policy(&current.model_name)
+                .await?
+                .is_some_and(|p| p.protects(&PromotionTarget::Alias(alias.clone())));
+            if protected {
+                let (request, checks) = self
+                    .request_promotion(
+                        &current.model_name,
+                        &candidate,
+                        PromotionTarget::Alias(alias.clone()),
+                        &format!(
+                            "rollout {} of deployment '{}' passed its analysis ({why})",
+                            rollout.id, current.name
+                        ),
+                    )
+                    .await?;
+                let detail = json!({
+                    "promotion_id": request.id,
+                    "alias": alias,
+                    "candidate_version": candidate,
+                    "checks_passed": checks.passed,
+                });
+                let mut waiting = rollout.clone();
+                waiting.state = RolloutState::AwaitingApproval {
+                    promotion_id: request.id,
+                };
+                let event = self.event(Some(&waiting), "awaiting_approval", detail.clone());
+                current.rollout = Some(waiting);
+                current.updated_ms = now_ms();
+                let saved = self
+                    .audited(
+                        "deployments.await_approval",
+                        Self::deployment_resource(&current.name),
+                        detail.clone(),
+                    )
+                    .update_deployment(current, vec![event])
+                    .await?;
+                self.notify("deployment.awaiting_approval", &saved, detail)
+                    .await;
+                return Ok(saved);
+            }
+            self.set_alias(&current.model_name, &alias, &candidate)
+                .await?;
+        }
+        self.complete_promotion(current, why).await
+    }
+
+    /// The alias (if any) already points at the candidate: make it the stable version.
+    pub(crate) async fn complete_promotion(
+        &self,
+        mut current: Deployment,
+        why: &str,
+    ) -> Result<Deployment> {
+        let Some(mut rollout) = current.active_rollout().cloned() else {
+            return Ok(current);
+        };
+        let now = now_ms();
+        rollout.state = RolloutState::Succeeded;
+        rollout.ended_ms = Some(now);
+        let candidate = rollout.candidate_version.clone();
+        let from = std::mem::replace(&mut current.stable_version, candidate.clone());
+        current.previous_version = Some(from.clone());
+        let detail = json!({
+            "from_version": from,
+            "to_version": candidate,
+            "alias": current.alias,
+            "why": why,
+        });
+        let event = self.event(Some(&rollout), "promoted", detail.clone());
+        current.rollout = Some(rollout);
+        current.updated_ms = now;
+        let saved = self
+            .audited(
+                "deployments.promote",
+                Self::deployment_resource(&current.name),
+                detail.clone(),
+            )
+            .update_deployment(current, vec![event])
+            .await?;
+        self.tag_version(&saved, &candidate, "stable").await?;
+        self.tag_version(&saved, &from, "previous").await?;
+        self.notify("deployment.promoted", &saved, detail).await;
+        Ok(saved)
+    }
+
+    /// Ends the running rollout as rolled back or aborted: traffic back to stable, the
+    /// candidate tagged in the registry, an audit entry and a webhook event naming the reason
+    /// (and the analysis that decided, if any).
+    pub(crate) async fn end_rollout(
+        &self,
+        mut current: Deployment,
+        state: RolloutState,
+        analysis: Option<&deployment::Analysis>,
+    ) -> Result<Deployment> {
+        let Some(mut rollout) = current.active_rollout().cloned() else {
+            return Ok(current);
+        };
+        let now = now_ms();
+        let (kind, reason) = match &state {
+            RolloutState::Aborted { reason } => ("aborted", reason.clone()),
+            RolloutState::RolledBack { reason } => ("rolled_back", reason.clone()),
+            other => {
+                return Err(Error::internal_msg(format!(
+                    "end_rollout called with state {}",
+                    other.label()
+                )));
+            }
+        };
+        rollout.state = state;
+        rollout.ended_ms = Some(now);
+        let failed = analysis.and_then(|a| match &a.verdict {
+            deployment::Verdict::Fail { rule, .. } => Some(rule.clone()),
+            _ => None,
+        });
+        let detail = json!({
+            "candidate_version": rollout.candidate_version,
+            "stable_version": current.stable_version,
+            "alias": current.alias,
+            "reason": reason,
+            "rule": failed,
+            "measurements": analysis.map(|a| &a.measurements),
+        });
+        let event = self.event(Some(&rollout), kind, detail.clone());
+        let candidate = rollout.candidate_version.clone();
+        current.rollout = Some(rollout);
+        current.updated_ms = now;
+        let saved = self
+            .audited(
+                &format!(
+                    "deployments.{}",
+                    if kind == "aborted" {
+                        "abort"
+                    } else {
+                        "rollback"
+                    }
+                ),
+                Self::deployment_resource(&current.name),
+                detail.clone(),
+            )
+            .update_deployment(current, vec![event])
+            .await?;
+        self.tag_version(&saved, &candidate, kind).await?;
+        self.notify(&format!("deployment.{kind}"), &saved, detail)
+            .await;
+        Ok(saved)
+    }
+
+    /// Says in the registry what a version is to a deployment (`stable`, `candidate`,
+    /// `rolled_back`, ...). A version deleted meanwhile is not an error.
+    async fn tag_version(&self, deployment: &Deployment, version: &str, state: &str) -> Result<()> {
+        match self
+            .set_model_version_tag(
+                &deployment.model_name,
+                version,
+                Tag {
+                    key: deployment_tag(&deployment.name),
+                    value: state.to_owned(),
+                },
+            )
+            .await
+        {
+            Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn notify(&self, kind: &str, deployment: &Deployment, detail: serde_json::Value) {
+        let Some(notifier) = self.notifier() else {
+            return;
+        };
+        notifier
+            .notify(json!({
+                "event": kind,
+                "deployment": deployment.name,
+                "model": deployment.model_name,
+                "stable_version": deployment.stable_version,
+                "rollout_id": deployment.rollout.as_ref().map(|r| r.id),
+                "actor": self.caller().actor,
+                "time_ms": now_ms(),
+                "detail": detail,
+            }))
+            .await;
+    }
+
+    /// A version's ONNX file (and `MLmodel`), read from the artifact store.
+    pub async fn model_files(&self, name: &str, version: &str) -> Result<ModelFiles> {
+        let model_version = self.get_model_version(name, version).await?;
+        let source = model_version.source.clone();
+        let location = if let Some(rest) = source.strip_prefix("runs:/") {
+            let (run_id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+            let run = self.store().get_run(&RunId::parse(run_id)?).await?;
+            format!("{}/{sub}", run.info.artifact_uri.trim_end_matches('/'))
+        } else if let Some(model_id) = source.strip_prefix("models:/") {
+            self.get_logged_model(model_id).await?.artifact_uri
+        } else {
+            source
+        };
+        let root = crate::artifacts::proxied_path(location.trim_end_matches('/')).map_err(|_| {
+            Error::invalid(format!(
+                "version {version} of '{name}' lives at '{location}', which this server does not store; deployments serve versions whose files are in slipway's artifact store"
+            ))
+        })?;
+        // A bare .onnx file registered as the version's source.
+        if let Some(file) = self.read_file(&root).await? {
+            return Ok(ModelFiles {
+                onnx: file,
+                mlmodel: None,
+            });
+        }
+        let entries = self.artifacts.list(Some(&root)).await?.ok_or_else(|| {
+            Error::invalid(format!(
+                "version {version} of '{name}' has no files at '{location}'"
+            ))
+        })?;
+        let onnx_name = entries
+            .iter()
+            .find(|e| !e.is_dir && e.name == "model.onnx")
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find(|e| !e.is_dir && e.name.ends_with(".onnx"))
+            })
+            .map(|e| e.name.clone())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "version {version} of '{name}' is not an ONNX model: '{location}' holds no .onnx file (log it with mlflow.onnx.log_model)"
+                ))
+            })?;
+        let onnx = self
+            .read_file(&root.join(&onnx_name)?)
+            .await?
+            .ok_or_else(|| Error::internal_msg("the listed model file disappeared"))?;
+        let mlmodel = self
+            .read_file(&root.join("MLmodel")?)
+            .await?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        Ok(ModelFiles { onnx, mlmodel })
+    }
+
+    async fn read_file(
+        &self,
+        path: &slipway_core::artifact_path::ArtifactPath,
+    ) -> Result<Option<Bytes>> {
+        let Some(object) = self.artifacts.get(path).await? else {
+            return Ok(None);
+        };
+        if object.size > MAX_MODEL_BYTES {
+            return Err(Error::invalid(format!(
+                "'{}' is {} bytes, more than the {MAX_MODEL_BYTES} a served model may have",
+                path.as_str(),
+                object.size
+            )));
+        }
+        let mut body = object.body;
+        let mut bytes = Vec::with_capacity(object.size as usize);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::internal("reading a model file", e))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(Bytes::from(bytes)))
+    }
+
+    pub async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()> {
+        self.store().append_predictions(records).await
+    }
+
+    pub async fn read_predictions(
+        &self,
+        deployment: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PredictionRecord>> {
+        // The deployment may be gone; its log stays readable by those who may see its model,
+        // so visibility is checked when it still exists.
+        match self.get_deployment(deployment).await {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(other) => return Err(other),
+        }
+        self.store()
+            .read_predictions(deployment, after_id, limit.clamp(1, 10_000))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_refs_parse() {
+        assert_eq!(
+            ModelRef::parse("models:/fraud@production").unwrap(),
+            ModelRef::Alias {
+                name: "fraud".into(),
+                alias: "production".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("models:/team/fraud/7").unwrap(),
+            ModelRef::Version {
+                name: "team/fraud".into(),
+                version: "7".into()
+            }
+        );
+        for bad in [
+            "fraud",
+            "models:/fraud",
+            "models:/fraud/x",
+            "models:/@a",
+            "models:/f@",
+            "models:/f/0",
+        ] {
+            assert!(ModelRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

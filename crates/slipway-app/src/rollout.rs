@@ -1,0 +1,313 @@
+//! The rollout controller: gathers every replica's measurements of a deployment into the window
+//! of its current stage, analyses the window each interval, and applies the decision (next
+//! stage, promotion, rollback) through the use-cases in [`crate::deployments`].
+//!
+//! Windows live in memory: a restarted server starts the current window afresh (an analysis is
+//! delayed by one interval, never decided on half the data). One controller runs per metadata
+//! store; updates are compare-and-set on the deployment's revision, so a second one would lose
+//! its races rather than double a decision.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde_json::json;
+use slipway_core::deployment::{
+    self, Analysis, Decision, Deployment, RolloutState, VariantWindow, WindowStats,
+};
+use slipway_core::promotion::RequestState;
+use slipway_core::{Error, Result};
+
+use crate::{App, now_ms};
+
+/// The actor the controller's decisions are recorded under.
+pub const CONTROLLER_ACTOR: &str = "slipway-controller";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveWindow {
+    pub rollout_id: i64,
+    pub stage: usize,
+    pub started_ms: i64,
+    pub stats: WindowStats,
+    pub last_analysis: Option<Analysis>,
+}
+
+struct Window {
+    live: LiveWindow,
+    last_analysis_ms: i64,
+    /// The stable's last window with enough samples: the relative rules' baseline when the
+    /// stable gets no live traffic (a 100 % stage).
+    reference: Option<VariantWindow>,
+}
+
+pub struct Controller {
+    app: App,
+    windows: Mutex<HashMap<String, Window>>,
+    stale_reports: AtomicU64,
+}
+
+impl Controller {
+    pub fn new(app: &App) -> Controller {
+        Controller {
+            app: app.for_caller(CONTROLLER_ACTOR, None),
+            windows: Mutex::new(HashMap::new()),
+            stale_reports: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds measurements of a deployment's traffic. Counted only if they belong to the stage
+    /// being analysed now; a replica still on the previous split is ignored (returns false).
+    pub fn record(&self, name: &str, rollout_id: i64, stage: usize, stats: &WindowStats) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        match windows.get_mut(name) {
+            Some(window) if window.live.rollout_id == rollout_id && window.live.stage == stage => {
+                window.live.stats.merge(stats);
+                true
+            }
+            _ => {
+                if !stats.is_empty() {
+                    self.stale_reports.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            }
+        }
+    }
+
+    /// The window being gathered for a deployment now.
+    pub fn live_window(&self, name: &str) -> Option<LiveWindow> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows.get(name).map(|w| w.live.clone())
+    }
+
+    pub fn stale_reports(&self) -> u64 {
+        self.stale_reports.load(Ordering::Relaxed)
+    }
+
+    /// One pass over every deployment. Errors of one deployment are logged and do not stop
+    /// the others.
+    pub async fn tick(&self) -> Result<()> {
+        let deployments = self.app.store().list_deployments().await?;
+        let names: Vec<String> = deployments.iter().map(|d| d.name.clone()).collect();
+        {
+            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            windows.retain(|name, _| names.contains(name));
+        }
+        for deployment in deployments {
+            let name = deployment.name.clone();
+            if let Err(error) = self.tick_one(deployment).await {
+                match error {
+                    // Someone changed the deployment meanwhile: the next tick sees it.
+                    Error::InvalidParameter(message) if message.contains("changed meanwhile") => {}
+                    other => {
+                        tracing::warn!(deployment = %name, error = %other, "rollout controller")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn tick_one(&self, deployment: Deployment) -> Result<()> {
+        let now = now_ms();
+        let Some(rollout) = deployment.active_rollout().cloned() else {
+            self.windows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&deployment.name);
+            return self.follow_alias(deployment).await;
+        };
+        if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
+            return self.check_approval(deployment, promotion_id).await;
+        }
+        // The window of the current stage, opened now if the stage just began.
+        let analysis = {
+            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            let window = windows
+                .entry(deployment.name.clone())
+                .or_insert_with(|| Window {
+                    live: LiveWindow {
+                        rollout_id: rollout.id,
+                        stage: rollout.stage,
+                        started_ms: now,
+                        stats: WindowStats::default(),
+                        last_analysis: None,
+                    },
+                    last_analysis_ms: now,
+                    reference: None,
+                });
+            if window.live.rollout_id != rollout.id || window.live.stage != rollout.stage {
+                if window.live.rollout_id != rollout.id {
+                    window.reference = None;
+                }
+                window.live = LiveWindow {
+                    rollout_id: rollout.id,
+                    stage: rollout.stage,
+                    started_ms: now,
+                    stats: WindowStats::default(),
+                    last_analysis: None,
+                };
+                window.last_analysis_ms = now;
+            }
+            if now - window.last_analysis_ms >= rollout.rules.interval_ms as i64 {
+                let analysis = deployment::analysis::analyze(
+                    &rollout.rules,
+                    &window.live.stats,
+                    window.reference.as_ref(),
+                    now,
+                    now - window.live.started_ms,
+                );
+                window.last_analysis_ms = now;
+                if !matches!(analysis.verdict, deployment::Verdict::Inconclusive { .. }) {
+                    // A conclusive window closes; an inconclusive one grows until it has
+                    // enough samples.
+                    if window.live.stats.stable.requests >= rollout.rules.min_samples {
+                        window.reference = Some(window.live.stats.stable.clone());
+                    }
+                    window.live.stats = WindowStats::default();
+                    window.live.started_ms = now;
+                }
+                window.live.last_analysis = Some(analysis.clone());
+                Some(analysis)
+            } else {
+                None
+            }
+        };
+        let mut advanced = rollout.clone();
+        let decision = deployment::advance(&mut advanced, analysis.as_ref(), now);
+        let app = &self.app;
+        match decision {
+            Decision::RollBack { reason } => {
+                app.end_rollout(
+                    deployment,
+                    RolloutState::RolledBack { reason },
+                    analysis.as_ref(),
+                )
+                .await?;
+            }
+            Decision::Promote => {
+                let mut current = deployment;
+                if let Some(analysis) = &analysis {
+                    current = self.save_analysis(current, &advanced, analysis).await?;
+                }
+                app.apply_promotion(current, "every stage passed its analysis")
+                    .await?;
+            }
+            Decision::NextStage { stage } => {
+                let stage_spec = advanced.current_stage();
+                let mut current = deployment;
+                let mut events = Vec::new();
+                if let Some(analysis) = &analysis {
+                    events.push(app.event(Some(&advanced), "analysis", json!(analysis)));
+                }
+                events.push(app.event(
+                    Some(&advanced),
+                    "stage",
+                    json!({ "stage": stage, "weight": stage_spec.map(|s| s.weight), "mirror": stage_spec.map(|s| s.mirror) }),
+                ));
+                current.rollout = Some(advanced);
+                current.updated_ms = now;
+                app.store().update_deployment(current, events).await?;
+            }
+            Decision::Hold => {
+                if let Some(analysis) = &analysis {
+                    if advanced == rollout {
+                        // Nothing the data plane acts on changed: no new revision, so replicas
+                        // do not rebuild for a bare measurement.
+                        app.store()
+                            .append_deployment_events(
+                                &deployment.name,
+                                vec![app.event(Some(&advanced), "analysis", json!(analysis))],
+                            )
+                            .await?;
+                    } else {
+                        self.save_analysis(deployment, &advanced, analysis).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an analysis (and the stage bookkeeping it changed).
+    async fn save_analysis(
+        &self,
+        mut current: Deployment,
+        advanced: &deployment::Rollout,
+        analysis: &Analysis,
+    ) -> Result<Deployment> {
+        let event = self.app.event(Some(advanced), "analysis", json!(analysis));
+        current.rollout = Some(advanced.clone());
+        current.updated_ms = now_ms();
+        self.app
+            .store()
+            .update_deployment(current, vec![event])
+            .await
+    }
+
+    async fn check_approval(&self, deployment: Deployment, promotion_id: i64) -> Result<()> {
+        let request = self.app.store().get_promotion_request(promotion_id).await?;
+        match request.state {
+            RequestState::Pending => Ok(()),
+            RequestState::Approved => {
+                self.app
+                    .complete_promotion(
+                        deployment,
+                        &format!("promotion request {promotion_id} was approved"),
+                    )
+                    .await?;
+                Ok(())
+            }
+            RequestState::Rejected => {
+                self.app
+                    .end_rollout(
+                        deployment,
+                        RolloutState::RolledBack {
+                            reason: format!("promotion request {promotion_id} was rejected"),
+                        },
+                        None,
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// With no rollout running, a deployment that follows an alias serves whatever the alias
+    /// points at: a move made elsewhere (an approved promotion, a rollback) is picked up here.
+    async fn follow_alias(&self, mut deployment: Deployment) -> Result<()> {
+        let Some(alias) = deployment.alias.clone() else {
+            return Ok(());
+        };
+        let version = match self
+            .app
+            .store()
+            .get_version_by_alias(&deployment.model_name, &alias)
+            .await
+        {
+            Ok(version) => version.version.to_string(),
+            // The alias was deleted: keep serving what runs, and say so in status.
+            Err(Error::NotFound(_) | Error::InvalidParameter(_)) => return Ok(()),
+            Err(other) => return Err(other),
+        };
+        if version == deployment.stable_version {
+            return Ok(());
+        }
+        let from = std::mem::replace(&mut deployment.stable_version, version.clone());
+        deployment.previous_version = Some(from.clone());
+        deployment.updated_ms = now_ms();
+        let detail = json!({ "alias": alias, "from_version": from, "to_version": version });
+        self.app
+            .audited(
+                "deployments.follow_alias",
+                format!("deployment:{}", deployment.name),
+                detail.clone(),
+            )
+            .update_deployment(
+                deployment,
+                vec![self.app.event(None, "followed_alias", detail)],
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,328 @@
+//! Deployments (one JSON body per row, compare-and-set on the revision), their events, and the
+//! prediction log.
+
+use slipway_core::deployment::{Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord};
+use slipway_core::{Error, Result};
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::SqlStore;
+use crate::sql::{db_err, get_i64, get_opt_i64, get_str};
+
+fn not_found(name: &str) -> Error {
+    Error::not_found(format!(
+        "deployment '{name}' does not exist (list them with `slipway deploy list`)"
+    ))
+}
+
+fn from_row(row: &AnyRow) -> Result<Deployment> {
+    let mut deployment: Deployment = serde_json::from_str(&get_str(row, "body")?)
+        .map_err(|e| Error::internal("decoding a deployment", e))?;
+    deployment.revision = get_i64(row, "revision")?;
+    Ok(deployment)
+}
+
+fn encode(deployment: &Deployment) -> Result<String> {
+    serde_json::to_string(deployment).map_err(|e| Error::internal("encoding a deployment", e))
+}
+
+async fn append_events(
+    tx: &mut AnyConnection,
+    deployment: &str,
+    time_ms: i64,
+    events: &[NewDeploymentEvent],
+) -> Result<()> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO deployment_events (deployment, time_ms, rollout_id, kind, actor, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(deployment.to_owned())
+        .bind(time_ms)
+        .bind(event.rollout_id)
+        .bind(event.kind.clone())
+        .bind(event.actor.clone())
+        .bind(event.detail.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("recording a deployment event"))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(
+    store: &SqlStore,
+    mut deployment: Deployment,
+    event: NewDeploymentEvent,
+) -> Result<Deployment> {
+    deployment.revision = 1;
+    let body = encode(&deployment)?;
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let exists = sqlx::query("SELECT 1 AS one FROM deployments WHERE name = $1")
+                    .bind(deployment.name.clone())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err("checking a deployment name"))?;
+                if exists.is_some() {
+                    return Err(Error::already_exists(format!(
+                        "deployment '{}' already exists; change it with `slipway deploy update {}`",
+                        deployment.name, deployment.name
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO deployments (name, model_name, revision, body, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(deployment.name.clone())
+                .bind(deployment.model_name.clone())
+                .bind(deployment.revision)
+                .bind(body)
+                .bind(deployment.updated_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("creating a deployment"))?;
+                append_events(tx, &deployment.name, deployment.updated_ms, &[event]).await?;
+                Ok(deployment)
+            })
+        })
+        .await
+}
+
+pub(crate) async fn get(store: &SqlStore, name: &str) -> Result<Deployment> {
+    let row = sqlx::query("SELECT revision, body FROM deployments WHERE name = $1")
+        .bind(name.to_owned())
+        .fetch_optional(&store.read)
+        .await
+        .map_err(db_err("reading a deployment"))?;
+    match row {
+        Some(row) => from_row(&row),
+        None => Err(not_found(name)),
+    }
+}
+
+pub(crate) async fn list(store: &SqlStore) -> Result<Vec<Deployment>> {
+    let rows = sqlx::query("SELECT revision, body FROM deployments ORDER BY name")
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err("listing deployments"))?;
+    rows.iter().map(from_row).collect()
+}
+
+pub(crate) async fn update(
+    store: &SqlStore,
+    mut deployment: Deployment,
+    events: Vec<NewDeploymentEvent>,
+) -> Result<Deployment> {
+    let expected = deployment.revision;
+    deployment.revision = expected + 1;
+    let body = encode(&deployment)?;
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let result = sqlx::query(
+                    "UPDATE deployments SET revision = $1, body = $2, updated_at = $3, model_name = $4 \
+                     WHERE name = $5 AND revision = $6",
+                )
+                .bind(deployment.revision)
+                .bind(body)
+                .bind(deployment.updated_ms)
+                .bind(deployment.model_name.clone())
+                .bind(deployment.name.clone())
+                .bind(expected)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("updating a deployment"))?;
+                if result.rows_affected() == 0 {
+                    let current = sqlx::query("SELECT revision FROM deployments WHERE name = $1")
+                        .bind(deployment.name.clone())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("reading a deployment's revision"))?;
+                    return Err(match current {
+                        None => not_found(&deployment.name),
+                        Some(row) => Error::invalid(format!(
+                            "deployment '{}' changed meanwhile (revision {} is now {}); read it again and retry",
+                            deployment.name,
+                            expected,
+                            get_i64(&row, "revision")?
+                        )),
+                    });
+                }
+                append_events(tx, &deployment.name, deployment.updated_ms, &events).await?;
+                Ok(deployment)
+            })
+        })
+        .await
+}
+
+pub(crate) async fn append(
+    store: &SqlStore,
+    name: &str,
+    events: Vec<NewDeploymentEvent>,
+) -> Result<()> {
+    let name = name.to_owned();
+    let now = now_ms();
+    store
+        .writer
+        .write(move |tx| Box::pin(async move { append_events(tx, &name, now, &events).await }))
+        .await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) async fn delete(store: &SqlStore, name: &str, event: NewDeploymentEvent) -> Result<()> {
+    let name = name.to_owned();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                let result = sqlx::query("DELETE FROM deployments WHERE name = $1")
+                    .bind(name.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a deployment"))?;
+                if result.rows_affected() == 0 {
+                    return Err(not_found(&name));
+                }
+                append_events(tx, &name, now_ms(), &[event]).await
+            })
+        })
+        .await
+}
+
+pub(crate) async fn events(
+    store: &SqlStore,
+    name: &str,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<DeploymentEvent>> {
+    let rows = sqlx::query(
+        "SELECT * FROM deployment_events WHERE deployment = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(name.to_owned())
+    .bind(after_seq)
+    .bind(limit as i64)
+    .fetch_all(&store.read)
+    .await
+    .map_err(db_err("reading deployment events"))?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeploymentEvent {
+                seq: get_i64(row, "seq")?,
+                deployment: get_str(row, "deployment")?,
+                time_ms: get_i64(row, "time_ms")?,
+                rollout_id: get_opt_i64(row, "rollout_id")?,
+                kind: get_str(row, "kind")?,
+                actor: get_str(row, "actor")?,
+                detail: serde_json::from_str(&get_str(row, "detail")?)
+                    .map_err(|e| Error::internal("decoding a deployment event", e))?,
+            })
+        })
+        .collect()
+}
+
+/// Rows per INSERT: 9 parameters each stays far below SQLite's and PostgreSQL's limits.
+const PREDICTIONS_PER_STATEMENT: usize = 200;
+
+pub(crate) async fn append_predictions(
+    store: &SqlStore,
+    records: Vec<PredictionRecord>,
+) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                for chunk in records.chunks(PREDICTIONS_PER_STATEMENT) {
+                    let mut sql = String::from(
+                        "INSERT INTO prediction_log (deployment, request_id, time_ms, variant, \
+                         model_version, inputs, outputs, latency_us) VALUES ",
+                    );
+                    for index in 0..chunk.len() {
+                        let base = index * 8;
+                        if index > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            base + 1,
+                            base + 2,
+                            base + 3,
+                            base + 4,
+                            base + 5,
+                            base + 6,
+                            base + 7,
+                            base + 8
+                        ));
+                    }
+                    // Only placeholders are formatted in; every value is bound.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for record in chunk {
+                        query = query
+                            .bind(record.deployment.clone())
+                            .bind(record.request_id.clone())
+                            .bind(record.time_ms)
+                            .bind(record.variant.as_str())
+                            .bind(record.model_version.clone())
+                            .bind(record.inputs.to_string())
+                            .bind(record.outputs.to_string())
+                            .bind(i64::try_from(record.latency_us).unwrap_or(i64::MAX));
+                    }
+                    query
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("writing the prediction log"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(crate) async fn read_predictions(
+    store: &SqlStore,
+    deployment: &str,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<PredictionRecord>> {
+    let rows = sqlx::query(
+        "SELECT * FROM prediction_log WHERE deployment = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(deployment.to_owned())
+    .bind(after_id)
+    .bind(limit as i64)
+    .fetch_all(&store.read)
+    .await
+    .map_err(db_err("reading the prediction log"))?;
+    rows.iter()
+        .map(|row| {
+            let json = |column: &str| -> Result<serde_json::Value> {
+                serde_json::from_str(&get_str(row, column)?)
+                    .map_err(|e| Error::internal("decoding a prediction record", e))
+            };
+            Ok(PredictionRecord {
+                id: get_i64(row, "id")?,
+                deployment: get_str(row, "deployment")?,
+                request_id: get_str(row, "request_id")?,
+                time_ms: get_i64(row, "time_ms")?,
+                variant: slipway_core::deployment::Variant::parse(&get_str(row, "variant")?)
+                    .unwrap_or(slipway_core::deployment::Variant::Stable),
+                model_version: get_str(row, "model_version")?,
+                inputs: json("inputs")?,
+                outputs: json("outputs")?,
+                latency_us: u64::try_from(get_i64(row, "latency_us")?).unwrap_or(0),
+            })
+        })
+        .collect()
+}

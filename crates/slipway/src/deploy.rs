@@ -1,0 +1,636 @@
+//! `slipway deploy ...` and `slipway predictions export`: managed deployments over the server's
+//! HTTP API, as a person (the mlflow client's MLFLOW_TRACKING_* settings).
+//!
+//! `deploy status NAME --watch` follows a rollout until it ends and exits 0 when it succeeded
+//! (or nothing runs), 3 when it was rolled back or aborted: a CI job can wait on it.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use comfy_table::Table;
+use serde_json::{Value, json};
+
+use crate::remote::{Client, ServerArgs, urlencode};
+
+const NATIVE: &str = "/api/slipway/v1/deployments";
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: DeployCommand,
+}
+
+#[derive(Debug, Args, Default)]
+struct SettingsFlags {
+    /// Share of requests written to the prediction log, 0 to 1 (default 0.1).
+    #[arg(long)]
+    log_sample: Option<f64>,
+    /// Micro-batching: merge concurrent requests into runs of up to this many rows (0: off,
+    /// the default).
+    #[arg(long)]
+    batch_max_rows: Option<u32>,
+    /// Micro-batching: how long a batch waits for more requests (default 2ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    batch_max_wait: Option<Duration>,
+    /// Consecutive candidate failures that open its circuit (default 5).
+    #[arg(long)]
+    breaker_failures: Option<u32>,
+    /// How long an open circuit sends candidate traffic to stable (default 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    breaker_cooldown: Option<Duration>,
+}
+
+impl SettingsFlags {
+    fn json(&self) -> Option<Value> {
+        let mut settings = serde_json::Map::new();
+        if let Some(v) = self.log_sample {
+            settings.insert("log_sample".into(), json!(v));
+        }
+        if let Some(v) = self.batch_max_rows {
+            settings.insert("batch_max_rows".into(), json!(v));
+        }
+        if let Some(v) = self.batch_max_wait {
+            settings.insert("batch_max_wait_ms".into(), json!(v.as_millis() as u64));
+        }
+        if let Some(v) = self.breaker_failures {
+            settings.insert("breaker_failures".into(), json!(v));
+        }
+        if let Some(v) = self.breaker_cooldown {
+            settings.insert("breaker_cooldown_ms".into(), json!(v.as_millis() as u64));
+        }
+        (!settings.is_empty()).then_some(Value::Object(settings))
+    }
+}
+
+/// A threshold flag: a number, or `off` to turn the rule off.
+fn threshold(text: &str) -> Result<Value, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Value::Null);
+    }
+    text.parse::<f64>()
+        .map(|v| json!(v))
+        .map_err(|_| format!("'{text}' is not a number (or 'off')"))
+}
+
+/// Canary steps: `5,25,50,100` (each lasting --step-duration) or `5:30s,25:1m,100:2m`.
+fn steps(text: &str, default: Duration) -> anyhow::Result<Vec<Value>> {
+    text.split(',')
+        .map(|step| {
+            let (weight, duration) = match step.split_once(':') {
+                Some((weight, duration)) => (
+                    weight,
+                    humantime::parse_duration(duration.trim())
+                        .with_context(|| format!("step '{step}': bad duration"))?,
+                ),
+                None => (step, default),
+            };
+            let weight: u8 = weight
+                .trim()
+                .trim_end_matches('%')
+                .parse()
+                .with_context(|| format!("step '{step}': the weight must be a percentage"))?;
+            Ok(json!({ "weight": weight, "duration_ms": duration.as_millis() as u64 }))
+        })
+        .collect()
+}
+
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    name: String,
+    /// models:/MODEL/VERSION (or @ALIAS) to roll out.
+    #[arg(long)]
+    candidate: Option<String>,
+    /// canary (default), blue-green or shadow.
+    #[arg(long, default_value = "canary")]
+    strategy: String,
+    /// Canary steps in percent of live traffic: 5,25,50,100 or 5:30s,25:1m,...
+    #[arg(long)]
+    steps: Option<String>,
+    /// Duration of each canary step without its own (default 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m")]
+    step_duration: Duration,
+    /// Blue-green: how long the candidate is previewed before the switch (default 1m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    preview: Option<Duration>,
+    /// Blue-green: time at 100% with analysis before promotion (default 0).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    bake: Option<Duration>,
+    /// Shadow (default 100) or blue-green preview (default 0): percent of live traffic
+    /// copied to the candidate, compared and never returned.
+    #[arg(long)]
+    mirror: Option<u8>,
+    /// Shadow: how long to compare (default 1m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Analysis: how often (default 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interval: Option<Duration>,
+    /// Analysis: requests each rule needs per side before it decides (default 100).
+    #[arg(long)]
+    min_samples: Option<u32>,
+    /// Candidate error rate above which it rolls back (default 0.01; off).
+    #[arg(long, value_parser = threshold)]
+    max_error_rate: Option<Value>,
+    /// Candidate p99 latency in ms above which it rolls back (default off).
+    #[arg(long, value_parser = threshold)]
+    max_p99_ms: Option<Value>,
+    /// Candidate p99 over stable p99 above which it rolls back (default 2; off).
+    #[arg(long, value_parser = threshold)]
+    max_p99_ratio: Option<Value>,
+    /// Jensen-Shannon distance between the variants' predictions above which it rolls back
+    /// (default 0.2; off).
+    #[arg(long, value_parser = threshold)]
+    max_shift: Option<Value>,
+    /// Mirrored traffic: share of rows both variants must predict alike (default 0.9 when
+    /// mirroring; off).
+    #[arg(long, value_parser = threshold)]
+    min_agreement: Option<Value>,
+    #[command(flatten)]
+    settings: SettingsFlags,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeployCommand {
+    /// Serve a registered model under NAME: at /deployments/NAME/invocations and
+    /// /v2/models/NAME/infer on the server, and on any `slipway serve --deployment NAME`.
+    Create {
+        name: String,
+        /// models:/MODEL@ALIAS (the deployment follows the alias) or models:/MODEL/VERSION.
+        #[arg(long)]
+        model: String,
+        #[command(flatten)]
+        settings: SettingsFlags,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deployments.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Weights, versions, the latest measurements and every decision of a deployment.
+    Status {
+        name: String,
+        /// Follow a running rollout until it ends (exit 0 on success, 3 on rollback or abort).
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a rollout of a candidate version (--candidate), or change serving settings.
+    Update(Box<UpdateArgs>),
+    /// Promote the running rollout's candidate now (through the promotion policy).
+    Promote {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the running rollout; all traffic back to stable.
+    Abort {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back: end the running rollout, or go back to the previous stable version.
+    Rollback {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a deployment (its events and prediction log stay).
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct PredictionsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: PredictionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PredictionsCommand {
+    /// Write a deployment's prediction log as JSON lines (request id, time, variant, version,
+    /// inputs, outputs, latency), oldest first.
+    Export {
+        name: String,
+        /// File to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// Only records with an id above this (resume an earlier export).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}
+
+fn path(name: &str, rest: &str) -> String {
+    format!("{NATIVE}/{}{rest}", urlencode(name))
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> {
+    let client = Client::new(&args.server)?;
+    let post = reqwest::Method::POST;
+    match args.command {
+        DeployCommand::Create {
+            name,
+            model,
+            settings,
+            json,
+        } => {
+            let mut body = json!({ "name": name, "model_uri": model });
+            if let Some(settings) = settings.json() {
+                body["settings"] = settings;
+            }
+            let answer = client.call(post, NATIVE, Some(body)).await?;
+            show(&answer["deployment"], json, "created")?;
+        }
+        DeployCommand::List { json } => {
+            let answer = client.call(reqwest::Method::GET, NATIVE, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let mut table = Table::new();
+                table.set_header(["name", "model", "stable", "candidate", "rollout", "weight"]);
+                for d in answer["deployments"].as_array().into_iter().flatten() {
+                    let rollout = &d["rollout"];
+                    table.add_row([
+                        text(&d["name"]),
+                        model_of(d),
+                        text(&d["stable_version"]),
+                        text(&rollout["candidate_version"]),
+                        text(&rollout["state"]["state"]),
+                        format!("{}%", d["traffic"]["weight"]),
+                    ]);
+                }
+                println!("{table}");
+            }
+        }
+        DeployCommand::Status { name, watch, json } => {
+            return status(&client, &name, watch, json).await;
+        }
+        DeployCommand::Update(update) => {
+            let UpdateArgs {
+                name,
+                candidate,
+                strategy,
+                steps: step_list,
+                step_duration,
+                preview,
+                bake,
+                mirror,
+                duration,
+                interval,
+                min_samples,
+                max_error_rate,
+                max_p99_ms,
+                max_p99_ratio,
+                max_shift,
+                min_agreement,
+                settings,
+                json,
+            } = *update;
+            if let Some(settings) = settings.json() {
+                let answer = client
+                    .call(
+                        reqwest::Method::PATCH,
+                        &path(&name, ""),
+                        Some(json!({ "settings": settings })),
+                    )
+                    .await?;
+                if candidate.is_none() {
+                    show(&answer["deployment"], json, "updated")?;
+                }
+            }
+            let Some(candidate) = candidate else {
+                if settings.json().is_none() {
+                    bail!(
+                        "nothing to update: give --candidate models:/MODEL/VERSION to start a rollout, or a serving setting such as --log-sample"
+                    );
+                }
+                return Ok(std::process::ExitCode::SUCCESS);
+            };
+            let ms = |d: Duration| d.as_millis() as u64;
+            let mut body = json!({ "candidate_uri": candidate, "strategy": strategy });
+            if let Some(list) = step_list {
+                body["steps"] = json!(steps(&list, step_duration)?);
+            } else if strategy == "canary" {
+                body["steps"] = json!(steps("5,25,50,100", step_duration)?);
+            }
+            if let Some(d) = preview {
+                body["preview_ms"] = json!(ms(d));
+            }
+            if let Some(d) = bake {
+                body["bake_ms"] = json!(ms(d));
+            }
+            if let Some(m) = mirror {
+                body["mirror_percent"] = json!(m);
+            }
+            if let Some(d) = duration {
+                body["duration_ms"] = json!(ms(d));
+            }
+            let mut analysis = serde_json::Map::new();
+            if let Some(d) = interval {
+                analysis.insert("interval_ms".into(), json!(ms(d)));
+            }
+            if let Some(n) = min_samples {
+                analysis.insert("min_samples".into(), json!(n));
+            }
+            for (key, value) in [
+                ("max_error_rate", max_error_rate),
+                ("max_p99_ms", max_p99_ms),
+                ("max_p99_ratio", max_p99_ratio),
+                ("max_prediction_shift", max_shift),
+                ("min_agreement", min_agreement),
+            ] {
+                if let Some(value) = value {
+                    analysis.insert(key.into(), value);
+                }
+            }
+            if !analysis.is_empty() {
+                body["analysis"] = Value::Object(analysis);
+            }
+            let answer = client
+                .call(post, &path(&name, "/rollout"), Some(body))
+                .await?;
+            show(&answer["deployment"], json, "rollout started")?;
+        }
+        DeployCommand::Promote { name, json } => {
+            let answer = client
+                .call(post, &path(&name, "/promote"), Some(json!({})))
+                .await?;
+            show(&answer["deployment"], json, "promoted")?;
+        }
+        DeployCommand::Abort { name, reason, json } => {
+            let answer = client
+                .call(
+                    post,
+                    &path(&name, "/abort"),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
+            show(&answer["deployment"], json, "aborted")?;
+        }
+        DeployCommand::Rollback { name, reason, json } => {
+            let answer = client
+                .call(
+                    post,
+                    &path(&name, "/rollback"),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
+            show(&answer["deployment"], json, "rolled back")?;
+        }
+        DeployCommand::Delete { name } => {
+            client
+                .call(reqwest::Method::DELETE, &path(&name, ""), None)
+                .await?;
+            println!("deleted deployment {name}");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn model_of(d: &Value) -> String {
+    match d["alias"].as_str() {
+        Some(alias) => format!("{}@{alias}", text(&d["model_name"])),
+        None => text(&d["model_name"]),
+    }
+}
+
+fn show(deployment: &Value, json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(deployment)?);
+    } else {
+        println!("{what}: {}", summary(deployment));
+    }
+    Ok(())
+}
+
+fn summary(d: &Value) -> String {
+    let rollout = &d["rollout"];
+    let mut line = format!(
+        "deployment {} serves {} version {}",
+        text(&d["name"]),
+        model_of(d),
+        text(&d["stable_version"])
+    );
+    if !rollout.is_null() {
+        line.push_str(&format!(
+            "; rollout {} of version {} ({}, {}): candidate {}% live, {}% mirrored",
+            rollout["id"],
+            text(&rollout["candidate_version"]),
+            text(&rollout["strategy"]["kind"]),
+            text(&rollout["state"]["state"]),
+            d["traffic"]["weight"],
+            d["traffic"]["mirror"],
+        ));
+        if let Some(reason) = rollout["state"]["reason"].as_str() {
+            line.push_str(&format!(" - {reason}"));
+        }
+    }
+    line
+}
+
+fn measurements_table(analysis: &Value) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "rule",
+        "candidate",
+        "stable",
+        "threshold",
+        "samples",
+        "result",
+    ]);
+    for m in analysis["measurements"].as_array().into_iter().flatten() {
+        let number = |v: &Value| v.as_f64().map_or("-".to_owned(), |v| format!("{v:.4}"));
+        table.add_row([
+            text(&m["rule"]),
+            number(&m["candidate"]),
+            number(&m["stable"]),
+            number(&m["threshold"]),
+            text(&m["samples"]),
+            text(&m["result"]),
+        ]);
+    }
+    table
+}
+
+async fn status(
+    client: &Client,
+    name: &str,
+    watch: bool,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    loop {
+        let answer = client
+            .call(reqwest::Method::GET, &path(name, ""), None)
+            .await?;
+        let deployment = &answer["deployment"];
+        let events = client
+            .call(reqwest::Method::GET, &path(name, "/events"), None)
+            .await?;
+        let rollout = &deployment["rollout"];
+        let state = rollout["state"]["state"].as_str().unwrap_or("none");
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(
+                    &json!({ "deployment": deployment, "events": events["events"] })
+                )?
+            );
+        } else {
+            println!("{}", summary(deployment));
+            let window = &deployment["window"];
+            if !window.is_null() {
+                let stats = &window["stats"];
+                println!(
+                    "window of stage {} (since {} ms ago): stable {} requests / {} errors, candidate {} requests / {} errors, {} mirrored rows compared",
+                    window["stage"],
+                    now_ms() - window["started_ms"].as_i64().unwrap_or(0),
+                    stats["stable"]["requests"],
+                    stats["stable"]["errors"],
+                    stats["candidate"]["requests"],
+                    stats["candidate"]["errors"],
+                    stats["compared"],
+                );
+                if !window["last_analysis"].is_null() {
+                    println!(
+                        "latest analysis: {}",
+                        text(&window["last_analysis"]["verdict"]["verdict"])
+                    );
+                    println!("{}", measurements_table(&window["last_analysis"]));
+                }
+            }
+            let mut table = Table::new();
+            table.set_header(["seq", "time", "rollout", "event", "actor", "detail"]);
+            let all: Vec<&Value> = events["events"].as_array().into_iter().flatten().collect();
+            for event in all.iter().rev().take(15).rev() {
+                let detail = &event["detail"];
+                let detail = if event["kind"] == "analysis" {
+                    let verdict = &detail["verdict"];
+                    format!(
+                        "{}{}",
+                        text(&verdict["verdict"]),
+                        verdict["detail"]
+                            .as_str()
+                            .or(verdict["reason"].as_str())
+                            .map(|d| format!(": {}: {d}", text(&verdict["rule"])))
+                            .unwrap_or_default()
+                    )
+                } else {
+                    let mut d = detail.to_string();
+                    if d.len() > 120 {
+                        d.truncate(117);
+                        d.push_str("...");
+                    }
+                    d
+                };
+                table.add_row([
+                    text(&event["seq"]),
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + Duration::from_millis(event["time_ms"].as_u64().unwrap_or(0)),
+                    )
+                    .to_string(),
+                    text(&event["rollout_id"]),
+                    text(&event["kind"]),
+                    text(&event["actor"]),
+                    detail,
+                ]);
+            }
+            println!("{table}");
+        }
+        let active = matches!(state, "progressing" | "awaiting_approval");
+        if !watch || !active {
+            return Ok(match state {
+                "rolled_back" | "aborted" if watch => std::process::ExitCode::from(3),
+                _ => std::process::ExitCode::SUCCESS,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !json {
+            println!();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn predictions(args: PredictionsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    match args.command {
+        PredictionsCommand::Export {
+            name,
+            output,
+            after,
+        } => {
+            use std::io::Write as _;
+            let mut sink: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg}: {pos} records ({per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(format!("exporting {name}"));
+            if output.is_none() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let mut after = after;
+            loop {
+                let answer = client
+                    .call(
+                        reqwest::Method::GET,
+                        &path(&name, &format!("/predictions?after={after}&limit=5000")),
+                        None,
+                    )
+                    .await?;
+                let records = answer["predictions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for record in &records {
+                    writeln!(sink, "{}", serde_json::to_string(record)?)?;
+                    after = record["id"].as_i64().unwrap_or(after);
+                }
+                bar.inc(records.len() as u64);
+                if answer["next_after"].is_null() {
+                    break;
+                }
+            }
+            sink.flush()?;
+            bar.finish_with_message(format!("exported {name}"));
+        }
+    }
+    Ok(())
+}
