@@ -80,6 +80,8 @@ mod audit;
 mod concurrency;
 #[path = "contract/datasets.rs"]
 mod datasets;
+#[path = "contract/deployments.rs"]
+mod deployments;
 #[path = "contract/experiments.rs"]
 mod experiments;
 #[path = "contract/identity.rs"]

@@ -54,6 +54,22 @@ impl SettingsIn {
     }
 }
 
+/// How long a change waits to be live in this server's data plane before answering.
+const GO_LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits until this server's data plane serves the change (models loaded), so a client that
+/// sends traffic right after the answer reaches it; a model that cannot load is said in
+/// `plane.not_ready` rather than failing the change, which is already stored.
+async fn go_live(deployments: &Deployments, deployment: &Deployment) {
+    if let Err(reason) = deployments
+        .plane
+        .wait_loaded(&deployment.name, deployment.revision, GO_LIVE_WAIT)
+        .await
+    {
+        tracing::warn!(deployment = %deployment.name, %reason, "change stored but not live here");
+    }
+}
+
 fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value {
     let served = deployments.plane.get(&deployment.name);
     let mut value = json!(deployment);
@@ -86,6 +102,7 @@ pub async fn create(
         .unwrap_or_default()
         .apply(ServingSettings::default());
     let created = app.create_deployment(&name, &model, settings).await?;
+    go_live(&deployments, &created).await;
     Ok((
         StatusCode::OK,
         Json(json!({ "deployment": deployment_json(&deployments, &created) })),
@@ -133,6 +150,7 @@ pub async fn update(
         .unwrap_or_default()
         .apply(current.settings.clone());
     let updated = app.update_deployment_settings(&name, settings).await?;
+    go_live(&deployments, &updated).await;
     Ok(Json(
         json!({ "deployment": deployment_json(&deployments, &updated) }),
     ))
@@ -262,6 +280,7 @@ pub async fn start_rollout(
     let updated = app
         .start_rollout(&name, &candidate, strategy, rules)
         .await?;
+    go_live(&deployments, &updated).await;
     Ok(Json(
         json!({ "deployment": deployment_json(&deployments, &updated) }),
     ))
@@ -279,6 +298,7 @@ pub async fn promote(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let updated = app.promote_rollout(&name).await?;
+    go_live(&deployments, &updated).await;
     Ok(Json(
         json!({ "deployment": deployment_json(&deployments, &updated) }),
     ))
@@ -293,6 +313,7 @@ pub async fn abort(
     let updated = app
         .abort_rollout(&name, request.reason.as_deref().unwrap_or(""))
         .await?;
+    go_live(&deployments, &updated).await;
     Ok(Json(
         json!({ "deployment": deployment_json(&deployments, &updated) }),
     ))
@@ -307,6 +328,7 @@ pub async fn rollback(
     let updated = app
         .rollback_deployment(&name, request.reason.as_deref().unwrap_or(""))
         .await?;
+    go_live(&deployments, &updated).await;
     Ok(Json(
         json!({ "deployment": deployment_json(&deployments, &updated) }),
     ))

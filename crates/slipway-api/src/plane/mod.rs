@@ -269,6 +269,8 @@ pub struct Plane {
     pub(crate) mirrors: Arc<Semaphore>,
     /// Whether the first sync finished (V2 readiness).
     synced: AtomicBool,
+    /// One sync at a time: the loop's and the one a control-plane change asks for.
+    sync_lock: tokio::sync::Mutex<()>,
     stale_reports: AtomicU64,
 }
 
@@ -287,6 +289,7 @@ impl Plane {
             log,
             log_receiver: Mutex::new(Some(log_receiver)),
             synced: AtomicBool::new(false),
+            sync_lock: tokio::sync::Mutex::new(()),
             stale_reports: AtomicU64::new(0),
         })
     }
@@ -310,6 +313,33 @@ impl Plane {
     /// Why a deployment is not being served, if it failed to load.
     pub fn not_ready_reason(&self, name: &str) -> Option<String> {
         self.not_ready(name).map(|n| n.reason)
+    }
+
+    /// Syncs now and waits until the plane serves `name` at `revision` or later, or gave up
+    /// loading it (the reason), for at most `timeout`. Lets a control-plane change answer once
+    /// it is live in this process.
+    pub async fn wait_loaded(
+        &self,
+        name: &str,
+        revision: i64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if tokio::time::timeout(timeout, self.sync()).await.is_err() {
+            return Err(format!("not loaded within {timeout:?}"));
+        }
+        loop {
+            if self.get(name).is_some_and(|s| s.spec.revision >= revision) {
+                return Ok(());
+            }
+            if let Some(not_ready) = self.not_ready(name) {
+                return Err(not_ready.reason);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not loaded within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn is_synced(&self) -> bool {
@@ -405,6 +435,7 @@ impl Plane {
     /// Re-reads the specs and swaps in what changed. A version that fails to load keeps the
     /// previous revision serving (or the deployment not ready, if it never loaded).
     pub async fn sync(&self) -> Result<(), String> {
+        let _one_at_a_time = self.sync_lock.lock().await;
         let specs = self.source.deployments().await?;
         let names: Vec<String> = specs.iter().map(|d| d.name.clone()).collect();
         for spec in specs {

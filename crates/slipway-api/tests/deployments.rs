@@ -1,0 +1,1102 @@
+//! Managed deployments over HTTP with the real ONNX Runtime and the fixture models: the MLflow
+//! breast-cancer folder registered as versions 1 and 2 of one model, and the iris model (4
+//! features, so it fails on breast-cancer rows) as version 3. The data plane is synced, its
+//! measurements reported and the controller ticked by hand, so each step is explicit and no
+//! background loop races the assertions.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway_api::Deployments;
+use slipway_api::plane::PlaneConfig;
+use slipway_api::scoring::Limits;
+use slipway_app::{App, AppSettings};
+use slipway_artifacts::ObjectArtifactStore;
+use slipway_core::deployment::{route_hash, routes_to_candidate};
+use slipway_store::{BackendUri, SqlStore, StoreOptions};
+use tower::ServiceExt;
+
+use common::{API, PROXY, Raw, assert_error, kv, qs};
+
+const NATIVE: &str = "/api/slipway/v1";
+const MODEL: &str = "cancer";
+const NAME: &str = "clf";
+/// The analysis interval every rollout here uses (the smallest the rules accept).
+const INTERVAL: Duration = Duration::from_millis(100);
+/// How long a test may drive a rollout before it gives up.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// `on_both_backends!(case: x_sqlite, x_postgres)`: `case(&Harness)` on a fresh SQLite file and
+/// on a fresh PostgreSQL database (skipped with a notice when unreachable, a failure in CI).
+macro_rules! on_both_backends {
+    ($case:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $sqlite() {
+            if let Some(h) = Harness::start(Backend::Sqlite, PlaneConfig::default()).await {
+                $case(&h).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $postgres() {
+            if let Some(h) = Harness::start(Backend::Postgres, PlaneConfig::default()).await {
+                $case(&h).await;
+            }
+        }
+    };
+}
+
+on_both_backends!(case_serves_the_stable_version: serves_the_stable_version_sqlite, serves_the_stable_version_postgres);
+on_both_backends!(case_failing_candidate_rolls_back: failing_candidate_rolls_back_sqlite, failing_candidate_rolls_back_postgres);
+on_both_backends!(case_good_candidate_is_promoted: good_candidate_is_promoted_sqlite, good_candidate_is_promoted_postgres);
+on_both_backends!(case_prediction_log: prediction_log_sqlite, prediction_log_postgres);
+on_both_backends!(case_idle_canary_waits: idle_canary_waits_sqlite, idle_canary_waits_postgres);
+on_both_backends!(case_shadow_never_answers: shadow_never_answers_sqlite, shadow_never_answers_postgres);
+on_both_backends!(case_sticky_routing: sticky_routing_sqlite, sticky_routing_postgres);
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One app over its own database and artifact folder, with its deployments' controller and
+/// data plane, and the fixture models registered.
+struct Harness {
+    router: Router,
+    deployments: Deployments,
+    _dir: tempfile::TempDir,
+    /// The test's database, dropped (and removed) with the harness.
+    _db: Box<dyn std::any::Any + Send + Sync>,
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models")
+}
+
+fn read_json(path: PathBuf) -> Value {
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// `{"inputs": [two breast-cancer rows]}`, as `mlflow models serve` takes it.
+fn example() -> Value {
+    read_json(fixtures().join("mlflow_logreg_breast_cancer/serving_input_example.json"))
+}
+
+/// `rows` breast-cancer rows: the eight sample rows, over and over.
+fn rows(count: usize) -> Value {
+    let samples = read_json(fixtures().join("logreg_breast_cancer.samples.json"));
+    let sample_rows = samples["inputs"].as_array().expect("inputs").clone();
+    json!(sample_rows.into_iter().cycle().take(count).collect::<Vec<_>>())
+}
+
+fn close(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| close(v, w)))
+        }
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-4,
+            _ => false,
+        },
+        (a, b) => a == b,
+    }
+}
+
+/// The answer onnxruntime recorded for the example's rows (samples 0 and 1): labels [1, 0] and
+/// their probabilities, as MLflow's scoring protocol returns them.
+fn recorded() -> Value {
+    let samples = read_json(fixtures().join("logreg_breast_cancer.samples.json"));
+    let probabilities = &samples["outputs"]["probabilities"];
+    json!({
+        "label": [1, 0],
+        "probabilities": [probabilities[0], probabilities[1]],
+    })
+}
+
+fn assert_recorded(context: &str, predictions: &Value) {
+    assert_eq!(predictions["label"], json!([1, 0]), "{context}: {predictions}");
+    assert!(
+        close(predictions, &recorded()),
+        "{context}: {predictions} vs {}",
+        recorded()
+    );
+}
+
+fn header_of<'a>(raw: &'a Raw, name: &str) -> &'a str {
+    raw.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The variant and model version a response says answered it.
+fn answered_by(raw: &Raw) -> (&str, &str) {
+    (
+        header_of(raw, "x-slipway-variant"),
+        header_of(raw, "x-slipway-model-version"),
+    )
+}
+
+/// The V2 request for the example's rows.
+fn v2_example() -> Value {
+    json!({"inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": example()["inputs"]}]})
+}
+
+/// The value of the first sample of `name` whose labels include every `key="value"` given.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+impl Harness {
+    /// `None` (after saying why) when ONNX Runtime or PostgreSQL is missing outside CI.
+    async fn start(backend: Backend, config: PlaneConfig) -> Option<Harness> {
+        if let Err(error) = slipway_serving::Runtime::load(None) {
+            assert!(
+                !slipway_testkit::in_ci(),
+                "CI=true and ONNX Runtime is unavailable: {error}"
+            );
+            eprintln!("SKIPPED: the deployment tests need ONNX Runtime: {error}");
+            return None;
+        }
+        let (uri, db): (String, Box<dyn std::any::Any + Send + Sync>) = match backend {
+            Backend::Sqlite => {
+                let db = slipway_testkit::SqliteDatabase::create();
+                (db.uri.clone(), Box::new(db))
+            }
+            Backend::Postgres => {
+                let db = slipway_testkit::PgDatabase::create().await?;
+                (db.uri.clone(), Box::new(db))
+            }
+        };
+        let store = SqlStore::open(
+            &BackendUri::parse(&uri).expect("parsing the store URI"),
+            StoreOptions::default(),
+        )
+        .await
+        .expect("opening the store");
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let artifacts = ObjectArtifactStore::local(dir.path()).expect("opening the artifacts");
+        let app = App::new(Arc::new(store), Arc::new(artifacts), AppSettings::default());
+        let deployments = Deployments::new(
+            &app,
+            PlaneConfig {
+                sessions: 2,
+                ..config
+            },
+        );
+        let harness = Harness {
+            router: slipway_api::router_with(app, deployments.clone()),
+            deployments,
+            _dir: dir,
+            _db: db,
+        };
+        harness.register_fixture_models().await;
+        Some(harness)
+    }
+
+    /// A harness on SQLite whose data plane has these limits.
+    async fn with_limits(limits: Limits) -> Option<Harness> {
+        Harness::start(
+            Backend::Sqlite,
+            PlaneConfig {
+                limits,
+                ..PlaneConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// Sends one request; every response must carry an `x-request-id`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Raw {
+        let mut builder = Request::builder().method(method.clone()).uri(path);
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(Body::from(body)).expect("building a request"))
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers: HeaderMap = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("reading a response body")
+            .to_bytes()
+            .to_vec();
+        assert!(
+            headers.get("x-request-id").is_some_and(|v| !v.is_empty()),
+            "{method} {path}: no x-request-id (status {status})"
+        );
+        Raw {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn send_json(&self, method: &str, path: &str, body: Option<&Value>) -> Raw {
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        match body {
+            Some(body) => {
+                let bytes = serde_json::to_vec(body).expect("encoding a body");
+                self.send(method, path, &[], bytes, Some("application/json"))
+                    .await
+            }
+            None => self.send(method, path, &[], Vec::new(), None).await,
+        }
+    }
+
+    /// A control-plane call that must answer 200; the JSON body.
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let raw = self.send_json(method, path, body.as_ref()).await;
+        let value = raw.json();
+        assert_eq!(raw.status, StatusCode::OK, "{method} {path} {body:?} -> {value}");
+        value
+    }
+
+    /// A scoring request with JSON `body` and extra headers.
+    async fn invoke(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Raw {
+        let bytes = serde_json::to_vec(body).expect("encoding a body");
+        self.send(
+            Method::POST,
+            path,
+            headers,
+            bytes,
+            Some("application/json"),
+        )
+        .await
+    }
+
+    /// The example through MLflow's scoring protocol; must answer 200 with the recorded
+    /// predictions.
+    async fn predict(&self, headers: &[(&str, &str)]) -> Raw {
+        let raw = self
+            .invoke(&format!("/deployments/{NAME}/invocations"), headers, &example())
+            .await;
+        assert_eq!(raw.status, StatusCode::OK, "{headers:?}: {:?}", raw.json());
+        assert_recorded(&format!("{headers:?}"), &raw.json()["predictions"]);
+        raw
+    }
+
+    async fn upload(&self, path: &str, file: PathBuf) {
+        let bytes =
+            std::fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let raw = self
+            .send(Method::PUT, &format!("{PROXY}/{path}"), &[], bytes, None)
+            .await;
+        assert_eq!(raw.status, StatusCode::OK, "uploading {path}");
+    }
+
+    async fn create_version(&self, source: &str) {
+        self.ok(
+            "POST",
+            &format!("{API}/model-versions/create"),
+            Some(json!({ "name": MODEL, "source": source })),
+        )
+        .await;
+    }
+
+    /// Versions 1 and 2: the MLflow folder (MLmodel + model.onnx); version 3: the iris model,
+    /// which takes 4 features; `@production` on version 1.
+    async fn register_fixture_models(&self) {
+        let experiment = self
+            .ok(
+                "POST",
+                &format!("{API}/experiments/create"),
+                Some(json!({ "name": "deployments" })),
+            )
+            .await;
+        let run = self
+            .ok(
+                "POST",
+                &format!("{API}/runs/create"),
+                Some(json!({ "experiment_id": experiment["experiment_id"] })),
+            )
+            .await;
+        let root = run["run"]["info"]["artifact_uri"]
+            .as_str()
+            .expect("artifact_uri")
+            .to_owned();
+        let proxied = root
+            .strip_prefix("mlflow-artifacts:/")
+            .expect("a proxied artifact root");
+        for file in ["MLmodel", "model.onnx"] {
+            self.upload(
+                &format!("{proxied}/cancer/{file}"),
+                fixtures().join("mlflow_logreg_breast_cancer").join(file),
+            )
+            .await;
+        }
+        self.upload(
+            &format!("{proxied}/iris/iris_logreg.onnx"),
+            fixtures().join("iris_logreg.onnx"),
+        )
+        .await;
+        self.ok(
+            "POST",
+            &format!("{API}/registered-models/create"),
+            Some(json!({ "name": MODEL })),
+        )
+        .await;
+        for source in ["cancer", "cancer", "iris"] {
+            self.create_version(&format!("{root}/{source}")).await;
+        }
+        self.ok(
+            "POST",
+            &format!("{API}/registered-models/alias"),
+            Some(json!({ "name": MODEL, "alias": "production", "version": "1" })),
+        )
+        .await;
+    }
+
+    /// Creates deployment [`NAME`] on `@production` with these settings and loads it.
+    async fn deploy(&self, settings: Value) -> Value {
+        let created = self
+            .ok(
+                "POST",
+                &format!("{NATIVE}/deployments"),
+                Some(json!({
+                    "name": NAME,
+                    "model_uri": format!("models:/{MODEL}@production"),
+                    "settings": settings,
+                })),
+            )
+            .await;
+        self.sync().await;
+        created["deployment"].clone()
+    }
+
+    /// Starts a rollout of `body` (candidate, strategy, steps, analysis), loads it and opens
+    /// the controller's window for its first stage.
+    async fn start_rollout(&self, body: Value) -> Value {
+        let started = self
+            .ok(
+                "POST",
+                &format!("{NATIVE}/deployments/{NAME}/rollout"),
+                Some(body),
+            )
+            .await;
+        self.sync().await;
+        self.tick().await;
+        started["deployment"].clone()
+    }
+
+    /// Loads what changed; the deployment must be served afterwards.
+    async fn sync(&self) {
+        let plane = &self.deployments.plane;
+        plane.sync().await.expect("syncing the data plane");
+        assert_eq!(plane.not_ready_reason(NAME), None, "not loaded");
+    }
+
+    async fn tick(&self) {
+        self.deployments
+            .controller
+            .tick()
+            .await
+            .expect("a controller tick");
+    }
+
+    async fn deployment(&self) -> Value {
+        self.ok("GET", &format!("{NATIVE}/deployments/{NAME}"), None)
+            .await["deployment"]
+            .clone()
+    }
+
+    async fn events(&self) -> Vec<Value> {
+        self.ok("GET", &format!("{NATIVE}/deployments/{NAME}/events"), None)
+            .await["events"]
+            .as_array()
+            .expect("events")
+            .clone()
+    }
+
+    async fn metrics(&self) -> String {
+        let raw = self.send_json("GET", "/metrics", None).await;
+        assert_eq!(raw.status, StatusCode::OK);
+        String::from_utf8(raw.body).expect("metrics are text")
+    }
+
+    async fn version_tag(&self, version: &str) -> Option<String> {
+        let got = self
+            .ok(
+                "GET",
+                &format!(
+                    "{API}/model-versions/get{}",
+                    qs(&[("name", MODEL), ("version", version)])
+                ),
+                None,
+            )
+            .await;
+        kv(
+            &got["model_version"]["tags"],
+            &format!("slipway.deployment.{NAME}"),
+        )
+        .map(str::to_owned)
+    }
+
+    /// Rounds of traffic (`requests` examples, each response passed to `check`), a report, an
+    /// analysis interval and a tick, until `done` holds for the deployment; returns it.
+    async fn drive(
+        &self,
+        requests: usize,
+        check: impl Fn(&Raw),
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            self.sync().await;
+            for _ in 0..requests {
+                check(&self.predict(&[]).await);
+            }
+            self.deployments.plane.report().await;
+            tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+            self.tick().await;
+            let deployment = self.deployment().await;
+            if done(&deployment) {
+                return deployment;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up after {PATIENCE:?}: {deployment}\nevents: {:?}",
+                self.events().await
+            );
+        }
+    }
+}
+
+fn state(deployment: &Value) -> &str {
+    deployment["rollout"]["state"]["state"]
+        .as_str()
+        .unwrap_or("none")
+}
+
+fn canary(candidate: &str, steps: Value, analysis: Value) -> Value {
+    json!({
+        "candidate_uri": format!("models:/{MODEL}/{candidate}"),
+        "strategy": "canary",
+        "steps": steps,
+        "analysis": analysis,
+    })
+}
+
+fn quick_analysis() -> Value {
+    json!({ "interval_ms": INTERVAL.as_millis() as u64, "min_samples": 10 })
+}
+
+fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+async fn case_serves_the_stable_version(h: &Harness) {
+    let created = h.deploy(json!({})).await;
+    assert_eq!(created["name"], NAME);
+    assert_eq!(created["model_name"], MODEL);
+    assert_eq!(created["alias"], "production");
+    assert_eq!(created["stable_version"], "1");
+    assert_eq!(created["revision"], 1);
+    assert_eq!(h.version_tag("1").await.as_deref(), Some("stable"));
+
+    let answer = h.predict(&[]).await;
+    assert_eq!(answered_by(&answer), ("stable", "1"));
+
+    let v2 = h
+        .invoke(&format!("/v2/models/{NAME}/infer"), &[], &v2_example())
+        .await;
+    assert_eq!(v2.status, StatusCode::OK, "{:?}", v2.json());
+    assert_eq!(answered_by(&v2), ("stable", "1"));
+    let body = v2.json();
+    assert_eq!(body["model_name"], NAME);
+    let outputs = body["outputs"].as_array().expect("outputs");
+    let label = outputs.iter().find(|o| o["name"] == "label").expect("label");
+    assert_eq!(label["data"], json!([1, 0]), "{body}");
+    let probabilities = outputs
+        .iter()
+        .find(|o| o["name"] == "probabilities")
+        .expect("probabilities");
+    assert_eq!(probabilities["shape"], json!([2, 2]));
+    let flat: Vec<Value> = recorded()["probabilities"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|row| row.as_array().expect("a row").clone())
+        .collect();
+    assert!(close(&probabilities["data"], &json!(flat)), "{body}");
+
+    let metadata = h.ok("GET", &format!("/v2/models/{NAME}"), None).await;
+    assert_eq!(metadata["versions"], json!(["1"]));
+    let ping = h
+        .send_json("GET", &format!("/deployments/{NAME}/ping"), None)
+        .await;
+    assert_eq!(ping.status, StatusCode::OK);
+}
+
+/// A scoring error in MLflow's format: status, code, and a message containing `needle`.
+fn assert_mlflow_error(raw: &Raw, status: u16, code: &str, needle: &str) {
+    let message = assert_error("invocations", raw.status, &raw.json(), status, code);
+    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+}
+
+/// A V2 error: status and a non-empty `error` string.
+fn assert_v2_error(context: &str, raw: &Raw, status: StatusCode) {
+    let body = raw.json();
+    assert_eq!(raw.status, status, "{context}: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{context}: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_the_protocols_errors() {
+    let Some(h) = Harness::with_limits(Limits {
+        max_body_bytes: 16 * 1024,
+        ..Limits::default()
+    })
+    .await
+    else {
+        return;
+    };
+    h.deploy(json!({})).await;
+    let invocations = format!("/deployments/{NAME}/invocations");
+    let infer = format!("/v2/models/{NAME}/infer");
+
+    let unknown = h
+        .invoke("/deployments/nope/invocations", &[], &example())
+        .await;
+    assert_mlflow_error(&unknown, 404, "RESOURCE_DOES_NOT_EXIST", "nope");
+    let unknown = h.invoke("/v2/models/nope/infer", &[], &v2_example()).await;
+    assert_v2_error("unknown V2 model", &unknown, StatusCode::NOT_FOUND);
+
+    let malformed = h
+        .send(
+            Method::POST,
+            &invocations,
+            &[],
+            b"{\"inputs\": [[1, 2".to_vec(),
+            Some("application/json"),
+        )
+        .await;
+    assert_mlflow_error(&malformed, 400, "BAD_REQUEST", "valid JSON");
+
+    let narrow = h
+        .invoke(&invocations, &[], &json!({"inputs": [[1.0, 2.0, 3.0]]}))
+        .await;
+    assert_mlflow_error(&narrow,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "takes 30 features per row, got 3",
+    );
+
+    let form = h
+        .send(
+            Method::POST,
+            &invocations,
+            &[],
+            b"a=1".to_vec(),
+            Some("application/x-www-form-urlencoded"),
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        String::from_utf8_lossy(&form.body).contains("content types"),
+        "{:?}",
+        String::from_utf8_lossy(&form.body)
+    );
+
+    // 256 rows are about 100 KB of JSON, over the 16 KiB limit.
+    let big = h
+        .invoke(&invocations, &[], &json!({ "inputs": rows(256) }))
+        .await;
+    assert_mlflow_error(&big, 413, "INVALID_PARAMETER_VALUE", "limit");
+    let big_v2 = h
+        .invoke(
+            &infer,
+            &[],
+            &json!({"inputs": [{"name": "input", "shape": [256, 30], "datatype": "FP32", "data": rows(256)}]}),
+        )
+        .await;
+    assert_v2_error("oversized V2", &big_v2, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let data = example()["inputs"].clone();
+    for (what, request) in [
+        (
+            "shape",
+            json!({"inputs": [{"name": "input", "shape": [3, 30], "datatype": "FP32", "data": data}]}),
+        ),
+        (
+            "datatype",
+            json!({"inputs": [{"name": "input", "shape": [2, 30], "datatype": "BYTES", "data": data}]}),
+        ),
+        (
+            "width",
+            json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
+        ),
+    ] {
+        let raw = h.invoke(&infer, &[], &request).await;
+        assert_v2_error(what, &raw, StatusCode::BAD_REQUEST);
+    }
+    let not_served = h
+        .invoke(
+            &format!("/v2/models/{NAME}/versions/2/infer"),
+            &[],
+            &v2_example(),
+        )
+        .await;
+    assert_v2_error("version 2 is not served", &not_served, StatusCode::NOT_FOUND);
+
+    // Forcing a variant: a candidate needs a rollout; anything else is refused.
+    let no_candidate = h
+        .invoke(&invocations, &[("x-slipway-variant", "candidate")], &example())
+        .await;
+    assert_mlflow_error(&no_candidate, 400, "INVALID_PARAMETER_VALUE", "no rollout");
+    let no_candidate_v2 = h
+        .invoke(&infer, &[("x-slipway-variant", "candidate")], &v2_example())
+        .await;
+    assert_v2_error("forced candidate", &no_candidate_v2, StatusCode::BAD_REQUEST);
+    let garbage = h
+        .invoke(&invocations, &[("x-slipway-variant", "blue")], &example())
+        .await;
+    assert_mlflow_error(&garbage, 400, "INVALID_PARAMETER_VALUE", "'blue'");
+    let forced_stable = h.predict(&[("x-slipway-variant", "stable")]).await;
+    assert_eq!(answered_by(&forced_stable), ("stable", "1"));
+
+    // None of these were the model's fault.
+    let metrics = h.metrics().await;
+    let errors = metric(
+        &metrics,
+        "slipway_serving_variant_requests_total",
+        &[("deployment", NAME), ("outcome", "error")],
+    );
+    assert_eq!(errors, Some(0.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_shed_and_recovers() {
+    let Some(h) = Harness::with_limits(Limits {
+        max_in_flight: 1,
+        ..Limits::default()
+    })
+    .await
+    else {
+        return;
+    };
+    h.deploy(json!({})).await;
+    let h = Arc::new(h);
+    // 2,048 rows a request: tens of milliseconds of parsing and inference each, so that
+    // concurrent requests overlap.
+    let heavy = Arc::new(json!({ "inputs": rows(2048) }));
+    let path = format!("/deployments/{NAME}/invocations");
+    let deadline = Instant::now() + PATIENCE;
+    let mut shed = None;
+    while shed.is_none() {
+        assert!(Instant::now() < deadline, "no request was ever shed");
+        let burst: Vec<_> = (0..16)
+            .map(|_| {
+                let (h, heavy, path) = (h.clone(), heavy.clone(), path.clone());
+                tokio::spawn(async move { h.invoke(&path, &[], &heavy).await })
+            })
+            .collect();
+        for handle in burst {
+            let raw = handle.await.expect("a request task");
+            match raw.status {
+                StatusCode::OK => {}
+                StatusCode::SERVICE_UNAVAILABLE => shed = Some(raw),
+                other => panic!("{other}: {:?}", raw.json()),
+            }
+        }
+    }
+    let shed = shed.expect("a shed request");
+    assert_eq!(header_of(&shed, "retry-after"), "1");
+    assert_error(
+        "shed",
+        shed.status,
+        &shed.json(),
+        503,
+        "TEMPORARILY_UNAVAILABLE",
+    );
+    let metrics = h.metrics().await;
+    let counted = metric(
+        &metrics,
+        "slipway_serving_deployment_requests_total",
+        &[("deployment", NAME), ("outcome", "shed")],
+    );
+    assert!(counted.is_some_and(|n| n >= 1.0), "{metrics}");
+    // The burst is over: the permit came back.
+    let answer = h.predict(&[]).await;
+    assert_eq!(answered_by(&answer), ("stable", "1"));
+    let heavy_alone = h.invoke(&path, &[], &heavy).await;
+    assert_eq!(heavy_alone.status, StatusCode::OK);
+}
+
+async fn case_sticky_routing(h: &Harness) {
+    h.deploy(json!({})).await;
+    // No ticks: the rollout stays at its first stage, 50 %.
+    let started = h
+        .ok(
+            "POST",
+            &format!("{NATIVE}/deployments/{NAME}/rollout"),
+            Some(canary(
+                "2",
+                json!([{"weight": 50, "duration_ms": 0}]),
+                quick_analysis(),
+            )),
+        )
+        .await;
+    assert_eq!(started["deployment"]["traffic"]["weight"], 50);
+    h.sync().await;
+    assert_eq!(h.version_tag("2").await.as_deref(), Some("candidate"));
+
+    let expected = |key: &str| {
+        if routes_to_candidate(route_hash(key.as_bytes()), 50) {
+            ("candidate", "2")
+        } else {
+            ("stable", "1")
+        }
+    };
+    let first = h.predict(&[("x-slipway-route-key", "user-7")]).await;
+    let pinned = answered_by(&first);
+    assert_eq!(pinned, expected("user-7"));
+    for _ in 0..20 {
+        let again = h.predict(&[("x-slipway-route-key", "user-7")]).await;
+        assert_eq!(answered_by(&again), pinned);
+    }
+    let mut to_candidate = 0;
+    for user in 0..200 {
+        let key = format!("user-{user}");
+        let answer = h.predict(&[("x-slipway-route-key", &key)]).await;
+        assert_eq!(answered_by(&answer), expected(&key), "{key}");
+        if answered_by(&answer).0 == "candidate" {
+            to_candidate += 1;
+        }
+    }
+    assert!((50..=150).contains(&to_candidate), "{to_candidate} of 200");
+
+    let forced = h.predict(&[("x-slipway-variant", "candidate")]).await;
+    assert_eq!(answered_by(&forced), ("candidate", "2"));
+    let forced = h
+        .predict(&[
+            ("x-slipway-variant", "stable"),
+            ("x-slipway-route-key", "user-7"),
+        ])
+        .await;
+    assert_eq!(answered_by(&forced), ("stable", "1"));
+
+    for (version, variant) in [("2", "candidate"), ("1", "stable")] {
+        let raw = h
+            .invoke(
+                &format!("/v2/models/{NAME}/versions/{version}/infer"),
+                &[],
+                &v2_example(),
+            )
+            .await;
+        assert_eq!(raw.status, StatusCode::OK, "{:?}", raw.json());
+        assert_eq!(answered_by(&raw), (variant, version));
+        let outputs = raw.json()["outputs"].clone();
+        assert_eq!(outputs[0]["data"], json!([1, 0]), "{outputs}");
+    }
+    let metadata = h.ok("GET", &format!("/v2/models/{NAME}"), None).await;
+    assert_eq!(metadata["versions"], json!(["1", "2"]));
+}
+
+async fn case_failing_candidate_rolls_back(h: &Harness) {
+    h.deploy(json!({})).await;
+    h.start_rollout(canary(
+        "3",
+        json!([{"weight": 50, "duration_ms": 0}]),
+        quick_analysis(),
+    ))
+    .await;
+
+    // Half the traffic goes to version 3, which cannot read these rows: the stable answers
+    // every one of them.
+    for _ in 0..30 {
+        let answer = h.predict(&[]).await;
+        assert_eq!(answered_by(&answer), ("stable", "1"));
+    }
+    let metrics = h.metrics().await;
+    let fallbacks = metric(
+        &metrics,
+        "slipway_serving_variant_requests_total",
+        &[
+            ("deployment", NAME),
+            ("variant", "candidate"),
+            ("model_version", "3"),
+            ("outcome", "fallback"),
+        ],
+    );
+    assert!(fallbacks.is_some_and(|n| n >= 1.0), "{metrics}");
+    // Five failures in a row (the default) open the candidate's circuit.
+    let circuit = metric(
+        &metrics,
+        "slipway_serving_circuit_state",
+        &[("deployment", NAME), ("variant", "candidate")],
+    );
+    assert_eq!(circuit, Some(1.0), "{metrics}");
+
+    let ended = h
+        .drive(
+            20,
+            |raw| assert_eq!(answered_by(raw).0, "stable"),
+            |d| state(d) != "progressing",
+        )
+        .await;
+    assert_eq!(state(&ended), "rolled_back", "{ended}");
+    assert_eq!(ended["stable_version"], "1");
+    assert_eq!(ended["traffic"]["weight"], 0);
+    let events = h.events().await;
+    let rolled_back = events_of(&events, "rolled_back");
+    assert_eq!(rolled_back.len(), 1, "{events:?}");
+    assert_eq!(rolled_back[0]["detail"]["rule"], "error_rate", "{events:?}");
+    assert_eq!(rolled_back[0]["detail"]["candidate_version"], "3");
+    assert_eq!(h.version_tag("3").await.as_deref(), Some("rolled_back"));
+    assert_eq!(h.version_tag("1").await.as_deref(), Some("stable"));
+    let audit = h
+        .ok(
+            "GET",
+            &format!(
+                "{NATIVE}/audit{}",
+                qs(&[("resource", &format!("deployment:{NAME}"))])
+            ),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"deployments.rollback"), "{actions:?}");
+
+    // Back to stable only: the candidate cannot be forced any more.
+    h.sync().await;
+    let refused = h
+        .invoke(
+            &format!("/deployments/{NAME}/invocations"),
+            &[("x-slipway-variant", "candidate")],
+            &example(),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let metrics = h.metrics().await;
+    let circuit = metric(
+        &metrics,
+        "slipway_serving_circuit_state",
+        &[("deployment", NAME), ("variant", "candidate")],
+    );
+    assert_eq!(circuit, Some(0.0), "{metrics}");
+}
+
+async fn case_good_candidate_is_promoted(h: &Harness) {
+    h.deploy(json!({})).await;
+    // Version 2 is the same model: no error, no shift. The latency ratio is loosened because
+    // a debug build on two busy cores has millisecond hiccups that are not the candidate's.
+    h.start_rollout(canary(
+        "2",
+        json!([{"weight": 50, "duration_ms": 0}, {"weight": 100, "duration_ms": 300}]),
+        json!({ "interval_ms": 100, "min_samples": 10, "max_p99_ratio": 50.0 }),
+    ))
+    .await;
+    let promoted = h
+        .drive(
+            30,
+            |_| {},
+            |d| d["rollout"]["stage"] == 1 || state(d) != "progressing",
+        )
+        .await;
+    assert_eq!(state(&promoted), "progressing", "{promoted}");
+    assert_eq!(promoted["traffic"]["weight"], 100);
+    let promoted = h.drive(30, |_| {}, |d| state(d) != "progressing").await;
+    assert_eq!(state(&promoted), "succeeded", "{promoted}");
+    assert_eq!(promoted["stable_version"], "2");
+    assert_eq!(promoted["previous_version"], "1");
+
+    let alias = h
+        .ok(
+            "GET",
+            &format!(
+                "{API}/registered-models/alias{}",
+                qs(&[("name", MODEL), ("alias", "production")])
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(alias["model_version"]["version"], "2");
+    assert_eq!(h.version_tag("2").await.as_deref(), Some("stable"));
+    assert_eq!(h.version_tag("1").await.as_deref(), Some("previous"));
+
+    // The last stage lasted its duration, and passed an analysis before the promotion.
+    let events = h.events().await;
+    let stage = events_of(&events, "stage");
+    let done = events_of(&events, "promoted");
+    assert_eq!((stage.len(), done.len()), (1, 1), "{events:?}");
+    let lasted = done[0]["time_ms"].as_i64().expect("time")
+        - stage[0]["time_ms"].as_i64().expect("time");
+    assert!(lasted >= 300, "the last stage lasted {lasted} ms");
+    let passed_after_stage = events.iter().any(|e| {
+        e["kind"] == "analysis"
+            && e["seq"].as_i64() > stage[0]["seq"].as_i64()
+            && e["detail"]["verdict"]["verdict"] == "pass"
+    });
+    assert!(passed_after_stage, "{events:?}");
+    assert!(events_of(&events, "rolled_back").is_empty());
+
+    h.sync().await;
+    let answer = h.predict(&[]).await;
+    assert_eq!(answered_by(&answer), ("stable", "2"));
+}
+
+async fn case_idle_canary_waits(h: &Harness) {
+    h.deploy(json!({})).await;
+    let started = h
+        .start_rollout(canary(
+            "2",
+            json!([{"weight": 50, "duration_ms": 0}]),
+            quick_analysis(),
+        ))
+        .await;
+    for _ in 0..5 {
+        tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+        h.deployments.plane.report().await;
+        h.tick().await;
+    }
+    let waiting = h.deployment().await;
+    assert_eq!(state(&waiting), "progressing", "{waiting}");
+    assert_eq!(waiting["rollout"]["stage"], 0);
+    assert_eq!(waiting["rollout"]["stage_passed"], false);
+    // Waiting for samples changes nothing the data plane acts on: no new revision.
+    assert_eq!(waiting["revision"], started["revision"]);
+    let events = h.events().await;
+    let analyses = events_of(&events, "analysis");
+    assert!(analyses.len() >= 3, "{events:?}");
+    for analysis in &analyses {
+        assert_eq!(
+            analysis["detail"]["verdict"]["verdict"], "inconclusive",
+            "{analysis}"
+        );
+    }
+    for kind in ["rolled_back", "stage", "promoted"] {
+        assert!(events_of(&events, kind).is_empty(), "{kind}: {events:?}");
+    }
+}
+
+async fn case_shadow_never_answers(h: &Harness) {
+    h.deploy(json!({})).await;
+    let baseline = h.predict(&[]).await.json();
+    h.start_rollout(json!({
+        "candidate_uri": format!("models:/{MODEL}/3"),
+        "strategy": "shadow",
+        "mirror_percent": 100,
+        "analysis": quick_analysis(),
+    }))
+    .await;
+    let ended = h
+        .drive(
+            20,
+            |raw| {
+                assert_eq!(answered_by(raw), ("stable", "1"));
+                assert_eq!(raw.json(), baseline);
+            },
+            |d| state(d) != "progressing",
+        )
+        .await;
+    assert_eq!(state(&ended), "rolled_back", "{ended}");
+    let events = h.events().await;
+    let rolled_back = events_of(&events, "rolled_back");
+    assert_eq!(rolled_back.len(), 1, "{events:?}");
+    let rule = rolled_back[0]["detail"]["rule"].as_str().unwrap_or("");
+    assert!(["error_rate", "agreement"].contains(&rule), "{events:?}");
+    let metrics = h.metrics().await;
+    let mirrored_errors = metric(
+        &metrics,
+        "slipway_serving_mirrored_requests_total",
+        &[("deployment", NAME), ("outcome", "error")],
+    );
+    assert!(mirrored_errors.is_some_and(|n| n >= 1.0), "{metrics}");
+}
+
+async fn case_prediction_log(h: &Harness) {
+    h.deploy(json!({ "log_sample": 1.0 })).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(h.deployments.plane.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    let mut request_ids = Vec::new();
+    for _ in 0..5 {
+        let answer = h.predict(&[]).await;
+        request_ids.push(header_of(&answer, "x-request-id").to_owned());
+    }
+    // Stopping flushes the queue into the store.
+    stop.send(()).expect("the plane runs");
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the plane stops")
+        .expect("the plane's task");
+
+    let path = format!("{NATIVE}/deployments/{NAME}/predictions");
+    let all = h.ok("GET", &path, None).await;
+    let records = all["predictions"].as_array().expect("predictions");
+    assert_eq!(records.len(), 5, "{all}");
+    let mut logged: Vec<String> = records
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    logged.sort();
+    request_ids.sort();
+    assert_eq!(logged, request_ids);
+    for record in records {
+        assert_eq!(record["deployment"], NAME);
+        assert_eq!(record["variant"], "stable");
+        assert_eq!(record["model_version"], "1");
+        assert!(close(&record["inputs"], &example()["inputs"]), "{record}");
+        assert_recorded("logged outputs", &record["outputs"]);
+    }
+    assert_eq!(all["next_after"], Value::Null);
+
+    // Paging by id.
+    let first = h
+        .ok("GET", &format!("{path}{}", qs(&[("limit", "2")])), None)
+        .await;
+    assert_eq!(first["predictions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(first["next_after"], records[1]["id"]);
+    let after = first["next_after"].as_i64().expect("next_after").to_string();
+    let rest = h
+        .ok("GET", &format!("{path}{}", qs(&[("after", &after)])), None)
+        .await;
+    assert_eq!(rest["predictions"], json!(records[2..]));
+}

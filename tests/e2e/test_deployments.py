@@ -1,0 +1,416 @@
+"""Managed deployments end to end: versions registered with the real mlflow client, rollouts
+started and watched with the `slipway deploy` CLI, traffic over HTTP to the server and to a
+`slipway serve --deployment` replica, and every decision checked where a user would look: the
+registry (alias, version tags), the audit log, the webhook receiver and the deployment's events.
+
+Candidates: version 2 is the same model as version 1 (good); an iris model (4 features) fails
+on every breast-cancer row (errors); a model built here with the `onnx` package always predicts
+class 1 (its predictions shift)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from e2e_support import free_port, unique_name
+
+pytestmark = pytest.mark.slipway_only
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+MLFLOW_MODEL = MODELS / "mlflow_logreg_breast_cancer"
+EXAMPLE = json.loads((MLFLOW_MODEL / "serving_input_example.json").read_text())
+ROWS = json.loads((MODELS / "logreg_breast_cancer.samples.json").read_text())["inputs"]
+
+
+def _require_runtime():
+    path = os.environ.get("ORT_DYLIB_PATH") or str(
+        Path.home() / ".cache" / "slipway-onnxruntime" / "1.32.0" / "libonnxruntime.so.1.32.0")
+    if not Path(path).is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and ONNX Runtime is missing (scripts/fetch-onnxruntime.sh)")
+        pytest.skip("needs ONNX Runtime: run scripts/fetch-onnxruntime.sh")
+
+
+def _constant_model(folder: Path) -> Path:
+    """An ONNX model with the fixture's input and outputs that always predicts class 1."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.zeros((30, 2), dtype=np.float32), "W")
+    bias = numpy_helper.from_array(np.array([0.0, 4.0], dtype=np.float32), "B")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["input", "W"], ["scores0"]),
+            helper.make_node("Add", ["scores0", "B"], ["scores"]),
+            helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0),
+            helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1),
+        ],
+        "always_one",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 30])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ],
+        initializer=[weights, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "model.onnx"))
+    return folder
+
+
+class Webhook:
+    """Collects the JSON events slipway POSTs."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        events = self.events
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                events.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.server = HTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+
+    def wait_for(self, kind: str, timeout: float = 15) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if event["event"] == kind:
+                    return event
+            time.sleep(0.05)
+        raise AssertionError(f"no {kind} webhook event; got {[e['event'] for e in self.events]}")
+
+    def close(self):
+        self.server.shutdown()
+
+
+class Env:
+    """A private server with a webhook, a registered model with versions, and the CLI."""
+
+    def __init__(self, server, slipway_bin, tmp_path, webhook):
+        self.server = server
+        self.bin = slipway_bin
+        self.tmp = tmp_path
+        self.webhook = webhook
+        self.client = MlflowClient(server.url, server.url)
+        self.model = unique_name("dep")
+        self.client.create_registered_model(self.model)
+
+    def register(self, folder: Path, files: list[str] | None = None) -> str:
+        experiment = self.client.get_experiment_by_name("Default").experiment_id
+        run = self.client.create_run(experiment)
+        if files is None:
+            self.client.log_artifacts(run.info.run_id, str(folder), "model")
+        else:
+            for name in files:
+                self.client.log_artifact(run.info.run_id, str(folder / name), "model")
+        version = self.client.create_model_version(
+            self.model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+        return version.version
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, MLFLOW_TRACKING_URI=self.server.url)
+        result = subprocess.run([self.bin, *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check:
+            assert result.returncode == 0, f"{args}: {result.stderr}{result.stdout}"
+        return result
+
+    def deployment(self, name: str) -> dict:
+        r = requests.get(f"{self.server.url}/api/slipway/v1/deployments/{name}", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["deployment"]
+
+    def events(self, name: str) -> list[dict]:
+        r = requests.get(f"{self.server.url}/api/slipway/v1/deployments/{name}/events", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["events"]
+
+    def audit_actions(self, name: str) -> list[dict]:
+        r = requests.get(f"{self.server.url}/api/slipway/v1/audit",
+                         params={"resource": f"deployment:{name}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["entries"]
+
+    def alias(self, alias: str) -> str:
+        return self.client.get_model_version_by_alias(self.model, alias).version
+
+    def version_tag(self, version: str, deployment: str) -> str | None:
+        tags = self.client.get_model_version(self.model, version).tags
+        return tags.get(f"slipway.deployment.{deployment}")
+
+    def wait_state(self, name: str, states: set[str], timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            deployment = self.deployment(name)
+            state = deployment["rollout"]["state"]["state"]
+            if state in states:
+                return deployment
+            assert time.monotonic() < deadline, f"rollout still {state}: {json.dumps(deployment)[:2000]}"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def env(slipway_factory, slipway_bin, tmp_path):
+    _require_runtime()
+    webhook = Webhook()
+    server = slipway_factory(extra_args=["--webhook-url", webhook.url])
+    environment = Env(server, slipway_bin, tmp_path, webhook)
+    stable = environment.register(MLFLOW_MODEL)
+    assert stable == "1"
+    environment.client.set_registered_model_alias(environment.model, "production", "1")
+    yield environment
+    webhook.close()
+
+
+class Traffic:
+    """Sends single-row requests from a thread until stopped; keeps every answer."""
+
+    def __init__(self, url: str, rows: list[list[float]] = ROWS):
+        self.url = url
+        self.rows = rows
+        self.answers: list[tuple[int, str | None, str | None, dict | str]] = []
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        session = requests.Session()
+        i = 0
+        while not self.stop_flag.is_set():
+            row = self.rows[i % len(self.rows)]
+            try:
+                r = session.post(self.url, json={"inputs": [row]}, timeout=10,
+                                 headers={"x-slipway-route-key": f"entity-{i}"})
+                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+                self.answers.append((r.status_code, r.headers.get("x-slipway-variant"),
+                                     r.headers.get("x-slipway-model-version"), body))
+            except requests.RequestException as e:
+                self.answers.append((0, None, None, repr(e)))
+            i += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.thread.join(timeout=10)
+
+    def statuses(self) -> set[int]:
+        return {status for status, *_ in self.answers}
+
+
+def _start_rollout(env: Env, name: str, candidate: str, *extra: str) -> None:
+    env.cli("deploy", "update", name, "--candidate", f"models:/{env.model}/{candidate}",
+            "--interval", "500ms", "--min-samples", "30", *extra)
+
+
+def _analyses(events: list[dict]) -> list[dict]:
+    return [e["detail"] for e in events if e["kind"] == "analysis"]
+
+
+def test_canary_promotes_a_good_candidate_on_replica_traffic(env, tmp_path):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    good = env.register(MLFLOW_MODEL)
+    port = free_port()
+    replica_log = open(tmp_path / "replica.log", "w")
+    replica = subprocess.Popen(
+        [env.bin, "serve", "--deployment", name, "--tracking-uri", env.server.url,
+         "--port", str(port)], stdout=replica_log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert replica.poll() is None, (tmp_path / "replica.log").read_text()
+            try:
+                if requests.get(f"{base}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "replica.log").read_text()
+            time.sleep(0.1)
+        # The replica answers like `mlflow models serve` at its root.
+        r = requests.post(f"{base}/invocations", json=EXAMPLE, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"]["label"] == [1, 0]
+
+        _start_rollout(env, name, good, "--steps", "50:1s,100:1s")
+        # All decisions come from the replica's reports: the server itself gets no traffic.
+        with Traffic(f"{base}/invocations") as traffic:
+            watched = env.cli("deploy", "status", name, "--watch", timeout=90)
+        assert "succeeded" in watched.stdout, watched.stdout
+        assert traffic.statuses() == {200}, traffic.answers[-5:]
+        served = {(variant, version) for _, variant, version, _ in traffic.answers}
+        assert ("candidate", good) in served and ("stable", "1") in served, served
+
+        assert env.alias("production") == good
+        assert env.version_tag(good, name) == "stable"
+        assert env.version_tag("1", name) == "previous"
+        promoted = env.webhook.wait_for("deployment.promoted")
+        assert promoted["detail"]["to_version"] == good
+        assert "deployments.promote" in [e["action"] for e in env.audit_actions(name)]
+        # Once promoted the replica serves the new stable version.
+        deadline = time.monotonic() + 10
+        while requests.post(f"{base}/invocations", json=EXAMPLE, timeout=10).headers.get(
+                "x-slipway-model-version") != good:
+            assert time.monotonic() < deadline, "the replica never picked up the promotion"
+            time.sleep(0.1)
+    finally:
+        replica.terminate()
+        replica.wait(timeout=15)
+
+
+def _assert_rolled_back(env: Env, name: str, candidate: str, rule: str):
+    deployment = env.wait_state(name, {"rolled_back", "succeeded", "aborted"})
+    assert deployment["rollout"]["state"]["state"] == "rolled_back", deployment["rollout"]
+    assert rule in deployment["rollout"]["state"]["reason"]
+    # Rolled back at the first analysis that had enough samples: none before it passed.
+    events = env.events(name)
+    verdicts = [a["verdict"]["verdict"] for a in _analyses(events)]
+    assert "pass" not in verdicts, verdicts
+    rolled = [e for e in events if e["kind"] == "rolled_back"][-1]
+    failed = {m["rule"]: m for m in rolled["detail"]["measurements"]}
+    assert failed[rule]["result"] == "fail" and failed[rule]["samples"] >= 30, failed
+    # The registry says what is served, and so do the audit log and the webhook.
+    assert env.alias("production") == "1"
+    assert env.version_tag(candidate, name) == "rolled_back"
+    assert env.version_tag("1", name) == "stable"
+    event = env.webhook.wait_for("deployment.rolled_back")
+    assert event["detail"]["rule"] == rule and event["detail"]["candidate_version"] == candidate
+    audit = [e for e in env.audit_actions(name) if e["action"] == "deployments.rollback"]
+    assert audit and rule in json.dumps(audit[-1]), audit
+
+
+def test_canary_rolls_back_an_erroring_candidate_without_failing_a_request(env):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    bad = env.register(MODELS, files=["iris_logreg.onnx"])
+    _start_rollout(env, name, bad, "--steps", "50:30s")
+    with Traffic(f"{env.server.url}/deployments/{name}/invocations") as traffic:
+        watched = env.cli("deploy", "status", name, "--watch", check=False, timeout=90)
+    assert watched.returncode == 3, watched.stdout + watched.stderr
+    _assert_rolled_back(env, name, bad, "error_rate")
+    # The candidate failed every request it got; the stable answered each of them.
+    assert traffic.statuses() == {200}, [a for a in traffic.answers if a[0] != 200][:3]
+    assert all(version == "1" for _, _, version, _ in traffic.answers)
+
+
+def test_canary_rolls_back_a_candidate_whose_predictions_shift(env, tmp_path):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    shifted = env.register(_constant_model(tmp_path / "always_one"))
+    _start_rollout(env, name, shifted, "--steps", "50:30s")
+    with Traffic(f"{env.server.url}/deployments/{name}/invocations") as traffic:
+        env.wait_state(name, {"rolled_back", "succeeded"})
+    _assert_rolled_back(env, name, shifted, "prediction_shift")
+    assert traffic.statuses() == {200}
+
+
+def test_an_idle_canary_waits_and_is_never_rolled_back(env):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    good = env.register(MLFLOW_MODEL)
+    _start_rollout(env, name, good, "--steps", "5:100ms,100:100ms")
+    time.sleep(3)  # six analysis intervals without a request
+    deployment = env.deployment(name)
+    assert deployment["rollout"]["state"]["state"] == "progressing"
+    assert deployment["rollout"]["stage"] == 0
+    verdicts = [a["verdict"]["verdict"] for a in _analyses(env.events(name))]
+    assert len(verdicts) >= 3 and set(verdicts) == {"inconclusive"}, verdicts
+    status = env.cli("deploy", "status", name)
+    assert "waiting for traffic" in status.stdout, status.stdout
+    env.cli("deploy", "abort", name, "--reason", "idle test")
+    assert env.deployment(name)["rollout"]["state"]["state"] == "aborted"
+    assert env.webhook.wait_for("deployment.aborted")["detail"]["reason"] == "idle test"
+    assert env.alias("production") == "1"
+
+
+def test_shadow_never_changes_a_response(env, tmp_path):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    url = f"{env.server.url}/deployments/{name}/invocations"
+    before = [requests.post(url, json={"inputs": [row]}, timeout=10).json() for row in ROWS]
+    shifted = env.register(_constant_model(tmp_path / "always_one"))
+    env.cli("deploy", "update", name, "--candidate", f"models:/{env.model}/{shifted}",
+            "--strategy", "shadow", "--mirror", "100", "--duration", "1m",
+            "--interval", "500ms", "--min-samples", "30")
+    with Traffic(url) as traffic:
+        env.wait_state(name, {"rolled_back", "succeeded"})
+    assert traffic.answers, "no traffic was sent"
+    for status, variant, version, body in traffic.answers:
+        assert (status, variant, version) == (200, "stable", "1"), (status, variant, version, body)
+    # Answers are exactly what the stable gave before the shadow started.
+    expected = {json.dumps(row): answer for row, answer in zip(ROWS, before)}
+    for index, (_, _, _, body) in enumerate(traffic.answers):
+        assert body == expected[json.dumps(ROWS[index % len(ROWS)])]
+    rolled = [e for e in env.events(name) if e["kind"] == "rolled_back"][-1]
+    assert rolled["detail"]["rule"] in {"agreement", "prediction_shift"}, rolled
+
+
+def test_a_protected_alias_waits_for_approval_then_promotes(env):
+    name = unique_name("d")
+    env.cli("policy", "set", env.model, "--aliases", "production", "--approvals", "1")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    good = env.register(MLFLOW_MODEL)
+    _start_rollout(env, name, good, "--steps", "50:500ms")
+    with Traffic(f"{env.server.url}/deployments/{name}/invocations"):
+        deployment = env.wait_state(name, {"awaiting_approval", "rolled_back"})
+    state = deployment["rollout"]["state"]
+    assert state["state"] == "awaiting_approval", state
+    assert env.alias("production") == "1"
+    env.webhook.wait_for("deployment.awaiting_approval")
+    env.cli("promote", "approve", str(state["promotion_id"]), "--reason", "looks good")
+    env.wait_state(name, {"succeeded"})
+    assert env.alias("production") == good
+    assert env.deployment(name)["stable_version"] == good
+
+
+def test_prediction_log_is_exported(env, tmp_path):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production",
+            "--log-sample", "1")
+    url = f"{env.server.url}/deployments/{name}/invocations"
+    ids = []
+    for row in ROWS * 5:
+        r = requests.post(url, json={"inputs": [row]}, timeout=10)
+        assert r.status_code == 200
+        ids.append(r.headers["x-request-id"])
+    out = tmp_path / "predictions.jsonl"
+    deadline = time.monotonic() + 10
+    while True:
+        env.cli("predictions", "export", name, "--output", str(out))
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        if len(records) >= len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(r["request_id"] for r in records) == sorted(ids)
+    first = records[0]
+    assert first["variant"] == "stable" and first["model_version"] == "1"
+    assert first["inputs"] == [ROWS[0]] or len(first["inputs"][0]) == 30
+    assert set(first["outputs"]) == {"label", "probabilities"}
+    assert first["latency_us"] > 0
