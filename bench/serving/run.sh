@@ -5,11 +5,13 @@
 # takes CPU from another). Prints one markdown table, then slipway's req/s at 32 connections as a
 # ratio to the ceiling and to MLflow.
 #
-#   bench/serving/run.sh [--duration S] [--servers ceiling,slipway,fastapi,mlflow]
+#   bench/serving/run.sh [--duration S] [--servers ceiling,slipway,slipway-deploy,fastapi,mlflow]
 #
 # Servers (default: ceiling,slipway,fastapi,mlflow):
 #   ceiling     bench/serving/ceiling: bare axum + ort, the least work that answers correctly
 #   slipway     `slipway serve` (release build)
+#   slipway-deploy  `slipway server` serving a managed deployment mid-canary (50 % to a
+#               candidate), with routing, per-variant metrics, analysis and the prediction log
 #   fastapi     bench/serving/fastapi_server.py: FastAPI + onnxruntime under uvicorn, 1 worker
 #               (uvicorn's default)
 #   fastapi-2w  the same with `uvicorn --workers 2`, one per core, with uvicorn's lost
@@ -32,7 +34,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 DURATION=10
-SERVERS=ceiling,slipway,fastapi,mlflow
+SERVERS=ceiling,slipway,slipway-deploy,fastapi,mlflow
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift ;;
@@ -57,7 +59,7 @@ declare -A LABELS=(
   [fastapi]="FastAPI + onnxruntime (uvicorn, 1 worker)"
   [fastapi-2w]="FastAPI + onnxruntime (uvicorn, 2 workers)"
   [mlflow]="mlflow models serve"
-  # [slipway-deploy]="slipway server, deployment"   <- the later managed-deployment target
+  [slipway-deploy]="slipway server, deployment in a 50% canary (routing, metrics, prediction log)"
 )
 
 # Every server runs in its own session (setsid) so that stopping it also stops the processes it
@@ -180,18 +182,28 @@ start_mlflow() {
   echo http://127.0.0.1:5302
 }
 
-# ---------- later target: slipway-deploy (not implemented yet) ----------
-# A managed deployment served by `slipway server` at /deployments/NAME/invocations. To add it:
-#   prepare_slipway_deploy  build slipway (prepare_slipway), register the fixture as a model
-#                           version and create a deployment of it on a fresh database
-#   start_slipway_deploy    start `slipway server` through start_process, echo its base URL
-# then uncomment its label in LABELS and its path in invocations_path. measure, check and the
-# ratio tables need no change.
-# -------------------------------------------------------------------------
+# A managed deployment on `slipway server`, mid-rollout: a canary of version 2 (the same model)
+# at 50 %, so every request is routed by weight, measured per variant for the analysis (which
+# runs every 30 s), counted in the metrics, and 10 % of them (the default sample) go to the
+# prediction log.
+prepare_slipway_deploy() { prepare_slipway; }
+start_slipway_deploy() {
+  local data="$WORK/deploy-data" url=http://127.0.0.1:5305
+  start_process slipway-deploy "$CARGO_TARGET_DIR/release/slipway" server --port 5305 \
+    --backend-store-uri "sqlite:///$data/slipway.db" --artifacts-destination "$data/artifacts" \
+    --onnxruntime "$ORT"
+  for _ in $(seq 1 100); do curl -sf "$url/health" >/dev/null && break; sleep 0.1; done
+  python3 "$ROOT/bench/serving/register_deployment.py" "$url" "$MODEL" bench >&2
+  MLFLOW_TRACKING_URI=$url "$CARGO_TARGET_DIR/release/slipway" deploy create bench \
+    --model models:/bench@production >&2
+  MLFLOW_TRACKING_URI=$url "$CARGO_TARGET_DIR/release/slipway" deploy update bench \
+    --candidate models:/bench/2 --steps 50:1h --interval 30s >&2
+  # /deployments/bench/ping and /deployments/bench/invocations under this base.
+  echo "$url/deployments/bench"
+}
 
 invocations_path() { # name
   case "$1" in
-    # slipway-deploy) echo /deployments/bench/invocations ;;
     *) echo /invocations ;;
   esac
 }
@@ -285,16 +297,16 @@ for name in "${SELECTED[@]}"; do
   stop_process "$WORK/$name.pid"
 done
 
-# Ratios of req/s at 32 connections; "—" where either side was not measured.
+# Ratios of req/s at 32 connections (slipway serve, and the deployment mid-canary); "—" where either side was not measured.
 echo
-echo "| rows/request | slipway / ceiling (req/s, 32 connections) | slipway / mlflow models serve (req/s, 32 connections) |"
-echo "|---:|---:|---:|"
+echo "| rows/request | slipway serve / ceiling | deployment / ceiling | slipway serve / mlflow | deployment / mlflow |"
+echo "|---:|---:|---:|---:|---:|"
 for rows in 1 256; do
   awk -F'\t' -v rows="$rows" '
     $2 == rows && $3 == 32 { rps[$1] = $4 }
     function ratio(a, b) { return (a in rps && b in rps && rps[b] > 0) ? sprintf("%.2fx", rps[a] / rps[b]) : "—" }
-    END { printf "| %s | %s | %s |\n", rows, ratio("slipway", "ceiling"), ratio("slipway", "mlflow") }
-  ' "$WORK/results.tsv" 2>/dev/null || echo "| $rows | — | — |"
+    END { printf "| %s | %s | %s | %s | %s |\n", rows, ratio("slipway", "ceiling"), ratio("slipway-deploy", "ceiling"), ratio("slipway", "mlflow"), ratio("slipway-deploy", "mlflow") }
+  ' "$WORK/results.tsv" 2>/dev/null || echo "| $rows | — | — | — | — |"
 done
 if [ -x "$VENV/bin/python" ]; then
   echo

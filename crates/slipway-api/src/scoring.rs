@@ -384,7 +384,44 @@ fn matrix(value: &Value, field: &str) -> Result<Vec<Vec<f32>>, ScoringError> {
         .collect()
 }
 
+/// The common shapes, read straight into rows: `{"inputs": [[...]]}`, `{"instances": [[...]]}`
+/// and `{"dataframe_split": {"columns": [...], "data": [[...]]}}` with numbers only. Anything
+/// else (nulls, named inputs, records, a malformed body) takes the general path, which also
+/// words the errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+enum Direct {
+    #[serde(rename = "inputs")]
+    Inputs(Vec<Vec<f32>>),
+    #[serde(rename = "instances")]
+    Instances(Vec<Vec<f32>>),
+    #[serde(rename = "dataframe_split")]
+    Split(DirectSplit),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectSplit {
+    #[serde(default)]
+    #[allow(dead_code)]
+    columns: Option<Vec<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    index: Option<serde::de::IgnoredAny>,
+    data: Vec<Vec<f32>>,
+}
+
+fn direct_rows(body: &[u8]) -> Option<Vec<Vec<f32>>> {
+    match serde_json::from_slice::<Direct>(body).ok()? {
+        Direct::Inputs(rows) | Direct::Instances(rows) => Some(rows),
+        Direct::Split(split) => Some(split.data),
+    }
+}
+
 fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, ScoringError> {
+    if let Some(rows) = direct_rows(body) {
+        return Ok(rows);
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ScoringError::bad_request(format!(
             "Invalid input. Ensure that input is a valid JSON formatted string. Error: '{e}'"
@@ -545,6 +582,127 @@ fn output_json(value: &OutputValue) -> Value {
     }
 }
 
+/// An f32 written as its f64 expansion, as MLflow prints float32 outputs.
+struct Wide(f32);
+
+impl serde::Serialize for Wide {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(f64::from(self.0))
+    }
+}
+
+/// A flat tensor as nested lists following its shape, serialized in place.
+struct NestedOut<'a, T> {
+    shape: &'a [i64],
+    data: &'a [T],
+}
+
+impl<T: Copy> serde::Serialize for NestedOut<'_, T>
+where
+    T: Into<Wideable>,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.shape {
+            [] | [_] => serializer.collect_seq(self.data.iter().map(|v| (*v).into())),
+            [_, rest @ ..] => {
+                let width: usize = rest
+                    .iter()
+                    .map(|d| (*d).max(0) as usize)
+                    .product::<usize>()
+                    .max(1);
+                serializer.collect_seq(self.data.chunks(width).map(|chunk| NestedOut {
+                    shape: rest,
+                    data: chunk,
+                }))
+            }
+        }
+    }
+}
+
+/// The element types of output tensors, serialized as MLflow writes them.
+enum Wideable {
+    F32(f32),
+    F64(f64),
+    I64(i64),
+}
+
+impl From<f32> for Wideable {
+    fn from(v: f32) -> Self {
+        Wideable::F32(v)
+    }
+}
+
+impl From<f64> for Wideable {
+    fn from(v: f64) -> Self {
+        Wideable::F64(v)
+    }
+}
+
+impl From<i64> for Wideable {
+    fn from(v: i64) -> Self {
+        Wideable::I64(v)
+    }
+}
+
+impl serde::Serialize for Wideable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Wideable::F32(v) => Wide(*v).serialize(serializer),
+            // Non-finite values are written as null, as serde_json::Value has them.
+            Wideable::F64(v) => serializer.serialize_f64(*v),
+            Wideable::I64(v) => serializer.serialize_i64(*v),
+        }
+    }
+}
+
+struct ValueOut<'a>(&'a OutputValue);
+
+impl serde::Serialize for ValueOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            OutputValue::F32 { shape, data } => NestedOut { shape, data }.serialize(serializer),
+            OutputValue::F64 { shape, data } => NestedOut { shape, data }.serialize(serializer),
+            OutputValue::I64 { shape, data } => NestedOut { shape, data }.serialize(serializer),
+            OutputValue::Maps(rows) => serializer.collect_seq(rows.iter().map(MapOut)),
+        }
+    }
+}
+
+struct MapOut<'a>(&'a std::collections::BTreeMap<String, f32>);
+
+impl serde::Serialize for MapOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, Wide(*v))))
+    }
+}
+
+/// `{"predictions": ...}` serialized straight from the outputs: the same text as
+/// [`predictions_json`] without building a `Value` tree per request.
+pub(crate) struct PredictionsBody<'a>(pub(crate) &'a [slipway_serving::Output]);
+
+impl serde::Serialize for PredictionsBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut body = serializer.serialize_map(Some(1))?;
+        match self.0 {
+            [only] => body.serialize_entry("predictions", &ValueOut(&only.value))?,
+            many => body.serialize_entry("predictions", &PredictionsMap(many))?,
+        }
+        body.end()
+    }
+}
+
+struct PredictionsMap<'a>(&'a [slipway_serving::Output]);
+
+impl serde::Serialize for PredictionsMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Sorted by name, as a serde_json map writes them.
+        let mut outputs: Vec<&slipway_serving::Output> = self.0.iter().collect();
+        outputs.sort_by(|a, b| a.name.cmp(&b.name));
+        serializer.collect_map(outputs.into_iter().map(|o| (&o.name, ValueOut(&o.value))))
+    }
+}
+
 /// The rows of an `/invocations` body, in whichever format its content type says.
 pub(crate) fn invocation_rows(
     headers: &HeaderMap,
@@ -611,7 +769,7 @@ async fn invocations(
                 "Encountered an unexpected error while evaluating the model: {other}"
             )),
         })?;
-    Ok(axum::Json(json!({ "predictions": predictions_json(&outputs) })).into_response())
+    Ok(axum::Json(PredictionsBody(&outputs)).into_response())
 }
 
 // ---------- Open Inference Protocol V2 ----------
@@ -932,4 +1090,81 @@ async fn infer(
             other => V2Error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         })?;
     Ok(axum::Json(v2_response(&state.name, &request, &outputs)?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_serving::Output;
+
+    #[test]
+    fn predictions_serialize_in_place_exactly_as_the_value_tree() {
+        let cases = vec![
+            vec![Output {
+                name: "variable".into(),
+                value: OutputValue::F32 {
+                    shape: vec![2, 1],
+                    data: vec![0.1, f32::NAN],
+                },
+            }],
+            vec![
+                Output {
+                    name: "probabilities".into(),
+                    value: OutputValue::Maps(vec![std::collections::BTreeMap::from([
+                        ("0".to_owned(), 0.25),
+                        ("1".to_owned(), 0.75),
+                    ])]),
+                },
+                Output {
+                    name: "label".into(),
+                    value: OutputValue::I64 {
+                        shape: vec![1],
+                        data: vec![1],
+                    },
+                },
+                Output {
+                    name: "score".into(),
+                    value: OutputValue::F64 {
+                        shape: vec![1, 2, 2],
+                        data: vec![1.5, -2.0, f64::INFINITY, 3.0],
+                    },
+                },
+            ],
+        ];
+        for outputs in cases {
+            let tree = json!({ "predictions": predictions_json(&outputs) }).to_string();
+            let direct = serde_json::to_string(&PredictionsBody(&outputs)).unwrap();
+            assert_eq!(direct, tree);
+        }
+    }
+
+    #[test]
+    fn common_bodies_are_read_directly_and_the_rest_falls_back() {
+        let rows = vec![vec![1.0f32, 2.5], vec![3.0, 4.0]];
+        for body in [
+            r#"{"inputs": [[1, 2.5], [3, 4]]}"#,
+            r#"{"instances": [[1, 2.5], [3, 4]]}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2.5], [3, 4]]}}"#,
+        ] {
+            assert_eq!(direct_rows(body.as_bytes()), Some(rows.clone()), "{body}");
+            assert_eq!(
+                rows_from_json(body.as_bytes(), "x").ok(),
+                Some(rows.clone())
+            );
+        }
+        for body in [
+            r#"{"inputs": [[1, null]]}"#,
+            r#"{"inputs": {"x": [[1, 2]]}}"#,
+            r#"{"inputs": [[1, 2]], "params": {}}"#,
+            r#"{"dataframe_records": [{"a": 1}]}"#,
+            "[1, 2]",
+        ] {
+            assert_eq!(direct_rows(body.as_bytes()), None, "{body}");
+        }
+        // Nulls still become NaN through the general path.
+        let rows = rows_from_json(br#"{"inputs": [[1, null]]}"#, "x")
+            .ok()
+            .unwrap();
+        assert!(rows[0][1].is_nan());
+    }
 }

@@ -96,23 +96,41 @@ fn example() -> Value {
 fn rows(count: usize) -> Value {
     let samples = read_json(fixtures().join("logreg_breast_cancer.samples.json"));
     let sample_rows = samples["inputs"].as_array().expect("inputs").clone();
-    json!(sample_rows.into_iter().cycle().take(count).collect::<Vec<_>>())
+    json!(
+        sample_rows
+            .into_iter()
+            .cycle()
+            .take(count)
+            .collect::<Vec<_>>()
+    )
 }
 
-fn close(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(x, y))
+/// `value` with every number replaced by null, and the numbers in the order met.
+fn skeleton(value: &Value, numbers: &mut Vec<f64>) -> Value {
+    match value {
+        Value::Number(number) => {
+            numbers.push(number.as_f64().unwrap_or(f64::NAN));
+            Value::Null
         }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| close(v, w)))
-        }
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => (x - y).abs() <= 1e-4,
-            _ => false,
-        },
-        (a, b) => a == b,
+        Value::Array(items) => Value::Array(items.iter().map(|v| skeleton(v, numbers)).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, v)| (key.clone(), skeleton(v, numbers)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
+}
+
+/// The same JSON but for numbers, which may differ by the fixtures' tolerance (1e-4).
+fn close(a: &Value, b: &Value) -> bool {
+    let (mut a_numbers, mut b_numbers) = (Vec::new(), Vec::new());
+    skeleton(a, &mut a_numbers) == skeleton(b, &mut b_numbers)
+        && a_numbers
+            .iter()
+            .zip(&b_numbers)
+            .all(|(x, y)| (x - y).abs() <= 1e-4)
 }
 
 /// The answer onnxruntime recorded for the example's rows (samples 0 and 1): labels [1, 0] and
@@ -127,7 +145,11 @@ fn recorded() -> Value {
 }
 
 fn assert_recorded(context: &str, predictions: &Value) {
-    assert_eq!(predictions["label"], json!([1, 0]), "{context}: {predictions}");
+    assert_eq!(
+        predictions["label"],
+        json!([1, 0]),
+        "{context}: {predictions}"
+    );
     assert!(
         close(predictions, &recorded()),
         "{context}: {predictions} vs {}",
@@ -155,17 +177,31 @@ fn v2_example() -> Value {
     json!({"inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": example()["inputs"]}]})
 }
 
-/// The value of the first sample of `name` whose labels include every `key="value"` given.
+/// A V2 answer's output called `name`.
+fn v2_output<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["outputs"]
+        .as_array()
+        .and_then(|outputs| outputs.iter().find(|o| o["name"] == name))
+        .unwrap_or_else(|| panic!("no output {name}: {body}"))
+}
+
+/// The sum of the samples of `name` whose labels include every `key="value"` given; `None`
+/// when no sample matches.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| {
+        .filter(|line| {
             labels
                 .iter()
                 .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
         })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+        .map(|line| {
+            line.rsplit(' ')
+                .next()
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("a sample without a value: {line}"))
+        })
+        .reduce(|sum, value| sum + value)
 }
 
 impl Harness {
@@ -215,16 +251,19 @@ impl Harness {
         Some(harness)
     }
 
-    /// A harness on SQLite whose data plane has these limits.
-    async fn with_limits(limits: Limits) -> Option<Harness> {
-        Harness::start(
+    /// A harness on SQLite whose data plane has these limits, serving [`NAME`] with these
+    /// settings.
+    async fn deployed(limits: Limits, settings: Value) -> Option<Harness> {
+        let harness = Harness::start(
             Backend::Sqlite,
             PlaneConfig {
                 limits,
                 ..PlaneConfig::default()
             },
         )
-        .await
+        .await?;
+        harness.deploy(settings).await;
+        Some(harness)
     }
 
     /// Sends one request; every response must carry an `x-request-id`.
@@ -285,32 +324,44 @@ impl Harness {
     async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let raw = self.send_json(method, path, body.as_ref()).await;
         let value = raw.json();
-        assert_eq!(raw.status, StatusCode::OK, "{method} {path} {body:?} -> {value}");
+        assert_eq!(
+            raw.status,
+            StatusCode::OK,
+            "{method} {path} {body:?} -> {value}"
+        );
         value
     }
 
     /// A scoring request with JSON `body` and extra headers.
     async fn invoke(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Raw {
         let bytes = serde_json::to_vec(body).expect("encoding a body");
-        self.send(
-            Method::POST,
-            path,
-            headers,
-            bytes,
-            Some("application/json"),
-        )
-        .await
+        self.send(Method::POST, path, headers, bytes, Some("application/json"))
+            .await
     }
 
     /// The example through MLflow's scoring protocol; must answer 200 with the recorded
     /// predictions.
     async fn predict(&self, headers: &[(&str, &str)]) -> Raw {
         let raw = self
-            .invoke(&format!("/deployments/{NAME}/invocations"), headers, &example())
+            .invoke(
+                &format!("/deployments/{NAME}/invocations"),
+                headers,
+                &example(),
+            )
             .await;
         assert_eq!(raw.status, StatusCode::OK, "{headers:?}: {:?}", raw.json());
         assert_recorded(&format!("{headers:?}"), &raw.json()["predictions"]);
         raw
+    }
+
+    /// The example through V2's versioned path.
+    async fn infer_version(&self, version: &str) -> Raw {
+        self.invoke(
+            &format!("/v2/models/{NAME}/versions/{version}/infer"),
+            &[],
+            &v2_example(),
+        )
+        .await
     }
 
     async fn upload(&self, path: &str, file: PathBuf) {
@@ -401,9 +452,8 @@ impl Harness {
         created["deployment"].clone()
     }
 
-    /// Starts a rollout of `body` (candidate, strategy, steps, analysis), loads it and opens
-    /// the controller's window for its first stage.
-    async fn start_rollout(&self, body: Value) -> Value {
+    /// Starts a rollout of `body` (candidate, strategy, steps, analysis) and loads it.
+    async fn roll_out(&self, body: Value) -> Value {
         let started = self
             .ok(
                 "POST",
@@ -412,8 +462,15 @@ impl Harness {
             )
             .await;
         self.sync().await;
-        self.tick().await;
         started["deployment"].clone()
+    }
+
+    /// [`Harness::roll_out`], then a tick that opens the controller's window for the first
+    /// stage (measurements reported before it are not counted).
+    async fn start_rollout(&self, body: Value) -> Value {
+        let started = self.roll_out(body).await;
+        self.tick().await;
+        started
     }
 
     /// Loads what changed; the deployment must be served afterwards.
@@ -449,6 +506,17 @@ impl Harness {
         let raw = self.send_json("GET", "/metrics", None).await;
         assert_eq!(raw.status, StatusCode::OK);
         String::from_utf8(raw.body).expect("metrics are text")
+    }
+
+    /// The sum of `/metrics` samples of `name` with these labels (see [`metric`]); panics,
+    /// showing the whole text, unless `expected` holds for it.
+    async fn assert_metric(&self, name: &str, labels: &[(&str, &str)], expected: fn(f64) -> bool) {
+        let text = self.metrics().await;
+        let value = metric(&text, name, labels);
+        assert!(
+            value.is_some_and(expected),
+            "{name} {labels:?} = {value:?}\n{text}"
+        );
     }
 
     async fn version_tag(&self, version: &str) -> Option<String> {
@@ -514,6 +582,15 @@ fn canary(candidate: &str, steps: Value, analysis: Value) -> Value {
     })
 }
 
+/// A canary of one step: half the traffic, analysed every [`INTERVAL`] from 10 samples.
+fn half_canary(candidate: &str) -> Value {
+    canary(
+        candidate,
+        json!([{"weight": 50, "duration_ms": 0}]),
+        quick_analysis(),
+    )
+}
+
 fn quick_analysis() -> Value {
     json!({ "interval_ms": INTERVAL.as_millis() as u64, "min_samples": 10 })
 }
@@ -541,13 +618,8 @@ async fn case_serves_the_stable_version(h: &Harness) {
     assert_eq!(answered_by(&v2), ("stable", "1"));
     let body = v2.json();
     assert_eq!(body["model_name"], NAME);
-    let outputs = body["outputs"].as_array().expect("outputs");
-    let label = outputs.iter().find(|o| o["name"] == "label").expect("label");
-    assert_eq!(label["data"], json!([1, 0]), "{body}");
-    let probabilities = outputs
-        .iter()
-        .find(|o| o["name"] == "probabilities")
-        .expect("probabilities");
+    assert_eq!(v2_output(&body, "label")["data"], json!([1, 0]), "{body}");
+    let probabilities = v2_output(&body, "probabilities");
     assert_eq!(probabilities["shape"], json!([2, 2]));
     let flat: Vec<Value> = recorded()["probabilities"]
         .as_array()
@@ -583,15 +655,17 @@ fn assert_v2_error(context: &str, raw: &Raw, status: StatusCode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_requests_get_the_protocols_errors() {
-    let Some(h) = Harness::with_limits(Limits {
-        max_body_bytes: 16 * 1024,
-        ..Limits::default()
-    })
+    let Some(h) = Harness::deployed(
+        Limits {
+            max_body_bytes: 16 * 1024,
+            ..Limits::default()
+        },
+        json!({}),
+    )
     .await
     else {
         return;
     };
-    h.deploy(json!({})).await;
     let invocations = format!("/deployments/{NAME}/invocations");
     let infer = format!("/v2/models/{NAME}/infer");
 
@@ -616,7 +690,8 @@ async fn bad_requests_get_the_protocols_errors() {
     let narrow = h
         .invoke(&invocations, &[], &json!({"inputs": [[1.0, 2.0, 3.0]]}))
         .await;
-    assert_mlflow_error(&narrow,
+    assert_mlflow_error(
+        &narrow,
         400,
         "INVALID_PARAMETER_VALUE",
         "takes 30 features per row, got 3",
@@ -670,24 +745,30 @@ async fn bad_requests_get_the_protocols_errors() {
         let raw = h.invoke(&infer, &[], &request).await;
         assert_v2_error(what, &raw, StatusCode::BAD_REQUEST);
     }
-    let not_served = h
-        .invoke(
-            &format!("/v2/models/{NAME}/versions/2/infer"),
-            &[],
-            &v2_example(),
-        )
-        .await;
-    assert_v2_error("version 2 is not served", &not_served, StatusCode::NOT_FOUND);
+    let not_served = h.infer_version("2").await;
+    assert_v2_error(
+        "version 2 is not served",
+        &not_served,
+        StatusCode::NOT_FOUND,
+    );
 
     // Forcing a variant: a candidate needs a rollout; anything else is refused.
     let no_candidate = h
-        .invoke(&invocations, &[("x-slipway-variant", "candidate")], &example())
+        .invoke(
+            &invocations,
+            &[("x-slipway-variant", "candidate")],
+            &example(),
+        )
         .await;
     assert_mlflow_error(&no_candidate, 400, "INVALID_PARAMETER_VALUE", "no rollout");
     let no_candidate_v2 = h
         .invoke(&infer, &[("x-slipway-variant", "candidate")], &v2_example())
         .await;
-    assert_v2_error("forced candidate", &no_candidate_v2, StatusCode::BAD_REQUEST);
+    assert_v2_error(
+        "forced candidate",
+        &no_candidate_v2,
+        StatusCode::BAD_REQUEST,
+    );
     let garbage = h
         .invoke(&invocations, &[("x-slipway-variant", "blue")], &example())
         .await;
@@ -696,26 +777,27 @@ async fn bad_requests_get_the_protocols_errors() {
     assert_eq!(answered_by(&forced_stable), ("stable", "1"));
 
     // None of these were the model's fault.
-    let metrics = h.metrics().await;
-    let errors = metric(
-        &metrics,
+    h.assert_metric(
         "slipway_serving_variant_requests_total",
         &[("deployment", NAME), ("outcome", "error")],
-    );
-    assert_eq!(errors, Some(0.0), "{metrics}");
+        |n| n == 0.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overload_is_shed_and_recovers() {
-    let Some(h) = Harness::with_limits(Limits {
-        max_in_flight: 1,
-        ..Limits::default()
-    })
+    let Some(h) = Harness::deployed(
+        Limits {
+            max_in_flight: 1,
+            ..Limits::default()
+        },
+        json!({}),
+    )
     .await
     else {
         return;
     };
-    h.deploy(json!({})).await;
     let h = Arc::new(h);
     // 2,048 rows a request: tens of milliseconds of parsing and inference each, so that
     // concurrent requests overlap.
@@ -749,13 +831,12 @@ async fn overload_is_shed_and_recovers() {
         503,
         "TEMPORARILY_UNAVAILABLE",
     );
-    let metrics = h.metrics().await;
-    let counted = metric(
-        &metrics,
+    h.assert_metric(
         "slipway_serving_deployment_requests_total",
         &[("deployment", NAME), ("outcome", "shed")],
-    );
-    assert!(counted.is_some_and(|n| n >= 1.0), "{metrics}");
+        |n| n >= 1.0,
+    )
+    .await;
     // The burst is over: the permit came back.
     let answer = h.predict(&[]).await;
     assert_eq!(answered_by(&answer), ("stable", "1"));
@@ -766,20 +847,15 @@ async fn overload_is_shed_and_recovers() {
 async fn case_sticky_routing(h: &Harness) {
     h.deploy(json!({})).await;
     // No ticks: the rollout stays at its first stage, 50 %.
-    let started = h
-        .ok(
-            "POST",
-            &format!("{NATIVE}/deployments/{NAME}/rollout"),
-            Some(canary(
-                "2",
-                json!([{"weight": 50, "duration_ms": 0}]),
-                quick_analysis(),
-            )),
-        )
-        .await;
-    assert_eq!(started["deployment"]["traffic"]["weight"], 50);
-    h.sync().await;
+    let started = h.roll_out(half_canary("2")).await;
+    assert_eq!(started["traffic"]["weight"], 50);
     assert_eq!(h.version_tag("2").await.as_deref(), Some("candidate"));
+    h.assert_metric(
+        "slipway_serving_candidate_weight_percent",
+        &[("deployment", NAME)],
+        |n| n == 50.0,
+    )
+    .await;
 
     let expected = |key: &str| {
         if routes_to_candidate(route_hash(key.as_bytes()), 50) {
@@ -817,17 +893,11 @@ async fn case_sticky_routing(h: &Harness) {
     assert_eq!(answered_by(&forced), ("stable", "1"));
 
     for (version, variant) in [("2", "candidate"), ("1", "stable")] {
-        let raw = h
-            .invoke(
-                &format!("/v2/models/{NAME}/versions/{version}/infer"),
-                &[],
-                &v2_example(),
-            )
-            .await;
+        let raw = h.infer_version(version).await;
         assert_eq!(raw.status, StatusCode::OK, "{:?}", raw.json());
         assert_eq!(answered_by(&raw), (variant, version));
-        let outputs = raw.json()["outputs"].clone();
-        assert_eq!(outputs[0]["data"], json!([1, 0]), "{outputs}");
+        let body = raw.json();
+        assert_eq!(v2_output(&body, "label")["data"], json!([1, 0]), "{body}");
     }
     let metadata = h.ok("GET", &format!("/v2/models/{NAME}"), None).await;
     assert_eq!(metadata["versions"], json!(["1", "2"]));
@@ -835,22 +905,24 @@ async fn case_sticky_routing(h: &Harness) {
 
 async fn case_failing_candidate_rolls_back(h: &Harness) {
     h.deploy(json!({})).await;
-    h.start_rollout(canary(
-        "3",
-        json!([{"weight": 50, "duration_ms": 0}]),
-        quick_analysis(),
-    ))
-    .await;
+    h.start_rollout(half_canary("3")).await;
 
     // Half the traffic goes to version 3, which cannot read these rows: the stable answers
-    // every one of them.
-    for _ in 0..30 {
-        let answer = h.predict(&[]).await;
+    // every one of them. Route keys make the split the same on every run.
+    let keys: Vec<String> = (0..30).map(|user| format!("user-{user}")).collect();
+    let to_candidate = keys
+        .iter()
+        .filter(|key| routes_to_candidate(route_hash(key.as_bytes()), 50))
+        .count();
+    assert!(
+        to_candidate >= 5,
+        "{to_candidate} of 30 keys reach the candidate"
+    );
+    for key in &keys {
+        let answer = h.predict(&[("x-slipway-route-key", key)]).await;
         assert_eq!(answered_by(&answer), ("stable", "1"));
     }
-    let metrics = h.metrics().await;
-    let fallbacks = metric(
-        &metrics,
+    h.assert_metric(
         "slipway_serving_variant_requests_total",
         &[
             ("deployment", NAME),
@@ -858,15 +930,16 @@ async fn case_failing_candidate_rolls_back(h: &Harness) {
             ("model_version", "3"),
             ("outcome", "fallback"),
         ],
-    );
-    assert!(fallbacks.is_some_and(|n| n >= 1.0), "{metrics}");
+        |n| n >= 1.0,
+    )
+    .await;
     // Five failures in a row (the default) open the candidate's circuit.
-    let circuit = metric(
-        &metrics,
+    h.assert_metric(
         "slipway_serving_circuit_state",
         &[("deployment", NAME), ("variant", "candidate")],
-    );
-    assert_eq!(circuit, Some(1.0), "{metrics}");
+        |n| n == 1.0,
+    )
+    .await;
 
     let ended = h
         .drive(
@@ -895,13 +968,15 @@ async fn case_failing_candidate_rolls_back(h: &Harness) {
             None,
         )
         .await;
-    let actions: Vec<&str> = audit["entries"]
+    let rollbacks: Vec<&Value> = audit["entries"]
         .as_array()
         .expect("entries")
         .iter()
-        .filter_map(|entry| entry["action"].as_str())
+        .filter(|entry| entry["action"] == "deployments.rollback")
         .collect();
-    assert!(actions.contains(&"deployments.rollback"), "{actions:?}");
+    assert_eq!(rollbacks.len(), 1, "{audit}");
+    // The analysis decided, not a person.
+    assert_eq!(rollbacks[0]["actor"], "slipway-controller", "{audit}");
 
     // Back to stable only: the candidate cannot be forced any more.
     h.sync().await;
@@ -913,13 +988,12 @@ async fn case_failing_candidate_rolls_back(h: &Harness) {
         )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    let metrics = h.metrics().await;
-    let circuit = metric(
-        &metrics,
+    h.assert_metric(
         "slipway_serving_circuit_state",
         &[("deployment", NAME), ("variant", "candidate")],
-    );
-    assert_eq!(circuit, Some(0.0), "{metrics}");
+        |n| n == 0.0,
+    )
+    .await;
 }
 
 async fn case_good_candidate_is_promoted(h: &Harness) {
@@ -965,8 +1039,8 @@ async fn case_good_candidate_is_promoted(h: &Harness) {
     let stage = events_of(&events, "stage");
     let done = events_of(&events, "promoted");
     assert_eq!((stage.len(), done.len()), (1, 1), "{events:?}");
-    let lasted = done[0]["time_ms"].as_i64().expect("time")
-        - stage[0]["time_ms"].as_i64().expect("time");
+    let lasted =
+        done[0]["time_ms"].as_i64().expect("time") - stage[0]["time_ms"].as_i64().expect("time");
     assert!(lasted >= 300, "the last stage lasted {lasted} ms");
     let passed_after_stage = events.iter().any(|e| {
         e["kind"] == "analysis"
@@ -983,13 +1057,7 @@ async fn case_good_candidate_is_promoted(h: &Harness) {
 
 async fn case_idle_canary_waits(h: &Harness) {
     h.deploy(json!({})).await;
-    let started = h
-        .start_rollout(canary(
-            "2",
-            json!([{"weight": 50, "duration_ms": 0}]),
-            quick_analysis(),
-        ))
-        .await;
+    let started = h.start_rollout(half_canary("2")).await;
     for _ in 0..5 {
         tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
         h.deployments.plane.report().await;
@@ -1041,13 +1109,12 @@ async fn case_shadow_never_answers(h: &Harness) {
     assert_eq!(rolled_back.len(), 1, "{events:?}");
     let rule = rolled_back[0]["detail"]["rule"].as_str().unwrap_or("");
     assert!(["error_rate", "agreement"].contains(&rule), "{events:?}");
-    let metrics = h.metrics().await;
-    let mirrored_errors = metric(
-        &metrics,
+    h.assert_metric(
         "slipway_serving_mirrored_requests_total",
         &[("deployment", NAME), ("outcome", "error")],
-    );
-    assert!(mirrored_errors.is_some_and(|n| n >= 1.0), "{metrics}");
+        |n| n >= 1.0,
+    )
+    .await;
 }
 
 async fn case_prediction_log(h: &Harness) {
@@ -1094,9 +1161,80 @@ async fn case_prediction_log(h: &Harness) {
         .await;
     assert_eq!(first["predictions"].as_array().map(Vec::len), Some(2));
     assert_eq!(first["next_after"], records[1]["id"]);
-    let after = first["next_after"].as_i64().expect("next_after").to_string();
+    let after = first["next_after"]
+        .as_i64()
+        .expect("next_after")
+        .to_string();
     let rest = h
         .ok("GET", &format!("{path}{}", qs(&[("after", &after)])), None)
         .await;
     assert_eq!(rest["predictions"], json!(records[2..]));
+}
+
+/// A route key that the 50 % split sends to the candidate.
+fn candidate_key() -> String {
+    (0..)
+        .map(|user| format!("user-{user}"))
+        .find(|key| routes_to_candidate(route_hash(key.as_bytes()), 50))
+        .expect("some key reaches the candidate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_request_does_not_hold_the_half_open_trial() {
+    let Some(h) = Harness::deployed(
+        Limits::default(),
+        json!({ "breaker_failures": 1, "breaker_cooldown_ms": 100 }),
+    )
+    .await
+    else {
+        return;
+    };
+    // Version 3 reads 4 features: it fails on breast-cancer rows and answers iris rows.
+    h.roll_out(half_canary("3")).await;
+    let key = candidate_key();
+    let route = [("x-slipway-route-key", key.as_str())];
+    let invocations = format!("/deployments/{NAME}/invocations");
+    let iris = json!({ "inputs": [[5.1, 3.5, 1.4, 0.2]] });
+
+    // One failure opens the circuit; the stable answers.
+    let answer = h.predict(&route).await;
+    assert_eq!(answered_by(&answer), ("stable", "1"));
+    // Open: the candidate's traffic goes to the stable, which cannot read iris rows.
+    let open = h.invoke(&invocations, &route, &iris).await;
+    assert_mlflow_error(
+        &open,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "takes 30 features per row, got 4",
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // Half-open: the trial goes to a request the client got wrong. It tells nothing about
+    // the candidate, so it must not keep the circuit from ever trying the candidate again.
+    let malformed = h
+        .send(
+            Method::POST,
+            &invocations,
+            &route,
+            b"{\"inputs\": [[1".to_vec(),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let raw = h.invoke(&invocations, &route, &iris).await;
+        if raw.status == StatusCode::OK && answered_by(&raw) == ("candidate", "3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the candidate never got its trial after a malformed request: {} {:?} {}",
+            raw.status,
+            answered_by(&raw),
+            String::from_utf8_lossy(&raw.body)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

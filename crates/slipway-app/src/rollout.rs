@@ -41,6 +41,36 @@ struct Window {
     reference: Option<VariantWindow>,
 }
 
+impl Window {
+    fn open(rollout_id: i64, stage: usize) -> Window {
+        let now = now_ms();
+        Window {
+            live: LiveWindow {
+                rollout_id,
+                stage,
+                started_ms: now,
+                stats: WindowStats::default(),
+                last_analysis: None,
+            },
+            last_analysis_ms: now,
+            reference: None,
+        }
+    }
+
+    /// Starts the window of another stage; the reference survives within a rollout.
+    fn reopen(&mut self, rollout_id: i64, stage: usize) {
+        let reference = if rollout_id == self.live.rollout_id {
+            self.reference.take()
+        } else {
+            None
+        };
+        *self = Window {
+            reference,
+            ..Window::open(rollout_id, stage)
+        };
+    }
+}
+
 pub struct Controller {
     app: App,
     windows: Mutex<HashMap<String, Window>>,
@@ -57,20 +87,26 @@ impl Controller {
     }
 
     /// Adds measurements of a deployment's traffic. Counted only if they belong to the stage
-    /// being analysed now; a replica still on the previous split is ignored (returns false).
+    /// being analysed now, or to a later one the controller has not seen yet (a plane that
+    /// picked up a new stage first opens its window); a replica still on an earlier split is
+    /// ignored (returns false).
     pub fn record(&self, name: &str, rollout_id: i64, stage: usize, stats: &WindowStats) -> bool {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        match windows.get_mut(name) {
-            Some(window) if window.live.rollout_id == rollout_id && window.live.stage == stage => {
-                window.live.stats.merge(stats);
-                true
+        let key = (rollout_id, stage);
+        let window = windows
+            .entry(name.to_owned())
+            .or_insert_with(|| Window::open(rollout_id, stage));
+        if key > (window.live.rollout_id, window.live.stage) {
+            window.reopen(rollout_id, stage);
+        }
+        if (window.live.rollout_id, window.live.stage) == key {
+            window.live.stats.merge(stats);
+            true
+        } else {
+            if !stats.is_empty() {
+                self.stale_reports.fetch_add(1, Ordering::Relaxed);
             }
-            _ => {
-                if !stats.is_empty() {
-                    self.stale_reports.fetch_add(1, Ordering::Relaxed);
-                }
-                false
-            }
+            false
         }
     }
 
@@ -125,29 +161,9 @@ impl Controller {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
             let window = windows
                 .entry(deployment.name.clone())
-                .or_insert_with(|| Window {
-                    live: LiveWindow {
-                        rollout_id: rollout.id,
-                        stage: rollout.stage,
-                        started_ms: now,
-                        stats: WindowStats::default(),
-                        last_analysis: None,
-                    },
-                    last_analysis_ms: now,
-                    reference: None,
-                });
+                .or_insert_with(|| Window::open(rollout.id, rollout.stage));
             if window.live.rollout_id != rollout.id || window.live.stage != rollout.stage {
-                if window.live.rollout_id != rollout.id {
-                    window.reference = None;
-                }
-                window.live = LiveWindow {
-                    rollout_id: rollout.id,
-                    stage: rollout.stage,
-                    started_ms: now,
-                    stats: WindowStats::default(),
-                    last_analysis: None,
-                };
-                window.last_analysis_ms = now;
+                window.reopen(rollout.id, rollout.stage);
             }
             if now - window.last_analysis_ms >= rollout.rules.interval_ms as i64 {
                 let analysis = deployment::analysis::analyze(
@@ -200,14 +216,17 @@ impl Controller {
                 if let Some(analysis) = &analysis {
                     events.push(app.event(Some(&advanced), "analysis", json!(analysis)));
                 }
-                events.push(app.event(
-                    Some(&advanced),
-                    "stage",
-                    json!({ "stage": stage, "weight": stage_spec.map(|s| s.weight), "mirror": stage_spec.map(|s| s.mirror) }),
-                ));
+                let detail = json!({ "stage": stage, "weight": stage_spec.map(|s| s.weight), "mirror": stage_spec.map(|s| s.mirror) });
+                events.push(app.event(Some(&advanced), "stage", detail.clone()));
                 current.rollout = Some(advanced);
                 current.updated_ms = now;
-                app.store().update_deployment(current, events).await?;
+                app.audited(
+                    "deployments.stage",
+                    format!("deployment:{}", current.name),
+                    detail,
+                )
+                .update_deployment(current, events)
+                .await?;
             }
             Decision::Hold => {
                 if let Some(analysis) = &analysis {

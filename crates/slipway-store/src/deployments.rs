@@ -61,20 +61,11 @@ pub(crate) async fn create(
         .writer
         .write(move |tx| {
             Box::pin(async move {
-                let exists = sqlx::query("SELECT 1 AS one FROM deployments WHERE name = $1")
-                    .bind(deployment.name.clone())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err("checking a deployment name"))?;
-                if exists.is_some() {
-                    return Err(Error::already_exists(format!(
-                        "deployment '{}' already exists; change it with `slipway deploy update {}`",
-                        deployment.name, deployment.name
-                    )));
-                }
-                sqlx::query(
+                // ON CONFLICT, not a check first: two creates of one name at once must give
+                // one deployment and one AlreadyExists, never a constraint error (a 500).
+                let inserted = sqlx::query(
                     "INSERT INTO deployments (name, model_name, revision, body, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(deployment.name.clone())
                 .bind(deployment.model_name.clone())
@@ -84,6 +75,12 @@ pub(crate) async fn create(
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("creating a deployment"))?;
+                if inserted.rows_affected() == 0 {
+                    return Err(Error::already_exists(format!(
+                        "deployment '{}' already exists; change it with `slipway deploy update {}`",
+                        deployment.name, deployment.name
+                    )));
+                }
                 append_events(tx, &deployment.name, deployment.updated_ms, &[event]).await?;
                 Ok(deployment)
             })
@@ -230,7 +227,7 @@ pub(crate) async fn events(
         .collect()
 }
 
-/// Rows per INSERT: 9 parameters each stays far below SQLite's and PostgreSQL's limits.
+/// Rows per INSERT: 8 parameters each stays far below SQLite's and PostgreSQL's limits.
 const PREDICTIONS_PER_STATEMENT: usize = 200;
 
 pub(crate) async fn append_predictions(

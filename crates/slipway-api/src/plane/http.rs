@@ -342,7 +342,7 @@ async fn handle(
     let Some(served) = plane.get(name) else {
         return missing(plane, name, protocol);
     };
-    let handles = served.handles.clone();
+    let handles = &served.handles;
     handles.in_flight.inc();
     let _in_flight = InFlight(handles.in_flight.clone());
     let started = Instant::now();
@@ -489,8 +489,7 @@ fn answer(
                 Err(error) => return error.into_response(),
             }
         }
-        _ => axum::Json(json!({ "predictions": crate::scoring::predictions_json(outputs) }))
-            .into_response(),
+        _ => axum::Json(crate::scoring::PredictionsBody(outputs)).into_response(),
     };
     let headers = response.headers_mut();
     headers.insert(
@@ -498,9 +497,9 @@ fn answer(
         HeaderValue::from_static(variant.as_str()),
     );
     if let Some(loaded) = served.version(variant)
-        && let Ok(value) = HeaderValue::from_str(&loaded.version)
+        && let Some(value) = &loaded.version_header
     {
-        headers.insert("x-slipway-model-version", value);
+        headers.insert("x-slipway-model-version", value.clone());
     }
     response
 }
@@ -575,6 +574,9 @@ async fn serve(
         Ok(choice) => choice,
         Err(response) => return response,
     };
+    // However this request ends (a client mistake, a timeout dropping this future), a
+    // half-open trial it holds is freed; an outcome recorded first already freed it.
+    let _trial = (variant == Variant::Candidate && !forced).then(|| TrialGuard(served.clone()));
     let Some(loaded) = served.version(variant).cloned() else {
         return protocol.error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -583,7 +585,7 @@ async fn serve(
         );
     };
     let started = Instant::now();
-    let (rows, v2) = match parse(protocol, headers, &body, &loaded.input_name()) {
+    let (rows, v2) = match parse(protocol, headers, &body, loaded.input_name()) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -676,6 +678,14 @@ async fn serve(
         });
     }
     response
+}
+
+struct TrialGuard(Arc<Served>);
+
+impl Drop for TrialGuard {
+    fn drop(&mut self) {
+        self.0.breaker_release(Variant::Candidate);
+    }
 }
 
 /// Sends a copy of a request to the candidate after the stable answered. Never awaited by the

@@ -92,6 +92,9 @@ impl Default for PlaneConfig {
 /// One model version, loaded, shared by every revision that serves it.
 pub struct LoadedVersion {
     pub version: String,
+    /// `x-slipway-model-version`, made once.
+    pub(crate) version_header: Option<axum::http::HeaderValue>,
+    input_name: String,
     pub model: Arc<OnnxModel>,
     batcher: Option<Batcher>,
     /// Batches running on blocking threads.
@@ -175,12 +178,8 @@ impl LoadedVersion {
         .map_err(model_error)
     }
 
-    pub(crate) fn input_name(&self) -> String {
-        self.model
-            .inputs()
-            .first()
-            .map(|input| input.name.clone())
-            .unwrap_or_default()
+    pub(crate) fn input_name(&self) -> &str {
+        &self.input_name
     }
 }
 
@@ -219,6 +218,12 @@ impl Served {
     pub(crate) fn breaker_allows(&self, variant: Variant) -> bool {
         let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
         breakers[Self::breaker_index(variant)].allow(now_ms())
+    }
+
+    /// Frees a half-open trial that ended without an outcome for the variant.
+    pub(crate) fn breaker_release(&self, variant: Variant) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        breakers[Self::breaker_index(variant)].release();
     }
 
     /// Records an outcome; returns the breaker's state after it.
@@ -421,6 +426,12 @@ impl Plane {
         });
         let loaded = Arc::new(LoadedVersion {
             version: version.to_owned(),
+            version_header: axum::http::HeaderValue::from_str(version).ok(),
+            input_name: model
+                .inputs()
+                .first()
+                .map(|input| input.name.clone())
+                .unwrap_or_default(),
             model,
             batcher,
             work: Arc::new(Semaphore::new(sessions)),

@@ -80,6 +80,12 @@ impl Breaker {
         }
     }
 
+    /// Frees a half-open trial that ended without saying anything about the variant (the
+    /// client's mistake, a timeout, a full queue), so the next request can be the trial.
+    pub fn release(&mut self) {
+        self.trial_in_flight = false;
+    }
+
     pub fn record(&mut self, ok: bool, now_ms: i64) {
         let half_open = self.state(now_ms) == BreakerState::HalfOpen;
         self.trial_in_flight = false;
@@ -127,5 +133,20 @@ mod tests {
         breaker.record(true, 207);
         assert_eq!(breaker.state(207), BreakerState::Closed);
         assert!(breaker.allow(208));
+    }
+
+    #[test]
+    fn a_trial_that_says_nothing_frees_the_next_one() {
+        let mut breaker = Breaker::new(BreakerConfig {
+            failures: 1,
+            cooldown_ms: 10,
+        });
+        breaker.record(false, 0);
+        assert!(breaker.allow(10));
+        assert!(!breaker.allow(10));
+        breaker.release();
+        assert!(breaker.allow(11));
+        breaker.record(true, 12);
+        assert_eq!(breaker.state(12), BreakerState::Closed);
     }
 }

@@ -1,6 +1,7 @@
 //! Deployments: one JSON body per row with a compare-and-set revision, their history of events
 //! (kept after a delete), and the prediction log with its paging by id.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -16,6 +17,9 @@ contract!(deployment_create_get_list_sqlite, deployment_create_get_list_postgres
 contract!(deployment_update_is_compare_and_set_sqlite, deployment_update_is_compare_and_set_postgres => case_deployment_update_is_compare_and_set);
 contract!(
     deployment_concurrent_updates_one_wins_sqlite, deployment_concurrent_updates_one_wins_postgres => case_deployment_concurrent_updates_one_wins
+);
+contract!(
+    deployment_concurrent_creates_one_wins_sqlite, deployment_concurrent_creates_one_wins_postgres => case_deployment_concurrent_creates_one_wins
 );
 contract!(deployment_events_append_and_page_sqlite, deployment_events_append_and_page_postgres => case_deployment_events_append_and_page);
 contract!(deployment_delete_keeps_events_sqlite, deployment_delete_keeps_events_postgres => case_deployment_delete_keeps_events);
@@ -216,38 +220,91 @@ async fn case_deployment_update_is_compare_and_set(store: &Store) {
     assert!(all_events(store, "ghost").await.is_empty());
 }
 
-async fn case_deployment_concurrent_updates_one_wins(store: &Store) {
-    let created = create(store, deployment("race", 1_000)).await;
-    let mut handles = Vec::new();
-    for writer in 0..8 {
-        let store = Arc::clone(store);
-        let mut mine = created.clone();
-        mine.stable_version = format!("{}", writer + 2);
-        handles.push(tokio::spawn(async move {
-            store
-                .update_deployment(mine, vec![event(&format!("w{writer}"), None, json!({}))])
-                .await
-        }));
-    }
-    let mut winners = Vec::new();
+/// Runs `write(store, writer)` for `writers` writers at once; their results.
+async fn race<Write>(
+    store: &Store,
+    writers: usize,
+    write: impl Fn(Store, usize) -> Write,
+) -> Vec<slipway_core::Result<Deployment>>
+where
+    Write: Future<Output = slipway_core::Result<Deployment>> + Send + 'static,
+{
+    let handles: Vec<_> = (0..writers)
+        .map(|writer| tokio::spawn(write(Arc::clone(store), writer)))
+        .collect();
+    let mut results = Vec::new();
     for handle in handles {
-        match handle.await.unwrap() {
+        results.push(handle.await.expect("a writer task"));
+    }
+    results
+}
+
+/// The one write that won a race; every other must have lost it as `lost` says.
+fn one_winner(
+    results: Vec<slipway_core::Result<Deployment>>,
+    lost: impl Fn(&Error) -> bool,
+) -> Deployment {
+    let mut winners = Vec::new();
+    for result in results {
+        match result {
             Ok(saved) => winners.push(saved),
-            Err(Error::InvalidParameter(message)) => {
-                assert!(message.contains("changed meanwhile"), "{message}");
-            }
-            Err(other) => panic!("unexpected error: {other:?}"),
+            Err(error) => assert!(lost(&error), "a write that lost the race: {error:?}"),
         }
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
+    winners.remove(0)
+}
+
+async fn case_deployment_concurrent_updates_one_wins(store: &Store) {
+    let created = create(store, deployment("race", 1_000)).await;
+    let results = race(store, 8, |store, writer| {
+        let mut mine = created.clone();
+        mine.stable_version = format!("{writer}");
+        async move {
+            store
+                .update_deployment(mine, vec![event(&format!("w{writer}"), None, json!({}))])
+                .await
+        }
+    })
+    .await;
+    let winner = one_winner(
+        results,
+        |error| matches!(error, Error::InvalidParameter(m) if m.contains("changed meanwhile")),
+    );
     let stored = store.get_deployment("race").await.unwrap();
-    assert_eq!(stored, winners[0]);
+    assert_eq!(stored, winner);
     assert_eq!(stored.revision, 2);
     // Only the winner's event was appended.
     let events = all_events(store, "race").await;
     assert_eq!(events.len(), 2, "{events:?}");
-    let winner = stored.stable_version.parse::<usize>().unwrap() - 2;
-    assert_eq!(events[1].kind, format!("w{winner}"));
+    assert_eq!(events[1].kind, format!("w{}", stored.stable_version));
+}
+
+async fn case_deployment_concurrent_creates_one_wins(store: &Store) {
+    // A few rounds, each on a fresh name: the writers' timing differs from round to round.
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let results = race(store, 12, |store, writer| {
+            let mut mine = deployment(&name, 1_000);
+            mine.stable_version = format!("{writer}");
+            async move {
+                store
+                    .create_deployment(mine, event("created", None, json!({ "writer": writer })))
+                    .await
+            }
+        })
+        .await;
+        // A lost race is a taken name, as it is for a create that comes later.
+        let winner = one_winner(results, |error| matches!(error, Error::AlreadyExists(_)));
+        assert_eq!(store.get_deployment(&name).await.unwrap(), winner);
+        // Only the winner's event was recorded.
+        let events = all_events(store, &name).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            events[0].detail["writer"].to_string(),
+            winner.stable_version
+        );
+    }
 }
 
 async fn case_deployment_events_append_and_page(store: &Store) {
@@ -369,7 +426,7 @@ fn record(deployment: &str, i: usize) -> PredictionRecord {
         deployment: deployment.into(),
         request_id: format!("req-{i}"),
         time_ms: 1_000 + i as i64,
-        variant: if i % 3 == 0 {
+        variant: if i.is_multiple_of(3) {
             Variant::Candidate
         } else {
             Variant::Stable
@@ -497,14 +554,14 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
     let mut bodies = Vec::new();
     for (i, state) in states.iter().enumerate() {
         let strategy = strategies[i % strategies.len()].clone();
-        let rules = if i % 2 == 0 {
+        let rules = if i.is_multiple_of(2) {
             no_rules.clone()
         } else {
             every_rule.clone()
         };
         let mut body = deployment(&format!("body-{i}"), 1_000 + i as i64);
-        body.alias = (i % 2 == 0).then(|| "production".into());
-        body.previous_version = (i % 2 == 1).then(|| "0".into());
+        body.alias = i.is_multiple_of(2).then(|| "production".into());
+        body.previous_version = (!i.is_multiple_of(2)).then(|| "0".into());
         body.settings = ServingSettings {
             log_sample: 1.0 / 7.0,
             batch_max_rows: 64 * i,
