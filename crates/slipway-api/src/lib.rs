@@ -64,7 +64,7 @@ use axum::routing::get;
 use serde_json::json;
 use slipway_app::App;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -75,6 +75,26 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids: UUID v4 text from a per-thread generator. tower-http's `MakeRequestUuid` asks
+/// the kernel for randomness on every request (a `getrandom` system call, a few percent of an
+/// inference request's CPU); an id needs to be unique, not secret.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RequestIds;
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = id.hyphenated().encode_lower(&mut text);
+        axum::http::HeaderValue::from_str(text)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
 
 /// What the deployment routes work with: the rollout controller and the data plane.
 #[derive(Clone)]
@@ -138,7 +158,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RequestIds))
 }
 
 /// The server-wide routes and their rules: (method, path, rule, open without credentials).

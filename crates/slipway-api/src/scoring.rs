@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::{Value, json};
+use slipway_serving::signature::Signature;
 use slipway_serving::{OnnxModel, OutputValue};
 
 use crate::serving_metrics::ServingMetrics;
@@ -32,6 +33,8 @@ pub struct ScoringState {
     /// version get 404.
     pub version: Option<Arc<str>>,
     pub metrics: Arc<ServingMetrics>,
+    /// The MLmodel signature, when the model came as an MLflow model folder.
+    pub signature: Option<Arc<Signature>>,
     /// Batches running or waiting for a session. A permit moves into the blocking task, so
     /// a request that timed out (504) still holds it until its batch is done: the limit
     /// bounds real work, not only the requests still waiting for an answer.
@@ -157,6 +160,18 @@ pub fn scoring_router(
     served_version: Option<&str>,
     limits: Limits,
 ) -> Router {
+    scoring_router_with(model, name, served_version, None, limits)
+}
+
+/// [`scoring_router`] for a model with an MLmodel signature, which then validates and orders
+/// named columns.
+pub fn scoring_router_with(
+    model: Arc<OnnxModel>,
+    name: &str,
+    served_version: Option<&str>,
+    signature: Option<Signature>,
+    limits: Limits,
+) -> Router {
     use tower::ServiceBuilder;
     let guarded = ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
@@ -206,6 +221,7 @@ pub fn scoring_router(
             name: Arc::from(name),
             version: served_version.map(Arc::from),
             metrics,
+            signature: signature.map(Arc::new),
             work: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
         })
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
@@ -214,7 +230,7 @@ pub fn scoring_router(
         ))
         .layer(tower_http::request_id::SetRequestIdLayer::new(
             request_id,
-            tower_http::request_id::MakeRequestUuid,
+            crate::RequestIds,
         ))
 }
 
@@ -403,7 +419,6 @@ enum Direct {
 #[serde(deny_unknown_fields)]
 struct DirectSplit {
     #[serde(default)]
-    #[allow(dead_code)]
     columns: Option<Vec<String>>,
     #[serde(default)]
     #[allow(dead_code)]
@@ -411,16 +426,19 @@ struct DirectSplit {
     data: Vec<Vec<f32>>,
 }
 
-fn direct_rows(body: &[u8]) -> Option<Vec<Vec<f32>>> {
+/// Rows, and the column names the request gave them (if it named them).
+type Named = (Vec<Vec<f32>>, Option<Vec<String>>);
+
+fn direct_rows(body: &[u8]) -> Option<Named> {
     match serde_json::from_slice::<Direct>(body).ok()? {
-        Direct::Inputs(rows) | Direct::Instances(rows) => Some(rows),
-        Direct::Split(split) => Some(split.data),
+        Direct::Inputs(rows) | Direct::Instances(rows) => Some((rows, None)),
+        Direct::Split(split) => Some((split.data, split.columns)),
     }
 }
 
-fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, ScoringError> {
-    if let Some(rows) = direct_rows(body) {
-        return Ok(rows);
+fn rows_from_json(body: &[u8], input_name: &str) -> Result<Named, ScoringError> {
+    if let Some(named) = direct_rows(body) {
+        return Ok(named);
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ScoringError::bad_request(format!(
@@ -451,12 +469,30 @@ fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, Scorin
     match *format {
         "dataframe_split" => {
             let split = &object["dataframe_split"];
-            matrix(
+            let columns = match split.get("columns") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(names)) => Some(
+                    names
+                        .iter()
+                        .map(|name| match name {
+                            Value::String(name) => Ok(name.clone()),
+                            other => Ok(other.to_string()),
+                        })
+                        .collect::<Result<Vec<String>, ScoringError>>()?,
+                ),
+                Some(_) => {
+                    return Err(ScoringError::invalid(
+                        "'dataframe_split.columns' must be a list of column names",
+                    ));
+                }
+            };
+            let rows = matrix(
                 split.get("data").ok_or_else(|| {
                     ScoringError::invalid("'dataframe_split' needs a 'data' list of rows")
                 })?,
                 "dataframe_split.data",
-            )
+            )?;
+            Ok((rows, columns))
         }
         "dataframe_records" => {
             let records: Records = serde_json::from_slice(body).map_err(|e| {
@@ -471,7 +507,7 @@ fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, Scorin
                 .first()
                 .map(|first| first.0.iter().map(|(key, _)| key.as_str()).collect())
                 .unwrap_or_default();
-            records
+            let rows = records
                 .dataframe_records
                 .iter()
                 .enumerate()
@@ -500,9 +536,11 @@ fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, Scorin
                         })
                         .collect()
                 })
-                .collect()
+                .collect::<Result<Vec<Vec<f32>>, ScoringError>>()?;
+            let columns = columns.iter().map(|c| (*c).to_owned()).collect();
+            Ok((rows, Some(columns)))
         }
-        "instances" => matrix(&object["instances"], "instances"),
+        "instances" => matrix(&object["instances"], "instances").map(|rows| (rows, None)),
         _ => match &object["inputs"] {
             Value::Object(named) => match named.get(input_name) {
                 Some(tensor) if named.len() == 1 => matrix(tensor, &format!("inputs.{input_name}")),
@@ -511,15 +549,22 @@ fn rows_from_json(body: &[u8], input_name: &str) -> Result<Vec<Vec<f32>>, Scorin
                 ))),
             },
             tensor => matrix(tensor, "inputs"),
-        },
+        }
+        .map(|rows| (rows, None)),
     }
 }
 
-fn rows_from_csv(body: &[u8]) -> Result<Vec<Vec<f32>>, ScoringError> {
+fn rows_from_csv(body: &[u8]) -> Result<Named, ScoringError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(body);
-    reader
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|e| ScoringError::bad_request(format!("Invalid CSV input: {e}")))?
+        .iter()
+        .map(|name| name.trim().to_owned())
+        .collect();
+    let rows = reader
         .records()
         .enumerate()
         .map(|(index, record)| {
@@ -529,7 +574,8 @@ fn rows_from_csv(body: &[u8]) -> Result<Vec<Vec<f32>>, ScoringError> {
                 .iter()
                 .enumerate()
                 .map(|(column, field)| {
-                    field.trim().parse::<f32>().map_err(|_| {
+                    // Through f64, as pandas reads it before the model's float32 cast.
+                    field.trim().parse::<f64>().map(|v| v as f32).map_err(|_| {
                         ScoringError::invalid(format!(
                             "CSV row {index}, column {column}: '{field}' is not a number"
                         ))
@@ -537,7 +583,8 @@ fn rows_from_csv(body: &[u8]) -> Result<Vec<Vec<f32>>, ScoringError> {
                 })
                 .collect()
         })
-        .collect()
+        .collect::<Result<Vec<Vec<f32>>, ScoringError>>()?;
+    Ok((rows, Some(columns)))
 }
 
 /// A flat tensor as nested lists following its shape (rows first).
@@ -704,15 +751,28 @@ impl serde::Serialize for PredictionsMap<'_> {
 }
 
 /// The rows of an `/invocations` body, in whichever format its content type says.
+/// With the model's MLmodel signature, named columns are put in the signature's order and
+/// checked against it (missing, unknown, duplicated), and unnamed rows are checked against its
+/// width; without one the ONNX graph's input shape checks them when the model runs.
 pub(crate) fn invocation_rows(
     headers: &HeaderMap,
     body: &[u8],
     input_name: &str,
+    signature: Option<&Signature>,
 ) -> Result<Vec<Vec<f32>>, ScoringError> {
-    match content_type(headers)? {
-        Format::Json => rows_from_json(body, input_name),
-        Format::Csv => rows_from_csv(body),
-    }
+    let (rows, columns) = match content_type(headers)? {
+        Format::Json => rows_from_json(body, input_name)?,
+        Format::Csv => rows_from_csv(body)?,
+    };
+    let Some(signature) = signature else {
+        return Ok(rows);
+    };
+    let checked = match (signature.input_names(), columns) {
+        // Named columns matter only to a signature that names its inputs.
+        (Some(_), Some(columns)) => signature.arrange_named_rows(&columns, rows),
+        (_, _) => signature.check_unnamed_rows(&rows).map(|()| rows),
+    };
+    checked.map_err(|mismatch| ScoringError::invalid(mismatch.message().to_owned()))
 }
 
 /// The `predictions` value of an `/invocations` answer: the one output's value, or an object
@@ -755,7 +815,7 @@ async fn invocations(
         .first()
         .map(|input| input.name.clone())
         .unwrap_or_default();
-    let rows = invocation_rows(&headers, &body, &input_name)?;
+    let rows = invocation_rows(&headers, &body, &input_name, state.signature.as_deref())?;
     let outputs = predict(&state, rows)
         .await
         .map_err(|e| ScoringError {
@@ -1146,9 +1206,12 @@ mod tests {
             r#"{"instances": [[1, 2.5], [3, 4]]}"#,
             r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2.5], [3, 4]]}}"#,
         ] {
-            assert_eq!(direct_rows(body.as_bytes()), Some(rows.clone()), "{body}");
             assert_eq!(
-                rows_from_json(body.as_bytes(), "x").ok(),
+                direct_rows(body.as_bytes()).map(|n| n.0),
+                Some(rows.clone())
+            );
+            assert_eq!(
+                rows_from_json(body.as_bytes(), "x").ok().map(|n| n.0),
                 Some(rows.clone())
             );
         }
@@ -1162,9 +1225,43 @@ mod tests {
             assert_eq!(direct_rows(body.as_bytes()), None, "{body}");
         }
         // Nulls still become NaN through the general path.
-        let rows = rows_from_json(br#"{"inputs": [[1, null]]}"#, "x")
+        let (rows, _) = rows_from_json(br#"{"inputs": [[1, null]]}"#, "x")
             .ok()
             .unwrap();
         assert!(rows[0][1].is_nan());
+    }
+
+    #[test]
+    fn a_column_signature_orders_named_columns_and_names_the_mismatch() {
+        let signature = Signature::from_mlmodel(
+            "signature:\n  inputs: '[{\"type\": \"double\", \"name\": \"a\", \"required\": true}, {\"type\": \"double\", \"name\": \"b\", \"required\": true}]'\n",
+        )
+        .unwrap()
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let parse = |body: &str| invocation_rows(&headers, body.as_bytes(), "x", Some(&signature));
+        let ordered = [[1.0f32, 2.0]];
+        for body in [
+            r#"{"dataframe_records": [{"b": 2, "a": 1}]}"#,
+            r#"{"dataframe_split": {"columns": ["b", "a"], "data": [[2, 1]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, null]]}}"#,
+        ] {
+            let rows = parse(body).ok().unwrap();
+            assert_eq!(rows[0][0], ordered[0][0], "{body}");
+            assert!(rows[0][1] == 2.0 || rows[0][1].is_nan(), "{body}");
+        }
+        for (body, says) in [
+            (r#"{"dataframe_records": [{"a": 1, "c": 2}]}"#, "unknown"),
+            (
+                r#"{"dataframe_split": {"columns": ["a"], "data": [[1]]}}"#,
+                "missing",
+            ),
+            (r#"{"inputs": [[1, 2]]}"#, "name"),
+        ] {
+            let error = parse(body).err().unwrap();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert!(error.message.contains(says), "{body}: {}", error.message);
+        }
     }
 }

@@ -690,12 +690,7 @@ async fn bad_requests_get_the_protocols_errors() {
     let narrow = h
         .invoke(&invocations, &[], &json!({"inputs": [[1.0, 2.0, 3.0]]}))
         .await;
-    assert_mlflow_error(
-        &narrow,
-        400,
-        "INVALID_PARAMETER_VALUE",
-        "takes 30 features per row, got 3",
-    );
+    assert_mlflow_error(&narrow, 400, "INVALID_PARAMETER_VALUE", "takes 30");
 
     let form = h
         .send(
@@ -1201,12 +1196,7 @@ async fn a_bad_request_does_not_hold_the_half_open_trial() {
     assert_eq!(answered_by(&answer), ("stable", "1"));
     // Open: the candidate's traffic goes to the stable, which cannot read iris rows.
     let open = h.invoke(&invocations, &route, &iris).await;
-    assert_mlflow_error(
-        &open,
-        400,
-        "INVALID_PARAMETER_VALUE",
-        "takes 30 features per row, got 4",
-    );
+    assert_mlflow_error(&open, 400, "INVALID_PARAMETER_VALUE", "takes 30");
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     // Half-open: the trial goes to a request the client got wrong. It tells nothing about

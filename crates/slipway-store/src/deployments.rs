@@ -242,41 +242,33 @@ pub(crate) async fn append_predictions(
         .write(move |tx| {
             Box::pin(async move {
                 for chunk in records.chunks(PREDICTIONS_PER_STATEMENT) {
-                    let mut sql = String::from(
+                    // Through `Sql`: anonymous placeholders on SQLite, which resolves named
+                    // ones by a linear scan (quadratic over a 1,600-parameter statement).
+                    let mut sql = crate::sql::Sql::on(
+                        tx,
                         "INSERT INTO prediction_log (deployment, request_id, time_ms, variant, \
                          model_version, inputs, outputs, latency_us) VALUES ",
                     );
-                    for index in 0..chunk.len() {
-                        let base = index * 8;
-                        if index > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            base + 1,
-                            base + 2,
-                            base + 3,
-                            base + 4,
-                            base + 5,
-                            base + 6,
-                            base + 7,
-                            base + 8
-                        ));
-                    }
-                    // Only placeholders are formatted in; every value is bound.
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for record in chunk {
-                        query = query
-                            .bind(record.deployment.clone())
+                    for (index, record) in chunk.iter().enumerate() {
+                        sql.push(if index == 0 { "(" } else { ", (" });
+                        sql.bind(record.deployment.clone())
+                            .push(", ")
                             .bind(record.request_id.clone())
+                            .push(", ")
                             .bind(record.time_ms)
-                            .bind(record.variant.as_str())
+                            .push(", ")
+                            .bind(record.variant.as_str().to_owned())
+                            .push(", ")
                             .bind(record.model_version.clone())
+                            .push(", ")
                             .bind(record.inputs.to_string())
+                            .push(", ")
                             .bind(record.outputs.to_string())
-                            .bind(i64::try_from(record.latency_us).unwrap_or(i64::MAX));
+                            .push(", ")
+                            .bind(i64::try_from(record.latency_us).unwrap_or(i64::MAX))
+                            .push(")");
                     }
-                    query
+                    sql.query()
                         .execute(&mut *tx)
                         .await
                         .map_err(db_err("writing the prediction log"))?;

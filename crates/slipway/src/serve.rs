@@ -146,6 +146,7 @@ async fn fetch_registered(uri: &str, tracking_uri: Option<String>) -> anyhow::Re
     }
     .trim_matches('/')
     .to_owned();
+    let mut mlmodel = None;
     let file = if proxy.ends_with(".onnx") {
         proxy.clone()
     } else {
@@ -159,14 +160,17 @@ async fn fetch_registered(uri: &str, tracking_uri: Option<String>) -> anyhow::Re
                 None,
             )
             .await?;
-        let files: Vec<String> = listing["files"]
+        let all: Vec<String> = listing["files"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|f| f["is_dir"] != true)
             .filter_map(|f| f["path"].as_str().map(str::to_owned))
-            .filter(|p| p.ends_with(".onnx"))
             .collect();
+        if all.iter().any(|p| p.rsplit('/').next() == Some("MLmodel")) {
+            mlmodel = Some(format!("{proxy}/MLmodel"));
+        }
+        let files: Vec<&String> = all.iter().filter(|p| p.ends_with(".onnx")).collect();
         let chosen = files
             .iter()
             .find(|p| p.rsplit('/').next() == Some("model.onnx"))
@@ -190,6 +194,12 @@ async fn fetch_registered(uri: &str, tracking_uri: Option<String>) -> anyhow::Re
         .context("creating a folder for the model")?;
     let target = folder.path().join("model.onnx");
     client.download(&file, &target).await?;
+    // The signature comes along when the version is an MLflow model folder.
+    if let Some(mlmodel) = mlmodel {
+        client
+            .download(&mlmodel, &folder.path().join("MLmodel"))
+            .await?;
+    }
     tracing::info!(model = %name, version = %number, source = %location, "fetched the model from the registry");
     Ok(Fetched {
         file: target,
@@ -272,10 +282,32 @@ pub async fn serve(
         };
         stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
     });
-    let router = slipway_api::scoring::scoring_router(
+    // The MLmodel next to the model file (an MLflow model folder, or fetched with it).
+    let signature = match file.parent() {
+        Some(folder) => slipway_serving::signature::load_signature(folder)
+            .with_context(|| format!("reading the MLmodel signature in {}", folder.display()))?,
+        None => None,
+    };
+    if let Some(signature) = &signature
+        && let (Ok(Some(declared)), Some(graph)) = (
+            signature.row_width(),
+            model
+                .inputs()
+                .first()
+                .and_then(|input| input.shape.get(1).copied())
+                .filter(|width| *width > 0),
+        )
+        && declared as i64 != graph
+    {
+        bail!(
+            "the MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}: the folder's files do not belong together"
+        );
+    }
+    let router = slipway_api::scoring::scoring_router_with(
         Arc::new(model),
         &name,
         fetched.as_ref().map(|fetched| fetched.version.as_str()),
+        signature,
         slipway_api::scoring::Limits {
             max_in_flight: args.max_in_flight as usize,
             timeout: std::time::Duration::from_secs(args.timeout),
@@ -336,9 +368,13 @@ impl slipway_api::plane::PlaneSource for RemoteSource {
         let onnx = tokio::fs::read(&fetched.file)
             .await
             .map_err(|e| format!("reading {}: {e}", fetched.file.display()))?;
+        let mlmodel = match fetched.file.parent() {
+            Some(folder) => tokio::fs::read_to_string(folder.join("MLmodel")).await.ok(),
+            None => None,
+        };
         Ok(slipway_api::plane::ModelBytes {
             onnx: onnx.into(),
-            mlmodel: None,
+            mlmodel,
         })
     }
 

@@ -142,7 +142,7 @@ pub fn replica_router(plane: Arc<Plane>, name: &str) -> axum::Router {
         ))
         .layer(tower_http::request_id::SetRequestIdLayer::new(
             request_id,
-            tower_http::request_id::MakeRequestUuid,
+            crate::RequestIds,
         ))
 }
 
@@ -463,12 +463,15 @@ fn parse(
     protocol: Protocol,
     headers: &HeaderMap,
     body: &[u8],
-    input_name: &str,
+    loaded: &LoadedVersion,
 ) -> Result<(Vec<Vec<f32>>, Option<V2Request>), Response> {
+    let input_name = loaded.input_name();
     match protocol {
-        Protocol::Mlflow => crate::scoring::invocation_rows(headers, body, input_name)
-            .map(|rows| (rows, None))
-            .map_err(IntoResponse::into_response),
+        Protocol::Mlflow => {
+            crate::scoring::invocation_rows(headers, body, input_name, loaded.signature.as_deref())
+                .map(|rows| (rows, None))
+                .map_err(IntoResponse::into_response)
+        }
         Protocol::V2 => crate::scoring::v2_rows(body, input_name)
             .map(|(request, rows)| (rows, Some(request)))
             .map_err(IntoResponse::into_response),
@@ -585,7 +588,7 @@ async fn serve(
         );
     };
     let started = Instant::now();
-    let (rows, v2) = match parse(protocol, headers, &body, loaded.input_name()) {
+    let (rows, v2) = match parse(protocol, headers, &body, &loaded) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };

@@ -95,6 +95,8 @@ pub struct LoadedVersion {
     /// `x-slipway-model-version`, made once.
     pub(crate) version_header: Option<axum::http::HeaderValue>,
     input_name: String,
+    /// The MLmodel signature, when the version is an MLflow model folder that has one.
+    pub(crate) signature: Option<Arc<slipway_serving::signature::Signature>>,
     pub model: Arc<OnnxModel>,
     batcher: Option<Batcher>,
     /// Batches running on blocking threads.
@@ -413,6 +415,8 @@ impl Plane {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("loading version {version} of '{}': {e}", spec.model_name))?;
         let model = Arc::new(model);
+        let signature = signature_of(&files, &model)
+            .map_err(|e| format!("version {version} of '{}': {e}", spec.model_name))?;
         let batcher = (spec.settings.batch_max_rows > 0).then(|| {
             Batcher::new(
                 model.clone(),
@@ -432,6 +436,7 @@ impl Plane {
                 .first()
                 .map(|input| input.name.clone())
                 .unwrap_or_default(),
+            signature,
             model,
             batcher,
             work: Arc::new(Semaphore::new(sessions)),
@@ -685,6 +690,35 @@ async fn write_log(
             plane.metrics.prediction_log_failed(count as u64);
         }
     }
+}
+
+/// The version's MLmodel signature, checked against the ONNX graph: a signature whose width
+/// differs from the graph's input would refuse every request, so the version is refused at load.
+fn signature_of(
+    files: &ModelBytes,
+    model: &OnnxModel,
+) -> Result<Option<Arc<slipway_serving::signature::Signature>>, String> {
+    let Some(text) = &files.mlmodel else {
+        return Ok(None);
+    };
+    let Some(signature) = slipway_serving::signature::Signature::from_mlmodel(text)
+        .map_err(|e| format!("its MLmodel cannot be read: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let graph_width = model
+        .inputs()
+        .first()
+        .and_then(|input| input.shape.get(1).copied())
+        .filter(|width| *width > 0);
+    if let (Ok(Some(declared)), Some(graph)) = (signature.row_width(), graph_width)
+        && declared as i64 != graph
+    {
+        return Err(format!(
+            "its MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}"
+        ));
+    }
+    Ok(Some(Arc::new(signature)))
 }
 
 /// A prediction's summary per row for the analysis: the predicted label, or the score's bin.
