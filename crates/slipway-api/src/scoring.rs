@@ -426,10 +426,126 @@ struct DirectSplit {
     data: Vec<Vec<f32>>,
 }
 
+/// The hottest shape, `{"inputs": [[n, ...], ...]}` (or `"instances"`), read by hand: numbers
+/// go straight from the body's bytes to `f64::from_str` (correctly rounded, the same value
+/// serde_json's `float_roundtrip` gives, which the tracking API needs and which costs it a
+/// buffer copy per number) and then to f32, as pandas and serde read them. Anything this does
+/// not recognise exactly, whitespace aside, returns `None` for the full parser.
+fn scan_matrix(body: &[u8]) -> Option<Vec<Vec<f32>>> {
+    struct Scanner<'a> {
+        bytes: &'a [u8],
+        at: usize,
+    }
+    impl Scanner<'_> {
+        fn skip_ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+                self.at += 1;
+            }
+        }
+        fn eat(&mut self, byte: u8) -> bool {
+            self.skip_ws();
+            if self.bytes.get(self.at) == Some(&byte) {
+                self.at += 1;
+                true
+            } else {
+                false
+            }
+        }
+        fn eat_literal(&mut self, literal: &[u8]) -> bool {
+            self.skip_ws();
+            if self.bytes[self.at..].starts_with(literal) {
+                self.at += literal.len();
+                true
+            } else {
+                false
+            }
+        }
+        /// A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+        fn number(&mut self) -> Option<f32> {
+            self.skip_ws();
+            let start = self.at;
+            let digits = |s: &mut Self| {
+                let from = s.at;
+                while s.bytes.get(s.at).is_some_and(u8::is_ascii_digit) {
+                    s.at += 1;
+                }
+                s.at - from
+            };
+            if self.bytes.get(self.at) == Some(&b'-') {
+                self.at += 1;
+            }
+            let first = *self.bytes.get(self.at)?;
+            let integer = digits(self);
+            if integer == 0 || (first == b'0' && integer > 1) {
+                return None;
+            }
+            if self.bytes.get(self.at) == Some(&b'.') {
+                self.at += 1;
+                if digits(self) == 0 {
+                    return None;
+                }
+            }
+            if let Some(b'e' | b'E') = self.bytes.get(self.at) {
+                self.at += 1;
+                if let Some(b'+' | b'-') = self.bytes.get(self.at) {
+                    self.at += 1;
+                }
+                if digits(self) == 0 {
+                    return None;
+                }
+            }
+            let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
+            text.parse::<f64>().ok().map(|v| v as f32)
+        }
+    }
+    let mut s = Scanner { bytes: body, at: 0 };
+    if !s.eat(b'{') || !(s.eat_literal(b"\"inputs\"") || s.eat_literal(b"\"instances\"")) {
+        return None;
+    }
+    if !s.eat(b':') || !s.eat(b'[') {
+        return None;
+    }
+    let mut rows = Vec::new();
+    if !s.eat(b']') {
+        loop {
+            if !s.eat(b'[') {
+                return None;
+            }
+            let mut row = Vec::with_capacity(rows.first().map_or(8, Vec::len));
+            if !s.eat(b']') {
+                loop {
+                    row.push(s.number()?);
+                    if s.eat(b']') {
+                        break;
+                    }
+                    if !s.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            rows.push(row);
+            if s.eat(b']') {
+                break;
+            }
+            if !s.eat(b',') {
+                return None;
+            }
+        }
+    }
+    if !s.eat(b'}') {
+        return None;
+    }
+    s.skip_ws();
+    (s.at == body.len()).then_some(rows)
+}
+
 /// Rows, and the column names the request gave them (if it named them).
 type Named = (Vec<Vec<f32>>, Option<Vec<String>>);
 
 fn direct_rows(body: &[u8]) -> Option<Named> {
+    if let Some(rows) = scan_matrix(body) {
+        return Some((rows, None));
+    }
     match serde_json::from_slice::<Direct>(body).ok()? {
         Direct::Inputs(rows) | Direct::Instances(rows) => Some((rows, None)),
         Direct::Split(split) => Some((split.data, split.columns)),
@@ -1263,5 +1379,80 @@ mod tests {
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
             assert!(error.message.contains(says), "{body}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn the_hand_scanner_reads_what_serde_reads_and_nothing_else() {
+        let numbers = [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "0.1",
+            "1e3",
+            "1E-3",
+            "-2.5e+10",
+            "3.4028235e38",
+            "0.30000000000000004",
+            "123456789.123456789",
+            "4.9e-324",
+            "17.99",
+        ];
+        let mut state = 7u64;
+        for _ in 0..200 {
+            let mut body = String::from("{\"inputs\": [");
+            for row in 0..3 {
+                if row > 0 {
+                    body.push_str(", ");
+                }
+                body.push('[');
+                for column in 0..5 {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    if column > 0 {
+                        body.push_str(if state.is_multiple_of(2) { "," } else { " , " });
+                    }
+                    body.push_str(numbers[(state >> 33) as usize % numbers.len()]);
+                }
+                body.push(']');
+            }
+            body.push_str("]}");
+            let by_serde: Direct = serde_json::from_str(&body).unwrap();
+            let Direct::Inputs(expected) = by_serde else {
+                panic!()
+            };
+            let scanned = scan_matrix(body.as_bytes()).unwrap();
+            let bits = |rows: &Vec<Vec<f32>>| -> Vec<u32> {
+                rows.iter().flatten().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(bits(&scanned), bits(&expected), "{body}");
+        }
+        for body in [
+            r#"{"inputs": [[01]]}"#,
+            r#"{"inputs": [[1.]]}"#,
+            r#"{"inputs": [[.5]]}"#,
+            r#"{"inputs": [[+1]]}"#,
+            r#"{"inputs": [[NaN]]}"#,
+            r#"{"inputs": [[1,]]}"#,
+            r#"{"inputs": [[1]],}"#,
+            r#"{"inputs": [[1]]} x"#,
+            r#"{"inputs": [[1e]]}"#,
+            r#"{"inputs": [["1"]]}"#,
+            r#"{"inputs": [[null]]}"#,
+            r#"{"inputs": {"x": [[1]]}}"#,
+            r#"{"inputs": [[1]], "params": {}}"#,
+        ] {
+            assert_eq!(scan_matrix(body.as_bytes()), None, "{body}");
+        }
+        // Beyond f32's range: infinity, as the general path reads it (serde refuses it as f32).
+        assert_eq!(
+            scan_matrix(br#"{"inputs": [[1e39]]}"#),
+            Some(vec![vec![f32::INFINITY]])
+        );
+        assert_eq!(
+            scan_matrix(b" { \"instances\" : [ [ 1 , 2 ] , [ ] ] } \n"),
+            Some(vec![vec![1.0, 2.0], vec![]])
+        );
     }
 }

@@ -271,12 +271,13 @@ impl OnnxModel {
         &self,
         rows: &[Vec<f32>],
     ) -> Option<Result<Vec<Output>, ModelError>> {
-        let inputs = match self.prepare(rows) {
-            Ok(inputs) => inputs,
-            Err(error) => return Some(Err(error)),
-        };
+        // The session first: when all are busy the caller goes elsewhere, and the input tensor
+        // would only be built twice.
         let lease = self.lease(false)?;
-        Some(self.run(lease, inputs))
+        Some(
+            self.prepare(rows)
+                .and_then(|inputs| self.run(lease, inputs)),
+        )
     }
 
     /// Checks that `rows` fit the model's single float32 matrix input, as

@@ -303,6 +303,8 @@ pub async fn serve(
             "the MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}: the folder's files do not belong together"
         );
     }
+    // Only a signature that names its columns adds a check the graph does not make.
+    let signature = signature.filter(|s| s.input_names().is_some());
     let router = slipway_api::scoring::scoring_router_with(
         Arc::new(model),
         &name,

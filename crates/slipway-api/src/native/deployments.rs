@@ -1,8 +1,8 @@
 //! Managed deployments' control plane: create, inspect, change, roll out, promote, abort, roll
 //! back, delete; replicas' measurement reports; the prediction log export.
 
+use axum::Json;
 use axum::extract::{Extension, Path};
-use axum::{Json, http::StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use slipway_app::deployments::ModelRef;
@@ -70,6 +70,12 @@ async fn go_live(deployments: &Deployments, deployment: &Deployment) {
     }
 }
 
+/// The answer to a change: once it is live here, the deployment as it now stands.
+async fn changed(deployments: &Deployments, deployment: Deployment) -> Json<Value> {
+    go_live(deployments, &deployment).await;
+    Json(json!({ "deployment": deployment_json(deployments, &deployment) }))
+}
+
 fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value {
     let served = deployments.plane.get(&deployment.name);
     let mut value = json!(deployment);
@@ -94,7 +100,7 @@ pub async fn create(
     AppFor(app): AppFor,
     Extension(deployments): Extension<Deployments>,
     Message(request): Message<Create>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let model = ModelRef::parse(&required_str(request.model_uri, "model_uri")?)?;
     let settings = request
@@ -102,11 +108,7 @@ pub async fn create(
         .unwrap_or_default()
         .apply(ServingSettings::default());
     let created = app.create_deployment(&name, &model, settings).await?;
-    go_live(&deployments, &created).await;
-    Ok((
-        StatusCode::OK,
-        Json(json!({ "deployment": deployment_json(&deployments, &created) })),
-    ))
+    Ok(changed(&deployments, created).await)
 }
 
 pub async fn list(
@@ -150,10 +152,7 @@ pub async fn update(
         .unwrap_or_default()
         .apply(current.settings.clone());
     let updated = app.update_deployment_settings(&name, settings).await?;
-    go_live(&deployments, &updated).await;
-    Ok(Json(
-        json!({ "deployment": deployment_json(&deployments, &updated) }),
-    ))
+    Ok(changed(&deployments, updated).await)
 }
 
 pub async fn delete(AppFor(app): AppFor, Path(name): Path<String>) -> ApiResult<Json<Value>> {
@@ -280,10 +279,7 @@ pub async fn start_rollout(
     let updated = app
         .start_rollout(&name, &candidate, strategy, rules)
         .await?;
-    go_live(&deployments, &updated).await;
-    Ok(Json(
-        json!({ "deployment": deployment_json(&deployments, &updated) }),
-    ))
+    Ok(changed(&deployments, updated).await)
 }
 
 #[derive(Deserialize, Default)]
@@ -298,10 +294,7 @@ pub async fn promote(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let updated = app.promote_rollout(&name).await?;
-    go_live(&deployments, &updated).await;
-    Ok(Json(
-        json!({ "deployment": deployment_json(&deployments, &updated) }),
-    ))
+    Ok(changed(&deployments, updated).await)
 }
 
 pub async fn abort(
@@ -313,10 +306,7 @@ pub async fn abort(
     let updated = app
         .abort_rollout(&name, request.reason.as_deref().unwrap_or(""))
         .await?;
-    go_live(&deployments, &updated).await;
-    Ok(Json(
-        json!({ "deployment": deployment_json(&deployments, &updated) }),
-    ))
+    Ok(changed(&deployments, updated).await)
 }
 
 pub async fn rollback(
@@ -328,10 +318,7 @@ pub async fn rollback(
     let updated = app
         .rollback_deployment(&name, request.reason.as_deref().unwrap_or(""))
         .await?;
-    go_live(&deployments, &updated).await;
-    Ok(Json(
-        json!({ "deployment": deployment_json(&deployments, &updated) }),
-    ))
+    Ok(changed(&deployments, updated).await)
 }
 
 #[derive(Deserialize, Default)]

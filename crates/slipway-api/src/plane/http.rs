@@ -538,7 +538,13 @@ fn record_ok(served: &Served, variant: Variant, ran: &Ran, micros: u64, summary:
         side.requests += 1;
         side.latency.record(micros);
         for label in summary {
-            *side.predictions.entry(label.clone()).or_default() += 1;
+            // The label is known after the first few requests: no allocation then.
+            match side.predictions.get_mut(label) {
+                Some(count) => *count += 1,
+                None => {
+                    side.predictions.insert(label.clone(), 1);
+                }
+            }
         }
     });
 }

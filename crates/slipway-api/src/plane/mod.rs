@@ -718,7 +718,12 @@ fn signature_of(
             "its MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}"
         ));
     }
-    Ok(Some(Arc::new(signature)))
+    // A positional signature that agrees with the graph adds nothing the graph's own check
+    // does not do per request; only named columns need it.
+    Ok(signature
+        .input_names()
+        .is_some()
+        .then(|| Arc::new(signature)))
 }
 
 /// A prediction's summary per row for the analysis: the predicted label, or the score's bin.
