@@ -352,6 +352,9 @@ impl App {
         updated.previous_version = Some(from.clone());
         updated.updated_ms = now_ms();
         let detail = json!({ "from_version": from, "to_version": previous, "reason": reason });
+        // The registry first, as for a promotion.
+        self.tag_version(&updated, &from, "rolled_back").await?;
+        self.tag_version(&updated, &previous, "stable").await?;
         let saved = self
             .audited(
                 "deployments.rollback",
@@ -363,8 +366,6 @@ impl App {
                 vec![self.event(None, "rolled_back", detail.clone())],
             )
             .await?;
-        self.tag_version(&saved, &from, "rolled_back").await?;
-        self.tag_version(&saved, &previous, "stable").await?;
         self.notify("deployment.rolled_back", &saved, detail).await;
         Ok(saved)
     }
@@ -473,6 +474,10 @@ impl App {
             "why": why,
         });
         let event = self.event(Some(&rollout), "promoted", detail.clone());
+        // The registry first: once the deployment says succeeded, the tags already say so too
+        // (a failed tag write leaves the rollout as it was, and the next tick tries again).
+        self.tag_version(&current, &candidate, "stable").await?;
+        self.tag_version(&current, &from, "previous").await?;
         current.rollout = Some(rollout);
         current.updated_ms = now;
         let saved = self
@@ -483,8 +488,6 @@ impl App {
             )
             .update_deployment(current, vec![event])
             .await?;
-        self.tag_version(&saved, &candidate, "stable").await?;
-        self.tag_version(&saved, &from, "previous").await?;
         self.notify("deployment.promoted", &saved, detail).await;
         Ok(saved)
     }
@@ -528,6 +531,8 @@ impl App {
         });
         let event = self.event(Some(&rollout), kind, detail.clone());
         let candidate = rollout.candidate_version.clone();
+        // The registry first, as for a promotion.
+        self.tag_version(&current, &candidate, kind).await?;
         current.rollout = Some(rollout);
         current.updated_ms = now;
         let saved = self
@@ -545,7 +550,6 @@ impl App {
             )
             .update_deployment(current, vec![event])
             .await?;
-        self.tag_version(&saved, &candidate, kind).await?;
         self.notify(&format!("deployment.{kind}"), &saved, detail)
             .await;
         Ok(saved)

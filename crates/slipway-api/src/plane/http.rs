@@ -571,8 +571,11 @@ async fn serve(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            let (status, message) = crate::scoring::too_large(&rejection);
-            return protocol.error(status, "INVALID_PARAMETER_VALUE", message);
+            return protocol.error(
+                rejection.status(),
+                "INVALID_PARAMETER_VALUE",
+                format!("the request body could not be read: {rejection}"),
+            );
         }
     };
     let Choice {

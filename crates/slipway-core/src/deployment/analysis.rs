@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// Answered requests a side from which latency rules read p99 rather than p90.
+pub const P99_SAMPLES: u64 = 500;
+
 /// Upper bounds of the latency buckets, in microseconds; a last bucket holds the rest.
 pub const LATENCY_BOUNDS_US: [u64; 24] = [
     50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000,
@@ -320,11 +323,20 @@ pub fn analyze(
     // Latency only counts answered requests: an error's latency says nothing about speed.
     let candidate_ok = candidate.latency.count();
     let stable_ok = stable.latency.count();
-    let candidate_p99 = candidate.latency.quantile_ms(0.99);
-    let stable_p99 = stable.latency.quantile_ms(0.99);
+    // A p99 of a few dozen requests is their slowest one: one scheduling hiccup would fail a
+    // healthy candidate. Below P99_SAMPLES answered requests a side, the rules read p90, and
+    // the measurement says which percentile it used.
+    let percentile = if candidate_ok.min(stable_ok) >= P99_SAMPLES {
+        0.99
+    } else {
+        0.90
+    };
+    let candidate_p99 = candidate.latency.quantile_ms(percentile);
+    let stable_p99 = stable.latency.quantile_ms(percentile);
+    let label = if percentile == 0.99 { "p99" } else { "p90" };
     if let Some(threshold) = rules.max_p99_ms {
         measurements.push(Measurement {
-            rule: "latency_p99_ms".into(),
+            rule: format!("latency_{label}_ms"),
             candidate: candidate_p99,
             stable: stable_p99,
             threshold,
@@ -343,7 +355,7 @@ pub fn analyze(
         };
         let samples = candidate_ok.min(stable_ok);
         measurements.push(Measurement {
-            rule: "latency_p99_ratio".into(),
+            rule: format!("latency_{label}_ratio"),
             candidate: ratio,
             stable: stable_p99,
             threshold,
@@ -492,7 +504,7 @@ mod tests {
         disagreeing.agreed = 40;
         for (stats, rule) in [
             (erroring, "error_rate"),
-            (slow, "latency_p99_ratio"),
+            (slow, "latency_p90_ratio"),
             (shifted, "prediction_shift"),
             (disagreeing, "agreement"),
         ] {
