@@ -12,6 +12,8 @@
 #   slipway     `slipway serve` (release build)
 #   slipway-deploy  `slipway server` serving a managed deployment mid-canary (50 % to a
 #               candidate), with routing, per-variant metrics, analysis and the prediction log
+#   slipway-replica  the same deployment served by `slipway serve --deployment` (the data
+#               plane), reporting to the server
 #   fastapi     bench/serving/fastapi_server.py: FastAPI + onnxruntime under uvicorn, 1 worker
 #               (uvicorn's default)
 #   fastapi-2w  the same with `uvicorn --workers 2`, one per core, with uvicorn's lost
@@ -60,6 +62,7 @@ declare -A LABELS=(
   [fastapi-2w]="FastAPI + onnxruntime (uvicorn, 2 workers)"
   [mlflow]="mlflow models serve"
   [slipway-deploy]="slipway server, deployment in a 50% canary (routing, metrics, prediction log)"
+  [slipway-replica]="slipway serve --deployment (replica), same canary"
 )
 
 # Every server runs in its own session (setsid) so that stopping it also stops the processes it
@@ -202,6 +205,18 @@ start_slipway_deploy() {
   echo "$url/deployments/bench"
 }
 
+# The same deployment served by a data-plane replica (`slipway serve --deployment`), which
+# reports its measurements and prediction log to the server; the server runs beside it.
+prepare_slipway_replica() { prepare_slipway; }
+start_slipway_replica() {
+  local base
+  rm -rf "$WORK/deploy-data"   # a fresh database, if slipway-deploy ran before
+  base=$(start_slipway_deploy)
+  start_process slipway-replica "$CARGO_TARGET_DIR/release/slipway" serve --deployment bench \
+    --tracking-uri "${base%/deployments/bench}" --port 5306 --onnxruntime "$ORT"
+  echo http://127.0.0.1:5306
+}
+
 invocations_path() { # name
   case "$1" in
     *) echo /invocations ;;
@@ -295,18 +310,20 @@ for name in "${SELECTED[@]}"; do
     failed+=("$name")
   fi
   stop_process "$WORK/$name.pid"
+  # The replica's server too.
+  [ "$name" = slipway-replica ] && stop_process "$WORK/slipway-deploy.pid"
 done
 
 # Ratios of req/s at 32 connections (slipway serve, and the deployment mid-canary); "—" where either side was not measured.
 echo
-echo "| rows/request | slipway serve / ceiling | deployment / ceiling | slipway serve / mlflow | deployment / mlflow |"
-echo "|---:|---:|---:|---:|---:|"
+echo "| rows/request | slipway serve / ceiling | deployment / ceiling | replica / ceiling | slipway serve / mlflow | deployment / mlflow |"
+echo "|---:|---:|---:|---:|---:|---:|"
 for rows in 1 256; do
   awk -F'\t' -v rows="$rows" '
     $2 == rows && $3 == 32 { rps[$1] = $4 }
     function ratio(a, b) { return (a in rps && b in rps && rps[b] > 0) ? sprintf("%.2fx", rps[a] / rps[b]) : "—" }
-    END { printf "| %s | %s | %s | %s | %s |\n", rows, ratio("slipway", "ceiling"), ratio("slipway-deploy", "ceiling"), ratio("slipway", "mlflow"), ratio("slipway-deploy", "mlflow") }
-  ' "$WORK/results.tsv" 2>/dev/null || echo "| $rows | — | — | — | — |"
+    END { printf "| %s | %s | %s | %s | %s | %s |\n", rows, ratio("slipway", "ceiling"), ratio("slipway-deploy", "ceiling"), ratio("slipway-replica", "ceiling"), ratio("slipway", "mlflow"), ratio("slipway-deploy", "mlflow") }
+  ' "$WORK/results.tsv" 2>/dev/null || echo "| $rows | — | — | — | — | — |"
 done
 if [ -x "$VENV/bin/python" ]; then
   echo
