@@ -414,3 +414,61 @@ def test_prediction_log_is_exported(env, tmp_path):
     assert first["inputs"] == [ROWS[0]] or len(first["inputs"][0]) == 30
     assert set(first["outputs"]) == {"label", "probabilities"}
     assert first["latency_us"] > 0
+
+
+def test_promote_and_roll_back_by_hand(env):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
+    good = env.register(MLFLOW_MODEL)
+    _start_rollout(env, name, good, "--steps", "5:1h")
+    promoted = env.cli("deploy", "promote", name)
+    assert "succeeded" in promoted.stdout, promoted.stdout
+    assert env.alias("production") == good
+    assert env.deployment(name)["stable_version"] == good
+    env.webhook.wait_for("deployment.promoted")
+    # No rollout running: a rollback returns to the previous stable version, alias included.
+    env.cli("deploy", "rollback", name, "--reason", "pager went off")
+    deployment = env.deployment(name)
+    assert deployment["stable_version"] == "1" and deployment["previous_version"] == good
+    assert env.alias("production") == "1"
+    assert env.version_tag(good, name) == "rolled_back"
+    assert env.version_tag("1", name) == "stable"
+    r = requests.post(f"{env.server.url}/deployments/{name}/invocations", json=EXAMPLE, timeout=10)
+    assert r.headers["x-slipway-model-version"] == "1"
+    actions = [e["action"] for e in env.audit_actions(name)]
+    assert {"deployments.promote", "deployments.rollback"} <= set(actions), actions
+    event = env.webhook.wait_for("deployment.rolled_back")
+    assert event["detail"]["reason"] == "pager went off"
+
+
+def test_micro_batching_merges_concurrent_requests(env):
+    name = unique_name("d")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production",
+            "--batch-max-rows", "64", "--batch-max-wait", "5ms")
+    url = f"{env.server.url}/deployments/{name}/invocations"
+    expected = requests.post(url, json={"inputs": [ROWS[0]]}, timeout=10).json()
+    answers = []
+
+    def client():
+        session = requests.Session()
+        for _ in range(40):
+            answers.append(session.post(url, json={"inputs": [ROWS[0]]}, timeout=10))
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 640
+    assert all(r.status_code == 200 and r.json() == expected for r in answers)
+    metrics = requests.get(f"{env.server.url}/metrics", timeout=10).text
+    single = merged = 0
+    for line in metrics.splitlines():
+        if line.startswith("slipway_serving_variant_batch_rows_bucket") and f'deployment="{name}"' in line:
+            count = float(line.rsplit(" ", 1)[1])
+            if 'le="1.0"' in line:
+                single = count
+            if 'le="+Inf"' in line:
+                merged = count - single
+    # Runs that answered more than one request's row: the batcher merged them.
+    assert merged >= 1, metrics

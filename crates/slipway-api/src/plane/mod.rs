@@ -127,9 +127,23 @@ impl LoadedVersion {
             ModelError::BadInput(message) => RunError::BadInput(message),
             other => RunError::Failed(other.to_string()),
         };
-        // A small request on a free session runs in place: nothing to merge it with, and the
-        // hand-off would cost more than the model. Micro-batching takes over when every
-        // session is busy, which is when merging pays.
+        // Micro-batching, when the deployment asks for it, takes every request: its max wait
+        // is the latency the deployment accepts for larger runs.
+        if let Some(batcher) = &self.batcher {
+            return match batcher.submit(rows).await {
+                Ok(batched) => Ok(Ran {
+                    outputs: batched.outputs,
+                    batch_rows: batched.batch_rows,
+                    inference: batched.inference,
+                    reports_run: batched.reports_run,
+                }),
+                Err(BatchError::Full) => Err(RunError::Full),
+                Err(BatchError::Model(e)) => Err(model_error(e)),
+                Err(other) => Err(RunError::Failed(other.to_string())),
+            };
+        }
+        // Otherwise a small request on a free session runs in place: the hand-off to a thread
+        // would cost more than the model.
         let values: usize = rows.iter().map(Vec::len).sum();
         if values <= crate::scoring::INLINE_VALUES {
             let started = std::time::Instant::now();
@@ -143,19 +157,6 @@ impl LoadedVersion {
                     })
                     .map_err(model_error);
             }
-        }
-        if let Some(batcher) = &self.batcher {
-            return match batcher.submit(rows).await {
-                Ok(batched) => Ok(Ran {
-                    outputs: batched.outputs,
-                    batch_rows: batched.batch_rows,
-                    inference: batched.inference,
-                    reports_run: batched.reports_run,
-                }),
-                Err(BatchError::Full) => Err(RunError::Full),
-                Err(BatchError::Model(e)) => Err(model_error(e)),
-                Err(other) => Err(RunError::Failed(other.to_string())),
-            };
         }
         let permit = self
             .work
