@@ -839,6 +839,45 @@ async fn overload_is_shed_and_recovers() {
     assert_eq!(heavy_alone.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_over_the_timeout_gets_504_and_the_deployment_recovers() {
+    let Some(h) = Harness::deployed(
+        Limits {
+            timeout: Duration::from_millis(1),
+            ..Limits::default()
+        },
+        json!({}),
+    )
+    .await
+    else {
+        return;
+    };
+    // 2,048 rows run on a blocking thread for far longer than a millisecond.
+    let heavy = json!({ "inputs": rows(2048) });
+    let path = format!("/deployments/{NAME}/invocations");
+    let late = h.invoke(&path, &[], &heavy).await;
+    assert_error(
+        "timeout",
+        late.status,
+        &late.json(),
+        504,
+        "DEADLINE_EXCEEDED",
+    );
+    h.assert_metric(
+        "slipway_serving_deployment_requests_total",
+        &[("deployment", NAME), ("outcome", "timeout")],
+        |n| n >= 1.0,
+    )
+    .await;
+    // Its permit and in-flight count came back.
+    h.assert_metric(
+        "slipway_serving_deployment_in_flight_requests",
+        &[("deployment", NAME)],
+        |n| n == 0.0,
+    )
+    .await;
+}
+
 async fn case_sticky_routing(h: &Harness) {
     h.deploy(json!({})).await;
     // No ticks: the rollout stays at its first stage, 50 %.
