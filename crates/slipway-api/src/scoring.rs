@@ -495,7 +495,11 @@ fn scan_matrix(body: &[u8]) -> Option<Vec<Vec<f32>>> {
                 }
             }
             let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
-            text.parse::<f64>().ok().map(|v| v as f32)
+            // Beyond f64 (1e400): serde_json refuses it, so the full parser words the error.
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(|v| v as f32)
         }
     }
     let mut s = Scanner { bytes: body, at: 0 };
@@ -1445,11 +1449,13 @@ mod tests {
         ] {
             assert_eq!(scan_matrix(body.as_bytes()), None, "{body}");
         }
-        // Beyond f32's range: infinity, as the general path reads it (serde refuses it as f32).
+        // Beyond f32's range: infinity, as the general path reads it (serde refuses it as f32);
+        // beyond f64's, the full parser's error.
         assert_eq!(
             scan_matrix(br#"{"inputs": [[1e39]]}"#),
             Some(vec![vec![f32::INFINITY]])
         );
+        assert_eq!(scan_matrix(br#"{"inputs": [[1e400]]}"#), None);
         assert_eq!(
             scan_matrix(b" { \"instances\" : [ [ 1 , 2 ] , [ ] ] } \n"),
             Some(vec![vec![1.0, 2.0], vec![]])

@@ -841,19 +841,20 @@ async fn overload_is_shed_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_over_the_timeout_gets_504_and_the_deployment_recovers() {
+    // A micro-batch that waits 300 ms for company, behind a 50 ms timeout: the request is
+    // late whatever the machine's speed.
     let Some(h) = Harness::deployed(
         Limits {
-            timeout: Duration::from_millis(1),
+            timeout: Duration::from_millis(50),
             ..Limits::default()
         },
-        json!({}),
+        json!({ "batch_max_rows": 1000, "batch_max_wait_ms": 300 }),
     )
     .await
     else {
         return;
     };
-    // 2,048 rows run on a blocking thread for far longer than a millisecond.
-    let heavy = json!({ "inputs": rows(2048) });
+    let heavy = json!({ "inputs": rows(1) });
     let path = format!("/deployments/{NAME}/invocations");
     let late = h.invoke(&path, &[], &heavy).await;
     assert_error(

@@ -446,6 +446,15 @@ impl App {
                     .await;
                 return Ok(saved);
             }
+            // A person may have aborted or rolled back meanwhile: the alias moves only for the
+            // revision this decision was made on (the compare-and-set after it covers the rest).
+            let latest = self.store().get_deployment(&current.name).await?;
+            if latest.revision != current.revision {
+                return Err(Error::invalid(format!(
+                    "deployment '{}' changed meanwhile (revision {} is now {}); read it again and retry",
+                    current.name, current.revision, latest.revision
+                )));
+            }
             self.set_alias(&current.model_name, &alias, &candidate)
                 .await?;
         }
@@ -515,6 +524,9 @@ impl App {
                 )));
             }
         };
+        if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
+            self.withdraw_promotion(promotion_id, &reason).await?;
+        }
         rollout.state = state;
         rollout.ended_ms = Some(now);
         let failed = analysis.and_then(|a| match &a.verdict {
@@ -553,6 +565,32 @@ impl App {
         self.notify(&format!("deployment.{kind}"), &saved, detail)
             .await;
         Ok(saved)
+    }
+
+    /// Rejects the promotion request a rollout was waiting for, so a later approval cannot move
+    /// the alias to a candidate that was rolled back or aborted.
+    async fn withdraw_promotion(&self, id: i64, reason: &str) -> Result<()> {
+        let request = self.store().get_promotion_request(id).await?;
+        if request.state != slipway_core::promotion::RequestState::Pending {
+            return Ok(());
+        }
+        self.audited(
+            "promotions.reject",
+            format!("registered_model:{}", request.model_name),
+            json!({ "id": id, "reason": reason, "withdrawn_by": "deployment" }),
+        )
+        .decide_promotion(
+            id,
+            slipway_core::promotion::Decision {
+                approver: self.caller().actor.clone(),
+                approve: false,
+                reason: format!("withdrawn: the rollout ended ({reason})"),
+                decided_at: now_ms(),
+            },
+            u32::MAX,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Says in the registry what a version is to a deployment (`stable`, `candidate`,
@@ -680,12 +718,9 @@ impl App {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<PredictionRecord>> {
-        // The deployment may be gone; its log stays readable by those who may see its model,
-        // so visibility is checked when it still exists.
-        match self.get_deployment(deployment).await {
-            Ok(_) | Err(Error::NotFound(_)) => {}
-            Err(other) => return Err(other),
-        }
+        // Only through a deployment the caller may see: the log of a deleted one stays in the
+        // store, but its model's permissions can no longer be checked here.
+        self.get_deployment(deployment).await?;
         self.store()
             .read_predictions(deployment, after_id, limit.clamp(1, 10_000))
             .await

@@ -156,6 +156,7 @@ impl Controller {
         if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
             return self.check_approval(deployment, promotion_id).await;
         }
+        let rollout_name = deployment.name.clone();
         // The window of the current stage, opened now if the stage just began.
         let analysis = {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -174,21 +175,51 @@ impl Controller {
                     now - window.live.started_ms,
                 );
                 window.last_analysis_ms = now;
+                let mut closed = None;
                 if !matches!(analysis.verdict, deployment::Verdict::Inconclusive { .. }) {
                     // A conclusive window closes; an inconclusive one grows until it has
                     // enough samples.
                     if window.live.stats.stable.requests >= rollout.rules.min_samples {
                         window.reference = Some(window.live.stats.stable.clone());
                     }
-                    window.live.stats = WindowStats::default();
+                    closed = Some(std::mem::take(&mut window.live.stats));
                     window.live.started_ms = now;
                 }
                 window.live.last_analysis = Some(analysis.clone());
-                Some(analysis)
+                Some((analysis, closed))
             } else {
                 None
             }
         };
+        let (analysis, closed) = match analysis {
+            Some((analysis, closed)) => (Some(analysis), closed),
+            None => (None, None),
+        };
+        let decided = self.decide(deployment, &rollout, analysis, now).await;
+        if decided.is_err()
+            && let Some(closed) = closed
+        {
+            // The decision was not stored (someone changed the deployment, a write failed): the
+            // window's measurements come back and the next tick analyses them again at once.
+            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(window) = windows.get_mut(&rollout_name)
+                && (window.live.rollout_id, window.live.stage) == (rollout.id, rollout.stage)
+            {
+                window.live.stats.merge(&closed);
+                window.last_analysis_ms = 0;
+            }
+        }
+        decided
+    }
+
+    /// Applies what the state machine decides for one tick's analysis (if any).
+    async fn decide(
+        &self,
+        deployment: Deployment,
+        rollout: &deployment::Rollout,
+        analysis: Option<Analysis>,
+        now: i64,
+    ) -> Result<()> {
         let mut advanced = rollout.clone();
         let decision = deployment::advance(&mut advanced, analysis.as_ref(), now);
         let app = &self.app;
@@ -230,7 +261,7 @@ impl Controller {
             }
             Decision::Hold => {
                 if let Some(analysis) = &analysis {
-                    if advanced == rollout {
+                    if advanced == *rollout {
                         // Nothing the data plane acts on changed: no new revision, so replicas
                         // do not rebuild for a bare measurement.
                         app.store()
@@ -310,6 +341,17 @@ impl Controller {
             Err(other) => return Err(other),
         };
         if version == deployment.stable_version {
+            return Ok(());
+        }
+        // The alias points at a candidate this deployment just rolled back or aborted (an
+        // alias move that raced the decision): keep serving the stable version.
+        if let Some(last) = &deployment.rollout
+            && last.candidate_version == version
+            && matches!(
+                last.state,
+                RolloutState::RolledBack { .. } | RolloutState::Aborted { .. }
+            )
+        {
             return Ok(());
         }
         let from = std::mem::replace(&mut deployment.stable_version, version.clone());

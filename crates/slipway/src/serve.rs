@@ -330,6 +330,9 @@ pub async fn serve(
         .context("serving HTTP")
 }
 
+/// Prediction records per report a replica sends.
+const REPORTED_PREDICTIONS: usize = 50;
+
 /// A replica's source: the server's HTTP API, with the mlflow client's credentials.
 struct RemoteSource {
     client: crate::remote::Client,
@@ -401,16 +404,20 @@ impl slipway_api::plane::PlaneSource for RemoteSource {
         let Some(deployment) = records.first().map(|r| r.deployment.clone()) else {
             return Ok(());
         };
-        self.post_report(
-            &deployment,
-            serde_json::json!({
-                "rollout_id": 0,
-                "stage": 0,
-                "stats": slipway_core::deployment::WindowStats::default(),
-                "predictions": records,
-            }),
-        )
-        .await
+        // Small posts: a batch of wide requests must stay far below the server's body limit.
+        for chunk in records.chunks(REPORTED_PREDICTIONS) {
+            self.post_report(
+                &deployment,
+                serde_json::json!({
+                    "rollout_id": 0,
+                    "stage": 0,
+                    "stats": slipway_core::deployment::WindowStats::default(),
+                    "predictions": chunk,
+                }),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 

@@ -597,8 +597,23 @@ async fn serve(
         );
     };
     let started = Instant::now();
+    let candidate_unforced = variant == Variant::Candidate && !forced;
+    let mut variant = variant;
     let (rows, v2) = match parse(protocol, headers, &body, &loaded) {
         Ok(parsed) => parsed,
+        // A body the candidate cannot read (another input name, another signature) but the
+        // stable can is the candidate's failure: the stable answers it.
+        Err(_) if candidate_unforced => match parse(protocol, headers, &body, &served.stable) {
+            Ok(parsed) => {
+                record_candidate_failure(served);
+                if let Some(handles) = &served.handles.candidate {
+                    handles.fallback.inc();
+                }
+                variant = Variant::Stable;
+                parsed
+            }
+            Err(response) => return response,
+        },
         Err(response) => return response,
     };
     let mirror = variant == Variant::Stable
@@ -608,24 +623,42 @@ async fn serve(
         && fastrand::u8(0..100) < served.traffic.mirror;
     let log =
         served.spec.settings.log_sample > 0.0 && fastrand::f64() < served.spec.settings.log_sample;
-    // Rows are kept only when something after the run needs them.
-    let keep = mirror || log || (variant == Variant::Candidate && !forced);
-    let kept = keep.then(|| rows.clone());
-    let outcome = loaded.run(rows).await;
+    let kept = log.then(|| rows.clone());
+    let loaded = served
+        .version(variant)
+        .cloned()
+        .unwrap_or_else(|| served.stable.clone());
+    let outcome = if variant == Variant::Candidate && candidate_unforced {
+        // The candidate gets half the request's time: a hung candidate is a failure the
+        // stable still has time to answer, not a 504 that nothing counts.
+        match tokio::time::timeout(plane.config.limits.timeout / 2, loaded.run(rows)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RunError::Failed(
+                "the candidate did not answer within half the request timeout".to_owned(),
+            )),
+        }
+    } else {
+        loaded.run(rows).await
+    };
     let (variant, ran) = match outcome {
         Ok(ran) => (variant, ran),
-        Err(RunError::Full) => return shed(protocol),
-        Err(error) if variant == Variant::Candidate && !forced => {
-            // The candidate failed: the stable answers. A failure the stable shares is the
-            // input's fault, not the candidate's, and is not counted against it.
-            let rows = kept.clone().unwrap_or_default();
-            match served.stable.run(rows).await {
+        Err(RunError::Full) if variant == Variant::Stable => return shed(protocol),
+        Err(error) if variant == Variant::Candidate && candidate_unforced => {
+            // The candidate failed (or its queue was full): the stable answers, reading the
+            // body its own way. A failure the stable shares is the input's fault, not the
+            // candidate's, and is not counted against it.
+            let stable_rows = match parse(protocol, headers, &body, &served.stable) {
+                Ok((rows, _)) => rows,
+                Err(response) => return response,
+            };
+            match served.stable.run(stable_rows).await {
                 Ok(ran) => {
-                    record_candidate_failure(served);
-                    if let Some(handles) = &served.handles.candidate {
-                        handles.fallback.inc();
+                    if !matches!(error, RunError::Full) {
+                        record_candidate_failure(served);
+                        if let Some(handles) = &served.handles.candidate {
+                            handles.fallback.inc();
+                        }
                     }
-                    tracing::debug!(deployment = %served.spec.name, error = %match &error { RunError::BadInput(m) | RunError::Failed(m) => m.as_str(), RunError::Full => "full" }, "candidate failed; answered by stable");
                     (Variant::Stable, ran)
                 }
                 Err(stable_error) => return run_failed(protocol, stable_error),
@@ -664,8 +697,8 @@ async fn serve(
             handles.circuit.set(state.gauge());
         }
     }
-    if mirror && let Some(rows) = kept.clone() {
-        spawn_mirror(plane, served, rows, summary);
+    if mirror {
+        spawn_mirror(plane, served, protocol, headers, body.clone(), summary);
     }
     let response = answer(protocol, served, variant, v2.as_ref(), &ran.outputs);
     if log && let Some(rows) = kept {
@@ -705,7 +738,9 @@ impl Drop for TrialGuard {
 fn spawn_mirror(
     plane: &Arc<Plane>,
     served: &Arc<Served>,
-    rows: Vec<Vec<f32>>,
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: Bytes,
     stable: Vec<String>,
 ) {
     let Some(candidate) = served.candidate.clone() else {
@@ -717,10 +752,18 @@ fn spawn_mirror(
     };
     let plane = plane.clone();
     let served = served.clone();
+    let headers = headers.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let started = Instant::now();
-        match candidate.run(rows).await {
+        // The candidate reads the body its own way (its input name, its signature's order).
+        let outcome = match parse(protocol, &headers, &body, &candidate) {
+            Ok((rows, _)) => candidate.run(rows).await,
+            Err(_) => Err(RunError::BadInput(
+                "the candidate cannot read the request".to_owned(),
+            )),
+        };
+        match outcome {
             Ok(ran) => {
                 let micros = started.elapsed().as_micros() as u64;
                 let summary = summarize(&ran.outputs);
@@ -735,6 +778,11 @@ fn spawn_mirror(
                     window.compared += compared;
                     window.agreed += agreed;
                 });
+                // Successes count for the breaker too, or scattered failures would add up.
+                let state = served.breaker_record(Variant::Candidate, true);
+                if let Some(handles) = &served.handles.candidate {
+                    handles.circuit.set(state.gauge());
+                }
                 plane.metrics.mirrored(&served.spec.name, "compared");
             }
             Err(RunError::Full) => plane.metrics.mirrored(&served.spec.name, "skipped"),

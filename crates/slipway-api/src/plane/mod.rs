@@ -196,8 +196,9 @@ pub struct Served {
     pub window_key: Option<(i64, usize)>,
     /// Stable and candidate breakers; carried over while the candidate stays the same.
     breakers: Arc<Mutex<[Breaker; 2]>>,
-    /// Measurements not yet reported.
-    window: Mutex<WindowStats>,
+    /// Measurements not yet reported; shared by the revisions of one rollout stage, so requests
+    /// still finishing on a swapped-out revision count in the same window.
+    window: Arc<Mutex<WindowStats>>,
     /// Requests handled at once for this deployment; more are shed.
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) handles: metrics::Handles,
@@ -263,13 +264,21 @@ pub(crate) struct NotReady {
     pub reason: String,
 }
 
+type LoadKey = (String, String, usize, u64);
+
+/// How long a version that failed to load waits before the next attempt.
+const LOAD_RETRY: Duration = Duration::from_secs(10);
+
 pub struct Plane {
     source: Arc<dyn PlaneSource>,
     pub(crate) config: PlaneConfig,
     served: RwLock<HashMap<String, Arc<Served>>>,
     not_ready: RwLock<HashMap<String, NotReady>>,
-    /// Loaded versions by (model, version), weakly: a version no revision serves is unloaded.
-    loaded: Mutex<HashMap<(String, String), std::sync::Weak<LoadedVersion>>>,
+    /// Loaded versions by (model, version, batching), weakly: a version no revision serves is
+    /// unloaded, and a change of batching settings gets its own batcher.
+    loaded: Mutex<HashMap<LoadKey, std::sync::Weak<LoadedVersion>>>,
+    /// When loading a version last failed: retried after LOAD_RETRY, not at every sync.
+    failed_loads: Mutex<HashMap<LoadKey, (std::time::Instant, String)>>,
     runtime: Mutex<Option<Runtime>>,
     pub(crate) metrics: Arc<metrics::PlaneMetrics>,
     log: mpsc::Sender<PredictionRecord>,
@@ -292,6 +301,7 @@ impl Plane {
             served: RwLock::new(HashMap::new()),
             not_ready: RwLock::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
+            failed_loads: Mutex::new(HashMap::new()),
             runtime: Mutex::new(None),
             metrics: Arc::new(metrics::PlaneMetrics::default()),
             log,
@@ -392,12 +402,45 @@ impl Plane {
         spec: &Deployment,
         version: &str,
     ) -> Result<Arc<LoadedVersion>, String> {
-        let key = (spec.model_name.clone(), version.to_owned());
+        let key = (
+            spec.model_name.clone(),
+            version.to_owned(),
+            spec.settings.batch_max_rows,
+            spec.settings.batch_max_wait_ms,
+        );
+        if let Some((at, reason)) = self
+            .failed_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && at.elapsed() < LOAD_RETRY
+        {
+            return Err(reason.clone());
+        }
+        let loaded = self.load_uncached(spec, version, &key).await;
+        let mut failed = self.failed_loads.lock().unwrap_or_else(|e| e.into_inner());
+        match &loaded {
+            Ok(_) => {
+                failed.remove(&key);
+            }
+            Err(reason) => {
+                failed.insert(key, (std::time::Instant::now(), reason.clone()));
+            }
+        }
+        loaded
+    }
+
+    async fn load_uncached(
+        &self,
+        spec: &Deployment,
+        version: &str,
+        key: &LoadKey,
+    ) -> Result<Arc<LoadedVersion>, String> {
         if let Some(loaded) = self
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(key)
             .and_then(std::sync::Weak::upgrade)
         {
             return Ok(loaded);
@@ -445,7 +488,7 @@ impl Plane {
         self.loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, Arc::downgrade(&loaded));
+            .insert(key.clone(), Arc::downgrade(&loaded));
         Ok(loaded)
     }
 
@@ -520,6 +563,13 @@ impl Plane {
                 ])),
             };
             let window_key = spec.active_rollout().map(|r| (r.id, r.stage));
+            let shares_window = current
+                .as_ref()
+                .is_some_and(|served| served.window_key == window_key);
+            let window = match &current {
+                Some(served) if shares_window => served.window.clone(),
+                _ => Arc::new(Mutex::new(WindowStats::default())),
+            };
             let served = Arc::new(Served {
                 handles: self.metrics.handles(&spec),
                 traffic: spec.traffic(),
@@ -527,7 +577,7 @@ impl Plane {
                 stable,
                 candidate,
                 breakers,
-                window: Mutex::new(WindowStats::default()),
+                window,
                 in_flight: current
                     .as_ref()
                     .map(|s| s.in_flight.clone())
@@ -546,8 +596,11 @@ impl Plane {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&name);
-            // The old revision's unreported measurements still count if its stage is current.
-            if let Some(previous) = previous {
+            // A revision of another stage takes its own window: report what the old one
+            // gathered (the controller keeps it if that stage is still current).
+            if let Some(previous) = previous
+                && !shares_window
+            {
                 self.report_one(&previous).await;
             }
         }
