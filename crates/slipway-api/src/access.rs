@@ -46,6 +46,8 @@ pub enum Scope {
     ArtifactPath,
     /// The `{name}` path segment of a deployment: its registered model.
     Deployment,
+    /// A `model_uri` field (`models:/NAME@ALIAS`, `models:/NAME/VERSION`): that registered model.
+    ModelUri,
 }
 
 /// What a route needs from its caller.
@@ -361,6 +363,7 @@ struct ScopeFields {
     run_id: Option<String>,
     run_uuid: Option<String>,
     name: Option<String>,
+    model_uri: Option<String>,
 }
 
 /// Reads the resource a request is about. GET requests carry their fields in the query, others
@@ -487,6 +490,11 @@ async fn resolve(
             }
         }
         Scope::Model => fields.name.map(Resource::registered_model),
+        Scope::ModelUri => fields
+            .model_uri
+            .as_deref()
+            .and_then(|uri| slipway_app::deployments::ModelRef::parse(uri).ok())
+            .map(|model| Resource::registered_model(model.model_name().to_owned())),
         Scope::LoggedModel => match path_hint {
             Some(model_id) => store
                 .get_logged_model(&model_id)

@@ -474,6 +474,16 @@ async fn per_resource_permissions_refine_roles() {
             StatusCode::OK,
         )
         .await;
+    // Nor deploy it: a deployment writes to the model it serves.
+    harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/slipway/v1/deployments",
+            Some(json!({"name": "d", "model_uri": "models:/secret-model/1"})),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

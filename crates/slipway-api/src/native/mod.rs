@@ -41,7 +41,7 @@ routes! {
     GET "/lineage" => promotions::lineage, Read Model;
     GET "/audit" => audit::read, Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
-    POST "/deployments" => deployments::create, Write None;
+    POST "/deployments" => deployments::create, Write ModelUri;
     GET "/deployments" => deployments::list, Read None;
     GET "/deployments/{name}" => deployments::get, Read Deployment;
     PATCH "/deployments/{name}" => deployments::update, Write Deployment;
