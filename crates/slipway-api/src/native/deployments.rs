@@ -81,6 +81,8 @@ fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value 
     let mut value = json!(deployment);
     value["traffic"] = json!(deployment.traffic());
     value["window"] = json!(deployments.controller.live_window(&deployment.name));
+    // Reports of a stage the controller had already left (a replica behind), process-wide.
+    value["controller"] = json!({ "stale_reports": deployments.controller.stale_reports() });
     value["plane"] = json!({
         "loaded_revision": served.as_ref().map(|s| s.spec.revision),
         "not_ready": deployments.plane.not_ready(&deployment.name).map(|n| n.reason),

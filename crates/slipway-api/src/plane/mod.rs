@@ -15,7 +15,7 @@ pub(crate) mod metrics;
 mod server;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -288,7 +288,6 @@ pub struct Plane {
     synced: AtomicBool,
     /// One sync at a time: the loop's and the one a control-plane change asks for.
     sync_lock: tokio::sync::Mutex<()>,
-    stale_reports: AtomicU64,
 }
 
 impl Plane {
@@ -308,7 +307,6 @@ impl Plane {
             log_receiver: Mutex::new(Some(log_receiver)),
             synced: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
-            stale_reports: AtomicU64::new(0),
         })
     }
 
@@ -362,18 +360,6 @@ impl Plane {
 
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .served
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        names.sort();
-        names
     }
 
     /// Queues a prediction record; a full queue drops it (counted), never waits.
@@ -638,7 +624,6 @@ impl Plane {
             .report(&served.spec.name, rollout_id, stage, stats)
             .await
         {
-            self.stale_reports.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(deployment = %served.spec.name, %error, "reporting measurements");
         }
     }
