@@ -20,7 +20,7 @@ use slipway_api::plane::PlaneConfig;
 use slipway_api::scoring::Limits;
 use slipway_app::{App, AppSettings};
 use slipway_artifacts::ObjectArtifactStore;
-use slipway_core::deployment::{route_hash, routes_to_candidate};
+use slipway_core::deployment::{WindowStats, route_hash, routes_to_candidate};
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
 use tower::ServiceExt;
 
@@ -1267,4 +1267,66 @@ async fn a_bad_request_does_not_hold_the_half_open_trial() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waiting for a promotion's approval, the candidate still serves its share: a failing
+/// analysis then rolls back and withdraws the request, instead of waiting for a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failure_while_waiting_for_approval_rolls_back_and_withdraws_the_request() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/policies/{MODEL}"),
+        Some(json!({ "protected_aliases": ["production"], "required_approvals": 1 })),
+    )
+    .await;
+    h.start_rollout(canary(
+        "2",
+        json!([{"weight": 50, "duration_ms": 0}]),
+        json!({ "interval_ms": 100, "min_samples": 10, "max_p99_ratio": 50.0 }),
+    ))
+    .await;
+    let waiting = h.drive(30, |_| {}, |d| state(d) != "progressing").await;
+    assert_eq!(state(&waiting), "awaiting_approval", "{waiting}");
+    let promotion = waiting["rollout"]["state"]["promotion_id"]
+        .as_i64()
+        .expect("a promotion id");
+    // The candidate starts failing: a replica reports every request of the window as an error.
+    let rollout = &waiting["rollout"];
+    let mut failing = WindowStats::default();
+    failing.candidate.requests = 50;
+    failing.candidate.errors = 50;
+    failing.stable.requests = 50;
+    for _ in 0..50 {
+        failing.stable.latency.record(300);
+    }
+    let report = json!({
+        "rollout_id": rollout["id"],
+        "stage": rollout["stage"],
+        "stats": failing,
+    });
+    let accepted = h
+        .ok(
+            "POST",
+            &format!("{NATIVE}/deployments/{NAME}/reports"),
+            Some(report),
+        )
+        .await;
+    assert_eq!(accepted["accepted"], true);
+    tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+    h.tick().await;
+    let ended = h.deployment().await;
+    assert_eq!(state(&ended), "rolled_back", "{ended}");
+    let reason = ended["rollout"]["state"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("waiting for approval") && reason.contains("error_rate"),
+        "{reason}"
+    );
+    let request = h
+        .ok("GET", &format!("{NATIVE}/promotions/{promotion}"), None)
+        .await;
+    assert_eq!(request["promotion"]["state"], "rejected", "{request}");
+    assert_eq!(h.version_tag("2").await.as_deref(), Some("rolled_back"));
 }

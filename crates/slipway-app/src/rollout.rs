@@ -153,9 +153,6 @@ impl Controller {
                 .remove(&deployment.name);
             return self.follow_alias(deployment).await;
         };
-        if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
-            return self.check_approval(deployment, promotion_id).await;
-        }
         let rollout_name = deployment.name.clone();
         // The window of the current stage, opened now if the stage just began.
         let analysis = {
@@ -220,6 +217,39 @@ impl Controller {
         analysis: Option<Analysis>,
         now: i64,
     ) -> Result<()> {
+        // Waiting for approval, the candidate still serves its share: analysis goes on, and a
+        // failure rolls back (withdrawing the request) rather than waiting for a person.
+        if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
+            return match analysis {
+                Some(analysis) if matches!(analysis.verdict, deployment::Verdict::Fail { .. }) => {
+                    let reason = match &analysis.verdict {
+                        deployment::Verdict::Fail { rule, detail } => {
+                            format!("analysis failed while waiting for approval: {rule}: {detail}")
+                        }
+                        _ => String::new(),
+                    };
+                    self.app
+                        .end_rollout(
+                            deployment,
+                            RolloutState::RolledBack { reason },
+                            Some(&analysis),
+                        )
+                        .await
+                        .map(|_| ())
+                }
+                Some(analysis) => {
+                    self.app
+                        .store()
+                        .append_deployment_events(
+                            &deployment.name,
+                            vec![self.app.event(Some(rollout), "analysis", json!(analysis))],
+                        )
+                        .await?;
+                    self.check_approval(deployment, promotion_id).await
+                }
+                None => self.check_approval(deployment, promotion_id).await,
+            };
+        }
         let mut advanced = rollout.clone();
         let decision = deployment::advance(&mut advanced, analysis.as_ref(), now);
         let app = &self.app;
