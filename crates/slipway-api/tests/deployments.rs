@@ -1330,3 +1330,40 @@ async fn a_failure_while_waiting_for_approval_rolls_back_and_withdraws_the_reque
     assert_eq!(request["promotion"]["state"], "rejected", "{request}");
     assert_eq!(h.version_tag("2").await.as_deref(), Some("rolled_back"));
 }
+
+/// Reports count only for the stage running now: a forged (or confused) report of a future
+/// stage is refused and leaves the live window alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reports_of_another_stage_are_not_counted() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    let started = h.start_rollout(half_canary("2")).await;
+    let rollout = &started["rollout"];
+    let mut stats = WindowStats::default();
+    stats.candidate.requests = 10;
+    stats.candidate.errors = 10;
+    let path = format!("{NATIVE}/deployments/{NAME}/reports");
+    for (rollout_id, stage) in [(rollout["id"].clone(), json!(7)), (json!(99), json!(0))] {
+        let answer = h
+            .ok(
+                "POST",
+                &path,
+                Some(json!({ "rollout_id": rollout_id, "stage": stage, "stats": stats })),
+            )
+            .await;
+        assert_eq!(answer["accepted"], false, "{rollout_id} {stage}");
+    }
+    h.tick().await;
+    let window = &h.deployment().await["window"];
+    assert_eq!(window["stage"], 0, "{window}");
+    assert_eq!(window["stats"]["candidate"]["requests"], 0, "{window}");
+    let answer = h
+        .ok(
+            "POST",
+            &path,
+            Some(json!({ "rollout_id": rollout["id"], "stage": rollout["stage"], "stats": stats })),
+        )
+        .await;
+    assert_eq!(answer["accepted"], true);
+}

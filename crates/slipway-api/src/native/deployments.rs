@@ -382,10 +382,19 @@ pub async fn report(
         ))
         .into());
     }
+    // Only measurements of the stage running now: a report naming another (an old replica, or
+    // a forged future stage that would wipe the live window) is not counted.
+    let current = deployment
+        .active_rollout()
+        .map(|rollout| (rollout.id, rollout.stage));
     let accepted = report.stats.is_empty()
-        || deployments
-            .controller
-            .record(&name, report.rollout_id, report.stage, &report.stats);
+        || (current == Some((report.rollout_id, report.stage))
+            && deployments.controller.record(
+                &name,
+                report.rollout_id,
+                report.stage,
+                &report.stats,
+            ));
     if !report.predictions.is_empty() {
         app.append_predictions(report.predictions).await?;
     }

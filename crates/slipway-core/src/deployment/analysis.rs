@@ -46,7 +46,7 @@ impl LatencyHistogram {
     pub fn merge(&mut self, other: &LatencyHistogram) {
         self.resize();
         for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
-            *mine += theirs;
+            *mine = mine.saturating_add(*theirs);
         }
     }
 
@@ -86,6 +86,10 @@ impl LatencyHistogram {
     }
 }
 
+/// Distinct predicted labels (or score bins) a window keeps; the rest count as [`OTHER_LABELS`].
+pub const MAX_LABELS: usize = 1_000;
+pub const OTHER_LABELS: &str = "(other)";
+
 /// One variant's traffic in a window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantWindow {
@@ -99,11 +103,19 @@ pub struct VariantWindow {
 
 impl VariantWindow {
     pub fn merge(&mut self, other: &VariantWindow) {
-        self.requests += other.requests;
-        self.errors += other.errors;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
         self.latency.merge(&other.latency);
         for (key, count) in &other.predictions {
-            *self.predictions.entry(key.clone()).or_default() += count;
+            // Bounded: a model with more distinct labels (or a report with junk ones) adds to
+            // one bucket rather than growing the window without limit.
+            let key = if self.predictions.len() < MAX_LABELS || self.predictions.contains_key(key) {
+                key.clone()
+            } else {
+                OTHER_LABELS.to_owned()
+            };
+            let slot = self.predictions.entry(key).or_default();
+            *slot = slot.saturating_add(*count);
         }
     }
 
@@ -127,8 +139,8 @@ impl WindowStats {
     pub fn merge(&mut self, other: &WindowStats) {
         self.stable.merge(&other.stable);
         self.candidate.merge(&other.candidate);
-        self.compared += other.compared;
-        self.agreed += other.agreed;
+        self.compared = self.compared.saturating_add(other.compared);
+        self.agreed = self.agreed.saturating_add(other.agreed);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -555,6 +567,21 @@ mod tests {
         };
         let analysis = analyze(&rules, &stats, Some(&reference), 0, 0);
         assert_eq!(analysis.verdict, Verdict::Pass, "{analysis:?}");
+    }
+
+    #[test]
+    fn merged_windows_keep_a_bounded_label_set_and_never_wrap() {
+        let mut window = VariantWindow::default();
+        let mut junk = VariantWindow::default();
+        for i in 0..(MAX_LABELS + 500) {
+            junk.predictions.insert(format!("label-{i}"), 1);
+        }
+        junk.requests = u64::MAX;
+        window.merge(&junk);
+        window.merge(&junk);
+        assert_eq!(window.predictions.len(), MAX_LABELS + 1);
+        assert_eq!(window.predictions[OTHER_LABELS], 1_000);
+        assert_eq!(window.requests, u64::MAX);
     }
 
     #[test]
