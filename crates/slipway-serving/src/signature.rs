@@ -237,6 +237,25 @@ impl Signature {
     /// say. Fails when row requests cannot fit the signature at all (text columns, several
     /// input tensors, ...): worth checking once when the model is loaded, and against
     /// [`crate::OnnxModel::check_rows`]'s width.
+    /// The signature as serving uses it next to `model`: refused when its row width disagrees
+    /// with the graph's input (the two files do not belong together, and every request would
+    /// fail), and kept only when it names its columns, the one check the graph does not make.
+    pub fn fitted_to(self, model: &crate::OnnxModel) -> Result<Option<Signature>, String> {
+        let graph = model
+            .inputs()
+            .first()
+            .and_then(|input| input.shape.get(1).copied())
+            .filter(|width| *width > 0);
+        if let (Ok(Some(declared)), Some(graph)) = (self.row_width(), graph)
+            && declared as i64 != graph
+        {
+            return Err(format!(
+                "the MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}"
+            ));
+        }
+        Ok(self.input_names().is_some().then_some(self))
+    }
+
     pub fn row_width(&self) -> Result<Option<usize>, InputMismatch> {
         Ok(match self.row_layout()? {
             RowLayout::Free => None,

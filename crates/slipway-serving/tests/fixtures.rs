@@ -184,3 +184,31 @@ fn a_missing_library_names_the_fix() {
     );
     assert!(message.contains("ORT_DYLIB_PATH"), "{message}");
 }
+
+/// A signature is kept next to its graph only when it names its columns, and refused when its
+/// width disagrees with the graph's.
+#[test]
+fn signatures_are_fitted_to_their_graph() {
+    use slipway_serving::signature::Signature;
+    let Some(runtime) = runtime() else {
+        return;
+    };
+    let folder = fixtures().join("mlflow_logreg_breast_cancer");
+    let model = OnnxModel::load(&runtime, &folder.join("model.onnx"), 1).expect("loading");
+    let columns = |count: usize| {
+        let list: Vec<String> = (0..count)
+            .map(|i| format!(r#"{{"type": "double", "name": "c{i}"}}"#))
+            .collect();
+        format!("signature:\n  inputs: '[{}]'\n", list.join(", "))
+    };
+    let parse = |text: &str| Signature::from_mlmodel(text).unwrap().unwrap();
+    // The fixture's own tensor signature agrees with the graph and adds nothing per request.
+    let own = std::fs::read_to_string(folder.join("MLmodel")).unwrap();
+    assert!(parse(&own).fitted_to(&model).unwrap().is_none());
+    assert!(parse(&columns(30)).fitted_to(&model).unwrap().is_some());
+    let error = parse(&columns(2)).fitted_to(&model).unwrap_err();
+    assert!(
+        error.contains("2 values per row") && error.contains("30"),
+        "{error}"
+    );
+}

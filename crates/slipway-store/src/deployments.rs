@@ -6,8 +6,8 @@ use slipway_core::{Error, Result};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::SqlStore;
 use crate::sql::{db_err, get_i64, get_opt_i64, get_str};
+use crate::{SqlStore, now_ms};
 
 fn not_found(name: &str) -> Error {
     Error::not_found(format!(
@@ -167,13 +167,6 @@ pub(crate) async fn append(
         .writer
         .write(move |tx| Box::pin(async move { append_events(tx, &name, now, &events).await }))
         .await
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 pub(crate) async fn delete(store: &SqlStore, name: &str, event: NewDeploymentEvent) -> Result<()> {

@@ -288,23 +288,12 @@ pub async fn serve(
             .with_context(|| format!("reading the MLmodel signature in {}", folder.display()))?,
         None => None,
     };
-    if let Some(signature) = &signature
-        && let (Ok(Some(declared)), Some(graph)) = (
-            signature.row_width(),
-            model
-                .inputs()
-                .first()
-                .and_then(|input| input.shape.get(1).copied())
-                .filter(|width| *width > 0),
-        )
-        && declared as i64 != graph
-    {
-        bail!(
-            "the MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}: the folder's files do not belong together"
-        );
-    }
-    // Only a signature that names its columns adds a check the graph does not make.
-    let signature = signature.filter(|s| s.input_names().is_some());
+    let signature = match signature {
+        Some(signature) => signature
+            .fitted_to(&model)
+            .map_err(|e| anyhow::anyhow!("{e}: the folder's files do not belong together"))?,
+        None => None,
+    };
     let router = slipway_api::scoring::scoring_router_with(
         Arc::new(model),
         &name,

@@ -731,8 +731,7 @@ async fn write_log(
     }
 }
 
-/// The version's MLmodel signature, checked against the ONNX graph: a signature whose width
-/// differs from the graph's input would refuse every request, so the version is refused at load.
+/// The version's MLmodel signature, fitted to its ONNX graph (`Signature::fitted_to`).
 fn signature_of(
     files: &ModelBytes,
     model: &OnnxModel,
@@ -745,24 +744,10 @@ fn signature_of(
     else {
         return Ok(None);
     };
-    let graph_width = model
-        .inputs()
-        .first()
-        .and_then(|input| input.shape.get(1).copied())
-        .filter(|width| *width > 0);
-    if let (Ok(Some(declared)), Some(graph)) = (signature.row_width(), graph_width)
-        && declared as i64 != graph
-    {
-        return Err(format!(
-            "its MLmodel signature takes {declared} values per row but the ONNX graph takes {graph}"
-        ));
-    }
-    // A positional signature that agrees with the graph adds nothing the graph's own check
-    // does not do per request; only named columns need it.
-    Ok(signature
-        .input_names()
-        .is_some()
-        .then(|| Arc::new(signature)))
+    signature
+        .fitted_to(model)
+        .map(|fitted| fitted.map(Arc::new))
+        .map_err(|e| format!("{e}: its files do not belong together"))
 }
 
 /// A prediction's summary per row for the analysis: the predicted label, or the score's bin.
