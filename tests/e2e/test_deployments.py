@@ -383,6 +383,9 @@ def test_a_protected_alias_waits_for_approval_then_promotes(env):
     state = deployment["rollout"]["state"]
     assert state["state"] == "awaiting_approval", state
     assert env.alias("production") == "1"
+    # Live traffic is what the policy protects: unapproved, the candidate keeps the policy's
+    # share (10 % by default), not its 50 % step.
+    assert deployment["traffic"]["weight"] == 10, deployment["traffic"]
     env.webhook.wait_for("deployment.awaiting_approval")
     env.cli("promote", "approve", str(state["promotion_id"]), "--reason", "looks good")
     env.wait_state(name, {"succeeded"})

@@ -1367,3 +1367,159 @@ async fn reports_of_another_stage_are_not_counted() {
         .await;
     assert_eq!(answer["accepted"], true);
 }
+
+/// Sets [`MODEL`]'s policy: `@production` protected, one approval, `extra` on top.
+async fn protect(h: &Harness, extra: Value) {
+    let mut policy = json!({ "protected_aliases": ["production"], "required_approvals": 1 });
+    for (key, value) in extra.as_object().expect("an object") {
+        policy[key] = value.clone();
+    }
+    h.ok("PUT", &format!("{NATIVE}/policies/{MODEL}"), Some(policy))
+        .await;
+}
+
+/// How many of `count` examples the candidate answered.
+async fn candidate_answers(h: &Harness, count: usize) -> usize {
+    h.sync().await;
+    let mut candidate = 0;
+    for _ in 0..count {
+        let raw = h.predict(&[]).await;
+        if answered_by(&raw).0 == "candidate" {
+            candidate += 1;
+        }
+    }
+    candidate
+}
+
+/// A protected deployment's candidate answers at most the policy's share of live traffic until
+/// its promotion is approved: a single 100 % step runs at the cap, and so does the wait for
+/// approval after every stage passed (which used to leave the candidate at 100 %).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unapproved_candidate_of_a_protected_deployment_stays_under_the_cap() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    protect(&h, json!({ "max_unapproved_weight": 10 })).await;
+    let started = h
+        .start_rollout(canary(
+            "2",
+            json!([{"weight": 100, "duration_ms": 0}]),
+            json!({ "interval_ms": 100, "min_samples": 10, "max_p99_ratio": 50.0 }),
+        ))
+        .await;
+    assert_eq!(started["rollout"]["unapproved_weight_cap"], 10, "{started}");
+    let live = h.deployment().await;
+    assert_eq!(live["traffic"]["weight"], 10, "{live}");
+    let answered = candidate_answers(&h, 200).await;
+    assert!(
+        (1..=50).contains(&answered),
+        "the candidate answered {answered} of 200 at a 10 % cap"
+    );
+    let waiting = h.drive(30, |_| {}, |d| state(d) != "progressing").await;
+    assert_eq!(state(&waiting), "awaiting_approval", "{waiting}");
+    assert_eq!(waiting["traffic"]["weight"], 10, "{waiting}");
+    let answered = candidate_answers(&h, 200).await;
+    assert!(
+        answered <= 50,
+        "waiting for approval, the candidate answered {answered} of 200"
+    );
+    let events = h.events().await;
+    let started = events_of(&events, "rollout_started");
+    assert_eq!(
+        started[0]["detail"]["protected"]["unapproved_weight_cap"], 10,
+        "{events:?}"
+    );
+}
+
+/// A candidate whose source run fails the policy's checks gets no live traffic at all before
+/// approval (a shadow or a preview can still compare it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_candidate_failing_the_policy_checks_gets_no_live_traffic() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    protect(&h, json!({ "checks": "metrics.auc >= 0.9" })).await;
+    let started = h.start_rollout(half_canary("2")).await;
+    assert_eq!(started["rollout"]["unapproved_weight_cap"], 0, "{started}");
+    assert_eq!(h.deployment().await["traffic"]["weight"], 0);
+    assert_eq!(candidate_answers(&h, 100).await, 0);
+}
+
+/// Deleting a protected deployment and re-creating it under the same name on an unapproved
+/// version is refused (and audited); following the protected alias again works, and an
+/// admin's explicit override is recorded as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_protected_deployment_cannot_come_back_unprotected() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    protect(&h, json!({})).await;
+    h.ok("DELETE", &format!("{NATIVE}/deployments/{NAME}"), None)
+        .await;
+    let pinned = json!({ "name": NAME, "model_uri": format!("models:/{MODEL}/3") });
+    let refused = h
+        .send_json("POST", &format!("{NATIVE}/deployments"), Some(&pinned))
+        .await;
+    assert_mlflow_error(&refused, 403, "PERMISSION_DENIED", "--override-reason");
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("models:/cancer@production")),
+        "{:?}",
+        refused.json()
+    );
+    // Another alias that the policy does not protect is no way around it either.
+    let staging = json!({ "name": NAME, "model_uri": format!("models:/{MODEL}@staging") });
+    h.ok(
+        "POST",
+        &format!("{API}/registered-models/alias"),
+        Some(json!({ "name": MODEL, "alias": "staging", "version": "3" })),
+    )
+    .await;
+    let refused = h
+        .send_json("POST", &format!("{NATIVE}/deployments"), Some(&staging))
+        .await;
+    assert_mlflow_error(&refused, 403, "PERMISSION_DENIED", "protects");
+
+    // Following the protected alias again is the ordinary way back.
+    h.deploy(json!({})).await;
+    h.ok("DELETE", &format!("{NATIVE}/deployments/{NAME}"), None)
+        .await;
+    // An admin may override, on the record.
+    let mut overridden = pinned.clone();
+    overridden["override_reason"] = json!("incident 42: serve v3 while @production is fixed");
+    let created = h
+        .ok("POST", &format!("{NATIVE}/deployments"), Some(overridden))
+        .await;
+    assert_eq!(created["deployment"]["stable_version"], "3");
+    let audit = h
+        .ok(
+            "GET",
+            &format!(
+                "{NATIVE}/audit{}",
+                qs(&[("resource", &format!("deployment:{NAME}"))])
+            ),
+            None,
+        )
+        .await;
+    let entries = audit["entries"].as_array().expect("entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"deployments.override")
+            && actions.contains(&"deployments.protected_change"),
+        "{actions:?}"
+    );
+    let overrides: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "deployments.override")
+        .collect();
+    assert!(
+        overrides[0]["summary"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("incident 42")),
+        "{overrides:?}"
+    );
+}

@@ -11,10 +11,11 @@ use slipway_core::deployment::{
     self, AnalysisRules, Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord,
     Rollout, RolloutState, ServingSettings, Strategy,
 };
-use slipway_core::promotion::PromotionTarget;
+use slipway_core::promotion::{PromotionPolicy, PromotionTarget};
 use slipway_core::tracking::{RunId, Tag};
 use slipway_core::{Error, Result, validate};
 
+use crate::promotions::CheckOutcome;
 use crate::{App, now_ms};
 
 /// A model reference as users write it: `models:/NAME@ALIAS` or `models:/NAME/VERSION`.
@@ -57,6 +58,41 @@ impl ModelRef {
         match self {
             ModelRef::Alias { name, .. } | ModelRef::Version { name, .. } => name,
         }
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelRef::Alias { name, alias } => write!(f, "models:/{name}@{alias}"),
+            ModelRef::Version { name, version } => write!(f, "models:/{name}/{version}"),
+        }
+    }
+}
+
+/// An admin's explicit decision to go around a deployment's protection; audited as such.
+#[derive(Debug, Clone)]
+pub struct AdminOverride {
+    pub reason: String,
+}
+
+/// What a protected deployment allows an unapproved candidate.
+#[derive(Debug, Clone)]
+pub struct UnapprovedGate {
+    pub alias: String,
+    /// Percent of live traffic, at most, until the promotion is approved.
+    pub cap: u8,
+    pub checks: CheckOutcome,
+}
+
+impl UnapprovedGate {
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "alias": self.alias,
+            "unapproved_weight_cap": self.cap,
+            "checks_passed": self.checks.passed,
+            "checks": self.checks.detail,
+        })
     }
 }
 
@@ -111,15 +147,68 @@ impl App {
         }
     }
 
+    /// Creates a deployment. A name that last served a protected alias (its deletion said so)
+    /// must follow a protected alias again: otherwise deleting and re-creating it would put an
+    /// unapproved version behind the endpoint clients call for the approved one. Only an
+    /// admin's explicit `override_reason` (audited as an override) lifts that.
     pub async fn create_deployment(
         &self,
         name: &str,
         model: &ModelRef,
         settings: ServingSettings,
+        admin_override: Option<&AdminOverride>,
     ) -> Result<Deployment> {
         deployment::validate_name(name)?;
         settings.validate()?;
         let version = self.resolve_model_ref(model).await?;
+        let protected_now = match model {
+            ModelRef::Alias { name: model, alias } => {
+                self.protecting_policy(model, Some(alias)).await?.is_some()
+            }
+            ModelRef::Version { .. } => false,
+        };
+        if !protected_now
+            && let Some(deleted) = self.store().last_deployment_event(name, "deleted").await?
+            && let Some(was) = deleted.detail.get("protected").filter(|p| p.is_object())
+        {
+            let was_model = was["model"].as_str().unwrap_or_default();
+            let was_alias = was["alias"].as_str().unwrap_or_default();
+            match admin_override {
+                Some(admin_override) => {
+                    self.audited(
+                        "deployments.override",
+                        Self::deployment_resource(name),
+                        json!({
+                            "override": "re-create a protected deployment unprotected",
+                            "reason": admin_override.reason,
+                            "was": { "model": was_model, "alias": was_alias },
+                            "model_uri": model.to_string(),
+                        }),
+                    )
+                    .append_deployment_events(
+                        name,
+                        vec![self.event(
+                            None,
+                            "override",
+                            json!({ "reason": admin_override.reason, "model_uri": model.to_string() }),
+                        )],
+                    )
+                    .await?;
+                }
+                None => {
+                    let message = format!(
+                        "deployment '{name}' served alias '{was_alias}' of '{was_model}', which its promotion policy protects, until it was deleted; re-create it following that alias (`slipway deploy create {name} --model models:/{was_model}@{was_alias}`) and roll a new version out with `slipway deploy update`, or have an admin re-create it with --override-reason"
+                    );
+                    self.record_denial(
+                        "deployments.protected_change",
+                        Self::deployment_resource(name),
+                        &message,
+                    )
+                    .await?;
+                    return Err(Error::permission_denied(message));
+                }
+            }
+        }
         let now = now_ms();
         let new = Deployment {
             name: name.to_owned(),
@@ -212,12 +301,23 @@ impl App {
                 rollout.id, rollout.candidate_version
             )));
         }
+        // A deleted protected deployment stays protected by name (see `create_deployment`).
+        let protected = match self
+            .protecting_policy(&current.model_name, current.alias.as_deref())
+            .await?
+        {
+            Some(_) => json!({ "model": current.model_name, "alias": current.alias }),
+            None => serde_json::Value::Null,
+        };
         self.audited(
             "deployments.delete",
             Self::deployment_resource(name),
-            json!({ "version": current.stable_version }),
+            json!({ "version": current.stable_version, "protected": protected }),
         )
-        .delete_deployment(name, self.event(None, "deleted", json!({})))
+        .delete_deployment(
+            name,
+            self.event(None, "deleted", json!({ "protected": protected })),
+        )
         .await
     }
 
@@ -253,6 +353,7 @@ impl App {
                 "version {version} is already the stable version of deployment '{name}'"
             )));
         }
+        let gate = self.unapproved_gate(&current, &version).await?;
         let now = now_ms();
         let rollout = Rollout {
             id: current.rollout.as_ref().map_or(1, |r| r.id + 1),
@@ -266,12 +367,14 @@ impl App {
             started_ms: now,
             started_by: self.caller().actor.clone(),
             ended_ms: None,
+            unapproved_weight_cap: gate.as_ref().map(|gate| gate.cap),
         };
         let detail = json!({
             "candidate_version": version,
             "stable_version": current.stable_version,
             "strategy": rollout.strategy,
             "rules": rollout.rules,
+            "protected": gate.as_ref().map(UnapprovedGate::json),
         });
         let event = self.event(Some(&rollout), "rollout_started", detail.clone());
         current.rollout = Some(rollout);
@@ -370,6 +473,48 @@ impl App {
         Ok(saved)
     }
 
+    /// The policy that protects `alias` of `model`, if any: a deployment following that alias
+    /// is protected by it.
+    pub(crate) async fn protecting_policy(
+        &self,
+        model: &str,
+        alias: Option<&str>,
+    ) -> Result<Option<PromotionPolicy>> {
+        let Some(alias) = alias else {
+            return Ok(None);
+        };
+        Ok(self
+            .store()
+            .get_policy(model)
+            .await?
+            .filter(|policy| policy.protects(&PromotionTarget::Alias(alias.to_owned()))))
+    }
+
+    /// For a protected deployment, how much live traffic `candidate` may answer before its
+    /// promotion is approved, and why; `None` when the deployment is not protected.
+    pub(crate) async fn unapproved_gate(
+        &self,
+        deployment: &Deployment,
+        candidate: &str,
+    ) -> Result<Option<UnapprovedGate>> {
+        let Some(policy) = self
+            .protecting_policy(&deployment.model_name, deployment.alias.as_deref())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let version = self
+            .store()
+            .get_model_version(&deployment.model_name, validate::version_number(candidate)?)
+            .await?;
+        let checks = self.evaluate_checks(&policy, &version).await?;
+        Ok(Some(UnapprovedGate {
+            alias: deployment.alias.clone().unwrap_or_default(),
+            cap: policy.unapproved_weight_cap(checks.passed),
+            checks,
+        }))
+    }
+
     /// Moves an alias back to `version`: through the approvers' rollback when the policy
     /// protects it, directly otherwise.
     async fn move_alias_back(&self, model: &str, alias: &str, version: &str) -> Result<()> {
@@ -404,12 +549,10 @@ impl App {
         };
         let candidate = rollout.candidate_version.clone();
         if let Some(alias) = current.alias.clone() {
-            let protected = self
-                .store()
-                .get_policy(&current.model_name)
-                .await?
-                .is_some_and(|p| p.protects(&PromotionTarget::Alias(alias.clone())));
-            if protected {
+            let policy = self
+                .protecting_policy(&current.model_name, Some(&alias))
+                .await?;
+            if let Some(policy) = policy {
                 let (request, checks) = self
                     .request_promotion(
                         &current.model_name,
@@ -426,11 +569,20 @@ impl App {
                     "alias": alias,
                     "candidate_version": candidate,
                     "checks_passed": checks.passed,
+                    "unapproved_weight_cap": policy.unapproved_weight_cap(checks.passed),
                 });
                 let mut waiting = rollout.clone();
                 waiting.state = RolloutState::AwaitingApproval {
                     promotion_id: request.id,
                 };
+                // Until approved, the candidate keeps at most the policy's share, even when its
+                // last stage gave it all the traffic (a policy set during the rollout included).
+                let cap = policy.unapproved_weight_cap(checks.passed);
+                waiting.unapproved_weight_cap = Some(
+                    waiting
+                        .unapproved_weight_cap
+                        .map_or(cap, |held| held.min(cap)),
+                );
                 let event = self.event(Some(&waiting), "awaiting_approval", detail.clone());
                 current.rollout = Some(waiting);
                 current.updated_ms = now_ms();

@@ -4,8 +4,8 @@
 use serde_json::json;
 use slipway_core::auth::ResourceKind;
 use slipway_core::promotion::{
-    AliasChange, DEFAULT_PROTECTED_ALIASES, Decision, NewPromotionRequest, PromotionPolicy,
-    PromotionRequest, PromotionTarget, RequestState,
+    AliasChange, DEFAULT_MAX_UNAPPROVED_WEIGHT, DEFAULT_PROTECTED_ALIASES, Decision,
+    NewPromotionRequest, PromotionPolicy, PromotionRequest, PromotionTarget, RequestState,
 };
 use slipway_core::registry::{ModelVersion, Stage};
 use slipway_core::search::{SearchEntity, parse_filter};
@@ -36,18 +36,35 @@ pub struct Lineage {
     pub aliases: Vec<AliasChange>,
 }
 
+/// A policy as an admin sets it; `None` takes the default.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyInput {
+    pub aliases: Option<Vec<String>>,
+    pub stages: Option<Vec<String>>,
+    pub required_approvals: Option<u32>,
+    pub checks: Option<String>,
+    /// Percent of a protected deployment's live traffic an unapproved candidate may answer.
+    pub max_unapproved_weight: Option<u8>,
+}
+
 const PARENT_TAG: &str = "mlflow.parentRunId";
 const MAX_PARENT_DEPTH: usize = 32;
 
 impl App {
-    pub async fn set_policy(
-        &self,
-        name: &str,
-        aliases: Option<Vec<String>>,
-        stages: Option<Vec<String>>,
-        required_approvals: Option<u32>,
-        checks: Option<String>,
-    ) -> Result<PromotionPolicy> {
+    pub async fn set_policy(&self, name: &str, input: PolicyInput) -> Result<PromotionPolicy> {
+        let PolicyInput {
+            aliases,
+            stages,
+            required_approvals,
+            checks,
+            max_unapproved_weight,
+        } = input;
+        let max_unapproved_weight = max_unapproved_weight.unwrap_or(DEFAULT_MAX_UNAPPROVED_WEIGHT);
+        if max_unapproved_weight > 100 {
+            return Err(Error::invalid(format!(
+                "max_unapproved_weight is a percentage of live traffic (0 to 100), got {max_unapproved_weight}"
+            )));
+        }
         let checks = checks.filter(|checks| !checks.trim().is_empty());
         if let Some(checks) = &checks {
             parse_filter(SearchEntity::Runs, checks)
@@ -81,6 +98,7 @@ impl App {
             protected_stages: stages,
             required_approvals,
             checks,
+            max_unapproved_weight,
             updated_at: now_ms(),
             updated_by: self.caller.actor.clone(),
         };
@@ -93,6 +111,7 @@ impl App {
                 "protected_stages": stage_names,
                 "required_approvals": policy.required_approvals,
                 "checks": policy.checks,
+                "max_unapproved_weight": policy.max_unapproved_weight,
             }),
         )
         .set_policy(policy.clone())

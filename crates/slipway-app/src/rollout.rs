@@ -271,13 +271,26 @@ impl Controller {
                     .await?;
             }
             Decision::NextStage { stage } => {
+                // A policy set while the rollout ran protects its next stages too.
+                if advanced.unapproved_weight_cap.is_none()
+                    && let Some(gate) = app
+                        .unapproved_gate(&deployment, &advanced.candidate_version)
+                        .await?
+                {
+                    advanced.unapproved_weight_cap = Some(gate.cap);
+                }
                 let stage_spec = advanced.current_stage();
                 let mut current = deployment;
                 let mut events = Vec::new();
                 if let Some(analysis) = &analysis {
                     events.push(app.event(Some(&advanced), "analysis", json!(analysis)));
                 }
-                let detail = json!({ "stage": stage, "weight": stage_spec.map(|s| s.weight), "mirror": stage_spec.map(|s| s.mirror) });
+                let detail = json!({
+                    "stage": stage,
+                    "weight": stage_spec.map(|s| s.weight),
+                    "live_weight": advanced.traffic().weight,
+                    "mirror": stage_spec.map(|s| s.mirror),
+                });
                 events.push(app.event(Some(&advanced), "stage", detail.clone()));
                 current.rollout = Some(advanced);
                 current.updated_ms = now;

@@ -356,6 +356,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<DeploymentEvent>>;
+    /// The latest event of `kind` in a deployment's history (kept after it is deleted).
+    async fn last_deployment_event(
+        &self,
+        name: &str,
+        kind: &str,
+    ) -> Result<Option<DeploymentEvent>>;
     /// Appends sampled predictions (ids assigned by the store).
     async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()>;
     /// A deployment's logged predictions with an id above `after_id`, oldest first.

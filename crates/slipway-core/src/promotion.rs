@@ -7,6 +7,10 @@ use crate::registry::Stage;
 use crate::{Error, Result};
 
 pub const DEFAULT_PROTECTED_ALIASES: [&str; 2] = ["production", "champion"];
+/// The share of live traffic a candidate of a protected deployment may answer before its
+/// promotion is approved: enough for a canary's analysis, small enough that an unapproved
+/// model never serves most users.
+pub const DEFAULT_MAX_UNAPPROVED_WEIGHT: u8 = 10;
 
 /// A registered model's promotion policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +22,9 @@ pub struct PromotionPolicy {
     pub required_approvals: u32,
     /// A runs filter (the search grammar) the version's source run must match.
     pub checks: Option<String>,
+    /// The largest percentage of a protected deployment's live traffic a candidate answers
+    /// before its promotion is approved (0 to 100). A candidate that fails `checks` gets none.
+    pub max_unapproved_weight: u8,
     pub updated_at: i64,
     pub updated_by: String,
 }
@@ -45,6 +52,16 @@ impl PromotionPolicy {
             text.push_str(&format!(" and source-run checks `{checks}`"));
         }
         text
+    }
+
+    /// The live traffic a candidate may answer before approval, given whether its source run
+    /// passed the checks.
+    pub fn unapproved_weight_cap(&self, checks_passed: bool) -> u8 {
+        if checks_passed {
+            self.max_unapproved_weight.min(100)
+        } else {
+            0
+        }
     }
 }
 

@@ -189,6 +189,19 @@ pub(crate) async fn delete(store: &SqlStore, name: &str, event: NewDeploymentEve
         .await
 }
 
+fn event_from_row(row: &sqlx::any::AnyRow) -> Result<DeploymentEvent> {
+    Ok(DeploymentEvent {
+        seq: get_i64(row, "seq")?,
+        deployment: get_str(row, "deployment")?,
+        time_ms: get_i64(row, "time_ms")?,
+        rollout_id: get_opt_i64(row, "rollout_id")?,
+        kind: get_str(row, "kind")?,
+        actor: get_str(row, "actor")?,
+        detail: serde_json::from_str(&get_str(row, "detail")?)
+            .map_err(|e| Error::internal("decoding a deployment event", e))?,
+    })
+}
+
 pub(crate) async fn events(
     store: &SqlStore,
     name: &str,
@@ -204,20 +217,23 @@ pub(crate) async fn events(
     .fetch_all(&store.read)
     .await
     .map_err(db_err("reading deployment events"))?;
-    rows.iter()
-        .map(|row| {
-            Ok(DeploymentEvent {
-                seq: get_i64(row, "seq")?,
-                deployment: get_str(row, "deployment")?,
-                time_ms: get_i64(row, "time_ms")?,
-                rollout_id: get_opt_i64(row, "rollout_id")?,
-                kind: get_str(row, "kind")?,
-                actor: get_str(row, "actor")?,
-                detail: serde_json::from_str(&get_str(row, "detail")?)
-                    .map_err(|e| Error::internal("decoding a deployment event", e))?,
-            })
-        })
-        .collect()
+    rows.iter().map(event_from_row).collect()
+}
+
+pub(crate) async fn last_event(
+    store: &SqlStore,
+    name: &str,
+    kind: &str,
+) -> Result<Option<DeploymentEvent>> {
+    let row = sqlx::query(
+        "SELECT * FROM deployment_events WHERE deployment = $1 AND kind = $2 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(name.to_owned())
+    .bind(kind.to_owned())
+    .fetch_optional(&store.read)
+    .await
+    .map_err(db_err("reading deployment events"))?;
+    row.as_ref().map(event_from_row).transpose()
 }
 
 /// Rows per INSERT: 8 parameters each stays far below SQLite's and PostgreSQL's limits.

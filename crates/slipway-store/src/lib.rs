@@ -722,6 +722,14 @@ impl MetadataStore for SqlStore {
         deployments::events(self, name, after_seq, limit).await
     }
 
+    async fn last_deployment_event(
+        &self,
+        name: &str,
+        kind: &str,
+    ) -> Result<Option<DeploymentEvent>> {
+        deployments::last_event(self, name, kind).await
+    }
+
     async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()> {
         deployments::append_predictions(self, records).await
     }

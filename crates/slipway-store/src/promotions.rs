@@ -33,6 +33,8 @@ fn policy_from_row(row: &AnyRow) -> Result<PromotionPolicy> {
             .collect::<Result<_>>()?,
         required_approvals: u32::try_from(get_i64(row, "required_approvals")?).unwrap_or(u32::MAX),
         checks: get_opt_str(row, "checks")?,
+        max_unapproved_weight: u8::try_from(get_i64(row, "max_unapproved_weight")?.clamp(0, 100))
+            .unwrap_or(0),
         updated_at: get_i64(row, "updated_at")?,
         updated_by: get_str(row, "updated_by")?,
     })
@@ -51,16 +53,18 @@ pub(crate) async fn set_policy(store: &SqlStore, policy: PromotionPolicy) -> Res
                     .map_err(|e| Error::internal("encoding protected stages", e))?;
                 sqlx::query(
                     "INSERT INTO promotion_policies (model_name, protected_aliases, protected_stages, \
-                     required_approvals, checks, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     required_approvals, checks, max_unapproved_weight, updated_at, updated_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      ON CONFLICT (model_name) DO UPDATE SET protected_aliases = excluded.protected_aliases, \
                      protected_stages = excluded.protected_stages, required_approvals = excluded.required_approvals, \
-                     checks = excluded.checks, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                     checks = excluded.checks, max_unapproved_weight = excluded.max_unapproved_weight, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 )
                 .bind(policy.model_name.clone())
                 .bind(aliases)
                 .bind(stages)
                 .bind(i64::from(policy.required_approvals))
                 .bind(policy.checks.clone())
+                .bind(i64::from(policy.max_unapproved_weight))
                 .bind(policy.updated_at)
                 .bind(policy.updated_by.clone())
                 .execute(&mut *tx)

@@ -165,6 +165,10 @@ enum DeployCommand {
         model: String,
         #[command(flatten)]
         settings: SettingsFlags,
+        /// Admins only: re-create a deployment that served a protected alias without following
+        /// it, for this reason (recorded in the audit log as an override).
+        #[arg(long)]
+        override_reason: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -245,9 +249,13 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
             name,
             model,
             settings,
+            override_reason,
             json,
         } => {
             let mut body = json!({ "name": name, "model_uri": model });
+            if let Some(reason) = override_reason {
+                body["override_reason"] = json!(reason);
+            }
             if let Some(settings) = settings.json() {
                 body["settings"] = settings;
             }

@@ -430,6 +430,10 @@ enum PolicyCommand {
         /// A runs filter the source run must pass, e.g. "metrics.auc >= 0.9".
         #[arg(long)]
         checks: Option<String>,
+        /// Percent of a protected deployment's live traffic a candidate may answer before its
+        /// promotion is approved (default 10; a candidate failing the checks gets none).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        max_unapproved_traffic: Option<u8>,
     },
     Show {
         model: String,
@@ -448,6 +452,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
             stages,
             approvals,
             checks,
+            max_unapproved_traffic,
         } => {
             let answer = client
                 .call(
@@ -458,6 +463,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                         "protected_stages": stages,
                         "required_approvals": approvals,
                         "checks": checks,
+                        "max_unapproved_weight": max_unapproved_traffic,
                     })),
                 )
                 .await?;

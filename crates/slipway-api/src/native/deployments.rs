@@ -5,7 +5,8 @@ use axum::Json;
 use axum::extract::{Extension, Path};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use slipway_app::deployments::ModelRef;
+use slipway_app::deployments::{AdminOverride, ModelRef};
+use slipway_core::auth::{Principal, Role};
 use slipway_core::deployment::{
     AnalysisRules, BreakerConfig, CanaryStep, Deployment, PredictionRecord, ServingSettings,
     Strategy, WindowStats,
@@ -96,10 +97,13 @@ pub struct Create {
     name: Option<String>,
     model_uri: Option<String>,
     settings: Option<SettingsIn>,
+    /// An admin's reason to re-create a protected deployment unprotected (audited).
+    override_reason: Option<String>,
 }
 
 pub async fn create(
     AppFor(app): AppFor,
+    principal: Option<Extension<Principal>>,
     Extension(deployments): Extension<Deployments>,
     Message(request): Message<Create>,
 ) -> ApiResult<Json<Value>> {
@@ -109,7 +113,22 @@ pub async fn create(
         .settings
         .unwrap_or_default()
         .apply(ServingSettings::default());
-    let created = app.create_deployment(&name, &model, settings).await?;
+    let admin_override = match request.override_reason.filter(|r| !r.trim().is_empty()) {
+        None => None,
+        // Without authentication every caller already has every right.
+        Some(reason) if principal.as_ref().is_none_or(|p| p.role == Role::Admin) => {
+            Some(AdminOverride { reason })
+        }
+        Some(_) => {
+            return Err(slipway_core::Error::permission_denied(
+                "only an admin may override a deployment's protection (override_reason)",
+            )
+            .into());
+        }
+    };
+    let created = app
+        .create_deployment(&name, &model, settings, admin_override.as_ref())
+        .await?;
     Ok(changed(&deployments, created).await)
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use slipway_app::promotions::{CheckOutcome, Lineage};
+use slipway_app::promotions::{CheckOutcome, Lineage, PolicyInput};
 use slipway_core::promotion::{AliasChange, PromotionPolicy, PromotionRequest, PromotionTarget};
 use slipway_core::registry::Stage;
 
@@ -22,6 +22,7 @@ fn policy_json(policy: &PromotionPolicy) -> Value {
         "protected_stages": stages,
         "required_approvals": policy.required_approvals,
         "checks": policy.checks,
+        "max_unapproved_weight": policy.max_unapproved_weight,
         "updated_at": policy.updated_at,
         "updated_by": policy.updated_by,
     })
@@ -77,6 +78,7 @@ pub struct SetPolicy {
     protected_stages: Option<Vec<String>>,
     required_approvals: Option<I64>,
     checks: Option<String>,
+    max_unapproved_weight: Option<I64>,
 }
 
 pub async fn set_policy(
@@ -92,13 +94,26 @@ pub async fn set_policy(
             })
         })
         .transpose()?;
+    let max_unapproved_weight = request
+        .max_unapproved_weight
+        .map(|n| {
+            u8::try_from(n.0).ok().filter(|n| *n <= 100).ok_or_else(|| {
+                slipway_core::Error::invalid(
+                    "max_unapproved_weight is a percentage of live traffic: between 0 and 100",
+                )
+            })
+        })
+        .transpose()?;
     let policy = app
         .set_policy(
             &name,
-            request.protected_aliases,
-            request.protected_stages,
-            approvals,
-            request.checks,
+            PolicyInput {
+                aliases: request.protected_aliases,
+                stages: request.protected_stages,
+                required_approvals: approvals,
+                checks: request.checks,
+                max_unapproved_weight,
+            },
         )
         .await?;
     Ok(Json(json!({ "policy": policy_json(&policy) })))

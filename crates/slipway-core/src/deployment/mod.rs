@@ -239,6 +239,11 @@ pub struct Rollout {
     pub started_ms: i64,
     pub started_by: String,
     pub ended_ms: Option<i64>,
+    /// Set while the deployment is protected by a promotion policy and the candidate is not
+    /// approved: the most live traffic (percent) it may answer, whatever its stages say. Only
+    /// an approved promotion lifts it (the candidate then becomes stable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unapproved_weight_cap: Option<u8>,
 }
 
 /// The traffic split a deployment's data plane applies.
@@ -258,7 +263,9 @@ impl Rollout {
             RolloutState::Progressing | RolloutState::AwaitingApproval { .. } => self
                 .current_stage()
                 .map(|stage| Traffic {
-                    weight: stage.weight,
+                    weight: self
+                        .unapproved_weight_cap
+                        .map_or(stage.weight, |cap| stage.weight.min(cap)),
                     mirror: stage.mirror,
                 })
                 .unwrap_or_default(),
@@ -495,6 +502,7 @@ mod tests {
             started_ms: 0,
             started_by: "ann".into(),
             ended_ms: None,
+            unapproved_weight_cap: None,
         }
     }
 
@@ -534,6 +542,36 @@ mod tests {
             advance(&mut rollout, Some(&verdict(Verdict::Pass)), 100_001),
             Decision::Promote
         );
+    }
+
+    #[test]
+    fn an_unapproved_candidate_never_exceeds_its_cap() {
+        let mut rollout = canary(&[(5, 0), (100, 0)]);
+        rollout.unapproved_weight_cap = Some(10);
+        assert_eq!(rollout.traffic().weight, 5);
+        rollout.stage = 1;
+        assert_eq!(rollout.traffic().weight, 10);
+        rollout.state = RolloutState::AwaitingApproval { promotion_id: 1 };
+        assert_eq!(
+            rollout.traffic().weight,
+            10,
+            "waiting for approval keeps the cap"
+        );
+        rollout.unapproved_weight_cap = Some(0);
+        assert_eq!(
+            rollout.traffic().weight,
+            0,
+            "failed checks: no live traffic"
+        );
+        rollout.unapproved_weight_cap = None;
+        assert_eq!(rollout.traffic().weight, 100);
+        // Stored deployments written before the cap existed read as uncapped.
+        let mut json = serde_json::to_value(&rollout).unwrap();
+        json.as_object_mut()
+            .unwrap()
+            .remove("unapproved_weight_cap");
+        let back: Rollout = serde_json::from_value(json).unwrap();
+        assert_eq!(back.unapproved_weight_cap, None);
     }
 
     #[test]

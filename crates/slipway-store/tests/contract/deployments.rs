@@ -69,6 +69,7 @@ fn rollout(id: i64, strategy: Strategy, rules: AnalysisRules, state: RolloutStat
         started_ms: 4_000,
         started_by: "bob".into(),
         ended_ms: None,
+        unapproved_weight_cap: None,
     }
 }
 
