@@ -72,7 +72,8 @@ enum Backend {
 struct Harness {
     router: Router,
     deployments: Deployments,
-    _dir: tempfile::TempDir,
+    /// The artifact store's folder (a test may change files behind the server's back).
+    dir: tempfile::TempDir,
     /// The test's database, dropped (and removed) with the harness.
     _db: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -244,7 +245,7 @@ impl Harness {
         let harness = Harness {
             router: slipway_api::router_with(app, deployments.clone()),
             deployments,
-            _dir: dir,
+            dir,
             _db: db,
         };
         harness.register_fixture_models().await;
@@ -1521,5 +1522,172 @@ async fn a_deleted_protected_deployment_cannot_come_back_unprotected() {
             .as_str()
             .is_some_and(|r| r.contains("incident 42")),
         "{overrides:?}"
+    );
+}
+
+/// A registered version's files are what was approved: uploads and deletes under them are
+/// refused (and audited), its digest tag is the server's alone, lineage shows the manifest, and
+/// a file changed behind the server's back is refused at load, never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registered_versions_files_cannot_change() {
+    let Some(h) = Harness::start(Backend::Sqlite, PlaneConfig::default()).await else {
+        return;
+    };
+    let version = h
+        .ok(
+            "GET",
+            &format!(
+                "{API}/model-versions/get{}",
+                qs(&[("name", MODEL), ("version", "2")])
+            ),
+            None,
+        )
+        .await;
+    let digest = kv(&version["model_version"]["tags"], "slipway.content_digest")
+        .expect("a content digest tag")
+        .to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let source = version["model_version"]["source"].as_str().expect("source");
+    let folder = source
+        .strip_prefix("mlflow-artifacts:/")
+        .expect("a proxied source")
+        .to_owned();
+    let run_root = folder.trim_end_matches("/cancer").to_owned();
+
+    // Through the API: no overwrite, no delete of the file, its folder or the run's root.
+    let tampered = b"not the approved model".to_vec();
+    let put = h
+        .send(
+            Method::PUT,
+            &format!("{PROXY}/{folder}/model.onnx"),
+            &[],
+            tampered.clone(),
+            None,
+        )
+        .await;
+    assert_mlflow_error(&put, 403, "PERMISSION_DENIED", "may not change");
+    let added = h
+        .send(
+            Method::PUT,
+            &format!("{PROXY}/{folder}/extra.onnx"),
+            &[],
+            tampered.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(
+        added.status,
+        StatusCode::FORBIDDEN,
+        "adding a file changes the folder too"
+    );
+    for path in [
+        format!("{folder}/model.onnx"),
+        folder.clone(),
+        run_root.clone(),
+    ] {
+        let deleted = h
+            .send(
+                Method::DELETE,
+                &format!("{PROXY}/{path}"),
+                &[],
+                Vec::new(),
+                None,
+            )
+            .await;
+        assert_eq!(deleted.status, StatusCode::FORBIDDEN, "DELETE {path}");
+    }
+    // Elsewhere in the same run, writing goes on as before.
+    let elsewhere = h
+        .send(
+            Method::PUT,
+            &format!("{PROXY}/{run_root}/notes/a.txt"),
+            &[],
+            b"ok".to_vec(),
+            None,
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+    // A prefix that is not a folder boundary is another path.
+    let sibling = h
+        .send(
+            Method::PUT,
+            &format!("{PROXY}/{folder}-v2/model.onnx"),
+            &[],
+            b"ok".to_vec(),
+            None,
+        )
+        .await;
+    assert_eq!(sibling.status, StatusCode::OK);
+
+    // The digest tag is the server's.
+    let forged = h
+        .send_json(
+            "POST",
+            &format!("{API}/model-versions/set-tag"),
+            Some(&json!({ "name": MODEL, "version": "2", "key": "slipway.content_digest", "value": "sha256:00" })),
+        )
+        .await;
+    assert_mlflow_error(
+        &forged,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "written by slipway",
+    );
+
+    // Lineage and the content route show the same manifest.
+    let lineage = h
+        .ok(
+            "GET",
+            &format!(
+                "{NATIVE}/lineage{}",
+                qs(&[("name", MODEL), ("version", "2")])
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        lineage["lineage"]["model_version"]["content_digest"],
+        digest.as_str()
+    );
+    let files = lineage["lineage"]["model_version"]["files"]
+        .as_array()
+        .expect("files");
+    let names: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
+    assert_eq!(names, ["MLmodel", "model.onnx"], "{files:?}");
+    let content = h
+        .ok(
+            "GET",
+            &format!(
+                "{NATIVE}/model-versions/content{}",
+                qs(&[("name", MODEL), ("version", "2")])
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(content["content_digest"], digest.as_str());
+
+    // Behind the server's back (a shared disk, a bucket): the load refuses the changed file.
+    let on_disk = h.dir.path().join(&folder).join("model.onnx");
+    std::fs::write(&on_disk, &tampered).expect("tampering with the file");
+    h.ok(
+        "POST",
+        &format!("{NATIVE}/deployments"),
+        Some(json!({ "name": "pinned", "model_uri": format!("models:/{MODEL}/2") })),
+    )
+    .await;
+    let plane = &h.deployments.plane;
+    plane.sync().await.expect("syncing the data plane");
+    let reason = plane.not_ready_reason("pinned").unwrap_or_default();
+    assert!(
+        reason.contains("changed since the version was registered"),
+        "{reason:?}"
+    );
+    let refused = h
+        .invoke("/deployments/pinned/invocations", &[], &example())
+        .await;
+    assert!(
+        refused.status.is_server_error() || refused.status == StatusCode::NOT_FOUND,
+        "a changed model must not answer: {}",
+        refused.status
     );
 }

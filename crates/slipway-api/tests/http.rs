@@ -1409,7 +1409,14 @@ async fn model_version_routes() {
     assert_eq!(v["source"], source.as_str());
     assert_eq!(v["run_id"], run.as_str());
     assert_eq!(v["status"], "READY");
-    assert_eq!(v["tags"], json!([{"key": "i", "value": "0"}]));
+    // The server adds the digest of the version's files (none yet here: the empty manifest).
+    assert_eq!(
+        v["tags"],
+        json!([
+            {"key": "i", "value": "0"},
+            {"key": "slipway.content_digest", "value": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
+        ])
+    );
     assert_eq!(v["run_link"], "");
 
     // get, get-download-uri

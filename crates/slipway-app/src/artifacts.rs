@@ -41,8 +41,28 @@ pub fn proxied_path(uri: &str) -> Result<ArtifactPath> {
 }
 
 impl App {
+    /// Refuses a write or delete at `path` that would change a registered version's files: a
+    /// version's bytes are what was reviewed and approved, and its number must keep naming them.
+    async fn guard_registered_files(&self, path: &ArtifactPath, action: &str) -> Result<()> {
+        let Some((model, version)) = self.store.version_holding_path(path.as_str()).await? else {
+            return Ok(());
+        };
+        let message = format!(
+            "'{}' holds files of version {version} of registered model '{model}', which may not change after registration; log the new files under another path and register them as a new version",
+            path.as_str()
+        );
+        self.record_denial(
+            &format!("artifacts.{action}"),
+            format!("artifact:{}", path.as_str()),
+            &message,
+        )
+        .await?;
+        Err(Error::permission_denied(message))
+    }
+
     pub async fn put_artifact(&self, path: &str, body: ByteStream) -> Result<u64> {
         let path = ArtifactPath::parse(path)?;
+        self.guard_registered_files(&path, "put").await?;
         let size = self.artifacts.put(&path, body).await?;
         // Objects live outside the database, so the entry follows the upload that succeeded.
         self.store
@@ -71,6 +91,7 @@ impl App {
 
     pub async fn delete_artifact(&self, path: &str) -> Result<()> {
         let path = ArtifactPath::parse(path)?;
+        self.guard_registered_files(&path, "delete").await?;
         self.artifacts.delete(&path).await?;
         self.store
             .append_audit(self.audit_event(

@@ -12,7 +12,7 @@ use slipway_core::deployment::{
     Rollout, RolloutState, ServingSettings, Strategy,
 };
 use slipway_core::promotion::{PromotionPolicy, PromotionTarget};
-use slipway_core::tracking::{RunId, Tag};
+use slipway_core::tracking::Tag;
 use slipway_core::{Error, Result, validate};
 
 use crate::promotions::CheckOutcome;
@@ -782,26 +782,36 @@ impl App {
             .await;
     }
 
-    /// A version's ONNX file (and `MLmodel`), read from the artifact store.
+    /// A version's ONNX file (and `MLmodel`), read from the artifact store and checked against
+    /// what was registered: a file that changed since is refused, never served.
     pub async fn model_files(&self, name: &str, version: &str) -> Result<ModelFiles> {
         let model_version = self.get_model_version(name, version).await?;
-        let source = model_version.source.clone();
-        let location = if let Some(rest) = source.strip_prefix("runs:/") {
-            let (run_id, sub) = rest.split_once('/').unwrap_or((rest, ""));
-            let run = self.store().get_run(&RunId::parse(run_id)?).await?;
-            format!("{}/{sub}", run.info.artifact_uri.trim_end_matches('/'))
-        } else if let Some(model_id) = source.strip_prefix("models:/") {
-            self.get_logged_model(model_id).await?.artifact_uri
-        } else {
-            source
-        };
-        let root = crate::artifacts::proxied_path(location.trim_end_matches('/')).map_err(|_| {
+        let (location, root) = self.source_location(&model_version.source).await?;
+        let root = root.ok_or_else(|| {
             Error::invalid(format!(
                 "version {version} of '{name}' lives at '{location}', which this server does not store; deployments serve versions whose files are in slipway's artifact store"
             ))
         })?;
+        let content = self
+            .store()
+            .model_version_content(name, model_version.version)
+            .await?;
+        if content.is_none() {
+            tracing::warn!(model = %name, %version, "serving a version registered before content digests: its files are not verified");
+        }
+        let verify = |relative: &str, bytes: &[u8]| -> Result<()> {
+            match &content {
+                Some(content) => content.manifest.verify(relative, bytes).map_err(|error| {
+                    tracing::error!(model = %name, %version, %error, "refusing a changed model file");
+                    Error::invalid(format!("version {version} of '{name}': {error}"))
+                }),
+                None => Ok(()),
+            }
+        };
         // A bare .onnx file registered as the version's source.
         if let Some(file) = self.read_file(&root).await? {
+            let own_name = root.as_str().rsplit('/').next().unwrap_or(root.as_str());
+            verify(own_name, &file)?;
             return Ok(ModelFiles {
                 onnx: file,
                 mlmodel: None,
@@ -830,10 +840,14 @@ impl App {
             .read_file(&root.join(&onnx_name)?)
             .await?
             .ok_or_else(|| Error::internal_msg("the listed model file disappeared"))?;
-        let mlmodel = self
-            .read_file(&root.join("MLmodel")?)
-            .await?
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        verify(&onnx_name, &onnx)?;
+        let mlmodel = match self.read_file(&root.join("MLmodel")?).await? {
+            Some(bytes) => {
+                verify("MLmodel", &bytes)?;
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            None => None,
+        };
         Ok(ModelFiles { onnx, mlmodel })
     }
 

@@ -17,6 +17,7 @@
 
 pub mod artifacts;
 pub mod audit;
+mod content;
 pub mod deployments;
 pub mod identity;
 pub mod logged_models;

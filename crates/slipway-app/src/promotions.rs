@@ -34,6 +34,8 @@ pub struct Lineage {
     pub promotions: Vec<PromotionRequest>,
     /// Alias moves onto or away from this version, oldest first.
     pub aliases: Vec<AliasChange>,
+    /// Its files as registered (path, size, SHA-256), when they are in slipway's store.
+    pub content: Option<slipway_core::registry::ContentManifest>,
 }
 
 /// A policy as an admin sets it; `None` takes the default.
@@ -471,6 +473,11 @@ impl App {
                 change.version == Some(version) || change.previous_version == Some(version)
             })
             .collect();
+        let content = self
+            .store
+            .model_version_content(name, model_version.version)
+            .await?
+            .map(|content| content.manifest);
         Ok(Lineage {
             version: model_version,
             run,
@@ -478,6 +485,7 @@ impl App {
             datasets,
             promotions,
             aliases,
+            content,
         })
     }
 }

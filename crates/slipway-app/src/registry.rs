@@ -3,7 +3,9 @@
 use slipway_core::auth::ResourceKind;
 use slipway_core::paging::Page;
 use slipway_core::promotion::PromotionTarget;
-use slipway_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use slipway_core::registry::{
+    CONTENT_DIGEST_TAG, ModelVersion, NewModelVersion, RegisteredModel, Stage,
+};
 use slipway_core::search::SearchEntity;
 use slipway_core::tracking::{RunId, Tag, ViewType};
 use slipway_core::validate::{self, MAX_REGISTERED_MODEL_NAME_LENGTH};
@@ -49,6 +51,17 @@ fn model_name(field: &str, name: &str) -> Result<()> {
 fn registry_tag(tag: &mut Tag) -> Result<()> {
     validate::entity_key("key", &tag.key)?;
     validate::max_len("value", &tag.value, validate::MAX_REGISTRY_TAG_VALUE_LENGTH)
+}
+
+/// Version tags only the server writes: a client that could set the digest tag could make a
+/// changed model look registered.
+fn client_version_tag(key: &str) -> Result<()> {
+    if key == CONTENT_DIGEST_TAG {
+        return Err(Error::invalid(format!(
+            "tag '{CONTENT_DIGEST_TAG}' is written by slipway when a version is registered and cannot be set or deleted"
+        )));
+    }
+    Ok(())
 }
 
 impl App {
@@ -241,8 +254,17 @@ impl App {
         }
         for tag in new.tags.iter_mut() {
             registry_tag(tag)?;
+            client_version_tag(&tag.key)?;
         }
         self.check_version_source(&mut new).await?;
+        // The files as they are now are the version: hashed here, immutable from here on.
+        new.content = self.content_for_source(&new.source).await?;
+        if let Some(content) = &new.content {
+            new.tags.push(Tag {
+                key: CONTENT_DIGEST_TAG.to_owned(),
+                value: content.manifest.digest(),
+            });
+        }
         // Lineage names who registered a version: with authentication the caller, whatever the
         // client claims; without, the client's user_id if it sent one.
         if self.auth_enabled() || new.user_id.as_deref().is_none_or(str::is_empty) {
@@ -253,6 +275,7 @@ impl App {
             "run_id": new.run_id,
             "model_id": new.model_id,
             "tags": keys(&new.tags),
+            "content_digest": new.content.as_ref().map(|c| c.manifest.digest()),
         });
         self.audited(
             "registry.create_version",
@@ -376,6 +399,7 @@ impl App {
     ) -> Result<()> {
         model_name("name", name)?;
         registry_tag(&mut tag)?;
+        client_version_tag(&tag.key)?;
         let version = validate::version_number(version)?;
         self.audited(
             "registry.set_version_tag",
@@ -393,6 +417,7 @@ impl App {
         key: &str,
     ) -> Result<()> {
         model_name("name", name)?;
+        client_version_tag(key)?;
         let version = validate::version_number(version)?;
         self.audited(
             "registry.delete_version_tag",

@@ -356,6 +356,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<DeploymentEvent>>;
+    /// What a version's files were at registration, when they are in slipway's artifact store.
+    async fn model_version_content(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<crate::registry::VersionContent>>;
+    /// A registered version whose files are at, under or above this artifact-store path.
+    async fn version_holding_path(&self, path: &str) -> Result<Option<(String, i64)>>;
     /// The latest event of `kind` in a deployment's history (kept after it is deleted).
     async fn last_deployment_event(
         &self,

@@ -722,6 +722,18 @@ impl MetadataStore for SqlStore {
         deployments::events(self, name, after_seq, limit).await
     }
 
+    async fn model_version_content(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<slipway_core::registry::VersionContent>> {
+        registry::version_content(self, name, version).await
+    }
+
+    async fn version_holding_path(&self, path: &str) -> Result<Option<(String, i64)>> {
+        registry::version_holding_path(self, path).await
+    }
+
     async fn last_deployment_event(
         &self,
         name: &str,

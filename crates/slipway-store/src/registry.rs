@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use slipway_core::paging::Page;
 use slipway_core::ports::SearchQuery;
-use slipway_core::registry::{AliasVersion, ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use slipway_core::registry::{
+    AliasVersion, ModelVersion, NewModelVersion, RegisteredModel, Stage, VersionContent,
+};
 use slipway_core::tracking::Tag;
 use slipway_core::{Error, Result};
 use sqlx::AnyConnection;
@@ -398,6 +400,7 @@ pub(crate) async fn delete_model(store: &SqlStore, name: &str) -> Result<()> {
                 let id = model_id(&mut *tx, name).await?;
                 for table in [
                     "model_version_tags",
+                    "model_version_content",
                     "model_versions",
                     "registered_model_aliases",
                     "registered_model_tags",
@@ -731,6 +734,22 @@ pub(crate) async fn create_version(
                 for tag in &new.tags {
                     upsert_version_tag(&mut *tx, id, version, tag).await?;
                 }
+                if let Some(content) = &new.content {
+                    let manifest = serde_json::to_string(&content.manifest)
+                        .map_err(|e| Error::internal("encoding a version's manifest", e))?;
+                    sqlx::query(
+                        "INSERT INTO model_version_content (model_id, version, storage_path, digest, manifest) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(id)
+                    .bind(version)
+                    .bind(content.storage_path.clone())
+                    .bind(content.manifest.digest())
+                    .bind(manifest)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("recording a model version's content"))?;
+                }
                 Ok(version)
             })
         })
@@ -904,6 +923,7 @@ pub(crate) async fn delete_version(store: &SqlStore, name: &str, version: i64) -
                 }
                 for table in [
                     "model_version_tags",
+                    "model_version_content",
                     "registered_model_aliases",
                     "model_versions",
                 ] {
@@ -1018,4 +1038,70 @@ pub(crate) async fn delete_version_tag(
         })
         .await?;
     Ok(())
+}
+
+/// The files a version had when it was registered, if they are in slipway's artifact store.
+pub(crate) async fn version_content(
+    store: &SqlStore,
+    name: &str,
+    version: i64,
+) -> Result<Option<VersionContent>> {
+    let row = sqlx::query(
+        "SELECT c.storage_path, c.manifest FROM model_version_content c \
+         JOIN registered_models m ON m.id = c.model_id WHERE m.name = $1 AND c.version = $2",
+    )
+    .bind(name.to_owned())
+    .bind(version)
+    .fetch_optional(&store.read)
+    .await
+    .map_err(db_err("reading a model version's content"))?;
+    row.map(|row| {
+        Ok(VersionContent {
+            storage_path: get_str(&row, "storage_path")?,
+            manifest: serde_json::from_str(&get_str(&row, "manifest")?)
+                .map_err(|e| Error::internal("decoding a version's manifest", e))?,
+        })
+    })
+    .transpose()
+}
+
+/// A registered version whose files are at, under or above `path` in the artifact store (so
+/// that writing or deleting there would change them): its model name and number.
+pub(crate) async fn version_holding_path(
+    store: &SqlStore,
+    path: &str,
+) -> Result<Option<(String, i64)>> {
+    // A version's folder is `path` itself or one of its ancestors: at most one lookup per
+    // segment, each an index probe. A folder below `path` (deleting a parent) is a range of
+    // the same index: '0' is the character after '/'.
+    let mut ancestors: Vec<String> = Vec::new();
+    let mut end = 0;
+    for segment in path.split('/') {
+        end += segment.len();
+        ancestors.push(path[..end].to_owned());
+        end += 1;
+    }
+    let mut sql = crate::sql::Sql::new(
+        store.backend,
+        "SELECT m.name, c.version FROM model_version_content c \
+         JOIN registered_models m ON m.id = c.model_id WHERE c.storage_path IN (",
+    );
+    for (index, ancestor) in ancestors.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind(ancestor.clone());
+    }
+    sql.push(") OR (c.storage_path > ");
+    sql.bind(format!("{path}/"));
+    sql.push(" AND c.storage_path < ");
+    sql.bind(format!("{path}0"));
+    sql.push(") LIMIT 1");
+    let row = sql
+        .query()
+        .fetch_optional(&store.read)
+        .await
+        .map_err(db_err("looking for a registered version's files"))?;
+    row.map(|row| Ok((get_str(&row, "name")?, get_i64(&row, "version")?)))
+        .transpose()
 }

@@ -540,6 +540,22 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
         mv["registered_by"].as_str().unwrap_or("unknown"),
         crate::admin::time(mv["registered_at"].as_i64().unwrap_or(0)),
     );
+    match mv["content_digest"].as_str() {
+        Some(digest) => {
+            println!("  content {digest}");
+            for file in mv["files"].as_array().into_iter().flatten() {
+                println!(
+                    "    {}  {} bytes  {}",
+                    file["sha256"].as_str().unwrap_or_default(),
+                    file["size"],
+                    file["path"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        None => println!(
+            "  content: not recorded (files outside slipway's store, or registered before digests)"
+        ),
+    }
     let run = &lineage["run"];
     if run.is_null() {
         println!("  source run: none recorded");

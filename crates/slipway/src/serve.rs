@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use serde_json::json;
 use slipway_serving::{OnnxModel, Runtime};
 
 #[derive(Debug, Args)]
@@ -195,10 +196,58 @@ async fn fetch_registered(uri: &str, tracking_uri: Option<String>) -> anyhow::Re
     let target = folder.path().join("model.onnx");
     client.download(&file, &target).await?;
     // The signature comes along when the version is an MLflow model folder.
-    if let Some(mlmodel) = mlmodel {
+    if let Some(mlmodel) = &mlmodel {
         client
-            .download(&mlmodel, &folder.path().join("MLmodel"))
+            .download(mlmodel, &folder.path().join("MLmodel"))
             .await?;
+    }
+    // Every byte is checked against what was registered: a file changed since is refused.
+    let content = client
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/api/slipway/v1/model-versions/content?name={}&version={}",
+                encode(name),
+                encode(&number)
+            ),
+            None,
+        )
+        .await;
+    let files = match content {
+        Ok(answer) if answer["files"].is_array() => Some(answer),
+        Ok(_) => None,
+        // Another MLflow server has no such route: nothing to check against.
+        Err(error) if format!("{error:#}").contains("ENDPOINT_NOT_FOUND") => None,
+        Err(error) => return Err(error.context("reading the version's registered content")),
+    };
+    match files {
+        Some(answer) => {
+            let manifest: slipway_core::registry::ContentManifest =
+                serde_json::from_value(json!({ "files": answer["files"] }))
+                    .context("the server answered a content manifest this client cannot read")?;
+            let relative = |proxy_path: &str| {
+                proxy_path
+                    .strip_prefix(&format!("{proxy}/"))
+                    .unwrap_or_else(|| proxy_path.rsplit('/').next().unwrap_or(proxy_path))
+                    .to_owned()
+            };
+            let mut checked = vec![(relative(&file), target.clone())];
+            if let Some(mlmodel) = &mlmodel {
+                checked.push((relative(mlmodel), folder.path().join("MLmodel")));
+            }
+            for (relative, local) in checked {
+                let bytes = tokio::fs::read(&local)
+                    .await
+                    .with_context(|| format!("reading {}", local.display()))?;
+                manifest
+                    .verify(&relative, &bytes)
+                    .map_err(|error| anyhow::anyhow!("version {number} of '{name}': {error}"))?;
+            }
+            tracing::info!(model = %name, version = %number, digest = %manifest.digest(), "model files match the registered content");
+        }
+        None => {
+            tracing::warn!(model = %name, version = %number, "the server recorded no content digest for this version: its files are not verified")
+        }
     }
     tracing::info!(model = %name, version = %number, source = %location, "fetched the model from the registry");
     Ok(Fetched {

@@ -263,6 +263,7 @@ pub async fn create_version(
             tags: key_values(request.tags, "tags")?,
             model_id: request.model_id.filter(|id| !id.is_empty()),
             user_id: None,
+            content: None,
         })
         .await?;
     Ok(version_body(&version))

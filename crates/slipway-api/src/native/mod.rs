@@ -39,6 +39,7 @@ routes! {
     POST "/registered-models/rollback" => promotions::rollback, Approve Model;
     GET "/registered-models/alias-history" => promotions::alias_history, Read Model;
     GET "/lineage" => promotions::lineage, Read Model;
+    GET "/model-versions/content" => promotions::content, Read Model;
     GET "/audit" => audit::read, Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
     POST "/deployments" => deployments::create, Write ModelUri;

@@ -311,6 +311,8 @@ pub(crate) fn lineage_json(lineage: &Lineage) -> Value {
             "registered_at": version.creation_timestamp,
             "stage": version.current_stage.as_str(),
             "aliases": version.aliases,
+            "content_digest": lineage.content.as_ref().map(|c| c.digest()),
+            "files": lineage.content.as_ref().map(|c| &c.files),
         },
         "run": lineage.run.as_ref().map(RunOut::from),
         "source": source_tags,
@@ -333,4 +335,19 @@ pub async fn lineage(
     let version = required(request.version, "version")?;
     let lineage = app.lineage(&name, &version).await?;
     Ok(Json(json!({ "lineage": lineage_json(&lineage) })))
+}
+
+/// A version's files as registered (`null` when slipway does not store them), so that a
+/// client fetching them can check every byte.
+pub async fn content(
+    AppFor(app): AppFor,
+    Message(request): Message<LineageRequest>,
+) -> ApiResult<Json<Value>> {
+    let name = required_str(request.name, "name")?;
+    let version = required(request.version, "version")?;
+    let manifest = app.version_manifest(&name, &version).await?;
+    Ok(Json(json!({
+        "content_digest": manifest.as_ref().map(|m| m.digest()),
+        "files": manifest.as_ref().map(|m| &m.files),
+    })))
 }

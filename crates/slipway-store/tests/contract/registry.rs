@@ -30,6 +30,7 @@ fn new_version(name: &str, run_id: Option<&str>) -> NewModelVersion {
         tags: Vec::new(),
         model_id: None,
         user_id: None,
+        content: None,
     }
 }
 
@@ -332,6 +333,7 @@ async fn case_model_versions(store: &Store) {
                 tags: vec![tag("b", "2"), tag("a", "1")],
                 model_id: Some("m-123".into()),
                 user_id: Some("bob".into()),
+                content: None,
             },
             1_100,
         )
