@@ -3921,3 +3921,60 @@ async fn oversized_searches_are_400s_naming_the_limit() {
     )
     .await;
 }
+
+/// Without max_results a history is whole, as MLflow answers it, however many store pages it
+/// spans; with max_results it is paged.
+#[tokio::test]
+async fn a_history_without_max_results_is_whole() {
+    let s = server().await;
+    let exp = s.create_experiment("long-history").await;
+    let run = s.create_run(&exp).await;
+    let total = 25_000 + 1_234;
+    for start in (0..total).step_by(1000) {
+        let metrics: Vec<Value> = (start..(start + 1000).min(total))
+            .map(|step| json!({"key": "loss", "value": step as f64, "timestamp": 1, "step": step}))
+            .collect();
+        s.post(
+            "/runs/log-batch",
+            json!({"run_id": run, "metrics": metrics}),
+        )
+        .await;
+    }
+    let whole = s
+        .get(
+            "/metrics/get-history",
+            &[("run_id", &run), ("metric_key", "loss")],
+        )
+        .await;
+    let points = whole["metrics"].as_array().expect("metrics");
+    assert_eq!(points.len(), total);
+    assert!(whole.get("next_page_token").is_none());
+    let mut steps: Vec<i64> = points.iter().map(|p| p["step"].as_i64().unwrap()).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    assert_eq!(steps.len(), total);
+    let paged = s
+        .get(
+            "/metrics/get-history",
+            &[
+                ("run_id", &run),
+                ("metric_key", "loss"),
+                ("max_results", "25000"),
+            ],
+        )
+        .await;
+    assert_eq!(paged["metrics"].as_array().map(Vec::len), Some(25_000));
+    let token = paged["next_page_token"].as_str().expect("a next page");
+    let rest = s
+        .get(
+            "/metrics/get-history",
+            &[
+                ("run_id", &run),
+                ("metric_key", "loss"),
+                ("max_results", "25000"),
+                ("page_token", token),
+            ],
+        )
+        .await;
+    assert_eq!(rest["metrics"].as_array().map(Vec::len), Some(1_234));
+}

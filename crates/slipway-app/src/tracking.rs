@@ -20,8 +20,8 @@ pub const SEARCH_RUNS_DEFAULT: usize = 1000;
 pub const SEARCH_RUNS_MAX: usize = 50_000;
 pub const SEARCH_EXPERIMENTS_DEFAULT: usize = 1000;
 pub const SEARCH_EXPERIMENTS_MAX: usize = 50_000;
-/// Without `max_results` MLflow returns a whole history at once (mlflow/mlflow#23702); we page
-/// at this size instead, which is also what the client asks for.
+/// The page size of a history read without `max_results`: MLflow answers the whole history
+/// then, which the API streams from pages of this size (mlflow/mlflow#23702).
 pub const HISTORY_DEFAULT: usize = 25_000;
 pub const HISTORY_MAX: usize = 100_000;
 
