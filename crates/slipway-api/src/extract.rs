@@ -40,8 +40,19 @@ where
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .map(str::to_ascii_lowercase);
-        // MLflow 500s on a body without a content type; we read it as JSON, which is what every
-        // client means. A body explicitly declared as something else is refused, as MLflow does.
+        // A POST without a content type is how a cross-site form or `fetch` gets in without a
+        // preflight (a JSON content type needs one), so it is refused as MLflow refuses it
+        // (`_validate_content_type`), with MLflow's status and words. PUT and PATCH are
+        // refused the same way for consistency; DELETE bodies stay lenient, as in MLflow. A
+        // body explicitly declared as something else is refused, as MLflow does.
+        let method = request.method();
+        if content_type.is_none()
+            && (method == Method::POST || method == Method::PUT || method == Method::PATCH)
+        {
+            return Err(ApiError::Core(slipway_core::Error::invalid(
+                "Bad Request. Content-Type header is missing.",
+            )));
+        }
         if let Some(content_type) = &content_type
             && !content_type.starts_with("application/json")
         {

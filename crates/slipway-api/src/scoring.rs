@@ -3,6 +3,9 @@
 //! or CSV; `/ping`, `/health`, `/version`; answers `{"predictions": ...}`, errors as MLflow's
 //! JSON body), and the Open Inference Protocol V2 (`/v2/...`, errors as `{"error": ...}`).
 //!
+//! Bodies are read within `--max-rows` / `--max-values` (`scoring/body.rs`), never as a JSON
+//! tree.
+//!
 //! Deviations, where MLflow's behaviour is a bug: a request without a content type gets 415
 //! (MLflow: 500); a non-UTF-8 charset is 415 as in MLflow.
 
@@ -15,13 +18,16 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde::de::{MapAccess, Visitor};
 use serde_json::{Value, json};
 use slipway_serving::signature::Signature;
 use slipway_serving::{OnnxModel, OutputValue};
 
 use crate::serving_metrics::ServingMetrics;
+
+mod body;
+
+pub(crate) use body::V2Request;
+pub use body::{DEFAULT_MAX_ROWS, DEFAULT_MAX_VALUES};
 
 /// What the scoring routes serve.
 #[derive(Clone)]
@@ -39,6 +45,8 @@ pub struct ScoringState {
     /// a request that timed out (504) still holds it until its batch is done: the limit
     /// bounds real work, not only the requests still waiting for an answer.
     pub work: Arc<tokio::sync::Semaphore>,
+    /// Rows and values one request may carry.
+    pub limits: Limits,
 }
 
 impl axum::extract::FromRef<ScoringState> for Arc<ServingMetrics> {
@@ -106,6 +114,17 @@ pub struct Limits {
     pub timeout: std::time::Duration,
     /// The largest request body; a larger one gets 413 in the protocol's error format.
     pub max_body_bytes: usize,
+    /// Rows one request may carry; more get 413 while the body is read.
+    pub max_rows: usize,
+    /// Input values one request may carry (rows times columns); more get 413 while the body
+    /// is read, so a body's parse never holds more than a small multiple of this.
+    pub max_values: usize,
+}
+
+impl Limits {
+    pub(crate) fn budget(&self) -> body::Budget {
+        body::Budget::new(self.max_rows, self.max_values)
+    }
 }
 
 impl Default for Limits {
@@ -114,6 +133,8 @@ impl Default for Limits {
             max_in_flight: 64,
             timeout: std::time::Duration::from_secs(60),
             max_body_bytes: 32 * 1024 * 1024,
+            max_rows: DEFAULT_MAX_ROWS,
+            max_values: DEFAULT_MAX_VALUES,
         }
     }
 }
@@ -223,6 +244,7 @@ pub fn scoring_router_with(
             metrics,
             signature: signature.map(Arc::new),
             work: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
+            limits,
         })
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(tower_http::request_id::PropagateRequestIdLayer::new(
@@ -337,101 +359,13 @@ fn content_type(headers: &HeaderMap) -> Result<Format, ScoringError> {
     }
 }
 
-/// A record whose keys keep their order (a tensor signature takes the columns in the order the
-/// client wrote them).
-struct OrderedRecord(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for OrderedRecord {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RecordVisitor;
-        impl<'de> Visitor<'de> for RecordVisitor {
-            type Value = OrderedRecord;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a record object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedRecord, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Value>()? {
-                    entries.push(entry);
-                }
-                Ok(OrderedRecord(entries))
-            }
-        }
-        deserializer.deserialize_map(RecordVisitor)
-    }
-}
-
-#[derive(Deserialize)]
-struct Records {
-    dataframe_records: Vec<OrderedRecord>,
-}
-
-fn number(value: &Value, at: &str) -> Result<f32, ScoringError> {
-    match value {
-        Value::Number(number) => number
-            .as_f64()
-            .map(|v| v as f32)
-            .ok_or_else(|| ScoringError::invalid(format!("{at}: {number} is not a number"))),
-        Value::Null => Ok(f32::NAN),
-        other => Err(ScoringError::invalid(format!(
-            "{at}: expected a number, got {other}"
-        ))),
-    }
-}
-
-/// A list of rows (`[[...], ...]`) as f32 rows.
-fn matrix(value: &Value, field: &str) -> Result<Vec<Vec<f32>>, ScoringError> {
-    let rows = value
-        .as_array()
-        .ok_or_else(|| ScoringError::invalid(format!("'{field}' must be a list of rows")))?;
-    rows.iter()
-        .enumerate()
-        .map(|(index, row)| match row {
-            Value::Array(values) => values
-                .iter()
-                .enumerate()
-                .map(|(column, v)| number(v, &format!("{field}[{index}][{column}]")))
-                .collect(),
-            _ => Err(ScoringError::invalid(format!(
-                "Shape of input does not match the model's: '{field}[{index}]' is not a row (a list of numbers); \
-                 send a batch of rows, e.g. [[1.0, 2.0, ...]]"
-            ))),
-        })
-        .collect()
-}
-
-/// The common shapes, read straight into rows: `{"inputs": [[...]]}`, `{"instances": [[...]]}`
-/// and `{"dataframe_split": {"columns": [...], "data": [[...]]}}` with numbers only. Anything
-/// else (nulls, named inputs, records, a malformed body) takes the general path, which also
-/// words the errors.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-enum Direct {
-    #[serde(rename = "inputs")]
-    Inputs(Vec<Vec<f32>>),
-    #[serde(rename = "instances")]
-    Instances(Vec<Vec<f32>>),
-    #[serde(rename = "dataframe_split")]
-    Split(DirectSplit),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DirectSplit {
-    #[serde(default)]
-    columns: Option<Vec<String>>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    index: Option<serde::de::IgnoredAny>,
-    data: Vec<Vec<f32>>,
-}
-
 /// The hottest shape, `{"inputs": [[n, ...], ...]}` (or `"instances"`), read by hand: numbers
 /// go straight from the body's bytes to `f64::from_str` (correctly rounded, the same value
 /// serde_json's `float_roundtrip` gives, which the tracking API needs and which costs it a
 /// buffer copy per number) and then to f32, as pandas and serde read them. Anything this does
-/// not recognise exactly, whitespace aside, returns `None` for the full parser.
-fn scan_matrix(body: &[u8]) -> Option<Vec<Vec<f32>>> {
+/// not recognise exactly, whitespace aside, returns `Ok(None)` for the full parser. Rows and
+/// values count against the limits as they are read, and a number beyond f32 is refused.
+fn scan_matrix(body: &[u8], limits: &Limits) -> Result<Option<Vec<Vec<f32>>>, ScoringError> {
     struct Scanner<'a> {
         bytes: &'a [u8],
         at: usize,
@@ -461,7 +395,7 @@ fn scan_matrix(body: &[u8]) -> Option<Vec<Vec<f32>>> {
             }
         }
         /// A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-        fn number(&mut self) -> Option<f32> {
+        fn number(&mut self) -> Option<f64> {
             self.skip_ws();
             let start = self.at;
             let digits = |s: &mut Self| {
@@ -496,34 +430,44 @@ fn scan_matrix(body: &[u8]) -> Option<Vec<Vec<f32>>> {
             }
             let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
             // Beyond f64 (1e400): serde_json refuses it, so the full parser words the error.
-            text.parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .map(|v| v as f32)
+            text.parse::<f64>().ok().filter(|v| v.is_finite())
         }
     }
     let mut s = Scanner { bytes: body, at: 0 };
-    if !s.eat(b'{') || !(s.eat_literal(b"\"inputs\"") || s.eat_literal(b"\"instances\"")) {
-        return None;
-    }
+    let field = if !s.eat(b'{') {
+        return Ok(None);
+    } else if s.eat_literal(b"\"inputs\"") {
+        "inputs"
+    } else if s.eat_literal(b"\"instances\"") {
+        "instances"
+    } else {
+        return Ok(None);
+    };
     if !s.eat(b':') || !s.eat(b'[') {
-        return None;
+        return Ok(None);
     }
+    let mut budget = limits.budget();
     let mut rows = Vec::new();
     if !s.eat(b']') {
         loop {
             if !s.eat(b'[') {
-                return None;
+                return Ok(None);
             }
+            budget.row()?;
             let mut row = Vec::with_capacity(rows.first().map_or(8, Vec::len));
             if !s.eat(b']') {
                 loop {
-                    row.push(s.number()?);
+                    let Some(number) = s.number() else {
+                        return Ok(None);
+                    };
+                    budget.values(1)?;
+                    let at = format_args!("{field}[{}][{}]", rows.len(), row.len());
+                    row.push(body::to_f32(number, at)?);
                     if s.eat(b']') {
                         break;
                     }
                     if !s.eat(b',') {
-                        return None;
+                        return Ok(None);
                     }
                 }
             }
@@ -532,179 +476,26 @@ fn scan_matrix(body: &[u8]) -> Option<Vec<Vec<f32>>> {
                 break;
             }
             if !s.eat(b',') {
-                return None;
+                return Ok(None);
             }
         }
     }
     if !s.eat(b'}') {
-        return None;
+        return Ok(None);
     }
     s.skip_ws();
-    (s.at == body.len()).then_some(rows)
+    Ok((s.at == body.len()).then_some(rows))
 }
 
-/// Rows, and the column names the request gave them (if it named them).
-type Named = (Vec<Vec<f32>>, Option<Vec<String>>);
+use body::Named;
 
-fn direct_rows(body: &[u8]) -> Option<Named> {
-    if let Some(rows) = scan_matrix(body) {
-        return Some((rows, None));
+/// An MLflow JSON body: the hand scanner for the hottest shape, the budgeted visitors for the
+/// rest (and for the scanner's refusals, which they word).
+fn rows_from_json(body: &[u8], input_name: &str, limits: &Limits) -> Result<Named, ScoringError> {
+    if let Some(rows) = scan_matrix(body, limits)? {
+        return Ok((rows, None));
     }
-    match serde_json::from_slice::<Direct>(body).ok()? {
-        Direct::Inputs(rows) | Direct::Instances(rows) => Some((rows, None)),
-        Direct::Split(split) => Some((split.data, split.columns)),
-    }
-}
-
-fn rows_from_json(body: &[u8], input_name: &str) -> Result<Named, ScoringError> {
-    if let Some(named) = direct_rows(body) {
-        return Ok(named);
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ScoringError::bad_request(format!(
-            "Invalid input. Ensure that input is a valid JSON formatted string. Error: '{e}'"
-        ))
-    })?;
-    let Value::Object(object) = &value else {
-        return Err(ScoringError::bad_request(format!(
-            "The input must be a JSON dictionary with exactly one of the input fields {FORMATS}. Received a list."
-        )));
-    };
-    let present: Vec<&str> = [
-        "dataframe_split",
-        "dataframe_records",
-        "instances",
-        "inputs",
-    ]
-    .into_iter()
-    .filter(|key| object.contains_key(*key))
-    .collect();
-    let [format] = present.as_slice() else {
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        return Err(ScoringError::bad_request(format!(
-            "The input must be a JSON dictionary with exactly one of the input fields {FORMATS}. Received dictionary with input fields: {keys:?}."
-        )));
-    };
-    match *format {
-        "dataframe_split" => {
-            let split = &object["dataframe_split"];
-            let columns = match split.get("columns") {
-                None | Some(Value::Null) => None,
-                Some(Value::Array(names)) => Some(
-                    names
-                        .iter()
-                        .map(|name| match name {
-                            Value::String(name) => Ok(name.clone()),
-                            other => Ok(other.to_string()),
-                        })
-                        .collect::<Result<Vec<String>, ScoringError>>()?,
-                ),
-                Some(_) => {
-                    return Err(ScoringError::invalid(
-                        "'dataframe_split.columns' must be a list of column names",
-                    ));
-                }
-            };
-            let rows = matrix(
-                split.get("data").ok_or_else(|| {
-                    ScoringError::invalid("'dataframe_split' needs a 'data' list of rows")
-                })?,
-                "dataframe_split.data",
-            )?;
-            Ok((rows, columns))
-        }
-        "dataframe_records" => {
-            let records: Records = serde_json::from_slice(body).map_err(|e| {
-                ScoringError::invalid(format!(
-                    "'dataframe_records' must be a list of objects: {e}"
-                ))
-            })?;
-            // Columns in the first record's order; every record is read by name, as pandas
-            // aligns them.
-            let columns: Vec<&str> = records
-                .dataframe_records
-                .first()
-                .map(|first| first.0.iter().map(|(key, _)| key.as_str()).collect())
-                .unwrap_or_default();
-            let rows = records
-                .dataframe_records
-                .iter()
-                .enumerate()
-                .map(|(index, record)| {
-                    if record.0.len() != columns.len() {
-                        return Err(ScoringError::invalid(format!(
-                            "dataframe_records[{index}] has {} fields, the first record {}",
-                            record.0.len(),
-                            columns.len()
-                        )));
-                    }
-                    columns
-                        .iter()
-                        .map(|column| {
-                            let value = record
-                                .0
-                                .iter()
-                                .find(|(key, _)| key == column)
-                                .map(|(_, value)| value)
-                                .ok_or_else(|| {
-                                    ScoringError::invalid(format!(
-                                        "dataframe_records[{index}] has no field '{column}'"
-                                    ))
-                                })?;
-                            number(value, &format!("dataframe_records[{index}].{column}"))
-                        })
-                        .collect()
-                })
-                .collect::<Result<Vec<Vec<f32>>, ScoringError>>()?;
-            let columns = columns.iter().map(|c| (*c).to_owned()).collect();
-            Ok((rows, Some(columns)))
-        }
-        "instances" => matrix(&object["instances"], "instances").map(|rows| (rows, None)),
-        _ => match &object["inputs"] {
-            Value::Object(named) => match named.get(input_name) {
-                Some(tensor) if named.len() == 1 => matrix(tensor, &format!("inputs.{input_name}")),
-                _ => Err(ScoringError::invalid(format!(
-                    "the model takes one input, '{input_name}'; send {{\"inputs\": [[...], ...]}} or {{\"inputs\": {{\"{input_name}\": [[...], ...]}}}}"
-                ))),
-            },
-            tensor => matrix(tensor, "inputs"),
-        }
-        .map(|rows| (rows, None)),
-    }
-}
-
-fn rows_from_csv(body: &[u8]) -> Result<Named, ScoringError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(body);
-    let columns: Vec<String> = reader
-        .headers()
-        .map_err(|e| ScoringError::bad_request(format!("Invalid CSV input: {e}")))?
-        .iter()
-        .map(|name| name.trim().to_owned())
-        .collect();
-    let rows = reader
-        .records()
-        .enumerate()
-        .map(|(index, record)| {
-            let record =
-                record.map_err(|e| ScoringError::bad_request(format!("Invalid CSV input: {e}")))?;
-            record
-                .iter()
-                .enumerate()
-                .map(|(column, field)| {
-                    // Through f64, as pandas reads it before the model's float32 cast.
-                    field.trim().parse::<f64>().map(|v| v as f32).map_err(|_| {
-                        ScoringError::invalid(format!(
-                            "CSV row {index}, column {column}: '{field}' is not a number"
-                        ))
-                    })
-                })
-                .collect()
-        })
-        .collect::<Result<Vec<Vec<f32>>, ScoringError>>()?;
-    Ok((rows, Some(columns)))
+    body::mlflow_json(body, input_name, limits.budget())
 }
 
 /// A flat tensor as nested lists following its shape (rows first).
@@ -879,10 +670,11 @@ pub(crate) fn invocation_rows(
     body: &[u8],
     input_name: &str,
     signature: Option<&Signature>,
+    limits: &Limits,
 ) -> Result<Vec<Vec<f32>>, ScoringError> {
     let (rows, columns) = match content_type(headers)? {
-        Format::Json => rows_from_json(body, input_name)?,
-        Format::Csv => rows_from_csv(body)?,
+        Format::Json => rows_from_json(body, input_name, limits)?,
+        Format::Csv => body::csv(body, limits.budget())?,
     };
     let Some(signature) = signature else {
         return Ok(rows);
@@ -935,7 +727,13 @@ async fn invocations(
         .first()
         .map(|input| input.name.clone())
         .unwrap_or_default();
-    let rows = invocation_rows(&headers, &body, &input_name, state.signature.as_deref())?;
+    let rows = invocation_rows(
+        &headers,
+        &body,
+        &input_name,
+        state.signature.as_deref(),
+        &state.limits,
+    )?;
     let outputs = predict(&state, rows)
         .await
         .map_err(|e| ScoringError {
@@ -945,9 +743,15 @@ async fn invocations(
         })?
         .map_err(|e| match e {
             slipway_serving::model::ModelError::BadInput(message) => ScoringError::invalid(message),
-            other => ScoringError::bad_request(format!(
-                "Encountered an unexpected error while evaluating the model: {other}"
-            )),
+            // The runtime failing (an allocation it could not make, a kernel error) is the
+            // server's trouble, not the client's.
+            other => ScoringError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "INTERNAL_ERROR",
+                message: format!(
+                    "Encountered an unexpected error while evaluating the model: {other}"
+                ),
+            },
         })?;
     Ok(axum::Json(PredictionsBody(&outputs)).into_response())
 }
@@ -1072,42 +876,6 @@ async fn v2_model_ready_versioned(
     Ok(axum::Json(json!({ "name": name, "ready": true })))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct V2Request {
-    id: Option<String>,
-    inputs: Vec<V2Input>,
-    #[serde(default)]
-    outputs: Vec<V2RequestedOutput>,
-}
-
-#[derive(Deserialize)]
-struct V2Input {
-    name: String,
-    shape: Vec<u64>,
-    datatype: String,
-    data: Value,
-}
-
-#[derive(Deserialize)]
-struct V2RequestedOutput {
-    name: String,
-}
-
-fn flatten(value: &Value, out: &mut Vec<f32>) -> Result<(), String> {
-    match value {
-        Value::Array(items) => items.iter().try_for_each(|item| flatten(item, out)),
-        Value::Number(number) => {
-            out.push(number.as_f64().ok_or("a number out of range")? as f32);
-            Ok(())
-        }
-        Value::Bool(flag) => {
-            out.push(if *flag { 1.0 } else { 0.0 });
-            Ok(())
-        }
-        other => Err(format!("tensor data must be numbers, got {other}")),
-    }
-}
-
 /// A ZipMap output as a dense `[rows, classes]` tensor, classes in key order (numeric keys
 /// numerically).
 fn maps_as_tensor(rows: &[std::collections::BTreeMap<String, f32>]) -> (Vec<i64>, Vec<f32>) {
@@ -1165,14 +933,18 @@ async fn v2_infer_versioned(
 }
 
 /// A V2 inference request's rows, checked against the model's one input.
-pub(crate) fn v2_rows(body: &[u8], expected: &str) -> Result<(V2Request, Vec<Vec<f32>>), V2Error> {
+pub(crate) fn v2_rows(
+    body: &[u8],
+    expected: &str,
+    limits: &Limits,
+) -> Result<(V2Request, Vec<Vec<f32>>), V2Error> {
     let bad = |message: String| V2Error(StatusCode::BAD_REQUEST, message);
-    let request: V2Request =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid inference request: {e}")))?;
-    let [input] = request.inputs.as_slice() else {
+    let (request, inputs) =
+        body::v2(body, limits.budget()).map_err(|e| V2Error(e.status, e.message))?;
+    let [input] = inputs.as_slice() else {
         return Err(bad(format!(
             "the model takes one input, '{expected}'; the request has {}",
-            request.inputs.len()
+            inputs.len()
         )));
     };
     if input.name != expected {
@@ -1196,17 +968,21 @@ pub(crate) fn v2_rows(body: &[u8], expected: &str) -> Result<(V2Request, Vec<Vec
             input.name, input.shape
         )));
     };
-    let mut flat = Vec::new();
-    flatten(&input.data, &mut flat).map_err(bad)?;
-    let (rows, width) = (*rows as usize, *width as usize);
-    if flat.len() != rows.saturating_mul(width) {
+    let flat = &input.data;
+    let (rows, width) = (*rows, *width);
+    if flat.len() as u64 != rows.saturating_mul(width) {
         return Err(bad(format!(
             "input '{}' has {} values for shape [{rows}, {width}]",
             input.name,
             flat.len()
         )));
     }
-    let matrix: Vec<Vec<f32>> = flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
+    let matrix: Vec<Vec<f32>> = if width == 0 {
+        // No values to split, but the rows still count (the model refuses empty rows).
+        vec![Vec::new(); rows as usize]
+    } else {
+        flat.chunks(width as usize).map(<[f32]>::to_vec).collect()
+    };
     Ok((request, matrix))
 }
 
@@ -1217,18 +993,16 @@ pub(crate) fn v2_response(
     outputs: &[slipway_serving::Output],
 ) -> Result<Value, V2Error> {
     for requested in &request.outputs {
-        if !outputs.iter().any(|output| output.name == requested.name) {
+        if !outputs.iter().any(|output| &output.name == requested) {
             return Err(V2Error(
                 StatusCode::BAD_REQUEST,
-                format!("the model has no output '{}'", requested.name),
+                format!("the model has no output '{requested}'"),
             ));
         }
     }
     let outputs: Vec<Value> = outputs
         .iter()
-        .filter(|output| {
-            request.outputs.is_empty() || request.outputs.iter().any(|r| r.name == output.name)
-        })
+        .filter(|output| request.outputs.is_empty() || request.outputs.contains(&output.name))
         .map(|output| v2_output(&output.name, &output.value))
         .collect();
     let mut response = json!({ "model_name": model_name, "outputs": outputs });
@@ -1254,7 +1028,7 @@ async fn infer(
         .first()
         .map(|input| input.name.clone())
         .unwrap_or_default();
-    let (request, matrix) = v2_rows(&body, &expected)?;
+    let (request, matrix) = v2_rows(&body, &expected, &state.limits)?;
     let outputs = predict(&state, matrix)
         .await
         .map_err(|e| {
@@ -1318,20 +1092,28 @@ mod tests {
         }
     }
 
+    fn scan(body: &[u8]) -> Option<Vec<Vec<f32>>> {
+        scan_matrix(body, &Limits::default()).ok().flatten()
+    }
+
     #[test]
     fn common_bodies_are_read_directly_and_the_rest_falls_back() {
         let rows = vec![vec![1.0f32, 2.5], vec![3.0, 4.0]];
         for body in [
             r#"{"inputs": [[1, 2.5], [3, 4]]}"#,
             r#"{"instances": [[1, 2.5], [3, 4]]}"#,
+        ] {
+            assert_eq!(scan(body.as_bytes()), Some(rows.clone()));
+        }
+        for body in [
+            r#"{"inputs": [[1, 2.5], [3, 4]]}"#,
             r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2.5], [3, 4]]}}"#,
+            r#"{"inputs": [[1, 2.5], [3, 4]], "params": {}}"#,
         ] {
             assert_eq!(
-                direct_rows(body.as_bytes()).map(|n| n.0),
-                Some(rows.clone())
-            );
-            assert_eq!(
-                rows_from_json(body.as_bytes(), "x").ok().map(|n| n.0),
+                rows_from_json(body.as_bytes(), "x", &Limits::default())
+                    .ok()
+                    .map(|n| n.0),
                 Some(rows.clone())
             );
         }
@@ -1342,13 +1124,38 @@ mod tests {
             r#"{"dataframe_records": [{"a": 1}]}"#,
             "[1, 2]",
         ] {
-            assert_eq!(direct_rows(body.as_bytes()), None, "{body}");
+            assert_eq!(scan(body.as_bytes()), None, "{body}");
         }
         // Nulls still become NaN through the general path.
-        let (rows, _) = rows_from_json(br#"{"inputs": [[1, null]]}"#, "x")
+        let (rows, _) = rows_from_json(br#"{"inputs": [[1, null]]}"#, "x", &Limits::default())
             .ok()
             .unwrap();
         assert!(rows[0][1].is_nan());
+    }
+
+    #[test]
+    fn the_scanner_counts_against_the_limits_and_refuses_overflow() {
+        let limits = Limits {
+            max_rows: 2,
+            max_values: 4,
+            ..Limits::default()
+        };
+        let refused = |body: &str| scan_matrix(body.as_bytes(), &limits).err().unwrap();
+        assert_eq!(
+            refused(r#"{"inputs": [[1], [2], [3]]}"#).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            refused(r#"{"inputs": [[1, 2, 3], [4, 5]]}"#).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let overflow = refused(r#"{"instances": [[1], [-1e39]]}"#);
+        assert_eq!(overflow.status, StatusCode::BAD_REQUEST);
+        assert!(
+            overflow.message.contains("instances[1][0]"),
+            "{}",
+            overflow.message
+        );
     }
 
     #[test]
@@ -1360,7 +1167,15 @@ mod tests {
         .unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        let parse = |body: &str| invocation_rows(&headers, body.as_bytes(), "x", Some(&signature));
+        let parse = |body: &str| {
+            invocation_rows(
+                &headers,
+                body.as_bytes(),
+                "x",
+                Some(&signature),
+                &Limits::default(),
+            )
+        };
         let ordered = [[1.0f32, 2.0]];
         for body in [
             r#"{"dataframe_records": [{"b": 2, "a": 1}]}"#,
@@ -1422,11 +1237,11 @@ mod tests {
                 body.push(']');
             }
             body.push_str("]}");
-            let by_serde: Direct = serde_json::from_str(&body).unwrap();
-            let Direct::Inputs(expected) = by_serde else {
-                panic!()
-            };
-            let scanned = scan_matrix(body.as_bytes()).unwrap();
+            let expected: Vec<Vec<f32>> = serde_json::from_value(
+                serde_json::from_str::<Value>(&body).unwrap()["inputs"].take(),
+            )
+            .unwrap();
+            let scanned = scan(body.as_bytes()).unwrap();
             let bits = |rows: &Vec<Vec<f32>>| -> Vec<u32> {
                 rows.iter().flatten().map(|v| v.to_bits()).collect()
             };
@@ -1447,17 +1262,12 @@ mod tests {
             r#"{"inputs": {"x": [[1]]}}"#,
             r#"{"inputs": [[1]], "params": {}}"#,
         ] {
-            assert_eq!(scan_matrix(body.as_bytes()), None, "{body}");
+            assert_eq!(scan(body.as_bytes()), None, "{body}");
         }
-        // Beyond f32's range: infinity, as the general path reads it (serde refuses it as f32);
-        // beyond f64's, the full parser's error.
+        // Beyond f64's range: the full parser's error.
+        assert_eq!(scan(br#"{"inputs": [[1e400]]}"#), None);
         assert_eq!(
-            scan_matrix(br#"{"inputs": [[1e39]]}"#),
-            Some(vec![vec![f32::INFINITY]])
-        );
-        assert_eq!(scan_matrix(br#"{"inputs": [[1e400]]}"#), None);
-        assert_eq!(
-            scan_matrix(b" { \"instances\" : [ [ 1 , 2 ] , [ ] ] } \n"),
+            scan(b" { \"instances\" : [ [ 1 , 2 ] , [ ] ] } \n"),
             Some(vec![vec![1.0, 2.0], vec![]])
         );
     }

@@ -659,6 +659,7 @@ async fn bad_requests_get_the_protocols_errors() {
     let Some(h) = Harness::deployed(
         Limits {
             max_body_bytes: 16 * 1024,
+            max_rows: 20,
             ..Limits::default()
         },
         json!({}),
@@ -722,6 +723,27 @@ async fn bad_requests_get_the_protocols_errors() {
         )
         .await;
     assert_v2_error("oversized V2", &big_v2, StatusCode::PAYLOAD_TOO_LARGE);
+    // 21 rows fit the body limit but not the row limit.
+    let many = h
+        .invoke(&invocations, &[], &json!({ "inputs": rows(21) }))
+        .await;
+    assert_mlflow_error(&many, 413, "INVALID_PARAMETER_VALUE", "--max-rows");
+    let many_v2 = h
+        .invoke(
+            &infer,
+            &[],
+            &json!({"inputs": [{"name": "input", "shape": [21, 30], "datatype": "FP32", "data": rows(21)}]}),
+        )
+        .await;
+    assert_v2_error("too many V2 rows", &many_v2, StatusCode::PAYLOAD_TOO_LARGE);
+    let overflow = h
+        .invoke(
+            &invocations,
+            &[],
+            &json!({"dataframe_records": [{"a": 1e39}]}),
+        )
+        .await;
+    assert_mlflow_error(&overflow, 400, "INVALID_PARAMETER_VALUE", "out of range");
 
     let data = example()["inputs"].clone();
     for (what, request) in [
@@ -1164,6 +1186,14 @@ async fn case_prediction_log(h: &Harness) {
         let answer = h.predict(&[]).await;
         request_ids.push(header_of(&answer, "x-request-id").to_owned());
     }
+    // A large request is logged by its first 100 rows, marked as truncated.
+    let row = example()["inputs"][0].clone();
+    let big = json!({ "inputs": vec![row.clone(); 150] });
+    let answer = h
+        .invoke(&format!("/deployments/{NAME}/invocations"), &[], &big)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let big_id = header_of(&answer, "x-request-id").to_owned();
     // Stopping flushes the queue into the store.
     stop.send(()).expect("the plane runs");
     tokio::time::timeout(Duration::from_secs(10), running)
@@ -1173,7 +1203,20 @@ async fn case_prediction_log(h: &Harness) {
 
     let path = format!("{NATIVE}/deployments/{NAME}/predictions");
     let all = h.ok("GET", &path, None).await;
-    let records = all["predictions"].as_array().expect("predictions");
+    let mut records = all["predictions"].as_array().expect("predictions").clone();
+    let big_at = records
+        .iter()
+        .position(|r| r["request_id"] == big_id.as_str())
+        .expect("the large request is logged");
+    let truncated = records.remove(big_at);
+    assert_eq!(truncated["inputs"]["truncated"], true, "{truncated}");
+    assert_eq!(truncated["inputs"]["total_rows"], 150);
+    assert!(close(&truncated["inputs"]["rows"], &json!(vec![row; 100])));
+    assert_eq!(
+        truncated["outputs"]["label"].as_array().map(Vec::len),
+        Some(100),
+        "{truncated}"
+    );
     assert_eq!(records.len(), 5, "{all}");
     let mut logged: Vec<String> = records
         .iter()
@@ -1196,7 +1239,7 @@ async fn case_prediction_log(h: &Harness) {
         .ok("GET", &format!("{path}{}", qs(&[("limit", "2")])), None)
         .await;
     assert_eq!(first["predictions"].as_array().map(Vec::len), Some(2));
-    assert_eq!(first["next_after"], records[1]["id"]);
+    assert_eq!(first["next_after"], all["predictions"][1]["id"]);
     let after = first["next_after"]
         .as_i64()
         .expect("next_after")
@@ -1204,7 +1247,10 @@ async fn case_prediction_log(h: &Harness) {
     let rest = h
         .ok("GET", &format!("{path}{}", qs(&[("after", &after)])), None)
         .await;
-    assert_eq!(rest["predictions"], json!(records[2..]));
+    assert_eq!(
+        rest["predictions"],
+        json!(all["predictions"].as_array().unwrap()[2..])
+    );
 }
 
 /// A route key that the 50 % split sends to the candidate.

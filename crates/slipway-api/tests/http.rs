@@ -2648,7 +2648,7 @@ async fn error_table() {
             path
         };
         let body = fill(case.body, &f);
-        let content_type = (!body.is_empty()).then_some("application/json");
+        let content_type = (!body.is_empty() || case.method != "GET").then_some("application/json");
         let raw = s
             .send(
                 method(case.method),
@@ -3075,10 +3075,9 @@ fn is_content_type_refusal(raw: &common::Raw) -> bool {
 }
 
 #[tokio::test]
-async fn json_bodies_work_without_or_with_odd_json_content_types() {
+async fn json_bodies_need_a_json_content_type_in_any_spelling() {
     let s = server().await;
     for (i, content_type) in [
-        None,
         Some("application/json"),
         Some("application/json; charset=utf-8"),
         Some("Application/JSON"),
@@ -3120,9 +3119,46 @@ async fn json_bodies_work_without_or_with_odd_json_content_types() {
         RDNE,
     )
     .await;
+    // Without a content type, a POST, PUT or PATCH is refused as MLflow refuses it: it is
+    // what a cross-site form sends. Nothing is created.
+    for (verb, path, body) in [
+        ("POST", "/experiments/create", r#"{"name": "no-type"}"#),
+        ("POST", "/runs/search", ""),
+        ("PATCH", "/registered-models/update", r#"{"name": "m"}"#),
+    ] {
+        let raw = s
+            .send(
+                method(verb),
+                &format!("{API}{path}"),
+                body.as_bytes().to_vec(),
+                None,
+            )
+            .await;
+        let message = assert_error(
+            &format!("{verb} {path} without a content type"),
+            raw.status,
+            &raw.json(),
+            400,
+            IPV,
+        );
+        assert_eq!(message, "Bad Request. Content-Type header is missing.");
+    }
+    s.fails(
+        "GET",
+        &format!("{API}/experiments/get-by-name?experiment_name=no-type"),
+        None,
+        404,
+        RDNE,
+    )
+    .await;
     // an empty body is an empty message
     let raw = s
-        .send(method("POST"), &format!("{API}/runs/search"), vec![], None)
+        .send(
+            method("POST"),
+            &format!("{API}/runs/search"),
+            vec![],
+            Some("application/json"),
+        )
         .await;
     assert_eq!(raw.status, StatusCode::OK);
     assert_eq!(raw.json(), json!({}));
@@ -3132,7 +3168,7 @@ async fn json_bodies_work_without_or_with_odd_json_content_types() {
             method("POST"),
             &format!("{API}/experiments/search"),
             b"  \n {\"max_results\": 1} \n".to_vec(),
-            None,
+            Some("application/json"),
         )
         .await;
     assert_eq!(raw.status, StatusCode::OK);
@@ -3146,7 +3182,8 @@ async fn oversized_bodies_are_413() {
     let mut body = b"{\"name\": \"".to_vec();
     body.resize(limit + 16, b'a');
     body.extend_from_slice(b"\"}");
-    for content_type in [Some("application/json"), None] {
+    {
+        let content_type = Some("application/json");
         let raw = s
             .send(
                 method("POST"),
@@ -3714,4 +3751,237 @@ mod fuzz {
             .unwrap();
         env.assert_reached_handlers();
     }
+}
+
+/// Every search bounds what one request may ask of the database, with a 400 naming the limit
+/// (these once reached SQLite's limits and answered 500).
+#[tokio::test]
+async fn oversized_searches_are_400s_naming_the_limit() {
+    let s = server().await;
+    let exp = s.create_experiment("bounds").await;
+    let or_terms = vec!["metrics.a > 1"; 3_000].join(" OR ");
+    let and_terms = vec!["name LIKE 'a%'"; 300].join(" AND ");
+    let eq_terms = vec!["name = 'a'"; 300].join(" AND ");
+    let in_list = |field: &str| {
+        let values: Vec<String> = (0..40_000).map(|i| format!("'v{i}'")).collect();
+        format!("{field} IN ({})", values.join(","))
+    };
+    let long = format!("tags.t = '{}'", "a".repeat(600 * 1024));
+    let order_by: Vec<String> = (0..70).map(|i| format!("metrics.m{i}")).collect();
+    let many_ids: Vec<String> = (1..=40_000).map(|i| i.to_string()).collect();
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "POST",
+            "/runs/search",
+            json!({"experiment_ids": [exp], "filter": or_terms}),
+            "comparisons",
+        ),
+        (
+            "POST",
+            "/runs/search",
+            json!({"experiment_ids": [exp], "filter": in_list("attributes.run_id")}),
+            "IN lists",
+        ),
+        (
+            "POST",
+            "/runs/search",
+            json!({"experiment_ids": [exp], "filter": long}),
+            "bytes long",
+        ),
+        (
+            "POST",
+            "/runs/search",
+            json!({"experiment_ids": [exp], "order_by": order_by}),
+            "order_by",
+        ),
+        (
+            "POST",
+            "/runs/search",
+            json!({"experiment_ids": many_ids}),
+            "experiment_ids",
+        ),
+        (
+            "POST",
+            "/experiments/search",
+            json!({"filter": and_terms}),
+            "comparisons",
+        ),
+        (
+            "POST",
+            "/experiments/search",
+            json!({"order_by": vec!["name"; 70]}),
+            "order_by",
+        ),
+        // GET filters travel in the URL, which an IN list of the limit's size outgrows; the
+        // comparison limit is reachable there.
+        (
+            "GET",
+            "/registered-models/search",
+            json!({"filter": eq_terms}),
+            "comparisons",
+        ),
+        (
+            "GET",
+            "/registered-models/search",
+            json!({"order_by": vec!["name"; 70]}),
+            "order_by",
+        ),
+        (
+            "GET",
+            "/model-versions/search",
+            json!({"filter": eq_terms}),
+            "comparisons",
+        ),
+        (
+            "GET",
+            "/model-versions/search",
+            json!({"order_by": vec!["name"; 70]}),
+            "order_by",
+        ),
+        (
+            "POST",
+            "/logged-models/search",
+            json!({"experiment_ids": many_ids}),
+            "experiment_ids",
+        ),
+        (
+            "POST",
+            "/logged-models/search",
+            json!({"experiment_ids": [exp], "order_by": vec![json!({"field_name": "name"}); 70]}),
+            "order_by",
+        ),
+        (
+            "POST",
+            "/runs/search",
+            json!({"experiment_ids": [exp], "max_results": 10_000_000}),
+            "max_results",
+        ),
+    ];
+    for (verb, path, body, says) in cases {
+        let (status, answer) = if verb == "GET" {
+            // GET searches take their fields from the query string, repeated for lists.
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for (key, value) in body.as_object().unwrap() {
+                match value {
+                    Value::Array(items) => pairs.extend(
+                        items
+                            .iter()
+                            .map(|item| (key.clone(), item.as_str().unwrap().to_owned())),
+                    ),
+                    other => pairs.push((key.clone(), other.as_str().unwrap().to_owned())),
+                }
+            }
+            let borrowed: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            s.call("GET", &format!("{API}{path}{}", qs(&borrowed)), None)
+                .await
+        } else {
+            s.call(verb, &format!("{API}{path}"), Some(body.clone()))
+                .await
+        };
+        let message = assert_error(
+            &format!("{verb} {path} ({says})"),
+            status,
+            &answer,
+            400,
+            IPV,
+        );
+        assert!(message.contains(says), "{verb} {path}: {message}");
+    }
+    // Within the limits the same shapes answer.
+    let ok_terms = vec!["metrics.a > 1"; 150].join(" OR ");
+    s.post(
+        "/runs/search",
+        json!({"experiment_ids": [exp], "filter": ok_terms}),
+    )
+    .await;
+    let values: Vec<String> = (0..5_000).map(|i| format!("'v{i}'")).collect();
+    s.post(
+        "/runs/search",
+        json!({"experiment_ids": [exp], "filter": format!("attributes.run_id IN ({})", values.join(","))}),
+    )
+    .await;
+    let order_by: Vec<String> = (0..16).map(|i| format!("metrics.m{i}")).collect();
+    s.post(
+        "/runs/search",
+        json!({"experiment_ids": [exp], "order_by": order_by}),
+    )
+    .await;
+    // A page token at the largest offset SQL takes is an empty page, one beyond it a 400.
+    let far = base64(format!("{{\"offset\": {}}}", i64::MAX).as_bytes());
+    let page = s
+        .post(
+            "/runs/search",
+            json!({"experiment_ids": [exp], "page_token": far}),
+        )
+        .await;
+    assert_eq!(page, json!({}));
+    let beyond = base64(format!("{{\"offset\": {}}}", u64::MAX).as_bytes());
+    s.fails(
+        "POST",
+        &format!("{API}/runs/search"),
+        Some(json!({"experiment_ids": [exp], "page_token": beyond})),
+        400,
+        IPV,
+    )
+    .await;
+}
+
+/// Without max_results a history is whole, as MLflow answers it, however many store pages it
+/// spans; with max_results it is paged.
+#[tokio::test]
+async fn a_history_without_max_results_is_whole() {
+    let s = server().await;
+    let exp = s.create_experiment("long-history").await;
+    let run = s.create_run(&exp).await;
+    let total = 25_000 + 1_234;
+    for start in (0..total).step_by(1000) {
+        let metrics: Vec<Value> = (start..(start + 1000).min(total))
+            .map(|step| json!({"key": "loss", "value": step as f64, "timestamp": 1, "step": step}))
+            .collect();
+        s.post(
+            "/runs/log-batch",
+            json!({"run_id": run, "metrics": metrics}),
+        )
+        .await;
+    }
+    let whole = s
+        .get(
+            "/metrics/get-history",
+            &[("run_id", &run), ("metric_key", "loss")],
+        )
+        .await;
+    let points = whole["metrics"].as_array().expect("metrics");
+    assert_eq!(points.len(), total);
+    assert!(whole.get("next_page_token").is_none());
+    let mut steps: Vec<i64> = points.iter().map(|p| p["step"].as_i64().unwrap()).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    assert_eq!(steps.len(), total);
+    let paged = s
+        .get(
+            "/metrics/get-history",
+            &[
+                ("run_id", &run),
+                ("metric_key", "loss"),
+                ("max_results", "25000"),
+            ],
+        )
+        .await;
+    assert_eq!(paged["metrics"].as_array().map(Vec::len), Some(25_000));
+    let token = paged["next_page_token"].as_str().expect("a next page");
+    let rest = s
+        .get(
+            "/metrics/get-history",
+            &[
+                ("run_id", &run),
+                ("metric_key", "loss"),
+                ("max_results", "25000"),
+                ("page_token", token),
+            ],
+        )
+        .await;
+    assert_eq!(rest["metrics"].as_array().map(Vec::len), Some(1_234));
 }

@@ -594,3 +594,119 @@ async fn oversized_bodies_get_413_in_the_protocols_format() {
         "{answer}"
     );
 }
+
+/// The issue's body: 3,000,000 one-value rows, 28 MiB of JSON. Read into a `Value` tree it
+/// took gigabytes; with the row limit the parse stops at row 100,001 with 413.
+#[tokio::test]
+async fn a_28_mib_body_is_refused_at_the_row_limit_without_being_built() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let mut body = String::with_capacity(28 << 20);
+    body.push_str("{\"inputs\": [");
+    for row in 0..3_000_000 {
+        if row > 0 {
+            body.push(',');
+        }
+        body.push_str("[1.25, 2]");
+    }
+    body.push_str("]}");
+    assert!(body.len() > 28 << 20, "{}", body.len());
+    let started = std::time::Instant::now();
+    let (status, answer) = post(&router, Some("application/json"), body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["error_code"], "INVALID_PARAMETER_VALUE");
+    assert!(
+        answer["message"].as_str().unwrap().contains("--max-rows"),
+        "{answer}"
+    );
+    // Reading 100,000 rows of a debug build: well under a second; a tree of 3,000,000 took many.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // Every other shape and V2 stop at the value limit with their own error format.
+    let limited = |max_rows, max_values| {
+        let runtime = Runtime::load(None).expect("loaded a moment ago");
+        let model =
+            Arc::new(OnnxModel::load(&runtime, &fixtures().join("iris_logreg.onnx"), 1).unwrap());
+        slipway_api::scoring::scoring_router(
+            model,
+            "iris",
+            None,
+            slipway_api::scoring::Limits {
+                max_rows,
+                max_values,
+                ..slipway_api::scoring::Limits::default()
+            },
+        )
+    };
+    let small = limited(10, 20);
+    let rows = vec![[5.1, 3.5, 1.4, 0.2]; 6];
+    let records: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"a": r[0], "b": r[1], "c": r[2], "d": r[3]}))
+        .collect();
+    for body in [
+        json!({"inputs": rows}),
+        json!({"instances": rows}),
+        json!({"inputs": {"input": rows}}),
+        json!({"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": rows}}),
+        json!({"dataframe_records": records}),
+    ] {
+        let (status, answer) = post(&small, Some("application/json"), body.to_string()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}: {answer}");
+        assert!(answer.contains("--max-values"), "{answer}");
+    }
+    let csv = format!("a,b,c,d\n{}", "5.1,3.5,1.4,0.2\n".repeat(6));
+    let (status, answer) = post(&small, Some("text/csv"), csv).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let v2 =
+        json!({"inputs": [{"name": "input", "shape": [6, 4], "datatype": "FP32", "data": rows}]});
+    let (status, answer) = call(&small, "POST", "/v2/models/iris/infer", Some(v2)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("--max-values"));
+    // Within both limits the same request is answered.
+    let (status, answer) = post(
+        &limited(10, 24),
+        Some("application/json"),
+        json!({"inputs": rows}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn numbers_beyond_float32_and_duplicate_keys_are_400s() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    for (body, says) in [
+        (r#"{"inputs": [[5.1, 3.5, 1e39, 0.2]]}"#, "inputs[0][2]"),
+        (
+            r#"{"dataframe_split": {"columns": ["a","b","c","d"], "data": [[5.1, 3.5, 1.4, -1e39]]}}"#,
+            "dataframe_split.data[0][3]",
+        ),
+        (
+            r#"{"dataframe_records": [{"a": 5.1, "b": 3.5, "c": 1.4, "d": 0.2, "d": 0.3}]}"#,
+            "dataframe_records[0].d",
+        ),
+        (
+            r#"{"inputs": [[5.1, 3.5, 1.4, 0.2]], "inputs": [[5.1, 3.5, 1.4, 0.2]]}"#,
+            "'inputs' appears more than once",
+        ),
+    ] {
+        let (status, answer) = post(&router, Some("application/json"), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(answer.contains(says), "{body}: {answer}");
+    }
+    let v2 = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 1e39]}]});
+    let (status, answer) = call(&router, "POST", "/v2/models/iris_logreg/infer", Some(v2)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("inputs[0].data[3]"),
+        "{answer}"
+    );
+}

@@ -138,6 +138,7 @@ impl App {
         requested_max: Option<i64>,
         page_token: Option<&str>,
     ) -> Result<Page<LoggedModel>> {
+        crate::tracking::check_experiment_ids(experiment_ids.len())?;
         let max = max_results(requested_max, SEARCH_DEFAULT, SEARCH_MAX)?;
         let query = build_query(
             SearchEntity::LoggedModels,

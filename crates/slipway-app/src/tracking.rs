@@ -3,7 +3,9 @@
 use slipway_core::auth::ResourceKind;
 use slipway_core::paging::{Page, PageToken};
 use slipway_core::ports::{ArtifactLocation, HistoryCursor, HistoryPage, SearchQuery};
-use slipway_core::search::{SearchEntity, parse_filter, parse_order_by};
+use slipway_core::search::{
+    MAX_EXPERIMENT_IDS, MAX_ORDER_BY_KEYS, SearchEntity, parse_filter, parse_order_by,
+};
 use slipway_core::tracking::{
     Batch, DatasetInput, Experiment, ExperimentId, Metric, ModelOutput, NewRun, Run, RunId,
     RunInfo, RunUpdate, Tag, ViewType,
@@ -18,8 +20,8 @@ pub const SEARCH_RUNS_DEFAULT: usize = 1000;
 pub const SEARCH_RUNS_MAX: usize = 50_000;
 pub const SEARCH_EXPERIMENTS_DEFAULT: usize = 1000;
 pub const SEARCH_EXPERIMENTS_MAX: usize = 50_000;
-/// Without `max_results` MLflow returns a whole history at once (mlflow/mlflow#23702); we page
-/// at this size instead, which is also what the client asks for.
+/// The page size of a history read without `max_results`: MLflow answers the whole history
+/// then, which the API streams from pages of this size (mlflow/mlflow#23702).
 pub const HISTORY_DEFAULT: usize = 25_000;
 pub const HISTORY_MAX: usize = 100_000;
 
@@ -36,6 +38,13 @@ pub(crate) fn build_query(
         Some(text) => parse_filter(entity, text)?,
         None => None,
     };
+    if order_by.len() > MAX_ORDER_BY_KEYS {
+        return Err(Error::invalid(format!(
+            "Invalid value for parameter 'order_by': {} clauses, more than the limit of \
+             {MAX_ORDER_BY_KEYS}",
+            order_by.len()
+        )));
+    }
     let order_by = order_by
         .iter()
         .filter(|clause| !clause.trim().is_empty())
@@ -48,6 +57,17 @@ pub(crate) fn build_query(
         max_results,
         offset: PageToken::decode(page_token)?.offset,
     })
+}
+
+/// Refuses more experiment ids than one search takes.
+pub(crate) fn check_experiment_ids(count: usize) -> Result<()> {
+    if count > MAX_EXPERIMENT_IDS {
+        return Err(Error::invalid(format!(
+            "Invalid value for parameter 'experiment_ids': {count} ids, more than the limit of \
+             {MAX_EXPERIMENT_IDS}; split the search"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_tags(tags: &mut [Tag]) -> Result<()> {
@@ -389,6 +409,7 @@ impl App {
     }
 
     pub async fn search_runs(&self, request: SearchRuns<'_>) -> Result<Page<Run>> {
+        check_experiment_ids(request.experiment_ids.len())?;
         let max = max_results(request.max_results, SEARCH_RUNS_DEFAULT, SEARCH_RUNS_MAX)?;
         let query = build_query(
             SearchEntity::Runs,

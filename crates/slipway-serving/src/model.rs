@@ -321,8 +321,10 @@ impl OnnxModel {
         let width = self.check_rows(rows)?;
         let input = &self.inputs[0];
         let data: Vec<f32> = rows.iter().flatten().copied().collect();
+        // The shape matches the data by construction: a failure here is the runtime's (it could
+        // not allocate), not the client's.
         let tensor = ort::value::Tensor::from_array(([rows.len(), width], data))
-            .map_err(|e| ModelError::BadInput(e.to_string()))?;
+            .map_err(|e| ModelError::Run(e.to_string()))?;
         Ok(vec![(input.name.clone(), tensor.into_dyn())])
     }
 
@@ -358,7 +360,9 @@ impl OnnxModel {
             .map_err(|e| ModelError::Run(e.to_string()))?;
         let mut result = Vec::with_capacity(self.outputs.len());
         for spec in &self.outputs {
-            let value = &outputs[spec.name.as_str()];
+            let value = outputs.get(spec.name.as_str()).ok_or_else(|| {
+                ModelError::Run(format!("the run returned no output '{}'", spec.name))
+            })?;
             result.push(Output {
                 name: spec.name.clone(),
                 value: extract(&spec.name, value)?,

@@ -48,6 +48,14 @@ pub struct ServerArgs {
     /// what scripts/fetch-onnxruntime.sh installs).
     #[arg(long, env = "SLIPWAY_ONNXRUNTIME")]
     pub onnxruntime: Option<PathBuf>,
+    /// Rows one inference request to a deployment may carry (default 100,000); more get 413
+    /// while the body is read. Replicas take theirs from `slipway serve --max-rows`.
+    #[arg(long, env = "SLIPWAY_SERVING_MAX_ROWS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub serving_max_rows: Option<usize>,
+    /// Input values one inference request to a deployment may carry (default 4 Mi, 16 MiB of
+    /// float32); more get 413 while the body is read, which bounds a request's memory.
+    #[arg(long, env = "SLIPWAY_SERVING_MAX_VALUES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub serving_max_values: Option<usize>,
 }
 
 /// The `[server]` table of `slipway.toml`.
@@ -63,6 +71,8 @@ pub struct FileServerConfig {
     pub db_max_connections: Option<u32>,
     pub webhook_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
+    pub serving_max_rows: Option<usize>,
+    pub serving_max_values: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +115,8 @@ pub struct ServerConfig {
     pub db_max_connections: u32,
     pub webhook_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
+    pub serving_max_rows: usize,
+    pub serving_max_values: usize,
 }
 
 impl ServerConfig {
@@ -140,6 +152,16 @@ impl ServerConfig {
                 .max(1),
             webhook_url: args.webhook_url.or(file.webhook_url),
             onnxruntime: args.onnxruntime.or(file.onnxruntime),
+            serving_max_rows: args
+                .serving_max_rows
+                .or(file.serving_max_rows)
+                .unwrap_or(slipway_api::scoring::DEFAULT_MAX_ROWS)
+                .max(1),
+            serving_max_values: args
+                .serving_max_values
+                .or(file.serving_max_values)
+                .unwrap_or(slipway_api::scoring::DEFAULT_MAX_VALUES)
+                .max(1),
         };
         if let Some(url) = &config.webhook_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -190,10 +212,16 @@ mod tests {
         let file = FileServerConfig {
             port: Some(7000),
             backend_store_uri: Some("sqlite:///x.db".into()),
+            serving_max_rows: Some(500),
             ..FileServerConfig::default()
         };
         let config = ServerConfig::resolve(args, file).unwrap();
         assert_eq!(config.port, 6000);
+        assert_eq!(config.serving_max_rows, 500);
+        assert_eq!(
+            config.serving_max_values,
+            slipway_api::scoring::DEFAULT_MAX_VALUES
+        );
         assert_eq!(config.backend_store_uri, "sqlite:///x.db");
         assert_eq!(config.host.to_string(), "127.0.0.1");
         assert_eq!(

@@ -198,6 +198,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         &app,
         slipway_api::plane::PlaneConfig {
             onnxruntime: config.onnxruntime.clone(),
+            limits: slipway_api::scoring::Limits {
+                max_rows: config.serving_max_rows,
+                max_values: config.serving_max_values,
+                ..slipway_api::scoring::Limits::default()
+            },
             ..slipway_api::plane::PlaneConfig::default()
         },
     );

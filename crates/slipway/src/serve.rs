@@ -46,6 +46,13 @@ pub struct ServeArgs {
     /// The largest request body in bytes (default 32 MiB); larger ones get 413.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body: usize,
+    /// Rows one inference request may carry; more get 413 while the body is read.
+    #[arg(long, default_value_t = slipway_api::scoring::DEFAULT_MAX_ROWS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_rows: usize,
+    /// Input values one inference request may carry (rows times columns; 4 Mi = 16 MiB of
+    /// float32); more get 413 while the body is read, which bounds a request's memory.
+    #[arg(long, default_value_t = slipway_api::scoring::DEFAULT_MAX_VALUES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_values: usize,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else where
     /// scripts/fetch-onnxruntime.sh puts it).
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -352,6 +359,8 @@ pub async fn serve(
             max_in_flight: args.max_in_flight as usize,
             timeout: std::time::Duration::from_secs(args.timeout),
             max_body_bytes: args.max_body,
+            max_rows: args.max_rows,
+            max_values: args.max_values,
         },
     );
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
@@ -496,6 +505,8 @@ async fn serve_deployment(
                 max_in_flight: args.max_in_flight as usize,
                 timeout: std::time::Duration::from_secs(args.timeout),
                 max_body_bytes: args.max_body,
+                max_rows: args.max_rows,
+                max_values: args.max_values,
             },
             sessions: args.sessions.unwrap_or(defaults.sessions),
             onnxruntime: args.onnxruntime.clone(),

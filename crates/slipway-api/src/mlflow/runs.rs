@@ -1,6 +1,7 @@
 //! `/runs/*` and `/metrics/*` handlers.
 
 use axum::Json;
+use futures::StreamExt;
 
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -434,10 +435,79 @@ pub async fn get_history(
     let Some(page) = page else {
         return Ok(ok().into_response());
     };
+    // Without max_results MLflow answers the whole history: the rest is read page by page
+    // while the answer is written, so memory holds one page, not the series.
+    if request.max_results.is_none()
+        && let Some(next) = page.next
+    {
+        return Ok(whole_history(app, id, key, page.metrics, next));
+    }
     json_response(&HistoryResponse {
         metrics: page.metrics.iter().map(MetricOut::from).collect(),
         next_page_token: page.next.map(|next| next.encode()),
     })
+}
+
+/// `{"metrics": [...]}` of a whole history, streamed from store pages after `first`.
+fn whole_history(
+    app: slipway_app::App,
+    id: slipway_core::tracking::RunId,
+    key: String,
+    first: Vec<slipway_core::tracking::Metric>,
+    next: slipway_core::ports::HistoryCursor,
+) -> Response {
+    fn chunk(prefix: &str, metrics: &[slipway_core::tracking::Metric]) -> Vec<u8> {
+        let mut out = prefix.as_bytes().to_vec();
+        for (index, metric) in metrics.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            // A metric DTO always serialises.
+            if serde_json::to_writer(&mut out, &MetricOut::from(metric)).is_err() {
+                out.extend_from_slice(b"null");
+            }
+        }
+        out
+    }
+    enum Step {
+        Page(Option<slipway_core::ports::HistoryCursor>),
+        Done,
+    }
+    let head = chunk("{\"metrics\": [", &first);
+    let rest = futures::stream::unfold(Step::Page(Some(next)), move |step| {
+        let (app, id, key) = (app.clone(), id.clone(), key.clone());
+        async move {
+            let cursor = match step {
+                Step::Done => return None,
+                Step::Page(None) => {
+                    return Some((Ok::<_, std::io::Error>(b"]}".to_vec()), Step::Done));
+                }
+                Step::Page(Some(cursor)) => cursor,
+            };
+            let token = cursor.encode();
+            match app
+                .get_metric_history(&id, &key, None, Some(token.as_str()))
+                .await
+            {
+                Ok(Some(page)) if !page.metrics.is_empty() => {
+                    Some((Ok(chunk(",", &page.metrics)), Step::Page(page.next)))
+                }
+                Ok(_) => Some((Ok(b"]}".to_vec()), Step::Done)),
+                Err(error) => {
+                    // The status is sent; cutting the body short is the only way left to say
+                    // the history is incomplete.
+                    tracing::error!(%error, "reading a metric history page");
+                    Some((Err(std::io::Error::other(error.to_string())), Step::Done))
+                }
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(head) }).chain(rest);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// Serialised straight from borrowed DTOs: a page holds up to 25,000 points by default.

@@ -28,7 +28,7 @@ use slipway_core::deployment::{
 };
 
 use super::{LoadedVersion, Plane, Ran, RunError, Served, now_ms, summarize};
-use crate::scoring::{ScoringError, V2Error, V2Request};
+use crate::scoring::{Limits, ScoringError, V2Error, V2Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -464,15 +464,20 @@ fn parse(
     headers: &HeaderMap,
     body: &[u8],
     loaded: &LoadedVersion,
+    limits: &Limits,
 ) -> Result<(Vec<Vec<f32>>, Option<V2Request>), Response> {
     let input_name = loaded.input_name();
     match protocol {
-        Protocol::Mlflow => {
-            crate::scoring::invocation_rows(headers, body, input_name, loaded.signature.as_deref())
-                .map(|rows| (rows, None))
-                .map_err(IntoResponse::into_response)
-        }
-        Protocol::V2 => crate::scoring::v2_rows(body, input_name)
+        Protocol::Mlflow => crate::scoring::invocation_rows(
+            headers,
+            body,
+            input_name,
+            loaded.signature.as_deref(),
+            limits,
+        )
+        .map(|rows| (rows, None))
+        .map_err(IntoResponse::into_response),
+        Protocol::V2 => crate::scoring::v2_rows(body, input_name, limits)
             .map(|(request, rows)| (rows, Some(request)))
             .map_err(IntoResponse::into_response),
     }
@@ -599,11 +604,17 @@ async fn serve(
     let started = Instant::now();
     let candidate_unforced = variant == Variant::Candidate && !forced;
     let mut variant = variant;
-    let (rows, v2) = match parse(protocol, headers, &body, &loaded) {
+    let (rows, v2) = match parse(protocol, headers, &body, &loaded, &plane.config.limits) {
         Ok(parsed) => parsed,
         // A body the candidate cannot read (another input name, another signature) but the
         // stable can is the candidate's failure: the stable answers it.
-        Err(_) if candidate_unforced => match parse(protocol, headers, &body, &served.stable) {
+        Err(_) if candidate_unforced => match parse(
+            protocol,
+            headers,
+            &body,
+            &served.stable,
+            &plane.config.limits,
+        ) {
             Ok(parsed) => {
                 record_candidate_failure(served);
                 if let Some(handles) = &served.handles.candidate {
@@ -623,7 +634,8 @@ async fn serve(
         && fastrand::u8(0..100) < served.traffic.mirror;
     let log =
         served.spec.settings.log_sample > 0.0 && fastrand::f64() < served.spec.settings.log_sample;
-    let kept = log.then(|| rows.clone());
+    let total_rows = rows.len();
+    let kept = log.then(|| logged_rows(&rows));
     let loaded = served
         .version(variant)
         .cloned()
@@ -647,7 +659,13 @@ async fn serve(
             // The candidate failed (or its queue was full): the stable answers, reading the
             // body its own way. A failure the stable shares is the input's fault, not the
             // candidate's, and is not counted against it.
-            let stable_rows = match parse(protocol, headers, &body, &served.stable) {
+            let stable_rows = match parse(
+                protocol,
+                headers,
+                &body,
+                &served.stable,
+                &plane.config.limits,
+            ) {
                 Ok((rows, _)) => rows,
                 Err(response) => return response,
             };
@@ -717,12 +735,62 @@ async fn serve(
                 .version(variant)
                 .map(|l| l.version.clone())
                 .unwrap_or_default(),
-            inputs: json!(rows),
-            outputs: crate::scoring::predictions_json(&ran.outputs),
+            outputs: logged_outputs(&ran.outputs, rows.len(), total_rows),
+            inputs: logged_inputs(rows, total_rows),
             latency_us: micros,
         });
     }
     response
+}
+
+/// Rows of one request the prediction log keeps: a sample is for looking at what the model saw,
+/// and copying a 100,000-row batch per sampled request would cost more than serving it.
+const LOG_MAX_ROWS: usize = 100;
+/// Values of one request the prediction log keeps, for wide rows (an image, an embedding).
+const LOG_MAX_VALUES: usize = 10_000;
+
+/// The first rows of a request, within [`LOG_MAX_ROWS`] and [`LOG_MAX_VALUES`].
+fn logged_rows(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let mut values = 0;
+    rows.iter()
+        .take(LOG_MAX_ROWS)
+        .take_while(|row| {
+            values += row.len();
+            values <= LOG_MAX_VALUES
+        })
+        .cloned()
+        .collect()
+}
+
+/// The logged inputs: `[[...], ...]` when the whole request was kept, else
+/// `{"rows": [[...]], "total_rows": N, "truncated": true}`, so a reader never mistakes a
+/// prefix for the request.
+fn logged_inputs(kept: Vec<Vec<f32>>, total_rows: usize) -> serde_json::Value {
+    if kept.len() == total_rows {
+        json!(kept)
+    } else {
+        json!({ "rows": kept, "total_rows": total_rows, "truncated": true })
+    }
+}
+
+/// The logged outputs, cut to the rows the inputs kept (an output without rows to cut by is
+/// left out of a truncated record rather than copied whole).
+fn logged_outputs(
+    outputs: &[slipway_serving::Output],
+    kept: usize,
+    total_rows: usize,
+) -> serde_json::Value {
+    if kept == total_rows {
+        return crate::scoring::predictions_json(outputs);
+    }
+    let sliced: Option<Vec<slipway_serving::Output>> = outputs
+        .iter()
+        .map(|output| output.slice_rows(0..kept))
+        .collect();
+    match sliced {
+        Some(sliced) => crate::scoring::predictions_json(&sliced),
+        None => serde_json::Value::Null,
+    }
 }
 
 struct TrialGuard(Arc<Served>);
@@ -757,7 +825,7 @@ fn spawn_mirror(
         let _permit = permit;
         let started = Instant::now();
         // The candidate reads the body its own way (its input name, its signature's order).
-        let outcome = match parse(protocol, &headers, &body, &candidate) {
+        let outcome = match parse(protocol, &headers, &body, &candidate, &plane.config.limits) {
             Ok((rows, _)) => candidate.run(rows).await,
             Err(_) => Err(RunError::BadInput(
                 "the candidate cannot read the request".to_owned(),

@@ -135,7 +135,9 @@ impl TestServer {
         let bytes = body
             .map(|b| serde_json::to_vec(&b).expect("encoding a body"))
             .unwrap_or_default();
-        let content_type = if bytes.is_empty() {
+        // As a client sends them: every body-carrying method declares JSON (a POST without a
+        // content type is refused, as MLflow refuses it).
+        let content_type = if bytes.is_empty() && method_name == "GET" {
             None
         } else {
             Some("application/json")

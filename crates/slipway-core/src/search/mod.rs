@@ -18,7 +18,10 @@
 
 mod parser;
 
-pub use parser::{parse_filter, parse_order_by};
+pub use parser::{
+    MAX_COMPARISONS, MAX_EXPERIMENT_IDS, MAX_FILTER_BYTES, MAX_LIST_VALUES, MAX_ORDER_BY_KEYS,
+    parse_filter, parse_order_by,
+};
 
 /// Which kind of object a filter applies to; decides the valid keys and operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

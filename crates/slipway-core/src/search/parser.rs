@@ -17,6 +17,21 @@ use crate::validate::truncate_for_message;
 
 /// Deepest nesting of parentheses accepted in a filter.
 const MAX_DEPTH: usize = 100;
+/// Longest filter accepted, in bytes: room for an `IN` list of [`MAX_LIST_VALUES`] run ids.
+pub const MAX_FILTER_BYTES: usize = 512 * 1024;
+/// Comparisons in one filter, all `AND`/`OR` terms together. Each becomes a SQL condition (a
+/// subquery for metrics, params and tags); SQLite refuses expressions nested 1,000 deep, which a
+/// flat chain of 3,000 `OR`s is, and the planner's cost grows with every term.
+pub const MAX_COMPARISONS: usize = 200;
+/// Values in the `IN` lists of one filter, all lists together. Each is a bound SQL
+/// parameter, and SQLite takes at most 32,766 per statement (PostgreSQL 65,535); the rest of
+/// that room is for the experiment ids and the other conditions.
+pub const MAX_LIST_VALUES: usize = 10_000;
+/// `order_by` clauses in one search: each metric, param or tag key is a join, and SQLite
+/// joins at most 64 tables.
+pub const MAX_ORDER_BY_KEYS: usize = 16;
+/// Experiment ids in one search: bound SQL parameters, like [`MAX_LIST_VALUES`].
+pub const MAX_EXPERIMENT_IDS: usize = 10_000;
 /// Longest piece of the input quoted back as "found ..." in a syntax error.
 const SNIPPET_CHARS: usize = 40;
 
@@ -24,6 +39,12 @@ const SNIPPET_CHARS: usize = 40;
 pub fn parse_filter(entity: SearchEntity, input: &str) -> Result<Option<Expr>> {
     if input.trim().is_empty() {
         return Ok(None);
+    }
+    if input.len() > MAX_FILTER_BYTES {
+        return Err(Error::invalid(format!(
+            "Invalid filter: it is {} bytes long; the limit is {MAX_FILTER_BYTES}",
+            input.len()
+        )));
     }
     let mut p = Parser::new(entity, input, Mode::Filter);
     let expr = p.or_expr(0, None)?;
@@ -146,6 +167,10 @@ struct Parser<'a> {
     /// Byte offset; always on a char boundary.
     pos: usize,
     mode: Mode,
+    /// Comparisons read so far, against [`MAX_COMPARISONS`].
+    comparisons: usize,
+    /// `IN` list values read so far, against [`MAX_LIST_VALUES`].
+    list_values: usize,
 }
 
 fn is_ident_char(c: char) -> bool {
@@ -260,6 +285,8 @@ impl<'a> Parser<'a> {
             src,
             pos: 0,
             mode,
+            comparisons: 0,
+            list_values: 0,
         }
     }
 
@@ -485,6 +512,13 @@ impl<'a> Parser<'a> {
     }
 
     fn comparison(&mut self) -> Result<Expr> {
+        self.comparisons += 1;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(Error::invalid(format!(
+                "Invalid filter: it has more than {MAX_COMPARISONS} comparisons, the limit; \
+                 use IN lists or several searches"
+            )));
+        }
         let ident = self.identifier()?;
         let ident_end = self.pos;
         let key = resolve_filter_key(self.entity, &ident)?;
@@ -703,7 +737,16 @@ impl<'a> Parser<'a> {
             self.skip_ws();
             let at = self.pos;
             match self.peek() {
-                Some(c @ ('\'' | '"')) => items.push(self.quoted(c, "string")?),
+                Some(c @ ('\'' | '"')) => {
+                    self.list_values += 1;
+                    if self.list_values > MAX_LIST_VALUES {
+                        return Err(Error::invalid(format!(
+                            "Invalid filter: its IN lists have more than {MAX_LIST_VALUES} \
+                             values together, the limit; split the search"
+                        )));
+                    }
+                    items.push(self.quoted(c, "string")?);
+                }
                 Some(')') if items.is_empty() => {
                     return Err(self.syntax(
                         at,
@@ -2327,20 +2370,21 @@ mod tests {
             ")".repeat(MAX_DEPTH + 1)
         );
         check_err(Runs, &too_deep, "nested more than 100 levels deep");
-        // A hostile megabyte of parentheses fails fast without overflowing the stack.
+        // A hostile filter of parentheses, as long as filters may be, fails fast without
+        // overflowing the stack; a longer one is refused for its length.
         check_err(
             Runs,
-            &"(".repeat(1 << 20),
+            &"(".repeat(MAX_FILTER_BYTES),
             "nested more than 100 levels deep",
         );
-        check_err(Runs, &")".repeat(1 << 20), "found ')'");
+        check_err(Runs, &")".repeat(MAX_FILTER_BYTES), "found ')'");
+        check_err(Runs, &"(".repeat(MAX_FILTER_BYTES + 1), "bytes long");
     }
 
     #[test]
     fn large_inputs_are_linear_and_messages_bounded() {
-        let n = 40_000;
+        let n = MAX_COMPARISONS;
         let chain = vec!["tags.t = 'x'"; n].join(" AND ");
-        assert!(chain.len() > 500_000);
         match parse_filter(Runs, &chain) {
             Ok(Some(Expr::And(items))) => assert_eq!(items.len(), n),
             other => panic!("unexpected {other:?}"),
@@ -2350,22 +2394,23 @@ mod tests {
             Ok(Some(Expr::Or(items))) => assert_eq!(items.len(), n / 2),
             other => panic!("unexpected {other:?}"),
         }
-        let long_value = format!("tags.t = '{}'", "v".repeat(1 << 20));
+        let long = MAX_FILTER_BYTES - 64;
+        let long_value = format!("tags.t = '{}'", "v".repeat(long));
         match parse_filter(Runs, &long_value) {
-            Ok(Some(Expr::Compare(c))) => assert_eq!(c.value, Value::String("v".repeat(1 << 20))),
+            Ok(Some(Expr::Compare(c))) => assert_eq!(c.value, Value::String("v".repeat(long))),
             other => panic!("unexpected {other:?}"),
         }
         // Errors quote user input only in truncated form.
         let hostile = [
-            "a".repeat(1 << 20),
-            format!("{} = 'x'", "k".repeat(1 << 20)),
-            format!("bogus{}.k = 'x'", "b".repeat(1 << 20)),
-            format!("metrics.acc > '{}'", "x".repeat(1 << 20)),
-            format!("params.p = {}", "1".repeat(1 << 20)),
-            format!("tags.t = '{}", "x".repeat(1 << 20)),
-            format!("tags.t = 'x' {}", "y".repeat(1 << 20)),
-            format!("metrics.acc > {}", "9".repeat(1 << 20)),
-            format!("tags.t = 'x' AND {}", "AND ".repeat(1 << 18)),
+            "a".repeat(long),
+            format!("{} = 'x'", "k".repeat(long)),
+            format!("bogus{}.k = 'x'", "b".repeat(long)),
+            format!("metrics.acc > '{}'", "x".repeat(long)),
+            format!("params.p = {}", "1".repeat(long)),
+            format!("tags.t = '{}", "x".repeat(long)),
+            format!("tags.t = 'x' {}", "y".repeat(long)),
+            format!("metrics.acc > {}", "9".repeat(long)),
+            format!("tags.t = 'x' AND {}", "AND ".repeat(long / 4)),
         ];
         for input in &hostile {
             let m = message(parse_filter(Runs, input).expect_err("hostile input must fail"));
@@ -2692,5 +2737,29 @@ mod tests {
             prop_assert!(parsed.is_ok(), "{printed:?} failed: {:?}", parsed);
             prop_assert_eq!(parsed.ok().flatten(), Some(normalize(ast)), "printed: {:?}", printed);
         }
+    }
+
+    #[test]
+    fn filters_are_bounded_in_size_terms_and_list_values() {
+        let message = |input: &str| {
+            parse_filter(SearchEntity::Runs, input)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let terms = |n: usize| vec!["metrics.a > 1"; n].join(" OR ");
+        assert!(parse_filter(SearchEntity::Runs, &terms(MAX_COMPARISONS)).is_ok());
+        assert!(message(&terms(MAX_COMPARISONS + 1)).contains("comparisons"));
+        let list = |n: usize| {
+            let values: Vec<String> = (0..n).map(|i| format!("'r{i}'")).collect();
+            format!("attributes.run_id IN ({})", values.join(","))
+        };
+        assert!(parse_filter(SearchEntity::Runs, &list(MAX_LIST_VALUES)).is_ok());
+        assert!(message(&list(MAX_LIST_VALUES + 1)).contains("IN lists"));
+        // The limit counts every list of the filter together.
+        let half = list(MAX_LIST_VALUES / 2 + 1);
+        assert!(message(&format!("{half} AND {half}")).contains("IN lists"));
+        let long = format!("tags.t = '{}'", "a".repeat(MAX_FILTER_BYTES));
+        assert!(message(&long).contains("bytes long"));
     }
 }
