@@ -229,6 +229,8 @@ struct Refused {
     target: String,
     route: String,
     request_id: Option<String>,
+    /// What the client called the request, kept apart from our id.
+    client_request_id: Option<String>,
 }
 
 fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
@@ -244,6 +246,10 @@ fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
         ),
         route,
         request_id: request_id(request.headers()),
+        client_request_id: request
+            .extensions()
+            .get::<crate::ClientRequestId>()
+            .map(|id| id.0.clone()),
     }
 }
 
@@ -251,9 +257,13 @@ fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
 /// refusal stands either way.
 async fn record_denial(app: &App, actor: String, refused: Refused, reason: &str) {
     let app = app.for_caller(actor, refused.request_id);
-    let summary = format!("{}: {reason}", refused.route);
+    let reason = format!("{}: {reason}", refused.route);
     if let Err(error) = app
-        .record_denial("request.denied", refused.target, &summary)
+        .record_refused_request(
+            refused.target,
+            &reason,
+            refused.client_request_id.as_deref(),
+        )
         .await
     {
         tracing::error!(%error, "could not record a denied request in the audit log");

@@ -1045,3 +1045,79 @@ async fn case_promotion_flow(uri: &str) {
 }
 
 both_backends!(promotion_flow_sqlite, promotion_flow_postgres => case_promotion_flow);
+
+/// Every entry of the audit log, oldest first.
+async fn audit_entries(app: &App) -> Vec<slipway_core::audit::AuditRecord> {
+    app.audit_log(
+        &slipway_core::ports::AuditFilter::default(),
+        Some(10_000),
+        None,
+    )
+    .await
+    .unwrap()
+    .entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_issues_every_request_id_itself() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let search = "/api/2.0/mlflow/experiments/search";
+    for authorization in [None, Some(basic("viewer", PASSWORD))] {
+        let request = Request::builder()
+            .uri(search)
+            .header("x-request-id", "attacker")
+            .header("x-request-id", "attacker-2");
+        let request = match &authorization {
+            Some(value) => request.header(header::AUTHORIZATION, value),
+            None => request,
+        };
+        let response = harness
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let ours = response.headers().get_all("x-request-id");
+        let ours: Vec<_> = ours
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ours.len(), 1, "{ours:?}");
+        assert!(
+            !ours[0].contains("attacker") && ours[0].len() == 36,
+            "{ours:?}"
+        );
+        if authorization.is_none() {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let entries = audit_entries(&harness.app).await;
+            let denied = entries.last().unwrap();
+            assert_eq!(denied.request_id.as_deref(), Some(ours[0].as_str()));
+            assert!(
+                denied.summary.contains("\"client_request_id\":\"attacker"),
+                "{}",
+                denied.summary
+            );
+        } else {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    // A write is audited under the server's id too.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/2.0/mlflow/experiments/create")
+        .header("x-request-id", "attacker")
+        .header(header::AUTHORIZATION, basic("editor", PASSWORD))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"name":"request-ids"}"#))
+        .unwrap();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let created = audit_entries(&harness.app).await.pop().unwrap();
+    assert_eq!(created.action, "experiments.create");
+    assert_eq!(created.request_id.as_deref(), Some(ours.as_str()));
+}

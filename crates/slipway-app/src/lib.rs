@@ -193,6 +193,32 @@ impl App {
         resource: impl Into<String>,
         reason: &str,
     ) -> slipway_core::Result<()> {
+        self.record_denial_with(action, resource, serde_json::json!({ "reason": reason }))
+            .await
+    }
+
+    /// Records a request refused at the door, with the id the client gave it (if any) kept
+    /// apart from the request's own id, which the server issues.
+    pub async fn record_refused_request(
+        &self,
+        resource: impl Into<String>,
+        reason: &str,
+        client_request_id: Option<&str>,
+    ) -> slipway_core::Result<()> {
+        let summary = match client_request_id {
+            Some(client) => serde_json::json!({ "reason": reason, "client_request_id": client }),
+            None => serde_json::json!({ "reason": reason }),
+        };
+        self.record_denial_with("request.denied", resource, summary)
+            .await
+    }
+
+    async fn record_denial_with(
+        &self,
+        action: &str,
+        resource: impl Into<String>,
+        summary: serde_json::Value,
+    ) -> slipway_core::Result<()> {
         self.store
             .append_audit(AuditEvent {
                 actor: self.caller.actor.clone(),
@@ -200,7 +226,7 @@ impl App {
                 resource: resource.into(),
                 request_id: self.caller.request_id.clone(),
                 outcome: Outcome::Denied,
-                summary: serde_json::json!({ "reason": reason }).to_string(),
+                summary: summary.to_string(),
             })
             .await?;
         Ok(())
