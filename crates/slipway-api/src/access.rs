@@ -377,8 +377,9 @@ struct ScopeFields {
 }
 
 /// Reads the resource a request is about. GET requests carry their fields in the query, others
-/// in a JSON body, which is read here and put back for the handler. A request whose resource
-/// cannot be read is decided by the role alone; its handler refuses it anyway.
+/// in a JSON body, which is read here and put back for the handler. A request that names no
+/// resource, or one that does not exist, is decided by the role alone; its handler refuses it
+/// anyway. A lookup that fails refuses the request (see [`found`]).
 async fn resource_of(
     app: &App,
     scope: Scope,
@@ -452,6 +453,22 @@ async fn resource_of(
     Ok((Request::from_parts(parts, body), resource))
 }
 
+/// A lookup made for the access check: `None` when the resource does not exist (its handler
+/// answers 404), the error for any other failure, which refuses the request. Falling back to
+/// the role there would fail open: a store hiccup would let an editor past a `NO_PERMISSIONS`
+/// grant.
+fn found<T>(lookup: Result<T, Error>) -> Result<Option<T>, Error> {
+    match lookup {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn lookup_failed(error: Error) -> Response {
+    ApiError::Core(error).into_response()
+}
+
 async fn resolve(
     app: &App,
     scope: Scope,
@@ -478,10 +495,8 @@ async fn resolve(
             Some(value) => experiment_field(value).map(Resource::experiment),
         },
         Scope::ExperimentName => match fields.experiment_name {
-            Some(name) => store
-                .get_experiment_by_name(&name)
-                .await
-                .ok()
+            Some(name) => found(store.get_experiment_by_name(&name).await)
+                .map_err(lookup_failed)?
                 .map(|experiment| Resource::experiment(experiment.experiment_id.to_string())),
             None => None,
         },
@@ -491,10 +506,8 @@ async fn resolve(
                 .filter(|id| !id.is_empty())
                 .or(fields.run_uuid);
             match raw.and_then(|raw| RunId::parse(&raw).ok()) {
-                Some(run_id) => store
-                    .get_run(&run_id)
-                    .await
-                    .ok()
+                Some(run_id) => found(store.get_run(&run_id).await)
+                    .map_err(lookup_failed)?
                     .map(|run| Resource::experiment(run.info.experiment_id.to_string())),
                 None => None,
             }
@@ -506,18 +519,14 @@ async fn resolve(
             .and_then(|uri| slipway_app::deployments::ModelRef::parse(uri).ok())
             .map(|model| Resource::registered_model(model.model_name().to_owned())),
         Scope::LoggedModel => match path_hint {
-            Some(model_id) => store
-                .get_logged_model(&model_id)
-                .await
-                .ok()
+            Some(model_id) => found(store.get_logged_model(&model_id).await)
+                .map_err(lookup_failed)?
                 .map(|model| Resource::experiment(model.experiment_id.to_string())),
             None => None,
         },
         Scope::Deployment => match path_hint {
-            Some(name) => store
-                .get_deployment(&name)
-                .await
-                .ok()
+            Some(name) => found(store.get_deployment(&name).await)
+                .map_err(lookup_failed)?
                 .map(|deployment| Resource::registered_model(deployment.model_name)),
             None => None,
         },

@@ -1121,3 +1121,69 @@ async fn the_server_issues_every_request_id_itself() {
     assert_eq!(created.action, "experiments.create");
     assert_eq!(created.request_id.as_deref(), Some(ours.as_str()));
 }
+
+/// A failed lookup of the request's resource refuses the request: the role alone must not decide
+/// for a caller whose permissions could deny it.
+async fn case_failed_permission_lookups_fail_closed(uri: &str) {
+    let harness = harness(uri).await;
+    let created = harness
+        .expect(
+            "admin",
+            Method::POST,
+            "/api/2.0/mlflow/experiments/create",
+            Some(json!({"name": "hidden-from-editor"})),
+            StatusCode::OK,
+        )
+        .await;
+    let experiment_id = created["experiment_id"].as_str().unwrap().to_owned();
+    let run = harness
+        .expect(
+            "admin",
+            Method::POST,
+            "/api/2.0/mlflow/runs/create",
+            Some(json!({"experiment_id": experiment_id})),
+            StatusCode::OK,
+        )
+        .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    harness
+        .app
+        .set_permission(
+            "editor",
+            Resource::experiment(experiment_id.clone()),
+            Permission::NoPermissions,
+        )
+        .await
+        .unwrap();
+    let update = json!({"run_id": run_id, "status": "FINISHED"});
+    harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/2.0/mlflow/runs/update",
+            Some(update.clone()),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    // Reading the run now fails (its params are gone), while the update itself needs only the
+    // runs table: deciding by the editor's role would let the update through.
+    slipway_testkit::execute_sql(uri, "DROP TABLE params").await;
+    let body = harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/2.0/mlflow/runs/update",
+            Some(update),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+    assert_eq!(body["error_code"], "INTERNAL_ERROR", "{body}");
+    let updates = audit_entries(&harness.app)
+        .await
+        .into_iter()
+        .filter(|entry| entry.action == "runs.update")
+        .count();
+    assert_eq!(updates, 0);
+}
+
+both_backends!(failed_permission_lookups_fail_closed_sqlite, failed_permission_lookups_fail_closed_postgres => case_failed_permission_lookups_fail_closed);
