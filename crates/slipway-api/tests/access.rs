@@ -1187,3 +1187,68 @@ async fn case_failed_permission_lookups_fail_closed(uri: &str) {
 }
 
 both_backends!(failed_permission_lookups_fail_closed_sqlite, failed_permission_lookups_fail_closed_postgres => case_failed_permission_lookups_fail_closed);
+
+/// A search from `client` (as the server's listener would tag it) with `authorization`.
+async fn search_from(
+    harness: &Harness,
+    client: std::net::IpAddr,
+    authorization: &str,
+) -> (StatusCode, Duration) {
+    let mut request = Request::builder()
+        .uri("/api/2.0/mlflow/experiments/search")
+        .header(header::AUTHORIZATION, authorization)
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+            client, 40_000,
+        )));
+    let started = Instant::now();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    (response.status(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_cost_what_wrong_secrets_cost() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let token = harness
+        .app
+        .create_token("viewer", None, "timing")
+        .await
+        .unwrap();
+    let id = &token.info.id;
+    let pairs = [
+        (
+            basic("viewer", "not the password"),
+            basic("nobody-at-all", "not the password"),
+        ),
+        (
+            format!("Bearer slw_{id}_{}", "0".repeat(64)),
+            format!("Bearer slw_00000000deadbeef_{}", "0".repeat(64)),
+        ),
+    ];
+    // Each attempt from its own address, so the failure throttle stays out of the figures.
+    let mut address = 0u32;
+    for (wrong_secret, unknown_name) in pairs {
+        let (mut wrong_total, mut unknown_total) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..4 {
+            for (authorization, total) in [
+                (&wrong_secret, &mut wrong_total),
+                (&unknown_name, &mut unknown_total),
+            ] {
+                address += 1;
+                let client = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + address));
+                let (status, elapsed) = search_from(&harness, client, authorization).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                *total += elapsed;
+            }
+        }
+        assert!(
+            unknown_total * 2 >= wrong_total,
+            "{unknown_name:?}: unknown {unknown_total:?} vs wrong secret {wrong_total:?}"
+        );
+        eprintln!("unknown {unknown_total:?} vs wrong secret {wrong_total:?} (4 tries each)");
+    }
+}

@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -216,6 +216,12 @@ fn verify_secret(secret: &str, stored: &str) -> bool {
     })
 }
 
+/// The hash of a random secret nobody knows, made with [`hasher`]'s parameters: what a credential
+/// for a missing user or token is checked against, so that it costs what a wrong password
+/// costs. `None` only if the system has no randomness, and then hashing fails anyway.
+static DUMMY_HASH: LazyLock<Option<String>> =
+    LazyLock::new(|| random_hex(32).and_then(|secret| hash_secret(&secret)).ok());
+
 /// argon2id with OWASP's 7 MiB / 5 passes setting, which it rates equal to 19 MiB / 2 passes.
 /// The memory is what every check holds while it runs, and what the allocator keeps afterwards:
 /// at 19 MiB one login doubled the idle server's resident memory. Verification reads the
@@ -327,20 +333,20 @@ impl App {
     }
 
     /// The principal for a valid credential, with the token's expiry; `None` when invalid.
+    /// A name or token id that does not exist (or cannot log in) costs an argon2 check all the
+    /// same, against [`DUMMY_HASH`]: answering it at once would tell a guesser which names exist.
     async fn verify(&self, credential: &Credential) -> Result<Option<(Principal, Option<i64>)>> {
-        let (user_name, secret, stored_hash, expires_at) = match credential {
+        let (candidate, secret) = match credential {
             Credential::Basic { user, password } => {
-                let stored = match self.store.get_user_credentials(user).await {
-                    Ok(stored) => stored,
-                    Err(Error::NotFound(_)) => return Ok(None),
+                let candidate = match self.store.get_user_credentials(user).await {
+                    Ok(stored) => stored.password_hash.map(|hash| (user.clone(), hash, None)),
+                    Err(Error::NotFound(_)) => None,
                     Err(error) => return Err(error),
                 };
-                let Some(hash) = stored.password_hash else {
-                    return Ok(None);
-                };
-                (user.clone(), password.clone(), hash, None)
+                (candidate, password.clone())
             }
             Credential::Bearer(token) => {
+                // A token that is not even shaped like ours tells nothing about who exists.
                 let Some((id, secret)) = token
                     .expose()
                     .strip_prefix(TOKEN_PREFIX)
@@ -348,21 +354,26 @@ impl App {
                 else {
                     return Ok(None);
                 };
-                let stored = match self.store.get_token_credentials(id).await {
-                    Ok(stored) => stored,
-                    Err(Error::NotFound(_)) => return Ok(None),
+                let candidate = match self.store.get_token_credentials(id).await {
+                    Ok(stored) if stored.info.is_usable(now_ms()) => Some((
+                        stored.info.user_name,
+                        stored.secret_hash,
+                        stored.info.expires_at,
+                    )),
+                    Ok(_) | Err(Error::NotFound(_)) => None,
                     Err(error) => return Err(error),
                 };
-                if !stored.info.is_usable(now_ms()) {
-                    return Ok(None);
-                }
-                (
-                    stored.info.user_name,
-                    Secret::new(secret),
-                    stored.secret_hash,
-                    stored.info.expires_at,
-                )
+                (candidate, Secret::new(secret))
             }
+        };
+        let Some((user_name, stored_hash, expires_at)) = candidate else {
+            blocking(move || {
+                if let Some(dummy) = DUMMY_HASH.as_deref() {
+                    verify_secret(secret.expose(), dummy);
+                }
+            })
+            .await?;
+            return Ok(None);
         };
         let valid = blocking(move || verify_secret(secret.expose(), &stored_hash)).await?;
         if !valid {
@@ -658,6 +669,12 @@ mod tests {
         assert!(verify_secret("correct horse", &hash));
         assert!(!verify_secret("correct horsE", &hash));
         assert!(!verify_secret("correct horse", "not a hash"));
+        // Missing users are checked against a hash that costs the same.
+        let dummy = DUMMY_HASH.as_deref().unwrap();
+        assert!(
+            dummy.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
+            "{dummy}"
+        );
     }
 
     #[test]
