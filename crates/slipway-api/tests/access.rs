@@ -1252,3 +1252,47 @@ async fn unknown_names_cost_what_wrong_secrets_cost() {
         eprintln!("unknown {unknown_total:?} vs wrong secret {wrong_total:?} (4 tries each)");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_from_one_address_queue_and_others_stay_fast() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = Arc::new(harness(&db.uri).await);
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let colleague: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let wrong = basic("viewer", "not the password");
+    for _ in 0..slipway_app::identity::FREE_FAILURES {
+        let (status, _) = search_from(&harness, attacker, &wrong).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Each of these waits at least the first penalty (250 ms), one after the other.
+    const GUESSES: u32 = 4;
+    let started = Instant::now();
+    let flood: Vec<_> = (0..GUESSES)
+        .map(|_| {
+            let harness = harness.clone();
+            let wrong = wrong.clone();
+            tokio::spawn(async move { search_from(&harness, attacker, &wrong).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A login that is not cached yet, from another address, during the flood.
+    let (status, colleague_took) =
+        search_from(&harness, colleague, &basic("editor", PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK);
+    let colleague_done = started.elapsed();
+    for guess in flood {
+        assert_eq!(guess.await.unwrap().0, StatusCode::UNAUTHORIZED);
+    }
+    let flood_took = started.elapsed();
+    eprintln!(
+        "{GUESSES} parallel guesses took {flood_took:?}; the colleague's login {colleague_took:?}"
+    );
+    assert!(
+        flood_took >= Duration::from_millis(250) * (GUESSES - 1),
+        "{GUESSES} parallel guesses were answered within {flood_took:?}"
+    );
+    assert!(
+        colleague_took < Duration::from_secs(2) && colleague_done < flood_took,
+        "the colleague's login took {colleague_took:?} (flood {flood_took:?})"
+    );
+}
