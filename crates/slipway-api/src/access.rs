@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use slipway_app::App;
+use slipway_app::audit::RefusalKind;
 use slipway_app::identity::{Credential, Secret};
 use slipway_core::Error;
 use slipway_core::auth::{Action, Principal, Resource};
@@ -253,13 +254,22 @@ fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
     }
 }
 
-/// Writes a refused request to the audit log; a failure to record it is logged, and the
-/// refusal stands either way.
-async fn record_denial(app: &App, actor: String, refused: Refused, reason: &str) {
+/// Writes a refused request to the audit log, or counts it into its address's summary (see
+/// `slipway_app::audit`); a failure to record it is logged, and the refusal stands either way.
+async fn record_denial(
+    app: &App,
+    actor: String,
+    client: IpAddr,
+    kind: RefusalKind,
+    refused: Refused,
+    reason: &str,
+) {
     let app = app.for_caller(actor, refused.request_id);
     let reason = format!("{}: {reason}", refused.route);
     if let Err(error) = app
-        .record_refused_request(
+        .record_refusal(
+            client,
+            kind,
             refused.target,
             &reason,
             refused.client_request_id.as_deref(),
@@ -269,6 +279,8 @@ async fn record_denial(app: &App, actor: String, refused: Refused, reason: &str)
         tracing::error!(%error, "could not record a denied request in the audit log");
     }
 }
+
+const UNAUTHENTICATED: RefusalKind = RefusalKind::Unauthenticated;
 
 fn unauthenticated(error: Error) -> Response {
     let mut response = ApiError::Core(error).into_response();
@@ -299,15 +311,24 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
     if public {
         return next.run(request).await;
     }
+    let client = client_address(&request);
     let credential = match credential(&request) {
         Ok(credential) => credential,
         Err(error) => {
             let refused = refused(&request, None);
-            record_denial(&app, "unknown".to_owned(), refused, &error.to_string()).await;
+            let reason = error.to_string();
+            record_denial(
+                &app,
+                "unknown".to_owned(),
+                client,
+                UNAUTHENTICATED,
+                refused,
+                &reason,
+            )
+            .await;
             return unauthenticated(error);
         }
     };
-    let client = client_address(&request);
     let claimed = app
         .auth_enabled()
         .then(|| claimed_actor(credential.as_ref()));
@@ -316,7 +337,8 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
         Err(error @ Error::Unauthenticated(_)) => {
             let refused = refused(&request, None);
             let actor = claimed.unwrap_or_default();
-            record_denial(&app, actor, refused, &error.to_string()).await;
+            let reason = error.to_string();
+            record_denial(&app, actor, client, UNAUTHENTICATED, refused, &reason).await;
             return unauthenticated(error);
         }
         Err(error) => return ApiError::Core(error).into_response(),
@@ -332,7 +354,9 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
     if !principal.allows(rule.action, resource.as_ref()) {
         let message = denial(&principal, rule.action, resource.as_ref());
         let refused = refused(&request, resource.as_ref());
-        record_denial(&app, principal.name.clone(), refused, &message).await;
+        let actor = principal.name.clone();
+        let kind = RefusalKind::PermissionDenied;
+        record_denial(&app, actor, client, kind, refused, &message).await;
         return ApiError::Core(Error::permission_denied(message)).into_response();
     }
     let mut request = request;

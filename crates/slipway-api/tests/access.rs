@@ -1296,3 +1296,120 @@ async fn parallel_guesses_from_one_address_queue_and_others_stay_fast() {
         "the colleague's login took {colleague_took:?} (flood {flood_took:?})"
     );
 }
+
+/// A request from `client` (as the server's listener would tag it); returns the status.
+async fn send_from(
+    harness: &Harness,
+    client: std::net::IpAddr,
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+    body: Option<Value>,
+) -> StatusCode {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(authorization) = authorization {
+        builder = builder.header(header::AUTHORIZATION, authorization);
+    }
+    let body = match body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Body::from(serde_json::to_vec(&body).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let mut request = builder.body(body).unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+            client, 40_000,
+        )));
+    harness
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A flood of refused requests grows the audit log by a bounded number of entries whose counts
+/// add up to the flood, and the chain stays intact.
+async fn case_refusal_floods_are_summarized(uri: &str) {
+    let harness = harness(uri).await;
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let bystander: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let search = "/api/2.0/mlflow/experiments/search";
+    let before = audit_entries(&harness.app).await.len();
+    const FLOOD: usize = 60;
+    let wrong = basic("viewer", "not the password");
+    for i in 0..FLOOD {
+        // Mostly no credentials; a few wrong passwords (fewer than the throttle lets through).
+        let authorization = (i % 20 == 1).then_some(wrong.as_str());
+        let status = send_from(&harness, flooder, Method::GET, search, authorization, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // An editor's refused writes are counted the same way, separately.
+    const DENIED: usize = 10;
+    let viewer = basic("viewer", PASSWORD);
+    for i in 0..DENIED {
+        let body = json!({"name": format!("not-for-viewers-{i}")});
+        let create = "/api/2.0/mlflow/experiments/create";
+        let status = send_from(
+            &harness,
+            flooder,
+            Method::POST,
+            create,
+            Some(&viewer),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // Another address's single refusal shows up at once.
+    let status = send_from(&harness, bystander, Method::GET, search, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let during: Vec<_> = audit_entries(&harness.app).await.split_off(before);
+    assert_eq!(
+        during.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["request.denied"; 3],
+        "{during:#?}"
+    );
+    assert_eq!(
+        during[2].resource,
+        "route:GET /api/2.0/mlflow/experiments/search"
+    );
+    // Shutdown writes what the windows counted: one summary per address and kind with more.
+    assert_eq!(harness.app.flush_refusals(true).await.unwrap(), 2);
+    let after: Vec<_> = audit_entries(&harness.app).await.split_off(before);
+    assert_eq!(after.len(), 5);
+    let summaries: Vec<Value> = after
+        .iter()
+        .filter(|e| e.action == "request.denied.summary")
+        .map(|e| {
+            assert_eq!(e.resource, "client:127.0.0.2");
+            assert_eq!(e.outcome, slipway_core::audit::Outcome::Denied);
+            serde_json::from_str(&e.summary).unwrap()
+        })
+        .collect();
+    let unauthenticated = summaries
+        .iter()
+        .find(|s| s["kind"] == "unauthenticated")
+        .unwrap();
+    assert_eq!(unauthenticated["count"], FLOOD - 1);
+    assert_eq!(
+        unauthenticated["names"],
+        json!(["claimed:viewer", "unauthenticated"]),
+        "{unauthenticated}"
+    );
+    assert!(unauthenticated["first_ms"].as_i64() <= unauthenticated["last_ms"].as_i64());
+    let denied = summaries
+        .iter()
+        .find(|s| s["kind"] == "permission_denied")
+        .unwrap();
+    assert_eq!(denied["count"], DENIED - 1);
+    assert_eq!(denied["names"], json!(["viewer"]));
+    let report = harness.app.verify_audit(|_| {}).await.unwrap();
+    assert!(report.broken.is_none(), "{report:?}");
+}
+
+both_backends!(refusal_floods_are_summarized_sqlite, refusal_floods_are_summarized_postgres => case_refusal_floods_are_summarized);

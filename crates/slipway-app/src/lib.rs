@@ -58,6 +58,8 @@ pub struct App {
     settings: Arc<AppSettings>,
     /// Credential cache and failure throttling, shared by every request.
     auth: Arc<identity::Authenticator>,
+    /// Refusals counted per address and window, so a flood cannot grow the audit log at will.
+    refusals: Arc<audit::Refusals>,
     /// Who the current request acts for; every audit entry it writes names them.
     caller: Arc<Caller>,
     /// Where deployment events go (the webhook), if configured.
@@ -85,6 +87,7 @@ impl App {
             store,
             artifacts,
             auth: Arc::new(identity::Authenticator::new(settings.auth_enabled)),
+            refusals: Arc::new(audit::Refusals::new()),
             settings: Arc::new(settings),
             caller: Arc::new(Caller {
                 actor: "system".to_owned(),
@@ -199,7 +202,7 @@ impl App {
 
     /// Records a request refused at the door, with the id the client gave it (if any) kept
     /// apart from the request's own id, which the server issues.
-    pub async fn record_refused_request(
+    pub(crate) async fn record_refused_request(
         &self,
         resource: impl Into<String>,
         reason: &str,
