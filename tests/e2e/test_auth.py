@@ -275,3 +275,33 @@ def test_promotion_approval_rollback_and_audit(auth_server, as_user, slipway_bin
                             capture_output=True, text=True, timeout=60)
     assert broken.returncode != 0
     assert f"entry {target}" in broken.stderr, broken.stderr
+
+
+def test_a_flood_of_refusals_is_summarized_and_request_ids_are_ours(
+        auth_server, slipway_bin):
+    srv, uri, _ = auth_server
+    url = f"{srv.url}/api/2.0/mlflow/experiments/search"
+    flood = 200
+    ours = set()
+    for _ in range(flood):
+        r = requests.get(url, headers={"x-request-id": "attacker"}, timeout=10)
+        assert r.status_code == 401
+        assert r.headers["x-request-id"] != "attacker"
+        ours.add(r.headers["x-request-id"])
+    assert len(ours) == flood
+    entries = json.loads(cli(slipway_bin, uri, "audit", "log", "--json"))
+    refused = [e for e in entries if e["action"] == "request.denied"]
+    # The first refusal is written at once, under the server's request id.
+    assert len(refused) == 1, refused
+    assert refused[0]["request_id"] in ours
+    assert "attacker" in json.dumps(refused[0]["summary"])  # as client_request_id only
+    # Shutdown writes the rest of the window as one summary.
+    assert srv.stop(timeout=10)
+    entries = json.loads(cli(slipway_bin, uri, "audit", "log", "--json"))
+    summaries = [e for e in entries if e["action"] == "request.denied.summary"]
+    assert len(summaries) == 1, summaries
+    summary = summaries[0]["summary"]
+    summary = json.loads(summary) if isinstance(summary, str) else summary
+    assert summary["count"] == flood - 1
+    assert summary["kind"] == "unauthenticated" and summary["client"] == "127.0.0.1"
+    assert "audit chain intact" in cli(slipway_bin, uri, "audit", "verify")

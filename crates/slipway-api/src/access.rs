@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use slipway_app::App;
+use slipway_app::audit::RefusalKind;
 use slipway_app::identity::{Credential, Secret};
 use slipway_core::Error;
 use slipway_core::auth::{Action, Principal, Resource};
@@ -229,6 +230,8 @@ struct Refused {
     target: String,
     route: String,
     request_id: Option<String>,
+    /// What the client called the request, kept apart from our id.
+    client_request_id: Option<String>,
 }
 
 fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
@@ -244,21 +247,40 @@ fn refused(request: &Request, resource: Option<&Resource>) -> Refused {
         ),
         route,
         request_id: request_id(request.headers()),
+        client_request_id: request
+            .extensions()
+            .get::<crate::ClientRequestId>()
+            .map(|id| id.0.clone()),
     }
 }
 
-/// Writes a refused request to the audit log; a failure to record it is logged, and the
-/// refusal stands either way.
-async fn record_denial(app: &App, actor: String, refused: Refused, reason: &str) {
+/// Writes a refused request to the audit log, or counts it into its address's summary (see
+/// `slipway_app::audit`); a failure to record it is logged, and the refusal stands either way.
+async fn record_denial(
+    app: &App,
+    actor: String,
+    client: IpAddr,
+    kind: RefusalKind,
+    refused: Refused,
+    reason: &str,
+) {
     let app = app.for_caller(actor, refused.request_id);
-    let summary = format!("{}: {reason}", refused.route);
+    let reason = format!("{}: {reason}", refused.route);
     if let Err(error) = app
-        .record_denial("request.denied", refused.target, &summary)
+        .record_refusal(
+            client,
+            kind,
+            refused.target,
+            &reason,
+            refused.client_request_id.as_deref(),
+        )
         .await
     {
         tracing::error!(%error, "could not record a denied request in the audit log");
     }
 }
+
+const UNAUTHENTICATED: RefusalKind = RefusalKind::Unauthenticated;
 
 fn unauthenticated(error: Error) -> Response {
     let mut response = ApiError::Core(error).into_response();
@@ -289,15 +311,24 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
     if public {
         return next.run(request).await;
     }
+    let client = client_address(&request);
     let credential = match credential(&request) {
         Ok(credential) => credential,
         Err(error) => {
             let refused = refused(&request, None);
-            record_denial(&app, "unknown".to_owned(), refused, &error.to_string()).await;
+            let reason = error.to_string();
+            record_denial(
+                &app,
+                "unknown".to_owned(),
+                client,
+                UNAUTHENTICATED,
+                refused,
+                &reason,
+            )
+            .await;
             return unauthenticated(error);
         }
     };
-    let client = client_address(&request);
     let claimed = app
         .auth_enabled()
         .then(|| claimed_actor(credential.as_ref()));
@@ -306,7 +337,8 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
         Err(error @ Error::Unauthenticated(_)) => {
             let refused = refused(&request, None);
             let actor = claimed.unwrap_or_default();
-            record_denial(&app, actor, refused, &error.to_string()).await;
+            let reason = error.to_string();
+            record_denial(&app, actor, client, UNAUTHENTICATED, refused, &reason).await;
             return unauthenticated(error);
         }
         Err(error) => return ApiError::Core(error).into_response(),
@@ -322,7 +354,9 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
     if !principal.allows(rule.action, resource.as_ref()) {
         let message = denial(&principal, rule.action, resource.as_ref());
         let refused = refused(&request, resource.as_ref());
-        record_denial(&app, principal.name.clone(), refused, &message).await;
+        let actor = principal.name.clone();
+        let kind = RefusalKind::PermissionDenied;
+        record_denial(&app, actor, client, kind, refused, &message).await;
         return ApiError::Core(Error::permission_denied(message)).into_response();
     }
     let mut request = request;
@@ -367,8 +401,9 @@ struct ScopeFields {
 }
 
 /// Reads the resource a request is about. GET requests carry their fields in the query, others
-/// in a JSON body, which is read here and put back for the handler. A request whose resource
-/// cannot be read is decided by the role alone; its handler refuses it anyway.
+/// in a JSON body, which is read here and put back for the handler. A request that names no
+/// resource, or one that does not exist, is decided by the role alone; its handler refuses it
+/// anyway. A lookup that fails refuses the request (see [`found`]).
 async fn resource_of(
     app: &App,
     scope: Scope,
@@ -442,6 +477,22 @@ async fn resource_of(
     Ok((Request::from_parts(parts, body), resource))
 }
 
+/// A lookup made for the access check: `None` when the resource does not exist (its handler
+/// answers 404), the error for any other failure, which refuses the request. Falling back to
+/// the role there would fail open: a store hiccup would let an editor past a `NO_PERMISSIONS`
+/// grant.
+fn found<T>(lookup: Result<T, Error>) -> Result<Option<T>, Error> {
+    match lookup {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn lookup_failed(error: Error) -> Response {
+    ApiError::Core(error).into_response()
+}
+
 async fn resolve(
     app: &App,
     scope: Scope,
@@ -468,10 +519,8 @@ async fn resolve(
             Some(value) => experiment_field(value).map(Resource::experiment),
         },
         Scope::ExperimentName => match fields.experiment_name {
-            Some(name) => store
-                .get_experiment_by_name(&name)
-                .await
-                .ok()
+            Some(name) => found(store.get_experiment_by_name(&name).await)
+                .map_err(lookup_failed)?
                 .map(|experiment| Resource::experiment(experiment.experiment_id.to_string())),
             None => None,
         },
@@ -481,10 +530,8 @@ async fn resolve(
                 .filter(|id| !id.is_empty())
                 .or(fields.run_uuid);
             match raw.and_then(|raw| RunId::parse(&raw).ok()) {
-                Some(run_id) => store
-                    .get_run(&run_id)
-                    .await
-                    .ok()
+                Some(run_id) => found(store.get_run(&run_id).await)
+                    .map_err(lookup_failed)?
                     .map(|run| Resource::experiment(run.info.experiment_id.to_string())),
                 None => None,
             }
@@ -496,18 +543,14 @@ async fn resolve(
             .and_then(|uri| slipway_app::deployments::ModelRef::parse(uri).ok())
             .map(|model| Resource::registered_model(model.model_name().to_owned())),
         Scope::LoggedModel => match path_hint {
-            Some(model_id) => store
-                .get_logged_model(&model_id)
-                .await
-                .ok()
+            Some(model_id) => found(store.get_logged_model(&model_id).await)
+                .map_err(lookup_failed)?
                 .map(|model| Resource::experiment(model.experiment_id.to_string())),
             None => None,
         },
         Scope::Deployment => match path_hint {
-            Some(name) => store
-                .get_deployment(&name)
-                .await
-                .ok()
+            Some(name) => found(store.get_deployment(&name).await)
+                .map_err(lookup_failed)?
                 .map(|deployment| Resource::registered_model(deployment.model_name)),
             None => None,
         },

@@ -76,6 +76,42 @@ pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The longest client request id kept; longer ones are cut.
+const CLIENT_REQUEST_ID_MAX: usize = 128;
+
+/// The `x-request-id` a client sent, set aside: the server always issues its own id (in the
+/// response, the logs and the audit log), since an id anyone can choose could make one request
+/// look like another, or an attacker's like a well-known client's. Kept only sanitized (ASCII
+/// letters, digits and `-_.:/`) and cut to [`CLIENT_REQUEST_ID_MAX`], to correlate with the
+/// client's own logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+impl ClientRequestId {
+    fn sanitize(raw: &[u8]) -> Option<ClientRequestId> {
+        let kept: String = raw
+            .iter()
+            .filter(|byte| byte.is_ascii_alphanumeric() || b"-_.:/".contains(byte))
+            .take(CLIENT_REQUEST_ID_MAX)
+            .map(|byte| char::from(*byte))
+            .collect();
+        (!kept.is_empty()).then_some(ClientRequestId(kept))
+    }
+}
+
+/// Takes the client's `x-request-id` off the request before [`SetRequestIdLayer`] runs, which
+/// would otherwise keep it as ours, and keeps it as a [`ClientRequestId`] extension.
+async fn set_aside_client_request_id(
+    mut request: Request<axum::body::Body>,
+) -> Request<axum::body::Body> {
+    if let Some(value) = request.headers_mut().remove(&REQUEST_ID)
+        && let Some(client) = ClientRequestId::sanitize(value.as_bytes())
+    {
+        request.extensions_mut().insert(client);
+    }
+    request
+}
+
 /// Request ids: UUID v4 text from a per-thread generator. tower-http's `MakeRequestUuid` asks
 /// the kernel for randomness on every request (a `getrandom` system call, a few percent of an
 /// inference request's CPU); an id needs to be unique, not secret.
@@ -163,13 +199,18 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+                let client_request_id = request
+                    .extensions()
+                    .get::<ClientRequestId>()
+                    .map_or("", |id| id.0.as_str());
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, client_request_id = %client_request_id)
             }),
         );
     plane
         .merge(api)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RequestIds))
+        .layer(axum::middleware::map_request(set_aside_client_request_id))
 }
 
 /// The server-wide routes and their rules: (method, path, rule, open without credentials).

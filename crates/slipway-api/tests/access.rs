@@ -1045,3 +1045,371 @@ async fn case_promotion_flow(uri: &str) {
 }
 
 both_backends!(promotion_flow_sqlite, promotion_flow_postgres => case_promotion_flow);
+
+/// Every entry of the audit log, oldest first.
+async fn audit_entries(app: &App) -> Vec<slipway_core::audit::AuditRecord> {
+    app.audit_log(
+        &slipway_core::ports::AuditFilter::default(),
+        Some(10_000),
+        None,
+    )
+    .await
+    .unwrap()
+    .entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_issues_every_request_id_itself() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let search = "/api/2.0/mlflow/experiments/search";
+    for authorization in [None, Some(basic("viewer", PASSWORD))] {
+        let request = Request::builder()
+            .uri(search)
+            .header("x-request-id", "attacker")
+            .header("x-request-id", "attacker-2");
+        let request = match &authorization {
+            Some(value) => request.header(header::AUTHORIZATION, value),
+            None => request,
+        };
+        let response = harness
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let ours = response.headers().get_all("x-request-id");
+        let ours: Vec<_> = ours
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ours.len(), 1, "{ours:?}");
+        assert!(
+            !ours[0].contains("attacker") && ours[0].len() == 36,
+            "{ours:?}"
+        );
+        if authorization.is_none() {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let entries = audit_entries(&harness.app).await;
+            let denied = entries.last().unwrap();
+            assert_eq!(denied.request_id.as_deref(), Some(ours[0].as_str()));
+            assert!(
+                denied.summary.contains("\"client_request_id\":\"attacker"),
+                "{}",
+                denied.summary
+            );
+        } else {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    // A write is audited under the server's id too.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/2.0/mlflow/experiments/create")
+        .header("x-request-id", "attacker")
+        .header(header::AUTHORIZATION, basic("editor", PASSWORD))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"name":"request-ids"}"#))
+        .unwrap();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let created = audit_entries(&harness.app).await.pop().unwrap();
+    assert_eq!(created.action, "experiments.create");
+    assert_eq!(created.request_id.as_deref(), Some(ours.as_str()));
+}
+
+/// A failed lookup of the request's resource refuses the request: the role alone must not decide
+/// for a caller whose permissions could deny it.
+async fn case_failed_permission_lookups_fail_closed(uri: &str) {
+    let harness = harness(uri).await;
+    let created = harness
+        .expect(
+            "admin",
+            Method::POST,
+            "/api/2.0/mlflow/experiments/create",
+            Some(json!({"name": "hidden-from-editor"})),
+            StatusCode::OK,
+        )
+        .await;
+    let experiment_id = created["experiment_id"].as_str().unwrap().to_owned();
+    let run = harness
+        .expect(
+            "admin",
+            Method::POST,
+            "/api/2.0/mlflow/runs/create",
+            Some(json!({"experiment_id": experiment_id})),
+            StatusCode::OK,
+        )
+        .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    harness
+        .app
+        .set_permission(
+            "editor",
+            Resource::experiment(experiment_id.clone()),
+            Permission::NoPermissions,
+        )
+        .await
+        .unwrap();
+    let update = json!({"run_id": run_id, "status": "FINISHED"});
+    harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/2.0/mlflow/runs/update",
+            Some(update.clone()),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    // Reading the run now fails (its params are gone), while the update itself needs only the
+    // runs table: deciding by the editor's role would let the update through.
+    slipway_testkit::execute_sql(uri, "DROP TABLE params").await;
+    let body = harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/2.0/mlflow/runs/update",
+            Some(update),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+    assert_eq!(body["error_code"], "INTERNAL_ERROR", "{body}");
+    let updates = audit_entries(&harness.app)
+        .await
+        .into_iter()
+        .filter(|entry| entry.action == "runs.update")
+        .count();
+    assert_eq!(updates, 0);
+}
+
+both_backends!(failed_permission_lookups_fail_closed_sqlite, failed_permission_lookups_fail_closed_postgres => case_failed_permission_lookups_fail_closed);
+
+/// A search from `client` (as the server's listener would tag it) with `authorization`.
+async fn search_from(
+    harness: &Harness,
+    client: std::net::IpAddr,
+    authorization: &str,
+) -> (StatusCode, Duration) {
+    let mut request = Request::builder()
+        .uri("/api/2.0/mlflow/experiments/search")
+        .header(header::AUTHORIZATION, authorization)
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+            client, 40_000,
+        )));
+    let started = Instant::now();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    (response.status(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_cost_what_wrong_secrets_cost() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let token = harness
+        .app
+        .create_token("viewer", None, "timing")
+        .await
+        .unwrap();
+    let id = &token.info.id;
+    let pairs = [
+        (
+            basic("viewer", "not the password"),
+            basic("nobody-at-all", "not the password"),
+        ),
+        (
+            format!("Bearer slw_{id}_{}", "0".repeat(64)),
+            format!("Bearer slw_00000000deadbeef_{}", "0".repeat(64)),
+        ),
+    ];
+    // Each attempt from its own address, so the failure throttle stays out of the figures.
+    let mut address = 0u32;
+    for (wrong_secret, unknown_name) in pairs {
+        let (mut wrong_total, mut unknown_total) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..4 {
+            for (authorization, total) in [
+                (&wrong_secret, &mut wrong_total),
+                (&unknown_name, &mut unknown_total),
+            ] {
+                address += 1;
+                let client = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + address));
+                let (status, elapsed) = search_from(&harness, client, authorization).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                *total += elapsed;
+            }
+        }
+        assert!(
+            unknown_total * 2 >= wrong_total,
+            "{unknown_name:?}: unknown {unknown_total:?} vs wrong secret {wrong_total:?}"
+        );
+        eprintln!("unknown {unknown_total:?} vs wrong secret {wrong_total:?} (4 tries each)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_from_one_address_queue_and_others_stay_fast() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = Arc::new(harness(&db.uri).await);
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let colleague: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let wrong = basic("viewer", "not the password");
+    for _ in 0..slipway_app::identity::FREE_FAILURES {
+        let (status, _) = search_from(&harness, attacker, &wrong).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Each of these waits at least the first penalty (250 ms), one after the other.
+    const GUESSES: u32 = 4;
+    let started = Instant::now();
+    let flood: Vec<_> = (0..GUESSES)
+        .map(|_| {
+            let harness = harness.clone();
+            let wrong = wrong.clone();
+            tokio::spawn(async move { search_from(&harness, attacker, &wrong).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A login that is not cached yet, from another address, during the flood.
+    let (status, colleague_took) =
+        search_from(&harness, colleague, &basic("editor", PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK);
+    let colleague_done = started.elapsed();
+    for guess in flood {
+        assert_eq!(guess.await.unwrap().0, StatusCode::UNAUTHORIZED);
+    }
+    let flood_took = started.elapsed();
+    eprintln!(
+        "{GUESSES} parallel guesses took {flood_took:?}; the colleague's login {colleague_took:?}"
+    );
+    assert!(
+        flood_took >= Duration::from_millis(250) * (GUESSES - 1),
+        "{GUESSES} parallel guesses were answered within {flood_took:?}"
+    );
+    assert!(
+        colleague_took < Duration::from_secs(2) && colleague_done < flood_took,
+        "the colleague's login took {colleague_took:?} (flood {flood_took:?})"
+    );
+}
+
+/// A request from `client` (as the server's listener would tag it); returns the status.
+async fn send_from(
+    harness: &Harness,
+    client: std::net::IpAddr,
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+    body: Option<Value>,
+) -> StatusCode {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(authorization) = authorization {
+        builder = builder.header(header::AUTHORIZATION, authorization);
+    }
+    let body = match body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Body::from(serde_json::to_vec(&body).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let mut request = builder.body(body).unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+            client, 40_000,
+        )));
+    harness
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A flood of refused requests grows the audit log by a bounded number of entries whose counts
+/// add up to the flood, and the chain stays intact.
+async fn case_refusal_floods_are_summarized(uri: &str) {
+    let harness = harness(uri).await;
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let bystander: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let search = "/api/2.0/mlflow/experiments/search";
+    let before = audit_entries(&harness.app).await.len();
+    const FLOOD: usize = 60;
+    let wrong = basic("viewer", "not the password");
+    for i in 0..FLOOD {
+        // Mostly no credentials; a few wrong passwords (fewer than the throttle lets through).
+        let authorization = (i % 20 == 1).then_some(wrong.as_str());
+        let status = send_from(&harness, flooder, Method::GET, search, authorization, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // An editor's refused writes are counted the same way, separately.
+    const DENIED: usize = 10;
+    let viewer = basic("viewer", PASSWORD);
+    for i in 0..DENIED {
+        let body = json!({"name": format!("not-for-viewers-{i}")});
+        let create = "/api/2.0/mlflow/experiments/create";
+        let status = send_from(
+            &harness,
+            flooder,
+            Method::POST,
+            create,
+            Some(&viewer),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // Another address's single refusal shows up at once.
+    let status = send_from(&harness, bystander, Method::GET, search, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let during: Vec<_> = audit_entries(&harness.app).await.split_off(before);
+    assert_eq!(
+        during.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["request.denied"; 3],
+        "{during:#?}"
+    );
+    assert_eq!(
+        during[2].resource,
+        "route:GET /api/2.0/mlflow/experiments/search"
+    );
+    // Shutdown writes what the windows counted: one summary per address and kind with more.
+    assert_eq!(harness.app.flush_refusals(true).await.unwrap(), 2);
+    let after: Vec<_> = audit_entries(&harness.app).await.split_off(before);
+    assert_eq!(after.len(), 5);
+    let summaries: Vec<Value> = after
+        .iter()
+        .filter(|e| e.action == "request.denied.summary")
+        .map(|e| {
+            assert_eq!(e.resource, "client:127.0.0.2");
+            assert_eq!(e.outcome, slipway_core::audit::Outcome::Denied);
+            serde_json::from_str(&e.summary).unwrap()
+        })
+        .collect();
+    let unauthenticated = summaries
+        .iter()
+        .find(|s| s["kind"] == "unauthenticated")
+        .unwrap();
+    assert_eq!(unauthenticated["count"], FLOOD - 1);
+    assert_eq!(
+        unauthenticated["names"],
+        json!(["claimed:viewer", "unauthenticated"]),
+        "{unauthenticated}"
+    );
+    assert!(unauthenticated["first_ms"].as_i64() <= unauthenticated["last_ms"].as_i64());
+    let denied = summaries
+        .iter()
+        .find(|s| s["kind"] == "permission_denied")
+        .unwrap();
+    assert_eq!(denied["count"], DENIED - 1);
+    assert_eq!(denied["names"], json!(["viewer"]));
+    let report = harness.app.verify_audit(|_| {}).await.unwrap();
+    assert!(report.broken.is_none(), "{report:?}");
+}
+
+both_backends!(refusal_floods_are_summarized_sqlite, refusal_floods_are_summarized_postgres => case_refusal_floods_are_summarized);

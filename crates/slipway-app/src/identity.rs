@@ -7,12 +7,15 @@
 //! dropped when any user, token or permission changes — in this process at once, in another
 //! process that shares the database within [`GENERATION_POLL`] — and after [`CACHE_TTL`].
 //! Failed attempts slow the client down: after [`FREE_FAILURES`] failures from one address,
-//! every credential check from it waits, doubling up to [`MAX_PENALTY`].
+//! every credential check from it waits, doubling up to [`MAX_PENALTY`]. An address checks one
+//! credential at a time (its [`Turn`]), so parallel guesses queue behind each other's waits
+//! instead of sleeping side by side, and a flood from one address holds at most one of the
+//! argon2 slots that every other address's logins need.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -89,6 +92,29 @@ pub(crate) struct Authenticator {
     generation: AtomicI64,
     cache: Mutex<HashMap<[u8; 32], CachedPrincipal>>,
     failures: Mutex<HashMap<IpAddr, FailureCount>>,
+    /// One gate per address with a credential check running or waiting; removed by the last
+    /// [`Turn`] to leave it, so the map holds only addresses being checked right now.
+    turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An address's turn to have a credential checked: one at a time per address.
+struct Turn {
+    auth: Arc<Authenticator>,
+    client: IpAddr,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.held = None;
+        let mut turns = self.auth.turns.lock().unwrap_or_else(|e| e.into_inner());
+        // Gates are cloned only under this lock: the map's and ours are the only references
+        // when nobody else waits, and then the address is forgotten.
+        if Arc::strong_count(&self.gate) == 2 {
+            turns.remove(&self.client);
+        }
+    }
 }
 
 impl Authenticator {
@@ -102,6 +128,26 @@ impl Authenticator {
             generation: AtomicI64::new(i64::MIN),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until no other credential check from `client` runs.
+    async fn turn(self: &Arc<Self>, client: IpAddr) -> Turn {
+        let gate = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            if turns.len() >= MAX_ENTRIES {
+                // Gates left behind by requests dropped while they waited.
+                turns.retain(|_, gate| Arc::strong_count(gate) > 1);
+            }
+            turns.entry(client).or_default().clone()
+        };
+        let held = gate.clone().lock_owned().await;
+        Turn {
+            auth: self.clone(),
+            client,
+            gate,
+            held: Some(held),
         }
     }
 
@@ -216,6 +262,12 @@ fn verify_secret(secret: &str, stored: &str) -> bool {
     })
 }
 
+/// The hash of a random secret nobody knows, made with [`hasher`]'s parameters: what a credential
+/// for a missing user or token is checked against, so that it costs what a wrong password
+/// costs. `None` only if the system has no randomness, and then hashing fails anyway.
+static DUMMY_HASH: LazyLock<Option<String>> =
+    LazyLock::new(|| random_hex(32).and_then(|secret| hash_secret(&secret)).ok());
+
 /// argon2id with OWASP's 7 MiB / 5 passes setting, which it rates equal to 19 MiB / 2 passes.
 /// The memory is what every check holds while it runs, and what the allocator keeps afterwards:
 /// at 19 MiB one login doubled the idle server's resident memory. Verification reads the
@@ -230,9 +282,13 @@ fn hasher() -> Result<Argon2<'static>> {
     ))
 }
 
-/// Password hashes running at once. Each holds its memory for tens of milliseconds; without a
-/// bound, a burst of bad logins from many addresses would start one per blocking thread.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Password hashes running at once: one per core (at least two). Each holds its memory for tens
+/// of milliseconds; without a bound, a burst of bad logins from many addresses would start one
+/// per blocking thread. One address holds at most one of them (its [`Turn`]).
+static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(cores.max(2))
+});
 
 /// argon2 is deliberately slow; keep it off the async workers, and only a few at a time.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -304,6 +360,12 @@ impl App {
         if let Some(principal) = self.auth.cached(&fingerprint) {
             return Ok(principal);
         }
+        let _turn = self.auth.turn(client).await;
+        // The check before ours may have verified the same credential.
+        if let Some(principal) = self.auth.cached(&fingerprint) {
+            return Ok(principal);
+        }
+        // Read in our turn, so it counts the failures of the checks queued before us.
         let penalty = self.auth.penalty(client);
         if !penalty.is_zero() {
             tokio::time::sleep(penalty).await;
@@ -327,20 +389,20 @@ impl App {
     }
 
     /// The principal for a valid credential, with the token's expiry; `None` when invalid.
+    /// A name or token id that does not exist (or cannot log in) costs an argon2 check all the
+    /// same, against [`DUMMY_HASH`]: answering it at once would tell a guesser which names exist.
     async fn verify(&self, credential: &Credential) -> Result<Option<(Principal, Option<i64>)>> {
-        let (user_name, secret, stored_hash, expires_at) = match credential {
+        let (candidate, secret) = match credential {
             Credential::Basic { user, password } => {
-                let stored = match self.store.get_user_credentials(user).await {
-                    Ok(stored) => stored,
-                    Err(Error::NotFound(_)) => return Ok(None),
+                let candidate = match self.store.get_user_credentials(user).await {
+                    Ok(stored) => stored.password_hash.map(|hash| (user.clone(), hash, None)),
+                    Err(Error::NotFound(_)) => None,
                     Err(error) => return Err(error),
                 };
-                let Some(hash) = stored.password_hash else {
-                    return Ok(None);
-                };
-                (user.clone(), password.clone(), hash, None)
+                (candidate, password.clone())
             }
             Credential::Bearer(token) => {
+                // A token that is not even shaped like ours tells nothing about who exists.
                 let Some((id, secret)) = token
                     .expose()
                     .strip_prefix(TOKEN_PREFIX)
@@ -348,21 +410,26 @@ impl App {
                 else {
                     return Ok(None);
                 };
-                let stored = match self.store.get_token_credentials(id).await {
-                    Ok(stored) => stored,
-                    Err(Error::NotFound(_)) => return Ok(None),
+                let candidate = match self.store.get_token_credentials(id).await {
+                    Ok(stored) if stored.info.is_usable(now_ms()) => Some((
+                        stored.info.user_name,
+                        stored.secret_hash,
+                        stored.info.expires_at,
+                    )),
+                    Ok(_) | Err(Error::NotFound(_)) => None,
                     Err(error) => return Err(error),
                 };
-                if !stored.info.is_usable(now_ms()) {
-                    return Ok(None);
-                }
-                (
-                    stored.info.user_name,
-                    Secret::new(secret),
-                    stored.secret_hash,
-                    stored.info.expires_at,
-                )
+                (candidate, Secret::new(secret))
             }
+        };
+        let Some((user_name, stored_hash, expires_at)) = candidate else {
+            blocking(move || {
+                if let Some(dummy) = DUMMY_HASH.as_deref() {
+                    verify_secret(secret.expose(), dummy);
+                }
+            })
+            .await?;
+            return Ok(None);
         };
         let valid = blocking(move || verify_secret(secret.expose(), &stored_hash)).await?;
         if !valid {
@@ -658,6 +725,12 @@ mod tests {
         assert!(verify_secret("correct horse", &hash));
         assert!(!verify_secret("correct horsE", &hash));
         assert!(!verify_secret("correct horse", "not a hash"));
+        // Missing users are checked against a hash that costs the same.
+        let dummy = DUMMY_HASH.as_deref().unwrap();
+        assert!(
+            dummy.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
+            "{dummy}"
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct App {
     settings: Arc<AppSettings>,
     /// Credential cache and failure throttling, shared by every request.
     auth: Arc<identity::Authenticator>,
+    /// Refusals counted per address and window, so a flood cannot grow the audit log at will.
+    refusals: Arc<audit::Refusals>,
     /// Who the current request acts for; every audit entry it writes names them.
     caller: Arc<Caller>,
     /// Where deployment events go (the webhook), if configured.
@@ -86,6 +88,7 @@ impl App {
             store,
             artifacts,
             auth: Arc::new(identity::Authenticator::new(settings.auth_enabled)),
+            refusals: Arc::new(audit::Refusals::new()),
             settings: Arc::new(settings),
             caller: Arc::new(Caller {
                 actor: "system".to_owned(),
@@ -194,6 +197,32 @@ impl App {
         resource: impl Into<String>,
         reason: &str,
     ) -> slipway_core::Result<()> {
+        self.record_denial_with(action, resource, serde_json::json!({ "reason": reason }))
+            .await
+    }
+
+    /// Records a request refused at the door, with the id the client gave it (if any) kept
+    /// apart from the request's own id, which the server issues.
+    pub(crate) async fn record_refused_request(
+        &self,
+        resource: impl Into<String>,
+        reason: &str,
+        client_request_id: Option<&str>,
+    ) -> slipway_core::Result<()> {
+        let summary = match client_request_id {
+            Some(client) => serde_json::json!({ "reason": reason, "client_request_id": client }),
+            None => serde_json::json!({ "reason": reason }),
+        };
+        self.record_denial_with("request.denied", resource, summary)
+            .await
+    }
+
+    async fn record_denial_with(
+        &self,
+        action: &str,
+        resource: impl Into<String>,
+        summary: serde_json::Value,
+    ) -> slipway_core::Result<()> {
         self.store
             .append_audit(AuditEvent {
                 actor: self.caller.actor.clone(),
@@ -201,7 +230,7 @@ impl App {
                 resource: resource.into(),
                 request_id: self.caller.request_id.clone(),
                 outcome: Outcome::Denied,
-                summary: serde_json::json!({ "reason": reason }).to_string(),
+                summary: summary.to_string(),
             })
             .await?;
         Ok(())

@@ -113,3 +113,28 @@ impl Drop for PgDatabase {
         let _ = handle.join();
     }
 }
+
+/// Runs one SQL statement on the database behind `uri` (`sqlite:///...` or `postgresql://...`)
+/// outside the store: how tests break the schema under a running server.
+pub async fn execute_sql(uri: &str, sql: &str) {
+    if uri.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(uri)
+            .await
+            .expect("opening the SQLite database");
+        connection
+            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await
+            .expect("running the statement");
+        let _ = connection.close().await;
+    } else {
+        let uri = uri.replacen("postgresql://", "postgres://", 1);
+        let mut connection = PgConnection::connect(&uri)
+            .await
+            .expect("opening the PostgreSQL database");
+        connection
+            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await
+            .expect("running the statement");
+        let _ = connection.close().await;
+    }
+}

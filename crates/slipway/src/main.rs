@@ -229,6 +229,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             }
         }
     });
+    let audit_app = app.clone();
+    let refusals_task = spawn_refusal_flusher(app.clone(), background_stopped.clone());
     let router = slipway_api::router_with(app, deployments);
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
@@ -261,6 +263,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _ = stop_background.send(true);
     let _ = controller_task.await;
     let _ = plane_task.await;
+    let _ = refusals_task.await;
+    // The refusals counted since their windows opened, before the store closes.
+    if let Err(error) = audit_app.flush_refusals(true).await {
+        tracing::error!(%error, "could not write the summaries of refused requests");
+    }
     store.close().await;
     tracing::info!("slipway server stopped");
     Ok(())
@@ -279,6 +286,28 @@ fn spawn_identity_refresher(app: App) {
             }
         }
     });
+}
+
+/// Writes the summaries of refused requests whose counting windows have closed, so a flood's
+/// count reaches the audit log within a window's length even if it stops.
+fn spawn_refusal_flusher(
+    app: App,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(slipway_app::audit::REFUSAL_WINDOW / 6);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                _ = interval.tick() => {
+                    if let Err(error) = app.flush_refusals(false).await {
+                        tracing::warn!(%error, "could not write the summaries of refused requests");
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.
