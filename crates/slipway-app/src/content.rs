@@ -109,6 +109,92 @@ impl App {
         }))
     }
 
+    /// The experiment whose artifacts a version's source points into, if any: the run's or
+    /// logged model's experiment, or the first segment of an `mlflow-artifacts:` path (runs
+    /// keep their artifacts under their experiment's id).
+    pub(crate) async fn source_experiment(
+        &self,
+        source: &str,
+        run_id: Option<&str>,
+        model_id: Option<&str>,
+    ) -> Result<Option<String>> {
+        if let Some(model_id) = model_id.filter(|id| !id.is_empty()) {
+            let model = self.store().get_logged_model(model_id).await?;
+            return Ok(Some(model.experiment_id.to_string()));
+        }
+        let run_id = run_id
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .or_else(|| {
+                source
+                    .strip_prefix("runs:/")
+                    .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+            });
+        if let Some(run_id) = run_id {
+            let run = self.store().get_run(&RunId::parse(&run_id)?).await?;
+            return Ok(Some(run.info.experiment_id.to_string()));
+        }
+        if let Some(model_id) = source.strip_prefix("models:/") {
+            let model = self.store().get_logged_model(model_id).await?;
+            return Ok(Some(model.experiment_id.to_string()));
+        }
+        Ok(crate::artifacts::proxied_path(source)
+            .ok()
+            .and_then(|path| {
+                path.as_str()
+                    .split('/')
+                    .next()
+                    .filter(|segment| {
+                        !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .map(str::to_owned)
+            }))
+    }
+
+    /// Refuses a caller who may not read the experiment a version's files come from: registering,
+    /// deploying or rolling out such a version would hand them, through the registry or a
+    /// deployment, what their permissions hide (a confused deputy).
+    pub(crate) async fn require_source_readable(
+        &self,
+        what: &str,
+        source: &str,
+        run_id: Option<&str>,
+        model_id: Option<&str>,
+    ) -> Result<()> {
+        let Some(experiment) = self.source_experiment(source, run_id, model_id).await? else {
+            return Ok(());
+        };
+        if !self.hides(slipway_core::auth::ResourceKind::Experiment, &experiment) {
+            return Ok(());
+        }
+        let message = format!(
+            "user '{}' has NO_PERMISSIONS on experiment {experiment}, where {what} comes from; ask for READ on it first",
+            self.caller().actor
+        );
+        self.record_denial(
+            "registry.source_hidden",
+            format!("experiment:{experiment}"),
+            &message,
+        )
+        .await?;
+        Err(Error::permission_denied(message))
+    }
+
+    /// [`App::require_source_readable`] for a registered version.
+    pub(crate) async fn require_version_readable(&self, name: &str, version: &str) -> Result<()> {
+        let model_version = self
+            .store()
+            .get_model_version(name, slipway_core::validate::version_number(version)?)
+            .await?;
+        self.require_source_readable(
+            &format!("version {version} of '{name}'"),
+            &model_version.source,
+            model_version.run_id.as_deref(),
+            model_version.model_id.as_deref(),
+        )
+        .await
+    }
+
     /// What a version's files were at registration, for a client that verifies what it
     /// downloads (`slipway serve`, replicas).
     pub async fn version_manifest(

@@ -161,6 +161,8 @@ impl App {
         deployment::validate_name(name)?;
         settings.validate()?;
         let version = self.resolve_model_ref(model).await?;
+        self.require_version_readable(model.model_name(), &version)
+            .await?;
         let protected_now = match model {
             ModelRef::Alias { name: model, alias } => {
                 self.protecting_policy(model, Some(alias)).await?.is_some()
@@ -353,6 +355,8 @@ impl App {
                 "version {version} is already the stable version of deployment '{name}'"
             )));
         }
+        self.require_version_readable(&current.model_name, &version)
+            .await?;
         let gate = self.unapproved_gate(&current, &version).await?;
         let now = now_ms();
         let rollout = Rollout {

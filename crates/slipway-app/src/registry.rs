@@ -257,6 +257,13 @@ impl App {
             client_version_tag(&tag.key)?;
         }
         self.check_version_source(&mut new).await?;
+        self.require_source_readable(
+            &format!("source '{}'", validate::truncate_for_message(&new.source)),
+            &new.source,
+            new.run_id.as_deref(),
+            new.model_id.as_deref(),
+        )
+        .await?;
         // The files as they are now are the version: hashed here, immutable from here on.
         new.content = self.content_for_source(&new.source).await?;
         if let Some(content) = &new.content {
