@@ -23,7 +23,7 @@ use slipway_app::App;
 use slipway_app::audit::RefusalKind;
 use slipway_app::identity::{Credential, Secret};
 use slipway_core::Error;
-use slipway_core::auth::{Action, Principal, Resource};
+use slipway_core::auth::{Action, Principal, Resource, Role};
 use slipway_core::tracking::{ExperimentId, RunId};
 
 use crate::error::ApiError;
@@ -365,6 +365,19 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
 }
 
 fn denial(principal: &Principal, action: Action, resource: Option<&Resource>) -> String {
+    if action == Action::Report && principal.role != Role::Replica {
+        return format!(
+            "user '{}' has role {}; only a replica's credential (role replica) may report measurements and predictions: create one with `slipway users create NAME --role replica` and a token for it",
+            principal.name, principal.role
+        );
+    }
+    if principal.role == Role::Replica && action != Action::Read {
+        return format!(
+            "user '{}' is a replica (role replica): it may read what it serves and report, not {}",
+            principal.name,
+            action.as_str()
+        );
+    }
     match resource {
         Some(resource) => format!(
             "user '{}' (role {}, permission {} on {resource}) may not {} it",

@@ -189,7 +189,7 @@ async fn case_route_role_matrix(uri: &str) {
             let (status, value) = harness
                 .as_user(role.as_str(), route.method.clone(), &uri, body.clone())
                 .await;
-            let allowed = role >= route.rule.action.least_role();
+            let allowed = role.permits(route.rule.action);
             if allowed {
                 assert!(
                     status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
@@ -1413,3 +1413,176 @@ async fn case_refusal_floods_are_summarized(uri: &str) {
 }
 
 both_backends!(refusal_floods_are_summarized_sqlite, refusal_floods_are_summarized_postgres => case_refusal_floods_are_summarized);
+
+/// No confused deputy: a user with `NO_PERMISSIONS` on an experiment can neither register a
+/// version whose files come from it (by run, by `runs:/` source, by artifact path) nor deploy
+/// or roll out a version someone else registered from it; each refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_experiments_stay_hidden_through_the_registry_and_deployments() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let api = "/api/2.0/mlflow";
+    let native = "/api/slipway/v1";
+    let created = harness
+        .expect(
+            "admin",
+            Method::POST,
+            &format!("{api}/experiments/create"),
+            Some(json!({"name": "secret"})),
+            StatusCode::OK,
+        )
+        .await;
+    let experiment = created["experiment_id"].as_str().unwrap().to_owned();
+    let run = harness
+        .expect(
+            "admin",
+            Method::POST,
+            &format!("{api}/runs/create"),
+            Some(json!({"experiment_id": experiment})),
+            StatusCode::OK,
+        )
+        .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    let artifact_uri = run["run"]["info"]["artifact_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for name in ["m", "n"] {
+        harness
+            .expect(
+                "admin",
+                Method::POST,
+                &format!("{api}/registered-models/create"),
+                Some(json!({"name": name})),
+                StatusCode::OK,
+            )
+            .await;
+    }
+    harness
+        .app
+        .set_permission(
+            "editor",
+            Resource::experiment(&experiment),
+            Permission::NoPermissions,
+        )
+        .await
+        .unwrap();
+
+    let create = format!("{api}/model-versions/create");
+    for body in [
+        json!({"name": "m", "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+        json!({"name": "m", "source": format!("runs:/{run_id}/model")}),
+        json!({"name": "m", "source": format!("{artifact_uri}/model")}),
+    ] {
+        let refused = harness
+            .expect(
+                "editor",
+                Method::POST,
+                &create,
+                Some(body.clone()),
+                StatusCode::FORBIDDEN,
+            )
+            .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("experiment {experiment}"))),
+            "{body}: {refused}"
+        );
+    }
+    // Someone who may read it registers version 1 of both models, with `n@production`.
+    for name in ["m", "n"] {
+        harness
+            .expect(
+                "admin",
+                Method::POST,
+                &create,
+                Some(json!({"name": name, "source": format!("runs:/{run_id}/model"), "run_id": run_id})),
+                StatusCode::OK,
+            )
+            .await;
+    }
+    // The editor may read the models, but not deploy what comes from the hidden experiment.
+    let refused = harness
+        .expect(
+            "editor",
+            Method::POST,
+            &format!("{native}/deployments"),
+            Some(json!({"name": "d", "model_uri": "models:/m/1"})),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NO_PERMISSIONS")),
+        "{refused}"
+    );
+    let audit = audit_entries(&harness.app).await;
+    let denials = audit
+        .iter()
+        .filter(|e| e.action == "registry.source_hidden" && e.actor == "editor")
+        .count();
+    assert_eq!(denials, 4, "three registrations and one deployment refused");
+}
+
+/// Rollout measurements decide promotions, so only a replica's credential may report them: an
+/// editor's forged report is refused (and audited), a replica's is counted under its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_replicas_report_measurements() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let report = "/api/slipway/v1/deployments/missing/reports";
+    let body = json!({
+        "rollout_id": 1,
+        "stage": 0,
+        "stats": slipway_core::deployment::WindowStats::default(),
+    });
+    for role in ["viewer", "editor", "approver"] {
+        let refused = harness
+            .expect(
+                role,
+                Method::POST,
+                report,
+                Some(body.clone()),
+                StatusCode::FORBIDDEN,
+            )
+            .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(role)),
+            "{refused}"
+        );
+    }
+    // A replica passes the access rule (the deployment itself does not exist here).
+    harness
+        .expect(
+            "replica",
+            Method::POST,
+            report,
+            Some(body),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    // The first refusal from this address is written at once (the rest of its window is
+    // summarized at the window's end, see `refusal_floods_are_summarized`).
+    let audit = audit_entries(&harness.app).await;
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "request.denied" && e.resource.ends_with("/reports"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit:?}");
+    assert!(refused[0].summary.contains("only a replica"), "{refused:?}");
+    // The controller keeps whose data it summed.
+    let app = harness.app.clone();
+    let controller = slipway_app::rollout::Controller::new(&app);
+    let mut stats = slipway_core::deployment::WindowStats::default();
+    stats.stable.requests = 7;
+    stats.candidate.requests = 3;
+    assert!(controller.record("d", 1, 0, &stats, "replica:r1"));
+    assert!(controller.record("d", 1, 0, &stats, "server"));
+    let window = controller.live_window("d").expect("a window");
+    assert_eq!(window.sources["replica:r1"], 10);
+    assert_eq!(window.sources["server"], 10);
+}

@@ -7,7 +7,7 @@
 //! store; updates are compare-and-set on the deployment's revision, so a second one would lose
 //! its races rather than double a decision.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,6 +30,8 @@ pub struct LiveWindow {
     pub stage: usize,
     pub started_ms: i64,
     pub stats: WindowStats,
+    /// Requests counted per reporting data plane (`server` or a replica's credential).
+    pub sources: BTreeMap<String, u64>,
     pub last_analysis: Option<Analysis>,
 }
 
@@ -50,6 +52,7 @@ impl Window {
                 stage,
                 started_ms: now,
                 stats: WindowStats::default(),
+                sources: BTreeMap::new(),
                 last_analysis: None,
             },
             last_analysis_ms: now,
@@ -90,7 +93,14 @@ impl Controller {
     /// being analysed now, or to a later one the controller has not seen yet (a plane that
     /// picked up a new stage first opens its window); a replica still on an earlier split is
     /// ignored (returns false).
-    pub fn record(&self, name: &str, rollout_id: i64, stage: usize, stats: &WindowStats) -> bool {
+    pub fn record(
+        &self,
+        name: &str,
+        rollout_id: i64,
+        stage: usize,
+        stats: &WindowStats,
+        source: &str,
+    ) -> bool {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let key = (rollout_id, stage);
         let window = windows
@@ -101,6 +111,10 @@ impl Controller {
         }
         if (window.live.rollout_id, window.live.stage) == key {
             window.live.stats.merge(stats);
+            // Bounded: one entry per data plane that reported, and the report route only takes
+            // replicas' credentials.
+            *window.live.sources.entry(source.to_owned()).or_default() +=
+                stats.stable.requests + stats.candidate.requests;
             true
         } else {
             if !stats.is_empty() {
@@ -164,13 +178,14 @@ impl Controller {
                 window.reopen(rollout.id, rollout.stage);
             }
             if now - window.last_analysis_ms >= rollout.rules.interval_ms as i64 {
-                let analysis = deployment::analysis::analyze(
+                let mut analysis = deployment::analysis::analyze(
                     &rollout.rules,
                     &window.live.stats,
                     window.reference.as_ref(),
                     now,
                     now - window.live.started_ms,
                 );
+                analysis.sources = window.live.sources.clone();
                 window.last_analysis_ms = now;
                 let mut closed = None;
                 if !matches!(analysis.verdict, deployment::Verdict::Inconclusive { .. }) {
@@ -179,7 +194,10 @@ impl Controller {
                     if window.live.stats.stable.requests >= rollout.rules.min_samples {
                         window.reference = Some(window.live.stats.stable.clone());
                     }
-                    closed = Some(std::mem::take(&mut window.live.stats));
+                    closed = Some((
+                        std::mem::take(&mut window.live.stats),
+                        std::mem::take(&mut window.live.sources),
+                    ));
                     window.live.started_ms = now;
                 }
                 window.live.last_analysis = Some(analysis.clone());
@@ -202,7 +220,11 @@ impl Controller {
             if let Some(window) = windows.get_mut(&rollout_name)
                 && (window.live.rollout_id, window.live.stage) == (rollout.id, rollout.stage)
             {
-                window.live.stats.merge(&closed);
+                let (stats, sources) = closed;
+                window.live.stats.merge(&stats);
+                for (source, requests) in sources {
+                    *window.live.sources.entry(source).or_default() += requests;
+                }
                 window.last_analysis_ms = 0;
             }
         }

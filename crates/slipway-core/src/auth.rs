@@ -8,9 +8,13 @@ use std::fmt;
 
 use crate::{Error, Result};
 
-/// A global role. Each includes what the ones before it may do.
+/// A global role. Each person's role includes what the ones before it may do; `Replica` is a
+/// machine's, outside that ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
+    /// A serving replica (`slipway serve --deployment`): reads what it serves and reports its
+    /// measurements, which decide rollouts, so no person's role may send them.
+    Replica,
     /// Reads tracking data and the registry.
     Viewer,
     /// Also writes tracking data and the registry.
@@ -22,22 +26,30 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Editor, Role::Approver, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Replica,
+        Role::Viewer,
+        Role::Editor,
+        Role::Approver,
+        Role::Admin,
+    ];
 
     pub fn parse(raw: &str) -> Result<Role> {
         match raw.to_ascii_lowercase().as_str() {
+            "replica" => Ok(Role::Replica),
             "viewer" => Ok(Role::Viewer),
             "editor" => Ok(Role::Editor),
             "approver" => Ok(Role::Approver),
             "admin" => Ok(Role::Admin),
             _ => Err(Error::invalid(format!(
-                "unknown role '{raw}': use one of viewer, editor, approver, admin"
+                "unknown role '{raw}': use one of viewer, editor, approver, admin, replica"
             ))),
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Replica => "replica",
             Role::Viewer => "viewer",
             Role::Editor => "editor",
             Role::Approver => "approver",
@@ -50,8 +62,20 @@ impl Role {
     /// creators do; an explicit `EDIT` takes that away on one resource.
     fn default_permission(self) -> Permission {
         match self {
-            Role::Viewer => Permission::Read,
+            Role::Replica | Role::Viewer => Permission::Read,
             Role::Editor | Role::Approver | Role::Admin => Permission::Manage,
+        }
+    }
+}
+
+impl Role {
+    /// Whether the role alone (no per-resource permission) allows `action`.
+    pub fn permits(self, action: Action) -> bool {
+        match (self, action) {
+            (Role::Admin, _) => true,
+            (Role::Replica, Action::Read | Action::Report) => true,
+            (Role::Replica, _) | (_, Action::Report) => false,
+            (role, action) => role >= action.least_role(),
         }
     }
 }
@@ -99,8 +123,9 @@ impl Permission {
             Action::Read => self >= Permission::Read,
             Action::Write => self >= Permission::Edit,
             Action::Delete => self >= Permission::Manage,
-            // Deciding a promotion needs the role; on the resource, seeing it is enough.
-            Action::Approve => self >= Permission::Read,
+            // Deciding a promotion or reporting measurements needs the role; on the resource,
+            // seeing it is enough.
+            Action::Approve | Action::Report => self >= Permission::Read,
             Action::Admin => false,
         }
     }
@@ -124,6 +149,8 @@ pub enum Action {
     Approve,
     /// Users, roles, tokens, permissions, policies, the audit log.
     Admin,
+    /// A replica's measurements and prediction log for a deployment.
+    Report,
 }
 
 impl Action {
@@ -134,6 +161,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Approve => "approve",
             Action::Admin => "admin",
+            Action::Report => "report",
         }
     }
 
@@ -144,6 +172,8 @@ impl Action {
             Action::Write | Action::Delete => Role::Editor,
             Action::Approve => Role::Approver,
             Action::Admin => Role::Admin,
+            // Only replicas (and admins): see [`Role::permits`].
+            Action::Report => Role::Replica,
         }
     }
 }
@@ -297,12 +327,14 @@ impl Principal {
         }
         match (action, resource) {
             (Action::Admin, _) => false,
-            (Action::Approve, resource) => {
-                self.role >= Role::Approver
+            (Action::Approve | Action::Report, resource) => {
+                self.role.permits(action)
                     && resource.is_none_or(|r| self.permission_on(r).permits(action))
             }
+            // A replica reads; a grant on one resource never makes it a writer.
+            (action, _) if self.role == Role::Replica && action != Action::Read => false,
             (action, Some(resource)) => self.permission_on(resource).permits(action),
-            (action, None) => self.role >= action.least_role(),
+            (action, None) => self.role.permits(action),
         }
     }
 }
@@ -338,11 +370,12 @@ mod tests {
     #[test]
     fn roles_grow_in_order() {
         let expected = [
-            // read, write, delete, approve, admin
-            (Role::Viewer, [true, false, false, false, false]),
-            (Role::Editor, [true, true, true, false, false]),
-            (Role::Approver, [true, true, true, true, false]),
-            (Role::Admin, [true, true, true, true, true]),
+            // read, write, delete, approve, admin, report
+            (Role::Replica, [true, false, false, false, false, true]),
+            (Role::Viewer, [true, false, false, false, false, false]),
+            (Role::Editor, [true, true, true, false, false, false]),
+            (Role::Approver, [true, true, true, true, false, false]),
+            (Role::Admin, [true, true, true, true, true, true]),
         ];
         let actions = [
             Action::Read,
@@ -350,6 +383,7 @@ mod tests {
             Action::Delete,
             Action::Approve,
             Action::Admin,
+            Action::Report,
         ];
         for (role, allowed) in expected {
             for (action, allowed) in actions.into_iter().zip(allowed) {
@@ -383,6 +417,17 @@ mod tests {
         );
         assert!(!approver.allows(Action::Approve, Some(&exp)));
         assert!(approver.allows(Action::Approve, Some(&other)));
+        // A replica reads and reports; an EDIT grant does not make it a writer.
+        let replica = user(Role::Replica, vec![(exp.clone(), Permission::Edit)]);
+        assert!(replica.allows(Action::Read, Some(&other)));
+        assert!(replica.allows(Action::Report, Some(&other)));
+        assert!(!replica.allows(Action::Write, Some(&exp)));
+        let hidden = user(
+            Role::Replica,
+            vec![(exp.clone(), Permission::NoPermissions)],
+        );
+        assert!(!hidden.allows(Action::Report, Some(&exp)));
+        assert!(!user(Role::Editor, vec![]).allows(Action::Report, Some(&other)));
         let admin = user(Role::Admin, vec![(exp.clone(), Permission::NoPermissions)]);
         assert!(admin.allows(Action::Read, Some(&exp)));
     }

@@ -413,6 +413,7 @@ pub async fn report(
                 report.rollout_id,
                 report.stage,
                 &report.stats,
+                &format!("replica:{}", app.caller().actor),
             ));
     if !report.predictions.is_empty() {
         app.append_predictions(report.predictions).await?;

@@ -52,7 +52,7 @@ routes! {
     POST "/deployments/{name}/abort" => deployments::abort, Write Deployment;
     POST "/deployments/{name}/rollback" => deployments::rollback, Approve Deployment;
     GET "/deployments/{name}/events" => deployments::events, Read Deployment;
-    POST "/deployments/{name}/reports" => deployments::report, Write Deployment;
+    POST "/deployments/{name}/reports" => deployments::report, Report Deployment;
     GET "/deployments/{name}/predictions" => deployments::predictions, Read Deployment;
 }
 

@@ -54,7 +54,7 @@ impl PlaneSource for ServerSource {
         stats: WindowStats,
     ) -> Result<(), String> {
         self.controller
-            .record(deployment, rollout_id, stage, &stats);
+            .record(deployment, rollout_id, stage, &stats, "server");
         Ok(())
     }
 

@@ -265,6 +265,10 @@ pub struct Analysis {
     pub window_ms: i64,
     pub measurements: Vec<Measurement>,
     pub verdict: Verdict,
+    /// Whose measurements the window summed: requests per reporting data plane (`server`, or
+    /// a replica's credential), so a decision says which replicas' data it used.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, u64>,
 }
 
 /// Jensen-Shannon distance between two count distributions over the union of their keys, with
@@ -446,6 +450,7 @@ pub fn analyze(
         window_ms,
         measurements,
         verdict,
+        sources: BTreeMap::new(),
     }
 }
 

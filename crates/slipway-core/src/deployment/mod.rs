@@ -512,6 +512,7 @@ mod tests {
             window_ms: 0,
             measurements: Vec::new(),
             verdict,
+            sources: Default::default(),
         }
     }
 
