@@ -274,6 +274,12 @@ def test_canary_promotes_a_good_candidate_on_replica_traffic(env, tmp_path):
         promoted = env.webhook.wait_for("deployment.promoted")
         assert promoted["detail"]["to_version"] == good
         assert "deployments.promote" in [e["action"] for e in env.audit_actions(name)]
+        # Every analysis says whose requests it summed: the replica's (unauthenticated here).
+        sources = [a.get("sources", {}) for a in _analyses(env.events(name))]
+        counted = [s for s in sources if s]
+        assert counted, sources
+        assert all(set(s) <= {"replica:anonymous", "server"} for s in counted), counted
+        assert any(s.get("replica:anonymous", 0) > 0 for s in counted), counted
         # Once promoted the replica serves the new stable version.
         deadline = time.monotonic() + 10
         while requests.post(f"{base}/invocations", json=EXAMPLE, timeout=10).headers.get(

@@ -101,7 +101,7 @@ impl ClientRequestId {
 
 /// Takes the client's `x-request-id` off the request before [`SetRequestIdLayer`] runs, which
 /// would otherwise keep it as ours, and keeps it as a [`ClientRequestId`] extension.
-async fn set_aside_client_request_id(
+pub(crate) async fn set_aside_client_request_id(
     mut request: Request<axum::body::Body>,
 ) -> Request<axum::body::Body> {
     if let Some(value) = request.headers_mut().remove(&REQUEST_ID)

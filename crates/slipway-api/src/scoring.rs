@@ -254,6 +254,10 @@ pub fn scoring_router_with(
             request_id,
             crate::RequestIds,
         ))
+        // A client's id is never answered (or logged with predictions) as ours.
+        .layer(axum::middleware::map_request(
+            crate::set_aside_client_request_id,
+        ))
 }
 
 pub(crate) async fn ping() -> Response {

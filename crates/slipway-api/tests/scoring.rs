@@ -710,3 +710,26 @@ async fn numbers_beyond_float32_and_duplicate_keys_are_400s() {
         "{answer}"
     );
 }
+
+/// `slipway serve` issues every request id itself: a client's is never answered as ours.
+#[tokio::test]
+async fn request_ids_are_the_servers_own() {
+    let Some(router) = router("iris_logreg.onnx") else {
+        return;
+    };
+    let request = Request::builder()
+        .method("POST")
+        .uri("/invocations")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", "attacker")
+        .body(Body::from(r#"{"inputs": [[5.1, 3.5, 1.4, 0.2]]}"#))
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ids: Vec<_> = response.headers().get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(
+        uuid::Uuid::parse_str(ids[0].to_str().unwrap()).is_ok(),
+        "{ids:?}"
+    );
+}

@@ -144,6 +144,10 @@ pub fn replica_router(plane: Arc<Plane>, name: &str) -> axum::Router {
             request_id,
             crate::RequestIds,
         ))
+        // A client's id is never answered (or logged with predictions) as ours.
+        .layer(axum::middleware::map_request(
+            crate::set_aside_client_request_id,
+        ))
 }
 
 async fn replica_ping(
