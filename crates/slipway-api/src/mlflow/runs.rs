@@ -530,6 +530,9 @@ pub struct GetHistoryBulkInterval {
     max_results: Option<I64>,
 }
 
+/// The most history points one bulk-interval request reads into memory (all runs together).
+const BULK_INTERVAL_MAX_POINTS: usize = 2_000_000;
+
 /// Used by the UI's charts: up to `max_results` points per run between two steps.
 pub async fn get_history_bulk_interval(
     AppFor(app): AppFor,
@@ -555,10 +558,14 @@ pub async fn get_history_bulk_interval(
     let start = request.start_step.map(|s| s.0);
     let end = request.end_step.map(|s| s.0);
     let mut out = Vec::new();
+    // Sampling evenly over steps needs a run's whole range in memory (the store pages in
+    // timestamp order): kept as bare (step, timestamp, value) triples, 24 bytes a point, and
+    // bounded per request so that 100 runs of long histories cannot exhaust memory.
+    let mut budget = BULK_INTERVAL_MAX_POINTS;
     for raw in request.run_ids.0 {
         let id = run_id(Some(raw), None)?;
         let mut token: Option<String> = None;
-        let mut points = Vec::new();
+        let mut points: Vec<(i64, i64, f64)> = Vec::new();
         loop {
             let Some(page) = app
                 .get_metric_history(&id, &key, Some(25_000), token.as_deref())
@@ -566,27 +573,43 @@ pub async fn get_history_bulk_interval(
             else {
                 break;
             };
-            points.extend(
-                page.metrics.into_iter().filter(|m| {
-                    start.is_none_or(|s| m.step >= s) && end.is_none_or(|e| m.step <= e)
-                }),
-            );
+            for metric in page.metrics {
+                if start.is_none_or(|s| metric.step >= s) && end.is_none_or(|e| metric.step <= e) {
+                    if budget == 0 {
+                        return Err(ApiError::Core(Error::invalid(format!(
+                            "the requested runs hold more than {BULK_INTERVAL_MAX_POINTS} points of '{key}' between the steps asked for; narrow start_step/end_step or ask for fewer run_ids"
+                        ))));
+                    }
+                    budget -= 1;
+                    points.push((metric.step, metric.timestamp, metric.value));
+                }
+            }
             match page.next {
                 Some(next) => token = Some(next.encode()),
                 None => break,
             }
         }
-        points.sort_by_key(|m| (m.step, m.timestamp));
+        points.sort_by_key(|&(step, timestamp, _)| (step, timestamp));
         // Evenly spaced sample that keeps the first and last points.
         let sampled: Vec<_> = if points.len() <= per_run {
             points
         } else {
             let last = points.len() - 1;
             (0..per_run)
-                .map(|i| points[i * last / (per_run - 1).max(1)].clone())
+                .map(|i| points[i * last / (per_run - 1).max(1)])
                 .collect()
         };
-        for metric in sampled {
+        for (step, timestamp, value) in sampled {
+            let metric = slipway_core::tracking::Metric {
+                key: key.clone(),
+                value,
+                timestamp,
+                step,
+                model_id: None,
+                dataset_name: None,
+                dataset_digest: None,
+                run_id: None,
+            };
             out.push(json!({
                 "key": metric.key,
                 "value": serde_json::to_value(MetricOut::from(&metric)).map(|v| v["value"].clone()).unwrap_or(Value::Null),
