@@ -680,8 +680,13 @@ pub fn analyze(
             rules.alpha,
         ));
     }
+    // A window of mirrored traffic only (a shadow, a preview without test requests) has no
+    // candidate answer to re-score: its rows are compared by the mirror, and waiting for
+    // re-scored rows would hold the stage forever.
+    let mirror_only = window.rescored == 0 && window.rescore_skipped == 0 && window.compared > 0;
     if let Some(threshold) = rules.min_rescore_agreement
         && rules.rescore_percent > 0
+        && !mirror_only
     {
         let mut m = agreement(
             "rescore_agreement",
@@ -809,7 +814,7 @@ fn prediction_shift(
         fmt_p(test.p_value),
         if significant { "<" } else { ">=" },
         rules.alpha,
-        basis.replace('_', " "),
+        if basis == "live" { "live" } else { "the same" },
         match (significant, large) {
             (true, true) => "",
             (true, false) => " (significant but too small to fail)",
@@ -1263,6 +1268,32 @@ mod tests {
         assert_eq!(
             measurement(&analysis, "rescore_agreement").result,
             RuleResult::Pass
+        );
+    }
+
+    #[test]
+    fn a_mirror_only_window_does_not_wait_for_rescored_rows() {
+        // A shadow: the candidate answers no request itself, so nothing is re-scored; its
+        // mirrored rows are compared instead, and the stage can pass.
+        let mut stats = WindowStats {
+            stable: window(500, 0, 400, &[("0", 300), ("1", 200)]),
+            candidate: window(100, 0, 400, &[]),
+            compared: 100,
+            agreed: 100,
+            ..Default::default()
+        };
+        stats.same_rows.stable = counts(&[("0", 60), ("1", 40)]);
+        stats.same_rows.candidate = counts(&[("0", 60), ("1", 40)]);
+        let analysis = analyze(&rules(), &stats, None, 0, 0);
+        assert!(
+            matches!(analysis.verdict, Verdict::Pass { .. }),
+            "{analysis:?}"
+        );
+        assert!(
+            analysis
+                .measurements
+                .iter()
+                .all(|m| m.rule != "rescore_agreement")
         );
     }
 
