@@ -316,6 +316,9 @@ def test_canary_rolls_back_an_erroring_candidate_without_failing_a_request(env):
     name = unique_name("d")
     env.cli("deploy", "create", name, "--model", f"models:/{env.model}@production")
     bad = env.register(MODELS, files=["iris_logreg.onnx"])
+    # A breaker that stays closed until the analysis has its 30 samples: requests an open
+    # circuit diverts to the stable are not the candidate's errors, nor samples.
+    env.cli("deploy", "update", name, "--breaker-failures", "1000")
     _start_rollout(env, name, bad, "--steps", "50:30s")
     with Traffic(f"{env.server.url}/deployments/{name}/invocations") as traffic:
         watched = env.cli("deploy", "status", name, "--watch", check=False, timeout=90)

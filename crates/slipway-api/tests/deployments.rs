@@ -1,6 +1,7 @@
 //! Managed deployments over HTTP with the real ONNX Runtime and the fixture models: the MLflow
 //! breast-cancer folder registered as versions 1 and 2 of one model, and the iris model (4
-//! features, so it fails on breast-cancer rows) as version 3. The data plane is synced, its
+//! features, so it fails on breast-cancer rows) as version 3, and the breast-cancer model with
+//! its predictions inverted as version 4. The data plane is synced, its
 //! measurements reported and the controller ticked by hand, so each step is explicit and no
 //! background loop races the assertions.
 
@@ -384,7 +385,8 @@ impl Harness {
     }
 
     /// Versions 1 and 2: the MLflow folder (MLmodel + model.onnx); version 3: the iris model,
-    /// which takes 4 features; `@production` on version 1.
+    /// which takes 4 features; version 4: the breast-cancer model inverted (answers, always
+    /// the other class); `@production` on version 1.
     async fn register_fixture_models(&self) {
         let experiment = self
             .ok(
@@ -419,13 +421,24 @@ impl Harness {
             fixtures().join("iris_logreg.onnx"),
         )
         .await;
+        // The breast-cancer model with its coefficients negated: the other class on every row.
+        self.upload(
+            &format!("{proxied}/inverted/MLmodel"),
+            fixtures().join("mlflow_logreg_breast_cancer/MLmodel"),
+        )
+        .await;
+        self.upload(
+            &format!("{proxied}/inverted/model.onnx"),
+            fixtures().join("logreg_breast_cancer_inverted.onnx"),
+        )
+        .await;
         self.ok(
             "POST",
             &format!("{API}/registered-models/create"),
             Some(json!({ "name": MODEL })),
         )
         .await;
-        for source in ["cancer", "cancer", "iris"] {
+        for source in ["cancer", "cancer", "iris", "inverted"] {
             self.create_version(&format!("{root}/{source}")).await;
         }
         self.ok(
@@ -963,7 +976,14 @@ async fn case_sticky_routing(h: &Harness) {
 
 async fn case_failing_candidate_rolls_back(h: &Harness) {
     h.deploy(json!({})).await;
-    h.start_rollout(half_canary("3")).await;
+    // Five samples: the five failures that open the circuit (the requests it diverts
+    // afterwards are not the candidate's errors and make up no sample).
+    h.start_rollout(canary(
+        "3",
+        json!([{"weight": 50, "duration_ms": 0}]),
+        json!({ "interval_ms": INTERVAL.as_millis() as u64, "min_samples": 5 }),
+    ))
+    .await;
 
     // Half the traffic goes to version 3, which cannot read these rows: the stable answers
     // every one of them. Route keys make the split the same on every run.
@@ -1736,4 +1756,220 @@ async fn a_registered_versions_files_cannot_change() {
         "a changed model must not answer: {}",
         refused.status
     );
+}
+
+/// One breast-cancer sample row (see `logreg_breast_cancer.samples.json`: rows 0, 3 and 5 are
+/// class 1, the others class 0) as an MLflow request.
+fn sample_row(index: usize) -> Value {
+    let samples = read_json(fixtures().join("logreg_breast_cancer.samples.json"));
+    json!({ "inputs": [samples["inputs"][index].clone()] })
+}
+
+/// Waits for the re-scorings spawned by the requests just sent (they run after the answer).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// A candidate that answers every request, fast and without error, but predicts the other
+/// class on every row. Its label frequencies alone are a modest shift; re-scored on the stable,
+/// its rows agree on none and the agreement rule rolls it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inverted_candidate_is_rolled_back_by_the_rescore_agreement() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    h.start_rollout(canary(
+        "4",
+        json!([{"weight": 50, "duration_ms": 0}]),
+        json!({
+            "interval_ms": INTERVAL.as_millis() as u64,
+            "min_samples": 10,
+            "max_p99_ratio": 50.0,
+            // Only the row-by-row comparison is judged here.
+            "max_prediction_shift": null,
+            "rescore_percent": 50,
+            "rescore_min_samples": 10,
+        }),
+    ))
+    .await;
+    let invocations = format!("/deployments/{NAME}/invocations");
+    let deadline = Instant::now() + PATIENCE;
+    let mut rounds = 0;
+    let ended = loop {
+        h.sync().await;
+        for i in 0..16 {
+            let raw = h.invoke(&invocations, &[], &sample_row(i % 8)).await;
+            assert_eq!(raw.status, StatusCode::OK, "{:?}", raw.json());
+            if answered_by(&raw).0 == "candidate" {
+                // Answered, and wrong: the inverted label.
+                let expected = [1, 0, 0, 1, 0, 1, 0, 0][i % 8];
+                assert_eq!(raw.json()["predictions"]["label"], json!([1 - expected]));
+            }
+        }
+        settle().await;
+        h.deployments.plane.report().await;
+        tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+        h.tick().await;
+        rounds += 1;
+        let deployment = h.deployment().await;
+        if state(&deployment) != "progressing" {
+            break deployment;
+        }
+        assert!(Instant::now() < deadline, "{deployment}");
+    };
+    assert_eq!(state(&ended), "rolled_back", "{ended}");
+    assert!(rounds <= 5, "took {rounds} rounds");
+    let events = h.events().await;
+    let rolled_back = events_of(&events, "rolled_back");
+    assert_eq!(rolled_back.len(), 1, "{events:?}");
+    assert_eq!(
+        rolled_back[0]["detail"]["rule"], "rescore_agreement",
+        "{events:?}"
+    );
+    // The reason names the rule and the numbers it used; the measurements are attached.
+    let reason = rolled_back[0]["detail"]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("rescore_agreement: agreement 0.0000 (0 of"),
+        "{reason}"
+    );
+    assert!(reason.contains("binomial p="), "{reason}");
+    let measured = rolled_back[0]["detail"]["measurements"]
+        .as_array()
+        .expect("measurements")
+        .iter()
+        .find(|m| m["rule"] == "rescore_agreement")
+        .expect("the agreement rule's measurement");
+    assert!(
+        measured["p_value"].as_f64().expect("p") < 0.01,
+        "{measured}"
+    );
+    h.assert_metric(
+        "slipway_serving_rescored_requests_total",
+        &[("deployment", NAME), ("outcome", "compared")],
+        |n| n >= 5.0,
+    )
+    .await;
+}
+
+/// A blue-green preview of a candidate identical to the stable, tested with forced requests
+/// whose rows (class 1 only) differ from the live traffic's (class 0 only). Judged on the same
+/// rows on both variants, it passes and is promoted; forced rows against other, live rows
+/// would read as a total shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_identical_candidate_passes_a_preview_tested_on_other_rows() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    h.start_rollout(json!({
+        "candidate_uri": format!("models:/{MODEL}/2"),
+        "strategy": "blue-green",
+        "preview_ms": 300,
+        "analysis": {
+            "interval_ms": INTERVAL.as_millis() as u64,
+            "min_samples": 10,
+            "max_p99_ratio": 50.0,
+            "rescore_min_samples": 10,
+        },
+    }))
+    .await;
+    let invocations = format!("/deployments/{NAME}/invocations");
+    let deadline = Instant::now() + PATIENCE;
+    let ended = loop {
+        h.sync().await;
+        for _ in 0..12 {
+            let live = h.invoke(&invocations, &[], &sample_row(1)).await;
+            assert_eq!(answered_by(&live).0, "stable");
+            let forced = h
+                .invoke(
+                    &invocations,
+                    &[("x-slipway-variant", "candidate")],
+                    &sample_row(0),
+                )
+                .await;
+            assert_eq!(answered_by(&forced), ("candidate", "2"));
+        }
+        settle().await;
+        h.deployments.plane.report().await;
+        tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+        h.tick().await;
+        let deployment = h.deployment().await;
+        if state(&deployment) != "progressing" {
+            break deployment;
+        }
+        assert!(Instant::now() < deadline, "{deployment}");
+    };
+    let events = h.events().await;
+    assert_eq!(state(&ended), "succeeded", "{ended}\n{events:?}");
+    let passed = events_of(&events, "analysis")
+        .into_iter()
+        .find(|e| e["detail"]["verdict"]["verdict"] == "pass")
+        .expect("a passed analysis");
+    let shift = passed["detail"]["measurements"]
+        .as_array()
+        .expect("measurements")
+        .iter()
+        .find(|m| m["rule"] == "prediction_shift")
+        .expect("the shift rule");
+    assert_eq!(shift["basis"], "same_rows", "{shift}");
+    assert_eq!(shift["candidate"], 0.0, "{shift}");
+    let detail = passed["detail"]["verdict"]["detail"]
+        .as_str()
+        .expect("detail");
+    assert!(detail.contains("prediction_shift: "), "{detail}");
+    assert!(detail.contains("rescore_agreement: "), "{detail}");
+}
+
+/// Requests an open circuit turns away from the candidate are counted as diverted: not its
+/// errors, and no samples, so five failures do not make up a minimum of ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_diverted_by_an_open_circuit_are_not_candidate_errors() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    h.start_rollout(half_canary("3")).await;
+    let keys: Vec<String> = (0..60)
+        .map(|user| format!("user-{user}"))
+        .filter(|key| routes_to_candidate(route_hash(key.as_bytes()), 50))
+        .take(20)
+        .collect();
+    assert_eq!(keys.len(), 20);
+    for key in &keys {
+        let answer = h.predict(&[("x-slipway-route-key", key)]).await;
+        assert_eq!(answered_by(&answer), ("stable", "1"));
+    }
+    h.deployments.plane.report().await;
+    let window = h
+        .deployments
+        .controller
+        .live_window(NAME)
+        .expect("a window");
+    let candidate = &window.stats.candidate;
+    // The default breaker opens after five failures; the other fifteen were diverted.
+    assert_eq!(
+        (candidate.requests, candidate.errors, candidate.diverted),
+        (5, 5, 15),
+        "{candidate:?}"
+    );
+    tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+    h.tick().await;
+    let waiting = h.deployment().await;
+    assert_eq!(state(&waiting), "progressing", "{waiting}");
+    let events = h.events().await;
+    let analysis = events_of(&events, "analysis");
+    let reason = analysis
+        .last()
+        .and_then(|a| a["detail"]["verdict"]["reason"].as_str())
+        .expect("an inconclusive analysis");
+    assert!(reason.contains("error_rate: 5 of 10"), "{reason}");
+    assert!(reason.contains("15 more diverted"), "{reason}");
+    h.assert_metric(
+        "slipway_serving_variant_requests_total",
+        &[
+            ("deployment", NAME),
+            ("variant", "candidate"),
+            ("outcome", "circuit_open"),
+        ],
+        |n| n == 15.0,
+    )
+    .await;
 }

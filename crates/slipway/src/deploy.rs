@@ -140,14 +140,27 @@ struct UpdateArgs {
     /// Candidate p99 over stable p99 above which it rolls back (default 2; off).
     #[arg(long, value_parser = threshold)]
     max_p99_ratio: Option<Value>,
-    /// Jensen-Shannon distance between the variants' predictions above which it rolls back
-    /// (default 0.2; off).
+    /// Smallest shift between the variants' predictions that rolls back, as a Jensen-Shannon
+    /// distance (default 0.1; off); it must also be significant at --alpha (chi-square test).
     #[arg(long, value_parser = threshold)]
     max_shift: Option<Value>,
     /// Mirrored traffic: share of rows both variants must predict alike (default 0.9 when
-    /// mirroring; off).
+    /// mirroring; off); fails only when certainly below at --alpha.
     #[arg(long, value_parser = threshold)]
     min_agreement: Option<Value>,
+    /// Significance level of the shift and agreement tests (default 0.01).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Percent of the requests the candidate answers that are also run on the stable, off the
+    /// response path, and compared row by row (default 20; 0 turns it off).
+    #[arg(long)]
+    rescore_percent: Option<u8>,
+    /// Re-scored rows: share both variants must predict alike (default 0.9; off).
+    #[arg(long, value_parser = threshold)]
+    min_rescore_agreement: Option<Value>,
+    /// Re-scored rows the re-score agreement rule needs before it decides (default 20).
+    #[arg(long)]
+    rescore_min_samples: Option<u32>,
     #[command(flatten)]
     settings: SettingsFlags,
     #[arg(long)]
@@ -304,6 +317,10 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
                 max_p99_ratio,
                 max_shift,
                 min_agreement,
+                alpha,
+                rescore_percent,
+                min_rescore_agreement,
+                rescore_min_samples,
                 settings,
                 json,
             } = *update;
@@ -353,12 +370,22 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
             if let Some(n) = min_samples {
                 analysis.insert("min_samples".into(), json!(n));
             }
+            if let Some(a) = alpha {
+                analysis.insert("alpha".into(), json!(a));
+            }
+            if let Some(p) = rescore_percent {
+                analysis.insert("rescore_percent".into(), json!(p));
+            }
+            if let Some(n) = rescore_min_samples {
+                analysis.insert("rescore_min_samples".into(), json!(n));
+            }
             for (key, value) in [
                 ("max_error_rate", max_error_rate),
                 ("max_p99_ms", max_p99_ms),
                 ("max_p99_ratio", max_p99_ratio),
                 ("max_prediction_shift", max_shift),
                 ("min_agreement", min_agreement),
+                ("min_rescore_agreement", min_rescore_agreement),
             ] {
                 if let Some(value) = value {
                     analysis.insert(key.into(), value);
@@ -465,17 +492,24 @@ fn measurements_table(analysis: &Value) -> Table {
         "stable",
         "threshold",
         "samples",
+        "p-value",
         "result",
+        "why",
     ]);
     for m in analysis["measurements"].as_array().into_iter().flatten() {
         let number = |v: &Value| v.as_f64().map_or("-".to_owned(), |v| format!("{v:.4}"));
+        let p_value = m["p_value"]
+            .as_f64()
+            .map_or("-".to_owned(), |p| format!("{p:.2e}"));
         table.add_row([
             text(&m["rule"]),
             number(&m["candidate"]),
             number(&m["stable"]),
             number(&m["threshold"]),
             text(&m["samples"]),
+            p_value,
             text(&m["result"]),
+            text(&m["detail"]),
         ]);
     }
     table
@@ -510,14 +544,18 @@ async fn status(
             if !window.is_null() {
                 let stats = &window["stats"];
                 println!(
-                    "window of stage {} (since {} ms ago): stable {} requests / {} errors, candidate {} requests / {} errors, {} mirrored rows compared",
+                    "window of stage {} (since {} ms ago): stable {} requests / {} errors, candidate {} requests / {} errors / {} diverted by its open circuit, {} mirrored rows compared, {} re-scored on stable ({} agreed, {} skipped)",
                     window["stage"],
                     now_ms() - window["started_ms"].as_i64().unwrap_or(0),
                     stats["stable"]["requests"],
                     stats["stable"]["errors"],
                     stats["candidate"]["requests"],
                     stats["candidate"]["errors"],
+                    stats["candidate"]["diverted"].as_u64().unwrap_or(0),
                     stats["compared"],
+                    stats["rescored"].as_u64().unwrap_or(0),
+                    stats["rescore_agreed"].as_u64().unwrap_or(0),
+                    stats["rescore_skipped"].as_u64().unwrap_or(0),
                 );
                 if !window["last_analysis"].is_null() {
                     println!(
@@ -540,7 +578,11 @@ async fn status(
                         verdict["detail"]
                             .as_str()
                             .or(verdict["reason"].as_str())
-                            .map(|d| format!(": {}: {d}", text(&verdict["rule"])))
+                            .filter(|d| !d.is_empty())
+                            .map(|d| match verdict["rule"].as_str() {
+                                Some(rule) => format!(": {rule}: {d}"),
+                                None => format!(": {d}"),
+                            })
                             .unwrap_or_default()
                     )
                 } else {

@@ -196,6 +196,12 @@ pub struct AnalysisIn {
     max_prediction_shift: Option<Option<f64>>,
     #[serde(default, deserialize_with = "explicit")]
     min_agreement: Option<Option<f64>>,
+    alpha: Option<f64>,
+    rescore_percent: Option<u8>,
+    #[serde(default, deserialize_with = "explicit")]
+    min_rescore_agreement: Option<Option<f64>>,
+    rescore_min_samples: Option<u32>,
+    score_tolerance: Option<f64>,
 }
 
 impl AnalysisIn {
@@ -228,6 +234,19 @@ impl AnalysisIn {
         set(&mut rules.max_p99_ratio, self.max_p99_ratio);
         set(&mut rules.max_prediction_shift, self.max_prediction_shift);
         set(&mut rules.min_agreement, self.min_agreement);
+        set(&mut rules.min_rescore_agreement, self.min_rescore_agreement);
+        if let Some(v) = self.alpha {
+            rules.alpha = v;
+        }
+        if let Some(v) = self.rescore_percent {
+            rules.rescore_percent = v;
+        }
+        if let Some(v) = self.rescore_min_samples {
+            rules.rescore_min_samples = u64::from(v);
+        }
+        if let Some(v) = self.score_tolerance {
+            rules.score_tolerance = v;
+        }
         rules
     }
 }

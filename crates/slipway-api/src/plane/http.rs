@@ -27,7 +27,7 @@ use slipway_core::deployment::{
     routes_to_candidate,
 };
 
-use super::{LoadedVersion, Plane, Ran, RunError, Served, now_ms, summarize};
+use super::{LoadedVersion, Plane, Ran, RunError, Served, compare_rows, now_ms, summarize};
 use crate::scoring::{Limits, ScoringError, V2Error, V2Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,8 +387,10 @@ struct Choice {
     /// Forced by header or version path: never rerouted, never mirrored.
     forced: bool,
     /// The weight picked the candidate but its circuit is open: the stable answers, and the
-    /// rollout counts the request as a candidate failure (an open circuit must not starve the
-    /// analysis of the very failures that opened it).
+    /// rollout counts the request as diverted. It is not the candidate's error: the failures
+    /// that opened the circuit were counted one by one, and counting every request the circuit
+    /// turns away as another would let a short burst of failures make up the minimum sample
+    /// count on its own.
     diverted: bool,
 }
 
@@ -530,8 +532,17 @@ fn run_failed(protocol: Protocol, error: RunError) -> Response {
     }
 }
 
-/// Records a variant's successful answer in its metrics and the rollout window.
-fn record_ok(served: &Served, variant: Variant, ran: &Ran, micros: u64, summary: &[String]) {
+/// Records a variant's successful answer in its metrics and the rollout window. `live`: the
+/// request was routed by weight, so its labels are a sample of the variant's traffic (forced
+/// test requests and mirrored copies are compared on the same rows instead).
+fn record_ok(
+    served: &Served,
+    variant: Variant,
+    ran: &Ran,
+    micros: u64,
+    summary: &[String],
+    live: bool,
+) {
     let handles = served.handles.variant(variant);
     handles.ok.inc();
     handles.duration.observe(micros as f64 / 1e6);
@@ -546,6 +557,9 @@ fn record_ok(served: &Served, variant: Variant, ran: &Ran, micros: u64, summary:
         };
         side.requests += 1;
         side.latency.record(micros);
+        if !live {
+            return;
+        }
         for label in summary {
             // The label is known after the first few requests: no allocation then.
             match side.predictions.get_mut(label) {
@@ -703,12 +717,9 @@ async fn serve(
     };
     let micros = started.elapsed().as_micros() as u64;
     let summary = summarize(&ran.outputs);
-    record_ok(served, variant, &ran, micros, &summary);
+    record_ok(served, variant, &ran, micros, &summary, !forced);
     if diverted {
-        served.measure(|window| {
-            window.candidate.requests += 1;
-            window.candidate.errors += 1;
-        });
+        served.measure(|window| window.candidate.diverted += 1);
         if let Some(handles) = &served.handles.candidate {
             handles.diverted.inc();
         }
@@ -719,8 +730,26 @@ async fn serve(
             handles.circuit.set(state.gauge());
         }
     }
-    if mirror {
-        spawn_mirror(plane, served, protocol, headers, body.clone(), summary);
+    if variant == Variant::Candidate && wants_rescore(served, forced) {
+        spawn_rescore(
+            plane,
+            served,
+            protocol,
+            headers,
+            body.clone(),
+            ran.outputs.clone(),
+            summary,
+        );
+    } else if mirror {
+        spawn_mirror(
+            plane,
+            served,
+            protocol,
+            headers,
+            body.clone(),
+            ran.outputs.clone(),
+            summary,
+        );
     }
     let response = answer(protocol, served, variant, v2.as_ref(), &ran.outputs);
     if log && let Some(rows) = kept {
@@ -813,6 +842,7 @@ fn spawn_mirror(
     protocol: Protocol,
     headers: &HeaderMap,
     body: Bytes,
+    stable_outputs: Vec<slipway_serving::Output>,
     stable: Vec<String>,
 ) {
     let Some(candidate) = served.candidate.clone() else {
@@ -839,16 +869,19 @@ fn spawn_mirror(
             Ok(ran) => {
                 let micros = started.elapsed().as_micros() as u64;
                 let summary = summarize(&ran.outputs);
-                let agreed = summary
-                    .iter()
-                    .zip(&stable)
-                    .filter(|(candidate, stable)| candidate == stable)
-                    .count() as u64;
-                let compared = summary.len().min(stable.len()) as u64;
-                record_ok(&served, Variant::Candidate, &ran, micros, &summary);
+                let (compared, agreed) = compare_rows(
+                    &stable_outputs,
+                    &stable,
+                    &ran.outputs,
+                    &summary,
+                    score_tolerance(&served),
+                );
+                record_ok(&served, Variant::Candidate, &ran, micros, &summary, false);
                 served.measure(|window| {
                     window.compared += compared;
                     window.agreed += agreed;
+                    count_labels(&mut window.same_rows.stable, &stable);
+                    count_labels(&mut window.same_rows.candidate, &summary);
                 });
                 // Successes count for the breaker too, or scattered failures would add up.
                 let state = served.breaker_record(Variant::Candidate, true);
@@ -863,6 +896,94 @@ fn spawn_mirror(
                 record_candidate_failure(&served);
                 plane.metrics.mirrored(&served.spec.name, "error");
             }
+        }
+    });
+}
+
+fn count_labels(counts: &mut std::collections::BTreeMap<String, u64>, labels: &[String]) {
+    for label in labels {
+        match counts.get_mut(label) {
+            Some(count) => *count += 1,
+            None => {
+                counts.insert(label.clone(), 1);
+            }
+        }
+    }
+}
+
+fn score_tolerance(served: &Served) -> f64 {
+    served
+        .spec
+        .active_rollout()
+        .map_or(0.0, |rollout| rollout.rules.score_tolerance)
+}
+
+/// Whether the candidate's answer to this request is also run on the stable: every forced
+/// (test) request, which has no live counterpart to compare with, and `rescore_percent` of
+/// the live ones.
+fn wants_rescore(served: &Served, forced: bool) -> bool {
+    let Some(rollout) = served.spec.active_rollout() else {
+        return false;
+    };
+    let percent = rollout.rules.rescore_percent;
+    percent > 0 && (forced || fastrand::u8(0..100) < percent)
+}
+
+/// Runs the rows the candidate answered on the stable too, after the answer left, and adds
+/// the row-by-row agreement to the window. Never awaited by the request; bounded by the
+/// plane's re-score permits (skipped, and counted, when all are taken or the stable's queue
+/// is full). A failure of the stable says nothing about the candidate and is not counted
+/// against it.
+fn spawn_rescore(
+    plane: &Arc<Plane>,
+    served: &Arc<Served>,
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: Bytes,
+    candidate_outputs: Vec<slipway_serving::Output>,
+    candidate: Vec<String>,
+) {
+    let Ok(permit) = plane.rescores.clone().try_acquire_owned() else {
+        served.measure(|window| window.rescore_skipped += 1);
+        plane.metrics.rescored(&served.spec.name, "skipped");
+        return;
+    };
+    let plane = plane.clone();
+    let served = served.clone();
+    let headers = headers.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let stable = served.stable.clone();
+        // The stable reads the body its own way (its input name, its signature's order).
+        let outcome = match parse(protocol, &headers, &body, &stable, &plane.config.limits) {
+            Ok((rows, _)) => stable.run(rows).await,
+            Err(_) => Err(RunError::BadInput(
+                "the stable cannot read the request".to_owned(),
+            )),
+        };
+        match outcome {
+            Ok(ran) => {
+                let summary = summarize(&ran.outputs);
+                let (compared, agreed) = compare_rows(
+                    &ran.outputs,
+                    &summary,
+                    &candidate_outputs,
+                    &candidate,
+                    score_tolerance(&served),
+                );
+                served.measure(|window| {
+                    window.rescored += compared;
+                    window.rescore_agreed += agreed;
+                    count_labels(&mut window.same_rows.stable, &summary);
+                    count_labels(&mut window.same_rows.candidate, &candidate);
+                });
+                plane.metrics.rescored(&served.spec.name, "compared");
+            }
+            Err(RunError::Full) => {
+                served.measure(|window| window.rescore_skipped += 1);
+                plane.metrics.rescored(&served.spec.name, "skipped");
+            }
+            Err(_) => plane.metrics.rescored(&served.spec.name, "error"),
         }
     });
 }

@@ -42,7 +42,8 @@ pub struct VariantOutcomeLabels {
     pub variant: &'static str,
     pub model_version: String,
     /// `ok`, `error` (the model failed), `fallback` (failed, answered by stable),
-    /// `circuit_open` (routed here, answered by stable because the circuit was open).
+    /// `circuit_open` (routed here, answered by stable because the circuit was open; not the
+    /// variant's error, and not counted by the rollout analysis).
     pub outcome: &'static str,
 }
 
@@ -70,6 +71,7 @@ pub struct PlaneMetrics {
     circuit: Family<CircuitLabels, Gauge<i64, AtomicI64>>,
     weight: Family<DeploymentLabels, Gauge<i64, AtomicI64>>,
     mirrored: Family<OutcomeLabels, Counter>,
+    rescored: Family<OutcomeLabels, Counter>,
     log: Family<OutcomeLabels, Counter>,
     log_write_failures: Counter,
 }
@@ -94,6 +96,7 @@ impl Default for PlaneMetrics {
         let circuit = Family::<CircuitLabels, Gauge<i64, AtomicI64>>::default();
         let weight = Family::<DeploymentLabels, Gauge<i64, AtomicI64>>::default();
         let mirrored = Family::<OutcomeLabels, Counter>::default();
+        let rescored = Family::<OutcomeLabels, Counter>::default();
         let log = Family::<OutcomeLabels, Counter>::default();
         let log_write_failures = Counter::default();
         registry.register(
@@ -147,6 +150,11 @@ impl Default for PlaneMetrics {
             mirrored.clone(),
         );
         registry.register(
+            "rescored_requests",
+            "Candidate answers run again on the stable and compared row by row (compared, error, skipped when the re-score limit is reached)",
+            rescored.clone(),
+        );
+        registry.register(
             "prediction_log_records",
             "Prediction log records, queued or dropped because the queue was full",
             log.clone(),
@@ -168,6 +176,7 @@ impl Default for PlaneMetrics {
             circuit,
             weight,
             mirrored,
+            rescored,
             log,
             log_write_failures,
         }
@@ -327,6 +336,15 @@ impl PlaneMetrics {
 
     pub fn mirrored(&self, deployment: &str, outcome: &'static str) {
         self.mirrored
+            .get_or_create(&OutcomeLabels {
+                deployment: deployment.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn rescored(&self, deployment: &str, outcome: &'static str) {
+        self.rescored
             .get_or_create(&OutcomeLabels {
                 deployment: deployment.to_owned(),
                 outcome,

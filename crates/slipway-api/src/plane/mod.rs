@@ -284,6 +284,9 @@ pub struct Plane {
     log: mpsc::Sender<PredictionRecord>,
     log_receiver: Mutex<Option<mpsc::Receiver<PredictionRecord>>>,
     pub(crate) mirrors: Arc<Semaphore>,
+    /// Re-scorings of candidate answers on the stable running at once (as many as mirrors);
+    /// more are skipped and counted, never queued, so they never hold a request or memory.
+    pub(crate) rescores: Arc<Semaphore>,
     /// Whether the first sync finished (V2 readiness).
     synced: AtomicBool,
     /// One sync at a time: the loop's and the one a control-plane change asks for.
@@ -296,6 +299,7 @@ impl Plane {
         Arc::new(Plane {
             source,
             mirrors: Arc::new(Semaphore::new(config.max_mirrors.max(1))),
+            rescores: Arc::new(Semaphore::new(config.max_mirrors.max(1))),
             config,
             served: RwLock::new(HashMap::new()),
             not_ready: RwLock::new(HashMap::new()),
@@ -748,6 +752,48 @@ fn signature_of(
         .fitted_to(model)
         .map(|fitted| fitted.map(Arc::new))
         .map_err(|e| format!("{e}: its files do not belong together"))
+}
+
+/// Rows on which two answers to the same rows agree, and rows compared: labels (or the argmax
+/// of class scores) must be equal; a single score per row (a regressor) may differ by
+/// `tolerance`, relative to the stable's score (absolute below 1).
+pub(crate) fn compare_rows(
+    stable: &[Output],
+    stable_summary: &[String],
+    candidate: &[Output],
+    candidate_summary: &[String],
+    tolerance: f64,
+) -> (u64, u64) {
+    let compared = stable_summary.len().min(candidate_summary.len());
+    let agreed = match (single_scores(stable), single_scores(candidate)) {
+        (Some(s), Some(c)) if s.len() == c.len() => s
+            .iter()
+            .zip(&c)
+            .filter(|(s, c)| (*s - *c).abs() <= tolerance * s.abs().max(1.0))
+            .count(),
+        _ => stable_summary
+            .iter()
+            .zip(candidate_summary)
+            .filter(|(s, c)| s == c)
+            .count(),
+    };
+    (compared as u64, agreed.min(compared) as u64)
+}
+
+/// The first output's values when it holds one float per row (a score, not class scores).
+fn single_scores(outputs: &[Output]) -> Option<Vec<f64>> {
+    let first = outputs.first()?;
+    let one_per_row = |shape: &[i64], len: usize| match shape {
+        [] | [_] => true,
+        [rows, rest @ ..] => rest.iter().all(|d| *d == 1) && (*rows < 0 || *rows as usize == len),
+    };
+    match &first.value {
+        OutputValue::F32 { shape, data } if one_per_row(shape, data.len()) => {
+            Some(data.iter().map(|v| f64::from(*v)).collect())
+        }
+        OutputValue::F64 { shape, data } if one_per_row(shape, data.len()) => Some(data.clone()),
+        _ => None,
+    }
 }
 
 /// A prediction's summary per row for the analysis: the predicted label, or the score's bin.

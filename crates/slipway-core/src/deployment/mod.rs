@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 pub use analysis::{
-    Analysis, AnalysisRules, LatencyHistogram, Measurement, RuleResult, VariantWindow, Verdict,
-    WindowStats, jensen_shannon_distance,
+    Analysis, AnalysisRules, ChiSquare, LatencyHistogram, Measurement, RuleResult, SameRows,
+    VariantWindow, Verdict, WindowStats, agreement_p_value, chi_square_homogeneity,
+    jensen_shannon_distance,
 };
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 
@@ -401,7 +402,7 @@ pub fn advance(rollout: &mut Rollout, analysis: Option<&Analysis>, now_ms: i64) 
                     reason: format!("analysis failed: {rule}: {detail}"),
                 };
             }
-            Verdict::Pass => rollout.stage_passed = true,
+            Verdict::Pass { .. } => rollout.stage_passed = true,
             Verdict::Inconclusive { .. } => {}
         }
     }
@@ -522,7 +523,13 @@ mod tests {
         assert_eq!(rollout.traffic().weight, 5);
         // A pass before the duration holds.
         assert_eq!(
-            advance(&mut rollout, Some(&verdict(Verdict::Pass)), 500),
+            advance(
+                &mut rollout,
+                Some(&verdict(Verdict::Pass {
+                    detail: String::new()
+                })),
+                500
+            ),
             Decision::Hold
         );
         // Time passed and the stage passed earlier: next stage.
@@ -540,7 +547,13 @@ mod tests {
             Decision::Hold
         );
         assert_eq!(
-            advance(&mut rollout, Some(&verdict(Verdict::Pass)), 100_001),
+            advance(
+                &mut rollout,
+                Some(&verdict(Verdict::Pass {
+                    detail: String::new()
+                })),
+                100_001
+            ),
             Decision::Promote
         );
     }

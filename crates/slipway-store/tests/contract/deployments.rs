@@ -518,6 +518,11 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
         max_p99_ratio: None,
         max_prediction_shift: None,
         min_agreement: None,
+        alpha: 0.01,
+        rescore_percent: 0,
+        min_rescore_agreement: None,
+        rescore_min_samples: 1,
+        score_tolerance: 0.0,
     };
     // Floats that a lossy decimal conversion would not give back bit for bit.
     let every_rule = AnalysisRules {
@@ -528,6 +533,11 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
         max_p99_ratio: Some(2.000_000_000_000_000_4),
         max_prediction_shift: Some(1.0 / 3.0),
         min_agreement: Some(0.9),
+        alpha: 0.1 + 0.2,
+        rescore_percent: 100,
+        min_rescore_agreement: Some(1.0 / 3.0),
+        rescore_min_samples: u64::from(u32::MAX) + 1,
+        score_tolerance: 1e-300,
     };
     let strategies = [
         canary(&[5, 25, 50, 100]),
