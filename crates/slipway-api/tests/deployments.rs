@@ -1510,6 +1510,24 @@ async fn a_candidate_failing_the_policy_checks_gets_no_live_traffic() {
     assert_eq!(started["rollout"]["unapproved_weight_cap"], 0, "{started}");
     assert_eq!(h.deployment().await["traffic"]["weight"], 0);
     assert_eq!(candidate_answers(&h, 100).await, 0);
+    // Nor can a caller ask for it by header or by V2's versioned path.
+    let forced = h
+        .invoke(
+            &format!("/deployments/{NAME}/invocations"),
+            &[("x-slipway-variant", "candidate")],
+            &example(),
+        )
+        .await;
+    assert_mlflow_error(
+        &forced,
+        403,
+        "PERMISSION_DENIED",
+        "failed its promotion policy",
+    );
+    let versioned = h.infer_version("2").await;
+    assert_eq!(versioned.status, StatusCode::FORBIDDEN);
+    // The stable still answers when asked by name.
+    assert_eq!(h.infer_version("1").await.status, StatusCode::OK);
 }
 
 /// Deleting a protected deployment and re-creating it under the same name on an unapproved

@@ -407,6 +407,22 @@ fn choose(
             diverted,
         })
     };
+    // A protected deployment's candidate that failed the policy's checks answers nothing, not
+    // even a request that asks for it by name, until an approval makes it stable.
+    let sealed = || {
+        protocol.error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!(
+                "the candidate of deployment '{}' failed its promotion policy's checks and is not approved: it answers no traffic, forced or live, until a promotion makes it stable",
+                served.spec.name
+            ),
+        )
+    };
+    let candidate_sealed = served
+        .spec
+        .active_rollout()
+        .is_some_and(|rollout| rollout.unapproved_weight_cap == Some(0));
     if let Some(version) = forced_version {
         return if served.stable.version == version {
             pick(Variant::Stable, true, false)
@@ -415,6 +431,9 @@ fn choose(
             .as_ref()
             .is_some_and(|c| c.version == version)
         {
+            if candidate_sealed {
+                return Err(sealed());
+            }
             pick(Variant::Candidate, true, false)
         } else {
             Err(V2Error(
@@ -439,6 +458,7 @@ fn choose(
                     served.spec.name
                 ),
             )),
+            Some(Variant::Candidate) if candidate_sealed => Err(sealed()),
             Some(variant) => pick(variant, true, false),
             None => Err(protocol.error(
                 StatusCode::BAD_REQUEST,
