@@ -429,7 +429,9 @@ impl Harness {
         .await;
         self.upload(
             &format!("{proxied}/inverted/model.onnx"),
-            fixtures().join("logreg_breast_cancer_inverted.onnx"),
+            fixtures()
+                .join("../candidates")
+                .join("logreg_breast_cancer_inverted.onnx"),
         )
         .await;
         self.ok(

@@ -553,8 +553,9 @@ fn run_failed(protocol: Protocol, error: RunError) -> Response {
 }
 
 /// Records a variant's successful answer in its metrics and the rollout window. `live`: the
-/// request was routed by weight, so its labels are a sample of the variant's traffic (forced
-/// test requests and mirrored copies are compared on the same rows instead).
+/// request was routed at random by weight, so its labels are a sample of the variant's traffic
+/// (forced test requests, requests pinned by a routing key and mirrored copies are compared on
+/// the same rows instead).
 fn record_ok(
     served: &Served,
     variant: Variant,
@@ -737,7 +738,11 @@ async fn serve(
     };
     let micros = started.elapsed().as_micros() as u64;
     let summary = summarize(&ran.outputs);
-    record_ok(served, variant, &ran, micros, &summary, !forced);
+    // Requests pinned by a routing key go to a variant by who sends them, not at random, so
+    // their labels are no fair sample of a variant's traffic (one variant may get all of one
+    // kind of entity): like forced requests, they are compared on the same rows instead.
+    let sampled = !forced && !headers.contains_key(ROUTE_KEY_HEADER);
+    record_ok(served, variant, &ran, micros, &summary, sampled);
     if diverted {
         served.measure(|window| window.candidate.diverted += 1);
         if let Some(handles) = &served.handles.candidate {
