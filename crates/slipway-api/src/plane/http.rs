@@ -72,7 +72,7 @@ fn shed(protocol: Protocol) -> Response {
 routes! {
     /// The data plane on `slipway server`, each route with its access rule (the deployment's
     /// registered model decides per-model grants).
-    fn plane_routes, plane_rules;
+    fn plane_routes, plane_rules, plane_docs;
     POST "/deployments/{name}/invocations" => invocations, Read Deployment;
     GET "/deployments/{name}/ping" => deployment_ping, Read Deployment;
     POST "/v2/models/{name}/infer" => v2_infer, Read Deployment;
