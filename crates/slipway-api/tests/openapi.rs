@@ -197,3 +197,16 @@ async fn request_schemas_come_from_the_request_messages() {
     assert_eq!(deployments["tags"][0], "deployments");
 }
 
+// What schemathesis found, each pinned here.
+
+/// A deployment that does not exist is a 404 on `/ping`, as on `/invocations`: it answered 503
+/// (a server error, which clients retry) in plain text, outside the document.
+#[tokio::test]
+async fn ping_of_an_unknown_deployment_is_a_404_in_the_error_format() {
+    let s = common::server().await;
+    let (status, body) = s
+        .call("GET", "/deployments/no-such-deployment/ping", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error_code"], "RESOURCE_DOES_NOT_EXIST", "{body}");
+}
