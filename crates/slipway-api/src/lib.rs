@@ -182,6 +182,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
             app.clone(),
             access::authorize,
         ))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(deployments.plane.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {

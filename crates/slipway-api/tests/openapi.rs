@@ -210,3 +210,23 @@ async fn ping_of_an_unknown_deployment_is_a_404_in_the_error_format() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error_code"], "RESOURCE_DOES_NOT_EXIST", "{body}");
 }
+
+/// A method a data-plane route does not have is a 405, as on the API routes: it was refused
+/// with 403 "this route has no access rule" and logged as a server bug.
+#[tokio::test]
+async fn a_wrong_method_on_a_data_plane_route_is_a_405() {
+    let s = common::server().await;
+    for (method, path) in [
+        ("PUT", "/deployments/x/ping"),
+        ("DELETE", "/deployments/x/invocations"),
+        ("POST", "/v2/health/ready"),
+    ] {
+        let (status, body) = s.call(method, path, Some(serde_json::json!({}))).await;
+        assert_eq!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {body}"
+        );
+        assert_eq!(body["error_code"], "BAD_REQUEST", "{method} {path}: {body}");
+    }
+}
