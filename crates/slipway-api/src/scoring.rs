@@ -25,6 +25,8 @@ use slipway_serving::{OnnxModel, OutputValue};
 use crate::serving_metrics::ServingMetrics;
 
 mod body;
+#[cfg(test)]
+mod properties;
 
 pub(crate) use body::V2Request;
 pub use body::{DEFAULT_MAX_ROWS, DEFAULT_MAX_VALUES};
