@@ -25,6 +25,8 @@ use slipway_serving::{OnnxModel, OutputValue};
 use crate::serving_metrics::ServingMetrics;
 
 mod body;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(test)]
 mod properties;
 
