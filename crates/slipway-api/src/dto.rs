@@ -28,14 +28,14 @@ pub fn serialize_double<S: Serializer>(value: &f64, serializer: S) -> Result<S::
 
 // ---------- shared request pieces ----------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyValueIn {
     pub key: Option<String>,
     pub value: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricIn {
     pub key: Option<String>,
@@ -50,7 +50,7 @@ pub struct MetricIn {
     pub _run_id: Option<IdString>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetIn {
     pub name: Option<String>,
@@ -61,7 +61,7 @@ pub struct DatasetIn {
     pub profile: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetInputIn {
     #[serde(default)]
@@ -69,13 +69,13 @@ pub struct DatasetInputIn {
     pub dataset: Option<DatasetIn>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInputIn {
     pub model_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelOutputIn {
     pub model_id: Option<String>,

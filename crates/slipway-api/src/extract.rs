@@ -344,6 +344,73 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Repeated<T> {
     }
 }
 
+// The OpenAPI schemas of the lenient wrappers: every form each one accepts.
+
+/// `{"type": ...}` plus an optional pattern for a string form.
+fn typed(ty: utoipa::openapi::Type, pattern: Option<&str>) -> utoipa::openapi::Schema {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(ty)
+        .pattern(pattern)
+        .into()
+}
+
+fn one_of(
+    schemas: Vec<utoipa::openapi::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let mut builder = utoipa::openapi::schema::OneOfBuilder::new();
+    for schema in schemas {
+        builder = builder.item(schema);
+    }
+    utoipa::openapi::RefOr::T(builder.into())
+}
+
+impl utoipa::PartialSchema for I64 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::Type;
+        one_of(vec![
+            typed(Type::Integer, None),
+            typed(Type::String, Some(r"^\s*[+-]?[0-9]{1,18}\s*$")),
+        ])
+    }
+}
+impl utoipa::ToSchema for I64 {}
+
+impl utoipa::PartialSchema for F64 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::Type;
+        one_of(vec![
+            typed(Type::Number, None),
+            typed(
+                Type::String,
+                Some(r"^(NaN|-?Infinity|[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?)$"),
+            ),
+        ])
+    }
+}
+impl utoipa::ToSchema for F64 {}
+
+impl utoipa::PartialSchema for Bool {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::Type;
+        one_of(vec![
+            typed(Type::Boolean, None),
+            typed(
+                Type::String,
+                Some("^(true|false|True|False|TRUE|FALSE|1|0)$"),
+            ),
+        ])
+    }
+}
+impl utoipa::ToSchema for Bool {}
+
+impl utoipa::PartialSchema for IdString {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::Type;
+        one_of(vec![typed(Type::String, None), typed(Type::Integer, None)])
+    }
+}
+impl utoipa::ToSchema for IdString {}
+
 fn short(raw: &str) -> String {
     slipway_core::validate::truncate_for_message(raw)
 }

@@ -9,6 +9,7 @@
 //! - `native`: slipway's own API under `/api/slipway/v1` (users, tokens, permissions).
 //! - [`scoring`]: MLflow's scoring protocol for one model (`slipway serve`).
 //! - [`access`]: authentication and the access rule of every route.
+//! - [`openapi`]: the OpenAPI document of every route, built from the same route tables.
 //! - [`plane`]: the data plane of managed deployments (routing, rollouts' measurements,
 //!   mirroring, circuit breakers, the prediction log), in the server and in replicas.
 //!
@@ -16,13 +17,14 @@
 //! domain) -> `slipway_app::App` use-case -> `MetadataStore`/`ArtifactStore` port -> response
 //! DTO, or `ApiError` through the table in [`error`].
 
-/// Declares a router together with its access rules, so no route exists without one:
-/// `METHOD "path" => handler, Action Scope;` per route.
+/// Declares a router together with its access rules and its OpenAPI description, so no route
+/// exists without either: `METHOD "path" => handler [Request], Action Scope;` per route, where
+/// `[Request]` names the message the handler decodes (its schema goes into the document).
 macro_rules! routes {
     (
         $(#[$doc:meta])*
-        fn $router:ident, $rules:ident;
-        $($method:ident $path:literal => $handler:path, $action:ident $scope:ident;)*
+        fn $router:ident, $rules:ident, $docs:ident;
+        $($method:ident $path:literal => $handler:path $([$request:ty])?, $action:ident $scope:ident;)*
     ) => {
         $(#[$doc])*
         pub(crate) fn $router() -> axum::Router<slipway_app::App> {
@@ -41,6 +43,16 @@ macro_rules! routes {
                 ),
             ),)*]
         }
+
+        /// What the OpenAPI document says of every route of the router of the same name.
+        pub(crate) fn $docs() -> Vec<crate::openapi::RouteDoc> {
+            vec![$(crate::openapi::RouteDoc {
+                method: axum::http::Method::$method,
+                path: $path,
+                handler: stringify!($handler),
+                request: <($($request,)?) as crate::openapi::RequestType>::SCHEMA,
+            },)*]
+        }
     };
 }
 
@@ -50,6 +62,7 @@ pub mod error;
 pub mod extract;
 mod mlflow;
 mod native;
+pub mod openapi;
 pub mod plane;
 pub mod scoring;
 mod serving_metrics;
@@ -169,6 +182,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
             app.clone(),
             access::authorize,
         ))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(deployments.plane.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {
@@ -181,6 +195,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
         .route("/version", get(version))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .route(openapi::PATH, get(openapi::serve))
         // Only matched routes: an unknown path is a 404 for everyone.
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -222,6 +237,27 @@ pub(crate) fn server_rules() -> Vec<(axum::http::Method, &'static str, access::R
         (Method::GET, "/version", access::Rule::PUBLIC, true),
         (Method::GET, "/api/3.0/mlflow/server-info", read, false),
         (Method::GET, "/ajax-api/3.0/mlflow/server-info", read, false),
+        // What the API looks like is no secret (the code is open); clients and tools fetch it
+        // before they have credentials.
+        (Method::GET, openapi::PATH, access::Rule::PUBLIC, true),
+    ]
+}
+
+/// The server-wide routes for the OpenAPI document, in the order of [`server_rules`].
+pub(crate) fn server_docs() -> Vec<openapi::RouteDoc> {
+    use axum::http::Method;
+    let doc = |path, handler| openapi::RouteDoc {
+        method: Method::GET,
+        path,
+        handler,
+        request: None,
+    };
+    vec![
+        doc("/health", "health"),
+        doc("/version", "version"),
+        doc("/api/3.0/mlflow/server-info", "server_info"),
+        doc("/ajax-api/3.0/mlflow/server-info", "server_info"),
+        doc(openapi::PATH, "openapi"),
     ]
 }
 

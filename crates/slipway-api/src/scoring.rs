@@ -25,6 +25,10 @@ use slipway_serving::{OnnxModel, OutputValue};
 use crate::serving_metrics::ServingMetrics;
 
 mod body;
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(test)]
+mod properties;
 
 pub(crate) use body::V2Request;
 pub use body::{DEFAULT_MAX_ROWS, DEFAULT_MAX_VALUES};

@@ -918,3 +918,165 @@ mod tests {
         );
     }
 }
+
+/// Properties of the `MLmodel` reader: it never panics, whatever the file holds, and every
+/// signature MLflow could write reads back as written.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn column_type() -> impl Strategy<Value = ColumnType> {
+        prop::sample::select(vec![
+            "boolean",
+            "integer",
+            "long",
+            "float",
+            "double",
+            "string",
+            "binary",
+            "datetime",
+            "array",
+            "object",
+            "map",
+            "any",
+            "sparkml_vector",
+        ])
+        .prop_map(|name| ColumnType::parse(name).unwrap())
+    }
+
+    /// Names as MLflow writes them: any text, quotes and YAML's specials included.
+    fn names(count: usize) -> impl Strategy<Value = Vec<String>> {
+        prop::collection::hash_set("[ -~\u{e9}\u{4e2d}]{1,12}", count)
+            .prop_map(|names| names.into_iter().collect())
+    }
+
+    fn columns() -> impl Strategy<Value = Schema> {
+        (1usize..6, any::<bool>()).prop_flat_map(|(count, named)| {
+            (
+                prop::collection::vec((column_type(), any::<bool>()), count),
+                names(count),
+            )
+                .prop_map(move |(specs, names)| {
+                    Schema::Columns(
+                        specs
+                            .into_iter()
+                            .zip(names)
+                            .map(|((ty, required), name)| ColumnSpec {
+                                name: named.then_some(name),
+                                ty,
+                                required,
+                            })
+                            .collect(),
+                    )
+                })
+        })
+    }
+
+    fn tensors() -> impl Strategy<Value = Schema> {
+        let spec = (
+            prop::sample::select(vec![
+                "float32", "float64", "int64", "uint8", "str", "object",
+            ]),
+            prop::collection::vec(-1i64..1000, 0..4),
+        );
+        (1usize..4).prop_flat_map(move |count| {
+            (prop::collection::vec(spec.clone(), count), names(count)).prop_map(
+                move |(specs, names)| {
+                    Schema::Tensors(
+                        specs
+                            .into_iter()
+                            .zip(names)
+                            // One tensor may go unnamed; several must be named.
+                            .map(|((dtype, shape), name)| TensorSpec {
+                                name: (count > 1).then_some(name),
+                                dtype: dtype.to_owned(),
+                                shape,
+                            })
+                            .collect(),
+                    )
+                },
+            )
+        })
+    }
+
+    /// The JSON string MLflow's `Schema.to_json` writes.
+    fn mlflow_json(schema: &Schema) -> String {
+        let entries: Vec<Value> = match schema {
+            Schema::Columns(columns) => columns
+                .iter()
+                .map(|c| {
+                    let mut entry = json!({"type": c.ty.name(), "required": c.required});
+                    if let Some(name) = &c.name {
+                        entry["name"] = json!(name);
+                    }
+                    entry
+                })
+                .collect(),
+            Schema::Tensors(tensors) => tensors
+                .iter()
+                .map(|t| {
+                    let mut entry = json!({
+                        "type": "tensor",
+                        "tensor-spec": {"dtype": t.dtype, "shape": t.shape},
+                    });
+                    if let Some(name) = &t.name {
+                        entry["name"] = json!(name);
+                    }
+                    entry
+                })
+                .collect(),
+        };
+        serde_json::to_string(&entries).unwrap()
+    }
+
+    /// A YAML single-quoted scalar, as PyYAML writes MLflow's JSON strings.
+    fn single_quoted(text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            let _ = Signature::from_mlmodel(&text);
+        }
+
+        #[test]
+        fn yaml_ish_text_never_panics(
+            parts in prop::collection::vec(prop::sample::select(vec![
+                "signature:", "\n", "  ", "inputs: ", "outputs: ", "'", "\"", "[", "]", "{", "}",
+                "\"type\": ", "\"tensor\"", "\"double\"", "\"tensor-spec\": ", "\"shape\": ",
+                "[-1, 4]", "\"dtype\": \"float32\"", "\"name\": ", "\"required\": ", "true",
+                "null", ", ", ": ", "- ", "&a ", "*a", "!!str ", "|\n", ">\n", "#", "1e999",
+                "-2", "\u{0}", "\t",
+            ]), 0..40)
+        ) {
+            let _ = Signature::from_mlmodel(&parts.concat());
+        }
+
+        #[test]
+        fn written_signatures_read_back_as_written(
+            inputs in prop::option::of(prop_oneof![columns(), tensors()]),
+            outputs in prop::option::of(prop_oneof![columns(), tensors()]),
+        ) {
+            let field = |schema: &Option<Schema>| {
+                schema.as_ref().map_or_else(|| "null".to_owned(), |s| single_quoted(&mlflow_json(s)))
+            };
+            let text = format!(
+                "artifact_path: model\nflavors:\n  onnx:\n    data: model.onnx\nsignature:\n  \
+                 inputs: {}\n  outputs: {}\n  params: null\n",
+                field(&inputs),
+                field(&outputs),
+            );
+            let read = Signature::from_mlmodel(&text);
+            prop_assert!(read.is_ok(), "{text}: {:?}", read.err());
+            let expected = (inputs.is_some() || outputs.is_some())
+                .then_some(Signature { inputs, outputs });
+            prop_assert_eq!(read.ok().flatten(), expected, "{}", text);
+        }
+    }
+}

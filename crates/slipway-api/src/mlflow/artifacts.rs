@@ -33,7 +33,7 @@ pub(crate) fn file_infos(files: &[FileInfo]) -> Vec<Value> {
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     path: Option<String>,
@@ -118,7 +118,7 @@ pub async fn multipart_unsupported() -> ApiError {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRunArtifacts {
     run_id: Option<String>,

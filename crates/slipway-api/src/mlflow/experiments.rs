@@ -12,7 +12,7 @@ use crate::dto::{ExperimentOut, KeyValueIn};
 use crate::error::ApiResult;
 use crate::extract::{I64, IdString, Message, Repeated};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExperiment {
     name: Option<String>,
@@ -33,7 +33,7 @@ pub async fn create(
     Ok(Json(json!({ "experiment_id": id.to_string() })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetExperiment {
     experiment_id: Option<IdString>,
@@ -50,7 +50,7 @@ pub async fn get(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetByName {
     experiment_name: Option<String>,
@@ -67,13 +67,14 @@ pub async fn get_by_name(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchExperiments {
     max_results: Option<I64>,
     page_token: Option<String>,
     filter: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     order_by: Repeated<String>,
     view_type: Option<IdString>,
 }
@@ -121,7 +122,7 @@ pub async fn restore(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateExperiment {
     experiment_id: Option<IdString>,
@@ -139,7 +140,7 @@ pub async fn update(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetExperimentTag {
     experiment_id: Option<IdString>,
@@ -158,7 +159,7 @@ pub async fn set_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteExperimentTag {
     experiment_id: Option<IdString>,

@@ -30,7 +30,7 @@ fn path_model_id(path_id: &str, body_id: Option<&str>) -> ApiResult<String> {
     Ok(id)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLoggedModel {
     experiment_id: Option<IdString>,
@@ -61,7 +61,7 @@ pub async fn create(
     Ok(model_body(&model))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelIdBody {
     model_id: Option<String>,
@@ -86,7 +86,7 @@ pub async fn delete(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Finalize {
     model_id: Option<String>,
@@ -103,7 +103,7 @@ pub async fn finalize(
     Ok(model_body(&app.finalize_logged_model(&id, status).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetTags {
     model_id: Option<String>,
@@ -121,7 +121,7 @@ pub async fn set_tags(
     Ok(model_body(&app.set_logged_model_tags(&id, tags).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTag {
     model_id: Option<String>,
@@ -139,7 +139,7 @@ pub async fn delete_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogParams {
     model_id: Option<String>,
@@ -158,7 +158,7 @@ pub async fn log_params(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderByIn {
     field_name: Option<String>,
@@ -167,14 +167,14 @@ pub struct OrderByIn {
     dataset_digest: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetFilterIn {
     dataset_name: Option<String>,
     dataset_digest: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchLoggedModels {
     #[serde(default)]
@@ -233,7 +233,7 @@ pub async fn search(
     Ok(Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListArtifacts {
     model_id: Option<String>,

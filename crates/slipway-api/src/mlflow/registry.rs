@@ -13,7 +13,7 @@ use crate::dto::{KeyValueIn, ModelVersionOut, RegisteredModelOut};
 use crate::error::ApiResult;
 use crate::extract::{Bool, I64, Message, Repeated};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateModel {
     name: Option<String>,
@@ -48,7 +48,7 @@ pub async fn create_model(
     Ok(model_body(&model))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameModel {
     name: Option<String>,
@@ -66,7 +66,7 @@ pub async fn rename_model(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateModel {
     name: Option<String>,
@@ -86,7 +86,7 @@ pub async fn update_model(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelName {
     name: Option<String>,
@@ -111,12 +111,13 @@ pub async fn get_model(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Search {
     filter: Option<String>,
     max_results: Option<I64>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     order_by: Repeated<String>,
     page_token: Option<String>,
 }
@@ -141,11 +142,12 @@ pub async fn search_models(
     Ok(Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatestVersions {
     name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     stages: Repeated<String>,
 }
 
@@ -159,7 +161,7 @@ pub async fn latest_versions(
     Ok(Json(json!({ "model_versions": versions })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetModelTag {
     name: Option<String>,
@@ -179,7 +181,7 @@ pub async fn set_model_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteModelTag {
     name: Option<String>,
@@ -196,7 +198,7 @@ pub async fn delete_model_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alias {
     name: Option<String>,
@@ -236,7 +238,7 @@ pub async fn get_by_alias(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVersion {
     name: Option<String>,
@@ -269,14 +271,14 @@ pub async fn create_version(
     Ok(version_body(&version))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionRef {
     name: Option<String>,
     version: Option<crate::extract::IdString>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVersion {
     name: Option<String>,
@@ -296,7 +298,7 @@ pub async fn update_version(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionStage {
     name: Option<String>,
@@ -375,7 +377,7 @@ pub async fn download_uri(
     Ok(Json(json!({ "artifact_uri": uri })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetVersionTag {
     name: Option<String>,
@@ -397,7 +399,7 @@ pub async fn set_version_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteVersionTag {
     name: Option<String>,

@@ -22,7 +22,7 @@ use crate::dto::{
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{F64, I64, IdString, Message, Repeated};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
     experiment_id: Option<IdString>,
@@ -54,7 +54,7 @@ pub async fn create(
     Ok(Json(json!({ "run": RunOut::from(&run) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetRun {
     run_id: Option<String>,
@@ -68,7 +68,7 @@ pub async fn get(AppFor(app): AppFor, Message(request): Message<GetRun>) -> ApiR
     Ok(Json(json!({ "run": RunOut::from(&run) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRun {
     run_id: Option<String>,
@@ -92,7 +92,7 @@ pub async fn update(
     Ok(Json(json!({ "run_info": RunInfoOut::from(&info) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunIdOnly {
     run_id: Option<String>,
@@ -130,7 +130,7 @@ fn metric_from(input: MetricIn, field: &str) -> ApiResult<Metric> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogMetric {
     run_id: Option<String>,
@@ -166,7 +166,7 @@ pub async fn log_metric(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyValueForRun {
     run_id: Option<String>,
@@ -203,7 +203,7 @@ pub async fn set_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTag {
     run_id: Option<String>,
@@ -220,7 +220,7 @@ pub async fn delete_tag(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogBatch {
     run_id: Option<String>,
@@ -251,7 +251,7 @@ pub async fn log_batch(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogModel {
     run_id: Option<String>,
@@ -286,7 +286,7 @@ pub async fn log_model(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogInputs {
     run_id: Option<String>,
@@ -328,7 +328,7 @@ pub async fn log_inputs(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogOutputs {
     run_id: Option<String>,
@@ -355,15 +355,17 @@ pub async fn log_outputs(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRunsRequest {
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     experiment_ids: Repeated<IdString>,
     filter: Option<String>,
     run_view_type: Option<IdString>,
     max_results: Option<I64>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     order_by: Repeated<String>,
     page_token: Option<String>,
 }
@@ -407,7 +409,7 @@ pub struct SearchRunsResponse<'a> {
     next_page_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetHistory {
     run_id: Option<String>,
@@ -519,10 +521,11 @@ pub struct HistoryResponse<'a> {
     next_page_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetHistoryBulkInterval {
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     run_ids: Repeated<String>,
     metric_key: Option<String>,
     start_step: Option<I64>,

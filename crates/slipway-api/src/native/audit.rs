@@ -10,7 +10,7 @@ use crate::access::AppFor;
 use crate::error::ApiResult;
 use crate::extract::{I64, Message};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadAudit {
     resource: Option<String>,

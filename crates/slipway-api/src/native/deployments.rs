@@ -24,7 +24,7 @@ fn explicit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<
     Option::<f64>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsIn {
     log_sample: Option<f64>,
@@ -91,7 +91,7 @@ fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value 
     value
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
     name: Option<String>,
@@ -155,7 +155,7 @@ pub async fn get(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
     settings: Option<SettingsIn>,
@@ -181,7 +181,7 @@ pub async fn delete(AppFor(app): AppFor, Path(name): Path<String>) -> ApiResult<
     Ok(ok())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisIn {
     interval_ms: Option<u32>,
@@ -251,14 +251,14 @@ impl AnalysisIn {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepIn {
     weight: u8,
     duration_ms: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRollout {
     candidate_uri: Option<String>,
@@ -322,7 +322,7 @@ pub async fn start_rollout(
     Ok(changed(&deployments, updated).await)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     reason: Option<String>,
@@ -361,7 +361,7 @@ pub async fn rollback(
     Ok(changed(&deployments, updated).await)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     after: Option<I64>,
@@ -383,13 +383,15 @@ pub async fn events(
     Ok(Json(json!({ "events": events })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     rollout_id: i64,
     stage: usize,
+    #[schema(value_type = Object)]
     stats: WindowStats,
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     predictions: Vec<PredictionRecord>,
 }
 

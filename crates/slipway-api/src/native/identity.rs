@@ -101,7 +101,7 @@ pub async fn whoami(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     name: Option<String>,
@@ -132,7 +132,7 @@ pub async fn get_user(AppFor(app): AppFor, Path(name): Path<String>) -> ApiResul
     Ok(Json(json!({ "user": UserOut::from(&user) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     role: Option<String>,
@@ -156,7 +156,7 @@ pub async fn delete_user(AppFor(app): AppFor, Path(name): Path<String>) -> ApiRe
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     user: Option<String>,
@@ -188,7 +188,7 @@ pub async fn create_token(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListTokens {
     user: Option<String>,
@@ -208,7 +208,7 @@ pub async fn revoke_token(AppFor(app): AppFor, Path(id): Path<String>) -> ApiRes
     Ok(Json(json!({ "token_info": TokenOut::from(&token) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PermissionRequest {
     user: Option<String>,

@@ -71,7 +71,7 @@ fn checks_json(checks: &CheckOutcome) -> Value {
     json!({ "passed": checks.passed, "detail": checks.detail })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPolicy {
     protected_aliases: Option<Vec<String>>,
@@ -137,7 +137,7 @@ pub async fn delete_policy(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestPromotion {
     name: Option<String>,
@@ -177,7 +177,7 @@ pub async fn request(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListPromotions {
     name: Option<String>,
@@ -206,7 +206,7 @@ pub async fn get(AppFor(app): AppFor, Path(id): Path<String>) -> ApiResult<Json<
     Ok(Json(json!({ "promotion": request_json(&request) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decide {
     reason: Option<String>,
@@ -236,7 +236,7 @@ pub async fn reject(
     Ok(Json(json!({ "promotion": request_json(&decided) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AliasRequest {
     name: Option<String>,
@@ -265,7 +265,7 @@ pub async fn alias_history(
     Ok(Json(json!({ "changes": changes })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineageRequest {
     name: Option<String>,

@@ -72,7 +72,7 @@ fn shed(protocol: Protocol) -> Response {
 routes! {
     /// The data plane on `slipway server`, each route with its access rule (the deployment's
     /// registered model decides per-model grants).
-    fn plane_routes, plane_rules;
+    fn plane_routes, plane_rules, plane_docs;
     POST "/deployments/{name}/invocations" => invocations, Read Deployment;
     GET "/deployments/{name}/ping" => deployment_ping, Read Deployment;
     POST "/v2/models/{name}/infer" => v2_infer, Read Deployment;
@@ -150,17 +150,12 @@ pub fn replica_router(plane: Arc<Plane>, name: &str) -> axum::Router {
         ))
 }
 
+/// A replica's own deployment: 503 until it is loaded, as `mlflow models serve` answers.
 async fn replica_ping(
     Extension(plane): Extension<Arc<Plane>>,
     Extension(name): Extension<Arc<str>>,
 ) -> Response {
-    deployment_ping(Extension(plane), Path(name.to_string())).await
-}
-
-async fn deployment_ping(
-    Extension(plane): Extension<Arc<Plane>>,
-    Path(name): Path<String>,
-) -> Response {
+    let name = name.to_string();
     if plane.get(&name).is_some() {
         ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
     } else if let Some(not_ready) = plane.not_ready(&name) {
@@ -171,6 +166,19 @@ async fn deployment_ping(
             format!("deployment '{name}' is not loaded (yet)"),
         )
             .into_response()
+    }
+}
+
+/// A deployment on the server: 200 when it is loaded, 503 while it loads, 404 when there is
+/// no such deployment (as its `/invocations` answers).
+async fn deployment_ping(
+    Extension(plane): Extension<Arc<Plane>>,
+    Path(name): Path<String>,
+) -> Response {
+    if plane.get(&name).is_some() {
+        ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
+    } else {
+        missing(&plane, &name, Protocol::Mlflow)
     }
 }
 

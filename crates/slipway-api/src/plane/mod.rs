@@ -29,7 +29,7 @@ use slipway_serving::{OnnxModel, Output, OutputValue, Runtime};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use http::replica_router;
-pub(crate) use http::{plane_routes, plane_rules};
+pub(crate) use http::{plane_docs, plane_routes, plane_rules};
 pub use server::ServerSource;
 
 use crate::scoring::Limits;
