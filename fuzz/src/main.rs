@@ -67,7 +67,7 @@ fn order_by(bytes: &[u8]) -> String {
         .join("|")
 }
 
-fn status(result: Result<usize, (slipway_api::scoring::fuzzing::StatusCode, String)>) -> String {
+fn status(result: Result<usize, (slipway_plane::scoring::fuzzing::StatusCode, String)>) -> String {
     match result {
         Ok(rows) => format!("ok:{}", rows.min(3)),
         Err((status, message)) => {
@@ -77,15 +77,15 @@ fn status(result: Result<usize, (slipway_api::scoring::fuzzing::StatusCode, Stri
 }
 
 fn mlflow_json(bytes: &[u8]) -> String {
-    status(slipway_api::scoring::fuzzing::mlflow_json(bytes))
+    status(slipway_plane::scoring::fuzzing::mlflow_json(bytes))
 }
 
 fn csv(bytes: &[u8]) -> String {
-    status(slipway_api::scoring::fuzzing::csv(bytes))
+    status(slipway_plane::scoring::fuzzing::csv(bytes))
 }
 
 fn v2(bytes: &[u8]) -> String {
-    status(slipway_api::scoring::fuzzing::v2(bytes))
+    status(slipway_plane::scoring::fuzzing::v2(bytes))
 }
 
 fn mlmodel(bytes: &[u8]) -> String {

@@ -108,7 +108,7 @@ pub fn route_rules() -> Vec<RouteRule> {
             public: false,
         });
     }
-    for (method, path, rule) in crate::plane::plane_rules() {
+    for (method, path, rule) in crate::plane_routes::plane_rules() {
         rules.push(RouteRule {
             method,
             path: path.to_owned(),

@@ -63,9 +63,10 @@ pub mod extract;
 mod mlflow;
 mod native;
 pub mod openapi;
-pub mod plane;
-pub mod scoring;
-mod serving_metrics;
+mod plane_routes;
+pub mod plane_source;
+
+pub use slipway_plane::{plane, scoring};
 
 use std::time::Duration;
 
@@ -82,68 +83,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The MLflow version whose REST API this server speaks; `/version` reports it because some
-/// tools compare it before using newer endpoints.
-pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
+pub use slipway_plane::request_id::{ClientRequestId, RequestIds, set_aside_client_request_id};
+pub use slipway_plane::{MLFLOW_COMPATIBLE_VERSION, VERSION};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The longest client request id kept; longer ones are cut.
-const CLIENT_REQUEST_ID_MAX: usize = 128;
-
-/// The `x-request-id` a client sent, set aside: the server always issues its own id (in the
-/// response, the logs and the audit log), since an id anyone can choose could make one request
-/// look like another, or an attacker's like a well-known client's. Kept only sanitized (ASCII
-/// letters, digits and `-_.:/`) and cut to [`CLIENT_REQUEST_ID_MAX`], to correlate with the
-/// client's own logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRequestId(pub String);
-
-impl ClientRequestId {
-    fn sanitize(raw: &[u8]) -> Option<ClientRequestId> {
-        let kept: String = raw
-            .iter()
-            .filter(|byte| byte.is_ascii_alphanumeric() || b"-_.:/".contains(byte))
-            .take(CLIENT_REQUEST_ID_MAX)
-            .map(|byte| char::from(*byte))
-            .collect();
-        (!kept.is_empty()).then_some(ClientRequestId(kept))
-    }
-}
-
-/// Takes the client's `x-request-id` off the request before [`SetRequestIdLayer`] runs, which
-/// would otherwise keep it as ours, and keeps it as a [`ClientRequestId`] extension.
-pub(crate) async fn set_aside_client_request_id(
-    mut request: Request<axum::body::Body>,
-) -> Request<axum::body::Body> {
-    if let Some(value) = request.headers_mut().remove(&REQUEST_ID)
-        && let Some(client) = ClientRequestId::sanitize(value.as_bytes())
-    {
-        request.extensions_mut().insert(client);
-    }
-    request
-}
-
-/// Request ids: UUID v4 text from a per-thread generator. tower-http's `MakeRequestUuid` asks
-/// the kernel for randomness on every request (a `getrandom` system call, a few percent of an
-/// inference request's CPU); an id needs to be unique, not secret.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RequestIds;
-
-impl tower_http::request_id::MakeRequestId for RequestIds {
-    fn make_request_id<B>(
-        &mut self,
-        _request: &axum::http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = id.hyphenated().encode_lower(&mut text);
-        axum::http::HeaderValue::from_str(text)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
-    }
-}
 
 /// What the deployment routes work with: the rollout controller and the data plane.
 #[derive(Clone)]
@@ -157,7 +100,7 @@ impl Deployments {
     /// [`plane::Plane::run`] and the controller's ticks.
     pub fn new(app: &App, config: plane::PlaneConfig) -> Deployments {
         let controller = std::sync::Arc::new(slipway_app::rollout::Controller::new(app));
-        let source = std::sync::Arc::new(plane::ServerSource::new(app, controller.clone()));
+        let source = std::sync::Arc::new(plane_source::ServerSource::new(app, controller.clone()));
         Deployments {
             controller,
             plane: plane::Plane::new(source, config),
@@ -177,7 +120,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
     let max_body = deployments.plane.config.limits.max_body_bytes;
     // Inference routes: the same access rules, but no trace span per request (their metrics
     // and the prediction log account for them; a span cost a tenth of a single-row request).
-    let plane = plane::plane_routes()
+    let plane = plane_routes::plane_routes()
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             access::authorize,

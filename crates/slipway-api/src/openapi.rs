@@ -82,7 +82,7 @@ pub(crate) fn route_docs() -> Vec<(String, RouteDoc)> {
             .map(|doc| (format!("{}{}", crate::native::PREFIX, doc.path), doc)),
     );
     docs.extend(
-        crate::plane::plane_docs()
+        crate::plane_routes::plane_docs()
             .into_iter()
             .map(|doc| (doc.path.to_owned(), doc)),
     );
@@ -158,7 +158,9 @@ fn success_content(path: &str, handler: &str) -> Value {
     let object = json!({"schema": {"type": "object"}});
     match handler {
         "health" | "version" => json!({"text/plain": {"schema": {"type": "string"}}}),
-        "metrics" => json!({"application/openmetrics-text": {"schema": {"type": "string"}}}),
+        _ if path == "/metrics" => {
+            json!({"application/openmetrics-text": {"schema": {"type": "string"}}})
+        }
         // An artifact is whatever was uploaded; its type is guessed from its name.
         "artifacts::download" => json!({"*/*": any}),
         _ if path.ends_with("/ping") => json!({"application/json": any}),

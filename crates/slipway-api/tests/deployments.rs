@@ -17,11 +17,11 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use slipway_api::Deployments;
-use slipway_api::plane::PlaneConfig;
-use slipway_api::scoring::Limits;
 use slipway_app::{App, AppSettings};
 use slipway_artifacts::ObjectArtifactStore;
 use slipway_core::deployment::{WindowStats, route_hash, routes_to_candidate};
+use slipway_plane::plane::PlaneConfig;
+use slipway_plane::scoring::Limits;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
 use tower::ServiceExt;
 

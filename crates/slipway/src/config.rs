@@ -155,12 +155,12 @@ impl ServerConfig {
             serving_max_rows: args
                 .serving_max_rows
                 .or(file.serving_max_rows)
-                .unwrap_or(slipway_api::scoring::DEFAULT_MAX_ROWS)
+                .unwrap_or(slipway_plane::scoring::DEFAULT_MAX_ROWS)
                 .max(1),
             serving_max_values: args
                 .serving_max_values
                 .or(file.serving_max_values)
-                .unwrap_or(slipway_api::scoring::DEFAULT_MAX_VALUES)
+                .unwrap_or(slipway_plane::scoring::DEFAULT_MAX_VALUES)
                 .max(1),
         };
         if let Some(url) = &config.webhook_url
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(config.serving_max_rows, 500);
         assert_eq!(
             config.serving_max_values,
-            slipway_api::scoring::DEFAULT_MAX_VALUES
+            slipway_plane::scoring::DEFAULT_MAX_VALUES
         );
         assert_eq!(config.backend_store_uri, "sqlite:///x.db");
         assert_eq!(config.host.to_string(), "127.0.0.1");

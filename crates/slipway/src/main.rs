@@ -196,14 +196,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     };
     let deployments = slipway_api::Deployments::new(
         &app,
-        slipway_api::plane::PlaneConfig {
+        slipway_plane::plane::PlaneConfig {
             onnxruntime: config.onnxruntime.clone(),
-            limits: slipway_api::scoring::Limits {
+            limits: slipway_plane::scoring::Limits {
                 max_rows: config.serving_max_rows,
                 max_values: config.serving_max_values,
-                ..slipway_api::scoring::Limits::default()
+                ..slipway_plane::scoring::Limits::default()
             },
-            ..slipway_api::plane::PlaneConfig::default()
+            ..slipway_plane::plane::PlaneConfig::default()
         },
     );
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);

@@ -47,11 +47,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body: usize,
     /// Rows one inference request may carry; more get 413 while the body is read.
-    #[arg(long, default_value_t = slipway_api::scoring::DEFAULT_MAX_ROWS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = slipway_plane::scoring::DEFAULT_MAX_ROWS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_rows: usize,
     /// Input values one inference request may carry (rows times columns; 4 Mi = 16 MiB of
     /// float32); more get 413 while the body is read, which bounds a request's memory.
-    #[arg(long, default_value_t = slipway_api::scoring::DEFAULT_MAX_VALUES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = slipway_plane::scoring::DEFAULT_MAX_VALUES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_values: usize,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else where
     /// scripts/fetch-onnxruntime.sh puts it).
@@ -350,12 +350,12 @@ pub async fn serve(
             .map_err(|e| anyhow::anyhow!("{e}: the folder's files do not belong together"))?,
         None => None,
     };
-    let router = slipway_api::scoring::scoring_router_with(
+    let router = slipway_plane::scoring::scoring_router_with(
         Arc::new(model),
         &name,
         fetched.as_ref().map(|fetched| fetched.version.as_str()),
         signature,
-        slipway_api::scoring::Limits {
+        slipway_plane::scoring::Limits {
             max_in_flight: args.max_in_flight as usize,
             timeout: std::time::Duration::from_secs(args.timeout),
             max_body_bytes: args.max_body,
@@ -388,7 +388,7 @@ struct RemoteSource {
 }
 
 #[async_trait::async_trait]
-impl slipway_api::plane::PlaneSource for RemoteSource {
+impl slipway_plane::plane::PlaneSource for RemoteSource {
     async fn deployments(&self) -> Result<Vec<slipway_core::deployment::Deployment>, String> {
         let answer = self
             .client
@@ -412,7 +412,7 @@ impl slipway_api::plane::PlaneSource for RemoteSource {
         &self,
         model: &str,
         version: &str,
-    ) -> Result<slipway_api::plane::ModelBytes, String> {
+    ) -> Result<slipway_plane::plane::ModelBytes, String> {
         let uri = format!("models:/{model}/{version}");
         let fetched = fetch_registered(&uri, self.tracking_uri.clone())
             .await
@@ -424,7 +424,7 @@ impl slipway_api::plane::PlaneSource for RemoteSource {
             Some(folder) => tokio::fs::read_to_string(folder.join("MLmodel")).await.ok(),
             None => None,
         };
-        Ok(slipway_api::plane::ModelBytes {
+        Ok(slipway_plane::plane::ModelBytes {
             onnx: onnx.into(),
             mlmodel,
         })
@@ -497,11 +497,11 @@ async fn serve_deployment(
         tracking_uri: args.tracking_uri.clone(),
         name: name.to_owned(),
     });
-    let defaults = slipway_api::plane::PlaneConfig::default();
-    let plane = slipway_api::plane::Plane::new(
+    let defaults = slipway_plane::plane::PlaneConfig::default();
+    let plane = slipway_plane::plane::Plane::new(
         source,
-        slipway_api::plane::PlaneConfig {
-            limits: slipway_api::scoring::Limits {
+        slipway_plane::plane::PlaneConfig {
+            limits: slipway_plane::scoring::Limits {
                 max_in_flight: args.max_in_flight as usize,
                 timeout: std::time::Duration::from_secs(args.timeout),
                 max_body_bytes: args.max_body,
@@ -531,7 +531,7 @@ async fn serve_deployment(
         let mut stopped = stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
-    let router = slipway_api::plane::replica_router(plane, name);
+    let router = slipway_plane::plane::replica_router(plane, name);
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;

@@ -86,7 +86,7 @@ fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value 
     value["controller"] = json!({ "stale_reports": deployments.controller.stale_reports() });
     value["plane"] = json!({
         "loaded_revision": served.as_ref().map(|s| s.spec.revision),
-        "not_ready": deployments.plane.not_ready(&deployment.name).map(|n| n.reason),
+        "not_ready": deployments.plane.not_ready_reason(&deployment.name),
     });
     value
 }

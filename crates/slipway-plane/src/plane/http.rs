@@ -69,24 +69,6 @@ fn shed(protocol: Protocol) -> Response {
     response
 }
 
-routes! {
-    /// The data plane on `slipway server`, each route with its access rule (the deployment's
-    /// registered model decides per-model grants).
-    fn plane_routes, plane_rules, plane_docs;
-    POST "/deployments/{name}/invocations" => invocations, Read Deployment;
-    GET "/deployments/{name}/ping" => deployment_ping, Read Deployment;
-    POST "/v2/models/{name}/infer" => v2_infer, Read Deployment;
-    POST "/v2/models/{name}/versions/{version}/infer" => v2_infer_versioned, Read Deployment;
-    GET "/v2/models/{name}" => v2_metadata, Read Deployment;
-    GET "/v2/models/{name}/versions/{version}" => v2_metadata_versioned, Read Deployment;
-    GET "/v2/models/{name}/ready" => v2_model_ready, Read Deployment;
-    GET "/v2/models/{name}/versions/{version}/ready" => v2_model_ready_versioned, Read Deployment;
-    GET "/v2" => crate::scoring::v2_server, Read None;
-    GET "/v2/health/live" => crate::scoring::v2_live, Read None;
-    GET "/v2/health/ready" => v2_ready, Read None;
-    GET "/metrics" => metrics, Read None;
-}
-
 /// A replica's router: its deployment at the root (`/invocations`, `/ping`, ...) as
 /// `mlflow models serve` answers, and under its name as the server does. No access control:
 /// replicas bind to loopback unless told otherwise, like `slipway serve`.
@@ -142,11 +124,11 @@ pub fn replica_router(plane: Arc<Plane>, name: &str) -> axum::Router {
         ))
         .layer(tower_http::request_id::SetRequestIdLayer::new(
             request_id,
-            crate::RequestIds,
+            crate::request_id::RequestIds,
         ))
         // A client's id is never answered (or logged with predictions) as ours.
         .layer(axum::middleware::map_request(
-            crate::set_aside_client_request_id,
+            crate::request_id::set_aside_client_request_id,
         ))
 }
 
@@ -171,7 +153,7 @@ async fn replica_ping(
 
 /// A deployment on the server: 200 when it is loaded, 503 while it loads, 404 when there is
 /// no such deployment (as its `/invocations` answers).
-async fn deployment_ping(
+pub async fn deployment_ping(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
 ) -> Response {
@@ -182,7 +164,7 @@ async fn deployment_ping(
     }
 }
 
-async fn metrics(Extension(plane): Extension<Arc<Plane>>) -> Response {
+pub async fn metrics(Extension(plane): Extension<Arc<Plane>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -193,7 +175,7 @@ async fn metrics(Extension(plane): Extension<Arc<Plane>>) -> Response {
         .into_response()
 }
 
-async fn v2_ready(Extension(plane): Extension<Arc<Plane>>) -> Response {
+pub async fn v2_ready(Extension(plane): Extension<Arc<Plane>>) -> Response {
     let ready = plane.is_synced();
     let status = if ready {
         StatusCode::OK
@@ -203,7 +185,7 @@ async fn v2_ready(Extension(plane): Extension<Arc<Plane>>) -> Response {
     (status, axum::Json(json!({ "ready": ready }))).into_response()
 }
 
-async fn invocations(
+pub async fn invocations(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -212,7 +194,7 @@ async fn invocations(
     handle(&plane, &name, Protocol::Mlflow, &headers, body, None).await
 }
 
-async fn v2_infer(
+pub async fn v2_infer(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -221,7 +203,7 @@ async fn v2_infer(
     handle(&plane, &name, Protocol::V2, &headers, body, None).await
 }
 
-async fn v2_infer_versioned(
+pub async fn v2_infer_versioned(
     Extension(plane): Extension<Arc<Plane>>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
@@ -267,7 +249,7 @@ fn version_of<'s>(served: &'s Served, version: &str) -> Option<&'s Arc<LoadedVer
         .find(|loaded| loaded.version == version)
 }
 
-async fn v2_metadata(
+pub async fn v2_metadata(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
 ) -> Response {
@@ -282,7 +264,7 @@ async fn v2_metadata(
     }
 }
 
-async fn v2_metadata_versioned(
+pub async fn v2_metadata_versioned(
     Extension(plane): Extension<Arc<Plane>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
@@ -305,7 +287,7 @@ async fn v2_metadata_versioned(
     }
 }
 
-async fn v2_model_ready(
+pub async fn v2_model_ready(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
 ) -> Response {
@@ -315,7 +297,7 @@ async fn v2_model_ready(
     }
 }
 
-async fn v2_model_ready_versioned(
+pub async fn v2_model_ready_versioned(
     Extension(plane): Extension<Arc<Plane>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {

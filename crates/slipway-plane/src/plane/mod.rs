@@ -10,9 +10,8 @@
 //! running keep the `Arc` of the old one and finish on it, so a hot swap drops nothing. Loaded
 //! versions are shared between revisions, so a stage change reloads no model.
 
-mod http;
+pub mod http;
 pub(crate) mod metrics;
-mod server;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +28,6 @@ use slipway_serving::{OnnxModel, Output, OutputValue, Runtime};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use http::replica_router;
-pub(crate) use http::{plane_docs, plane_routes, plane_rules};
-pub use server::ServerSource;
 
 use crate::scoring::Limits;
 
@@ -271,7 +268,7 @@ const LOAD_RETRY: Duration = Duration::from_secs(10);
 
 pub struct Plane {
     source: Arc<dyn PlaneSource>,
-    pub(crate) config: PlaneConfig,
+    pub config: PlaneConfig,
     served: RwLock<HashMap<String, Arc<Served>>>,
     not_ready: RwLock<HashMap<String, NotReady>>,
     /// Loaded versions by (model, version, batching), weakly: a version no revision serves is

@@ -8,7 +8,7 @@ use slipway_app::App;
 use slipway_app::rollout::Controller;
 use slipway_core::deployment::{Deployment, PredictionRecord, WindowStats};
 
-use super::{ModelBytes, PlaneSource};
+use slipway_plane::plane::{ModelBytes, PlaneSource};
 
 pub struct ServerSource {
     app: App,

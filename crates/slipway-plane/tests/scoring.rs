@@ -32,11 +32,11 @@ fn router(model_file: &str) -> Option<axum::Router> {
     };
     let model = OnnxModel::load(&runtime, &fixtures().join(model), 2).unwrap();
     let name = model_name(model_file);
-    Some(slipway_api::scoring::scoring_router(
+    Some(slipway_plane::scoring::scoring_router(
         Arc::new(model),
         &name,
         None,
-        slipway_api::scoring::Limits::default(),
+        slipway_plane::scoring::Limits::default(),
     ))
 }
 
@@ -432,14 +432,14 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
         || Arc::new(OnnxModel::load(&runtime, &fixtures().join("iris_logreg.onnx"), 1).unwrap());
     let body = json!({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).to_string();
     // No room at all: every inference request is shed at once, health still answers.
-    let full = slipway_api::scoring::scoring_router(
+    let full = slipway_plane::scoring::scoring_router(
         load(),
         "iris",
         None,
-        slipway_api::scoring::Limits {
+        slipway_plane::scoring::Limits {
             max_in_flight: 0,
             timeout: std::time::Duration::from_secs(5),
-            ..slipway_api::scoring::Limits::default()
+            ..slipway_plane::scoring::Limits::default()
         },
     );
     let response = full
@@ -464,14 +464,14 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out_with_504() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // A millisecond for 50,000 rows (about 1 MB of JSON to read and a batch to run): too short.
-    let hurried = slipway_api::scoring::scoring_router(
+    let hurried = slipway_plane::scoring::scoring_router(
         load(),
         "iris",
         None,
-        slipway_api::scoring::Limits {
+        slipway_plane::scoring::Limits {
             max_in_flight: 4,
             timeout: std::time::Duration::from_millis(1),
-            ..slipway_api::scoring::Limits::default()
+            ..slipway_plane::scoring::Limits::default()
         },
     );
     let rows = vec![vec![5.1, 3.5, 1.4, 0.2]; 50_000];
@@ -568,13 +568,13 @@ async fn oversized_bodies_get_413_in_the_protocols_format() {
     let runtime = Runtime::load(None).expect("loaded a moment ago");
     let model =
         Arc::new(OnnxModel::load(&runtime, &fixtures().join("iris_logreg.onnx"), 1).unwrap());
-    let small = slipway_api::scoring::scoring_router(
+    let small = slipway_plane::scoring::scoring_router(
         model,
         "iris",
         None,
-        slipway_api::scoring::Limits {
+        slipway_plane::scoring::Limits {
             max_body_bytes: 64,
-            ..slipway_api::scoring::Limits::default()
+            ..slipway_plane::scoring::Limits::default()
         },
     );
     let big = json!({"inputs": vec![[5.1, 3.5, 1.4, 0.2]; 20]}).to_string();
@@ -629,14 +629,14 @@ async fn a_28_mib_body_is_refused_at_the_row_limit_without_being_built() {
         let runtime = Runtime::load(None).expect("loaded a moment ago");
         let model =
             Arc::new(OnnxModel::load(&runtime, &fixtures().join("iris_logreg.onnx"), 1).unwrap());
-        slipway_api::scoring::scoring_router(
+        slipway_plane::scoring::scoring_router(
             model,
             "iris",
             None,
-            slipway_api::scoring::Limits {
+            slipway_plane::scoring::Limits {
                 max_rows,
                 max_values,
-                ..slipway_api::scoring::Limits::default()
+                ..slipway_plane::scoring::Limits::default()
             },
         )
     };

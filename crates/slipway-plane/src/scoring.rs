@@ -256,11 +256,11 @@ pub fn scoring_router_with(
         ))
         .layer(tower_http::request_id::SetRequestIdLayer::new(
             request_id,
-            crate::RequestIds,
+            crate::request_id::RequestIds,
         ))
         // A client's id is never answered (or logged with predictions) as ours.
         .layer(axum::middleware::map_request(
-            crate::set_aside_client_request_id,
+            crate::request_id::set_aside_client_request_id,
         ))
 }
 
@@ -809,11 +809,11 @@ fn known(state: &ScoringState, name: &str) -> Result<(), V2Error> {
     }
 }
 
-pub(crate) async fn v2_server() -> axum::Json<Value> {
+pub async fn v2_server() -> axum::Json<Value> {
     axum::Json(json!({ "name": "slipway", "version": crate::VERSION, "extensions": [] }))
 }
 
-pub(crate) async fn v2_live() -> axum::Json<Value> {
+pub async fn v2_live() -> axum::Json<Value> {
     axum::Json(json!({ "live": true }))
 }
 
