@@ -4,7 +4,6 @@ through the artifact proxy, the digest tag is the server's, lineage shows the ma
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,16 +12,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from e2e_support import free_port, unique_name
+from test_deployments import _require_runtime
 
 pytestmark = pytest.mark.slipway_only
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "mlflow_logreg_breast_cancer"
-
-
-def _runtime_available() -> bool:
-    path = os.environ.get("ORT_DYLIB_PATH") or str(
-        Path.home() / ".cache" / "slipway-onnxruntime" / "1.32.0" / "libonnxruntime.so.1.32.0")
-    return Path(path).is_file()
 
 
 def test_a_registered_versions_files_cannot_change(slipway_factory, slipway_bin, tmp_path):
@@ -55,10 +49,7 @@ def test_a_registered_versions_files_cannot_change(slipway_factory, slipway_bin,
     assert lineage.returncode == 0, lineage.stderr
     assert digest in lineage.stdout and "model.onnx" in lineage.stdout, lineage.stdout
 
-    if not _runtime_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and ONNX Runtime is missing (scripts/fetch-onnxruntime.sh)")
-        pytest.skip("the serve half needs ONNX Runtime: run scripts/fetch-onnxruntime.sh")
+    _require_runtime()  # the serve half needs ONNX Runtime
     # Behind the server's back (a shared disk, a bucket): slipway serve refuses the file.
     stored = [p for p in server.artifacts.rglob("model.onnx") if run_id in str(p) and "/model/" in str(p)]
     assert len(stored) == 1, stored

@@ -603,16 +603,7 @@ pub async fn get_history_bulk_interval(
                 .collect()
         };
         for (step, timestamp, value) in sampled {
-            let metric = slipway_core::tracking::Metric {
-                key: key.clone(),
-                value,
-                timestamp,
-                step,
-                model_id: None,
-                dataset_name: None,
-                dataset_digest: None,
-                run_id: None,
-            };
+            let metric = slipway_core::tracking::Metric::new(key.clone(), value, timestamp, step);
             out.push(json!({
                 "key": metric.key,
                 "value": serde_json::to_value(MetricOut::from(&metric)).map(|v| v["value"].clone()).unwrap_or(Value::Null),
