@@ -1586,3 +1586,62 @@ async fn only_replicas_report_measurements() {
     assert_eq!(window.sources["replica:r1"], 10);
     assert_eq!(window.sources["server"], 10);
 }
+
+/// Registering freezes a version's folder, so a version may not be registered on an
+/// experiment's (or the store's) artifact root: that would freeze every run in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_cannot_freeze_an_experiments_artifacts() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let api = "/api/2.0/mlflow";
+    let created = harness
+        .expect(
+            "editor",
+            Method::POST,
+            &format!("{api}/experiments/create"),
+            Some(json!({"name": "shared"})),
+            StatusCode::OK,
+        )
+        .await;
+    let experiment = created["experiment_id"].as_str().unwrap().to_owned();
+    harness
+        .expect(
+            "editor",
+            Method::POST,
+            &format!("{api}/registered-models/create"),
+            Some(json!({"name": "m"})),
+            StatusCode::OK,
+        )
+        .await;
+    for source in [
+        format!("mlflow-artifacts:/{experiment}"),
+        format!("mlflow-artifacts:/{experiment}/artifacts"),
+        format!("mlflow-artifacts:/{experiment}/some-run"),
+    ] {
+        let refused = harness
+            .expect(
+                "editor",
+                Method::POST,
+                &format!("{api}/model-versions/create"),
+                Some(json!({"name": "m", "source": source})),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("artifacts")),
+            "{source}: {refused}"
+        );
+    }
+    // Uploads to the experiment's runs go on.
+    let put = harness
+        .send(
+            Method::PUT,
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{experiment}/run/artifacts/a.txt"),
+            Some(&basic("editor", PASSWORD)),
+            None,
+        )
+        .await;
+    assert_eq!(put.0, StatusCode::OK, "{:?}", put.1);
+}

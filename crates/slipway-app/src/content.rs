@@ -214,9 +214,21 @@ impl App {
     /// The content to record for a new version with this source: `None` when its files are
     /// not in slipway's store (nothing here could change them, and nothing here serves them).
     pub(crate) async fn content_for_source(&self, source: &str) -> Result<Option<VersionContent>> {
-        let (_, Some(root)) = self.source_location(source).await? else {
+        let (location, Some(root)) = self.source_location(source).await? else {
             return Ok(None);
         };
+        // Registering freezes the folder: it must be one run's or logged model's artifacts (or
+        // below), never an experiment's or the store's root, which would freeze others' runs.
+        let inside_artifacts = root
+            .as_str()
+            .split('/')
+            .skip(2)
+            .any(|segment| segment == "artifacts");
+        if !inside_artifacts {
+            return Err(Error::invalid(format!(
+                "version source '{location}' is not inside a run's or logged model's artifacts (…/<run>/artifacts/… or …/models/<id>/artifacts/…); a registered version's files become immutable, so they must be the model's own"
+            )));
+        }
         Ok(Some(VersionContent {
             storage_path: root.as_str().to_owned(),
             manifest: self.build_manifest(&root).await?,

@@ -264,6 +264,8 @@ impl App {
             new.model_id.as_deref(),
         )
         .await?;
+        // A missing model is the error MLflow gives first (hashing its files would be wasted).
+        self.store.get_registered_model(&new.name).await?;
         // The files as they are now are the version: hashed here, immutable from here on.
         new.content = self.content_for_source(&new.source).await?;
         if let Some(content) = &new.content {
