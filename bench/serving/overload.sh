@@ -11,7 +11,8 @@
 # 1. capacity: the highest rate (req/s) at which every request is answered 200 within the p99
 #    target, nothing is shed and the replica keeps up (admitted >= 98 % of offered). Found by
 #    doubling from 100 req/s until a rate fails, then 5 bisection steps (each --step-seconds,
-#    after 2 s of warm-up). --capacity R skips the search.
+#    after 2 s of warm-up; a failed rate is tried once more, since other load on the machine
+#    shows in any window's p99). --capacity R skips the search.
 # 2. at capacity for --run-seconds: the reference p50/p99;
 # 3. at 2x capacity for --run-seconds: admitted requests' p50/p99 against the reference, the
 #    share answered 503 with Retry-After, and anything else (other 5xx, other statuses,
@@ -159,6 +160,15 @@ field() { # key python-expression-on-r
 passes() { # key: within the p99 target, nothing shed or failed, kept up
   field "$1" "int(r['ok'] == r['requests'] and r['requests'] > 0 and r['admitted_latency']['p99_ms'] <= $P99_TARGET_MS and r['ok_per_s'] >= 0.98 * r['offered_per_s'])"
 }
+# sustains RATE: passes, or passes on a second try. Other processes on a shared 2-core machine
+# (a build) stall the replica now and then for tens of milliseconds, which shows in a 10 s
+# window's p99 at any rate; a rate the replica cannot sustain fails both tries.
+sustains() {
+  rate "search-$1" "$1" "$STEP_SECONDS"
+  [ "$(passes "search-$1")" = 1 ] && return 0
+  rate "search-$1-retry" "$1" "$STEP_SECONDS"
+  [ "$(passes "search-$1-retry")" = 1 ]
+}
 
 "$LOADGEN" --json-out "$RESULTS" meta --set rows="$ROWS" --set p99_target_ms="$P99_TARGET_MS" \
   --set max_in_flight="$MAX_IN_FLIGHT" --set target="$TARGET" --set commit="$(git rev-parse --short HEAD)" \
@@ -170,15 +180,13 @@ if [ -z "$CAPACITY" ]; then
   high=0
   r=100
   while [ "$r" -le 200000 ]; do
-    rate "search-$r" "$r" "$STEP_SECONDS"
-    if [ "$(passes "search-$r")" = 1 ]; then low=$r; r=$((r * 2)); else high=$r; break; fi
+    if sustains "$r"; then low=$r; r=$((r * 2)); else high=$r; break; fi
   done
   [ "$low" -gt 0 ] || { echo "not even 100 req/s passed" >&2; exit 1; }
   if [ "$high" -gt 0 ]; then
     for _ in 1 2 3 4 5; do
       mid=$(((low + high) / 2))
-      rate "search-$mid" "$mid" "$STEP_SECONDS"
-      if [ "$(passes "search-$mid")" = 1 ]; then low=$mid; else high=$mid; fi
+      if sustains "$mid"; then low=$mid; else high=$mid; fi
     done
   fi
   CAPACITY=$low
@@ -205,13 +213,14 @@ def row(label, r):
     print(f"| {label} | {r['offered_per_s']:.0f} | {r['ok_per_s']:.0f} | {l.get('p50_ms', float('nan')):.2f} | "
           f"{l.get('p99_ms', float('nan')):.2f} | {100 * r['shed_share']:.1f} % | "
           f"{r['unavailable_503_without_retry_after'] + r['other_5xx']} | {r['other_status']} | "
-          f"{r['transport_errors']} | {r['cpu'].get('loadgen_cpu_cores', 0):.2f} / {r['cpu'].get('server_cpu_cores') or 0:.2f} / {r['cpu'].get('other_cpu_cores') or 0:.2f} |")
+          f"{r['transport_errors']} | {r['send_lag']['p99_ms']:.1f} | "
+          f"{r['cpu'].get('loadgen_cpu_cores', 0):.2f} / {r['cpu'].get('server_cpu_cores') or 0:.2f} / {r['cpu'].get('other_cpu_cores') or 0:.2f} |")
 print(f"\n{meta['target']}, {meta['rows']} rows/request, --max-in-flight {meta['max_in_flight']}, "
       f"p99 target {meta['p99_target_ms']} ms, capacity {meta['capacity']} req/s; commit {meta['commit']}, {meta['started']}\n")
-print("| run | offered req/s | admitted req/s | admitted p50 ms | admitted p99 ms | 503 + Retry-After | other 5xx | other status | transport errors | CPU cores: loadgen / measured server / other |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-for key in sorted((k for k in s if k.startswith("search-")), key=lambda k: int(k.split("-")[1])):
-    row(f"capacity search {key.split('-')[1]}", s[key])
+print("| run | offered req/s | admitted req/s | admitted p50 ms | admitted p99 ms | 503 + Retry-After | other 5xx | other status | transport errors | send lag p99 ms | CPU cores: loadgen / measured server / other |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for key in sorted((k for k in s if k.startswith("search-")), key=lambda k: (int(k.split("-")[1]), k)):
+    row(f"capacity search {key.split('-', 1)[1]}", s[key])
 for key, label in (("at-capacity", "at capacity"), ("overload-2x", "2x capacity")):
     if key in s:
         row(label, s[key])
