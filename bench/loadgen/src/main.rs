@@ -4,6 +4,7 @@
 mod api;
 mod procfs;
 mod progress;
+mod rate;
 mod report;
 mod scenarios;
 mod stats;
@@ -130,6 +131,32 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
+    /// Open-loop POSTs of one body at a fixed rate (wrk2-like, latency from each request's due
+    /// time); classifies answers (2xx, 503 + Retry-After, other 5xx, errors). Uses --url,
+    /// --warmup, --duration, --max-requests, --server-pid.
+    Rate {
+        /// Path under --url, e.g. /invocations.
+        #[arg(long)]
+        path: String,
+        /// File holding the JSON body sent with every request.
+        #[arg(long)]
+        body: PathBuf,
+        /// Requests per second offered.
+        #[arg(long)]
+        rate: f64,
+        /// Requests outstanding at once (connections); a due request waits for a free one.
+        #[arg(long, default_value_t = 256)]
+        max_outstanding: usize,
+        /// Seconds before a request counts as a transport error.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        /// Report percentiles per interval of this many seconds (0: none).
+        #[arg(long, default_value_t = 0.0)]
+        interval: f64,
+        /// Sample the RSS of --server-pid's process tree every this many seconds (0: never).
+        #[arg(long, default_value_t = 0.0)]
+        rss_every: f64,
+    },
     /// Check that the server enforces authentication: anonymous request -> 401, the same with
     /// --auth-header -> 200 (exit status 1 otherwise).
     CheckAuth,
@@ -204,6 +231,7 @@ fn default_key(cmd: &Cmd) -> &'static str {
         Cmd::History { .. } => "history",
         Cmd::Alias { .. } => "alias",
         Cmd::Artifact { .. } => "artifact",
+        Cmd::Rate { .. } => "rate",
         _ => "",
     }
 }
@@ -253,6 +281,29 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{key}: not run ({reason})");
             if let Some(p) = &cli.json_out {
                 save(p, &key, json!({"skipped": reason}), false)?;
+            }
+            return Ok(());
+        }
+        Cmd::Rate { path, body, rate, max_outstanding, timeout, interval, rss_every } => {
+            let body = std::fs::read(body).with_context(|| format!("reading {}", body.display()))?;
+            let result = rate::rate(rate::RateOpts {
+                url: format!("{}{}", cli.url.trim_end_matches('/'), path),
+                body: body.into(),
+                rate: *rate,
+                warmup: Duration::from_secs_f64(cli.warmup),
+                duration: Duration::from_secs_f64(cli.duration),
+                max_outstanding: *max_outstanding,
+                timeout: Duration::from_secs_f64(*timeout),
+                interval: Duration::from_secs_f64(*interval),
+                rss_every: Duration::from_secs_f64(*rss_every),
+                server_pid: cli.server_pid,
+                max_requests: cli.max_requests,
+                threads: cli.threads.max(1),
+            })
+            .await?;
+            rate::print(&result);
+            if let Some(p) = &cli.json_out {
+                save(p, cli.key.as_deref().unwrap_or("rate"), result, false)?;
             }
             return Ok(());
         }
