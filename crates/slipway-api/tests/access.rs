@@ -1297,6 +1297,43 @@ async fn parallel_guesses_from_one_address_queue_and_others_stay_fast() {
     );
 }
 
+/// A flood of uncached checks from one address holds a bounded number of waiting requests:
+/// beyond them each is refused at once, and a colleague elsewhere is not slowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_checks_per_address_are_bounded() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = Arc::new(harness(&db.uri).await);
+    let attacker: std::net::IpAddr = "127.0.0.4".parse().unwrap();
+    let wrong = basic("viewer", "not the password");
+    for _ in 0..slipway_app::identity::FREE_FAILURES {
+        search_from(&harness, attacker, &wrong).await;
+    }
+    let flood: Vec<_> = (0..slipway_app::identity::MAX_WAITING_PER_ADDRESS + 8)
+        .map(|_| {
+            let harness = harness.clone();
+            let wrong = wrong.clone();
+            tokio::spawn(async move { search_from(&harness, attacker, &wrong).await })
+        })
+        .collect();
+    // The queued ones wait out growing penalties one after the other; those past the bound
+    // are answered while the first still waits.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut quick = 0;
+    for guess in flood {
+        if guess.is_finished() {
+            let (status, took) = guess.await.unwrap();
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            // Quicker than the first penalty (250 ms) any check in the queue waits out.
+            if took < Duration::from_millis(250) {
+                quick += 1;
+            }
+        } else {
+            guess.abort();
+        }
+    }
+    assert!(quick >= 8, "only {quick} of the flood were refused at once");
+}
+
 /// A request from `client` (as the server's listener would tag it); returns the status.
 async fn send_from(
     harness: &Harness,

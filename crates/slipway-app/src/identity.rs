@@ -42,6 +42,9 @@ pub const MAX_PENALTY: Duration = Duration::from_secs(10);
 const FAILURE_WINDOW: Duration = Duration::from_secs(900);
 /// Bounds the memory of the cache and the failure table under a flood of distinct values.
 const MAX_ENTRIES: usize = 50_000;
+/// Credential checks from one address that may run or wait at once; beyond them a check is
+/// refused at once (a client with a cached credential never waits here).
+pub const MAX_WAITING_PER_ADDRESS: usize = 16;
 const MIN_PASSWORD_LENGTH: usize = 8;
 const TOKEN_PREFIX: &str = "slw_";
 
@@ -132,23 +135,30 @@ impl Authenticator {
         }
     }
 
-    /// Waits until no other credential check from `client` runs.
-    async fn turn(self: &Arc<Self>, client: IpAddr) -> Turn {
+    /// Waits until no other credential check from `client` runs; `None` when
+    /// [`MAX_WAITING_PER_ADDRESS`] checks from it already wait, so that a flood from one
+    /// address cannot hold an unbounded number of connections and tasks.
+    async fn turn(self: &Arc<Self>, client: IpAddr) -> Option<Turn> {
         let gate = {
             let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
             if turns.len() >= MAX_ENTRIES {
                 // Gates left behind by requests dropped while they waited.
                 turns.retain(|_, gate| Arc::strong_count(gate) > 1);
             }
-            turns.entry(client).or_default().clone()
+            let gate = turns.entry(client).or_default();
+            // The map holds one reference; each check running or waiting holds another.
+            if Arc::strong_count(gate) > MAX_WAITING_PER_ADDRESS {
+                return None;
+            }
+            gate.clone()
         };
         let held = gate.clone().lock_owned().await;
-        Turn {
+        Some(Turn {
             auth: self.clone(),
             client,
             gate,
             held: Some(held),
-        }
+        })
     }
 
     fn fingerprint(&self, credential: &Credential) -> [u8; 32] {
@@ -360,7 +370,11 @@ impl App {
         if let Some(principal) = self.auth.cached(&fingerprint) {
             return Ok(principal);
         }
-        let _turn = self.auth.turn(client).await;
+        let Some(_turn) = self.auth.turn(client).await else {
+            return Err(Error::unauthenticated(format!(
+                "too many credential checks from {client} are waiting already; retry later"
+            )));
+        };
         // The check before ours may have verified the same credential.
         if let Some(principal) = self.auth.cached(&fingerprint) {
             return Ok(principal);
