@@ -522,12 +522,7 @@ impl App {
     /// Moves an alias back to `version`: through the approvers' rollback when the policy
     /// protects it, directly otherwise.
     async fn move_alias_back(&self, model: &str, alias: &str, version: &str) -> Result<()> {
-        let protected = self
-            .store()
-            .get_policy(model)
-            .await?
-            .is_some_and(|p| p.protects(&PromotionTarget::Alias(alias.to_owned())));
-        if protected {
+        if self.protecting_policy(model, Some(alias)).await?.is_some() {
             let change = self.rollback_alias(model, alias).await?;
             if change.version.map(|v| v.to_string()).as_deref() != Some(version) {
                 return Err(Error::invalid(format!(
