@@ -127,6 +127,32 @@ impl Harness {
         value
     }
 
+    /// Creates an experiment as `user`; its id.
+    async fn create_experiment(&self, user: &str, name: &str) -> String {
+        let created = self
+            .expect(
+                user,
+                Method::POST,
+                "/api/2.0/mlflow/experiments/create",
+                Some(json!({"name": name})),
+                StatusCode::OK,
+            )
+            .await;
+        created["experiment_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a registered model as `user`.
+    async fn create_model(&self, user: &str, name: &str) {
+        self.expect(
+            user,
+            Method::POST,
+            "/api/2.0/mlflow/registered-models/create",
+            Some(json!({"name": name})),
+            StatusCode::OK,
+        )
+        .await;
+    }
+
     async fn as_user(
         &self,
         user: &str,
@@ -1460,16 +1486,7 @@ async fn hidden_experiments_stay_hidden_through_the_registry_and_deployments() {
     let harness = harness(&db.uri).await;
     let api = "/api/2.0/mlflow";
     let native = "/api/slipway/v1";
-    let created = harness
-        .expect(
-            "admin",
-            Method::POST,
-            &format!("{api}/experiments/create"),
-            Some(json!({"name": "secret"})),
-            StatusCode::OK,
-        )
-        .await;
-    let experiment = created["experiment_id"].as_str().unwrap().to_owned();
+    let experiment = harness.create_experiment("admin", "secret").await;
     let run = harness
         .expect(
             "admin",
@@ -1485,15 +1502,7 @@ async fn hidden_experiments_stay_hidden_through_the_registry_and_deployments() {
         .unwrap()
         .to_owned();
     for name in ["m", "n"] {
-        harness
-            .expect(
-                "admin",
-                Method::POST,
-                &format!("{api}/registered-models/create"),
-                Some(json!({"name": name})),
-                StatusCode::OK,
-            )
-            .await;
+        harness.create_model("admin", name).await;
     }
     harness
         .app
@@ -1631,25 +1640,8 @@ async fn a_version_cannot_freeze_an_experiments_artifacts() {
     let db = slipway_testkit::SqliteDatabase::create();
     let harness = harness(&db.uri).await;
     let api = "/api/2.0/mlflow";
-    let created = harness
-        .expect(
-            "editor",
-            Method::POST,
-            &format!("{api}/experiments/create"),
-            Some(json!({"name": "shared"})),
-            StatusCode::OK,
-        )
-        .await;
-    let experiment = created["experiment_id"].as_str().unwrap().to_owned();
-    harness
-        .expect(
-            "editor",
-            Method::POST,
-            &format!("{api}/registered-models/create"),
-            Some(json!({"name": "m"})),
-            StatusCode::OK,
-        )
-        .await;
+    let experiment = harness.create_experiment("editor", "shared").await;
+    harness.create_model("editor", "m").await;
     for source in [
         format!("mlflow-artifacts:/{experiment}"),
         format!("mlflow-artifacts:/{experiment}/artifacts"),
