@@ -878,6 +878,79 @@ async fn overload_is_shed_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_waited_its_limit_for_the_model_is_shed_not_queued() {
+    // Room for every request in flight, one session, and a 1 ms wait at most: requests of
+    // 2,048 rows that overlap cannot all get the session in time, so some are shed by the
+    // time they waited, which a count of requests in flight would never do.
+    let Some(h) = Harness::start(
+        Backend::Sqlite,
+        PlaneConfig {
+            limits: Limits {
+                max_in_flight: 64,
+                max_queue_wait: Duration::from_millis(1),
+                ..Limits::default()
+            },
+            sessions: 1,
+            ..PlaneConfig::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    h.deploy(json!({})).await;
+    let h = Arc::new(h);
+    let heavy = Arc::new(json!({ "inputs": rows(2048) }));
+    let path = format!("/deployments/{NAME}/invocations");
+    let deadline = Instant::now() + PATIENCE;
+    let (mut answered, mut late) = (0, None);
+    while late.is_none() || answered == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{answered} answered, shed: {}",
+            late.is_some()
+        );
+        let burst: Vec<_> = (0..16)
+            .map(|_| {
+                let (h, heavy, path) = (h.clone(), heavy.clone(), path.clone());
+                tokio::spawn(async move { h.invoke(&path, &[], &heavy).await })
+            })
+            .collect();
+        for handle in burst {
+            let raw = handle.await.expect("a request task");
+            match raw.status {
+                StatusCode::OK => answered += 1,
+                StatusCode::SERVICE_UNAVAILABLE => late = Some(raw),
+                other => panic!("{other}: {:?}", raw.json()),
+            }
+        }
+    }
+    let late = late.expect("a shed request");
+    assert_eq!(header_of(&late, "retry-after"), "1");
+    assert_error(
+        "late",
+        late.status,
+        &late.json(),
+        503,
+        "TEMPORARILY_UNAVAILABLE",
+    );
+    let message = late.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("waited its limit"), "{message}");
+    h.assert_metric(
+        "slipway_serving_deployment_requests_total",
+        &[("deployment", NAME), ("outcome", "shed")],
+        |n| n >= 1.0,
+    )
+    .await;
+    // Nothing is left waiting: alone, a request gets the session at once.
+    let alone = h.invoke(&path, &[], &heavy).await;
+    assert_eq!(alone.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_over_the_timeout_gets_504_and_the_deployment_recovers() {
     // A micro-batch that waits 300 ms for company, behind a 50 ms timeout: the request is
     // late whatever the machine's speed.

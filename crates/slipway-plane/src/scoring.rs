@@ -132,7 +132,16 @@ pub struct Limits {
     /// Input values one request may carry (rows times columns); more get 413 while the body
     /// is read, so a body's parse never holds more than a small multiple of this.
     pub max_values: usize,
+    /// How long an admitted request of a managed deployment may wait for the model before it
+    /// is shed with 503 and `Retry-After`. The in-flight limit counts requests, but what a
+    /// client feels is time: under overload the queue grows until every answer is late, so a
+    /// request that has waited this long is turned away and the ones admitted keep their
+    /// latency.
+    pub max_queue_wait: std::time::Duration,
 }
+
+/// The default [`Limits::max_queue_wait`], in milliseconds.
+pub const DEFAULT_MAX_QUEUE_WAIT_MS: u64 = 50;
 
 impl Limits {
     pub(crate) fn budget(&self) -> body::Budget {
@@ -148,6 +157,7 @@ impl Default for Limits {
             max_body_bytes: 32 * 1024 * 1024,
             max_rows: DEFAULT_MAX_ROWS,
             max_values: DEFAULT_MAX_VALUES,
+            max_queue_wait: std::time::Duration::from_millis(DEFAULT_MAX_QUEUE_WAIT_MS),
         }
     }
 }

@@ -56,6 +56,15 @@ pub struct ServerArgs {
     /// float32); more get 413 while the body is read, which bounds a request's memory.
     #[arg(long, env = "SLIPWAY_SERVING_MAX_VALUES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub serving_max_values: Option<usize>,
+    /// Inference requests to one deployment handled at once (default 64); more get 503 with
+    /// Retry-After. Replicas take theirs from `slipway serve --max-in-flight`.
+    #[arg(long, env = "SLIPWAY_SERVING_MAX_IN_FLIGHT", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub serving_max_in_flight: Option<usize>,
+    /// Milliseconds an admitted inference request may wait for the model before it is shed
+    /// with 503 and Retry-After (default 50), so that under overload the answered requests
+    /// stay fast. Replicas take theirs from `slipway serve --max-queue-wait-ms`.
+    #[arg(long, env = "SLIPWAY_SERVING_MAX_QUEUE_WAIT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub serving_max_queue_wait_ms: Option<u64>,
 }
 
 /// The `[server]` table of `slipway.toml`.
@@ -73,6 +82,8 @@ pub struct FileServerConfig {
     pub onnxruntime: Option<PathBuf>,
     pub serving_max_rows: Option<usize>,
     pub serving_max_values: Option<usize>,
+    pub serving_max_in_flight: Option<usize>,
+    pub serving_max_queue_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +128,8 @@ pub struct ServerConfig {
     pub onnxruntime: Option<PathBuf>,
     pub serving_max_rows: usize,
     pub serving_max_values: usize,
+    pub serving_max_in_flight: usize,
+    pub serving_max_queue_wait_ms: u64,
 }
 
 impl ServerConfig {
@@ -161,6 +174,16 @@ impl ServerConfig {
                 .serving_max_values
                 .or(file.serving_max_values)
                 .unwrap_or(slipway_plane::scoring::DEFAULT_MAX_VALUES)
+                .max(1),
+            serving_max_in_flight: args
+                .serving_max_in_flight
+                .or(file.serving_max_in_flight)
+                .unwrap_or(slipway_plane::scoring::Limits::default().max_in_flight)
+                .max(1),
+            serving_max_queue_wait_ms: args
+                .serving_max_queue_wait_ms
+                .or(file.serving_max_queue_wait_ms)
+                .unwrap_or(slipway_plane::scoring::DEFAULT_MAX_QUEUE_WAIT_MS)
                 .max(1),
         };
         if let Some(url) = &config.webhook_url

@@ -201,6 +201,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             limits: slipway_plane::scoring::Limits {
                 max_rows: config.serving_max_rows,
                 max_values: config.serving_max_values,
+                max_in_flight: config.serving_max_in_flight,
+                max_queue_wait: std::time::Duration::from_millis(config.serving_max_queue_wait_ms),
                 ..slipway_plane::scoring::Limits::default()
             },
             ..slipway_plane::plane::PlaneConfig::default()

@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// float32); more get 413 while the body is read, which bounds a request's memory.
     #[arg(long, default_value_t = slipway_plane::scoring::DEFAULT_MAX_VALUES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_values: usize,
+    /// With --deployment: milliseconds an admitted request may wait for the model before it
+    /// is shed with 503 and Retry-After, so that under overload the answered requests stay
+    /// fast.
+    #[arg(long, default_value_t = slipway_plane::scoring::DEFAULT_MAX_QUEUE_WAIT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    max_queue_wait_ms: u64,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else where
     /// scripts/fetch-onnxruntime.sh puts it).
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -361,6 +366,7 @@ pub async fn serve(
             max_body_bytes: args.max_body,
             max_rows: args.max_rows,
             max_values: args.max_values,
+            ..slipway_plane::scoring::Limits::default()
         },
     );
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
@@ -507,6 +513,7 @@ async fn serve_deployment(
                 max_body_bytes: args.max_body,
                 max_rows: args.max_rows,
                 max_values: args.max_values,
+                max_queue_wait: std::time::Duration::from_millis(args.max_queue_wait_ms),
             },
             sessions: args.sessions.unwrap_or(defaults.sessions),
             onnxruntime: args.onnxruntime.clone(),

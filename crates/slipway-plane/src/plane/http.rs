@@ -3,9 +3,10 @@
 //! one deployment, as `mlflow models serve` answers).
 //!
 //! A request goes: find the deployment (404, or 503 while it loads); take an in-flight permit
-//! (503 + `Retry-After` when full); pick the variant (forced by header or V2 version path,
+//! (503 + `Retry-After` when full); read the body; pick the variant (forced by header or V2 version path,
 //! sticky by route key, else by weight; an open circuit sends candidate traffic to stable);
-//! parse with that version's input; run; on a candidate failure, answer from stable and count
+//! parse with that version's input; run, waiting for a session no longer than the queue-wait
+//! limit (503 + `Retry-After` past it); on a candidate failure, answer from stable and count
 //! the failure against the candidate; measure, mirror, sample into the prediction log; answer.
 
 // Early returns carry the finished error response; boxing it would only add an allocation on
@@ -16,8 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path};
+use axum::extract::{Extension, FromRequest, Path, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,11 +57,11 @@ impl Protocol {
     }
 }
 
-fn shed(protocol: Protocol) -> Response {
+fn shed(protocol: Protocol, why: &str) -> Response {
     let mut response = protocol.error(
         StatusCode::SERVICE_UNAVAILABLE,
         "TEMPORARILY_UNAVAILABLE",
-        "the deployment is at its limit of requests in flight; retry shortly".to_owned(),
+        why.to_owned(),
     );
     response
         .headers_mut()
@@ -80,12 +80,10 @@ pub fn replica_router(plane: Arc<Plane>, name: &str) -> axum::Router {
         .route(
             "/invocations",
             post(
-                move |plane: Extension<Arc<Plane>>,
-                      headers: HeaderMap,
-                      body: Result<Bytes, BytesRejection>| {
+                move |plane: Extension<Arc<Plane>>, headers: HeaderMap, request: Request| {
                     let name = root_name.clone();
                     async move {
-                        handle(&plane, &name, Protocol::Mlflow, &headers, body, None).await
+                        handle(&plane, &name, Protocol::Mlflow, &headers, request, None).await
                     }
                 },
             ),
@@ -189,27 +187,35 @@ pub async fn invocations(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    handle(&plane, &name, Protocol::Mlflow, &headers, body, None).await
+    handle(&plane, &name, Protocol::Mlflow, &headers, request, None).await
 }
 
 pub async fn v2_infer(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    handle(&plane, &name, Protocol::V2, &headers, body, None).await
+    handle(&plane, &name, Protocol::V2, &headers, request, None).await
 }
 
 pub async fn v2_infer_versioned(
     Extension(plane): Extension<Arc<Plane>>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    handle(&plane, &name, Protocol::V2, &headers, body, Some(&version)).await
+    handle(
+        &plane,
+        &name,
+        Protocol::V2,
+        &headers,
+        request,
+        Some(&version),
+    )
+    .await
 }
 
 fn served_or_404(plane: &Plane, name: &str) -> Result<Arc<Served>, Response> {
@@ -330,7 +336,7 @@ async fn handle(
     name: &str,
     protocol: Protocol,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
     forced_version: Option<&str>,
 ) -> Response {
     let Some(served) = plane.get(name) else {
@@ -342,11 +348,14 @@ async fn handle(
     let started = Instant::now();
     let Ok(permit) = served.in_flight.clone().try_acquire_owned() else {
         handles.request(protocol.label(), "shed");
-        return shed(protocol);
+        return shed(
+            protocol,
+            "the deployment is at its limit of requests in flight; retry shortly",
+        );
     };
     let response = match tokio::time::timeout(
         plane.config.limits.timeout,
-        serve(plane, &served, protocol, headers, body, forced_version),
+        serve(plane, &served, protocol, headers, request, forced_version),
     )
     .await
     {
@@ -538,7 +547,7 @@ fn run_failed(protocol: Protocol, error: RunError) -> Response {
             "INTERNAL_ERROR",
             format!("Encountered an unexpected error while evaluating the model: {message}"),
         ),
-        RunError::Full => shed(protocol),
+        RunError::Full(why) => shed(protocol, why),
     }
 }
 
@@ -599,10 +608,12 @@ async fn serve(
     served: &Arc<Served>,
     protocol: Protocol,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
     forced_version: Option<&str>,
 ) -> Response {
-    let body = match body {
+    // The body is read only now that the request holds an in-flight permit, so what waits
+    // for admission is a few headers, and the bodies in memory are bounded by the limit.
+    let body = match Bytes::from_request(request, &()).await {
         Ok(body) => body,
         Err(rejection) => {
             return protocol.error(
@@ -631,6 +642,8 @@ async fn serve(
         );
     };
     let started = Instant::now();
+    // Time spent reading a slow client's body is not queueing: the wait starts now.
+    let deadline = tokio::time::Instant::now() + plane.config.limits.max_queue_wait;
     let candidate_unforced = variant == Variant::Candidate && !forced;
     let mut variant = variant;
     let (rows, v2) = match parse(protocol, headers, &body, &loaded, &plane.config.limits) {
@@ -672,18 +685,20 @@ async fn serve(
     let outcome = if variant == Variant::Candidate && candidate_unforced {
         // The candidate gets half the request's time: a hung candidate is a failure the
         // stable still has time to answer, not a 504 that nothing counts.
-        match tokio::time::timeout(plane.config.limits.timeout / 2, loaded.run(rows)).await {
+        match tokio::time::timeout(plane.config.limits.timeout / 2, loaded.run(rows, deadline))
+            .await
+        {
             Ok(outcome) => outcome,
             Err(_) => Err(RunError::Failed(
                 "the candidate did not answer within half the request timeout".to_owned(),
             )),
         }
     } else {
-        loaded.run(rows).await
+        loaded.run(rows, deadline).await
     };
     let (variant, ran) = match outcome {
         Ok(ran) => (variant, ran),
-        Err(RunError::Full) if variant == Variant::Stable => return shed(protocol),
+        Err(RunError::Full(why)) if variant == Variant::Stable => return shed(protocol, why),
         Err(error) if variant == Variant::Candidate && candidate_unforced => {
             // The candidate failed (or its queue was full): the stable answers, reading the
             // body its own way. A failure the stable shares is the input's fault, not the
@@ -698,9 +713,9 @@ async fn serve(
                 Ok((rows, _)) => rows,
                 Err(response) => return response,
             };
-            match served.stable.run(stable_rows).await {
+            match served.stable.run(stable_rows, deadline).await {
                 Ok(ran) => {
-                    if !matches!(error, RunError::Full) {
+                    if !matches!(error, RunError::Full(_)) {
                         record_candidate_failure(served);
                         if let Some(handles) = &served.handles.candidate {
                             handles.fallback.inc();
@@ -875,7 +890,7 @@ fn spawn_mirror(
         let started = Instant::now();
         // The candidate reads the body its own way (its input name, its signature's order).
         let outcome = match parse(protocol, &headers, &body, &candidate, &plane.config.limits) {
-            Ok((rows, _)) => candidate.run(rows).await,
+            Ok((rows, _)) => candidate.run(rows, queue_deadline(&plane)).await,
             Err(_) => Err(RunError::BadInput(
                 "the candidate cannot read the request".to_owned(),
             )),
@@ -905,7 +920,7 @@ fn spawn_mirror(
                 }
                 plane.metrics.mirrored(&served.spec.name, "compared");
             }
-            Err(RunError::Full) => plane.metrics.mirrored(&served.spec.name, "skipped"),
+            Err(RunError::Full(_)) => plane.metrics.mirrored(&served.spec.name, "skipped"),
             Err(_) => {
                 served.handles.variant(Variant::Candidate).error.inc();
                 record_candidate_failure(&served);
@@ -913,6 +928,12 @@ fn spawn_mirror(
             }
         }
     });
+}
+
+/// Background runs (mirrors, re-scores) wait for a session no longer than a request would:
+/// past that they are skipped and counted, never queued behind live traffic.
+fn queue_deadline(plane: &Plane) -> tokio::time::Instant {
+    tokio::time::Instant::now() + plane.config.limits.max_queue_wait
 }
 
 fn count_labels(counts: &mut std::collections::BTreeMap<String, u64>, labels: &[String]) {
@@ -971,7 +992,7 @@ fn spawn_rescore(
         let stable = served.stable.clone();
         // The stable reads the body its own way (its input name, its signature's order).
         let outcome = match parse(protocol, &headers, &body, &stable, &plane.config.limits) {
-            Ok((rows, _)) => stable.run(rows).await,
+            Ok((rows, _)) => stable.run(rows, queue_deadline(&plane)).await,
             Err(_) => Err(RunError::BadInput(
                 "the stable cannot read the request".to_owned(),
             )),
@@ -994,7 +1015,7 @@ fn spawn_rescore(
                 });
                 plane.metrics.rescored(&served.spec.name, "compared");
             }
-            Err(RunError::Full) => {
+            Err(RunError::Full(_)) => {
                 served.measure(|window| window.rescore_skipped += 1);
                 plane.metrics.rescored(&served.spec.name, "skipped");
             }

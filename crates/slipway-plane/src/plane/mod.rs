@@ -114,12 +114,19 @@ pub(crate) enum RunError {
     BadInput(String),
     /// The model failed, or the server is at its limit.
     Failed(String),
-    /// The micro-batch queue is full: shed.
-    Full,
+    /// The micro-batch queue is full, or the request waited its limit for a session: shed,
+    /// saying which.
+    Full(&'static str),
 }
 
 impl LoadedVersion {
-    pub(crate) async fn run(&self, rows: Vec<Vec<f32>>) -> Result<Ran, RunError> {
+    /// Runs `rows`, waiting for a free session until `deadline` at most: past it the request
+    /// is shed (`RunError::Full`), because waiting longer only makes every answer late.
+    pub(crate) async fn run(
+        &self,
+        rows: Vec<Vec<f32>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Ran, RunError> {
         let model_error = |e: ModelError| match e {
             ModelError::BadInput(message) => RunError::BadInput(message),
             other => RunError::Failed(other.to_string()),
@@ -134,7 +141,9 @@ impl LoadedVersion {
                     inference: batched.inference,
                     reports_run: batched.reports_run,
                 }),
-                Err(BatchError::Full) => Err(RunError::Full),
+                Err(BatchError::Full) => Err(RunError::Full(
+                    "the deployment's micro-batch queue is full; retry shortly",
+                )),
                 Err(BatchError::Model(e)) => Err(model_error(e)),
                 Err(other) => Err(RunError::Failed(other.to_string())),
             };
@@ -155,12 +164,16 @@ impl LoadedVersion {
                     .map_err(model_error);
             }
         }
-        let permit = self
-            .work
-            .clone()
-            .acquire_owned()
+        let permit = match tokio::time::timeout_at(deadline, self.work.clone().acquire_owned())
             .await
-            .map_err(|e| RunError::Failed(e.to_string()))?;
+        {
+            Ok(permit) => permit.map_err(|e| RunError::Failed(e.to_string()))?,
+            Err(_) => {
+                return Err(RunError::Full(
+                    "the deployment is overloaded: the request waited its limit for the model; retry shortly",
+                ));
+            }
+        };
         let model = self.model.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
