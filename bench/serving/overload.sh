@@ -7,6 +7,7 @@
 #   bench/serving/overload.sh [--rows N] [--p99-target-ms MS] [--max-in-flight N]
 #                             [--step-seconds S] [--run-seconds S] [--soak-seconds S]
 #                             [--capacity R] [--no-soak] [--target replica|server]
+#                             [--max-queue-wait-ms MS] [--no-pin]
 #
 # 1. capacity: the highest rate (req/s) at which every request is answered 200 within the p99
 #    target, nothing is shed and the replica keeps up (admitted >= 98 % of offered). Found by
@@ -26,6 +27,13 @@
 # the server). --target server sends the same requests to the server's own
 # /deployments/bench/invocations (its in-flight limit is the default, 64).
 #
+# CPUs: on a machine with 2 or more, the measured process (replica, or server with --target
+# server) is pinned to the last CPU and everything else (the generator, the server the replica
+# reports to) to the others, with taskset. Unpinned, a saturated replica takes the generator's
+# CPU, the generator falls behind its schedule, and that lag counts as the replica's latency;
+# pinned, "capacity" is what one core of replica answers. --no-pin leaves scheduling to the
+# kernel. --max-queue-wait-ms is passed to the replica (its default otherwise).
+#
 # Everything runs on 127.0.0.1; every load loop is bounded by its duration. Results:
 # bench/results/overload-<timestamp>.json (every figure) and a markdown summary on stdout.
 # Needs: curl, python3, cargo (builds slipway and the load generator in release).
@@ -41,6 +49,8 @@ SOAK_SECONDS=600
 CAPACITY=
 SOAK=1
 TARGET=replica
+QUEUE_WAIT=()
+PIN=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS=$2; shift ;;
@@ -51,6 +61,8 @@ while [ $# -gt 0 ]; do
     --soak-seconds) SOAK_SECONDS=$2; shift ;;
     --capacity) CAPACITY=$2; shift ;;
     --no-soak) SOAK=0 ;;
+    --no-pin) PIN=0 ;;
+    --max-queue-wait-ms) QUEUE_WAIT=(--max-queue-wait-ms "$2"); shift ;;
     --target) TARGET=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -58,6 +70,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$TARGET" in replica|server) ;; *) echo "--target replica|server" >&2; exit 2 ;; esac
+CPUS=$(nproc)
+MEASURED_CPU=() OTHER_CPU=()
+if [ "$PIN" = 1 ] && [ "$CPUS" -ge 2 ] && command -v taskset >/dev/null; then
+  MEASURED_CPU=(taskset -c "$((CPUS - 1))")
+  OTHER_CPU=(taskset -c "0-$((CPUS - 2))")
+else
+  PIN=0
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/slipway-target}"
 LOADGEN_TARGET_DIR="${LOADGEN_TARGET_DIR:-$HOME/.cache/slipway-bench-target}"
 SLIPWAY="${SLIPWAY_BIN:-$CARGO_TARGET_DIR/release/slipway}"
@@ -116,7 +136,8 @@ PY
 # The server, the model (versions 1 and 2, alias production -> 1), the deployment, a replica.
 SERVER_PORT=$("$LOADGEN" free-port)
 SERVER=http://127.0.0.1:$SERVER_PORT
-start_process server "$SLIPWAY" server --port "$SERVER_PORT" \
+if [ "$TARGET" = server ]; then SERVER_CPU=("${MEASURED_CPU[@]}"); else SERVER_CPU=("${OTHER_CPU[@]}"); fi
+start_process server "${SERVER_CPU[@]}" "$SLIPWAY" server --port "$SERVER_PORT" \
   --backend-store-uri "sqlite:///$WORK/data/slipway.db" --artifacts-destination "$WORK/data/artifacts" \
   --onnxruntime "$ORT"
 "$LOADGEN" --url "$SERVER" wait-health --timeout 60 --pid "$(cat "$WORK/server.pid")" >/dev/null
@@ -124,8 +145,8 @@ python3 "$ROOT/bench/serving/register_deployment.py" "$SERVER" "$MODEL" bench >&
 MLFLOW_TRACKING_URI=$SERVER "$SLIPWAY" deploy create bench --model models:/bench@production >&2
 if [ "$TARGET" = replica ]; then
   REPLICA_PORT=$("$LOADGEN" free-port)
-  start_process replica "$SLIPWAY" serve --deployment bench --tracking-uri "$SERVER" \
-    --port "$REPLICA_PORT" --onnxruntime "$ORT" --max-in-flight "$MAX_IN_FLIGHT"
+  start_process replica "${MEASURED_CPU[@]}" "$SLIPWAY" serve --deployment bench --tracking-uri "$SERVER" \
+    --port "$REPLICA_PORT" --onnxruntime "$ORT" --max-in-flight "$MAX_IN_FLIGHT" "${QUEUE_WAIT[@]}"
   BASE=http://127.0.0.1:$REPLICA_PORT
   ENDPOINT=/invocations
   MEASURED_PID=$(cat "$WORK/replica.pid")
@@ -150,7 +171,7 @@ PY
 rate() {
   local key=$1 r=$2 seconds=$3
   shift 3
-  "$LOADGEN" --url "$BASE" --server-pid "$MEASURED_PID" --json-out "$RESULTS" --key "$key" \
+  "${OTHER_CPU[@]}" "$LOADGEN" --url "$BASE" --server-pid "$MEASURED_PID" --json-out "$RESULTS" --key "$key" \
     --warmup 2 --duration "$seconds" rate --path "$ENDPOINT" --body "$WORK/body.json" \
     --rate "$r" "$@" >&2
 }
@@ -171,7 +192,7 @@ sustains() {
 }
 
 "$LOADGEN" --json-out "$RESULTS" meta --set rows="$ROWS" --set p99_target_ms="$P99_TARGET_MS" \
-  --set max_in_flight="$MAX_IN_FLIGHT" --set target="$TARGET" --set commit="$(git rev-parse --short HEAD)" \
+  --set max_in_flight="$MAX_IN_FLIGHT" --set target="$TARGET" --set pinned="$PIN" --set max_queue_wait_ms="${QUEUE_WAIT[1]:-default}" --set commit="$(git rev-parse --short HEAD)" \
   --set started="$(date -Iseconds)" --set load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ -z "$CAPACITY" ]; then
@@ -216,6 +237,7 @@ def row(label, r):
           f"{r['transport_errors']} | {r['send_lag']['p99_ms']:.1f} | "
           f"{r['cpu'].get('loadgen_cpu_cores', 0):.2f} / {r['cpu'].get('server_cpu_cores') or 0:.2f} / {r['cpu'].get('other_cpu_cores') or 0:.2f} |")
 print(f"\n{meta['target']}, {meta['rows']} rows/request, --max-in-flight {meta['max_in_flight']}, "
+      f"--max-queue-wait-ms {meta.get('max_queue_wait_ms')}, pinned to its own CPU: {meta.get('pinned') == '1'}, "
       f"p99 target {meta['p99_target_ms']} ms, capacity {meta['capacity']} req/s; commit {meta['commit']}, {meta['started']}\n")
 print("| run | offered req/s | admitted req/s | admitted p50 ms | admitted p99 ms | 503 + Retry-After | other 5xx | other status | transport errors | send lag p99 ms | CPU cores: loadgen / measured server / other |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
