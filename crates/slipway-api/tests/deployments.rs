@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -948,6 +949,105 @@ async fn a_request_that_waited_its_limit_for_the_model_is_shed_not_queued() {
     // Nothing is left waiting: alone, a request gets the session at once.
     let alone = h.invoke(&path, &[], &heavy).await;
     assert_eq!(alone.status, StatusCode::OK);
+}
+
+/// Writes one HTTP/1.1 request on `stream` and reads its answer: the status, or `None` when
+/// the server closed the connection instead of answering.
+async fn exchange(stream: &mut tokio::net::TcpStream, path: &str, body: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: slipway\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (mut reader, mut writer) = stream.split();
+    // Written while the answer is read: a server that answers before reading the body must
+    // not block the writer on a full socket buffer.
+    let write = async {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let _ = writer.write_all(body).await;
+    };
+    let read = async {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 8192];
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                let status = head.split(' ').nth(1)?.parse::<u16>().ok()?;
+                let length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                while seen.len() < end + 4 + length {
+                    let n = reader.read(&mut buffer).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                }
+                return Some(status);
+            }
+            let n = reader.read(&mut buffer).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+        }
+    };
+    let ((), status) = tokio::join!(write, read);
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shed_request_leaves_its_connection_usable() {
+    // One request in flight, held 300 ms by a micro-batch waiting for company: a request
+    // that arrives meanwhile is shed before its body is read.
+    let Some(h) = Harness::deployed(
+        Limits {
+            max_in_flight: 1,
+            ..Limits::default()
+        },
+        json!({ "batch_max_rows": 100000, "batch_max_wait_ms": 300 }),
+    )
+    .await
+    else {
+        return;
+    };
+    let h = Arc::new(h);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address");
+    tokio::spawn(axum::serve(listener, h.router.clone()).into_future());
+    let path = format!("/deployments/{NAME}/invocations");
+    // 4,096 rows, about 2 MB: more than one read, so the server cannot drain it by chance.
+    let big = json!({ "inputs": rows(4096) }).to_string().into_bytes();
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("a connection");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "no request was ever shed");
+        let holder = {
+            let (h, path) = (h.clone(), path.clone());
+            tokio::spawn(async move { h.invoke(&path, &[], &json!({ "inputs": rows(1) })).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = exchange(&mut stream, &path, &big).await;
+        assert_eq!(holder.await.expect("the holder").status, StatusCode::OK);
+        match status {
+            Some(503) => break,
+            Some(200) => continue,
+            other => panic!("the first request got {other:?}"),
+        }
+    }
+    // The same connection takes the next request.
+    let again = exchange(&mut stream, &path, &big).await;
+    assert_eq!(
+        again,
+        Some(200),
+        "the connection of a shed request must stay usable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

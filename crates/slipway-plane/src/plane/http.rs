@@ -331,6 +331,25 @@ impl Drop for InFlight {
     }
 }
 
+/// Reads and drops the body of a request answered without it, then answers. An unread body
+/// makes the connection unusable, so the client's next request on it would fail as a
+/// transport error instead of getting this answer's `Retry-After`; reading costs a copy, not
+/// the parse. A body over `limit` or slower than a second is left unread (the connection
+/// closes after the answer), so this holds nothing for long.
+async fn drained(request: Request, limit: usize, answer: Response) -> Response {
+    use futures::StreamExt;
+    let mut chunks = request.into_body().into_data_stream();
+    let mut read = 0usize;
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while read <= limit {
+        match tokio::time::timeout_at(give_up, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len(),
+            _ => break,
+        }
+    }
+    answer
+}
+
 async fn handle(
     plane: &Arc<Plane>,
     name: &str,
@@ -340,7 +359,8 @@ async fn handle(
     forced_version: Option<&str>,
 ) -> Response {
     let Some(served) = plane.get(name) else {
-        return missing(plane, name, protocol);
+        let answer = missing(plane, name, protocol);
+        return drained(request, plane.config.limits.max_body_bytes, answer).await;
     };
     let handles = &served.handles;
     handles.in_flight.inc();
@@ -348,10 +368,11 @@ async fn handle(
     let started = Instant::now();
     let Ok(permit) = served.in_flight.clone().try_acquire_owned() else {
         handles.request(protocol.label(), "shed");
-        return shed(
+        let answer = shed(
             protocol,
             "the deployment is at its limit of requests in flight; retry shortly",
         );
+        return drained(request, plane.config.limits.max_body_bytes, answer).await;
     };
     let response = match tokio::time::timeout(
         plane.config.limits.timeout,
@@ -642,15 +663,28 @@ async fn serve(
         );
     };
     let started = Instant::now();
-    // Time spent reading a slow client's body is not queueing: the wait starts now.
-    let deadline = tokio::time::Instant::now() + plane.config.limits.max_queue_wait;
+    let max_wait = plane.config.limits.max_queue_wait;
     let candidate_unforced = variant == Variant::Candidate && !forced;
     let mut variant = variant;
+    // A place at the model comes before parsing: under overload a request is turned away
+    // before it costs any. A candidate without room is no failure of the candidate: the
+    // stable answers.
+    let (mut loaded, mut admitted) = match loaded.admit(max_wait).await {
+        Ok(admitted) => (loaded, admitted),
+        Err(RunError::Full(_)) if candidate_unforced => {
+            variant = Variant::Stable;
+            match served.stable.admit(max_wait).await {
+                Ok(admitted) => (served.stable.clone(), admitted),
+                Err(error) => return run_failed(protocol, error),
+            }
+        }
+        Err(error) => return run_failed(protocol, error),
+    };
     let (rows, v2) = match parse(protocol, headers, &body, &loaded, &plane.config.limits) {
         Ok(parsed) => parsed,
         // A body the candidate cannot read (another input name, another signature) but the
         // stable can is the candidate's failure: the stable answers it.
-        Err(_) if candidate_unforced => match parse(
+        Err(_) if candidate_unforced && variant == Variant::Candidate => match parse(
             protocol,
             headers,
             &body,
@@ -663,6 +697,12 @@ async fn serve(
                     handles.fallback.inc();
                 }
                 variant = Variant::Stable;
+                drop(admitted);
+                admitted = match served.stable.admit(max_wait).await {
+                    Ok(admitted) => admitted,
+                    Err(error) => return run_failed(protocol, error),
+                };
+                loaded = served.stable.clone();
                 parsed
             }
             Err(response) => return response,
@@ -678,14 +718,10 @@ async fn serve(
         served.spec.settings.log_sample > 0.0 && fastrand::f64() < served.spec.settings.log_sample;
     let total_rows = rows.len();
     let kept = log.then(|| logged_rows(&rows));
-    let loaded = served
-        .version(variant)
-        .cloned()
-        .unwrap_or_else(|| served.stable.clone());
     let outcome = if variant == Variant::Candidate && candidate_unforced {
         // The candidate gets half the request's time: a hung candidate is a failure the
         // stable still has time to answer, not a 504 that nothing counts.
-        match tokio::time::timeout(plane.config.limits.timeout / 2, loaded.run(rows, deadline))
+        match tokio::time::timeout(plane.config.limits.timeout / 2, loaded.run(rows, admitted))
             .await
         {
             Ok(outcome) => outcome,
@@ -694,7 +730,7 @@ async fn serve(
             )),
         }
     } else {
-        loaded.run(rows, deadline).await
+        loaded.run(rows, admitted).await
     };
     let (variant, ran) = match outcome {
         Ok(ran) => (variant, ran),
@@ -713,7 +749,11 @@ async fn serve(
                 Ok((rows, _)) => rows,
                 Err(response) => return response,
             };
-            match served.stable.run(stable_rows, deadline).await {
+            let stable_run = match served.stable.admit(max_wait).await {
+                Ok(admitted) => served.stable.run(stable_rows, admitted).await,
+                Err(error) => Err(error),
+            };
+            match stable_run {
                 Ok(ran) => {
                     if !matches!(error, RunError::Full(_)) {
                         record_candidate_failure(served);
@@ -888,13 +928,7 @@ fn spawn_mirror(
     tokio::spawn(async move {
         let _permit = permit;
         let started = Instant::now();
-        // The candidate reads the body its own way (its input name, its signature's order).
-        let outcome = match parse(protocol, &headers, &body, &candidate, &plane.config.limits) {
-            Ok((rows, _)) => candidate.run(rows, queue_deadline(&plane)).await,
-            Err(_) => Err(RunError::BadInput(
-                "the candidate cannot read the request".to_owned(),
-            )),
-        };
+        let outcome = run_in_background(&plane, protocol, &headers, &body, &candidate).await;
         match outcome {
             Ok(ran) => {
                 let micros = started.elapsed().as_micros() as u64;
@@ -930,10 +964,25 @@ fn spawn_mirror(
     });
 }
 
-/// Background runs (mirrors, re-scores) wait for a session no longer than a request would:
-/// past that they are skipped and counted, never queued behind live traffic.
-fn queue_deadline(plane: &Plane) -> tokio::time::Instant {
-    tokio::time::Instant::now() + plane.config.limits.max_queue_wait
+/// A background run (mirror, re-score): admitted before it parses, waiting for the model no
+/// longer than a request would, so it is skipped and counted, never queued behind live
+/// traffic; then the version reads the body its own way (its input name, its signature's
+/// order).
+async fn run_in_background(
+    plane: &Plane,
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: &[u8],
+    loaded: &LoadedVersion,
+) -> Result<Ran, RunError> {
+    let admitted = loaded.admit(plane.config.limits.max_queue_wait).await?;
+    match parse(protocol, headers, body, loaded, &plane.config.limits) {
+        Ok((rows, _)) => loaded.run(rows, admitted).await,
+        Err(_) => Err(RunError::BadInput(format!(
+            "version {} cannot read the request",
+            loaded.version
+        ))),
+    }
 }
 
 fn count_labels(counts: &mut std::collections::BTreeMap<String, u64>, labels: &[String]) {
@@ -990,13 +1039,7 @@ fn spawn_rescore(
     tokio::spawn(async move {
         let _permit = permit;
         let stable = served.stable.clone();
-        // The stable reads the body its own way (its input name, its signature's order).
-        let outcome = match parse(protocol, &headers, &body, &stable, &plane.config.limits) {
-            Ok((rows, _)) => stable.run(rows, queue_deadline(&plane)).await,
-            Err(_) => Err(RunError::BadInput(
-                "the stable cannot read the request".to_owned(),
-            )),
-        };
+        let outcome = run_in_background(&plane, protocol, &headers, &body, &stable).await;
         match outcome {
             Ok(ran) => {
                 let summary = summarize(&ran.outputs);

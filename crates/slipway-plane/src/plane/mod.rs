@@ -14,9 +14,9 @@ pub mod http;
 pub(crate) mod metrics;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use slipway_core::deployment::{
@@ -25,7 +25,7 @@ use slipway_core::deployment::{
 use slipway_serving::batcher::{BatchConfig, BatchError, Batcher};
 use slipway_serving::model::ModelError;
 use slipway_serving::{OnnxModel, Output, OutputValue, Runtime};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 pub use http::replica_router;
 
@@ -96,8 +96,9 @@ pub struct LoadedVersion {
     pub(crate) signature: Option<Arc<slipway_serving::signature::Signature>>,
     pub model: Arc<OnnxModel>,
     batcher: Option<Batcher>,
-    /// Batches running on blocking threads.
+    /// Places at the model, one per session: requests parsed or running.
     work: Arc<Semaphore>,
+    queue: QueueClock,
 }
 
 /// What one prediction took.
@@ -119,13 +120,88 @@ pub(crate) enum RunError {
     Full(&'static str),
 }
 
+/// A request's place at a version's model: taken before its body is parsed and held until the
+/// model answered, so a request that is turned away has cost no parsing, and the requests
+/// parsed at once are as many as can run.
+pub(crate) struct Admitted {
+    _place: Option<OwnedSemaphorePermit>,
+}
+
+const OVERLOADED: &str =
+    "the deployment is overloaded: the request waited its limit for the model; retry shortly";
+
+/// When a version's queue was last empty (a request found a session free), for the
+/// controlled-delay admission of [`LoadedVersion::admit`].
+struct QueueClock {
+    epoch: Instant,
+    last_empty_micros: AtomicU64,
+}
+
+impl QueueClock {
+    fn new() -> Self {
+        QueueClock {
+            epoch: Instant::now(),
+            last_empty_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn empty_now(&self) {
+        let micros = self.epoch.elapsed().as_micros() as u64;
+        self.last_empty_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// How long a request may wait for a session: `max_wait` while the queue empties now and
+    /// then (a burst), a tenth of it once the queue has not been empty for `max_wait` (a
+    /// standing queue: more arrives than the model can answer). This is CoDel's rule as
+    /// servers use it ("Fail at Scale", Facebook, 2015): under sustained overload the
+    /// requests that are served wait little and the rest are shed at once, instead of every
+    /// request waiting the full limit.
+    fn allowed_wait(&self, max_wait: Duration) -> Duration {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        let empty = self.last_empty_micros.load(Ordering::Relaxed);
+        if now.saturating_sub(empty) > max_wait.as_micros() as u64 {
+            max_wait / 10
+        } else {
+            max_wait
+        }
+    }
+}
+
 impl LoadedVersion {
-    /// Runs `rows`, waiting for a free session until `deadline` at most: past it the request
-    /// is shed (`RunError::Full`), because waiting longer only makes every answer late.
+    /// Takes a place at the model, waiting no longer than the queue allows (see
+    /// [`QueueClock::allowed_wait`]); past that the request is shed (`RunError::Full`).
+    /// Micro-batched versions admit everyone: their batcher's queue is their limit.
+    pub(crate) async fn admit(&self, max_wait: Duration) -> Result<Admitted, RunError> {
+        if self.batcher.is_some() {
+            return Ok(Admitted { _place: None });
+        }
+        match self.work.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.queue.empty_now();
+                return Ok(Admitted {
+                    _place: Some(permit),
+                });
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err(RunError::Failed("the model is unloaded".to_owned()));
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
+        let wait = self.queue.allowed_wait(max_wait);
+        match tokio::time::timeout(wait, self.work.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Admitted {
+                _place: Some(permit),
+            }),
+            Ok(Err(e)) => Err(RunError::Failed(e.to_string())),
+            Err(_) => Err(RunError::Full(OVERLOADED)),
+        }
+    }
+
+    /// Runs `rows` at the place `admitted` holds.
     pub(crate) async fn run(
         &self,
         rows: Vec<Vec<f32>>,
-        deadline: tokio::time::Instant,
+        admitted: Admitted,
     ) -> Result<Ran, RunError> {
         let model_error = |e: ModelError| match e {
             ModelError::BadInput(message) => RunError::BadInput(message),
@@ -148,8 +224,8 @@ impl LoadedVersion {
                 Err(other) => Err(RunError::Failed(other.to_string())),
             };
         }
-        // Otherwise a small request on a free session runs in place: the hand-off to a thread
-        // would cost more than the model.
+        // Otherwise a small request runs in place: the hand-off to a thread would cost more
+        // than the model.
         let values: usize = rows.iter().map(Vec::len).sum();
         if values <= crate::scoring::INLINE_VALUES {
             let started = std::time::Instant::now();
@@ -164,19 +240,9 @@ impl LoadedVersion {
                     .map_err(model_error);
             }
         }
-        let permit = match tokio::time::timeout_at(deadline, self.work.clone().acquire_owned())
-            .await
-        {
-            Ok(permit) => permit.map_err(|e| RunError::Failed(e.to_string()))?,
-            Err(_) => {
-                return Err(RunError::Full(
-                    "the deployment is overloaded: the request waited its limit for the model; retry shortly",
-                ));
-            }
-        };
         let model = self.model.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _admitted = admitted;
             let started = std::time::Instant::now();
             let count = rows.len();
             model.predict_rows(&rows).map(|outputs| Ran {
@@ -484,6 +550,7 @@ impl Plane {
             model,
             batcher,
             work: Arc::new(Semaphore::new(sessions)),
+            queue: QueueClock::new(),
         });
         self.loaded
             .lock()
