@@ -2066,3 +2066,46 @@ async fn requests_diverted_by_an_open_circuit_are_not_candidate_errors() {
     )
     .await;
 }
+
+/// The reported case: a single 100 % step. The stable answers no live traffic, so the latency
+/// ratio has nothing to divide by; it used to wait for stable samples that never came while
+/// the candidate answered thousands of requests. It is not applicable there, and the candidate
+/// is judged on its error rate and on its rows re-scored on the stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_full_step_reaches_a_decision() {
+    let Some(h) = Harness::deployed(Limits::default(), json!({})).await else {
+        return;
+    };
+    h.start_rollout(canary(
+        "2",
+        json!([{"weight": 100, "duration_ms": 0}]),
+        json!({ "interval_ms": 100, "min_samples": 10, "rescore_min_samples": 10 }),
+    ))
+    .await;
+    let ended = h
+        .drive(
+            30,
+            |raw| assert_eq!(answered_by(raw), ("candidate", "2")),
+            |d| state(d) != "progressing",
+        )
+        .await;
+    let events = h.events().await;
+    assert_eq!(state(&ended), "succeeded", "{ended}\n{events:?}");
+    let passed = events_of(&events, "analysis")
+        .into_iter()
+        .find(|e| e["detail"]["verdict"]["verdict"] == "pass")
+        .expect("a passed analysis");
+    let ratio = passed["detail"]["measurements"]
+        .as_array()
+        .expect("measurements")
+        .iter()
+        .find(|m| m["rule"] == "latency_p90_ratio" || m["rule"] == "latency_p99_ratio")
+        .expect("the latency ratio");
+    assert_eq!(ratio["result"], "not_applicable", "{ratio}");
+    assert!(
+        ratio["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no live traffic at 100 %")),
+        "{ratio}"
+    );
+}

@@ -182,6 +182,7 @@ impl Controller {
                     &rollout.rules,
                     &window.live.stats,
                     window.reference.as_ref(),
+                    rollout.traffic(),
                     now,
                     now - window.live.started_ms,
                 );
