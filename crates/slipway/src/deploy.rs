@@ -161,6 +161,14 @@ struct UpdateArgs {
     /// Re-scored rows the re-score agreement rule needs before it decides (default 20).
     #[arg(long)]
     rescore_min_samples: Option<u32>,
+    /// How long a step may wait, after its duration, for an analysis that passes (too few
+    /// samples, a preview nobody tests) before --on-deadline (default 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    progress_deadline: Option<Duration>,
+    /// What happens at the progress deadline: rollback (default) or pause (the split holds
+    /// until someone runs `deploy promote` or `deploy rollback`).
+    #[arg(long, value_parser = ["rollback", "pause"])]
+    on_deadline: Option<String>,
     #[command(flatten)]
     settings: SettingsFlags,
     #[arg(long)]
@@ -321,6 +329,8 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
                 rescore_percent,
                 min_rescore_agreement,
                 rescore_min_samples,
+                progress_deadline,
+                on_deadline,
                 settings,
                 json,
             } = *update;
@@ -362,6 +372,12 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
             }
             if let Some(d) = duration {
                 body["duration_ms"] = json!(ms(d));
+            }
+            if let Some(d) = progress_deadline {
+                body["progress_deadline_ms"] = json!(ms(d));
+            }
+            if let Some(action) = on_deadline {
+                body["on_deadline"] = json!(action);
             }
             let mut analysis = serde_json::Map::new();
             if let Some(d) = interval {
@@ -608,7 +624,7 @@ async fn status(
             }
             println!("{table}");
         }
-        let active = matches!(state, "progressing" | "awaiting_approval");
+        let active = matches!(state, "progressing" | "awaiting_approval" | "paused");
         if !watch || !active {
             return Ok(match state {
                 "rolled_back" | "aborted" if watch => std::process::ExitCode::from(3),

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde_json::json;
 use slipway_core::Error;
 use slipway_core::deployment::{
-    AnalysisRules, BreakerConfig, CanaryStep, Deployment, DeploymentEvent, NewDeploymentEvent,
-    PredictionRecord, Rollout, RolloutState, ServingSettings, Strategy, Variant,
+    AnalysisRules, BreakerConfig, CanaryStep, DeadlineAction, Deployment, DeploymentEvent,
+    NewDeploymentEvent, PredictionRecord, Rollout, RolloutState, ServingSettings, Strategy,
+    Variant,
 };
 
 use crate::common::Store;
@@ -70,6 +71,8 @@ fn rollout(id: i64, strategy: Strategy, rules: AnalysisRules, state: RolloutStat
         started_by: "bob".into(),
         ended_ms: None,
         unapproved_weight_cap: None,
+        progress_deadline_ms: 90_000,
+        on_deadline: DeadlineAction::Pause,
     }
 }
 
@@ -554,6 +557,9 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
     let states = [
         RolloutState::Progressing,
         RolloutState::AwaitingApproval { promotion_id: 42 },
+        RolloutState::Paused {
+            reason: "progress deadline: stage 1 of 1".into(),
+        },
         RolloutState::Succeeded,
         RolloutState::RolledBack {
             reason: "analysis failed: error_rate: \"candidate\" 0.5 > 0.01 — ünïcode".into(),
