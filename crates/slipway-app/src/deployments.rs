@@ -128,6 +128,7 @@ impl App {
             kind: kind.to_owned(),
             actor: self.caller().actor.clone(),
             detail,
+            compact_key: None,
         }
     }
 

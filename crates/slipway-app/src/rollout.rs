@@ -232,9 +232,27 @@ impl Controller {
         decided
     }
 
-    /// The event recording an analysis of `rollout`'s current stage.
+    /// The event recording an analysis of `rollout`'s current stage. An inconclusive one is a
+    /// re-read of the same growing window, so a run of them with the same rules waiting is
+    /// kept as one event (the latest numbers, a count, first and last time): stage changes stay
+    /// in sight and the history stays small however long a stage waits.
     fn analysis_event(&self, rollout: &Rollout, analysis: &Analysis) -> NewDeploymentEvent {
-        self.app.event(Some(rollout), "analysis", json!(analysis))
+        let mut event = self.app.event(Some(rollout), "analysis", json!(analysis));
+        if matches!(analysis.verdict, Verdict::Inconclusive { .. }) {
+            let results: Vec<String> = analysis
+                .measurements
+                .iter()
+                .map(|m| format!("{}={:?}", m.rule, m.result))
+                .collect();
+            event.compact_key = Some(format!(
+                "inconclusive:{}:{}:{}:{}",
+                rollout.id,
+                rollout.stage,
+                rollout.state.label(),
+                results.join(",")
+            ));
+        }
+        event
     }
 
     /// Applies what the state machine decides for one tick's analysis (if any); `latest` is

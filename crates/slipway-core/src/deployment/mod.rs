@@ -558,11 +558,24 @@ pub fn routes_to_candidate(bucket: u64, weight: u8) -> bool {
 pub struct DeploymentEvent {
     pub seq: i64,
     pub deployment: String,
+    /// When it happened; for a compacted run, when the run began.
     pub time_ms: i64,
     pub rollout_id: Option<i64>,
     pub kind: String,
     pub actor: String,
+    /// For a compacted run, the latest event's detail.
     pub detail: serde_json::Value,
+    /// How many events this one stands for: more than 1 for a run of identical results (see
+    /// [`NewDeploymentEvent::compact_key`]).
+    #[serde(default = "one")]
+    pub count: i64,
+    /// When the run's latest event happened (`time_ms` for a single one).
+    #[serde(default)]
+    pub last_time_ms: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -571,6 +584,10 @@ pub struct NewDeploymentEvent {
     pub kind: String,
     pub actor: String,
     pub detail: serde_json::Value,
+    /// Events with a key are compacted: one whose key equals that of the deployment's latest
+    /// event replaces its detail and counts one more, instead of adding a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_key: Option<String>,
 }
 
 /// One sampled request in the prediction log: the input of drift monitoring.
