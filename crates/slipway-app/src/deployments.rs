@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
 use slipway_core::deployment::{
-    self, AnalysisRules, Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord,
-    Rollout, RolloutState, ServingSettings, Strategy,
+    self, AnalysisRules, DeadlineAction, Deployment, DeploymentEvent, NewDeploymentEvent,
+    PredictionRecord, Rollout, RolloutState, ServingSettings, Strategy,
 };
 use slipway_core::promotion::{PromotionPolicy, PromotionTarget};
 use slipway_core::tracking::Tag;
@@ -128,6 +128,7 @@ impl App {
             kind: kind.to_owned(),
             actor: self.caller().actor.clone(),
             detail,
+            compact_key: None,
         }
     }
 
@@ -323,13 +324,17 @@ impl App {
         .await
     }
 
-    /// Starts a rollout of `candidate` (a version of the deployment's model).
+    /// Starts a rollout of `candidate` (a version of the deployment's model). A stage that has
+    /// no passing analysis `progress_deadline_ms` after its duration rolls back or pauses, as
+    /// `on_deadline` says.
     pub async fn start_rollout(
         &self,
         name: &str,
         candidate: &ModelRef,
         strategy: Strategy,
         rules: AnalysisRules,
+        progress_deadline_ms: u64,
+        on_deadline: DeadlineAction,
     ) -> Result<Deployment> {
         strategy.validate()?;
         rules.validate()?;
@@ -372,12 +377,17 @@ impl App {
             started_by: self.caller().actor.clone(),
             ended_ms: None,
             unapproved_weight_cap: gate.as_ref().map(|gate| gate.cap),
+            progress_deadline_ms,
+            on_deadline,
         };
+        rollout.validate_deadline()?;
         let detail = json!({
             "candidate_version": version,
             "stable_version": current.stable_version,
             "strategy": rollout.strategy,
             "rules": rollout.rules,
+            "progress_deadline_ms": rollout.progress_deadline_ms,
+            "on_deadline": rollout.on_deadline,
             "protected": gate.as_ref().map(UnapprovedGate::json),
         });
         let event = self.event(Some(&rollout), "rollout_started", detail.clone());
@@ -715,6 +725,44 @@ impl App {
             .await?;
         self.notify(&format!("deployment.{kind}"), &saved, detail)
             .await;
+        Ok(saved)
+    }
+
+    /// Pauses the running rollout at its progress deadline: the split stays, analysis goes on,
+    /// and a person promotes or rolls back. The same trail as every decision: an event, an
+    /// audit entry and a webhook event saying why and what to run.
+    pub(crate) async fn pause_rollout(
+        &self,
+        mut current: Deployment,
+        reason: String,
+        analysis: Option<&deployment::Analysis>,
+    ) -> Result<Deployment> {
+        let Some(mut rollout) = current.active_rollout().cloned() else {
+            return Ok(current);
+        };
+        let name = current.name.clone();
+        let detail = json!({
+            "candidate_version": rollout.candidate_version,
+            "stage": rollout.stage,
+            "reason": reason,
+            "measurements": analysis.map(|a| &a.measurements),
+            "next": format!(
+                "promote with `slipway deploy promote {name}`, or roll back with `slipway deploy rollback {name}`"
+            ),
+        });
+        rollout.state = RolloutState::Paused { reason };
+        let event = self.event(Some(&rollout), "paused", detail.clone());
+        current.rollout = Some(rollout);
+        current.updated_ms = now_ms();
+        let saved = self
+            .audited(
+                "deployments.pause",
+                Self::deployment_resource(&name),
+                detail.clone(),
+            )
+            .update_deployment(current, vec![event])
+            .await?;
+        self.notify("deployment.paused", &saved, detail).await;
         Ok(saved)
     }
 

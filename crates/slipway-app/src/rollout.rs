@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use serde_json::json;
 use slipway_core::deployment::{
-    self, Analysis, Decision, Deployment, RolloutState, VariantWindow, WindowStats,
+    self, Analysis, Decision, Deployment, NewDeploymentEvent, Rollout, RolloutState, VariantWindow,
+    Verdict, WindowStats,
 };
 use slipway_core::promotion::RequestState;
 use slipway_core::{Error, Result};
@@ -182,6 +183,7 @@ impl Controller {
                     &rollout.rules,
                     &window.live.stats,
                     window.reference.as_ref(),
+                    rollout.traffic(),
                     now,
                     now - window.live.started_ms,
                 );
@@ -201,16 +203,15 @@ impl Controller {
                     window.live.started_ms = now;
                 }
                 window.live.last_analysis = Some(analysis.clone());
-                Some((analysis, closed))
+                (Some(analysis), closed, window.live.last_analysis.clone())
             } else {
-                None
+                (None, None, window.live.last_analysis.clone())
             }
         };
-        let (analysis, closed) = match analysis {
-            Some((analysis, closed)) => (Some(analysis), closed),
-            None => (None, None),
-        };
-        let decided = self.decide(deployment, &rollout, analysis, now).await;
+        let (analysis, closed, latest) = analysis;
+        let decided = self
+            .decide(deployment, &rollout, analysis, latest, now)
+            .await;
         if decided.is_err()
             && let Some(closed) = closed
         {
@@ -231,23 +232,59 @@ impl Controller {
         decided
     }
 
-    /// Applies what the state machine decides for one tick's analysis (if any).
+    /// The event recording an analysis of `rollout`'s current stage. An inconclusive one is a
+    /// re-read of the same growing window, so a run of them with the same rules waiting is
+    /// kept as one event (the latest numbers, a count, first and last time): stage changes stay
+    /// in sight and the history stays small however long a stage waits.
+    fn analysis_event(&self, rollout: &Rollout, analysis: &Analysis) -> NewDeploymentEvent {
+        let mut event = self.app.event(Some(rollout), "analysis", json!(analysis));
+        if matches!(analysis.verdict, Verdict::Inconclusive { .. }) {
+            let results: Vec<String> = analysis
+                .measurements
+                .iter()
+                .map(|m| format!("{}={:?}", m.rule, m.result))
+                .collect();
+            event.compact_key = Some(format!(
+                "inconclusive:{}:{}:{}:{}",
+                rollout.id,
+                rollout.stage,
+                rollout.state.label(),
+                results.join(",")
+            ));
+        }
+        event
+    }
+
+    /// Applies what the state machine decides for one tick's analysis (if any); `latest` is
+    /// the stage's latest analysis, this tick's or an earlier one (what a deadline waited for).
     async fn decide(
         &self,
         deployment: Deployment,
         rollout: &deployment::Rollout,
         analysis: Option<Analysis>,
+        latest: Option<Analysis>,
         now: i64,
     ) -> Result<()> {
-        // Waiting for approval, the candidate still serves its share: analysis goes on, and a
-        // failure rolls back (withdrawing the request) rather than waiting for a person.
-        if let RolloutState::AwaitingApproval { promotion_id } = rollout.state {
+        // Waiting for approval, or paused at the deadline, the candidate still serves its
+        // share: analysis goes on, and a failure rolls back (withdrawing a promotion request)
+        // rather than waiting for a person.
+        let waiting_for_person = match rollout.state {
+            RolloutState::AwaitingApproval { promotion_id } => Some(Some(promotion_id)),
+            RolloutState::Paused { .. } => Some(None),
+            _ => None,
+        };
+        if let Some(promotion_id) = waiting_for_person {
             return match analysis {
                 Some(analysis) if matches!(analysis.verdict, deployment::Verdict::Fail { .. }) => {
                     let reason = match &analysis.verdict {
-                        deployment::Verdict::Fail { rule, detail } => {
-                            format!("analysis failed while waiting for approval: {rule}: {detail}")
-                        }
+                        deployment::Verdict::Fail { rule, detail } => format!(
+                            "analysis failed while {}: {rule}: {detail}",
+                            if promotion_id.is_some() {
+                                "waiting for approval"
+                            } else {
+                                "paused"
+                            }
+                        ),
                         _ => String::new(),
                     };
                     self.app
@@ -264,30 +301,57 @@ impl Controller {
                         .store()
                         .append_deployment_events(
                             &deployment.name,
-                            vec![self.app.event(Some(rollout), "analysis", json!(analysis))],
+                            vec![self.analysis_event(rollout, &analysis)],
                         )
                         .await?;
-                    self.check_approval(deployment, promotion_id).await
+                    match promotion_id {
+                        Some(id) => self.check_approval(deployment, id).await,
+                        None => Ok(()),
+                    }
                 }
-                None => self.check_approval(deployment, promotion_id).await,
+                None => match promotion_id {
+                    Some(id) => self.check_approval(deployment, id).await,
+                    None => Ok(()),
+                },
             };
         }
         let mut advanced = rollout.clone();
         let decision = deployment::advance(&mut advanced, analysis.as_ref(), now);
         let app = &self.app;
+        // What a deadline waited for, in the words of the stage's latest analysis.
+        let waited = |reason: String| match latest.as_ref().map(|a| &a.verdict) {
+            Some(Verdict::Inconclusive { reason: waiting }) => format!("{reason}; {waiting}"),
+            _ => reason,
+        };
         match decision {
             Decision::RollBack { reason } => {
-                app.end_rollout(
-                    deployment,
-                    RolloutState::RolledBack { reason },
-                    analysis.as_ref(),
-                )
-                .await?;
+                let failed = analysis
+                    .as_ref()
+                    .is_some_and(|a| matches!(a.verdict, Verdict::Fail { .. }));
+                let (reason, decided_on) = if failed {
+                    (reason, analysis.as_ref())
+                } else {
+                    (waited(reason), latest.as_ref())
+                };
+                app.end_rollout(deployment, RolloutState::RolledBack { reason }, decided_on)
+                    .await?;
+            }
+            Decision::Pause { reason } => {
+                let mut current = deployment;
+                if let Some(analysis) = &analysis {
+                    current = self
+                        .save_analysis(current, rollout, &advanced, analysis)
+                        .await?;
+                }
+                app.pause_rollout(current, waited(reason), latest.as_ref())
+                    .await?;
             }
             Decision::Promote => {
                 let mut current = deployment;
                 if let Some(analysis) = &analysis {
-                    current = self.save_analysis(current, &advanced, analysis).await?;
+                    current = self
+                        .save_analysis(current, rollout, &advanced, analysis)
+                        .await?;
                 }
                 app.apply_promotion(current, "every stage passed its analysis")
                     .await?;
@@ -305,7 +369,7 @@ impl Controller {
                 let mut current = deployment;
                 let mut events = Vec::new();
                 if let Some(analysis) = &analysis {
-                    events.push(app.event(Some(&advanced), "analysis", json!(analysis)));
+                    events.push(self.analysis_event(rollout, analysis));
                 }
                 let detail = json!({
                     "stage": stage,
@@ -332,11 +396,12 @@ impl Controller {
                         app.store()
                             .append_deployment_events(
                                 &deployment.name,
-                                vec![app.event(Some(&advanced), "analysis", json!(analysis))],
+                                vec![self.analysis_event(rollout, analysis)],
                             )
                             .await?;
                     } else {
-                        self.save_analysis(deployment, &advanced, analysis).await?;
+                        self.save_analysis(deployment, rollout, &advanced, analysis)
+                            .await?;
                     }
                 }
             }
@@ -344,14 +409,16 @@ impl Controller {
         Ok(())
     }
 
-    /// Records an analysis (and the stage bookkeeping it changed).
+    /// Records an analysis of `rollout`'s stage (and the stage bookkeeping it changed, in
+    /// `advanced`).
     async fn save_analysis(
         &self,
         mut current: Deployment,
-        advanced: &deployment::Rollout,
+        rollout: &Rollout,
+        advanced: &Rollout,
         analysis: &Analysis,
     ) -> Result<Deployment> {
-        let event = self.app.event(Some(advanced), "analysis", json!(analysis));
+        let event = self.analysis_event(rollout, analysis);
         current.rollout = Some(advanced.clone());
         current.updated_ms = now_ms();
         self.app

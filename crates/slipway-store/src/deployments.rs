@@ -33,9 +33,30 @@ async fn append_events(
     events: &[NewDeploymentEvent],
 ) -> Result<()> {
     for event in events {
+        if let Some(key) = &event.compact_key {
+            // The deployment's latest event, if it has the same key, stands for this one too:
+            // an index probe on (deployment, seq), in the writer's transaction, so no other
+            // event can slip in between the read and the update.
+            let merged = sqlx::query(
+                "UPDATE deployment_events SET event_count = event_count + 1, last_time_ms = $1, detail = $2 \
+                 WHERE seq = (SELECT MAX(seq) FROM deployment_events WHERE deployment = $3) \
+                 AND compact_key = $4",
+            )
+            .bind(time_ms)
+            .bind(event.detail.to_string())
+            .bind(deployment.to_owned())
+            .bind(key.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("compacting a deployment event"))?;
+            if merged.rows_affected() > 0 {
+                continue;
+            }
+        }
         sqlx::query(
-            "INSERT INTO deployment_events (deployment, time_ms, rollout_id, kind, actor, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO deployment_events \
+             (deployment, time_ms, rollout_id, kind, actor, detail, compact_key, event_count, last_time_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $2)",
         )
         .bind(deployment.to_owned())
         .bind(time_ms)
@@ -43,6 +64,7 @@ async fn append_events(
         .bind(event.kind.clone())
         .bind(event.actor.clone())
         .bind(event.detail.to_string())
+        .bind(event.compact_key.clone())
         .execute(&mut *tx)
         .await
         .map_err(db_err("recording a deployment event"))?;
@@ -190,15 +212,18 @@ pub(crate) async fn delete(store: &SqlStore, name: &str, event: NewDeploymentEve
 }
 
 fn event_from_row(row: &sqlx::any::AnyRow) -> Result<DeploymentEvent> {
+    let time_ms = get_i64(row, "time_ms")?;
     Ok(DeploymentEvent {
         seq: get_i64(row, "seq")?,
         deployment: get_str(row, "deployment")?,
-        time_ms: get_i64(row, "time_ms")?,
+        time_ms,
         rollout_id: get_opt_i64(row, "rollout_id")?,
         kind: get_str(row, "kind")?,
         actor: get_str(row, "actor")?,
         detail: serde_json::from_str(&get_str(row, "detail")?)
             .map_err(|e| Error::internal("decoding a deployment event", e))?,
+        count: get_i64(row, "event_count")?,
+        last_time_ms: get_opt_i64(row, "last_time_ms")?.unwrap_or(time_ms),
     })
 }
 

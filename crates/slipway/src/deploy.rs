@@ -12,6 +12,7 @@ use comfy_table::Table;
 use serde_json::{Value, json};
 
 use crate::remote::{Client, ServerArgs, urlencode};
+use crate::rollout_view;
 
 const NATIVE: &str = "/api/slipway/v1/deployments";
 
@@ -161,6 +162,14 @@ struct UpdateArgs {
     /// Re-scored rows the re-score agreement rule needs before it decides (default 20).
     #[arg(long)]
     rescore_min_samples: Option<u32>,
+    /// How long a step may wait, after its duration, for an analysis that passes (too few
+    /// samples, a preview nobody tests) before --on-deadline (default 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    progress_deadline: Option<Duration>,
+    /// What happens at the progress deadline: rollback (default) or pause (the split holds
+    /// until someone runs `deploy promote` or `deploy rollback`).
+    #[arg(long, value_parser = ["rollback", "pause"])]
+    on_deadline: Option<String>,
     #[command(flatten)]
     settings: SettingsFlags,
     #[arg(long)]
@@ -190,10 +199,12 @@ enum DeployCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Weights, versions, the latest measurements and every decision of a deployment.
+    /// Weights, versions, the step and its times, the latest analysis rule by rule, what to
+    /// run next, and recent events of a deployment.
     Status {
         name: String,
-        /// Follow a running rollout until it ends (exit 0 on success, 3 on rollback or abort).
+        /// Follow a running rollout until it ends (exit 0 on success, 3 on rollback or abort):
+        /// redrawn in place on a terminal, only new events when piped.
         #[arg(long)]
         watch: bool,
         #[arg(long)]
@@ -256,6 +267,11 @@ fn path(name: &str, rest: &str) -> String {
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> {
     let client = Client::new(&args.server)?;
+    let server = args
+        .server
+        .tracking_uri
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:5000".to_owned());
     let post = reqwest::Method::POST;
     match args.command {
         DeployCommand::Create {
@@ -297,7 +313,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
             }
         }
         DeployCommand::Status { name, watch, json } => {
-            return status(&client, &name, watch, json).await;
+            return status(&client, &server, &name, watch, json).await;
         }
         DeployCommand::Update(update) => {
             let UpdateArgs {
@@ -321,6 +337,8 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
                 rescore_percent,
                 min_rescore_agreement,
                 rescore_min_samples,
+                progress_deadline,
+                on_deadline,
                 settings,
                 json,
             } = *update;
@@ -362,6 +380,12 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
             }
             if let Some(d) = duration {
                 body["duration_ms"] = json!(ms(d));
+            }
+            if let Some(d) = progress_deadline {
+                body["progress_deadline_ms"] = json!(ms(d));
+            }
+            if let Some(action) = on_deadline {
+                body["on_deadline"] = json!(action);
             }
             let mut analysis = serde_json::Map::new();
             if let Some(d) = interval {
@@ -484,131 +508,158 @@ fn summary(d: &Value) -> String {
     line
 }
 
-fn measurements_table(analysis: &Value) -> Table {
-    let mut table = Table::new();
-    table.set_header([
-        "rule",
-        "candidate",
-        "stable",
-        "threshold",
-        "samples",
-        "p-value",
-        "result",
-        "why",
-    ]);
-    for m in analysis["measurements"].as_array().into_iter().flatten() {
-        let number = |v: &Value| v.as_f64().map_or("-".to_owned(), |v| format!("{v:.4}"));
-        let p_value = m["p_value"]
-            .as_f64()
-            .map_or("-".to_owned(), |p| format!("{p:.2e}"));
-        table.add_row([
-            text(&m["rule"]),
-            number(&m["candidate"]),
-            number(&m["stable"]),
-            number(&m["threshold"]),
-            text(&m["samples"]),
-            p_value,
-            text(&m["result"]),
-            text(&m["detail"]),
-        ]);
+/// Reads the events after the ones in `events`, re-reading the last one: a run of identical
+/// analyses is one event whose count grows in place.
+async fn refresh_events(
+    client: &Client,
+    name: &str,
+    events: &mut Vec<Value>,
+) -> anyhow::Result<()> {
+    const PAGE: usize = 1000;
+    let mut after = match events.pop() {
+        Some(last) => last["seq"].as_i64().unwrap_or(0) - 1,
+        None => 0,
+    };
+    loop {
+        let page = client
+            .call(
+                reqwest::Method::GET,
+                &path(name, &format!("/events?after={after}&limit={PAGE}")),
+                None,
+            )
+            .await?;
+        let page = page["events"].as_array().cloned().unwrap_or_default();
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            after = last["seq"].as_i64().unwrap_or(after);
+        }
+        events.extend(page);
+        if !full {
+            return Ok(());
+        }
     }
-    table
+}
+
+/// Where `deploy status --watch` draws: a terminal gets the frame redrawn in place; a pipe
+/// or file gets the first frame, then one line per new event, so a CI log reads as a history.
+enum Screen {
+    Terminal {
+        term: console::Term,
+        drawn_rows: usize,
+    },
+    Log {
+        last_seq: i64,
+        last_state: String,
+    },
+}
+
+impl Screen {
+    fn new() -> Screen {
+        use std::io::IsTerminal as _;
+        if std::io::stdout().is_terminal() {
+            Screen::Terminal {
+                term: console::Term::stdout(),
+                drawn_rows: 0,
+            }
+        } else {
+            Screen::Log {
+                last_seq: -1,
+                last_state: String::new(),
+            }
+        }
+    }
+
+    fn color(&self) -> bool {
+        matches!(self, Screen::Terminal { .. }) && console::colors_enabled()
+    }
+
+    fn show(&mut self, view: &rollout_view::View, state: &str) -> anyhow::Result<()> {
+        match self {
+            Screen::Terminal { term, drawn_rows } => {
+                let width = usize::from(term.size().1).max(20);
+                let lines = view.lines();
+                // A line wider than the terminal wraps: count the rows it takes to clear it.
+                let rows: usize = lines
+                    .iter()
+                    .map(|line| console::measure_text_width(line).max(1).div_ceil(width))
+                    .sum();
+                term.clear_last_lines(*drawn_rows)?;
+                for line in &lines {
+                    term.write_line(line)?;
+                }
+                *drawn_rows = rows;
+            }
+            Screen::Log {
+                last_seq,
+                last_state,
+            } => {
+                if *last_seq < 0 {
+                    for line in view.lines() {
+                        println!("{line}");
+                    }
+                } else {
+                    for event in view.events {
+                        if event["seq"].as_i64().unwrap_or(0) > *last_seq {
+                            println!("{}", view.event_line(event));
+                        }
+                    }
+                    if state != last_state {
+                        println!("rollout {}", state.replace('_', " "));
+                    }
+                }
+                *last_seq = view
+                    .events
+                    .last()
+                    .and_then(|e| e["seq"].as_i64())
+                    .unwrap_or(0);
+                *last_state = state.to_owned();
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn status(
     client: &Client,
+    server: &str,
     name: &str,
     watch: bool,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
+    let mut events = Vec::new();
+    let mut screen = Screen::new();
     loop {
         let answer = client
             .call(reqwest::Method::GET, &path(name, ""), None)
             .await?;
         let deployment = &answer["deployment"];
-        let events = client
-            .call(reqwest::Method::GET, &path(name, "/events"), None)
-            .await?;
+        refresh_events(client, name, &mut events).await?;
         let rollout = &deployment["rollout"];
         let state = rollout["state"]["state"].as_str().unwrap_or("none");
         if json {
             println!(
                 "{}",
-                serde_json::to_string(
-                    &json!({ "deployment": deployment, "events": events["events"] })
-                )?
+                serde_json::to_string(&json!({ "deployment": deployment, "events": events }))?
             );
         } else {
-            println!("{}", summary(deployment));
-            let window = &deployment["window"];
-            if !window.is_null() {
-                let stats = &window["stats"];
-                println!(
-                    "window of stage {} (since {} ms ago): stable {} requests / {} errors, candidate {} requests / {} errors / {} diverted by its open circuit, {} mirrored rows compared, {} re-scored on stable ({} agreed, {} skipped)",
-                    window["stage"],
-                    now_ms() - window["started_ms"].as_i64().unwrap_or(0),
-                    stats["stable"]["requests"],
-                    stats["stable"]["errors"],
-                    stats["candidate"]["requests"],
-                    stats["candidate"]["errors"],
-                    stats["candidate"]["diverted"].as_u64().unwrap_or(0),
-                    stats["compared"],
-                    stats["rescored"].as_u64().unwrap_or(0),
-                    stats["rescore_agreed"].as_u64().unwrap_or(0),
-                    stats["rescore_skipped"].as_u64().unwrap_or(0),
-                );
-                if !window["last_analysis"].is_null() {
-                    println!(
-                        "latest analysis: {}",
-                        text(&window["last_analysis"]["verdict"]["verdict"])
-                    );
-                    println!("{}", measurements_table(&window["last_analysis"]));
+            let view = rollout_view::View {
+                deployment,
+                events: &events,
+                now_ms: now_ms(),
+                server,
+                // On a terminal the frame must fit without scrolling.
+                recent_events: if watch { 6 } else { 12 },
+                color: screen.color(),
+            };
+            if watch {
+                screen.show(&view, state)?;
+            } else {
+                for line in view.lines() {
+                    println!("{line}");
                 }
             }
-            let mut table = Table::new();
-            table.set_header(["seq", "time", "rollout", "event", "actor", "detail"]);
-            let all: Vec<&Value> = events["events"].as_array().into_iter().flatten().collect();
-            for event in all.iter().rev().take(15).rev() {
-                let detail = &event["detail"];
-                let detail = if event["kind"] == "analysis" {
-                    let verdict = &detail["verdict"];
-                    format!(
-                        "{}{}",
-                        text(&verdict["verdict"]),
-                        verdict["detail"]
-                            .as_str()
-                            .or(verdict["reason"].as_str())
-                            .filter(|d| !d.is_empty())
-                            .map(|d| match verdict["rule"].as_str() {
-                                Some(rule) => format!(": {rule}: {d}"),
-                                None => format!(": {d}"),
-                            })
-                            .unwrap_or_default()
-                    )
-                } else {
-                    let mut d = detail.to_string();
-                    if d.len() > 120 {
-                        d.truncate(117);
-                        d.push_str("...");
-                    }
-                    d
-                };
-                table.add_row([
-                    text(&event["seq"]),
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH
-                            + Duration::from_millis(event["time_ms"].as_u64().unwrap_or(0)),
-                    )
-                    .to_string(),
-                    text(&event["rollout_id"]),
-                    text(&event["kind"]),
-                    text(&event["actor"]),
-                    detail,
-                ]);
-            }
-            println!("{table}");
         }
-        let active = matches!(state, "progressing" | "awaiting_approval");
+        let active = matches!(state, "progressing" | "awaiting_approval" | "paused");
         if !watch || !active {
             return Ok(match state {
                 "rolled_back" | "aborted" if watch => std::process::ExitCode::from(3),
@@ -616,9 +667,6 @@ async fn status(
             });
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        if !json {
-            println!();
-        }
     }
 }
 

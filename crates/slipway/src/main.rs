@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod deploy;
 mod remote;
+mod rollout_view;
 mod serve;
 mod webhook;
 

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use slipway_app::deployments::{AdminOverride, ModelRef};
 use slipway_core::auth::{Principal, Role};
 use slipway_core::deployment::{
-    AnalysisRules, BreakerConfig, CanaryStep, Deployment, PredictionRecord, ServingSettings,
-    Strategy, WindowStats,
+    AnalysisRules, BreakerConfig, CanaryStep, DEFAULT_PROGRESS_DEADLINE_MS, DeadlineAction,
+    Deployment, PredictionRecord, ServingSettings, Strategy, WindowStats,
 };
 
 use crate::Deployments;
@@ -269,6 +269,11 @@ pub struct StartRollout {
     mirror_percent: Option<u8>,
     duration_ms: Option<u32>,
     analysis: Option<AnalysisIn>,
+    /// How long a stage may wait, after its duration, for a passing analysis (default 10
+    /// minutes).
+    progress_deadline_ms: Option<u32>,
+    /// `rollback` (the default) or `pause` when the progress deadline passes.
+    on_deadline: Option<String>,
 }
 
 const DEFAULT_STAGE_MS: u64 = 60_000;
@@ -316,8 +321,21 @@ pub async fn start_rollout(
         }
     };
     let rules = request.analysis.unwrap_or_default().rules(&strategy);
+    let on_deadline = match request.on_deadline.as_deref() {
+        Some(text) => DeadlineAction::parse(text)?,
+        None => DeadlineAction::default(),
+    };
     let updated = app
-        .start_rollout(&name, &candidate, strategy, rules)
+        .start_rollout(
+            &name,
+            &candidate,
+            strategy,
+            rules,
+            request
+                .progress_deadline_ms
+                .map_or(DEFAULT_PROGRESS_DEADLINE_MS, u64::from),
+            on_deadline,
+        )
         .await?;
     Ok(changed(&deployments, updated).await)
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF};
 
+use super::Traffic;
 use crate::{Error, Result};
 
 /// Answered requests a side from which latency rules read p99 rather than p90.
@@ -345,6 +346,10 @@ pub enum RuleResult {
     Fail,
     /// Fewer samples than the rule needs: neither a pass nor a fail.
     NotEnoughSamples,
+    /// The stage cannot produce what the rule compares (a stable side at 100 %, mirrored rows
+    /// in a stage that mirrors nothing): the rule is skipped and says why, so it never holds a
+    /// stage that could not feed it.
+    NotApplicable,
 }
 
 /// One rule's measurement in one analysis: the numbers it decided on, and the decision in a
@@ -550,12 +555,20 @@ pub fn agreement_p_value(agreed: u64, compared: u64, threshold: f64) -> f64 {
         .unwrap_or(1.0)
 }
 
-/// Analyses one window. `reference` is the stable's last window with enough samples, used by
-/// the relative rules when the stable gets no live traffic in this stage (a 100 % step).
+/// Analyses one window of a stage that splits traffic as `traffic` says. `reference` is the
+/// stable's last window with enough samples, used by the relative rules when the stable gets
+/// no live traffic in this stage (a 100 % step).
+///
+/// A rule the stage cannot feed is [`RuleResult::NotApplicable`] rather than waiting: at 100 %
+/// with no reference (a single `--steps 100`) the latency ratio has no stable side, as in
+/// Argo Rollouts and Flagger, whose analyses judge the canary on its own figures there; the
+/// candidate is then judged by the error rate, the absolute latency, and the rows re-scored
+/// on the stable (prediction shift and re-score agreement). Mirrored agreement needs a mirror.
 pub fn analyze(
     rules: &AnalysisRules,
     window: &WindowStats,
     reference: Option<&VariantWindow>,
+    traffic: Traffic,
     at_ms: i64,
     window_ms: i64,
 ) -> Analysis {
@@ -566,6 +579,10 @@ pub fn analyze(
     } else {
         reference.unwrap_or(&window.stable)
     };
+    // The stable's live figures exist when it gets a share of live traffic, or when an earlier
+    // stage (the reference) or forced requests measured it.
+    let stable_side = traffic.weight < 100 || reference.is_some() || window.stable.requests >= min;
+    let no_stable_side = "the stable answers no live traffic at 100 % and no earlier stage of this rollout measured it";
     let mut measurements = Vec::new();
     let waiting = |m: &mut Measurement, needed: u64, what: &str| {
         m.result = RuleResult::NotEnoughSamples;
@@ -611,11 +628,12 @@ pub fn analyze(
     // A p99 of a few dozen requests is their slowest one: one scheduling hiccup would fail a
     // healthy candidate. Below P99_SAMPLES answered requests a side, the rules read p90, and
     // the measurement says which percentile it used.
-    let percentile = if candidate_ok.min(stable_ok) >= P99_SAMPLES {
-        0.99
+    let sides_ok = if stable_side {
+        candidate_ok.min(stable_ok)
     } else {
-        0.90
+        candidate_ok
     };
+    let percentile = if sides_ok >= P99_SAMPLES { 0.99 } else { 0.90 };
     let candidate_p99 = candidate.latency.quantile_ms(percentile);
     let stable_p99 = stable.latency.quantile_ms(percentile);
     let label = if percentile == 0.99 { "p99" } else { "p90" };
@@ -651,7 +669,17 @@ pub fn analyze(
         m.samples = candidate_ok.min(stable_ok);
         m.candidate_samples = Some(candidate_ok);
         m.stable_samples = Some(stable_ok);
-        if m.samples < min {
+        if !stable_side {
+            m.result = RuleResult::NotApplicable;
+            m.detail = format!(
+                "not applicable: {no_stable_side}, so there is no stable latency to compare with; {}",
+                if rules.max_p99_ms.is_some() {
+                    "the absolute latency rule judges the candidate's"
+                } else {
+                    "set a maximum latency in ms (--max-p99-ms) to bound the candidate's"
+                }
+            );
+        } else if m.samples < min {
             waiting(&mut m, min, "answered requests a side");
         } else {
             let ratio = m.candidate.unwrap_or(0.0);
@@ -671,18 +699,37 @@ pub fn analyze(
         measurements.push(m);
     }
     if let Some(threshold) = rules.max_prediction_shift {
-        measurements.push(prediction_shift(rules, window, stable, threshold));
+        // Rows both variants answered come from re-scoring and mirroring; with neither, and no
+        // stable side, nothing can be compared.
+        let same_rows = rules.rescore_percent > 0 || traffic.mirror > 0;
+        if stable_side || same_rows {
+            measurements.push(prediction_shift(rules, window, stable, threshold));
+        } else {
+            let mut m = Measurement::new("prediction_shift", threshold);
+            m.result = RuleResult::NotApplicable;
+            m.detail = format!(
+                "not applicable: {no_stable_side}, and neither re-scoring (--rescore-percent 0) nor a mirror gives rows both answered"
+            );
+            measurements.push(m);
+        }
     }
     if let Some(threshold) = rules.min_agreement {
-        measurements.push(agreement(
-            "agreement",
-            "mirrored",
-            window.agreed,
-            window.compared,
-            threshold,
-            min,
-            rules.alpha,
-        ));
+        if traffic.mirror > 0 || window.compared > 0 {
+            measurements.push(agreement(
+                "agreement",
+                "mirrored",
+                window.agreed,
+                window.compared,
+                threshold,
+                min,
+                rules.alpha,
+            ));
+        } else {
+            let mut m = Measurement::new("agreement", threshold);
+            m.result = RuleResult::NotApplicable;
+            m.detail = "not applicable: this stage mirrors no traffic to the candidate".to_owned();
+            measurements.push(m);
+        }
     }
     // A window of mirrored traffic only (a shadow, a preview without test requests) has no
     // candidate answer to re-score: its rows are compared by the mirror, and waiting for
@@ -741,8 +788,14 @@ pub fn analyze(
             ),
         }
     } else {
+        let passed = summary(RuleResult::Pass);
+        let skipped = summary(RuleResult::NotApplicable);
         Verdict::Pass {
-            detail: summary(RuleResult::Pass),
+            detail: match (passed.is_empty(), skipped.is_empty()) {
+                (_, true) => passed,
+                (true, false) => format!("no rule applies at this stage: {skipped}"),
+                (false, false) => format!("{passed}; {skipped}"),
+            },
         }
     };
     Analysis {
@@ -919,6 +972,24 @@ mod tests {
             .collect()
     }
 
+    /// A stage where both variants answer live traffic and a share is mirrored: every rule
+    /// applies.
+    const SPLIT: Traffic = Traffic {
+        weight: 50,
+        mirror: 50,
+    };
+
+    /// A blue-green preview: no live traffic to the candidate, nothing mirrored.
+    const PREVIEW: Traffic = Traffic {
+        weight: 0,
+        mirror: 0,
+    };
+    /// A 100 % step: the stable answers no live traffic.
+    const FULL: Traffic = Traffic {
+        weight: 100,
+        mirror: 0,
+    };
+
     fn rules() -> AnalysisRules {
         AnalysisRules {
             min_samples: 50,
@@ -960,7 +1031,7 @@ mod tests {
 
     #[test]
     fn a_good_candidate_passes_and_says_why() {
-        let analysis = analyze(&rules(), &good(), None, 0, 0);
+        let analysis = analyze(&rules(), &good(), None, SPLIT, 0, 0);
         let Verdict::Pass { detail } = &analysis.verdict else {
             panic!("{analysis:?}");
         };
@@ -996,7 +1067,7 @@ mod tests {
             (disagreeing, "agreement", "40 of 100"),
             (rescored_apart, "rescore_agreement", "2 of 20"),
         ] {
-            let analysis = analyze(&rules(), &stats, None, 0, 0);
+            let analysis = analyze(&rules(), &stats, None, SPLIT, 0, 0);
             match &analysis.verdict {
                 Verdict::Fail {
                     rule: fired,
@@ -1027,7 +1098,7 @@ mod tests {
             min_rescore_agreement: None,
             ..AnalysisRules::default()
         };
-        let analysis = analyze(&rules, &stats, None, 0, 0);
+        let analysis = analyze(&rules, &stats, None, SPLIT, 0, 0);
         let shift = measurement(&analysis, "prediction_shift");
         assert_eq!(shift.result, RuleResult::Fail, "{shift:?}");
         assert!(shift.p_value.unwrap() < 1e-10, "{shift:?}");
@@ -1052,7 +1123,7 @@ mod tests {
             max_prediction_shift: None,
             ..AnalysisRules::default()
         };
-        let analysis = analyze(&only_agreement, &rescored, None, 0, 0);
+        let analysis = analyze(&only_agreement, &rescored, None, SPLIT, 0, 0);
         match &analysis.verdict {
             Verdict::Fail { rule, detail } => {
                 assert_eq!(rule, "rescore_agreement");
@@ -1074,7 +1145,7 @@ mod tests {
             min_agreement: None,
             ..rules()
         };
-        let analysis = analyze(&rules, &identical, None, 0, 0);
+        let analysis = analyze(&rules, &identical, None, SPLIT, 0, 0);
         assert!(
             matches!(analysis.verdict, Verdict::Pass { .. }),
             "{analysis:?}"
@@ -1095,7 +1166,7 @@ mod tests {
             candidate: window(10, 0, 400, &[("0", 7), ("1", 3)]),
             ..Default::default()
         };
-        let analysis = analyze(&few, &noisy, None, 0, 0);
+        let analysis = analyze(&few, &noisy, None, SPLIT, 0, 0);
         let shift = measurement(&analysis, "prediction_shift");
         assert!(
             shift.candidate.unwrap() > few.max_prediction_shift.unwrap(),
@@ -1110,7 +1181,7 @@ mod tests {
             candidate: window(100, 0, 400, &[("0", 55), ("1", 45)]),
             ..Default::default()
         };
-        let analysis = analyze(&AnalysisRules::default(), &tiny, None, 0, 0);
+        let analysis = analyze(&AnalysisRules::default(), &tiny, None, SPLIT, 0, 0);
         assert_eq!(
             measurement(&analysis, "prediction_shift").result,
             RuleResult::Pass
@@ -1123,7 +1194,7 @@ mod tests {
             candidate: window(1, 0, 400, &[("0", 580_000), ("1", 420_000)]),
             ..Default::default()
         };
-        let analysis = analyze(&few, &large_n, None, 0, 0);
+        let analysis = analyze(&few, &large_n, None, SPLIT, 0, 0);
         let shift = measurement(&analysis, "prediction_shift");
         assert_eq!(shift.result, RuleResult::Pass, "{shift:?}");
         assert!(shift.p_value.unwrap() < 1e-10, "{shift:?}");
@@ -1223,7 +1294,7 @@ mod tests {
             candidate,
             ..Default::default()
         };
-        let analysis = analyze(&rules(), &stats, None, 0, 0);
+        let analysis = analyze(&rules(), &stats, None, SPLIT, 0, 0);
         let error_rate = measurement(&analysis, "error_rate");
         assert_eq!(error_rate.result, RuleResult::NotEnoughSamples);
         assert_eq!(error_rate.samples, 5);
@@ -1234,7 +1305,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let idle = analyze(&rules(), &WindowStats::default(), None, 0, 0);
+        let idle = analyze(&rules(), &WindowStats::default(), None, SPLIT, 0, 0);
         assert!(matches!(idle.verdict, Verdict::Inconclusive { .. }));
         let mut merged = WindowStats::default();
         merged.merge(&stats);
@@ -1266,7 +1337,7 @@ mod tests {
         };
         stats.same_rows.stable = counts(&[("1", 60)]);
         stats.same_rows.candidate = counts(&[("1", 60)]);
-        let analysis = analyze(&rules(), &stats, None, 0, 0);
+        let analysis = analyze(&rules(), &stats, None, PREVIEW, 0, 0);
         let shift = measurement(&analysis, "prediction_shift");
         assert_eq!(shift.basis.as_deref(), Some("same_rows"), "{shift:?}");
         assert_eq!(shift.result, RuleResult::Pass, "{shift:?}");
@@ -1289,7 +1360,17 @@ mod tests {
         };
         stats.same_rows.stable = counts(&[("0", 60), ("1", 40)]);
         stats.same_rows.candidate = counts(&[("0", 60), ("1", 40)]);
-        let analysis = analyze(&rules(), &stats, None, 0, 0);
+        let analysis = analyze(
+            &rules(),
+            &stats,
+            None,
+            Traffic {
+                weight: 0,
+                mirror: 100,
+            },
+            0,
+            0,
+        );
         assert!(
             matches!(analysis.verdict, Verdict::Pass { .. }),
             "{analysis:?}"
@@ -1346,10 +1427,104 @@ mod tests {
             min_agreement: None,
             ..rules()
         };
-        let analysis = analyze(&rules, &stats, Some(&reference), 0, 0);
+        let analysis = analyze(&rules, &stats, Some(&reference), FULL, 0, 0);
         assert!(
             matches!(analysis.verdict, Verdict::Pass { .. }),
             "{analysis:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_step_without_a_reference_is_decided_on_what_it_can_measure() {
+        // A single `--steps 100`: the stable answers nothing live and no earlier stage measured
+        // it. The reported case waited forever on "latency_p90_ratio: 0 of 20"; the ratio is
+        // not applicable, and the candidate is judged on its own figures and re-scored rows.
+        let mut stats = WindowStats {
+            candidate: window(1_000, 0, 450, &[("0", 620), ("1", 380)]),
+            rescored: 200,
+            rescore_agreed: 200,
+            ..Default::default()
+        };
+        stats.same_rows.stable = counts(&[("0", 124), ("1", 76)]);
+        stats.same_rows.candidate = counts(&[("0", 124), ("1", 76)]);
+        let rules = AnalysisRules {
+            min_samples: 20,
+            // On by default for mirrored strategies: a canary stage mirrors nothing.
+            min_agreement: Some(0.9),
+            ..AnalysisRules::default()
+        };
+        let analysis = analyze(&rules, &stats, None, FULL, 0, 0);
+        let Verdict::Pass { detail } = &analysis.verdict else {
+            panic!("{analysis:?}");
+        };
+        // 1000 answered requests on the candidate alone read p99, not a p90 held down by an
+        // empty stable side.
+        let ratio = measurement(&analysis, "latency_p99_ratio");
+        assert_eq!(ratio.result, RuleResult::NotApplicable, "{ratio:?}");
+        assert!(ratio.detail.contains("--max-p99-ms"), "{}", ratio.detail);
+        assert!(
+            detail.contains("latency_p99_ratio: not applicable"),
+            "{detail}"
+        );
+        assert_eq!(
+            measurement(&analysis, "agreement").result,
+            RuleResult::NotApplicable
+        );
+        let shift = measurement(&analysis, "prediction_shift");
+        assert_eq!(
+            (shift.result, shift.basis.as_deref()),
+            (RuleResult::Pass, Some("same_rows")),
+            "{shift:?}"
+        );
+        let absolute = AnalysisRules {
+            max_p99_ms: Some(100.0),
+            ..rules.clone()
+        };
+        let analysis = analyze(&absolute, &stats, None, FULL, 0, 0);
+        assert_eq!(
+            measurement(&analysis, "latency_p99_ms").result,
+            RuleResult::Pass
+        );
+
+        // Still a real judgement: an erroring candidate at 100 % fails.
+        let mut erroring = stats.clone();
+        erroring.candidate = window(1_000, 100, 450, &[("0", 620), ("1", 280)]);
+        let analysis = analyze(&rules, &erroring, None, FULL, 0, 0);
+        assert!(
+            matches!(&analysis.verdict, Verdict::Fail { rule, .. } if rule == "error_rate"),
+            "{analysis:?}"
+        );
+
+        // Without re-scoring there are no rows both answered: the shift is not applicable
+        // either, rather than waiting for rows that never come.
+        let no_rescore = AnalysisRules {
+            rescore_percent: 0,
+            ..rules
+        };
+        let analysis = analyze(&no_rescore, &stats, None, FULL, 0, 0);
+        assert_eq!(
+            measurement(&analysis, "prediction_shift").result,
+            RuleResult::NotApplicable
+        );
+        assert!(
+            matches!(analysis.verdict, Verdict::Pass { .. }),
+            "{analysis:?}"
+        );
+        // At a capped 100 % (a protected deployment) the stable does answer: the ratio waits.
+        let capped = analyze(
+            &no_rescore,
+            &stats,
+            None,
+            Traffic {
+                weight: 10,
+                mirror: 0,
+            },
+            0,
+            0,
+        );
+        assert_eq!(
+            measurement(&capped, "latency_p90_ratio").result,
+            RuleResult::NotEnoughSamples
         );
     }
 

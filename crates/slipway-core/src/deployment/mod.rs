@@ -11,7 +11,9 @@
 //!
 //! A stage ends when its duration has passed and the latest analysis of it passed; the last
 //! stage's end promotes the candidate. A failed analysis rolls back at once. Too few samples is
-//! its own outcome: the stage waits, it neither passes nor fails.
+//! its own outcome: the stage waits, it neither passes nor fails, but at most the rollout's
+//! progress deadline past the stage's duration (as Argo Rollouts' `progressDeadlineSeconds`);
+//! then it rolls back, or pauses for a person, as the rollout says.
 
 pub mod analysis;
 pub mod breaker;
@@ -183,6 +185,46 @@ impl Strategy {
     }
 }
 
+/// How long a stage may wait for a passing analysis after its duration, unless the rollout
+/// says otherwise: Argo Rollouts' and Flagger's default progress deadline.
+pub const DEFAULT_PROGRESS_DEADLINE_MS: u64 = 600_000;
+
+fn default_progress_deadline_ms() -> u64 {
+    DEFAULT_PROGRESS_DEADLINE_MS
+}
+
+/// What a rollout does when a stage has not passed its analysis within the progress deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineAction {
+    /// All traffic back to stable, as a failed analysis does: a candidate that cannot be
+    /// judged is not trusted.
+    #[default]
+    Rollback,
+    /// Hold the current split and wait for a person (`deploy promote` or `deploy rollback`);
+    /// analysis goes on, and a failure still rolls back.
+    Pause,
+}
+
+impl DeadlineAction {
+    pub fn parse(text: &str) -> Result<DeadlineAction> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "rollback" | "roll-back" | "roll_back" => Ok(DeadlineAction::Rollback),
+            "pause" => Ok(DeadlineAction::Pause),
+            other => Err(Error::invalid(format!(
+                "unknown action at the progress deadline '{other}': use rollback or pause"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadlineAction::Rollback => "rollback",
+            DeadlineAction::Pause => "pause",
+        }
+    }
+}
+
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -192,6 +234,11 @@ pub enum RolloutState {
     /// protects it). Traffic stays at the last stage's split meanwhile.
     AwaitingApproval {
         promotion_id: i64,
+    },
+    /// A stage did not pass its analysis within the progress deadline and the rollout is set
+    /// to pause: traffic stays at the stage's split until a person promotes or rolls back.
+    Paused {
+        reason: String,
     },
     /// The candidate became the stable version.
     Succeeded,
@@ -209,7 +256,9 @@ impl RolloutState {
     pub fn is_active(&self) -> bool {
         matches!(
             self,
-            RolloutState::Progressing | RolloutState::AwaitingApproval { .. }
+            RolloutState::Progressing
+                | RolloutState::AwaitingApproval { .. }
+                | RolloutState::Paused { .. }
         )
     }
 
@@ -217,6 +266,7 @@ impl RolloutState {
         match self {
             RolloutState::Progressing => "progressing",
             RolloutState::AwaitingApproval { .. } => "awaiting_approval",
+            RolloutState::Paused { .. } => "paused",
             RolloutState::Succeeded => "succeeded",
             RolloutState::RolledBack { .. } => "rolled_back",
             RolloutState::Aborted { .. } => "aborted",
@@ -245,6 +295,13 @@ pub struct Rollout {
     /// an approved promotion lifts it (the candidate then becomes stable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unapproved_weight_cap: Option<u8>,
+    /// How long a stage may wait, after its duration, for an analysis that passes (too few
+    /// samples, a preview nobody tests) before `on_deadline`. Rollouts stored before it existed
+    /// get the default, so none of them waits forever.
+    #[serde(default = "default_progress_deadline_ms")]
+    pub progress_deadline_ms: u64,
+    #[serde(default)]
+    pub on_deadline: DeadlineAction,
 }
 
 /// The traffic split a deployment's data plane applies.
@@ -259,9 +316,35 @@ impl Rollout {
         self.strategy.stages().get(self.stage).copied()
     }
 
+    /// When the current stage's wait for a passing analysis ends (epoch ms), if it has not
+    /// passed yet: the stage's duration, then the progress deadline.
+    pub fn stage_deadline_ms(&self) -> Option<i64> {
+        let stage = self.current_stage()?;
+        let wait = stage.duration_ms.saturating_add(self.progress_deadline_ms);
+        Some(
+            self.stage_started_ms
+                .saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// Checks the progress deadline against the analysis interval: a deadline shorter than an
+    /// interval would end stages before their first analysis.
+    pub fn validate_deadline(&self) -> Result<()> {
+        if self.progress_deadline_ms < self.rules.interval_ms {
+            return Err(Error::invalid(format!(
+                "the progress deadline ({}) must be at least the analysis interval ({}): no analysis could pass before it",
+                human_ms(self.progress_deadline_ms),
+                human_ms(self.rules.interval_ms)
+            )));
+        }
+        Ok(())
+    }
+
     pub fn traffic(&self) -> Traffic {
         match self.state {
-            RolloutState::Progressing | RolloutState::AwaitingApproval { .. } => self
+            RolloutState::Progressing
+            | RolloutState::AwaitingApproval { .. }
+            | RolloutState::Paused { .. } => self
                 .current_stage()
                 .map(|stage| Traffic {
                     weight: self
@@ -384,8 +467,20 @@ pub enum Decision {
     NextStage { stage: usize },
     /// Every stage passed: promote the candidate.
     Promote,
-    /// The analysis failed: back to stable.
+    /// The analysis failed, or the progress deadline passed: back to stable.
     RollBack { reason: String },
+    /// The progress deadline passed and the rollout pauses for a person.
+    Pause { reason: String },
+}
+
+/// A duration as people read it, to the second ("2m 10s"; "250ms" under a second).
+pub fn human_ms(ms: u64) -> String {
+    let duration = if ms >= 1000 {
+        std::time::Duration::from_secs(ms / 1000)
+    } else {
+        std::time::Duration::from_millis(ms)
+    };
+    humantime::format_duration(duration).to_string()
 }
 
 /// The state machine of one rollout: given the latest analysis (if one was made this tick),
@@ -410,6 +505,24 @@ pub fn advance(rollout: &mut Rollout, analysis: Option<&Analysis>, now_ms: i64) 
         return Decision::Promote;
     };
     let elapsed = now_ms.saturating_sub(rollout.stage_started_ms);
+    if !rollout.stage_passed
+        && rollout
+            .stage_deadline_ms()
+            .is_some_and(|deadline| now_ms >= deadline)
+    {
+        let stages = rollout.strategy.stages().len();
+        let reason = format!(
+            "progress deadline: stage {} of {stages} ({}% live) had no passing analysis {} after its {} duration",
+            rollout.stage + 1,
+            rollout.traffic().weight,
+            human_ms(rollout.progress_deadline_ms),
+            human_ms(stage.duration_ms),
+        );
+        return match rollout.on_deadline {
+            DeadlineAction::Rollback => Decision::RollBack { reason },
+            DeadlineAction::Pause => Decision::Pause { reason },
+        };
+    }
     if elapsed < stage.duration_ms as i64 || !rollout.stage_passed {
         return Decision::Hold;
     }
@@ -445,11 +558,24 @@ pub fn routes_to_candidate(bucket: u64, weight: u8) -> bool {
 pub struct DeploymentEvent {
     pub seq: i64,
     pub deployment: String,
+    /// When it happened; for a compacted run, when the run began.
     pub time_ms: i64,
     pub rollout_id: Option<i64>,
     pub kind: String,
     pub actor: String,
+    /// For a compacted run, the latest event's detail.
     pub detail: serde_json::Value,
+    /// How many events this one stands for: more than 1 for a run of identical results (see
+    /// [`NewDeploymentEvent::compact_key`]).
+    #[serde(default = "one")]
+    pub count: i64,
+    /// When the run's latest event happened (`time_ms` for a single one).
+    #[serde(default)]
+    pub last_time_ms: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -458,6 +584,10 @@ pub struct NewDeploymentEvent {
     pub kind: String,
     pub actor: String,
     pub detail: serde_json::Value,
+    /// Events with a key are compacted: one whose key equals that of the deployment's latest
+    /// event replaces its detail and counts one more, instead of adding a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_key: Option<String>,
 }
 
 /// One sampled request in the prediction log: the input of drift monitoring.
@@ -504,6 +634,8 @@ mod tests {
             started_by: "ann".into(),
             ended_ms: None,
             unapproved_weight_cap: None,
+            progress_deadline_ms: DEFAULT_PROGRESS_DEADLINE_MS,
+            on_deadline: DeadlineAction::Rollback,
         }
     }
 
@@ -602,15 +734,84 @@ mod tests {
     }
 
     #[test]
-    fn idle_rollouts_never_move() {
+    fn idle_rollouts_hold_until_the_progress_deadline() {
         let mut rollout = canary(&[(5, 10)]);
-        for now in (0..1_000_000).step_by(10_000) {
-            let idle = verdict(Verdict::Inconclusive {
-                reason: "no traffic".into(),
-            });
+        rollout.progress_deadline_ms = 1_000_000;
+        let idle = verdict(Verdict::Inconclusive {
+            reason: "no traffic".into(),
+        });
+        for now in (0..1_000_010).step_by(10_000) {
             assert_eq!(advance(&mut rollout, Some(&idle), now), Decision::Hold);
         }
         assert_eq!(rollout.stage, 0);
+        // Its duration (10 ms) and the deadline after it have passed: rolled back, saying why.
+        match advance(&mut rollout, Some(&idle), 1_000_010) {
+            Decision::RollBack { reason } => {
+                assert!(reason.starts_with("progress deadline"), "{reason}");
+                assert!(reason.contains("stage 1 of 1 (5% live)"), "{reason}");
+                assert!(
+                    reason.contains("16m 40s after its 10ms duration"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_single_full_step_reaches_a_decision() {
+        // The reported case, `--steps 100`: analysis passes on what it can measure (see
+        // analysis::a_full_step_without_a_reference_...), so the step ends and promotes ...
+        let mut rollout = canary(&[(100, 1_000)]);
+        let pass = verdict(Verdict::Pass {
+            detail: "latency_p90_ratio: not applicable".into(),
+        });
+        assert_eq!(advance(&mut rollout, Some(&pass), 500), Decision::Hold);
+        assert_eq!(advance(&mut rollout, None, 1_000), Decision::Promote);
+        // ... and one that never gathers its samples stops at the deadline: it pauses when
+        // told to, and a paused rollout holds its split and waits for a person.
+        let mut starved = canary(&[(100, 1_000)]);
+        starved.progress_deadline_ms = 60_000;
+        starved.on_deadline = DeadlineAction::Pause;
+        let idle = verdict(Verdict::Inconclusive {
+            reason: "waiting".into(),
+        });
+        assert_eq!(advance(&mut starved, Some(&idle), 60_999), Decision::Hold);
+        let Decision::Pause { reason } = advance(&mut starved, Some(&idle), 61_000) else {
+            panic!("expected a pause");
+        };
+        assert!(reason.contains("1m after its 1s duration"), "{reason}");
+        starved.state = RolloutState::Paused { reason };
+        assert!(starved.state.is_active());
+        assert_eq!(starved.traffic().weight, 100);
+        assert_eq!(advance(&mut starved, Some(&pass), 200_000), Decision::Hold);
+    }
+
+    #[test]
+    fn the_deadline_is_checked_and_old_rollouts_get_the_default() {
+        let mut rollout = canary(&[(5, 10)]);
+        rollout.progress_deadline_ms = rollout.rules.interval_ms - 1;
+        let error = rollout.validate_deadline().unwrap_err().to_string();
+        assert!(
+            error.contains("at least the analysis interval (30s)"),
+            "{error}"
+        );
+        rollout.progress_deadline_ms = rollout.rules.interval_ms;
+        rollout.validate_deadline().unwrap();
+        let mut json = serde_json::to_value(&rollout).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("progress_deadline_ms");
+        object.remove("on_deadline");
+        let back: Rollout = serde_json::from_value(json).unwrap();
+        assert_eq!(back.progress_deadline_ms, DEFAULT_PROGRESS_DEADLINE_MS);
+        assert_eq!(back.on_deadline, DeadlineAction::Rollback);
+        assert_eq!(
+            DeadlineAction::parse("Pause").unwrap(),
+            DeadlineAction::Pause
+        );
+        assert!(DeadlineAction::parse("wait").is_err());
+        assert_eq!(human_ms(601_812), "10m 1s");
+        assert_eq!(human_ms(250), "250ms");
     }
 
     #[test]

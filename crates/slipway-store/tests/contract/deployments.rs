@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde_json::json;
 use slipway_core::Error;
 use slipway_core::deployment::{
-    AnalysisRules, BreakerConfig, CanaryStep, Deployment, DeploymentEvent, NewDeploymentEvent,
-    PredictionRecord, Rollout, RolloutState, ServingSettings, Strategy, Variant,
+    AnalysisRules, BreakerConfig, CanaryStep, DeadlineAction, Deployment, DeploymentEvent,
+    NewDeploymentEvent, PredictionRecord, Rollout, RolloutState, ServingSettings, Strategy,
+    Variant,
 };
 
 use crate::common::Store;
@@ -22,6 +23,9 @@ contract!(
     deployment_concurrent_creates_one_wins_sqlite, deployment_concurrent_creates_one_wins_postgres => case_deployment_concurrent_creates_one_wins
 );
 contract!(deployment_events_append_and_page_sqlite, deployment_events_append_and_page_postgres => case_deployment_events_append_and_page);
+contract!(
+    deployment_events_compact_runs_sqlite, deployment_events_compact_runs_postgres => case_deployment_events_compact_runs
+);
 contract!(deployment_delete_keeps_events_sqlite, deployment_delete_keeps_events_postgres => case_deployment_delete_keeps_events);
 contract!(prediction_log_append_and_page_sqlite, prediction_log_append_and_page_postgres => case_prediction_log_append_and_page);
 contract!(deployment_bodies_round_trip_sqlite, deployment_bodies_round_trip_postgres => case_deployment_bodies_round_trip);
@@ -70,6 +74,8 @@ fn rollout(id: i64, strategy: Strategy, rules: AnalysisRules, state: RolloutStat
         started_by: "bob".into(),
         ended_ms: None,
         unapproved_weight_cap: None,
+        progress_deadline_ms: 90_000,
+        on_deadline: DeadlineAction::Pause,
     }
 }
 
@@ -79,6 +85,7 @@ fn event(kind: &str, rollout_id: Option<i64>, detail: serde_json::Value) -> NewD
         kind: kind.into(),
         actor: "alice".into(),
         detail,
+        compact_key: None,
     }
 }
 
@@ -383,6 +390,94 @@ async fn case_deployment_events_append_and_page(store: &Store) {
     assert_eq!(all_events(store, "other").await.len(), 2);
 }
 
+/// An inconclusive analysis event with this key and these waiting samples.
+fn waiting(key: &str, samples: u64) -> NewDeploymentEvent {
+    NewDeploymentEvent {
+        compact_key: Some(key.into()),
+        ..event("analysis", Some(1), json!({ "samples": samples }))
+    }
+}
+
+async fn case_deployment_events_compact_runs(store: &Store) {
+    create(store, deployment("compact", 1_000)).await;
+    create(store, deployment("neighbour", 1_000)).await;
+    let before = now_ms();
+    // A run of three identical results is one event: the latest detail, a count, first and
+    // last time. Another deployment's events in between do not break it.
+    store
+        .append_deployment_events("compact", vec![waiting("stage-0", 1)])
+        .await
+        .unwrap();
+    store
+        .append_deployment_events("neighbour", vec![waiting("stage-0", 9)])
+        .await
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    store
+        .append_deployment_events(
+            "compact",
+            vec![waiting("stage-0", 2), waiting("stage-0", 3)],
+        )
+        .await
+        .unwrap();
+    let events = all_events(store, "compact").await;
+    assert_eq!(kinds(&events), ["created", "analysis"], "{events:?}");
+    let run = &events[1];
+    assert_eq!(run.count, 3, "{run:?}");
+    assert_eq!(run.detail, json!({ "samples": 3 }));
+    assert!(run.time_ms >= before, "{run:?}");
+    assert!(run.last_time_ms > run.time_ms, "{run:?}");
+    assert_eq!(events[0].count, 1);
+    assert_eq!(events[0].last_time_ms, events[0].time_ms);
+
+    // Another key, or any event in between (a stage change), starts a new run; events
+    // without a key never merge, and an update's events compact like appended ones.
+    store
+        .append_deployment_events("compact", vec![waiting("stage-1", 4)])
+        .await
+        .unwrap();
+    let current = store.get_deployment("compact").await.unwrap();
+    let current = store
+        .update_deployment(
+            current,
+            vec![event("stage", Some(1), json!({ "stage": 1 }))],
+        )
+        .await
+        .unwrap();
+    store
+        .update_deployment(current, vec![waiting("stage-1", 5), waiting("stage-1", 6)])
+        .await
+        .unwrap();
+    store
+        .append_deployment_events(
+            "compact",
+            vec![
+                event("analysis", Some(1), json!({ "samples": 7 })),
+                event("analysis", Some(1), json!({ "samples": 8 })),
+            ],
+        )
+        .await
+        .unwrap();
+    let events = all_events(store, "compact").await;
+    let counts: Vec<(&str, i64)> = events.iter().map(|e| (e.kind.as_str(), e.count)).collect();
+    assert_eq!(
+        counts,
+        [
+            ("created", 1),
+            ("analysis", 3),
+            ("analysis", 1),
+            ("stage", 1),
+            ("analysis", 2),
+            ("analysis", 1),
+            ("analysis", 1),
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[4].detail, json!({ "samples": 6 }));
+    let neighbour = all_events(store, "neighbour").await;
+    assert_eq!(neighbour[1].count, 1, "{neighbour:?}");
+}
+
 async fn case_deployment_delete_keeps_events(store: &Store) {
     create(store, deployment("fraud", 1_000)).await;
     create(store, deployment("kept", 1_000)).await;
@@ -554,6 +649,9 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
     let states = [
         RolloutState::Progressing,
         RolloutState::AwaitingApproval { promotion_id: 42 },
+        RolloutState::Paused {
+            reason: "progress deadline: stage 1 of 1".into(),
+        },
         RolloutState::Succeeded,
         RolloutState::RolledBack {
             reason: "analysis failed: error_rate: \"candidate\" 0.5 > 0.01 — ünïcode".into(),
