@@ -540,6 +540,17 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
         mv["registered_by"].as_str().unwrap_or("unknown"),
         crate::admin::time(mv["registered_at"].as_i64().unwrap_or(0)),
     );
+    if let Some(from) = mv["tags"]["slipway.converted_from"].as_str() {
+        println!(
+            "  converted from {from} with {}: checked {}",
+            mv["tags"]["slipway.converter"]
+                .as_str()
+                .unwrap_or("a converter"),
+            mv["tags"]["slipway.conversion_check"]
+                .as_str()
+                .unwrap_or("(no check recorded)")
+        );
+    }
     match mv["content_digest"].as_str() {
         Some(digest) => {
             println!("  content {digest}");
