@@ -872,8 +872,9 @@ fn run_converter(
                 .find(|line| !line.trim().is_empty())
                 .unwrap_or("no output");
             bail!(
-                "the converter failed ({status}): {last} (its full output is in {})",
-                log_path.display()
+                "the converter failed ({status}): {last} (its full output is in {}; deleting {} makes the next conversion install its environment afresh)",
+                log_path.display(),
+                venv.display()
             )
         }
     }
