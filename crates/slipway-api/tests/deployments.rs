@@ -1911,6 +1911,11 @@ async fn a_registered_versions_files_cannot_change() {
         lineage["lineage"]["model_version"]["content_digest"],
         digest.as_str()
     );
+    // The version's tags come along (where a converted version came from is one of them).
+    assert_eq!(
+        lineage["lineage"]["model_version"]["tags"]["slipway.content_digest"],
+        digest.as_str()
+    );
     let files = lineage["lineage"]["model_version"]["files"]
         .as_array()
         .expect("files");

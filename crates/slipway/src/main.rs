@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod convert;
 mod deploy;
 mod remote;
 mod rollout_view;
@@ -68,7 +69,7 @@ enum Command {
     Audit(admin::AuditArgs),
     /// Request, approve, reject and list promotions to protected aliases (over the HTTP API).
     Promote(remote::PromoteArgs),
-    /// Roll an alias back, or show its history (over the HTTP API).
+    /// Roll an alias back, show its history, or convert a model to ONNX (over the HTTP API).
     Models(remote::ModelsArgs),
     /// Set, show or delete a registered model's promotion policy (over the HTTP API).
     Policy(remote::PolicyArgs),

@@ -136,6 +136,32 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Uploads `bytes` as an artifact through the server's artifact proxy.
+    pub(crate) async fn upload(&self, proxy_path: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
+            self.base
+        );
+        let mut request = self.http.put(&url).body(bytes);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await.with_context(|| format!("PUT {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            bail!(
+                "uploading {url}: {} ({status}): {}",
+                value["error_code"].as_str().unwrap_or("ERROR"),
+                value["message"].as_str().unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
 fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -357,11 +383,15 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a scikit-learn, XGBoost or LightGBM model to ONNX, check it against the
+    /// original, and register it as a new version that `slipway serve` can run.
+    Convert(crate::convert::ConvertArgs),
 }
 
 pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.server)?;
     match args.command {
+        ModelsCommand::Convert(convert) => crate::convert::convert(&client, convert).await?,
         ModelsCommand::Rollback { model, alias } => {
             let answer = client
                 .call(
@@ -540,6 +570,17 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
         mv["registered_by"].as_str().unwrap_or("unknown"),
         crate::admin::time(mv["registered_at"].as_i64().unwrap_or(0)),
     );
+    if let Some(from) = mv["tags"]["slipway.converted_from"].as_str() {
+        println!(
+            "  converted from {from} with {}: checked {}",
+            mv["tags"]["slipway.converter"]
+                .as_str()
+                .unwrap_or("a converter"),
+            mv["tags"]["slipway.conversion_check"]
+                .as_str()
+                .unwrap_or("(no check recorded)")
+        );
+    }
     match mv["content_digest"].as_str() {
         Some(digest) => {
             println!("  content {digest}");

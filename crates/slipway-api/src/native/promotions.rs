@@ -311,6 +311,8 @@ pub(crate) fn lineage_json(lineage: &Lineage) -> Value {
             "registered_at": version.creation_timestamp,
             "stage": version.current_stage.as_str(),
             "aliases": version.aliases,
+            // Where a version came from beyond its run, e.g. `slipway.converted_from`.
+            "tags": version.tags.iter().map(|tag| (tag.key.clone(), Value::String(tag.value.clone()))).collect::<serde_json::Map<_, _>>(),
             "content_digest": lineage.content.as_ref().map(|c| c.digest()),
             "files": lineage.content.as_ref().map(|c| &c.files),
         },
