@@ -366,6 +366,15 @@ async fn handle(
     handles.in_flight.inc();
     let _in_flight = InFlight(handles.in_flight.clone());
     let started = Instant::now();
+    let limits = &plane.config.limits;
+    if plane.lag.refuses(super::RuntimeLag::TARGET) {
+        handles.request(protocol.label(), "shed");
+        let answer = shed(
+            protocol,
+            "the server is saturated: requests wait for its CPU before they are read; retry shortly",
+        );
+        return drained(request, limits.max_body_bytes, answer).await;
+    }
     let Ok(permit) = served.in_flight.clone().try_acquire_owned() else {
         handles.request(protocol.label(), "shed");
         let answer = shed(

@@ -167,6 +167,66 @@ impl QueueClock {
     }
 }
 
+/// How late this process's async runtime runs a task that is due: the wait every request
+/// has before any handler sees it once the CPU is saturated. The queue at a model is only
+/// the last one; when parsing, reading and refusing requests take all the CPU, requests wait
+/// in the runtime (and the kernel) instead, where no count of requests in flight sees them.
+/// So the door also refuses a share of requests that grows with this lag, as toobusy does
+/// for Node's event loop, and the CPU keeps room to answer the rest on time.
+pub(crate) struct RuntimeLag {
+    /// Exponentially weighted mean of the probe's lateness, in microseconds.
+    micros: AtomicU64,
+}
+
+impl RuntimeLag {
+    const PROBE_EVERY: Duration = Duration::from_millis(5);
+    /// The lag from which the door refuses some requests. A request passes through the
+    /// runtime's queue several times (headers, body, parse, inference, answer), so its own
+    /// wait is a few times this.
+    pub(crate) const TARGET: Duration = Duration::from_millis(2);
+
+    fn new() -> Self {
+        RuntimeLag {
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, late: Duration) {
+        let sample = late.as_micros() as u64;
+        let mean = self.micros.load(Ordering::Relaxed);
+        // A fifth of each sample: a burst of a few milliseconds moves it, one slow tick
+        // does not.
+        self.micros
+            .store(mean - mean / 5 + sample / 5, Ordering::Relaxed);
+    }
+
+    pub(crate) fn current(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+
+    /// Whether to refuse a request at the door: never while the lag is under `target`, then
+    /// with a probability rising to one at twice the target.
+    pub(crate) fn refuses(&self, target: Duration) -> bool {
+        let lag = self.current();
+        if lag <= target || target.is_zero() {
+            return false;
+        }
+        let over = (lag - target).as_secs_f64() / target.as_secs_f64();
+        fastrand::f64() < over
+    }
+
+    /// Measures until the plane stops: a task that asks to wake every few milliseconds and
+    /// notes how late it woke.
+    async fn probe(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(Self::PROBE_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let due = ticks.tick().await;
+            self.record(tokio::time::Instant::now().saturating_duration_since(due));
+        }
+    }
+}
+
 impl LoadedVersion {
     /// Takes a place at the model, waiting no longer than the queue allows (see
     /// [`QueueClock::allowed_wait`]); past that the request is shed (`RunError::Full`).
@@ -348,6 +408,7 @@ const LOAD_RETRY: Duration = Duration::from_secs(10);
 pub struct Plane {
     source: Arc<dyn PlaneSource>,
     pub config: PlaneConfig,
+    pub(crate) lag: Arc<RuntimeLag>,
     served: RwLock<HashMap<String, Arc<Served>>>,
     not_ready: RwLock<HashMap<String, NotReady>>,
     /// Loaded versions by (model, version, batching), weakly: a version no revision serves is
@@ -374,6 +435,7 @@ impl Plane {
         let (log, log_receiver) = mpsc::channel(config.log_capacity.max(1));
         Arc::new(Plane {
             source,
+            lag: Arc::new(RuntimeLag::new()),
             mirrors: Arc::new(Semaphore::new(config.max_mirrors.max(1))),
             rescores: Arc::new(Semaphore::new(config.max_mirrors.max(1))),
             config,
@@ -734,6 +796,7 @@ impl Plane {
         let done = Arc::new(tokio::sync::Notify::new());
         let writer =
             receiver.map(|receiver| tokio::spawn(write_log(self.clone(), receiver, done.clone())));
+        let probe = tokio::spawn(self.lag.clone().probe());
         let mut sync = tokio::time::interval(self.config.sync_every);
         let mut report = tokio::time::interval(self.config.report_every);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -750,6 +813,7 @@ impl Plane {
                 _ = report.tick() => self.report().await,
             }
         }
+        probe.abort();
         self.report().await;
         done.notify_one();
         if let Some(writer) = writer {
@@ -954,5 +1018,45 @@ pub(crate) fn summarize(outputs: &[Output]) -> Vec<String> {
                     .unwrap_or_default()
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_door_refuses_more_as_the_runtime_falls_behind() {
+        let lag = RuntimeLag::new();
+        let target = Duration::from_millis(5);
+        let refused = |lag: &RuntimeLag| (0..10_000).filter(|_| lag.refuses(target)).count();
+        assert_eq!(refused(&lag), 0, "an idle runtime refuses nothing");
+        for _ in 0..100 {
+            lag.record(Duration::from_micros(7_500));
+        }
+        let half = refused(&lag);
+        assert!((4_000..6_000).contains(&half), "{half} of 10,000 at 1.5x");
+        for _ in 0..100 {
+            lag.record(Duration::from_millis(20));
+        }
+        assert_eq!(refused(&lag), 10_000, "past twice the target, all");
+        for _ in 0..100 {
+            lag.record(Duration::ZERO);
+        }
+        assert_eq!(refused(&lag), 0, "it recovers");
+    }
+
+    #[test]
+    fn a_standing_queue_shortens_the_wait_and_an_empty_one_restores_it() {
+        let clock = QueueClock::new();
+        let limit = Duration::from_millis(50);
+        clock.empty_now();
+        assert_eq!(clock.allowed_wait(limit), limit, "a burst may wait");
+        // Not empty for longer than the limit: a standing queue.
+        clock.last_empty_micros.store(0, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(clock.allowed_wait(limit), limit / 10);
+        clock.empty_now();
+        assert_eq!(clock.allowed_wait(limit), limit);
     }
 }
