@@ -25,6 +25,11 @@ pub struct StoreArgs {
     /// ./slipway-data/slipway.db).
     #[arg(long, env = "SLIPWAY_BACKEND_STORE_URI", global = true)]
     backend_store_uri: Option<String>,
+    /// Make a new, empty metadata store if there is none (the SQLite file, or the schema in an
+    /// empty PostgreSQL database), e.g. for the first admin before any server has run. Without
+    /// it a store that does not exist is an error, so a mistyped path cannot go unnoticed.
+    #[arg(long, global = true)]
+    create: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +157,23 @@ async fn open_app(config: Option<&std::path::Path>, store: &StoreArgs) -> anyhow
     let file = FileConfig::load(config)?;
     let uri = backend_store_uri(store.backend_store_uri.clone(), &file.server);
     let backend = BackendUri::parse(&uri)?;
-    let store = SqlStore::open(&backend, StoreOptions::default())
-        .await
-        .with_context(|| format!("opening the metadata store {}", backend.redacted()))?;
+    let options = StoreOptions {
+        create_if_missing: store.create,
+        ..StoreOptions::default()
+    };
+    let store = match SqlStore::open(&backend, options).await {
+        Ok(store) => store,
+        // The store's message names what is missing; say here what to do about it.
+        Err(error @ slipway_core::Error::NotFound(_)) => bail!(
+            "{error}; point --backend-store-uri (or SLIPWAY_BACKEND_STORE_URI, or \
+             backend_store_uri in slipway.toml) at the store the server uses, or make a new \
+             store with --create (e.g. `slipway users create NAME --role admin --create`)"
+        ),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("opening the metadata store {}", backend.redacted()));
+        }
+    };
     // Identity commands never touch artifacts; the store is only there to build the app.
     let artifacts_root = file
         .server

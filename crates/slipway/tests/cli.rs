@@ -1,0 +1,158 @@
+//! The store commands (`users`, `tokens`, `audit`) and the CLI's own behaviour as a user meets
+//! it, by running the binary: a missing store is an error that names it.
+
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+
+/// Runs `slipway ARGS` in `dir` with no MLFLOW_/SLIPWAY_ settings from the environment.
+fn slipway(dir: &std::path::Path, args: &[&str]) -> Output {
+    command(dir, args).output().expect("running slipway")
+}
+
+fn command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SLIPWAY_") || name.starts_with("MLFLOW_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = slipway(dir, args);
+    assert!(
+        output.status.success(),
+        "slipway {args:?} failed: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+fn fails(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = slipway(dir, args);
+    assert!(
+        !output.status.success(),
+        "slipway {args:?} should have failed: {}",
+        text(&output.stdout)
+    );
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn store_commands_refuse_a_store_that_does_not_exist_and_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo/slipway.db");
+    let uri = format!("sqlite:///{}", db.display());
+    for args in [
+        vec!["users", "list"],
+        vec!["tokens", "list"],
+        vec!["audit", "verify"],
+        vec!["audit", "log"],
+        vec!["users", "create", "root", "--role", "admin"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--backend-store-uri", &uri]);
+        let stderr = fails(dir.path(), &args);
+        assert!(
+            stderr.contains(&db.display().to_string()) && stderr.contains("--create"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("intact"), "{stderr}");
+    }
+    // Nothing was made on the way.
+    assert!(!dir.path().join("typo").exists());
+
+    // --create makes it, and from then on it opens without.
+    ok(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "root",
+            "--role",
+            "admin",
+            "--create",
+            "--backend-store-uri",
+            &uri,
+        ],
+    );
+    assert!(db.is_file());
+    let users = ok(
+        dir.path(),
+        &["users", "list", "--json", "--backend-store-uri", &uri],
+    );
+    let users: serde_json::Value = serde_json::from_str(&users).unwrap();
+    assert_eq!(users[0]["name"], "root");
+
+    // A file that is not a slipway store is refused too, not migrated into one.
+    let stranger = dir.path().join("other.db");
+    std::fs::write(&stranger, b"").unwrap();
+    let stderr = fails(
+        dir.path(),
+        &[
+            "users",
+            "list",
+            "--backend-store-uri",
+            &format!("sqlite:///{}", stranger.display()),
+        ],
+    );
+    assert!(stderr.contains("no slipway schema"), "{stderr}");
+}
+
+#[test]
+fn a_missing_postgresql_database_is_named_once_with_what_to_do() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(slipway_testkit::PgDatabase::create()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("{}_missing", database.name);
+    let base = database.uri.rsplit_once('/').unwrap().0;
+    let stderr = fails(
+        dir.path(),
+        &[
+            "users",
+            "list",
+            "--backend-store-uri",
+            &format!("{base}/{missing}"),
+        ],
+    );
+    assert!(stderr.contains(&format!("createdb {missing}")), "{stderr}");
+    assert_eq!(stderr.matches("does not exist").count(), 1, "{stderr}");
+
+    // An empty database is no store until --create gives it the schema.
+    let stderr = fails(
+        dir.path(),
+        &["users", "list", "--backend-store-uri", &database.uri],
+    );
+    assert!(
+        stderr.contains("no slipway schema") && stderr.contains("--create"),
+        "{stderr}"
+    );
+    ok(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "root",
+            "--role",
+            "admin",
+            "--create",
+            "--backend-store-uri",
+            &database.uri,
+        ],
+    );
+    ok(
+        dir.path(),
+        &["users", "list", "--backend-store-uri", &database.uri],
+    );
+}
