@@ -215,11 +215,14 @@ enum DeployCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Roll back: end the running rollout, or go back to the previous stable version.
+    /// Roll back: end the running rollout, or go back to the previous stable version (and
+    /// move the alias the deployment follows back with it).
     Rollback {
         name: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the deployment as JSON, with `rollback`: `{rollout_id, from_version,
+        /// to_version, alias}` saying what this rollback did.
         #[arg(long)]
         json: bool,
     },
@@ -423,7 +426,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
                     Some(json!({ "reason": reason })),
                 )
                 .await?;
-            show(&answer["deployment"], json, "rolled back")?;
+            let done = &answer["rollback"];
+            if json {
+                let mut deployment = answer["deployment"].clone();
+                deployment["rollback"] = done.clone();
+                println!("{}", serde_json::to_string_pretty(&deployment)?);
+            } else {
+                println!("{}", rollback_sentence(&answer["deployment"], done));
+            }
         }
         DeployCommand::Delete { name } => {
             client
@@ -433,6 +443,29 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What a rollback did, from the server's account of it (not the last rollout's story, which
+/// a rollback with no rollout running did not touch).
+fn rollback_sentence(deployment: &Value, done: &Value) -> String {
+    let name = text(&deployment["name"]);
+    let from = text(&done["from_version"]);
+    let to = text(&done["to_version"]);
+    if !done["rollout_id"].is_null() {
+        return format!(
+            "rolled back rollout {} of deployment {name}: candidate version {from} no longer answers; all traffic on version {to}",
+            done["rollout_id"]
+        );
+    }
+    match done["alias"].as_str() {
+        Some(alias) => format!(
+            "rolled back deployment {name}: alias '{alias}' of '{}' moved from version {from} to version {to}, which answers all traffic",
+            text(&deployment["model_name"])
+        ),
+        None => format!(
+            "rolled back deployment {name} from version {from} to version {to}, which answers all traffic"
+        ),
+    }
 }
 
 fn text(value: &Value) -> String {
@@ -683,4 +716,27 @@ pub async fn predictions(args: PredictionsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod rollback_sentence_tests {
+    use super::*;
+
+    #[test]
+    fn says_what_the_rollback_moved_not_the_last_rollout() {
+        let deployment = json!({"name": "fraud", "model_name": "fraud-model",
+            "rollout": {"id": 4, "state": {"state": "succeeded"}}});
+        let moved = json!({"rollout_id": null, "from_version": "7", "to_version": "6",
+            "alias": "production"});
+        assert_eq!(
+            rollback_sentence(&deployment, &moved),
+            "rolled back deployment fraud: alias 'production' of 'fraud-model' moved from version 7 to version 6, which answers all traffic"
+        );
+        let ended = json!({"rollout_id": 4, "from_version": "7", "to_version": "6",
+            "alias": null});
+        assert!(
+            rollback_sentence(&deployment, &ended)
+                .starts_with("rolled back rollout 4 of deployment fraud: candidate version 7")
+        );
+    }
 }
