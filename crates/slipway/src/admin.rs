@@ -118,6 +118,8 @@ enum AuditCommand {
         /// catches a rewrite of the whole chain from that entry on.
         #[arg(long)]
         expect_head: Option<String>,
+        /// Print `{"intact", "checked", "head": {seq, hash}}` (and `first_bad_entry` or
+        /// `ends_before` when it is not intact).
         #[arg(long)]
         json: bool,
     },
@@ -401,6 +403,7 @@ pub async fn audit(config: Option<&std::path::Path>, args: AuditArgs) -> anyhow:
                 .await?;
             bar.finish_and_clear();
             let mut broken = report.broken.clone();
+            let mut ends_early = None;
             if broken.is_none()
                 && let Some(anchor) = expect_head
             {
@@ -410,48 +413,70 @@ pub async fn audit(config: Option<&std::path::Path>, args: AuditArgs) -> anyhow:
                     .context(
                         "--expect-head must be SEQ:HASH, as `slipway audit verify` prints it",
                     )?;
-                let found = app
-                    .store()
-                    .read_audit(&Default::default(), seq - 1, 1)
-                    .await?
-                    .into_iter()
-                    .next()
-                    .filter(|entry| entry.seq == seq);
-                if found.as_ref().is_none_or(|entry| entry.hash != hash) {
-                    broken = Some(slipway_core::audit::ChainBreak {
-                        seq,
-                        reason: "it differs from the head recorded outside the database (the chain was rewritten from there on)".to_owned(),
-                    });
+                if seq > report.head_seq {
+                    // Nothing at `seq` to compare: entries were cut off the end (or the
+                    // anchor belongs to another store). Naming entry `seq` as broken would
+                    // send the reader looking for an entry that is not there.
+                    ends_early = Some(seq);
+                } else {
+                    let found = app
+                        .store()
+                        .read_audit(&Default::default(), seq - 1, 1)
+                        .await?
+                        .into_iter()
+                        .next()
+                        .filter(|entry| entry.seq == seq);
+                    if found.as_ref().is_none_or(|entry| entry.hash != hash) {
+                        broken = Some(slipway_core::audit::ChainBreak {
+                            seq,
+                            reason: "it differs from the head recorded outside the database (the chain was rewritten from there on)".to_owned(),
+                        });
+                    }
                 }
             }
             if json {
                 let mut body = json!({
-                    "intact": broken.is_none(),
+                    "intact": broken.is_none() && ends_early.is_none(),
                     "checked": report.checked,
                     "head": { "seq": report.head_seq, "hash": report.head_hash },
                 });
                 if let Some(broken) = &broken {
                     body["first_bad_entry"] = json!({ "seq": broken.seq, "reason": broken.reason });
                 }
+                if let Some(expected) = ends_early {
+                    body["ends_before"] = json!(expected);
+                }
                 println!("{}", serde_json::to_string_pretty(&body)?);
             }
-            match broken {
-                None => {
-                    if !json {
-                        println!(
-                            "audit chain intact: {} entries; head {}:{}",
-                            report.checked, report.head_seq, report.head_hash
-                        );
-                    }
-                    Ok(())
-                }
-                Some(broken) => bail!(
+            if let Some(broken) = broken {
+                bail!(
                     "audit chain broken at entry {}: {} ({} entries before it verified)",
                     broken.seq,
                     broken.reason,
                     report.checked
-                ),
+                );
             }
+            if let Some(expected) = ends_early {
+                let end = match report.head_seq {
+                    0 => "audit log has no entries".to_owned(),
+                    last => format!("audit chain ends at entry {last}"),
+                };
+                bail!(
+                    "{end}, before entry {expected} of the head recorded outside the database: entries {} to {expected} were removed (or that head belongs to another store)",
+                    report.head_seq + 1,
+                );
+            }
+            if !json {
+                if report.checked == 0 {
+                    println!("audit log has no entries: nothing to verify");
+                } else {
+                    println!(
+                        "audit chain intact: {} entries; head {}:{}",
+                        report.checked, report.head_seq, report.head_hash
+                    );
+                }
+            }
+            Ok(())
         }
         AuditCommand::Log {
             resource,

@@ -1,5 +1,6 @@
 //! The store commands (`users`, `tokens`, `audit`) and the CLI's own behaviour as a user meets
-//! it, by running the binary: a missing store is an error that names it.
+//! it, by running the binary: a missing store is an error that names it, `audit verify` says
+//! what it found.
 
 use std::process::{Command, Output, Stdio};
 
@@ -155,4 +156,45 @@ fn a_missing_postgresql_database_is_named_once_with_what_to_do() {
         dir.path(),
         &["users", "list", "--backend-store-uri", &database.uri],
     );
+}
+
+/// A store with `count` audit entries (one per user created), in `dir`'s default location.
+fn store_with_entries(dir: &std::path::Path, count: usize) {
+    for index in 0..count {
+        let mut args = vec!["users", "create"];
+        let name = format!("user{index}");
+        args.extend([name.as_str(), "--role", "viewer"]);
+        if index == 0 {
+            args.push("--create");
+        }
+        ok(dir, &args);
+    }
+}
+
+#[test]
+fn verify_says_no_entries_on_an_empty_log_and_where_a_cut_chain_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = ok(dir.path(), &["audit", "verify", "--create"]);
+    assert!(empty.contains("no entries"), "{empty}");
+    assert!(!empty.contains("intact"), "{empty}");
+
+    store_with_entries(dir.path(), 2);
+    let verified = ok(dir.path(), &["audit", "verify", "--json"]);
+    let verified: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(verified["head"]["seq"], 2);
+    let hash = verified["head"]["hash"].as_str().unwrap();
+    ok(
+        dir.path(),
+        &["audit", "verify", "--expect-head", &format!("2:{hash}")],
+    );
+    // A head recorded further on than the log goes: entries were cut off the end.
+    let stderr = fails(
+        dir.path(),
+        &["audit", "verify", "--expect-head", &format!("5:{hash}")],
+    );
+    assert!(
+        stderr.contains("ends at entry 2, before entry 5"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("broken at entry 5"), "{stderr}");
 }
