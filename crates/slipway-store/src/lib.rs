@@ -830,6 +830,16 @@ impl MetadataStore for SqlStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        audit::read(self, filter, after_seq, limit).await
+        audit::read(self, filter, audit::Start::After(after_seq), limit).await
+    }
+
+    async fn read_audit_newest(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let from = audit::Start::Before(before_seq.unwrap_or(i64::MAX));
+        audit::read(self, filter, from, limit).await
     }
 }

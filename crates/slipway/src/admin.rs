@@ -123,7 +123,7 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show entries, oldest first.
+    /// Show entries, newest first (a note on stderr says when older ones were left out).
     Log {
         /// Exactly this resource, e.g. registered_model:fraud or run:<id>.
         #[arg(long)]
@@ -134,9 +134,12 @@ enum AuditCommand {
         /// from now (e.g. 24h, 7d).
         #[arg(long)]
         since: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many entries, the newest.
+        #[arg(long, default_value_t = 100,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
         limit: usize,
+        /// Print a JSON array of entries (`{seq, time, time_ms, actor, action, resource,
+        /// request_id, outcome, summary, prev_hash, hash}`), newest first.
         #[arg(long)]
         json: bool,
     },
@@ -490,18 +493,25 @@ pub async fn audit(config: Option<&std::path::Path>, args: AuditArgs) -> anyhow:
                 actor,
                 since_ms: since.as_deref().map(parse_since).transpose()?,
             };
+            // Newest first, one entry past the limit to know whether more are left.
             let mut entries = Vec::new();
-            let mut token: Option<String> = None;
-            while entries.len() < limit {
-                let want = (limit - entries.len()).min(slipway_app::audit::AUDIT_PAGE_MAX);
-                let page = app
-                    .audit_log(&filter, Some(want as i64), token.as_deref())
-                    .await?;
-                entries.extend(page.entries);
-                match page.next_page_token {
-                    Some(next) => token = Some(next),
-                    None => break,
+            let mut before: Option<i64> = None;
+            while entries.len() <= limit {
+                let want = (limit + 1 - entries.len()).min(slipway_app::audit::AUDIT_PAGE_MAX);
+                let page = app.store().read_audit_newest(&filter, before, want).await?;
+                let done = page.len() < want;
+                before = page.last().map(|entry| entry.seq);
+                entries.extend(page);
+                if done {
+                    break;
                 }
+            }
+            let more = entries.len() > limit;
+            entries.truncate(limit);
+            if more {
+                eprintln!(
+                    "showing the newest {limit} entries; older ones exist: raise --limit, or narrow with --since, --resource or --actor"
+                );
             }
             if json {
                 let rows: Vec<_> = entries.iter().map(entry_json).collect();

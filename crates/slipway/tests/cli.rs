@@ -1,6 +1,6 @@
 //! The store commands (`users`, `tokens`, `audit`) and the CLI's own behaviour as a user meets
 //! it, by running the binary: a missing store is an error that names it, `audit verify` says
-//! what it found.
+//! what it found, the audit log reads newest first.
 
 use std::process::{Command, Output, Stdio};
 
@@ -197,4 +197,28 @@ fn verify_says_no_entries_on_an_empty_log_and_where_a_cut_chain_ends() {
         "{stderr}"
     );
     assert!(!stderr.contains("broken at entry 5"), "{stderr}");
+}
+
+#[test]
+fn the_audit_log_reads_newest_first_and_says_when_more_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_entries(dir.path(), 3);
+    let output = slipway(dir.path(), &["audit", "log", "--limit", "2", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seqs: Vec<i64> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 2]);
+    assert!(
+        text(&output.stderr).contains("older ones exist"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = slipway(dir.path(), &["audit", "log", "--limit", "3"]);
+    assert!(output.status.success());
+    assert!(text(&output.stderr).is_empty(), "{}", text(&output.stderr));
 }
