@@ -150,12 +150,36 @@ enum AuditCommand {
     },
 }
 
-/// Who the admin commands act as in the audit log.
+/// Who the admin commands act as in the audit log: the login name, else the OS account of the
+/// process, else its numeric user id. Never a placeholder: the log must say who it was even
+/// where `$USER` is unset (cron, containers, `env -i`).
 fn cli_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
+    let from_env = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
+    let user = from_env
+        .or_else(|| whoami::username().ok().filter(|name| !name.is_empty()))
+        .or_else(process_uid);
+    match user {
+        Some(user) => format!("cli:{user}"),
+        None => "cli:uid-unknown".to_owned(),
+    }
+}
+
+/// The process's user id as `uid-N`, read from the owner of `/proc/self` (Linux), which needs no
+/// unsafe call and no user database.
+fn process_uid() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .ok()
+            .map(|meta| format!("uid-{}", meta.uid()))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 async fn open_app(config: Option<&std::path::Path>, store: &StoreArgs) -> anyhow::Result<App> {

@@ -1,6 +1,6 @@
 //! The store commands (`users`, `tokens`, `audit`) and the CLI's own behaviour as a user meets
 //! it, by running the binary: a missing store is an error that names it, `audit verify` says
-//! what it found, the audit log reads newest first.
+//! what it found, the audit log reads newest first and names who acted.
 
 use std::process::{Command, Output, Stdio};
 
@@ -221,4 +221,31 @@ fn the_audit_log_reads_newest_first_and_says_when_more_exist() {
     let output = slipway(dir.path(), &["audit", "log", "--limit", "3"]);
     assert!(output.status.success());
     assert!(text(&output.stderr).is_empty(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn the_audit_actor_is_the_os_user_when_user_is_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "nobody-env",
+            "--role",
+            "viewer",
+            "--create",
+        ],
+    )
+    .env_remove("USER")
+    .env_remove("USERNAME")
+    .env_remove("LOGNAME")
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let entries: serde_json::Value =
+        serde_json::from_str(&ok(dir.path(), &["audit", "log", "--json"])).unwrap();
+    let actor = entries[0]["actor"].as_str().unwrap();
+    assert!(actor.starts_with("cli:") && actor.len() > 4, "{actor}");
+    assert_ne!(actor, "cli:unknown");
 }
