@@ -128,10 +128,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once. Libraries often repeat their cause in their own
+/// message (sqlx's "error returned from database: X" over X, an io error's text over the io
+/// error), which `{:#}` would print twice; a cause already contained in the message before it
+/// is left out.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || parts.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default level.
@@ -339,4 +355,22 @@ pub(crate) async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_repeated_by_their_parent_are_said_once() {
+        let cause = std::io::Error::other("database \"x\" does not exist");
+        let error = Err::<(), _>(cause)
+            .context("error returned from database: database \"x\" does not exist")
+            .context("opening the metadata store")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&error),
+            "opening the metadata store: error returned from database: database \"x\" does not exist"
+        );
+    }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
     authorization: Option<String>,
+    /// Where the credentials came from, for the hint on a 401.
+    credential_source: Option<String>,
 }
 
 impl Client {
@@ -38,17 +40,25 @@ impl Client {
             bail!("the tracking URI '{base}' must start with http:// or https://");
         }
         let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let authorization = if let Some(token) = env("MLFLOW_TRACKING_TOKEN") {
-            Some(format!("Bearer {token}"))
+        let (authorization, credential_source) = if let Some(token) = env("MLFLOW_TRACKING_TOKEN") {
+            (
+                Some(format!("Bearer {token}")),
+                Some("the token in MLFLOW_TRACKING_TOKEN".to_owned()),
+            )
         } else if let Some(user) = env("MLFLOW_TRACKING_USERNAME") {
             use base64::Engine as _;
             let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-            Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            ))
+            (
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                )),
+                Some(format!(
+                    "user '{user}' from MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                )),
+            )
         } else {
-            None
+            (None, None)
         };
         Ok(Client {
             base,
@@ -57,6 +67,7 @@ impl Client {
                 .build()
                 .context("building the HTTP client")?,
             authorization,
+            credential_source,
         })
     }
 
@@ -74,10 +85,10 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}: is the server running?"))?;
+        let response = request.send().await.map_err(|error| {
+            anyhow::Error::new(error.without_url())
+                .context(format!("{method} {url}: is the server running?"))
+        })?;
         let status = response.status();
         let text = response.text().await.context("reading the response")?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -86,11 +97,15 @@ impl Client {
         }
         let code = value["error_code"].as_str().unwrap_or("ERROR");
         let message = value["message"].as_str().unwrap_or_default();
-        let hint = match status.as_u16() {
-            401 => {
+        // Said once: the server's message already tells which variables to set when none
+        // came; the client adds what it alone knows, which credentials it sent.
+        let hint = match (status.as_u16(), &self.credential_source) {
+            (401, Some(source)) => format!(" (sent {source})"),
+            (401, None) if !message.contains("MLFLOW_TRACKING_") => {
                 " (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)"
+                    .to_owned()
             }
-            _ => "",
+            _ => String::new(),
         };
         bail!("{code} ({status}): {message}{hint}")
     }

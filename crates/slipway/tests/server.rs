@@ -1,5 +1,6 @@
 //! The binary as a user runs it: start-up on a fresh folder, refusal of a schema from the
-//! future, refusal to listen publicly without auth, graceful shutdown on SIGTERM.
+//! future, refusal to listen publicly without auth, graceful shutdown on SIGTERM; and the CLI's
+//! remote commands against a live server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -28,6 +29,21 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     Some((status, body))
+}
+
+/// `slipway ARGS` against the server on `port`, with no credentials or settings from the
+/// environment beyond `env`.
+fn cli(port: u16, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SLIPWAY_") || name.starts_with("MLFLOW_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{port}"));
+    command.envs(env.iter().copied());
+    command
 }
 
 fn start(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
@@ -195,4 +211,39 @@ fn a_broken_config_file_is_a_clear_error() {
         stderr.contains("slipway.toml") && stderr.contains("prot"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_refused_login_is_explained_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port, &["--auth"]);
+    wait_healthy(port, &mut child);
+    let output = cli(port, dir.path(), &["promote", "list"], &[])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("MLFLOW_TRACKING_TOKEN").count(),
+        1,
+        "{stderr}"
+    );
+    let output = cli(
+        port,
+        dir.path(),
+        &["promote", "list"],
+        &[
+            ("MLFLOW_TRACKING_USERNAME", "mallory"),
+            ("MLFLOW_TRACKING_PASSWORD", "guess-guess"),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid credentials") && stderr.contains("user 'mallory'"),
+        "{stderr}"
+    );
+    assert!(terminate(&mut child).success());
 }
