@@ -37,7 +37,8 @@ struct Cli {
     /// Configuration file (default: ./slipway.toml when present).
     #[arg(long, global = true, env = "SLIPWAY_CONFIG")]
     config: Option<PathBuf>,
-    /// Log format: text (default) or json.
+    /// Log format on stderr: text (default; coloured only on a terminal, never with NO_COLOR)
+    /// or json.
     #[arg(
         long,
         global = true,
@@ -85,6 +86,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that print end quietly when the reader goes away (`slipway audit log | head`),
+    // killed by SIGPIPE like other Unix tools, instead of panicking in println!. Not the
+    // servers: they must survive every closed connection and pipe.
+    if !matches!(cli.command, Command::Server(_) | Command::Serve(_)) {
+        sigpipe::reset();
+    }
     init_telemetry(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,12 +157,19 @@ fn error_text(error: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// Whether output on a stream may carry colour: only on a terminal, and never with `NO_COLOR`
+/// set (https://no-color.org).
+pub(crate) fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 /// Logs go to stderr; `RUST_LOG` overrides the default level.
 fn init_telemetry(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

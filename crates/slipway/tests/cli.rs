@@ -1,6 +1,7 @@
 //! The store commands (`users`, `tokens`, `audit`) and the CLI's own behaviour as a user meets
 //! it, by running the binary: a missing store is an error that names it, `audit verify` says
-//! what it found, the audit log reads newest first and names who acted.
+//! what it found, the audit log reads newest first and names who acted, output into a closed
+//! pipe ends quietly.
 
 use std::process::{Command, Output, Stdio};
 
@@ -248,4 +249,33 @@ fn the_audit_actor_is_the_os_user_when_user_is_unset() {
     let actor = entries[0]["actor"].as_str().unwrap();
     assert!(actor.starts_with("cli:") && actor.len() > 4, "{actor}");
     assert_ne!(actor, "cli:unknown");
+}
+
+/// Exited quietly because its reader went away: killed by SIGPIPE (the shell's 141), or 141.
+#[cfg(unix)]
+pub fn ended_by_a_closed_pipe(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(13) || status.code() == Some(141)
+}
+
+#[cfg(unix)]
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_entries(dir.path(), 1);
+    // The reader is gone before the first line is written, as after `| head -0`.
+    let mut child = command(dir.path(), &["audit", "log"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        ended_by_a_closed_pipe(output.status),
+        "{:?}: {stderr}",
+        output.status
+    );
 }

@@ -194,6 +194,8 @@ fn reads_settings_from_the_config_file_and_environment() {
         lines = BufReader::new(pipe).lines().map_while(Result::ok).collect();
     }
     assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+    // Not a terminal: no colour codes in the log.
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:?}");
 }
 
 #[test]
@@ -211,6 +213,32 @@ fn a_broken_config_file_is_a_clear_error() {
         stderr.contains("slipway.toml") && stderr.contains("prot"),
         "{stderr}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port, &[]);
+    wait_healthy(port, &mut child);
+    // The reader is gone before the first line is written (`slipway deploy list | head -0`).
+    let mut piped = cli(port, dir.path(), &["deploy", "list"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take());
+    let output = piped.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        output.status.signal() == Some(13) || output.status.code() == Some(141),
+        "{:?}: {stderr}",
+        output.status
+    );
+    assert!(terminate(&mut child).success());
 }
 
 #[test]
