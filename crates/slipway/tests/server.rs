@@ -215,6 +215,44 @@ fn a_broken_config_file_is_a_clear_error() {
     );
 }
 
+#[test]
+fn boolean_settings_from_the_environment_accept_1_and_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // SLIPWAY_AUTH=1 turns authentication on (clap's plain bool parser took only true/false).
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["server", "--port", &port.to_string()])
+        .env("SLIPWAY_AUTH", "1")
+        .env("SLIPWAY_INSECURE_NO_AUTH", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut child);
+    let (status, _) = get(port, "/api/2.0/mlflow/experiments/search?max_results=1").unwrap();
+    assert_eq!(status, 401);
+    assert!(terminate(&mut child).success());
+
+    // SLIPWAY_INSECURE_NO_AUTH=0 is off: a public address is still refused.
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .env("SLIPWAY_INSECURE_NO_AUTH", "0")
+        .env_remove("SLIPWAY_AUTH")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to listen"), "{stderr}");
+}
+
 #[cfg(unix)]
 #[test]
 fn printing_into_a_closed_pipe_ends_quietly() {
