@@ -74,6 +74,9 @@ enum Command {
     Policy(remote::PolicyArgs),
     /// Where a model version came from: models:/NAME/VERSION (over the HTTP API).
     Lineage(remote::LineageArgs),
+    /// Grant, revoke and list per-experiment and per-registered-model permissions (over the
+    /// HTTP API, as an admin).
+    Permissions(remote::PermissionsArgs),
     /// Managed deployments: create, roll out (canary, blue-green, shadow), watch, promote,
     /// abort, roll back (over the HTTP API).
     Deploy(deploy::DeployArgs),
@@ -123,6 +126,9 @@ fn main() -> ExitCode {
             Command::Models(args) => remote::models(args).await.map(|()| ExitCode::SUCCESS),
             Command::Policy(args) => remote::policy(args).await.map(|()| ExitCode::SUCCESS),
             Command::Lineage(args) => remote::lineage(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Permissions(args) => {
+                remote::permissions(args).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)

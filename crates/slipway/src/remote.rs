@@ -639,3 +639,160 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: PermissionsCommand,
+}
+
+/// One experiment or registered model, as the permission commands name it.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ResourceFlags {
+    /// An experiment, by id.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// A registered model, by name.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+impl ResourceFlags {
+    fn json(&self) -> Value {
+        match (&self.experiment, &self.model) {
+            (Some(id), _) => json!({ "resource_type": "experiment", "resource_id": id }),
+            (None, Some(name)) => {
+                json!({ "resource_type": "registered_model", "resource_id": name })
+            }
+            (None, None) => Value::Null,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.experiment, &self.model) {
+            (Some(id), _) => format!("experiment {id}"),
+            (None, Some(name)) => format!("registered model '{name}'"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum PermissionsCommand {
+    /// Give a user a permission on one experiment or registered model; it refines their role
+    /// there, in both directions (EDIT lets a viewer write; NO_PERMISSIONS hides it from an
+    /// editor). Replaces the user's earlier permission on that resource.
+    Grant {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        resource: ResourceFlags,
+        /// READ, EDIT, MANAGE or NO_PERMISSIONS (any case).
+        #[arg(long)]
+        permission: String,
+        /// Print `{"user", "resource_type", "resource_id", "permission"}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's permission on one experiment or registered model: their role decides
+    /// there again.
+    Revoke {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        resource: ResourceFlags,
+        /// Print `{"user", "resource_type", "resource_id", "revoked": true}` instead of a
+        /// sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List permissions, of every user or one.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the server's answer as JSON (`{"permissions": [{user, resource_type,
+        /// resource_id, permission}]}`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn permissions(args: PermissionsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    let path = format!("{NATIVE}/permissions");
+    match args.command {
+        PermissionsCommand::Grant {
+            user,
+            resource,
+            permission,
+            json,
+        } => {
+            let permission = permission.to_ascii_uppercase();
+            let mut body = resource.json();
+            body["user"] = json!(user);
+            body["permission"] = json!(permission);
+            client
+                .call(reqwest::Method::PUT, &path, Some(body.clone()))
+                .await?;
+            if json {
+                return print_json(&body);
+            }
+            println!(
+                "user '{user}' has permission {permission} on {}",
+                resource.describe()
+            );
+        }
+        PermissionsCommand::Revoke {
+            user,
+            resource,
+            json,
+        } => {
+            let mut body = resource.json();
+            body["user"] = json!(user);
+            client
+                .call(reqwest::Method::DELETE, &path, Some(body.clone()))
+                .await?;
+            if json {
+                body["revoked"] = json!(true);
+                return print_json(&body);
+            }
+            println!(
+                "revoked the permission of user '{user}' on {}; their role decides there again",
+                resource.describe()
+            );
+        }
+        PermissionsCommand::List { user, json } => {
+            let query = user
+                .as_deref()
+                .map(|user| format!("?user={}", urlencode(user)))
+                .unwrap_or_default();
+            let answer = client
+                .call(reqwest::Method::GET, &format!("{path}{query}"), None)
+                .await?;
+            if json {
+                return print_json(&answer);
+            }
+            let mut table = Table::new();
+            table.set_header(["user", "resource", "permission"]);
+            for grant in answer["permissions"].as_array().into_iter().flatten() {
+                table.add_row([
+                    grant["user"].as_str().unwrap_or_default().to_owned(),
+                    format!(
+                        "{}:{}",
+                        grant["resource_type"].as_str().unwrap_or_default(),
+                        grant["resource_id"].as_str().unwrap_or_default()
+                    ),
+                    grant["permission"].as_str().unwrap_or_default().to_owned(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}

@@ -46,6 +46,16 @@ fn cli(port: u16, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) ->
     command
 }
 
+fn run_ok(mut command: Command) -> String {
+    let output = command.output().expect("running slipway");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn start(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
     Command::new(BIN)
         .current_dir(dir)
@@ -276,6 +286,73 @@ fn printing_into_a_closed_pipe_ends_quietly() {
         "{:?}: {stderr}",
         output.status
     );
+    assert!(terminate(&mut child).success());
+}
+
+#[test]
+fn permissions_are_granted_listed_and_revoked_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port, &[]);
+    wait_healthy(port, &mut child);
+    // The server runs without auth, so the caller is an admin. The user is made on the
+    // server's store directly.
+    run_ok(cli(
+        port,
+        dir.path(),
+        &["users", "create", "alice", "--role", "viewer"],
+        &[],
+    ));
+    let granted = run_ok(cli(
+        port,
+        dir.path(),
+        &[
+            "permissions",
+            "grant",
+            "--user",
+            "alice",
+            "--experiment",
+            "0",
+            "--permission",
+            "edit",
+            "--json",
+        ],
+        &[],
+    ));
+    let granted: serde_json::Value = serde_json::from_str(&granted).unwrap();
+    assert_eq!(granted["permission"], "EDIT");
+    let listed = run_ok(cli(
+        port,
+        dir.path(),
+        &["permissions", "list", "--json"],
+        &[],
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        listed["permissions"],
+        serde_json::json!([{"user": "alice", "resource_type": "experiment", "resource_id": "0", "permission": "EDIT"}])
+    );
+    run_ok(cli(
+        port,
+        dir.path(),
+        &[
+            "permissions",
+            "revoke",
+            "--user",
+            "alice",
+            "--experiment",
+            "0",
+        ],
+        &[],
+    ));
+    let listed = run_ok(cli(
+        port,
+        dir.path(),
+        &["permissions", "list", "--json"],
+        &[],
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["permissions"], serde_json::json!([]));
     assert!(terminate(&mut child).success());
 }
 
