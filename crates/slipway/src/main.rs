@@ -72,7 +72,8 @@ enum Command {
     Models(remote::ModelsArgs),
     /// Set, show or delete a registered model's promotion policy (over the HTTP API).
     Policy(remote::PolicyArgs),
-    /// Where a model version came from: models:/NAME/VERSION (over the HTTP API).
+    /// Where a model version came from: models:/NAME/VERSION or models:/NAME@ALIAS (over the
+    /// HTTP API).
     Lineage(remote::LineageArgs),
     /// Grant, revoke and list per-experiment and per-registered-model permissions (over the
     /// HTTP API, as an admin).

@@ -166,10 +166,13 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Subcommand)]
 enum PromoteCommand {
-    /// Ask for MODEL VERSION to be moved to a protected alias (or stage).
+    /// Ask for a model version to be moved to a protected alias (or stage): MODEL VERSION,
+    /// models:/MODEL/VERSION, or models:/MODEL@ALIAS for the version an alias points at now.
     Request {
+        /// The registered model (with VERSION), or models:/MODEL/VERSION or models:/MODEL@ALIAS.
         model: String,
-        version: String,
+        /// The version, when MODEL is a plain name.
+        version: Option<String>,
         /// The alias to move, e.g. production.
         #[arg(long, conflicts_with = "stage", required_unless_present = "stage")]
         to: Option<String>,
@@ -234,6 +237,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
             reason,
             json,
         } => {
+            let (model, version) = resolve_version(&client, &model, version.as_deref()).await?;
             let mut body = json!({ "name": model, "version": version, "reason": reason });
             match (to, stage) {
                 (Some(alias), _) => body["alias"] = json!(alias),
@@ -250,11 +254,41 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&answer);
             }
-            println!("requested {}", describe_request(&answer["promotion"]));
+            let promotion = &answer["promotion"];
+            if promotion["state"] != "pending" {
+                println!("requested {}", describe_request(promotion));
+            } else {
+                println!(
+                    "requested promotion {} of {} version {} to {} {}",
+                    promotion["id"],
+                    promotion["name"].as_str().unwrap_or_default(),
+                    promotion["version"],
+                    promotion["target"]["kind"].as_str().unwrap_or_default(),
+                    promotion["target"]["value"].as_str().unwrap_or_default(),
+                );
+            }
             println!(
                 "checks: {}",
                 answer["checks"]["detail"].as_str().unwrap_or_default()
             );
+            if promotion["state"] == "pending" {
+                // The policy says how many approvals it takes; a reader may see it.
+                let required = client
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("{NATIVE}/policies/{}", urlencode(&model)),
+                        None,
+                    )
+                    .await
+                    .ok()
+                    .and_then(|policy| policy["policy"]["required_approvals"].as_u64());
+                let approvals = promotion["approvals"].as_u64().unwrap_or(0);
+                let of = required.map_or_else(String::new, |n| format!(" of {n}"));
+                println!(
+                    "pending: {approvals}{of} approvals; another person with the approver role approves it with `slipway promote approve {}`",
+                    promotion["id"]
+                );
+            }
         }
         PromoteCommand::Approve { id, reason, json } => {
             let answer = client
@@ -334,6 +368,58 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The (name, version) a person named: `models:/NAME/VERSION`, `models:/NAME@ALIAS` (asked of
+/// the server, which knows where the alias points now), or NAME with VERSION given apart.
+pub(crate) async fn resolve_version(
+    client: &Client,
+    model: &str,
+    version: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let Some(rest) = model.strip_prefix("models:/") else {
+        let Some(version) = version else {
+            bail!(
+                "which version of '{model}'? Give it after the name (`{model} 3`), or write models:/{model}/VERSION or models:/{model}@ALIAS"
+            );
+        };
+        return Ok((model.to_owned(), version.to_owned()));
+    };
+    if version.is_some() {
+        bail!("'{model}' names a version already; leave out the separate VERSION");
+    }
+    if let Some((name, alias)) = rest.rsplit_once('@')
+        && !name.is_empty()
+        && !alias.is_empty()
+    {
+        let answer = client
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
+                    urlencode(name),
+                    urlencode(alias)
+                ),
+                None,
+            )
+            .await
+            .with_context(|| format!("resolving {model}"))?;
+        let number = answer["model_version"]["version"]
+            .as_str()
+            .unwrap_or_default();
+        if number.is_empty() {
+            bail!("the server named no version for {model}");
+        }
+        return Ok((name.to_owned(), number.to_owned()));
+    }
+    match rest.rsplit_once('/') {
+        Some((name, number)) if !name.is_empty() && !number.is_empty() => {
+            Ok((name.to_owned(), number.to_owned()))
+        }
+        _ => bail!(
+            "'{model}' is not a model version URI: write models:/NAME/VERSION or models:/NAME@ALIAS"
+        ),
+    }
 }
 
 pub(crate) fn urlencode(raw: &str) -> String {
@@ -512,7 +598,8 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
 pub struct LineageArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// models:/NAME/VERSION
+    /// The model version: models:/NAME/VERSION, or models:/NAME@ALIAS for the version the
+    /// alias points at now.
     model_uri: String,
     #[arg(long)]
     json: bool,
@@ -520,17 +607,14 @@ pub struct LineageArgs {
 
 pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.server)?;
-    let (name, version) = args
-        .model_uri
-        .strip_prefix("models:/")
-        .and_then(|rest| rest.rsplit_once('/'))
-        .filter(|(name, version)| !name.is_empty() && !version.is_empty())
-        .with_context(|| {
-            format!(
-                "'{}' is not a model version URI: write models:/NAME/VERSION",
-                args.model_uri
-            )
-        })?;
+    if !args.model_uri.starts_with("models:/") {
+        bail!(
+            "'{}' is not a model version URI: write models:/NAME/VERSION or models:/NAME@ALIAS",
+            args.model_uri
+        );
+    }
+    let (name, version) = resolve_version(&client, &args.model_uri, None).await?;
+    let (name, version) = (name.as_str(), version.as_str());
     let answer = client
         .call(
             reqwest::Method::GET,

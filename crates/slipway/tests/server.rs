@@ -31,6 +31,29 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+fn post(port: u16, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
 /// `slipway ARGS` against the server on `port`, with no credentials or settings from the
 /// environment beyond `env`.
 fn cli(port: u16, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -353,6 +376,68 @@ fn permissions_are_granted_listed_and_revoked_from_the_cli() {
     ));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["permissions"], serde_json::json!([]));
+    assert!(terminate(&mut child).success());
+}
+
+#[test]
+fn a_version_named_by_alias_is_resolved_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port, &[]);
+    wait_healthy(port, &mut child);
+    let api = "/api/2.0/mlflow";
+    let (status, body) = post(
+        port,
+        &format!("{api}/registered-models/create"),
+        &serde_json::json!({"name": "fraud"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..2 {
+        let (status, body) = post(
+            port,
+            &format!("{api}/model-versions/create"),
+            &serde_json::json!({"name": "fraud", "source": "s3://bucket/fraud"}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = post(
+        port,
+        &format!("{api}/registered-models/alias"),
+        &serde_json::json!({"name": "fraud", "alias": "staging", "version": "2"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let lineage = run_ok(cli(
+        port,
+        dir.path(),
+        &["lineage", "models:/fraud@staging", "--json"],
+        &[],
+    ));
+    let lineage: serde_json::Value = serde_json::from_str(&lineage).unwrap();
+    assert_eq!(lineage["model_version"]["version"], 2, "{lineage}");
+    run_ok(cli(
+        port,
+        dir.path(),
+        &["policy", "set", "fraud", "--approvals", "2"],
+        &[],
+    ));
+    let requested = run_ok(cli(
+        port,
+        dir.path(),
+        &[
+            "promote",
+            "request",
+            "models:/fraud@staging",
+            "--to",
+            "production",
+        ],
+        &[],
+    ));
+    assert!(requested.contains("version 2"), "{requested}");
+    // How far it is, and the exact command that takes it further.
+    assert!(
+        requested.contains("0 of 2 approvals") && requested.contains("slipway promote approve 1"),
+        "{requested}"
+    );
     assert!(terminate(&mut child).success());
 }
 
