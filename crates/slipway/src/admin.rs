@@ -42,31 +42,56 @@ pub struct UsersArgs {
 
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
-    /// Create a user. The password is read from stdin, never from the command line.
+    /// Create a user. The password is read from stdin, never from the command line. On a
+    /// brand-new store (the first admin, before any server ran) add --create.
     Create {
+        /// The user's name, as they log in.
         name: String,
-        /// viewer, editor, approver or admin.
+        /// viewer, editor, approver, admin or replica.
         #[arg(long)]
         role: String,
         /// Read the password from the first line of stdin. Without it the user can only use
         /// tokens (a service account).
         #[arg(long)]
         password_stdin: bool,
+        /// Print the user as JSON (`{"user": {name, role, created_at, updated_at}}`).
+        #[arg(long)]
+        json: bool,
     },
     /// List users and their roles.
     List {
+        /// Print a JSON array of `{name, role, created_at, updated_at}`.
         #[arg(long)]
         json: bool,
     },
     /// Delete a user with their tokens and permissions.
-    Delete { name: String },
+    Delete {
+        /// The user to delete.
+        name: String,
+        /// Print `{"deleted": NAME}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a user's role.
-    SetRole { name: String, role: String },
+    SetRole {
+        /// The user.
+        name: String,
+        /// The new role: viewer, editor, approver, admin or replica.
+        role: String,
+        /// Print the user as JSON (`{"user": {...}}`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a user's password, read from the first line of stdin.
     SetPassword {
+        /// The user.
         name: String,
+        /// Read the new password from the first line of stdin (required: never an argument).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Print `{"user": NAME, "password_changed": true}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -82,23 +107,38 @@ pub struct TokensArgs {
 enum TokensCommand {
     /// Create an API token; it is printed once and cannot be shown again.
     Create {
+        /// The user the token acts as.
         #[arg(long)]
         user: String,
         /// Lifetime such as 30d, 12h or 90m; without it the token lives until revoked.
         #[arg(long)]
         expires_in: Option<String>,
+        /// What the token is for, shown by `tokens list`.
         #[arg(long, default_value = "")]
         description: String,
+        /// Print `{"token": SECRET, "id", "user", "description", "created_at",
+        /// "expires_at"}` instead of the bare secret.
+        #[arg(long)]
+        json: bool,
     },
     /// List tokens (never their secrets).
     List {
+        /// Only this user's tokens.
         #[arg(long)]
         user: Option<String>,
+        /// Print a JSON array of `{id, user, description, created_at, expires_at,
+        /// revoked_at}`.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by its id.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `tokens list` shows it.
+        id: String,
+        /// Print `{"revoked": ID, "user": NAME}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +168,7 @@ enum AuditCommand {
         /// Exactly this resource, e.g. registered_model:fraud or run:<id>.
         #[arg(long)]
         resource: Option<String>,
+        /// Only this actor's entries, e.g. alice or cli:root.
         #[arg(long)]
         actor: Option<String>,
         /// Entries since a time (RFC 3339, e.g. 2026-11-27T00:00:00Z) or for a span back
@@ -145,6 +186,7 @@ enum AuditCommand {
     },
     /// Write every entry as one JSON object per line (JSONL), to a file or stdout.
     Export {
+        /// File to write (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
@@ -236,6 +278,20 @@ fn read_password() -> anyhow::Result<Secret> {
     Ok(Secret::new(password))
 }
 
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn user_json(user: &slipway_core::auth::User) -> serde_json::Value {
+    json!({
+        "name": user.name,
+        "role": user.role.as_str(),
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    })
+}
+
 pub(crate) fn time(ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(at).to_string()
@@ -248,6 +304,7 @@ pub async fn users(config: Option<&std::path::Path>, args: UsersArgs) -> anyhow:
             name,
             role,
             password_stdin,
+            json,
         } => {
             let role = Role::parse(&role)?;
             let password = if password_stdin {
@@ -256,22 +313,16 @@ pub async fn users(config: Option<&std::path::Path>, args: UsersArgs) -> anyhow:
                 None
             };
             let user = app.create_user(&name, role, password).await?;
-            println!("created user '{}' with role {}", user.name, user.role);
+            if json {
+                print_json(&json!({ "user": user_json(&user) }))?;
+            } else {
+                println!("created user '{}' with role {}", user.name, user.role);
+            }
         }
         UsersCommand::List { json } => {
             let users = app.list_users().await?;
             if json {
-                let rows: Vec<_> = users
-                    .iter()
-                    .map(|user| {
-                        json!({
-                            "name": user.name,
-                            "role": user.role.as_str(),
-                            "created_at": user.created_at,
-                            "updated_at": user.updated_at,
-                        })
-                    })
-                    .collect();
+                let rows: Vec<_> = users.iter().map(user_json).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 let mut table = Table::new();
@@ -286,18 +337,30 @@ pub async fn users(config: Option<&std::path::Path>, args: UsersArgs) -> anyhow:
                 println!("{table}");
             }
         }
-        UsersCommand::Delete { name } => {
+        UsersCommand::Delete { name, json } => {
             app.delete_user(&name).await?;
-            println!("deleted user '{name}' with their tokens and permissions");
+            if json {
+                print_json(&json!({ "deleted": name }))?;
+            } else {
+                println!("deleted user '{name}' with their tokens and permissions");
+            }
         }
-        UsersCommand::SetRole { name, role } => {
+        UsersCommand::SetRole { name, role, json } => {
             let user = app.set_user_role(&name, Role::parse(&role)?).await?;
-            println!("user '{}' now has role {}", user.name, user.role);
+            if json {
+                print_json(&json!({ "user": user_json(&user) }))?;
+            } else {
+                println!("user '{}' now has role {}", user.name, user.role);
+            }
         }
-        UsersCommand::SetPassword { name, .. } => {
+        UsersCommand::SetPassword { name, json, .. } => {
             let password = read_password()?;
             app.set_user_password(&name, password).await?;
-            println!("changed the password of user '{name}'");
+            if json {
+                print_json(&json!({ "user": name, "password_changed": true }))?;
+            } else {
+                println!("changed the password of user '{name}'");
+            }
         }
     }
     Ok(())
@@ -310,9 +373,20 @@ pub async fn tokens(config: Option<&std::path::Path>, args: TokensArgs) -> anyho
             user,
             expires_in,
             description,
+            json,
         } => {
             let lifetime = expires_in.as_deref().map(parse_lifetime).transpose()?;
             let issued = app.create_token(&user, lifetime, &description).await?;
+            if json {
+                return print_json(&json!({
+                    "token": issued.token.expose(),
+                    "id": issued.info.id,
+                    "user": issued.info.user_name,
+                    "description": issued.info.description,
+                    "created_at": issued.info.created_at,
+                    "expires_at": issued.info.expires_at,
+                }));
+            }
             eprintln!(
                 "created token {} for user '{}'{}; it is shown once, store it now:",
                 issued.info.id,
@@ -368,9 +442,13 @@ pub async fn tokens(config: Option<&std::path::Path>, args: TokensArgs) -> anyho
                 println!("{table}");
             }
         }
-        TokensCommand::Revoke { id } => {
+        TokensCommand::Revoke { id, json } => {
             let token = app.revoke_token(&id).await?;
-            println!("revoked token {} of user '{}'", token.id, token.user_name);
+            if json {
+                print_json(&json!({ "revoked": token.id, "user": token.user_name }))?;
+            } else {
+                println!("revoked token {} of user '{}'", token.id, token.user_name);
+            }
         }
     }
     Ok(())

@@ -99,6 +99,7 @@ fn steps(text: &str, default: Duration) -> anyhow::Result<Vec<Value>> {
 
 #[derive(Debug, Args)]
 struct UpdateArgs {
+    /// The deployment.
     name: String,
     /// models:/MODEL/VERSION (or @ALIAS) to roll out.
     #[arg(long)]
@@ -163,6 +164,7 @@ struct UpdateArgs {
     rescore_min_samples: Option<u32>,
     #[command(flatten)]
     settings: SettingsFlags,
+    /// Print the deployment as JSON (the server's `deployment` object).
     #[arg(long)]
     json: bool,
 }
@@ -172,6 +174,7 @@ enum DeployCommand {
     /// Serve a registered model under NAME: at /deployments/NAME/invocations and
     /// /v2/models/NAME/infer on the server, and on any `slipway serve --deployment NAME`.
     Create {
+        /// The deployment's name, as in its URL.
         name: String,
         /// models:/MODEL@ALIAS (the deployment follows the alias) or models:/MODEL/VERSION.
         #[arg(long)]
@@ -182,20 +185,25 @@ enum DeployCommand {
         /// it, for this reason (recorded in the audit log as an override).
         #[arg(long)]
         override_reason: Option<String>,
+        /// Print the deployment as JSON (the server's `deployment` object).
         #[arg(long)]
         json: bool,
     },
     /// List deployments.
     List {
+        /// Print the server's answer as JSON (`{"deployments": [...]}`).
         #[arg(long)]
         json: bool,
     },
     /// Weights, versions, the latest measurements and every decision of a deployment.
     Status {
+        /// The deployment.
         name: String,
         /// Follow a running rollout until it ends (exit 0 on success, 3 on rollback or abort).
         #[arg(long)]
         watch: bool,
+        /// Print `{"deployment": {...}, "events": [...]}` on one line (one line per poll with
+        /// --watch).
         #[arg(long)]
         json: bool,
     },
@@ -203,22 +211,29 @@ enum DeployCommand {
     Update(Box<UpdateArgs>),
     /// Promote the running rollout's candidate now (through the promotion policy).
     Promote {
+        /// The deployment.
         name: String,
+        /// Print the deployment as JSON (the server's `deployment` object).
         #[arg(long)]
         json: bool,
     },
     /// Stop the running rollout; all traffic back to stable.
     Abort {
+        /// The deployment.
         name: String,
+        /// Why, for the events and the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the deployment as JSON (the server's `deployment` object).
         #[arg(long)]
         json: bool,
     },
     /// Roll back: end the running rollout, or go back to the previous stable version (and
     /// move the alias the deployment follows back with it).
     Rollback {
+        /// The deployment.
         name: String,
+        /// Why, for the events and the audit log.
         #[arg(long, default_value = "")]
         reason: String,
         /// Print the deployment as JSON, with `rollback`: `{rollout_id, from_version,
@@ -227,7 +242,13 @@ enum DeployCommand {
         json: bool,
     },
     /// Delete a deployment (its events and prediction log stay).
-    Delete { name: String },
+    Delete {
+        /// The deployment.
+        name: String,
+        /// Print `{"deleted": NAME}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +264,7 @@ enum PredictionsCommand {
     /// Write a deployment's prediction log as JSON lines (request id, time, variant, version,
     /// inputs, outputs, latency), oldest first.
     Export {
+        /// The deployment.
         name: String,
         /// File to write (default: standard output).
         #[arg(long, short)]
@@ -435,11 +457,18 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
                 println!("{}", rollback_sentence(&answer["deployment"], done));
             }
         }
-        DeployCommand::Delete { name } => {
+        DeployCommand::Delete { name, json } => {
             client
                 .call(reqwest::Method::DELETE, &path(&name, ""), None)
                 .await?;
-            println!("deleted deployment {name}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "deleted": name }))?
+                );
+            } else {
+                println!("deleted deployment {name}");
+            }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

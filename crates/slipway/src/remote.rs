@@ -179,34 +179,44 @@ enum PromoteCommand {
         /// A protected stage instead of an alias, e.g. Production.
         #[arg(long)]
         stage: Option<String>,
+        /// Why, for the approvers and the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the server's answer as JSON (`{"promotion": {...}, "checks": {...}}`).
         #[arg(long)]
         json: bool,
     },
     /// Approve a request (not your own). The approval that completes the count moves the alias.
     Approve {
+        /// The request's id, as `promote request` and `promote list` show it.
         id: i64,
+        /// Why, for the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the server's answer as JSON (`{"promotion": {...}}`).
         #[arg(long)]
         json: bool,
     },
     /// Reject a request.
     Reject {
+        /// The request's id, as `promote request` and `promote list` show it.
         id: i64,
+        /// Why (required: the requester reads it).
         #[arg(long)]
         reason: String,
+        /// Print the server's answer as JSON (`{"promotion": {...}}`).
         #[arg(long)]
         json: bool,
     },
     /// List requests, newest first.
     List {
+        /// Only this registered model's requests.
         #[arg(long)]
         model: Option<String>,
         /// pending, approved or rejected.
         #[arg(long)]
         state: Option<String>,
+        /// Print the server's answer as JSON (`{"promotions": [...]}`).
         #[arg(long)]
         json: bool,
     },
@@ -446,15 +456,24 @@ enum ModelsCommand {
     /// Move an alias back to the version it pointed at before its last change. An emergency
     /// action for approvers: no new approval, recorded in the audit log.
     Rollback {
+        /// The registered model.
         model: String,
+        /// The alias to move back, e.g. production.
         #[arg(long)]
         alias: String,
+        /// Print the server's answer as JSON (`{"change": {name, alias, version,
+        /// previous_version, ...}}`).
+        #[arg(long)]
+        json: bool,
     },
     /// Every move of a model's aliases.
     History {
+        /// The registered model.
         model: String,
+        /// Only this alias.
         #[arg(long)]
         alias: Option<String>,
+        /// Print the history as JSON (`{"changes": [...]}`).
         #[arg(long)]
         json: bool,
     },
@@ -463,7 +482,7 @@ enum ModelsCommand {
 pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.server)?;
     match args.command {
-        ModelsCommand::Rollback { model, alias } => {
+        ModelsCommand::Rollback { model, alias, json } => {
             let answer = client
                 .call(
                     reqwest::Method::POST,
@@ -471,6 +490,9 @@ pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
                     Some(json!({ "name": model, "alias": alias })),
                 )
                 .await?;
+            if json {
+                return print_json(&answer);
+            }
             let change = &answer["change"];
             println!(
                 "alias '{alias}' of '{model}' rolled back from version {} to version {}",
@@ -518,6 +540,7 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Protect a registered model's aliases and stages (admins).
     Set {
+        /// The registered model.
         model: String,
         /// Protected aliases, comma-separated (default: production,champion).
         #[arg(long, value_delimiter = ',')]
@@ -535,12 +558,25 @@ enum PolicyCommand {
         /// promotion is approved (default 10; a candidate failing the checks gets none).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
         max_unapproved_traffic: Option<u8>,
+        /// Accepted for scripts: the policy is always printed as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Show a registered model's policy as JSON.
     Show {
+        /// The registered model.
         model: String,
+        /// Accepted for scripts: the policy is always printed as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Delete a registered model's policy: its aliases and stages are no longer protected.
     Delete {
+        /// The registered model.
         model: String,
+        /// Print `{"deleted": MODEL}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -554,6 +590,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
             approvals,
             checks,
             max_unapproved_traffic,
+            json: _,
         } => {
             let answer = client
                 .call(
@@ -570,7 +607,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                 .await?;
             print_json(&answer["policy"])?;
         }
-        PolicyCommand::Show { model } => {
+        PolicyCommand::Show { model, json: _ } => {
             let answer = client
                 .call(
                     reqwest::Method::GET,
@@ -580,7 +617,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                 .await?;
             print_json(&answer["policy"])?;
         }
-        PolicyCommand::Delete { model } => {
+        PolicyCommand::Delete { model, json } => {
             client
                 .call(
                     reqwest::Method::DELETE,
@@ -588,6 +625,9 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
+            if json {
+                return print_json(&json!({ "deleted": model }));
+            }
             println!("deleted the promotion policy of '{model}'");
         }
     }
@@ -601,6 +641,7 @@ pub struct LineageArgs {
     /// The model version: models:/NAME/VERSION, or models:/NAME@ALIAS for the version the
     /// alias points at now.
     model_uri: String,
+    /// Print the lineage as JSON (the server's `lineage` object).
     #[arg(long)]
     json: bool,
 }
