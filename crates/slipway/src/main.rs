@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use slipway_app::{App, AppSettings};
 use slipway_artifacts::ObjectArtifactStore;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
@@ -86,6 +86,13 @@ enum Command {
     /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`; or, with
     /// --deployment, a replica of a managed deployment.
     Serve(serve::ServeArgs),
+    /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
+    /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
+    /// ~/.config/fish/completions/slipway.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +104,15 @@ fn main() -> ExitCode {
         sigpipe::reset();
     }
     init_telemetry(cli.log_format);
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "slipway",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,6 +153,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args, shutdown_signal())
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
@@ -380,8 +397,6 @@ pub(crate) async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     /// Every flag and argument of every command says what it is for in `--help`.

@@ -1,7 +1,6 @@
 //! The store commands (`users`, `tokens`, `audit`) and the CLI's own behaviour as a user meets
-//! it, by running the binary: a missing store is an error that names it, `audit verify` says
-//! what it found, the audit log reads newest first and names who acted, output into a closed
-//! pipe ends quietly.
+//! it, by running the binary: a missing store is an error that names it, output into a closed
+//! pipe ends quietly, the audit log reads newest first, completions print.
 
 use std::process::{Command, Output, Stdio};
 
@@ -278,4 +277,20 @@ fn printing_into_a_closed_pipe_ends_quietly() {
         "{:?}: {stderr}",
         output.status
     );
+}
+
+#[test]
+fn completions_print_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = ok(dir.path(), &["completions", "bash"]);
+    assert!(
+        bash.contains("_slipway") && bash.contains("permissions"),
+        "{bash}"
+    );
+    let zsh = ok(dir.path(), &["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef slipway"), "{zsh}");
+    let fish = ok(dir.path(), &["completions", "fish"]);
+    assert!(fish.contains("complete -c slipway"), "{fish}");
+    let stderr = fails(dir.path(), &["completions", "tcsh"]);
+    assert!(stderr.contains("bash"), "{stderr}");
 }
