@@ -278,7 +278,7 @@ bench_server() {
       local pw
       pw=$(random_password)
       log "$NAME: creating the admin user bench (slipway users create)"
-      if ! printf '%s' "$pw" | "$SLIPWAY_BIN" users create bench --role admin --password-stdin --backend-store-uri "$backend" >"$dir/users.log" 2>&1; then
+      if ! printf '%s' "$pw" | "$SLIPWAY_BIN" users create bench --role admin --password-stdin --create --backend-store-uri "$backend" >"$dir/users.log" 2>&1; then
         cat "$dir/users.log" >&2 || true
         "$LOADGEN" --json-out "$RES" meta --set server="$NAME" --set status="not run: slipway users create failed: $(tail -n 1 "$dir/users.log" 2>/dev/null)"
         return 0

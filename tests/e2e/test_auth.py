@@ -39,8 +39,9 @@ def auth_server(slipway_factory, slipway_bin, tmp_path):
     workdir = tmp_path / "auth-server"
     workdir.mkdir()
     uri = f"sqlite:///{workdir / 'slipway.db'}"
+    # The first command makes the store (--create); the rest must find it.
     cli(slipway_bin, uri, "users", "create", "root", "--role", "admin", "--password-stdin",
-        stdin=ADMIN_PASSWORD + "\n")
+        "--create", stdin=ADMIN_PASSWORD + "\n")
     cli(slipway_bin, uri, "users", "create", "alice", "--role", "editor", "--password-stdin",
         stdin=EDITOR_PASSWORD)
     cli(slipway_bin, uri, "users", "create", "victor", "--role", "viewer", "--password-stdin",

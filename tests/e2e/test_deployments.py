@@ -490,7 +490,11 @@ def test_promote_and_roll_back_by_hand(env):
     assert env.deployment(name)["stable_version"] == good
     env.webhook.wait_for("deployment.promoted")
     # No rollout running: a rollback returns to the previous stable version, alias included.
-    env.cli("deploy", "rollback", name, "--reason", "pager went off")
+    rolled = env.cli("deploy", "rollback", name, "--reason", "pager went off")
+    # It says what it moved, not the story of the rollout that promoted `good`.
+    assert (f"alias 'production' of '{env.model}' moved from version {good} to version 1"
+            in rolled.stdout), rolled.stdout
+    assert "succeeded" not in rolled.stdout, rolled.stdout
     deployment = env.deployment(name)
     assert deployment["stable_version"] == "1" and deployment["previous_version"] == good
     assert env.alias("production") == "1"

@@ -75,7 +75,7 @@ def private_server(slipway_bin, tmp_path):
     # itself out.
     admin = f"st-admin-{uuid.uuid4().hex[:8]}"
     try:
-        _cli(slipway_bin, uri, "users", "create", admin, "--role", "admin")
+        _cli(slipway_bin, uri, "users", "create", admin, "--role", "admin", "--create")
         server.token = _cli(slipway_bin, uri, "tokens", "create", "--user", admin).strip()
         server.start()
     except RuntimeError as e:

@@ -352,7 +352,8 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
         (request, None)
     };
     if !principal.allows(rule.action, resource.as_ref()) {
-        let message = denial(&principal, rule.action, resource.as_ref());
+        let asked = format!("{} {}", request.method(), request.uri().path());
+        let message = denial(&principal, rule.action, resource.as_ref(), &asked);
         let refused = refused(&request, resource.as_ref());
         let actor = principal.name.clone();
         let kind = RefusalKind::PermissionDenied;
@@ -364,33 +365,39 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
     next.run(request).await
 }
 
-fn denial(principal: &Principal, action: Action, resource: Option<&Resource>) -> String {
+/// Why a request was refused, naming the request itself (`asked`: method and path): the
+/// action class alone misleads where one class covers different acts (rolling a deployment
+/// back is not approving a promotion, though both need an approver).
+fn denial(
+    principal: &Principal,
+    action: Action,
+    resource: Option<&Resource>,
+    asked: &str,
+) -> String {
     if action == Action::Report && principal.role != Role::Replica {
         return format!(
-            "user '{}' has role {}; only a replica's credential (role replica) may report measurements and predictions: create one with `slipway users create NAME --role replica` and a token for it",
+            "user '{}' has role {}; {asked} reports measurements and predictions, which only a replica's credential (role replica) may do: create one with `slipway users create NAME --role replica` and a token for it",
             principal.name, principal.role
         );
     }
     if principal.role == Role::Replica && action != Action::Read {
         return format!(
-            "user '{}' is a replica (role replica): it may read what it serves and report, not {}",
+            "user '{}' is a replica (role replica): it may read what it serves and report, not {asked}",
             principal.name,
-            action.as_str()
         );
     }
     match resource {
         Some(resource) => format!(
-            "user '{}' (role {}, permission {} on {resource}) may not {} it",
+            "user '{}' (role {}, permission {} on {resource}) may not {asked} ({} access)",
             principal.name,
             principal.role,
             principal.permission_on(resource),
             action.as_str()
         ),
         None => format!(
-            "user '{}' has role {}; to {} here the role must be at least {}",
+            "user '{}' has role {}; {asked} needs role {} or above",
             principal.name,
             principal.role,
-            action.as_str(),
             action.least_role()
         ),
     }

@@ -60,6 +60,7 @@ pub mod access;
 mod dto;
 pub mod error;
 pub mod extract;
+mod http_metrics;
 mod mlflow;
 mod native;
 pub mod openapi;
@@ -118,6 +119,7 @@ pub fn router(app: App) -> Router {
 /// The whole HTTP application with the given deployment controller and data plane.
 pub fn router_with(app: App, deployments: Deployments) -> Router {
     let max_body = deployments.plane.config.limits.max_body_bytes;
+    let api_metrics = std::sync::Arc::new(http_metrics::ApiMetrics::default());
     // Inference routes: the same access rules, but no trace span per request (their metrics
     // and the prediction log account for them; a span cost a tenth of a single-row request).
     let plane = plane_routes::plane_routes()
@@ -127,6 +129,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
         ))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(deployments.plane.clone()))
+        .layer(axum::Extension(api_metrics.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::Panic.into_response()
@@ -143,6 +146,11 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             access::authorize,
+        ))
+        // Outside the access layer, so refusals are counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api_metrics,
+            http_metrics::track,
         ))
         .fallback(endpoint_not_found)
         .method_not_allowed_fallback(method_not_allowed)

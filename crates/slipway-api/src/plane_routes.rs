@@ -19,5 +19,5 @@ routes! {
     GET "/v2" => slipway_plane::scoring::v2_server, Read None;
     GET "/v2/health/live" => slipway_plane::scoring::v2_live, Read None;
     GET "/v2/health/ready" => http::v2_ready, Read None;
-    GET "/metrics" => http::metrics, Read None;
+    GET "/metrics" => crate::http_metrics::metrics, Read None;
 }

@@ -1633,6 +1633,30 @@ async fn only_replicas_report_measurements() {
     assert_eq!(window.sources["server"], 10);
 }
 
+/// A refusal names the request it refused. Rolling a deployment back needs an approver, yet it
+/// is not approving a promotion, and the message must not say it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_names_the_request_it_refused() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let refused = harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/slipway/v1/deployments/fraud/rollback",
+            Some(json!({})),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("POST /api/slipway/v1/deployments/fraud/rollback")
+            && message.contains("approver"),
+        "{message}"
+    );
+    assert!(!message.contains("approve "), "{message}");
+}
+
 /// Registering freezes a version's folder, so a version may not be registered on an
 /// experiment's (or the store's) artifact root: that would freeze every run in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

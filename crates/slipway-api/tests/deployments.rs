@@ -1306,6 +1306,24 @@ async fn case_good_candidate_is_promoted(h: &Harness) {
     h.sync().await;
     let answer = h.predict(&[]).await;
     assert_eq!(answered_by(&answer), ("stable", "2"));
+
+    // A rollback with no rollout running says what it did (the alias moved back from 2 to
+    // 1), not the story of the rollout that promoted 2.
+    let rolled = h
+        .ok(
+            "POST",
+            &format!("{NATIVE}/deployments/{NAME}/rollback"),
+            Some(json!({})),
+        )
+        .await;
+    let done = &rolled["rollback"];
+    assert_eq!(done["rollout_id"], Value::Null, "{rolled}");
+    assert_eq!(
+        (&done["from_version"], &done["to_version"], &done["alias"]),
+        (&json!("2"), &json!("1"), &json!("production")),
+        "{rolled}"
+    );
+    assert_eq!(rolled["deployment"]["stable_version"], "1");
 }
 
 async fn case_idle_canary_waits(h: &Harness) {

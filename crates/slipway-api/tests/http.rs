@@ -3991,3 +3991,42 @@ async fn a_history_without_max_results_is_whole() {
         .await;
     assert_eq!(rest["metrics"].as_array().map(Vec::len), Some(1_234));
 }
+
+/// Tracking and registry requests are counted on `/metrics` by route template and status, and
+/// timed, beside the data plane's metrics in one document.
+#[tokio::test]
+async fn control_plane_requests_appear_on_metrics_by_route() {
+    let srv = server().await;
+    let experiment = srv.create_experiment("metered").await;
+    let run = srv
+        .post("/runs/create", json!({"experiment_id": experiment}))
+        .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    srv.post(
+        "/runs/log-batch",
+        json!({"run_id": run_id, "metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": 0}]}),
+    )
+    .await;
+    let (status, _) = srv
+        .call("GET", &format!("{API}/runs/get?run_id=nope"), None)
+        .await;
+    assert_eq!(status, 404);
+    let raw = srv.send(method("GET"), "/metrics", Vec::new(), None).await;
+    assert_eq!(raw.status, 200);
+    let text = String::from_utf8(raw.body).unwrap();
+    for line in [
+        "slipway_api_requests_total{method=\"POST\",route=\"/api/2.0/mlflow/runs/log-batch\",status=\"200\"} 1",
+        "slipway_api_requests_total{method=\"GET\",route=\"/api/2.0/mlflow/runs/get\",status=\"404\"} 1",
+        "slipway_api_request_duration_seconds_count{method=\"POST\",route=\"/api/2.0/mlflow/runs/log-batch\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line} in:\n{text}"
+        );
+    }
+    // Templates, never raw paths or ids; and one document with the serving metrics in it.
+    assert!(!text.contains(&run_id), "{text}");
+    assert!(text.contains("slipway_serving_"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}

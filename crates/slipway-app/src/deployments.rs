@@ -96,6 +96,20 @@ impl UnapprovedGate {
     }
 }
 
+/// What a rollback did, so the caller can say it rather than retell the last rollout.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RollbackDone {
+    /// The rollout that was ended, when one was running; `None` when the deployment went back
+    /// to its previous stable version.
+    pub rollout_id: Option<i64>,
+    /// The version that stopped answering: the candidate, or the stable before the rollback.
+    pub from_version: String,
+    /// The version that answers all traffic now.
+    pub to_version: String,
+    /// The alias moved back with it (a deployment that follows an alias, no rollout running).
+    pub alias: Option<String>,
+}
+
 /// A version's model files as the data plane needs them.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
@@ -443,17 +457,28 @@ impl App {
 
     /// Rolls back: a running rollout ends as rolled back; with none running, the previous
     /// stable version comes back (and the alias with it).
-    pub async fn rollback_deployment(&self, name: &str, reason: &str) -> Result<Deployment> {
+    pub async fn rollback_deployment(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<(Deployment, RollbackDone)> {
         let current = self.get_deployment(name).await?;
         let reason = if reason.is_empty() {
             format!("rolled back by {}", self.caller().actor)
         } else {
             reason.to_owned()
         };
-        if current.active_rollout().is_some() {
-            return self
+        if let Some(rollout) = current.active_rollout() {
+            let done = RollbackDone {
+                rollout_id: Some(rollout.id),
+                from_version: rollout.candidate_version.clone(),
+                to_version: current.stable_version.clone(),
+                alias: None,
+            };
+            let ended = self
                 .end_rollout(current, RolloutState::RolledBack { reason }, None)
-                .await;
+                .await?;
+            return Ok((ended, done));
         }
         let Some(previous) = current.previous_version.clone() else {
             return Err(Error::invalid(format!(
@@ -484,7 +509,13 @@ impl App {
             )
             .await?;
         self.notify("deployment.rolled_back", &saved, detail).await;
-        Ok(saved)
+        let done = RollbackDone {
+            rollout_id: None,
+            from_version: from,
+            to_version: previous,
+            alias: saved.alias.clone(),
+        };
+        Ok((saved, done))
     }
 
     /// The policy that protects `alias` of `model`, if any: a deployment following that alias

@@ -387,6 +387,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>>;
+
+    /// Entries before `before_seq` (from the newest when `None`) that match `filter`, newest
+    /// first, at most `limit`: what a person reading the log wants first.
+    async fn read_audit_newest(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>>;
 }
 
 /// Where deployment events go outside slipway (a webhook). Delivery is the implementation's

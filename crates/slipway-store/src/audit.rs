@@ -148,17 +148,34 @@ type Row = (
     String,
 );
 
+/// Where a read starts and which way it goes.
+pub(crate) enum Start {
+    /// Oldest first, after this sequence number.
+    After(i64),
+    /// Newest first, before this sequence number.
+    Before(i64),
+}
+
 pub(crate) async fn read(
     store: &SqlStore,
     filter: &AuditFilter,
-    after_seq: i64,
+    from: Start,
     limit: usize,
 ) -> Result<Vec<AuditRecord>> {
     let mut sql = store.sql(
         "SELECT seq, time_ms, actor, action, resource, request_id, outcome, summary, prev_hash, hash \
-         FROM audit_log WHERE seq > ",
+         FROM audit_log WHERE seq ",
     );
-    sql.bind(after_seq);
+    let order = match from {
+        Start::After(seq) => {
+            sql.push("> ").bind(seq);
+            " ORDER BY seq LIMIT "
+        }
+        Start::Before(seq) => {
+            sql.push("< ").bind(seq);
+            " ORDER BY seq DESC LIMIT "
+        }
+    };
     if let Some(resource) = &filter.resource {
         sql.push(" AND resource = ").bind(resource.as_str());
         if !resource.starts_with("run:") {
@@ -172,7 +189,7 @@ pub(crate) async fn read(
     if let Some(since) = filter.since_ms {
         sql.push(" AND time_ms >= ").bind(since);
     }
-    sql.push(" ORDER BY seq LIMIT ")
+    sql.push(order)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX));
     Ok(read_all::<Row>(&store.read, &sql, "reading the audit log")
         .await?

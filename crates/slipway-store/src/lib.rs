@@ -72,6 +72,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before failing.
     pub acquire_timeout: Duration,
+    /// Make a new store when there is none: the SQLite file (and its folder) and the schema in
+    /// an empty database. The server does; the admin commands open an existing store only, so
+    /// a mistyped path fails instead of quietly filling a new, empty database.
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +83,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
+            create_if_missing: true,
         }
     }
 }
@@ -125,6 +130,12 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let (backend, url) = match uri {
             BackendUri::Sqlite(path) => {
+                if !options.create_if_missing && !path.is_file() {
+                    return Err(Error::not_found(format!(
+                        "there is no metadata store at {} (no such file)",
+                        uri.redacted()
+                    )));
+                }
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
                         Error::internal(format!("creating folder {}", parent.display()), e)
@@ -169,13 +180,20 @@ impl SqlStore {
         })
         .connect_with(connect_options.clone())
         .await
-        .map_err(|e| Error::internal(format!("connecting to {}", uri.redacted()), e))?;
+        .map_err(|e| connect_error(uri, e))?;
         if backend == Backend::Sqlite {
             // WAL is a property of the file; set it once, before any reader opens.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&write)
                 .await
                 .map_err(|e| Error::internal("enabling SQLite WAL mode", e))?;
+        }
+
+        if !options.create_if_missing && !has_schema(&write, backend).await? {
+            return Err(Error::not_found(format!(
+                "the database {} has no slipway schema: it is not a slipway metadata store",
+                uri.redacted()
+            )));
         }
 
         let migrator = match backend {
@@ -187,14 +205,14 @@ impl SqlStore {
                 "the database at {} has schema migration {version}, which this slipway binary does not know: it was written by a newer slipway; upgrade slipway instead of downgrading the schema",
                 uri.redacted()
             )),
-            other => Error::internal(format!("migrating the schema of {}", uri.redacted()), other),
+            other => Error::internal("migrating the schema", other),
         })?;
 
         let read = if backend == Backend::Sqlite {
             pool_options(options.max_connections)
                 .connect_with(connect_options)
                 .await
-                .map_err(|e| Error::internal(format!("connecting to {}", uri.redacted()), e))?
+                .map_err(|e| connect_error(uri, e))?
         } else {
             write.clone()
         };
@@ -246,6 +264,53 @@ impl SqlStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// A failed connection. A PostgreSQL database that does not exist is the caller's mistake, said
+/// once with what to do; sqlx's own error would print the server's message twice (its text and
+/// its source).
+fn connect_error(uri: &BackendUri, error: sqlx::Error) -> Error {
+    let missing_database = error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "3D000");
+    if missing_database {
+        let name = match uri {
+            BackendUri::Postgres(url) => url
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split('?').next())
+                .unwrap_or_default()
+                .to_owned(),
+            BackendUri::Sqlite(path) => path.display().to_string(),
+        };
+        return Error::not_found(format!(
+            "the PostgreSQL database '{name}' does not exist on {} (create it with `createdb {name}`)",
+            uri.redacted()
+        ));
+    }
+    match error {
+        sqlx::Error::Database(db) => Error::internal_msg(format!("connecting: {}", db.message())),
+        other => Error::internal("connecting", other),
+    }
+}
+
+/// Whether slipway's migrations ever ran on this database.
+async fn has_schema(pool: &AnyPool, backend: Backend) -> Result<bool> {
+    let query = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()"
+        }
+    };
+    let (count,): (i64,) = sqlx::query_as(query)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::internal("looking for slipway's schema", e))?;
+    Ok(count > 0)
 }
 
 /// Tables whose statistics the PostgreSQL planner needs to pick index plans for search.
@@ -765,6 +830,16 @@ impl MetadataStore for SqlStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        audit::read(self, filter, after_seq, limit).await
+        audit::read(self, filter, audit::Start::After(after_seq), limit).await
+    }
+
+    async fn read_audit_newest(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let from = audit::Start::Before(before_seq.unwrap_or(i64::MAX));
+        audit::read(self, filter, from, limit).await
     }
 }

@@ -31,11 +31,11 @@ pub struct ServerArgs {
     /// Require credentials on every request: HTTP Basic (MLFLOW_TRACKING_USERNAME and
     /// MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN). Create users with
     /// `slipway users create`.
-    #[arg(long, env = "SLIPWAY_AUTH")]
+    #[arg(long, env = "SLIPWAY_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub auth: bool,
     /// Serve without authentication on a non-loopback address. Anyone who can reach the port can
     /// read and change everything.
-    #[arg(long, env = "SLIPWAY_INSECURE_NO_AUTH")]
+    #[arg(long, env = "SLIPWAY_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_auth: bool,
     /// Read connections to the metadata store (default 8).
     #[arg(long, env = "SLIPWAY_DB_MAX_CONNECTIONS")]

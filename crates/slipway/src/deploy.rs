@@ -100,6 +100,7 @@ fn steps(text: &str, default: Duration) -> anyhow::Result<Vec<Value>> {
 
 #[derive(Debug, Args)]
 struct UpdateArgs {
+    /// The deployment.
     name: String,
     /// models:/MODEL/VERSION (or @ALIAS) to roll out.
     #[arg(long)]
@@ -172,6 +173,7 @@ struct UpdateArgs {
     on_deadline: Option<String>,
     #[command(flatten)]
     settings: SettingsFlags,
+    /// Print the deployment as JSON (the server's `deployment` object).
     #[arg(long)]
     json: bool,
 }
@@ -181,6 +183,7 @@ enum DeployCommand {
     /// Serve a registered model under NAME: at /deployments/NAME/invocations and
     /// /v2/models/NAME/infer on the server, and on any `slipway serve --deployment NAME`.
     Create {
+        /// The deployment's name, as in its URL.
         name: String,
         /// models:/MODEL@ALIAS (the deployment follows the alias) or models:/MODEL/VERSION.
         #[arg(long)]
@@ -191,22 +194,27 @@ enum DeployCommand {
         /// it, for this reason (recorded in the audit log as an override).
         #[arg(long)]
         override_reason: Option<String>,
+        /// Print the deployment as JSON (the server's `deployment` object).
         #[arg(long)]
         json: bool,
     },
     /// List deployments.
     List {
+        /// Print the server's answer as JSON (`{"deployments": [...]}`).
         #[arg(long)]
         json: bool,
     },
     /// Weights, versions, the step and its times, the latest analysis rule by rule, what to
     /// run next, and recent events of a deployment.
     Status {
+        /// The deployment.
         name: String,
         /// Follow a running rollout until it ends (exit 0 on success, 3 on rollback or abort):
         /// redrawn in place on a terminal, only new events when piped.
         #[arg(long)]
         watch: bool,
+        /// Print `{"deployment": {...}, "events": [...]}` on one line (one line per poll with
+        /// --watch).
         #[arg(long)]
         json: bool,
     },
@@ -214,28 +222,44 @@ enum DeployCommand {
     Update(Box<UpdateArgs>),
     /// Promote the running rollout's candidate now (through the promotion policy).
     Promote {
+        /// The deployment.
         name: String,
+        /// Print the deployment as JSON (the server's `deployment` object).
         #[arg(long)]
         json: bool,
     },
     /// Stop the running rollout; all traffic back to stable.
     Abort {
+        /// The deployment.
         name: String,
+        /// Why, for the events and the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the deployment as JSON (the server's `deployment` object).
         #[arg(long)]
         json: bool,
     },
-    /// Roll back: end the running rollout, or go back to the previous stable version.
+    /// Roll back: end the running rollout, or go back to the previous stable version (and
+    /// move the alias the deployment follows back with it).
     Rollback {
+        /// The deployment.
         name: String,
+        /// Why, for the events and the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the deployment as JSON, with `rollback`: `{rollout_id, from_version,
+        /// to_version, alias}` saying what this rollback did.
         #[arg(long)]
         json: bool,
     },
     /// Delete a deployment (its events and prediction log stay).
-    Delete { name: String },
+    Delete {
+        /// The deployment.
+        name: String,
+        /// Print `{"deleted": NAME}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +275,7 @@ enum PredictionsCommand {
     /// Write a deployment's prediction log as JSON lines (request id, time, variant, version,
     /// inputs, outputs, latency), oldest first.
     Export {
+        /// The deployment.
         name: String,
         /// File to write (default: standard output).
         #[arg(long, short)]
@@ -447,16 +472,53 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<std::process::ExitCode> 
                     Some(json!({ "reason": reason })),
                 )
                 .await?;
-            show(&answer["deployment"], json, "rolled back")?;
+            let done = &answer["rollback"];
+            if json {
+                let mut deployment = answer["deployment"].clone();
+                deployment["rollback"] = done.clone();
+                println!("{}", serde_json::to_string_pretty(&deployment)?);
+            } else {
+                println!("{}", rollback_sentence(&answer["deployment"], done));
+            }
         }
-        DeployCommand::Delete { name } => {
+        DeployCommand::Delete { name, json } => {
             client
                 .call(reqwest::Method::DELETE, &path(&name, ""), None)
                 .await?;
-            println!("deleted deployment {name}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "deleted": name }))?
+                );
+            } else {
+                println!("deleted deployment {name}");
+            }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What a rollback did, from the server's account of it (not the last rollout's story, which
+/// a rollback with no rollout running did not touch).
+fn rollback_sentence(deployment: &Value, done: &Value) -> String {
+    let name = text(&deployment["name"]);
+    let from = text(&done["from_version"]);
+    let to = text(&done["to_version"]);
+    if !done["rollout_id"].is_null() {
+        return format!(
+            "rolled back rollout {} of deployment {name}: candidate version {from} no longer answers; all traffic on version {to}",
+            done["rollout_id"]
+        );
+    }
+    match done["alias"].as_str() {
+        Some(alias) => format!(
+            "rolled back deployment {name}: alias '{alias}' of '{}' moved from version {from} to version {to}, which answers all traffic",
+            text(&deployment["model_name"])
+        ),
+        None => format!(
+            "rolled back deployment {name} from version {from} to version {to}, which answers all traffic"
+        ),
+    }
 }
 
 fn text(value: &Value) -> String {
@@ -731,4 +793,27 @@ pub async fn predictions(args: PredictionsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod rollback_sentence_tests {
+    use super::*;
+
+    #[test]
+    fn says_what_the_rollback_moved_not_the_last_rollout() {
+        let deployment = json!({"name": "fraud", "model_name": "fraud-model",
+            "rollout": {"id": 4, "state": {"state": "succeeded"}}});
+        let moved = json!({"rollout_id": null, "from_version": "7", "to_version": "6",
+            "alias": "production"});
+        assert_eq!(
+            rollback_sentence(&deployment, &moved),
+            "rolled back deployment fraud: alias 'production' of 'fraud-model' moved from version 7 to version 6, which answers all traffic"
+        );
+        let ended = json!({"rollout_id": 4, "from_version": "7", "to_version": "6",
+            "alias": null});
+        assert!(
+            rollback_sentence(&deployment, &ended)
+                .starts_with("rolled back rollout 4 of deployment fraud: candidate version 7")
+        );
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use slipway_app::{App, AppSettings};
 use slipway_artifacts::ObjectArtifactStore;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
@@ -39,7 +39,8 @@ struct Cli {
     /// Configuration file (default: ./slipway.toml when present).
     #[arg(long, global = true, env = "SLIPWAY_CONFIG")]
     config: Option<PathBuf>,
-    /// Log format: text (default) or json.
+    /// Log format on stderr: text (default; coloured only on a terminal, never with NO_COLOR)
+    /// or json.
     #[arg(
         long,
         global = true,
@@ -73,8 +74,12 @@ enum Command {
     Models(remote::ModelsArgs),
     /// Set, show or delete a registered model's promotion policy (over the HTTP API).
     Policy(remote::PolicyArgs),
-    /// Where a model version came from: models:/NAME/VERSION (over the HTTP API).
+    /// Where a model version came from: models:/NAME/VERSION or models:/NAME@ALIAS (over the
+    /// HTTP API).
     Lineage(remote::LineageArgs),
+    /// Grant, revoke and list per-experiment and per-registered-model permissions (over the
+    /// HTTP API, as an admin).
+    Permissions(remote::PermissionsArgs),
     /// Managed deployments: create, roll out (canary, blue-green, shadow), watch, promote,
     /// abort, roll back (over the HTTP API).
     Deploy(deploy::DeployArgs),
@@ -83,11 +88,33 @@ enum Command {
     /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`; or, with
     /// --deployment, a replica of a managed deployment.
     Serve(serve::ServeArgs),
+    /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
+    /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
+    /// ~/.config/fish/completions/slipway.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that print end quietly when the reader goes away (`slipway audit log | head`),
+    // killed by SIGPIPE like other Unix tools, instead of panicking in println!. Not the
+    // servers: they must survive every closed connection and pipe.
+    if !matches!(cli.command, Command::Server(_) | Command::Serve(_)) {
+        sigpipe::reset();
+    }
     init_telemetry(cli.log_format);
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "slipway",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,6 +145,9 @@ fn main() -> ExitCode {
             Command::Models(args) => remote::models(args).await.map(|()| ExitCode::SUCCESS),
             Command::Policy(args) => remote::policy(args).await.map(|()| ExitCode::SUCCESS),
             Command::Lineage(args) => remote::lineage(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Permissions(args) => {
+                remote::permissions(args).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
@@ -125,15 +155,38 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args, shutdown_signal())
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once. Libraries often repeat their cause in their own
+/// message (sqlx's "error returned from database: X" over X, an io error's text over the io
+/// error), which `{:#}` would print twice; a cause already contained in the message before it
+/// is left out.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || parts.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// Whether output on a stream may carry colour: only on a terminal, and never with `NO_COLOR`
+/// set (https://no-color.org).
+pub(crate) fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default level.
@@ -142,6 +195,7 @@ fn init_telemetry(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -341,4 +395,49 @@ pub(crate) async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command itself)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut command = Cli::command();
+        command.build();
+        walk(&command, "slipway", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn causes_repeated_by_their_parent_are_said_once() {
+        let cause = std::io::Error::other("database \"x\" does not exist");
+        let error = Err::<(), _>(cause)
+            .context("error returned from database: database \"x\" does not exist")
+            .context("opening the metadata store")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&error),
+            "opening the metadata store: error returned from database: database \"x\" does not exist"
+        );
+    }
 }

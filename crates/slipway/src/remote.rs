@@ -22,6 +22,8 @@ pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
     authorization: Option<String>,
+    /// Where the credentials came from, for the hint on a 401.
+    credential_source: Option<String>,
 }
 
 impl Client {
@@ -38,17 +40,25 @@ impl Client {
             bail!("the tracking URI '{base}' must start with http:// or https://");
         }
         let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let authorization = if let Some(token) = env("MLFLOW_TRACKING_TOKEN") {
-            Some(format!("Bearer {token}"))
+        let (authorization, credential_source) = if let Some(token) = env("MLFLOW_TRACKING_TOKEN") {
+            (
+                Some(format!("Bearer {token}")),
+                Some("the token in MLFLOW_TRACKING_TOKEN".to_owned()),
+            )
         } else if let Some(user) = env("MLFLOW_TRACKING_USERNAME") {
             use base64::Engine as _;
             let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-            Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            ))
+            (
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                )),
+                Some(format!(
+                    "user '{user}' from MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                )),
+            )
         } else {
-            None
+            (None, None)
         };
         Ok(Client {
             base,
@@ -57,6 +67,7 @@ impl Client {
                 .build()
                 .context("building the HTTP client")?,
             authorization,
+            credential_source,
         })
     }
 
@@ -74,10 +85,10 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}: is the server running?"))?;
+        let response = request.send().await.map_err(|error| {
+            anyhow::Error::new(error.without_url())
+                .context(format!("{method} {url}: is the server running?"))
+        })?;
         let status = response.status();
         let text = response.text().await.context("reading the response")?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -86,11 +97,15 @@ impl Client {
         }
         let code = value["error_code"].as_str().unwrap_or("ERROR");
         let message = value["message"].as_str().unwrap_or_default();
-        let hint = match status.as_u16() {
-            401 => {
+        // Said once: the server's message already tells which variables to set when none
+        // came; the client adds what it alone knows, which credentials it sent.
+        let hint = match (status.as_u16(), &self.credential_source) {
+            (401, Some(source)) => format!(" (sent {source})"),
+            (401, None) if !message.contains("MLFLOW_TRACKING_") => {
                 " (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)"
+                    .to_owned()
             }
-            _ => "",
+            _ => String::new(),
         };
         bail!("{code} ({status}): {message}{hint}")
     }
@@ -177,44 +192,57 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Subcommand)]
 enum PromoteCommand {
-    /// Ask for MODEL VERSION to be moved to a protected alias (or stage).
+    /// Ask for a model version to be moved to a protected alias (or stage): MODEL VERSION,
+    /// models:/MODEL/VERSION, or models:/MODEL@ALIAS for the version an alias points at now.
     Request {
+        /// The registered model (with VERSION), or models:/MODEL/VERSION or models:/MODEL@ALIAS.
         model: String,
-        version: String,
+        /// The version, when MODEL is a plain name.
+        version: Option<String>,
         /// The alias to move, e.g. production.
         #[arg(long, conflicts_with = "stage", required_unless_present = "stage")]
         to: Option<String>,
         /// A protected stage instead of an alias, e.g. Production.
         #[arg(long)]
         stage: Option<String>,
+        /// Why, for the approvers and the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the server's answer as JSON (`{"promotion": {...}, "checks": {...}}`).
         #[arg(long)]
         json: bool,
     },
     /// Approve a request (not your own). The approval that completes the count moves the alias.
     Approve {
+        /// The request's id, as `promote request` and `promote list` show it.
         id: i64,
+        /// Why, for the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the server's answer as JSON (`{"promotion": {...}}`).
         #[arg(long)]
         json: bool,
     },
     /// Reject a request.
     Reject {
+        /// The request's id, as `promote request` and `promote list` show it.
         id: i64,
+        /// Why (required: the requester reads it).
         #[arg(long)]
         reason: String,
+        /// Print the server's answer as JSON (`{"promotion": {...}}`).
         #[arg(long)]
         json: bool,
     },
     /// List requests, newest first.
     List {
+        /// Only this registered model's requests.
         #[arg(long)]
         model: Option<String>,
         /// pending, approved or rejected.
         #[arg(long)]
         state: Option<String>,
+        /// Print the server's answer as JSON (`{"promotions": [...]}`).
         #[arg(long)]
         json: bool,
     },
@@ -245,6 +273,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
             reason,
             json,
         } => {
+            let (model, version) = resolve_version(&client, &model, version.as_deref()).await?;
             let mut body = json!({ "name": model, "version": version, "reason": reason });
             match (to, stage) {
                 (Some(alias), _) => body["alias"] = json!(alias),
@@ -261,11 +290,41 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&answer);
             }
-            println!("requested {}", describe_request(&answer["promotion"]));
+            let promotion = &answer["promotion"];
+            if promotion["state"] != "pending" {
+                println!("requested {}", describe_request(promotion));
+            } else {
+                println!(
+                    "requested promotion {} of {} version {} to {} {}",
+                    promotion["id"],
+                    promotion["name"].as_str().unwrap_or_default(),
+                    promotion["version"],
+                    promotion["target"]["kind"].as_str().unwrap_or_default(),
+                    promotion["target"]["value"].as_str().unwrap_or_default(),
+                );
+            }
             println!(
                 "checks: {}",
                 answer["checks"]["detail"].as_str().unwrap_or_default()
             );
+            if promotion["state"] == "pending" {
+                // The policy says how many approvals it takes; a reader may see it.
+                let required = client
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("{NATIVE}/policies/{}", urlencode(&model)),
+                        None,
+                    )
+                    .await
+                    .ok()
+                    .and_then(|policy| policy["policy"]["required_approvals"].as_u64());
+                let approvals = promotion["approvals"].as_u64().unwrap_or(0);
+                let of = required.map_or_else(String::new, |n| format!(" of {n}"));
+                println!(
+                    "pending: {approvals}{of} approvals; another person with the approver role approves it with `slipway promote approve {}`",
+                    promotion["id"]
+                );
+            }
         }
         PromoteCommand::Approve { id, reason, json } => {
             let answer = client
@@ -347,6 +406,58 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The (name, version) a person named: `models:/NAME/VERSION`, `models:/NAME@ALIAS` (asked of
+/// the server, which knows where the alias points now), or NAME with VERSION given apart.
+pub(crate) async fn resolve_version(
+    client: &Client,
+    model: &str,
+    version: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let Some(rest) = model.strip_prefix("models:/") else {
+        let Some(version) = version else {
+            bail!(
+                "which version of '{model}'? Give it after the name (`{model} 3`), or write models:/{model}/VERSION or models:/{model}@ALIAS"
+            );
+        };
+        return Ok((model.to_owned(), version.to_owned()));
+    };
+    if version.is_some() {
+        bail!("'{model}' names a version already; leave out the separate VERSION");
+    }
+    if let Some((name, alias)) = rest.rsplit_once('@')
+        && !name.is_empty()
+        && !alias.is_empty()
+    {
+        let answer = client
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
+                    urlencode(name),
+                    urlencode(alias)
+                ),
+                None,
+            )
+            .await
+            .with_context(|| format!("resolving {model}"))?;
+        let number = answer["model_version"]["version"]
+            .as_str()
+            .unwrap_or_default();
+        if number.is_empty() {
+            bail!("the server named no version for {model}");
+        }
+        return Ok((name.to_owned(), number.to_owned()));
+    }
+    match rest.rsplit_once('/') {
+        Some((name, number)) if !name.is_empty() && !number.is_empty() => {
+            Ok((name.to_owned(), number.to_owned()))
+        }
+        _ => bail!(
+            "'{model}' is not a model version URI: write models:/NAME/VERSION or models:/NAME@ALIAS"
+        ),
+    }
+}
+
 pub(crate) fn urlencode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
@@ -371,15 +482,24 @@ enum ModelsCommand {
     /// Move an alias back to the version it pointed at before its last change. An emergency
     /// action for approvers: no new approval, recorded in the audit log.
     Rollback {
+        /// The registered model.
         model: String,
+        /// The alias to move back, e.g. production.
         #[arg(long)]
         alias: String,
+        /// Print the server's answer as JSON (`{"change": {name, alias, version,
+        /// previous_version, ...}}`).
+        #[arg(long)]
+        json: bool,
     },
     /// Every move of a model's aliases.
     History {
+        /// The registered model.
         model: String,
+        /// Only this alias.
         #[arg(long)]
         alias: Option<String>,
+        /// Print the history as JSON (`{"changes": [...]}`).
         #[arg(long)]
         json: bool,
     },
@@ -392,7 +512,7 @@ pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.server)?;
     match args.command {
         ModelsCommand::Convert(convert) => crate::convert::convert(&client, convert).await?,
-        ModelsCommand::Rollback { model, alias } => {
+        ModelsCommand::Rollback { model, alias, json } => {
             let answer = client
                 .call(
                     reqwest::Method::POST,
@@ -400,6 +520,9 @@ pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
                     Some(json!({ "name": model, "alias": alias })),
                 )
                 .await?;
+            if json {
+                return print_json(&answer);
+            }
             let change = &answer["change"];
             println!(
                 "alias '{alias}' of '{model}' rolled back from version {} to version {}",
@@ -447,6 +570,7 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Protect a registered model's aliases and stages (admins).
     Set {
+        /// The registered model.
         model: String,
         /// Protected aliases, comma-separated (default: production,champion).
         #[arg(long, value_delimiter = ',')]
@@ -464,12 +588,25 @@ enum PolicyCommand {
         /// promotion is approved (default 10; a candidate failing the checks gets none).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
         max_unapproved_traffic: Option<u8>,
+        /// Accepted for scripts: the policy is always printed as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Show a registered model's policy as JSON.
     Show {
+        /// The registered model.
         model: String,
+        /// Accepted for scripts: the policy is always printed as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Delete a registered model's policy: its aliases and stages are no longer protected.
     Delete {
+        /// The registered model.
         model: String,
+        /// Print `{"deleted": MODEL}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -483,6 +620,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
             approvals,
             checks,
             max_unapproved_traffic,
+            json: _,
         } => {
             let answer = client
                 .call(
@@ -499,7 +637,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                 .await?;
             print_json(&answer["policy"])?;
         }
-        PolicyCommand::Show { model } => {
+        PolicyCommand::Show { model, json: _ } => {
             let answer = client
                 .call(
                     reqwest::Method::GET,
@@ -509,7 +647,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                 .await?;
             print_json(&answer["policy"])?;
         }
-        PolicyCommand::Delete { model } => {
+        PolicyCommand::Delete { model, json } => {
             client
                 .call(
                     reqwest::Method::DELETE,
@@ -517,6 +655,9 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
+            if json {
+                return print_json(&json!({ "deleted": model }));
+            }
             println!("deleted the promotion policy of '{model}'");
         }
     }
@@ -527,25 +668,24 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
 pub struct LineageArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// models:/NAME/VERSION
+    /// The model version: models:/NAME/VERSION, or models:/NAME@ALIAS for the version the
+    /// alias points at now.
     model_uri: String,
+    /// Print the lineage as JSON (the server's `lineage` object).
     #[arg(long)]
     json: bool,
 }
 
 pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.server)?;
-    let (name, version) = args
-        .model_uri
-        .strip_prefix("models:/")
-        .and_then(|rest| rest.rsplit_once('/'))
-        .filter(|(name, version)| !name.is_empty() && !version.is_empty())
-        .with_context(|| {
-            format!(
-                "'{}' is not a model version URI: write models:/NAME/VERSION",
-                args.model_uri
-            )
-        })?;
+    if !args.model_uri.starts_with("models:/") {
+        bail!(
+            "'{}' is not a model version URI: write models:/NAME/VERSION or models:/NAME@ALIAS",
+            args.model_uri
+        );
+    }
+    let (name, version) = resolve_version(&client, &args.model_uri, None).await?;
+    let (name, version) = (name.as_str(), version.as_str());
     let answer = client
         .call(
             reqwest::Method::GET,
@@ -662,6 +802,163 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
             crate::admin::time(change["time"].as_i64().unwrap_or(0)),
             change["via"].as_str().unwrap_or_default()
         );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: PermissionsCommand,
+}
+
+/// One experiment or registered model, as the permission commands name it.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ResourceFlags {
+    /// An experiment, by id.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// A registered model, by name.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+impl ResourceFlags {
+    fn json(&self) -> Value {
+        match (&self.experiment, &self.model) {
+            (Some(id), _) => json!({ "resource_type": "experiment", "resource_id": id }),
+            (None, Some(name)) => {
+                json!({ "resource_type": "registered_model", "resource_id": name })
+            }
+            (None, None) => Value::Null,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.experiment, &self.model) {
+            (Some(id), _) => format!("experiment {id}"),
+            (None, Some(name)) => format!("registered model '{name}'"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum PermissionsCommand {
+    /// Give a user a permission on one experiment or registered model; it refines their role
+    /// there, in both directions (EDIT lets a viewer write; NO_PERMISSIONS hides it from an
+    /// editor). Replaces the user's earlier permission on that resource.
+    Grant {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        resource: ResourceFlags,
+        /// READ, EDIT, MANAGE or NO_PERMISSIONS (any case).
+        #[arg(long)]
+        permission: String,
+        /// Print `{"user", "resource_type", "resource_id", "permission"}` instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's permission on one experiment or registered model: their role decides
+    /// there again.
+    Revoke {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        resource: ResourceFlags,
+        /// Print `{"user", "resource_type", "resource_id", "revoked": true}` instead of a
+        /// sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List permissions, of every user or one.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the server's answer as JSON (`{"permissions": [{user, resource_type,
+        /// resource_id, permission}]}`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn permissions(args: PermissionsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    let path = format!("{NATIVE}/permissions");
+    match args.command {
+        PermissionsCommand::Grant {
+            user,
+            resource,
+            permission,
+            json,
+        } => {
+            let permission = permission.to_ascii_uppercase();
+            let mut body = resource.json();
+            body["user"] = json!(user);
+            body["permission"] = json!(permission);
+            client
+                .call(reqwest::Method::PUT, &path, Some(body.clone()))
+                .await?;
+            if json {
+                return print_json(&body);
+            }
+            println!(
+                "user '{user}' has permission {permission} on {}",
+                resource.describe()
+            );
+        }
+        PermissionsCommand::Revoke {
+            user,
+            resource,
+            json,
+        } => {
+            let mut body = resource.json();
+            body["user"] = json!(user);
+            client
+                .call(reqwest::Method::DELETE, &path, Some(body.clone()))
+                .await?;
+            if json {
+                body["revoked"] = json!(true);
+                return print_json(&body);
+            }
+            println!(
+                "revoked the permission of user '{user}' on {}; their role decides there again",
+                resource.describe()
+            );
+        }
+        PermissionsCommand::List { user, json } => {
+            let query = user
+                .as_deref()
+                .map(|user| format!("?user={}", urlencode(user)))
+                .unwrap_or_default();
+            let answer = client
+                .call(reqwest::Method::GET, &format!("{path}{query}"), None)
+                .await?;
+            if json {
+                return print_json(&answer);
+            }
+            let mut table = Table::new();
+            table.set_header(["user", "resource", "permission"]);
+            for grant in answer["permissions"].as_array().into_iter().flatten() {
+                table.add_row([
+                    grant["user"].as_str().unwrap_or_default().to_owned(),
+                    format!(
+                        "{}:{}",
+                        grant["resource_type"].as_str().unwrap_or_default(),
+                        grant["resource_id"].as_str().unwrap_or_default()
+                    ),
+                    grant["permission"].as_str().unwrap_or_default().to_owned(),
+                ]);
+            }
+            println!("{table}");
+        }
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1; another needs --insecure-no-auth).
     #[arg(long, short = 'H', default_value = "127.0.0.1")]
     host: IpAddr,
+    /// Port to listen on (0 picks a free one).
     #[arg(long, short, default_value_t = 5000)]
     port: u16,
     /// The name V2 requests use (/v2/models/NAME/infer); default: the file or folder name.

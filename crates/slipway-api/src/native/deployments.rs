@@ -373,10 +373,12 @@ pub async fn rollback(
     Path(name): Path<String>,
     Message(request): Message<Reason>,
 ) -> ApiResult<Json<Value>> {
-    let updated = app
+    let (updated, done) = app
         .rollback_deployment(&name, request.reason.as_deref().unwrap_or(""))
         .await?;
-    Ok(changed(&deployments, updated).await)
+    let Json(mut body) = changed(&deployments, updated).await;
+    body["rollback"] = json!(done);
+    Ok(Json(body))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]

@@ -244,6 +244,12 @@ impl PlaneMetrics {
         text
     }
 
+    /// The metrics without the closing `# EOF`, for a document that carries more.
+    pub fn encode_into(&self, text: &mut String) {
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(text, &self.registry);
+    }
+
     fn variant(&self, deployment: &str, variant: Variant, version: &str) -> VariantHandles {
         let labels = VariantLabels {
             deployment: deployment.to_owned(),

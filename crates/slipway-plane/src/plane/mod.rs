@@ -452,6 +452,12 @@ impl Plane {
         })
     }
 
+    /// This plane's metrics without the closing `# EOF`: the server's `/metrics` adds the
+    /// control plane's after them.
+    pub fn encode_metrics_into(&self, text: &mut String) {
+        self.metrics.encode_into(text);
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Served>> {
         self.served
             .read()

@@ -124,6 +124,23 @@ async fn case_entries_follow_their_change(store: &Store) {
         .await
         .unwrap();
     assert_eq!(paged[0].seq, 2);
+    // Newest first, for people reading the log: from the end, then before a given entry.
+    let newest: Vec<i64> = store
+        .read_audit_newest(&AuditFilter::default(), None, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| entry.seq)
+        .collect();
+    assert_eq!(newest, [3, 2]);
+    let older: Vec<i64> = store
+        .read_audit_newest(&AuditFilter::default(), Some(2), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| entry.seq)
+        .collect();
+    assert_eq!(older, [1]);
     let by_actor = store
         .read_audit(
             &AuditFilter {
