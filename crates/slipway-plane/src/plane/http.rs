@@ -367,7 +367,12 @@ async fn handle(
     let _in_flight = InFlight(handles.in_flight.clone());
     let started = Instant::now();
     let limits = &plane.config.limits;
-    if plane.lag.refuses(super::RuntimeLag::TARGET) {
+    let overloaded = served.stable.overloaded(limits.max_queue_wait)
+        || served
+            .candidate
+            .as_ref()
+            .is_some_and(|candidate| candidate.overloaded(limits.max_queue_wait));
+    if overloaded && plane.lag.refuses(super::RuntimeLag::TARGET) {
         handles.request(protocol.label(), "shed");
         let answer = shed(
             protocol,
@@ -538,6 +543,34 @@ fn parse(
     }
 }
 
+/// Bodies up to this size are parsed on the runtime's thread; larger ones on the blocking
+/// pool, beside inference. Parsing a large body takes as long as running the model on it,
+/// and on the runtime's thread it would hold up every other connection: reading bodies,
+/// refusing requests, writing answers, which then all wait for the CPU together.
+const INLINE_PARSE_BYTES: usize = 16 * 1024;
+
+async fn parse_off_thread(
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: &Bytes,
+    loaded: &Arc<LoadedVersion>,
+    limits: &Limits,
+) -> Result<(Vec<Vec<f32>>, Option<V2Request>), Response> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse(protocol, headers, body, loaded, limits);
+    }
+    let (headers, body, loaded, limits) = (headers.clone(), body.clone(), loaded.clone(), *limits);
+    tokio::task::spawn_blocking(move || parse(protocol, &headers, &body, &loaded, &limits))
+        .await
+        .unwrap_or_else(|e| {
+            Err(protocol.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                format!("reading the request stopped: {e}"),
+            ))
+        })
+}
+
 fn answer(
     protocol: Protocol,
     served: &Served,
@@ -689,35 +722,36 @@ async fn serve(
         }
         Err(error) => return run_failed(protocol, error),
     };
-    let (rows, v2) = match parse(protocol, headers, &body, &loaded, &plane.config.limits) {
-        Ok(parsed) => parsed,
-        // A body the candidate cannot read (another input name, another signature) but the
-        // stable can is the candidate's failure: the stable answers it.
-        Err(_) if candidate_unforced && variant == Variant::Candidate => match parse(
-            protocol,
-            headers,
-            &body,
-            &served.stable,
-            &plane.config.limits,
-        ) {
-            Ok(parsed) => {
-                record_candidate_failure(served);
-                if let Some(handles) = &served.handles.candidate {
-                    handles.fallback.inc();
+    let (rows, v2) =
+        match parse_off_thread(protocol, headers, &body, &loaded, &plane.config.limits).await {
+            Ok(parsed) => parsed,
+            // A body the candidate cannot read (another input name, another signature) but the
+            // stable can is the candidate's failure: the stable answers it.
+            Err(_) if candidate_unforced && variant == Variant::Candidate => match parse(
+                protocol,
+                headers,
+                &body,
+                &served.stable,
+                &plane.config.limits,
+            ) {
+                Ok(parsed) => {
+                    record_candidate_failure(served);
+                    if let Some(handles) = &served.handles.candidate {
+                        handles.fallback.inc();
+                    }
+                    variant = Variant::Stable;
+                    drop(admitted);
+                    admitted = match served.stable.admit(max_wait).await {
+                        Ok(admitted) => admitted,
+                        Err(error) => return run_failed(protocol, error),
+                    };
+                    loaded = served.stable.clone();
+                    parsed
                 }
-                variant = Variant::Stable;
-                drop(admitted);
-                admitted = match served.stable.admit(max_wait).await {
-                    Ok(admitted) => admitted,
-                    Err(error) => return run_failed(protocol, error),
-                };
-                loaded = served.stable.clone();
-                parsed
-            }
+                Err(response) => return response,
+            },
             Err(response) => return response,
-        },
-        Err(response) => return response,
-    };
+        };
     let mirror = variant == Variant::Stable
         && !forced
         && served.candidate.is_some()
@@ -981,11 +1015,11 @@ async fn run_in_background(
     plane: &Plane,
     protocol: Protocol,
     headers: &HeaderMap,
-    body: &[u8],
-    loaded: &LoadedVersion,
+    body: &Bytes,
+    loaded: &Arc<LoadedVersion>,
 ) -> Result<Ran, RunError> {
     let admitted = loaded.admit(plane.config.limits.max_queue_wait).await?;
-    match parse(protocol, headers, body, loaded, &plane.config.limits) {
+    match parse_off_thread(protocol, headers, body, loaded, &plane.config.limits).await {
         Ok((rows, _)) => loaded.run(rows, admitted).await,
         Err(_) => Err(RunError::BadInput(format!(
             "version {} cannot read the request",
