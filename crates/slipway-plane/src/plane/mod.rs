@@ -96,7 +96,7 @@ pub struct LoadedVersion {
     pub(crate) signature: Option<Arc<slipway_serving::signature::Signature>>,
     pub model: Arc<OnnxModel>,
     batcher: Option<Batcher>,
-    /// Places at the model, one per session: requests parsed or running.
+    /// Places at the model, two per session: requests being parsed or run.
     work: Arc<Semaphore>,
     queue: QueueClock,
 }
@@ -630,7 +630,9 @@ impl Plane {
             signature,
             model,
             batcher,
-            work: Arc::new(Semaphore::new(sessions)),
+            // Two places per session: one request's body is parsed while another's runs, so
+            // the hand-offs between threads do not leave the model idle.
+            work: Arc::new(Semaphore::new(sessions * 2)),
             queue: QueueClock::new(),
         });
         self.loaded
