@@ -2,12 +2,15 @@
 //! `/v2/models/NAME/...`) and on replicas (the same, plus `/invocations` at the root for their
 //! one deployment, as `mlflow models serve` answers).
 //!
-//! A request goes: find the deployment (404, or 503 while it loads); take an in-flight permit
-//! (503 + `Retry-After` when full); read the body; pick the variant (forced by header or V2 version path,
-//! sticky by route key, else by weight; an open circuit sends candidate traffic to stable);
-//! parse with that version's input; run, waiting for a session no longer than the queue-wait
-//! limit (503 + `Retry-After` past it); on a candidate failure, answer from stable and count
-//! the failure against the candidate; measure, mirror, sample into the prediction log; answer.
+//! A request goes: find the deployment (404, or 503 while it loads); while a model's queue
+//! stands, refuse a share of requests that grows with the runtime's lag; take an in-flight
+//! permit (503 + `Retry-After` when full; a refused body is drained so the connection stays
+//! usable); read the body; pick the variant (forced by header or V2 version path, sticky by
+//! route key, else by weight; an open circuit sends candidate traffic to stable); take a place
+//! at that version's model, waiting no longer than the queue allows (503 + `Retry-After` past
+//! it); parse with that version's input (large bodies on the blocking pool); run; on a
+//! candidate failure, answer from stable and count the failure against the candidate;
+//! measure, mirror, sample into the prediction log; answer.
 
 // Early returns carry the finished error response; boxing it would only add an allocation on
 // the error path.
