@@ -14,7 +14,7 @@ pub mod http;
 pub(crate) mod metrics;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,26 @@ const OVERLOADED: &str =
 struct QueueClock {
     epoch: Instant,
     last_empty_micros: AtomicU64,
+    /// Requests waiting for a place now: an idle version has an old "last empty" too, but
+    /// nobody in its queue.
+    waiting: AtomicUsize,
+}
+
+/// Counts a request as waiting for as long as it lives, however its wait ends (a place, the
+/// time limit, or the request dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl QueueClock {
@@ -142,6 +162,7 @@ impl QueueClock {
         QueueClock {
             epoch: Instant::now(),
             last_empty_micros: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -150,12 +171,17 @@ impl QueueClock {
         self.last_empty_micros.fetch_max(micros, Ordering::Relaxed);
     }
 
-    /// Whether the queue has not been empty for `max_wait`: more arrives than the model can
-    /// answer.
-    fn standing(&self, max_wait: Duration) -> bool {
+    /// Whether no request has found a place free for `max_wait`.
+    fn full_for(&self, max_wait: Duration) -> bool {
         let now = self.epoch.elapsed().as_micros() as u64;
         now.saturating_sub(self.last_empty_micros.load(Ordering::Relaxed))
             > max_wait.as_micros() as u64
+    }
+
+    /// Whether the queue stands: requests wait now, and none has found a place free for
+    /// `max_wait`. More arrives than the model answers.
+    fn standing(&self, max_wait: Duration) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0 && self.full_for(max_wait)
     }
 
     /// How long a request may wait for a session: `max_wait` while the queue empties now and
@@ -165,7 +191,9 @@ impl QueueClock {
     /// requests that are served wait little and the rest are shed at once, instead of every
     /// request waiting the full limit.
     fn allowed_wait(&self, max_wait: Duration) -> Duration {
-        if self.standing(max_wait) {
+        // Asked by a request about to wait, after finding no place free: an idle version
+        // found its first place free.
+        if self.full_for(max_wait) {
             max_wait / 10
         } else {
             max_wait
@@ -256,6 +284,7 @@ impl LoadedVersion {
             Err(tokio::sync::TryAcquireError::NoPermits) => {}
         }
         let wait = self.queue.allowed_wait(max_wait);
+        let _waiting = Waiting::new(&self.queue.waiting);
         match tokio::time::timeout(wait, self.work.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Admitted {
                 _place: Some(permit),
@@ -1073,10 +1102,17 @@ mod tests {
         let limit = Duration::from_millis(50);
         clock.empty_now();
         assert_eq!(clock.allowed_wait(limit), limit, "a burst may wait");
-        // Not empty for longer than the limit: a standing queue.
+        // No place found free for longer than the limit...
         clock.last_empty_micros.store(0, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(clock.allowed_wait(limit), limit / 10);
+        // ...with nobody waiting is an idle version, not a standing queue.
+        assert!(!clock.standing(limit), "idle is not overloaded");
+        {
+            let _waiting = Waiting::new(&clock.waiting);
+            assert!(clock.standing(limit));
+            assert_eq!(clock.allowed_wait(limit), limit / 10);
+        }
+        assert!(!clock.standing(limit), "the waiter left");
         clock.empty_now();
         assert_eq!(clock.allowed_wait(limit), limit);
     }
