@@ -20,6 +20,9 @@ How the blocks run, as a reader at one terminal in a clone would run them:
 * The environment is this one without MLFLOW_TRACKING_*/SLIPWAY_* (the suite's own server must
   not leak in; SLIPWAY_CONVERT_VENV is kept), plus the passwords the README reads:
   ADMIN_PASSWORD, ALICE_PASSWORD, BOB_PASSWORD.
+* curl fails on an HTTP error (``fail`` in a .curlrc under CURL_HOME), so a README curl to the
+  wrong port or path fails the test rather than printing an error page; the README's curl
+  commands must answer 2xx.
 * The README uses the default ports, so 5000 and 5001 must be free; the test says so otherwise.
 * The PostgreSQL section creates the database ``slipway`` on 127.0.0.1:5432 as user
   ``postgres``. The test fails if it already exists (it may be someone's: drop it yourself with
@@ -217,6 +220,7 @@ def _readme_env(shims: Path) -> dict[str, str]:
     env["ALICE_PASSWORD"] = "readme-alice-password"
     env["BOB_PASSWORD"] = "readme-bob-password"
     env["NO_COLOR"] = "1"
+    env["CURL_HOME"] = str(shims)
     return env
 
 
@@ -240,6 +244,7 @@ def test_the_readme_shell_blocks_run_against_live_servers(slipway_bin, tmp_path)
     python = shims / "python"
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
+    (shims / ".curlrc").write_text("fail\n")
     cargo = shims / "cargo"
     cargo.write_text(CARGO_SHIM)
     cargo.chmod(0o755)
