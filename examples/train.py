@@ -3,7 +3,8 @@
     MLFLOW_TRACKING_URI=http://127.0.0.1:5000 python examples/train.py [--c 0.05]
 
 The data is synthetic (scikit-learn's make_classification: four numeric features, one
-transaction in ten fraudulent), so the example needs only scikit-learn and the mlflow client.
+transaction in ten fraudulent), so the example needs only scikit-learn, skops (mlflow.sklearn's
+default format) and the mlflow client: `pip install mlflow-skinny scikit-learn skops`.
 Each run registers a new version, logged the way data scientists do, with mlflow.sklearn;
 `slipway models convert` turns a version into the ONNX model that slipway serves. The run
 records the holdout AUC and a `validation` tag, which a promotion policy can check
