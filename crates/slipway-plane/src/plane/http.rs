@@ -2,12 +2,15 @@
 //! `/v2/models/NAME/...`) and on replicas (the same, plus `/invocations` at the root for their
 //! one deployment, as `mlflow models serve` answers).
 //!
-//! A request goes: find the deployment (404, or 503 while it loads); take an in-flight permit
-//! (503 + `Retry-After` when full); read the body; pick the variant (forced by header or V2 version path,
-//! sticky by route key, else by weight; an open circuit sends candidate traffic to stable);
-//! parse with that version's input; run, waiting for a session no longer than the queue-wait
-//! limit (503 + `Retry-After` past it); on a candidate failure, answer from stable and count
-//! the failure against the candidate; measure, mirror, sample into the prediction log; answer.
+//! A request goes: find the deployment (404, or 503 while it loads); while a model's queue
+//! stands, refuse a share of requests that grows with the runtime's lag; take an in-flight
+//! permit (503 + `Retry-After` when full; a refused body is drained so the connection stays
+//! usable); read the body; pick the variant (forced by header or V2 version path, sticky by
+//! route key, else by weight; an open circuit sends candidate traffic to stable); take a place
+//! at that version's model, waiting no longer than the queue allows (503 + `Retry-After` past
+//! it); parse with that version's input (large bodies on the blocking pool); run; on a
+//! candidate failure, answer from stable and count the failure against the candidate;
+//! measure, mirror, sample into the prediction log; answer.
 
 // Early returns carry the finished error response; boxing it would only add an allocation on
 // the error path.
@@ -367,7 +370,12 @@ async fn handle(
     let _in_flight = InFlight(handles.in_flight.clone());
     let started = Instant::now();
     let limits = &plane.config.limits;
-    if plane.lag.refuses(super::RuntimeLag::TARGET) {
+    let overloaded = served.stable.overloaded(limits.max_queue_wait)
+        || served
+            .candidate
+            .as_ref()
+            .is_some_and(|candidate| candidate.overloaded(limits.max_queue_wait));
+    if overloaded && plane.lag.refuses(super::RuntimeLag::TARGET) {
         handles.request(protocol.label(), "shed");
         let answer = shed(
             protocol,
@@ -538,6 +546,34 @@ fn parse(
     }
 }
 
+/// Bodies up to this size are parsed on the runtime's thread; larger ones on the blocking
+/// pool, beside inference. Parsing a large body takes as long as running the model on it,
+/// and on the runtime's thread it would hold up every other connection: reading bodies,
+/// refusing requests, writing answers, which then all wait for the CPU together.
+const INLINE_PARSE_BYTES: usize = 16 * 1024;
+
+async fn parse_off_thread(
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: &Bytes,
+    loaded: &Arc<LoadedVersion>,
+    limits: &Limits,
+) -> Result<(Vec<Vec<f32>>, Option<V2Request>), Response> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse(protocol, headers, body, loaded, limits);
+    }
+    let (headers, body, loaded, limits) = (headers.clone(), body.clone(), loaded.clone(), *limits);
+    tokio::task::spawn_blocking(move || parse(protocol, &headers, &body, &loaded, &limits))
+        .await
+        .unwrap_or_else(|e| {
+            Err(protocol.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                format!("reading the request stopped: {e}"),
+            ))
+        })
+}
+
 fn answer(
     protocol: Protocol,
     served: &Served,
@@ -689,35 +725,36 @@ async fn serve(
         }
         Err(error) => return run_failed(protocol, error),
     };
-    let (rows, v2) = match parse(protocol, headers, &body, &loaded, &plane.config.limits) {
-        Ok(parsed) => parsed,
-        // A body the candidate cannot read (another input name, another signature) but the
-        // stable can is the candidate's failure: the stable answers it.
-        Err(_) if candidate_unforced && variant == Variant::Candidate => match parse(
-            protocol,
-            headers,
-            &body,
-            &served.stable,
-            &plane.config.limits,
-        ) {
-            Ok(parsed) => {
-                record_candidate_failure(served);
-                if let Some(handles) = &served.handles.candidate {
-                    handles.fallback.inc();
+    let (rows, v2) =
+        match parse_off_thread(protocol, headers, &body, &loaded, &plane.config.limits).await {
+            Ok(parsed) => parsed,
+            // A body the candidate cannot read (another input name, another signature) but the
+            // stable can is the candidate's failure: the stable answers it.
+            Err(_) if candidate_unforced && variant == Variant::Candidate => match parse(
+                protocol,
+                headers,
+                &body,
+                &served.stable,
+                &plane.config.limits,
+            ) {
+                Ok(parsed) => {
+                    record_candidate_failure(served);
+                    if let Some(handles) = &served.handles.candidate {
+                        handles.fallback.inc();
+                    }
+                    variant = Variant::Stable;
+                    drop(admitted);
+                    admitted = match served.stable.admit(max_wait).await {
+                        Ok(admitted) => admitted,
+                        Err(error) => return run_failed(protocol, error),
+                    };
+                    loaded = served.stable.clone();
+                    parsed
                 }
-                variant = Variant::Stable;
-                drop(admitted);
-                admitted = match served.stable.admit(max_wait).await {
-                    Ok(admitted) => admitted,
-                    Err(error) => return run_failed(protocol, error),
-                };
-                loaded = served.stable.clone();
-                parsed
-            }
+                Err(response) => return response,
+            },
             Err(response) => return response,
-        },
-        Err(response) => return response,
-    };
+        };
     let mirror = variant == Variant::Stable
         && !forced
         && served.candidate.is_some()
@@ -981,11 +1018,11 @@ async fn run_in_background(
     plane: &Plane,
     protocol: Protocol,
     headers: &HeaderMap,
-    body: &[u8],
-    loaded: &LoadedVersion,
+    body: &Bytes,
+    loaded: &Arc<LoadedVersion>,
 ) -> Result<Ran, RunError> {
     let admitted = loaded.admit(plane.config.limits.max_queue_wait).await?;
-    match parse(protocol, headers, body, loaded, &plane.config.limits) {
+    match parse_off_thread(protocol, headers, body, loaded, &plane.config.limits).await {
         Ok((rows, _)) => loaded.run(rows, admitted).await,
         Err(_) => Err(RunError::BadInput(format!(
             "version {} cannot read the request",

@@ -96,7 +96,7 @@ pub struct LoadedVersion {
     pub(crate) signature: Option<Arc<slipway_serving::signature::Signature>>,
     pub model: Arc<OnnxModel>,
     batcher: Option<Batcher>,
-    /// Places at the model, one per session: requests parsed or running.
+    /// Places at the model, two per session: requests being parsed or run.
     work: Arc<Semaphore>,
     queue: QueueClock,
 }
@@ -150,6 +150,14 @@ impl QueueClock {
         self.last_empty_micros.fetch_max(micros, Ordering::Relaxed);
     }
 
+    /// Whether the queue has not been empty for `max_wait`: more arrives than the model can
+    /// answer.
+    fn standing(&self, max_wait: Duration) -> bool {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        now.saturating_sub(self.last_empty_micros.load(Ordering::Relaxed))
+            > max_wait.as_micros() as u64
+    }
+
     /// How long a request may wait for a session: `max_wait` while the queue empties now and
     /// then (a burst), a tenth of it once the queue has not been empty for `max_wait` (a
     /// standing queue: more arrives than the model can answer). This is CoDel's rule as
@@ -157,9 +165,7 @@ impl QueueClock {
     /// requests that are served wait little and the rest are shed at once, instead of every
     /// request waiting the full limit.
     fn allowed_wait(&self, max_wait: Duration) -> Duration {
-        let now = self.epoch.elapsed().as_micros() as u64;
-        let empty = self.last_empty_micros.load(Ordering::Relaxed);
-        if now.saturating_sub(empty) > max_wait.as_micros() as u64 {
+        if self.standing(max_wait) {
             max_wait / 10
         } else {
             max_wait
@@ -171,8 +177,10 @@ impl QueueClock {
 /// has before any handler sees it once the CPU is saturated. The queue at a model is only
 /// the last one; when parsing, reading and refusing requests take all the CPU, requests wait
 /// in the runtime (and the kernel) instead, where no count of requests in flight sees them.
-/// So the door also refuses a share of requests that grows with this lag, as toobusy does
-/// for Node's event loop, and the CPU keeps room to answer the rest on time.
+/// So while a deployment's model has a standing queue (more arrives than it answers), the
+/// door also refuses a share of requests that grows with this lag, as toobusy does for
+/// Node's event loop, and the CPU keeps room to answer the rest on time. The lag alone is no
+/// reason: a neighbour's burst on a shared machine is not this deployment's overload.
 pub(crate) struct RuntimeLag {
     /// Exponentially weighted mean of the probe's lateness, in microseconds.
     micros: AtomicU64,
@@ -315,6 +323,11 @@ impl LoadedVersion {
         .await
         .map_err(|e| RunError::Failed(format!("inference stopped: {e}")))?
         .map_err(model_error)
+    }
+
+    /// Whether more arrives at this version than it answers (see [`QueueClock::standing`]).
+    pub(crate) fn overloaded(&self, max_wait: Duration) -> bool {
+        self.batcher.is_none() && self.queue.standing(max_wait)
     }
 
     pub(crate) fn input_name(&self) -> &str {
@@ -617,7 +630,9 @@ impl Plane {
             signature,
             model,
             batcher,
-            work: Arc::new(Semaphore::new(sessions)),
+            // Two places per session: one request's body is parsed while another's runs, so
+            // the hand-offs between threads do not leave the model idle.
+            work: Arc::new(Semaphore::new(sessions * 2)),
             queue: QueueClock::new(),
         });
         self.loaded
