@@ -71,7 +71,7 @@ pub struct ConvertArgs {
     /// with -onnx appended, numbered when taken).
     #[arg(long)]
     artifact_path: Option<String>,
-    /// Print what was done as JSON (`{source, model_class, library, converter, check, run_id,
+    /// Print the result as JSON (`{source, model_class, library, converter, check, run_id,
     /// artifact_path, model_version: {name, version, model_uri}, tags, next}`).
     #[arg(long)]
     json: bool,

@@ -95,6 +95,20 @@ enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// Print the command-line reference as Markdown: docs/cli.md is its output, and a test
+    /// fails while the committed page differs.
+    #[command(hide = true)]
+    HelpMarkdown,
+}
+
+/// docs/cli.md: every command and flag, from the same clap definitions as `--help`, so the
+/// reference cannot drift from the binary.
+fn cli_markdown() -> String {
+    clap_markdown::help_markdown_custom::<Cli>(
+        &clap_markdown::MarkdownOptions::new()
+            .title("slipway command-line reference".to_owned())
+            .show_footer(false),
+    )
 }
 
 fn main() -> ExitCode {
@@ -113,6 +127,10 @@ fn main() -> ExitCode {
             "slipway",
             &mut std::io::stdout(),
         );
+        return ExitCode::SUCCESS;
+    }
+    if let Command::HelpMarkdown = cli.command {
+        print!("{}", cli_markdown());
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -155,7 +173,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args, shutdown_signal())
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+            Command::Completions { .. } | Command::HelpMarkdown => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
@@ -426,6 +444,18 @@ mod tests {
         command.build();
         walk(&command, "slipway", &mut missing);
         assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// The committed docs/cli.md is what the code generates.
+    #[test]
+    fn the_cli_reference_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == cli_markdown(),
+            "docs/cli.md differs from the clap definitions; regenerate it with \
+             `cargo run -p slipway -- help-markdown > docs/cli.md`"
+        );
     }
 
     #[test]
