@@ -1,8 +1,6 @@
 //! Helpers for the HTTP-level tests: a fresh app per test (SQLite + a local artifact folder,
 //! wired as the binary's `serve` does) driven with `tower::ServiceExt::oneshot`.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,8 +21,6 @@ pub const PROXY: &str = "/api/2.0/mlflow-artifacts/artifacts";
 /// One app over its own database and artifact folder; both are removed on drop.
 pub struct TestServer {
     pub router: Router,
-    /// The artifact store's root on disk.
-    pub artifact_root: PathBuf,
     /// A folder next to (outside) the artifact root: traversal must never reach it.
     pub outside: PathBuf,
     _db: SqliteDatabase,
@@ -46,7 +42,6 @@ pub async fn server() -> TestServer {
     let app = App::new(Arc::new(store), Arc::new(artifacts), AppSettings::default());
     TestServer {
         router: slipway_api::router(app),
-        artifact_root,
         outside,
         _db: db,
         _dir: dir,

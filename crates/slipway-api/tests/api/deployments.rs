@@ -5,8 +5,6 @@
 //! measurements reported and the controller ticked by hand, so each step is explicit and no
 //! background loop races the assertions.
 
-mod common;
-
 use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +24,7 @@ use slipway_plane::scoring::Limits;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
 use tower::ServiceExt;
 
-use common::{API, PROXY, Raw, assert_error, kv, qs};
+use crate::common::{API, PROXY, Raw, assert_error, kv, qs};
 
 const NATIVE: &str = "/api/slipway/v1";
 const MODEL: &str = "cancer";

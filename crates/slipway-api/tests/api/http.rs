@@ -3,14 +3,13 @@
 //! a data-driven table of bad requests, fuzzing of every body route, and semantics that only
 //! show through HTTP (log-batch limits and atomicity, paging, NaN, the artifact proxy).
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{
-    API, PROXY, TestServer, assert_error, assert_keys, base64, encode, is_hex32, kv, method, qs,
-    server,
-};
 use serde_json::{Value, json};
+
+use crate::common::{
+    self, API, PROXY, TestServer, assert_error, assert_keys, base64, encode, is_hex32, kv, method,
+    qs, server,
+};
 
 const MISSING_RUN: &str = "00000000000000000000000000000000";
 const MISSING_LM: &str = "m-00000000000000000000000000000000";

@@ -2,14 +2,14 @@
 //! lists exactly the routes the server has (those of `access::route_rules`), each with what a
 //! client needs to call it. schemathesis checks the live server against it (tests/e2e).
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
 
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use slipway_api::access::route_rules;
 use slipway_api::openapi::{PATH, openapi_path};
+
+use crate::common;
 
 async fn document() -> Value {
     let s = common::server().await;
