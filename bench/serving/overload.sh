@@ -237,7 +237,7 @@ def row(label, r):
           f"{r['transport_errors']} | {r['send_lag']['p99_ms']:.1f} | "
           f"{r['cpu'].get('loadgen_cpu_cores', 0):.2f} / {r['cpu'].get('server_cpu_cores') or 0:.2f} / {r['cpu'].get('other_cpu_cores') or 0:.2f} |")
 print(f"\n{meta['target']}, {meta['rows']} rows/request, --max-in-flight {meta['max_in_flight']}, "
-      f"--max-queue-wait-ms {meta.get('max_queue_wait_ms')}, pinned to its own CPU: {meta.get('pinned') == '1'}, "
+      f"--max-queue-wait-ms {meta.get('max_queue_wait_ms')}, pinned to its own CPU: {str(meta.get('pinned')) == '1'}, "
       f"p99 target {meta['p99_target_ms']} ms, capacity {meta['capacity']} req/s; commit {meta['commit']}, {meta['started']}\n")
 print("| run | offered req/s | admitted req/s | admitted p50 ms | admitted p99 ms | 503 + Retry-After | other 5xx | other status | transport errors | send lag p99 ms | CPU cores: loadgen / measured server / other |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
