@@ -56,8 +56,9 @@ pub struct ServerArgs {
     /// float32); more get 413 while the body is read, which bounds a request's memory.
     #[arg(long, env = "SLIPWAY_SERVING_MAX_VALUES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub serving_max_values: Option<usize>,
-    /// Inference requests to one deployment handled at once (default 64); more get 503 with
-    /// Retry-After. Replicas take theirs from `slipway serve --max-in-flight`.
+    /// Inference requests to one deployment handled at once (default 64, and never more
+    /// than 16 per ONNX session of its versions); more get 503 with Retry-After. Replicas
+    /// take theirs from `slipway serve --max-in-flight`.
     #[arg(long, env = "SLIPWAY_SERVING_MAX_IN_FLIGHT", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub serving_max_in_flight: Option<usize>,
     /// Milliseconds an admitted inference request may wait for the model before it is shed

@@ -41,7 +41,8 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is answered 504 (like `mlflow models serve -t`).
     #[arg(long, short = 't', default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
-    /// Inference requests in flight at once; more get 503 with Retry-After.
+    /// Inference requests in flight at once; more get 503 with Retry-After. A deployment
+    /// (`--deployment`) also takes no more than 16 per ONNX session of its versions.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
     /// The largest request body in bytes (default 32 MiB); larger ones get 413.

@@ -949,6 +949,70 @@ async fn a_request_that_waited_its_limit_for_the_model_is_shed_not_queued() {
     assert_eq!(alone.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_door_lets_in_only_what_the_model_answers_soon() {
+    // One session (two places, so 16 requests in flight) and an in-flight limit of 64: 48
+    // clients sending requests of 2,048 rows back to back are refused past what the places
+    // answer soon, though the in-flight limit has room for them.
+    let Some(h) = Harness::start(
+        Backend::Sqlite,
+        PlaneConfig {
+            limits: Limits {
+                max_in_flight: 64,
+                ..Limits::default()
+            },
+            sessions: 1,
+            ..PlaneConfig::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    h.deploy(json!({})).await;
+    let h = Arc::new(h);
+    let heavy = Arc::new(json!({ "inputs": rows(2048) }));
+    let path = format!("/deployments/{NAME}/invocations");
+    let stop = Instant::now() + Duration::from_secs(3);
+    let clients: Vec<_> = (0..48)
+        .map(|_| {
+            let (h, heavy, path) = (h.clone(), heavy.clone(), path.clone());
+            tokio::spawn(async move {
+                let (mut answered, mut at_the_door) = (0usize, 0usize);
+                while Instant::now() < stop {
+                    let raw = h.invoke(&path, &[], &heavy).await;
+                    match raw.status {
+                        StatusCode::OK => answered += 1,
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            assert_eq!(header_of(&raw, "retry-after"), "1");
+                            let message = raw.json()["message"].as_str().unwrap_or("").to_owned();
+                            if message.contains("more requests arrive than its model answers") {
+                                at_the_door += 1;
+                            }
+                        }
+                        other => panic!("{other}: {:?}", raw.json()),
+                    }
+                }
+                (answered, at_the_door)
+            })
+        })
+        .collect();
+    let (mut answered, mut at_the_door) = (0, 0);
+    for client in clients {
+        let (a, d) = client.await.expect("a client task");
+        answered += a;
+        at_the_door += d;
+    }
+    assert!(answered > 0, "nothing answered");
+    assert!(
+        at_the_door > 0,
+        "{answered} answered, none refused at the door past the model's places"
+    );
+    // The overload is over: alone, a request is answered.
+    let alone = h.invoke(&path, &[], &heavy).await;
+    assert_eq!(alone.status, StatusCode::OK);
+}
+
 /// Writes one HTTP/1.1 request on `stream` and reads its answer: the status, or `None` when
 /// the server closed the connection instead of answering.
 async fn exchange(stream: &mut tokio::net::TcpStream, path: &str, body: &[u8]) -> Option<u16> {

@@ -375,13 +375,28 @@ async fn handle(
             .candidate
             .as_ref()
             .is_some_and(|candidate| candidate.overloaded(limits.max_queue_wait));
-    if overloaded && plane.lag.refuses(super::RuntimeLag::TARGET) {
+    // The door lets in only what the model's places answer soon: every request in flight
+    // shares the same CPU (reading bodies, parsing, answering), so one let in beyond that is
+    // not answered sooner, it only makes every admitted one wait longer.
+    let place_limit = served.stable.in_flight_limit()
+        + served
+            .candidate
+            .as_ref()
+            .map_or(0, |candidate| candidate.in_flight_limit());
+    let in_flight = limits
+        .max_in_flight
+        .max(1)
+        .saturating_sub(served.in_flight.available_permits());
+    let refused = if in_flight >= place_limit {
+        Some("the deployment is saturated: more requests arrive than its model answers; retry shortly")
+    } else if overloaded && plane.lag.refuses(super::RuntimeLag::TARGET) {
+        Some("the server is saturated: requests wait for its CPU before they are read; retry shortly")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
         handles.request(protocol.label(), "shed");
-        let answer = shed(
-            protocol,
-            "the server is saturated: requests wait for its CPU before they are read; retry shortly",
-        );
-        return drained(request, limits.max_body_bytes, answer).await;
+        return drained(request, limits.max_body_bytes, shed(protocol, why)).await;
     }
     let Ok(permit) = served.in_flight.clone().try_acquire_owned() else {
         handles.request(protocol.label(), "shed");

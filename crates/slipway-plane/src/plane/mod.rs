@@ -98,6 +98,8 @@ pub struct LoadedVersion {
     batcher: Option<Batcher>,
     /// Places at the model, two per session: requests being parsed or run.
     work: Arc<Semaphore>,
+    /// How many places `work` has.
+    places: usize,
     queue: QueueClock,
 }
 
@@ -126,6 +128,9 @@ pub(crate) enum RunError {
 pub(crate) struct Admitted {
     _place: Option<OwnedSemaphorePermit>,
 }
+
+/// See [`LoadedVersion::in_flight_limit`].
+const IN_FLIGHT_PER_PLACE: usize = 8;
 
 const OVERLOADED: &str =
     "the deployment is overloaded: the request waited its limit for the model; retry shortly";
@@ -171,21 +176,30 @@ impl QueueClock {
         self.last_empty_micros.fetch_max(micros, Ordering::Relaxed);
     }
 
-    /// Whether no request has found a place free for `max_wait`.
+    /// How long no request may find a place free before the queue counts as standing: twice
+    /// the wait a request is allowed (CoDel's interval; 100 ms by default, as in CoDel). A
+    /// stall of the machine leaves a queue behind it (a VM's stolen time, a page-fault storm:
+    /// 30–70 ms on the machines here), and shedding for it turned away requests at 80 % of
+    /// capacity; arrivals that outpace the model keep the queue for longer than that.
+    fn interval(max_wait: Duration) -> Duration {
+        max_wait * 2
+    }
+
+    /// Whether no request has found a place free for the interval.
     fn full_for(&self, max_wait: Duration) -> bool {
         let now = self.epoch.elapsed().as_micros() as u64;
         now.saturating_sub(self.last_empty_micros.load(Ordering::Relaxed))
-            > max_wait.as_micros() as u64
+            > Self::interval(max_wait).as_micros() as u64
     }
 
-    /// Whether the queue stands: requests wait now, and none has found a place free for
-    /// `max_wait`. More arrives than the model answers.
+    /// Whether the queue stands: requests wait now, and none has found a place free for the
+    /// interval. More arrives than the model answers.
     fn standing(&self, max_wait: Duration) -> bool {
         self.waiting.load(Ordering::Relaxed) > 0 && self.full_for(max_wait)
     }
 
     /// How long a request may wait for a session: `max_wait` while the queue empties now and
-    /// then (a burst), a tenth of it once the queue has not been empty for `max_wait` (a
+    /// then (a burst), a tenth of it once the queue has not been empty for the interval (a
     /// standing queue: more arrives than the model can answer). This is CoDel's rule as
     /// servers use it ("Fail at Scale", Facebook, 2015): under sustained overload the
     /// requests that are served wait little and the rest are shed at once, instead of every
@@ -230,10 +244,10 @@ impl RuntimeLag {
     fn record(&self, late: Duration) {
         let sample = late.as_micros() as u64;
         let mean = self.micros.load(Ordering::Relaxed);
-        // A fifth of each sample: a burst of a few milliseconds moves it, one slow tick
-        // does not.
+        // A sixteenth of each sample (about 80 ms of memory at a tick every 5 ms): a lag
+        // that lasts moves it, one stall of the machine barely does.
         self.micros
-            .store(mean - mean / 5 + sample / 5, Ordering::Relaxed);
+            .store(mean - mean / 16 + sample / 16, Ordering::Relaxed);
     }
 
     pub(crate) fn current(&self) -> Duration {
@@ -357,6 +371,19 @@ impl LoadedVersion {
     /// Whether more arrives at this version than it answers (see [`QueueClock::standing`]).
     pub(crate) fn overloaded(&self, max_wait: Duration) -> bool {
         self.batcher.is_none() && self.queue.standing(max_wait)
+    }
+
+    /// Requests this version may have in flight: what its places answer within a few
+    /// service times. Every request in flight shares the same CPU (reading bodies, parsing,
+    /// answering), so past this each admitted request only waits longer for it: at twice a
+    /// one-core replica's capacity, 64 in flight gave a p99 of 23–43 ms, 16 gave 15 ms
+    /// (BENCHMARKS.md). Micro-batched versions take what their batcher's queue holds.
+    pub(crate) fn in_flight_limit(&self) -> usize {
+        if self.batcher.is_some() {
+            usize::MAX / 4
+        } else {
+            self.places * IN_FLIGHT_PER_PLACE
+        }
     }
 
     pub(crate) fn input_name(&self) -> &str {
@@ -662,6 +689,7 @@ impl Plane {
             // Two places per session: one request's body is parsed while another's runs, so
             // the hand-offs between threads do not leave the model idle.
             work: Arc::new(Semaphore::new(sessions * 2)),
+            places: sessions * 2,
             queue: QueueClock::new(),
         });
         self.loaded
@@ -1081,6 +1109,8 @@ mod tests {
         let target = Duration::from_millis(5);
         let refused = |lag: &RuntimeLag| (0..10_000).filter(|_| lag.refuses(target)).count();
         assert_eq!(refused(&lag), 0, "an idle runtime refuses nothing");
+        lag.record(Duration::from_millis(60));
+        assert_eq!(refused(&lag), 0, "one stall of the machine refuses nothing");
         for _ in 0..100 {
             lag.record(Duration::from_micros(7_500));
         }
@@ -1102,9 +1132,17 @@ mod tests {
         let limit = Duration::from_millis(50);
         clock.empty_now();
         assert_eq!(clock.allowed_wait(limit), limit, "a burst may wait");
-        // No place found free for longer than the limit...
-        clock.last_empty_micros.store(0, Ordering::Relaxed);
+        // A stall as long as the limit, with a queue behind it, is a burst...
+        clock.empty_now();
         std::thread::sleep(Duration::from_millis(60));
+        {
+            let _waiting = Waiting::new(&clock.waiting);
+            assert!(!clock.standing(limit), "a stall is not overload");
+            assert_eq!(clock.allowed_wait(limit), limit);
+        }
+        // ...no place found free for twice the limit is not...
+        clock.last_empty_micros.store(0, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(110));
         // ...with nobody waiting is an idle version, not a standing queue.
         assert!(!clock.standing(limit), "idle is not overloaded");
         {
