@@ -235,11 +235,11 @@ def row(label, r):
           f"{l.get('p99_ms', float('nan')):.2f} | {100 * r['shed_share']:.1f} % | "
           f"{r['unavailable_503_without_retry_after'] + r['other_5xx']} | {r['other_status']} | "
           f"{r['transport_errors']} | {r['send_lag']['p99_ms']:.1f} | "
-          f"{r['cpu'].get('loadgen_cpu_cores', 0):.2f} / {r['cpu'].get('server_cpu_cores') or 0:.2f} / {r['cpu'].get('other_cpu_cores') or 0:.2f} |")
+          f"{r['cpu'].get('loadgen_cpu_cores', 0):.2f} / {r['cpu'].get('server_cpu_cores') or 0:.2f} / {r['cpu'].get('other_cpu_cores') or 0:.2f} / {r['cpu'].get('steal_cpu_cores') or 0:.2f} |")
 print(f"\n{meta['target']}, {meta['rows']} rows/request, --max-in-flight {meta['max_in_flight']}, "
       f"--max-queue-wait-ms {meta.get('max_queue_wait_ms')}, pinned to its own CPU: {str(meta.get('pinned')) == '1'}, "
       f"p99 target {meta['p99_target_ms']} ms, capacity {meta['capacity']} req/s; commit {meta['commit']}, {meta['started']}\n")
-print("| run | offered req/s | admitted req/s | admitted p50 ms | admitted p99 ms | 503 + Retry-After | other 5xx | other status | transport errors | send lag p99 ms | CPU cores: loadgen / measured server / other |")
+print("| run | offered req/s | admitted req/s | admitted p50 ms | admitted p99 ms | 503 + Retry-After | other 5xx | other status | transport errors | send lag p99 ms | CPU cores: loadgen / measured server / other / stolen |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for key in sorted((k for k in s if k.startswith("search-")), key=lambda k: (int(k.split("-")[1]), k)):
     row(f"capacity search {key.split('-', 1)[1]}", s[key])
@@ -250,12 +250,14 @@ if "soak" in s:
     soak = s["soak"]
     row("soak, 80 %", soak)
     print("\nsoak per minute:\n")
-    print("| minute | admitted | p50 ms | p99 ms | max ms | 503 | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| minute | admitted | p50 ms | p99 ms | max ms | 503 | errors | CPU cores: replica / other / stolen |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for i, t in enumerate(soak.get("intervals", [])):
         l = t["admitted_latency"]
         errors = t["unavailable_503_without_retry_after"] + t["other_5xx"] + t["other_status"] + t["transport_errors"]
-        print(f"| {i + 1} | {t['ok']} | {l.get('p50_ms', 0):.2f} | {l.get('p99_ms', 0):.2f} | {l.get('max_ms', 0):.2f} | {t['shed_503_retry_after']} | {errors} |")
+        c = t.get("cpu", {})
+        print(f"| {i + 1} | {t['ok']} | {l.get('p50_ms', 0):.2f} | {l.get('p99_ms', 0):.2f} | {l.get('max_ms', 0):.2f} | {t['shed_503_retry_after']} | {errors} | "
+              f"{c.get('server_cpu_cores') or 0:.2f} / {c.get('other_cpu_cores') or 0:.2f} / {c.get('steal_cpu_cores') or 0:.2f} |")
     rss = [x["rss_mib"] for x in soak.get("rss", [])]
     if rss:
         print(f"\nmeasured process RSS over the soak ({len(rss)} samples, every 10 s): first {rss[0]:.1f} MiB, "

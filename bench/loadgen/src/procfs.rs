@@ -114,21 +114,26 @@ pub fn self_cpu() -> f64 {
     }
 }
 
-/// (busy, total) jiffies of the whole machine from /proc/stat.
-pub fn machine_cpu() -> (f64, f64) {
+/// (busy, total, steal) jiffies of the whole machine from /proc/stat. Busy includes steal:
+/// time the hypervisor gave this VM's CPUs to someone else, which no process here used.
+pub fn machine_cpu() -> (f64, f64, f64) {
     let s = fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = s.lines().next().unwrap_or("");
     let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    if v.len() < 5 {
-        return (0.0, 0.0);
+    if v.len() < 8 {
+        return (0.0, 0.0, 0.0);
     }
     let total: f64 = v.iter().take(8).sum();
     let idle = v[3] + v[4];
-    (total - idle, total)
+    (total - idle, total, v[7])
 }
 
+/// CPUs of the machine (the `cpuN` lines of /proc/stat), not of this process: the bench
+/// pins the load generator to some of them, and the machine's busy share is over all.
 pub fn ncpu() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    let s = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let n = s.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)).count();
+    if n > 0 { n } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
 }
 
 /// Snapshot of CPU counters, to attribute CPU time over a measurement window.
@@ -139,17 +144,19 @@ pub struct CpuSnap {
     pub server: f64,
     pub busy: f64,
     pub total: f64,
+    pub steal: f64,
 }
 
 impl CpuSnap {
     pub fn take(server_pid: Option<u32>) -> Self {
-        let (busy, total) = machine_cpu();
+        let (busy, total, steal) = machine_cpu();
         CpuSnap {
             at: std::time::Instant::now(),
             me: self_cpu(),
             server: server_pid.map(tree_cpu).unwrap_or(f64::NAN),
             busy,
             total,
+            steal,
         }
     }
 }

@@ -207,6 +207,26 @@ pub async fn rate(o: RateOpts) -> Result<Value> {
         _ => None,
     };
 
+    // The CPU of each reported interval (the replica's, the rest of the machine's, and what
+    // the hypervisor took), so a slow minute can be told apart from a busy neighbour.
+    let interval_cpu = if o.interval.is_zero() {
+        None
+    } else {
+        let (every, pid, threads, until) = (o.interval, o.server_pid, o.threads, measure_from + o.duration);
+        Some(tokio::spawn(async move {
+            let mut windows = Vec::new();
+            tokio::time::sleep_until(measure_from.into()).await;
+            let mut at = measure_from;
+            while at < until {
+                let snap = CpuSnap::take(pid);
+                at += every;
+                tokio::time::sleep_until(at.min(until).into()).await;
+                windows.push(cpu_json(Some(snap), pid, threads));
+            }
+            windows
+        }))
+    };
+
     let mut lag = new_hist(); // how late the generator sent, µs
     let mut cpu_start: Option<CpuSnap> = None;
     let mut measured_sent = 0u64;
@@ -274,6 +294,10 @@ pub async fn rate(o: RateOpts) -> Result<Value> {
         json!({"p99_ms": lag.value_at_quantile(0.99) as f64 / 1000.0, "max_ms": lag.max() as f64 / 1000.0}),
     );
     object.insert("cpu".into(), cpu);
+    let interval_cpu = match interval_cpu {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     if !shared.intervals.is_empty() {
         let seconds = o.interval.as_secs_f64();
         let per: Vec<Value> = shared
@@ -283,6 +307,9 @@ pub async fn rate(o: RateOpts) -> Result<Value> {
             .map(|(i, t)| {
                 let mut v = t.json(seconds);
                 v["from_s"] = json!(i as f64 * seconds);
+                if let Some(cpu) = interval_cpu.get(i) {
+                    v["cpu"] = cpu.clone();
+                }
                 v
             })
             .collect();

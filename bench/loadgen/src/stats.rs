@@ -157,10 +157,11 @@ pub fn cpu_json(start: Option<CpuSnap>, server_pid: Option<u32>, threads: usize)
     let me = (b.me - a.me) / wall;
     let server = (b.server - a.server) / wall;
     let busy = if b.total > a.total { (b.busy - a.busy) / (b.total - a.total) } else { f64::NAN };
-    let other = if busy.is_finite() && server.is_finite() { (busy * n - me - server).max(0.0) } else { f64::NAN };
+    let steal = if b.total > a.total { (b.steal - a.steal) / (b.total - a.total) * n } else { f64::NAN };
+    let other = if busy.is_finite() && server.is_finite() { (busy * n - me - server - steal.max(0.0)).max(0.0) } else { f64::NAN };
     let server_txt = if server.is_finite() { format!(", server {server:.2}") } else { String::new() };
     let other_txt = if other.is_finite() { format!(", other processes {other:.2}") } else { String::new() };
-    let usage = format!("CPU cores used: load generator {me:.2}{server_txt}{other_txt}; machine {:.0}% busy of {n}", busy * 100.0);
+    let usage = format!("CPU cores used: load generator {me:.2}{server_txt}{other_txt}, stolen by the hypervisor {steal:.2}; machine {:.0}% busy of {n}", busy * 100.0);
     let (bottleneck, why) = if me >= 0.85 * threads as f64 {
         (true, format!("load generator saturated its {threads} runtime thread(s) ({usage})"))
     } else if busy >= 0.90 && me >= 0.25 * n {
@@ -177,6 +178,8 @@ pub fn cpu_json(start: Option<CpuSnap>, server_pid: Option<u32>, threads: usize)
         "machine_busy_frac": if busy.is_finite() { json!(busy) } else { Value::Null },
         // CPU used by everything else on the machine (other users, builds) during the window
         "other_cpu_cores": if other.is_finite() { json!(other) } else { Value::Null },
+        // CPU time the hypervisor gave to other VMs while this one's CPUs wanted it
+        "steal_cpu_cores": if steal.is_finite() { json!(steal) } else { Value::Null },
         "ncpu": n,
         "loadgen_threads": threads,
         "loadgen_bottleneck": bottleneck,
