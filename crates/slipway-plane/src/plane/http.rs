@@ -388,9 +388,13 @@ async fn handle(
         .max(1)
         .saturating_sub(served.in_flight.available_permits());
     let refused = if in_flight >= place_limit {
-        Some("the deployment is saturated: more requests arrive than its model answers; retry shortly")
+        Some(
+            "the deployment is saturated: more requests arrive than its model answers; retry shortly",
+        )
     } else if overloaded && plane.lag.refuses(super::RuntimeLag::TARGET) {
-        Some("the server is saturated: requests wait for its CPU before they are read; retry shortly")
+        Some(
+            "the server is saturated: requests wait for its CPU before they are read; retry shortly",
+        )
     } else {
         None
     };
