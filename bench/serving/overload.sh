@@ -262,6 +262,9 @@ if "soak" in s:
     if rss:
         print(f"\nmeasured process RSS over the soak ({len(rss)} samples, every 10 s): first {rss[0]:.1f} MiB, "
               f"min {min(rss):.1f}, max {max(rss):.1f}, last {rss[-1]:.1f}")
+        sockets = [x.get("sockets", 0) for x in soak.get("rss", [])]
+        print(f"its open sockets (connections from the generator, which opens more while answers are slow): "
+              f"first {sockets[0]}, max {max(sockets)}, last {sockets[-1]}")
     print(f"server RSS before / after the soak: {meta.get('server_mem_before_soak')} / {meta.get('server_mem_after_soak')}")
 print(f"\nload average before / after: {meta['load_before']} / {meta.get('load_after')}; results: {sys.argv[1]}")
 PY

@@ -98,6 +98,18 @@ pub fn tree_mem(root: u32) -> TreeMem {
     TreeMem { rss_mib: rss as f64 / 1024.0, pss_mib: pss as f64 / 1024.0, processes: pids.len(), per_process: per }
 }
 
+/// Open sockets of a process (its connections, and its listeners): memory a server holds per
+/// connection grows with their number, which is the client's doing, not a leak.
+pub fn sockets(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user+system) consumed so far by the live processes of the tree.
 pub fn tree_cpu(root: u32) -> f64 {
     tree(root).iter().filter_map(|&p| parse_stat(p).map(|(_, c)| c)).sum()

@@ -198,7 +198,8 @@ pub async fn rate(o: RateOpts) -> Result<Value> {
                     if memory.processes == 0 {
                         break;
                     }
-                    samples.push(json!({"t_s": at.duration_since(measure_from).as_secs_f64(), "rss_mib": memory.rss_mib}));
+                    let sockets = procfs::sockets(pid);
+                    samples.push(json!({"t_s": at.duration_since(measure_from).as_secs_f64(), "rss_mib": memory.rss_mib, "sockets": sockets}));
                     at += every;
                 }
                 samples
