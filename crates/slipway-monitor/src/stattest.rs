@@ -1,0 +1,253 @@
+//! Evidently's stattest registry (the names, default thresholds and comparison operators of
+//! the tests this engine implements) and its default test choice (DRIFT.md, Step 1).
+
+use serde::{Deserialize, Serialize};
+
+use crate::anderson::anderson_two_sample;
+use crate::categorical::{chisquare_goodness_of_fit, g_test_goodness_of_fit, z_test_evidently};
+use crate::column::ColumnType;
+use crate::distance::{
+    bin_numeric, bin_table, hellinger_numeric, hellinger_table, jensen_shannon, kl_divergence, psi,
+    wasserstein, wasserstein_normed,
+};
+use crate::error::MonitorError;
+use crate::ks::{KsMethod, ks_two_sample};
+use crate::profile::{ColumnProfile, NumericProfile};
+use crate::table::CountTable;
+
+/// How a score is compared with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operator {
+    /// p-value at most the threshold (K-S).
+    #[serde(rename = "<=")]
+    AtMost,
+    /// p-value strictly below the threshold (chi-square, z, G, Anderson-Darling).
+    #[serde(rename = "<")]
+    Below,
+    /// distance at least the threshold.
+    #[serde(rename = ">=")]
+    AtLeast,
+}
+
+impl Operator {
+    pub fn drifted(self, score: f64, threshold: f64) -> bool {
+        match self {
+            Operator::AtMost => score <= threshold,
+            Operator::Below => score < threshold,
+            Operator::AtLeast => score >= threshold,
+        }
+    }
+}
+
+/// One registered test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatTest {
+    /// Evidently's registry name, as reports show it.
+    pub name: &'static str,
+    pub default_threshold_milli: u32,
+    pub operator: Operator,
+    /// Whether the score is a p-value (else a distance).
+    pub is_p_value: bool,
+    pub numeric: bool,
+    pub categorical: bool,
+}
+
+impl StatTest {
+    pub fn default_threshold(&self) -> f64 {
+        f64::from(self.default_threshold_milli) / 1000.0
+    }
+}
+
+const fn test(
+    name: &'static str,
+    milli: u32,
+    operator: Operator,
+    p: bool,
+    numeric: bool,
+    categorical: bool,
+) -> StatTest {
+    StatTest {
+        name,
+        default_threshold_milli: milli,
+        operator,
+        is_p_value: p,
+        numeric,
+        categorical,
+    }
+}
+
+/// The tests this engine implements, with Evidently 0.7's defaults.
+pub const STATTESTS: &[StatTest] = &[
+    test("ks", 50, Operator::AtMost, true, true, false),
+    test("wasserstein", 100, Operator::AtLeast, false, true, false),
+    test("anderson", 100, Operator::Below, true, true, false),
+    test("psi", 100, Operator::AtLeast, false, true, true),
+    test("jensenshannon", 100, Operator::AtLeast, false, true, true),
+    test("kl_div", 100, Operator::AtLeast, false, true, true),
+    test("hellinger", 100, Operator::AtLeast, false, true, true),
+    // Evidently registers these for categorical columns; its default choice also runs them on
+    // numeric columns with few values, which treats each value as a category.
+    test("chisquare", 50, Operator::Below, true, true, true),
+    test("z", 50, Operator::Below, true, true, true),
+    test("g_test", 100, Operator::Below, true, true, true),
+];
+
+pub fn stattest(name: &str) -> Option<&'static StatTest> {
+    STATTESTS.iter().find(|t| t.name == name)
+}
+
+/// Evidently's `_get_default_stattest`: by column type, the reference's non-missing count and
+/// the number of distinct values of both samples together.
+pub fn default_stattest(
+    column_type: ColumnType,
+    n_reference: u64,
+    n_unique: usize,
+) -> Option<&'static StatTest> {
+    let name = match column_type {
+        ColumnType::Numerical if n_reference <= 1000 => match n_unique {
+            0..=2 => "z",
+            3..=5 => "chisquare",
+            _ => "ks",
+        },
+        ColumnType::Numerical => {
+            if n_unique <= 5 {
+                "jensenshannon"
+            } else {
+                "wasserstein"
+            }
+        }
+        ColumnType::Categorical if n_reference <= 1000 => {
+            if n_unique > 2 {
+                "chisquare"
+            } else {
+                "z"
+            }
+        }
+        ColumnType::Categorical => "jensenshannon",
+        ColumnType::Text | ColumnType::Unknown => return None,
+    };
+    stattest(name)
+}
+
+/// What one stattest computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Computed {
+    /// The p-value or distance, as Evidently reports it.
+    pub score: f64,
+    /// The underlying statistic where it differs from the score (KS D, chi-square, z, A²).
+    pub statistic: Option<f64>,
+    pub ks_method: Option<KsMethod>,
+}
+
+/// Both sides of a column in the form the tests read.
+pub struct Sides<'a> {
+    pub column_type: ColumnType,
+    pub reference: &'a ColumnProfile,
+    pub current: &'a ColumnProfile,
+}
+
+impl Sides<'_> {
+    fn numeric(&self) -> Option<(&NumericProfile, &NumericProfile)> {
+        match (self.reference, self.current) {
+            (ColumnProfile::Numeric(r), ColumnProfile::Numeric(c)) => Some((r, c)),
+            _ => None,
+        }
+    }
+
+    /// Counts over the union of values (numeric values become categories).
+    pub fn table(&self) -> Result<CountTable, MonitorError> {
+        match (self.reference, self.current) {
+            (ColumnProfile::Numeric(r), ColumnProfile::Numeric(c)) => {
+                let (rd, cd) = (r.sorted_data(), c.sorted_data());
+                Ok(CountTable::from_sorted(rd.view(), cd.view()))
+            }
+            (ColumnProfile::Categorical(r), ColumnProfile::Categorical(c)) => {
+                Ok(CountTable::from_profiles(r, c))
+            }
+            (a, b) => Err(MonitorError::KindMismatch(
+                a.kind().as_str(),
+                b.kind().as_str(),
+            )),
+        }
+    }
+}
+
+/// Runs the named test the way Evidently's implementation of it does.
+pub fn run_stattest(test: &StatTest, sides: &Sides<'_>) -> Result<Computed, MonitorError> {
+    let numeric_type = sides.column_type == ColumnType::Numerical;
+    let plain = |score: f64| Computed {
+        score,
+        statistic: None,
+        ks_method: None,
+    };
+    if let (true, Some((r, c))) = (numeric_type, sides.numeric()) {
+        let (rd, cd) = (r.sorted_data(), c.sorted_data());
+        let (rv, cv) = (rd.view(), cd.view());
+        let integer = r.integer_dtype() && c.integer_dtype();
+        return match test.name {
+            "ks" => {
+                let ks = ks_two_sample(rv, cv);
+                Ok(Computed {
+                    score: ks.p_value,
+                    statistic: Some(ks.statistic),
+                    ks_method: Some(ks.method),
+                })
+            }
+            "wasserstein" => Ok(plain(wasserstein_normed(wasserstein(rv, cv), r.std()))),
+            "anderson" => {
+                let ad = anderson_two_sample(rv, cv)?;
+                Ok(Computed {
+                    score: ad.p_value,
+                    statistic: Some(ad.statistic),
+                    ks_method: None,
+                })
+            }
+            "psi" => Ok(plain(psi(&bin_numeric(rv, cv, integer)))),
+            "jensenshannon" => Ok(plain(jensen_shannon(&bin_numeric(rv, cv, integer)))),
+            "kl_div" => Ok(plain(kl_divergence(&bin_numeric(rv, cv, integer)))),
+            "hellinger" => Ok(plain(hellinger_numeric(rv, cv, integer))),
+            _ => run_on_table(test, &CountTable::from_sorted(rv, cv)),
+        };
+    }
+    if numeric_type {
+        return Err(MonitorError::KindMismatch(
+            "numeric",
+            sides.reference.kind().as_str(),
+        ));
+    }
+    if !test.categorical {
+        return Err(MonitorError::UnknownStattest {
+            name: test.name.to_owned(),
+            kind: "categorical",
+        });
+    }
+    run_on_table(test, &sides.table()?)
+}
+
+fn run_on_table(test: &StatTest, table: &CountTable) -> Result<Computed, MonitorError> {
+    let tested = |r: crate::categorical::TestResult| Computed {
+        score: r.p_value,
+        statistic: Some(r.statistic),
+        ks_method: None,
+    };
+    let plain = |score: f64| Computed {
+        score,
+        statistic: None,
+        ks_method: None,
+    };
+    Ok(match test.name {
+        "chisquare" => tested(chisquare_goodness_of_fit(table)),
+        "z" => tested(z_test_evidently(table)),
+        "g_test" => tested(g_test_goodness_of_fit(table)),
+        "psi" => plain(psi(&bin_table(table))),
+        "jensenshannon" => plain(jensen_shannon(&bin_table(table))),
+        "kl_div" => plain(kl_divergence(&bin_table(table))),
+        "hellinger" => plain(hellinger_table(table)),
+        other => {
+            return Err(MonitorError::UnknownStattest {
+                name: other.to_owned(),
+                kind: "categorical",
+            });
+        }
+    })
+}
