@@ -70,9 +70,10 @@ pub struct NumericProfile {
     count: u64,
     /// Null, NaN and ±inf values seen: a data-quality signal, never part of a test.
     missing: u64,
-    /// Range of the non-missing values, for the out-of-range share against the reference.
-    min: f64,
-    max: f64,
+    /// Range of the non-missing values, for the out-of-range share against the reference
+    /// (`None` before the first; an infinity would not survive JSON).
+    min: Option<f64>,
+    max: Option<f64>,
     /// Running mean and sum of squared deviations (Chan et al.'s mergeable form), so the
     /// standard deviation survives the switch to a sketch.
     mean: f64,
@@ -91,8 +92,8 @@ impl NumericProfile {
             sketch: None,
             count: 0,
             missing: 0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
+            min: None,
+            max: None,
             mean: 0.0,
             m2: 0.0,
             integer_dtype: true,
@@ -124,8 +125,8 @@ impl NumericProfile {
         let delta = value - self.mean;
         self.mean += delta / self.count as f64;
         self.m2 += delta * (value - self.mean);
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
+        self.min = Some(self.min.map_or(value, |m| m.min(value)));
+        self.max = Some(self.max.map_or(value, |m| m.max(value)));
         match &mut self.sketch {
             Some(sketch) => sketch.push(value),
             None => {
@@ -159,8 +160,14 @@ impl NumericProfile {
         }
         self.count += other.count;
         self.missing += other.missing;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         self.integer_dtype &= other.integer_dtype;
         let exact_fits = self.sketch.is_none()
             && other.sketch.is_none()
@@ -203,7 +210,7 @@ impl NumericProfile {
 
     /// Smallest and largest non-missing value, `None` when there is none.
     pub fn range(&self) -> Option<(f64, f64)> {
-        (self.count > 0).then_some((self.min, self.max))
+        self.min.zip(self.max)
     }
 
     pub fn is_exact(&self) -> bool {
@@ -271,8 +278,12 @@ pub struct CategoricalProfile {
     config: ProfileConfig,
     /// Counts by kind of key, so a string cell is looked up by `&str` without allocating.
     text: HashMap<String, u64>,
+    /// Serialized as pairs: JSON map keys are strings, which a tagged enum cannot read back as
+    /// numbers.
+    #[serde(with = "pairs")]
     ints: HashMap<i64, u64>,
     /// Float categories by bit pattern (after mapping -0.0 to 0.0).
+    #[serde(with = "pairs")]
     floats: HashMap<u64, u64>,
     bools: [u64; 2],
     /// Non-missing values seen (overflow included).
@@ -541,5 +552,30 @@ impl DatasetProfile {
 
     pub fn finish(&mut self) {
         self.columns.values_mut().for_each(ColumnProfile::finish);
+    }
+}
+
+/// A map serialized as a list of `(key, count)` pairs.
+mod pairs {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, S: Serializer>(
+        map: &HashMap<K, u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, D>(deserializer: D) -> Result<HashMap<K, u64>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, u64)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
     }
 }
