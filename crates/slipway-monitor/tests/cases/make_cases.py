@@ -175,6 +175,41 @@ def categorical_case(name, ref_spec, cur_spec, tests=None):
     return case
 
 
+# Evidently's display names (what a 0.7 report shows) to registry names.
+DISPLAY_TO_NAME = {
+    "K-S p_value": "ks",
+    "chi-square p_value": "chisquare",
+    "Z-test p_value": "z",
+    "Jensen-Shannon distance": "jensenshannon",
+    "Wasserstein distance (normed)": "wasserstein",
+}
+
+
+def dataset_case(name, columns):
+    """A whole `Report([DataDriftPreset()])` run: type inference, test choice, dataset drift."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    ref = pd.DataFrame({c: generate(r) for c, r, _ in columns})
+    cur = pd.DataFrame({c: generate(k) for c, _, k in columns})
+    snapshot = Report([DataDriftPreset()]).run(cur, ref).dict()
+    expected = {"columns": {}}
+    for metric in snapshot["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith("DriftedColumnsCount"):
+            expected["count"] = metric["value"]["count"]
+            expected["share"] = metric["value"]["share"]
+            expected["drift_share"] = config["drift_share"]
+        elif config["type"].endswith("ValueDrift"):
+            expected["columns"][config["column"]] = {
+                "method": DISPLAY_TO_NAME.get(config["method"], config["method"]),
+                "score": fnum(metric["value"]),
+                "threshold": config["threshold"],
+            }
+    return {"name": name, "columns": [{"name": c, "reference": r, "current": k} for c, r, k in columns],
+            "expected": expected}
+
+
 def spec(seed, n, shape, kind="float", **kw):
     return {"seed": seed, "n": n, "shape": shape, "kind": kind, **kw}
 
@@ -259,12 +294,32 @@ def main():
             kolmogorov.append({"n": n, "x": x, "kstwo_sf": fnum(stats.kstwo.sf(x, n)),
                                "smirnov": fnum(special.smirnov(n, x))})
 
+    datasets = []
+    for name, n1, n2, shift in [("small", 300, 200, 0.3), ("large", 1500, 1200, 0.2),
+                                ("boundary_1001", 1001, 800, 0.0), ("large_no_drift", 2000, 2000, 0.0)]:
+        seed += 10
+        miss = 0.002 if name == "boundary_1001" else 0.05
+        columns = [
+            ("f", spec(seed, n1, "normalish", missing=miss), spec(seed + 1, n2, "normalish", loc=shift)),
+            ("skewed", spec(seed + 2, n1, "skew"), spec(seed + 3, n2, "skew", loc=shift / 3)),
+            ("i4", spec(seed + 4, n1, "levels", kind="int", k=4), spec(seed + 5, n2, "levels", kind="int", k=4,
+                                                                         power=2 if shift else 1)),
+            ("i8", spec(seed + 6, n1, "levels", kind="int", k=8), spec(seed + 7, n2, "levels", kind="int", k=8)),
+            ("i40", spec(seed + 8, n1, "levels", kind="int", k=40),
+             spec(seed + 9, n2, "levels", kind="int", k=40, power=2 if shift else 1)),
+            ("s", spec(seed + 10, n1, "levels", kind="str", k=5, missing=0.03),
+             spec(seed + 11, n2, "levels", kind="str", k=5, power=2 if shift else 1)),
+            ("b", spec(seed + 12, n1, "levels", kind="bool", k=2), spec(seed + 13, n2, "levels", kind="bool", k=2)),
+        ]
+        datasets.append(dataset_case(name, columns))
+
     json.dump({
         "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
                      "evidently": evidently.__version__},
         "numeric": numeric,
         "categorical": categorical,
         "kolmogorov": kolmogorov,
+        "datasets": datasets,
     }, sys.stdout, indent=1)
 
 

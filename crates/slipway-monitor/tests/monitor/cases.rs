@@ -323,3 +323,90 @@ fn the_cases_record_their_versions() {
     );
     assert!(versions["scipy"].as_str().is_some());
 }
+
+/// Whole `Report([DataDriftPreset()])` runs: Evidently's type inference on the reference's raw
+/// cells, its test choice, scores, per-column verdicts and the drifted-column count and share.
+#[test]
+fn evidently_mode_reproduces_data_drift_preset_reports() {
+    use slipway_monitor::{ColumnInput, compare, infer_column_type};
+
+    let mut failures = Failures(Vec::new());
+    let mut checks = 0;
+    for dataset in cases()["datasets"].as_array().expect("datasets") {
+        let name = dataset["name"].as_str().expect("name");
+        let expected = &dataset["expected"];
+        let mut built = Vec::new();
+        for column in dataset["columns"].as_array().expect("columns") {
+            let reference = generate(&column["reference"]);
+            let current = generate(&column["current"]);
+            let raw: Vec<_> = reference.iter().map(|c| c.raw()).collect();
+            let ty = infer_column_type(&raw);
+            let kind = if ty == ColumnType::Numerical {
+                ProfileKind::Numeric
+            } else {
+                ProfileKind::Categorical
+            };
+            let config = ProfileConfig::default();
+            built.push((
+                column["name"].as_str().expect("name").to_owned(),
+                ty,
+                profile(&reference, kind, config),
+                profile(&current, kind, config),
+            ));
+        }
+        let inputs: Vec<ColumnInput<'_>> = built
+            .iter()
+            .map(|(n, t, r, c)| ColumnInput {
+                name: n,
+                column_type: *t,
+                reference: r,
+                current: c,
+            })
+            .collect();
+        let options = DriftOptions {
+            mode: Mode::Evidently,
+            ..DriftOptions::default()
+        };
+        let report = compare(&inputs, &options).expect("compare");
+        for column in &report.columns {
+            let want = &expected["columns"][column.name.as_str()];
+            let what = format!("{name}/{} ({:?})", column.name, column.column_type);
+            if want["method"].as_str() != Some(column.method.as_str()) {
+                failures.0.push(format!(
+                    "{what}: method {} vs {}",
+                    column.method, want["method"]
+                ));
+                continue;
+            }
+            failures.check(
+                what,
+                column.score.unwrap_or(f64::NAN),
+                number(&want["score"]),
+                REL,
+            );
+            checks += 2;
+        }
+        let count = number(&expected["count"]) as usize;
+        if report.dataset.drifted_columns != count {
+            failures.0.push(format!(
+                "{name}: {} drifted columns vs {count}",
+                report.dataset.drifted_columns
+            ));
+        }
+        failures.check(
+            format!("{name} share"),
+            report.dataset.share,
+            number(&expected["share"]),
+            1e-12,
+        );
+        let evidently_drift = number(&expected["share"]) >= number(&expected["drift_share"]);
+        if report.dataset.dataset_drift != evidently_drift {
+            failures.0.push(format!(
+                "{name}: dataset drift {}",
+                report.dataset.dataset_drift
+            ));
+        }
+        checks += 3;
+    }
+    failures.finish(checks);
+}

@@ -189,7 +189,10 @@ fn a_tiny_shift_at_large_n_is_significant_but_not_drift() {
 }
 
 fn column(name: &str, p: f64, effect: f64) -> ColumnDrift {
-    let options = DriftOptions { mode: Mode::Auto, ..DriftOptions::default() };
+    let options = DriftOptions {
+        mode: Mode::Auto,
+        ..DriftOptions::default()
+    };
     let mut rng = fastrand::Rng::with_seed(1);
     let (r, c) = (numeric(&mut rng, 20, 0.0), numeric(&mut rng, 20, 0.0));
     let mut col = compare_column(name, ColumnType::Numerical, &r, &c, &options).expect("compare");
