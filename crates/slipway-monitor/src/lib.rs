@@ -7,6 +7,7 @@
 //!   Evidently's type inference.
 //! - [`profile`]: [`NumericProfile`], [`CategoricalProfile`], [`ColumnProfile`],
 //!   [`DatasetProfile`]: `push`, `merge`, serde; exact up to [`ProfileConfig`]'s limits.
+//! - [`window`]: tumbling windows of dataset profiles, aligned so replicas' windows merge.
 //! - [`sketch`]: the mergeable quantile sketch a numeric profile degrades to, with its
 //!   tracked error bound and how the KS and Wasserstein errors follow from it.
 //! - [`ecdf`]: the one linear walk over two sorted samples that every numeric test folds.
@@ -23,6 +24,10 @@
 //!   correction over columns and dataset drift), the serializable report.
 //! - [`error`]: the error type, [`MonitorError`].
 //!
+//! A comparison reads each side sorted: call `finish()` on a profile once it is complete (a
+//! stored reference is then sorted once, not per comparison); an unfinished profile is sorted
+//! into a copy at every comparison.
+//!
 //! # Two decision modes
 //!
 //! `evidently` reproduces Evidently 0.7's `DataDriftPreset`: test by type, reference size and
@@ -35,7 +40,9 @@
 //!   inequality (Massart's constant): each ECDF is within `sqrt(ln(2/δ) / 2n)` of its CDF with
 //!   probability `1 - δ`, `δ = (1 - confidence) / 2` per side, so the true sup distance is
 //!   within the sum of both (plus the sketch bounds, if any). With ties the exact p-value
-//!   is conservative: the level is kept, a little power is lost.
+//!   is conservative: the level is kept, a little power is lost. When a side is a sketch the
+//!   p-value is taken at `D` minus the sketch's bound on D's error, so it stays conservative.
+//!   The p-value is `ks_2samp`'s to 1e-6 relative.
 //! - Categorical columns: the two-sample chi-square test of homogeneity on the 2 x k table
 //!   (not Evidently's goodness of fit, which treats the reference as exact and alarms at
 //!   27-30 % instead of 5 %), sparse categories (expected count < 5) pooled. Unseen categories
@@ -66,6 +73,7 @@ pub mod report;
 pub mod sketch;
 pub mod stattest;
 pub mod table;
+pub mod window;
 
 pub use column::{Category, ColumnType, RawValue, infer_column_type};
 pub use error::MonitorError;
@@ -77,3 +85,4 @@ pub use report::{
     compare_column, decide,
 };
 pub use sketch::QuantileSketch;
+pub use window::{WindowProfile, window_start};
