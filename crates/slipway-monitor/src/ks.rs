@@ -35,11 +35,12 @@ pub struct KsResult {
     pub n_current: u64,
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
+/// Greatest common divisor (of the two sample sizes; 1 for two empty samples).
+pub fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
     }
-    a
+    a.max(1)
 }
 
 /// `h` such that `D = h / lcm(n1, n2)`, from one walk over both sorted samples.
@@ -67,6 +68,16 @@ pub fn ks_two_sample(reference: Sorted<'_>, current: Sorted<'_>) -> KsResult {
 
 /// The test from the statistic's numerator `h` over `lcm(n1, n2)`.
 pub fn ks_from_numerator(h: u64, n1: u64, n2: u64) -> KsResult {
+    if n1 == 0 || n2 == 0 {
+        // scipy refuses an empty sample; the statistic is undefined.
+        return KsResult {
+            statistic: f64::NAN,
+            p_value: f64::NAN,
+            method: KsMethod::Exact,
+            n_reference: n1,
+            n_current: n2,
+        };
+    }
     let g = gcd(n1, n2).max(1);
     let lcm = (n1 / g) as f64 * n2 as f64;
     let d = h as f64 / lcm;

@@ -8,7 +8,7 @@ use crate::categorical::{contingency, pool_sparse, tvd_with_interval};
 use crate::column::ColumnType;
 use crate::ecdf::Sorted;
 use crate::error::MonitorError;
-use crate::ks::{KsMethod, ks_two_sample};
+use crate::ks::{KsMethod, gcd, ks_from_numerator, ks_two_sample};
 use crate::profile::{ColumnProfile, NumericProfile};
 use crate::stattest::{Operator, Sides, default_stattest, run_stattest, stattest};
 
@@ -260,7 +260,7 @@ pub fn compare_column(
     let chosen = match (forced, options.mode) {
         (Some(test), _) => Some((test?, "forced by the caller".to_owned())),
         (None, Mode::Evidently) => {
-            let n_unique = sides.table()?.keys.len();
+            let n_unique = sides.n_unique()?;
             default_stattest(column_type, out.n_reference, n_unique).map(|t| {
                 (
                     t,
@@ -304,7 +304,18 @@ fn auto_column(
     match (sides.column_type, sides.reference, sides.current) {
         (ColumnType::Numerical, ColumnProfile::Numeric(r), ColumnProfile::Numeric(c)) => {
             let (rd, cd) = (r.sorted_data(), c.sorted_data());
-            let ks = ks_two_sample(rd.view(), cd.view());
+            let mut ks = ks_two_sample(rd.view(), cd.view());
+            let sketch_bound = r.normalized_rank_error() + c.normalized_rank_error();
+            if sketch_bound > 0.0 {
+                // A sketch's D may be too large by the bound: test the smallest D it allows, so
+                // the false-alarm rate stays at most alpha (the effect keeps the estimate).
+                let g = gcd(ks.n_reference, ks.n_current);
+                let lcm = (ks.n_reference / g) as f64 * ks.n_current as f64;
+                let h = ((ks.statistic - sketch_bound).max(0.0) * lcm).floor() as u64;
+                let statistic = ks.statistic;
+                ks = ks_from_numerator(h, ks.n_reference, ks.n_current);
+                ks.statistic = statistic;
+            }
             let delta = (1.0 - options.confidence) / 2.0;
             let band = |n: u64, sketch_error: f64| {
                 ((2.0 / delta).ln() / (2.0 * n as f64)).sqrt() + sketch_error

@@ -154,6 +154,18 @@ impl Sides<'_> {
         }
     }
 
+    /// Distinct values of both samples together (Evidently's `n_unique`), without building a
+    /// table for a numeric column of a million distinct values.
+    pub fn n_unique(&self) -> Result<usize, MonitorError> {
+        if let Some((r, c)) = self.numeric() {
+            let (rd, cd) = (r.sorted_data(), c.sorted_data());
+            let mut distinct = 0;
+            crate::ecdf::walk(rd.view(), cd.view(), |_| distinct += 1);
+            return Ok(distinct);
+        }
+        Ok(self.table()?.keys.len())
+    }
+
     /// Counts over the union of values (numeric values become categories).
     pub fn table(&self) -> Result<CountTable, MonitorError> {
         match (self.reference, self.current) {

@@ -107,6 +107,13 @@ fn ks_and_wasserstein_from_sketches_stay_within_their_bounds() {
         (sketch_w - exact_w).abs() <= bounds.wasserstein_bound,
         "{sketch_w} vs {exact_w}: {bounds:?}"
     );
+    // The p-value is taken at the smallest D the sketch allows: never below the exact one.
+    assert!(
+        drift.p_value.expect("p") >= exact_ks.p_value,
+        "{:?} vs {}",
+        drift.p_value,
+        exact_ks.p_value
+    );
     // The effect interval widens by the sketch error, so it still covers the exact D.
     let effect = drift.effect.expect("effect");
     assert!(effect.ci_low <= exact_ks.statistic && exact_ks.statistic <= effect.ci_high);
