@@ -5,3 +5,4 @@ mod decisions;
 mod generator;
 mod merge;
 mod sketch;
+mod speed;
