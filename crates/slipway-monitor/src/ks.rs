@@ -110,10 +110,21 @@ fn exact_p_value(n1: u64, n2: u64, g: u64, h: u64) -> Option<f64> {
     }
     let prob = if n1 == n2 {
         prob_outside_square(n1 as i64, h as i64)
+    } else if far_tail(n1, n2, h) {
+        // The lattice count costs O(n1 * n2 * D): 0.7 s at 10,000 a side and D = 0.5. Where
+        // even a bound with twice the slack of the DKW-type bound `2 exp(-2 n1 n2 D² / (n1 + n2))`
+        // is below 1e-300, the count would end in an underflowing 0 anyway.
+        0.0
     } else {
         outer_prob_inside(n1 as i64, n2 as i64, g as i64, h as i64)
     };
     (0.0..=1.0).contains(&prob).then_some(prob)
+}
+
+fn far_tail(n1: u64, n2: u64, h: u64) -> bool {
+    let (a, b) = (n1 as f64, n2 as f64);
+    let d = h as f64 / ((n1 / gcd(n1, n2)) as f64 * b);
+    a * b / (a + b) * d * d > 750.0
 }
 
 /// `P(D_{n,n} >= h/n)` by the alternating sum of binomial ratios, evaluated Horner-style

@@ -46,3 +46,23 @@ fn one_million_by_one_million_numeric_column() {
         sorted - pushed
     );
 }
+
+#[test]
+#[ignore = "a timing, not a check: run in release"]
+fn exact_ks_at_its_largest() {
+    use slipway_monitor::ecdf::Sorted;
+    use slipway_monitor::ks::ks_two_sample;
+    for shift in [0.0, 0.05, 0.5, 2.0] {
+        let a: Vec<f64> = (0..10_000).map(|i| i as f64 / 10_000.0).collect();
+        let b: Vec<f64> = (0..9_999).map(|i| i as f64 / 9_999.0 + shift).collect();
+        let t = Instant::now();
+        let ks = ks_two_sample(Sorted::Exact(&a), Sorted::Exact(&b));
+        eprintln!(
+            "10000 vs 9999, D {:.3}: p {:e} ({:?}) in {:?}",
+            ks.statistic,
+            ks.p_value,
+            ks.method,
+            t.elapsed()
+        );
+    }
+}
