@@ -209,6 +209,24 @@ pub fn wasserstein(reference: Sorted<'_>, current: Sorted<'_>) -> f64 {
     total
 }
 
+/// `scipy.stats.energy_distance`: `sqrt(2) * sqrt(∫ (F_ref - F_cur)² dx)`, from one walk.
+pub fn energy_distance(reference: Sorted<'_>, current: Sorted<'_>) -> f64 {
+    let n1 = reference.total() as f64;
+    let n2 = current.total() as f64;
+    let mut total = 0.0;
+    let mut previous: Option<(f64, f64)> = None;
+    walk(reference, current, |step| {
+        if let Some((value, gap)) = previous {
+            total += gap * gap * (step.value - value);
+        }
+        previous = Some((
+            step.value,
+            step.ref_cum as f64 / n1 - step.cur_cum as f64 / n2,
+        ));
+    });
+    std::f64::consts::SQRT_2 * total.sqrt()
+}
+
 /// Evidently's normed Wasserstein: divided by the reference's population standard deviation,
 /// floored at 0.001.
 pub fn wasserstein_normed(raw: f64, reference_std: f64) -> f64 {

@@ -14,12 +14,13 @@
 //! - [`ks`]: two-sample Kolmogorov-Smirnov exactly as scipy computes it (exact lattice paths
 //!   up to 10,000 per side, `kstwo` above).
 //! - [`anderson`]: k-sample Anderson-Darling for two samples, with scipy's capped p-value.
-//! - [`distance`]: Evidently's binning, PSI, Jensen-Shannon, KL, Hellinger, normed Wasserstein.
+//! - [`distance`]: Evidently's binning, PSI, Jensen-Shannon, KL, Hellinger, normed Wasserstein,
+//!   energy distance.
 //! - [`table`], [`categorical`]: count tables; goodness-of-fit chi-square, G and z tests as
 //!   Evidently runs them; the two-sample contingency chi-square and G tests; total variation
 //!   distance with its interval.
-//! - [`stattest`]: Evidently's registry (names, default thresholds, operators) and default
-//!   test choice.
+//! - [`stattest`]: Evidently's registry (names, default thresholds, operators), its default
+//!   test choice, and Student's t test.
 //! - [`report`]: [`compare_column`] (one column, independent of the others), [`decide`] (the
 //!   correction over columns and dataset drift), the serializable report.
 //! - [`error`]: the error type, [`MonitorError`].

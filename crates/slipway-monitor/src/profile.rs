@@ -228,6 +228,11 @@ impl NumericProfile {
             .map_or(0.0, QuantileSketch::normalized_rank_error)
     }
 
+    /// Mean and sum of squared deviations of the non-missing values (Welford, merged by Chan).
+    pub fn moments(&self) -> (f64, f64) {
+        (self.mean, self.m2)
+    }
+
     /// Population standard deviation (numpy's `std`, ddof 0).
     pub fn std(&self) -> f64 {
         if self.sketch.is_none() && !self.values.is_empty() {

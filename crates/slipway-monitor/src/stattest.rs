@@ -7,8 +7,8 @@ use crate::anderson::anderson_two_sample;
 use crate::categorical::{chisquare_goodness_of_fit, g_test_goodness_of_fit, z_test_evidently};
 use crate::column::ColumnType;
 use crate::distance::{
-    bin_numeric, bin_table, hellinger_numeric, hellinger_table, jensen_shannon, kl_divergence, psi,
-    wasserstein, wasserstein_normed,
+    bin_numeric, bin_table, energy_distance, hellinger_numeric, hellinger_table, jensen_shannon,
+    kl_divergence, psi, wasserstein, wasserstein_normed,
 };
 use crate::error::MonitorError;
 use crate::ks::{KsMethod, ks_two_sample};
@@ -27,6 +27,9 @@ pub enum Operator {
     /// distance at least the threshold.
     #[serde(rename = ">=")]
     AtLeast,
+    /// distance strictly above the threshold (energy distance).
+    #[serde(rename = ">")]
+    Above,
 }
 
 impl Operator {
@@ -35,6 +38,7 @@ impl Operator {
             Operator::AtMost => score <= threshold,
             Operator::Below => score < threshold,
             Operator::AtLeast => score >= threshold,
+            Operator::Above => score > threshold,
         }
     }
 }
@@ -81,6 +85,8 @@ pub const STATTESTS: &[StatTest] = &[
     test("ks", 50, Operator::AtMost, true, true, false),
     test("wasserstein", 100, Operator::AtLeast, false, true, false),
     test("anderson", 100, Operator::Below, true, true, false),
+    test("ed", 100, Operator::Above, false, true, false),
+    test("t_test", 50, Operator::Below, true, true, false),
     test("psi", 100, Operator::AtLeast, false, true, true),
     test("jensenshannon", 100, Operator::AtLeast, false, true, true),
     test("kl_div", 100, Operator::AtLeast, false, true, true),
@@ -214,6 +220,15 @@ pub fn run_stattest(test: &StatTest, sides: &Sides<'_>) -> Result<Computed, Moni
                     ks_method: None,
                 })
             }
+            "ed" => Ok(plain(energy_distance(rv, cv))),
+            "t_test" => {
+                let t = student_t_test(r, c);
+                Ok(Computed {
+                    score: t.p_value,
+                    statistic: Some(t.statistic),
+                    ks_method: None,
+                })
+            }
             "psi" => Ok(plain(psi(&bin_numeric(rv, cv, integer)))),
             "jensenshannon" => Ok(plain(jensen_shannon(&bin_numeric(rv, cv, integer)))),
             "kl_div" => Ok(plain(kl_divergence(&bin_numeric(rv, cv, integer)))),
@@ -262,4 +277,29 @@ fn run_on_table(test: &StatTest, table: &CountTable) -> Result<Computed, Monitor
             });
         }
     })
+}
+
+/// `scipy.stats.ttest_ind(ref, cur)`: Student's two-sample t test with pooled variance,
+/// two-sided. Two constant samples give NaN, as in scipy.
+pub fn student_t_test(
+    reference: &NumericProfile,
+    current: &NumericProfile,
+) -> crate::categorical::TestResult {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let (n1, n2) = (reference.count() as f64, current.count() as f64);
+    let ((m1, ss1), (m2, ss2)) = (reference.moments(), current.moments());
+    let df = n1 + n2 - 2.0;
+    let pooled = (ss1 + ss2) / df;
+    let t = (m1 - m2) / (pooled * (1.0 / n1 + 1.0 / n2)).sqrt();
+    // Two different constants give an infinite t and p = 0; two equal ones 0/0 and NaN.
+    let p_value = match StudentsT::new(0.0, 1.0, df) {
+        Ok(_) if t.is_infinite() => 0.0,
+        Ok(dist) if t.is_finite() => 2.0 * dist.sf(t.abs()),
+        _ => f64::NAN,
+    };
+    crate::categorical::TestResult {
+        statistic: t,
+        p_value,
+        dof: None,
+    }
 }

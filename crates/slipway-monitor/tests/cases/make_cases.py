@@ -101,7 +101,7 @@ def fnum(x):
     return x
 
 
-NUMERIC_TESTS = ["ks", "wasserstein", "psi", "jensenshannon", "kl_div", "hellinger", "anderson"]
+NUMERIC_TESTS = ["ks", "wasserstein", "psi", "jensenshannon", "kl_div", "hellinger", "anderson", "ed", "t_test"]
 CATEGORICAL_TESTS = ["chisquare", "z", "psi", "jensenshannon", "kl_div", "hellinger", "g_test"]
 
 
