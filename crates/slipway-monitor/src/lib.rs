@@ -20,7 +20,7 @@
 //!   Evidently runs them; the two-sample contingency chi-square and G tests; total variation
 //!   distance with its interval.
 //! - [`stattest`]: Evidently's registry (names, default thresholds, operators), its default
-//!   test choice, and Student's t test.
+//!   test choice, Student's t test and the Mann-Whitney U test.
 //! - [`report`]: [`compare_column`] (one column, independent of the others), [`decide`] (the
 //!   correction over columns and dataset drift), the serializable report.
 //! - [`error`]: the error type, [`MonitorError`].

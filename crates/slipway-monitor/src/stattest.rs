@@ -87,6 +87,7 @@ pub const STATTESTS: &[StatTest] = &[
     test("anderson", 100, Operator::Below, true, true, false),
     test("ed", 100, Operator::Above, false, true, false),
     test("t_test", 50, Operator::Below, true, true, false),
+    test("mannw", 50, Operator::Below, true, true, false),
     test("psi", 100, Operator::AtLeast, false, true, true),
     test("jensenshannon", 100, Operator::AtLeast, false, true, true),
     test("kl_div", 100, Operator::AtLeast, false, true, true),
@@ -229,6 +230,14 @@ pub fn run_stattest(test: &StatTest, sides: &Sides<'_>) -> Result<Computed, Moni
                     ks_method: None,
                 })
             }
+            "mannw" => {
+                let t = mann_whitney_less(rv, cv);
+                Ok(Computed {
+                    score: t.p_value,
+                    statistic: Some(t.statistic),
+                    ks_method: None,
+                })
+            }
             "psi" => Ok(plain(psi(&bin_numeric(rv, cv, integer)))),
             "jensenshannon" => Ok(plain(jensen_shannon(&bin_numeric(rv, cv, integer)))),
             "kl_div" => Ok(plain(kl_divergence(&bin_numeric(rv, cv, integer)))),
@@ -302,4 +311,59 @@ pub fn student_t_test(
         p_value,
         dof: None,
     }
+}
+
+/// `scipy.stats.mannwhitneyu(ref, cur, alternative="less")` as Evidently's `mannw` calls it:
+/// exact (the null distribution of U from Gaussian binomial coefficients) when one sample has
+/// at most 8 values and there are no ties, otherwise the normal approximation with the tie
+/// correction and the continuity correction.
+pub fn mann_whitney_less(
+    reference: crate::ecdf::Sorted<'_>,
+    current: crate::ecdf::Sorted<'_>,
+) -> crate::categorical::TestResult {
+    let (n1, n2) = (reference.total() as f64, current.total() as f64);
+    let (mut below, mut rank_sum, mut tie_term, mut ties) = (0.0f64, 0.0f64, 0.0f64, false);
+    crate::ecdf::walk(reference, current, |step| {
+        let l = (step.ref_at + step.cur_at) as f64;
+        rank_sum += step.ref_at as f64 * (below + (l + 1.0) / 2.0);
+        tie_term += l * l * l - l;
+        ties |= l > 1.0;
+        below += l;
+    });
+    let u1 = rank_sum - n1 * (n1 + 1.0) / 2.0;
+    let u2 = n1 * n2 - u1;
+    let exact = !((n1 > 8.0 && n2 > 8.0) || ties);
+    let p_value = if exact {
+        u_survival(u2.round() as usize, n1 as usize, n2 as usize)
+    } else {
+        let n = n1 + n2;
+        let s = (n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))).sqrt();
+        let z = (u1 - n1 * n2 / 2.0 + 0.5) / s;
+        0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2)
+    };
+    crate::categorical::TestResult {
+        statistic: u1,
+        p_value: p_value.clamp(0.0, 1.0),
+        dof: None,
+    }
+}
+
+/// `P(U >= k)` for sample sizes `m`, `n` with no ties: the coefficients of the Gaussian
+/// binomial `[m + n choose m]_q` count the arrangements with each U.
+fn u_survival(k: usize, m: usize, n: usize) -> f64 {
+    let (a, b) = (m.min(n), m.max(n));
+    let degree = a * b;
+    let mut counts = vec![0.0f64; degree + 1];
+    counts[0] = 1.0;
+    for i in 1..=a {
+        let top = (b + i).min(degree + 1);
+        for u in (top..=degree).rev() {
+            counts[u] -= counts[u - (b + i)];
+        }
+        for u in i..=degree {
+            counts[u] += counts[u - i];
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    counts.iter().skip(k).sum::<f64>() / total
 }

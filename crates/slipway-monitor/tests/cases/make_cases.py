@@ -101,7 +101,7 @@ def fnum(x):
     return x
 
 
-NUMERIC_TESTS = ["ks", "wasserstein", "psi", "jensenshannon", "kl_div", "hellinger", "anderson", "ed", "t_test"]
+NUMERIC_TESTS = ["ks", "wasserstein", "psi", "jensenshannon", "kl_div", "hellinger", "anderson", "ed", "t_test", "mannw"]
 CATEGORICAL_TESTS = ["chisquare", "z", "psi", "jensenshannon", "kl_div", "hellinger", "g_test"]
 
 
@@ -236,6 +236,10 @@ def main():
     numeric.append(numeric_case("constant_large", spec(1, 1500, "const", loc=2.0), spec(2, 1400, "normalish", loc=2.0)))
     numeric.append(numeric_case("constant_vs_spread", spec(1, 30, "const", loc=0.5), spec(2, 30, "uniform")))
     numeric.append(numeric_case("single_vs_many", spec(3, 1, "const", loc=0.2), spec(4, 100, "uniform")))
+    # Mann-Whitney's exact branch: one side of at most 8 values, no ties.
+    for n1, n2, shift in [(5, 3000, 0.0), (8, 8, 0.4), (3, 7, 0.2), (8, 500, 0.3), (9, 9, 0.1)]:
+        numeric.append(numeric_case(f"small_side_{n1}_{n2}", spec(60 + n1, n1, "uniform"),
+                                    spec(70 + n2, n2, "uniform", loc=shift)))
     numeric.append(numeric_case("missing_10pct", spec(5, 400, "normalish", missing=0.1),
                                 spec(6, 300, "normalish", loc=0.2, missing=0.2)))
     numeric.append(numeric_case("boundary_ref1001_missing", spec(7, 1001, "normalish", missing=0.002),
