@@ -6,18 +6,12 @@ pub enum MonitorError {
     /// Two profiles of different kinds (numeric and categorical) were merged or compared.
     #[error("column kinds differ: {0} vs {1}")]
     KindMismatch(&'static str, &'static str),
-    /// A test needs observations on both sides and one side has none.
-    #[error("{side} sample of column has no non-missing values")]
-    EmptySample { side: &'static str },
     /// The statistic is undefined for this data (e.g. Anderson-Darling on one distinct value).
     #[error("{test} is undefined here: {reason}")]
     Undefined { test: &'static str, reason: String },
     /// A stattest name that the engine does not know, or that does not apply to the column kind.
     #[error("unknown or inapplicable stattest {name:?} for a {kind} column")]
     UnknownStattest { name: String, kind: &'static str },
-    /// A test that needs the exact values was asked of a profile that degraded to a sketch.
-    #[error("{test} needs exact values but the profile is a sketch beyond {limit} values")]
-    NeedsExact { test: &'static str, limit: usize },
     /// A configuration value out of its domain (alpha outside (0, 1), a zero capacity, ...).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
