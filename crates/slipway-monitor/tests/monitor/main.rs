@@ -1,0 +1,8 @@
+//! The engine's integration tests, one binary (ARCHITECTURE.md: linking dominates on 2 cores).
+
+mod cases;
+mod decisions;
+mod generator;
+mod merge;
+mod sketch;
+mod speed;
