@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod convert;
 mod deploy;
+mod drift;
 mod remote;
 mod rollout_view;
 mod serve;
@@ -88,6 +89,9 @@ enum Command {
     /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`; or, with
     /// --deployment, a replica of a managed deployment.
     Serve(serve::ServeArgs),
+    /// Compare two datasets (CSV or Parquet) column by column for drift; exit code 0 when the
+    /// dataset has not drifted, 1 when it has, 2 on an error.
+    Drift(drift::DriftArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -133,6 +137,10 @@ fn main() -> ExitCode {
         print!("{}", cli_markdown());
         return ExitCode::SUCCESS;
     }
+    // Drift has its own exit codes (2 for an error, as a usage error is) and no async work.
+    if let Command::Drift(args) = cli.command {
+        return drift::run(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,7 +181,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args, shutdown_signal())
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Completions { .. } | Command::HelpMarkdown => Ok(ExitCode::SUCCESS),
+            Command::Completions { .. } | Command::HelpMarkdown | Command::Drift(_) => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {
@@ -189,7 +199,7 @@ fn main() -> ExitCode {
 /// message (sqlx's "error returned from database: X" over X, an io error's text over the io
 /// error), which `{:#}` would print twice; a cause already contained in the message before it
 /// is left out.
-fn error_text(error: &anyhow::Error) -> String {
+pub(crate) fn error_text(error: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in error.chain() {
         let text = cause.to_string();
