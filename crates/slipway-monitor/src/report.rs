@@ -260,15 +260,21 @@ pub fn compare_column(
     let chosen = match (forced, options.mode) {
         (Some(test), _) => Some((test?, "forced by the caller".to_owned())),
         (None, Mode::Evidently) => {
-            let n_unique = sides.n_unique()?;
+            // Evidently's choice only tells apart at most 2, at most 5 and more distinct values.
+            const CAP: usize = 5;
+            let n_unique = sides.n_unique_up_to(CAP)?;
+            let distinct = if n_unique > CAP {
+                format!("more than {CAP}")
+            } else {
+                n_unique.to_string()
+            };
             default_stattest(column_type, out.n_reference, n_unique).map(|t| {
                 (
                     t,
                     format!(
-                        "Evidently's default for a {} column with {} reference values and {} distinct values",
+                        "Evidently's default for a {} column with {} reference values and {distinct} distinct values",
                         column_type.as_str(),
                         out.n_reference,
-                        n_unique
                     ),
                 )
             })
