@@ -366,52 +366,13 @@ impl ParquetTable {
     }
 }
 
-/// Reads every value of a column chunk, a missing one (definition level below the maximum)
-/// as `Null`.
-fn read_all<T: DataType>(
+/// Reads every value of a column chunk in order: `present` for a value, `missing` for a cell
+/// whose definition level is below the maximum.
+fn read_values<T: DataType>(
     mut reader: ColumnReaderImpl<T>,
     max_def: i16,
-    cells: &mut Vec<RawValue<'_>>,
-    cell: impl Fn(T::T) -> RawValue<'static>,
-) -> parquet::errors::Result<()>
-where
-    T::T: Copy,
-{
-    let mut values: Vec<T::T> = Vec::with_capacity(PARQUET_BATCH);
-    let mut defs: Vec<i16> = Vec::with_capacity(PARQUET_BATCH);
-    loop {
-        values.clear();
-        defs.clear();
-        let (records, _, _) = reader.read_records(
-            PARQUET_BATCH,
-            (max_def > 0).then_some(&mut defs),
-            None,
-            &mut values,
-        )?;
-        if records == 0 {
-            return Ok(());
-        }
-        if max_def == 0 {
-            cells.extend(values.iter().map(|&v| cell(v)));
-        } else {
-            let mut present = values.iter();
-            for &def in &defs {
-                if def < max_def {
-                    cells.push(RawValue::Null);
-                } else if let Some(&v) = present.next() {
-                    cells.push(cell(v));
-                }
-            }
-        }
-    }
-}
-
-/// Reads every value of a float column chunk into `out`, a missing one as NaN.
-fn read_floats<T: DataType>(
-    mut reader: ColumnReaderImpl<T>,
-    max_def: i16,
-    out: &mut Vec<f64>,
-    float: impl Fn(T::T) -> f64,
+    mut present: impl FnMut(T::T),
+    mut missing: impl FnMut(),
 ) -> parquet::errors::Result<()>
 where
     T::T: Copy,
@@ -431,17 +392,55 @@ where
             return Ok(());
         }
         if max_def == 0 || values.len() == defs.len() {
-            out.extend(values.iter().map(|&v| float(v)));
+            values.iter().for_each(|&v| present(v));
         } else {
-            let mut present = values.iter();
+            let mut values = values.iter();
             for &def in &defs {
-                out.push(match (def < max_def, present.next()) {
-                    (false, Some(&v)) => float(v),
-                    _ => f64::NAN,
-                });
+                match (def < max_def, values.next()) {
+                    (false, Some(&v)) => present(v),
+                    _ => missing(),
+                }
             }
         }
     }
+}
+
+/// Every value of a column chunk as a cell.
+fn read_all<T: DataType>(
+    reader: ColumnReaderImpl<T>,
+    max_def: i16,
+    cells: &mut Vec<RawValue<'_>>,
+    cell: impl Fn(T::T) -> RawValue<'static>,
+) -> parquet::errors::Result<()>
+where
+    T::T: Copy,
+{
+    let cells = std::cell::RefCell::new(cells);
+    read_values(
+        reader,
+        max_def,
+        |v| cells.borrow_mut().push(cell(v)),
+        || cells.borrow_mut().push(RawValue::Null),
+    )
+}
+
+/// Every value of a float column chunk, a missing one as NaN.
+fn read_floats<T: DataType>(
+    reader: ColumnReaderImpl<T>,
+    max_def: i16,
+    out: &mut Vec<f64>,
+    float: impl Fn(T::T) -> f64,
+) -> parquet::errors::Result<()>
+where
+    T::T: Copy,
+{
+    let out = std::cell::RefCell::new(out);
+    read_values(
+        reader,
+        max_def,
+        |v| out.borrow_mut().push(float(v)),
+        || out.borrow_mut().push(f64::NAN),
+    )
 }
 
 /// Reads a text column chunk's levels and values; the caller pairs them once every chunk is
