@@ -164,6 +164,10 @@ def test_bad_input_exits_2_and_says_what_to_fix(slipway_bin, tmp_path):
     ragged.write_text("a,b\n1,2\n3\n")
     broken = drift(slipway_bin, ragged, ragged)
     assert broken.returncode == 2 and "row 3" in broken.stderr
+    twice = tmp_path / "twice.csv"
+    twice.write_text("a,b,a\n1,2,3\n")
+    named_twice = drift(slipway_bin, twice, twice)
+    assert named_twice.returncode == 2 and "two columns are named \"a\"" in named_twice.stderr
     unknown_format = tmp_path / "data.xlsx"
     unknown_format.write_text("x")
     fmt = drift(slipway_bin, unknown_format, unknown_format)

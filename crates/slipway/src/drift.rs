@@ -179,6 +179,15 @@ fn summary(path: &Path, table: &Table) -> serde_json::Value {
 /// The columns to compare, matched by name, with the declared types checked against them.
 fn plan(args: &DriftArgs, reference: &Table, current: &Table) -> anyhow::Result<Vec<Planned>> {
     let position = |table: &Table, name: &str| table.columns().iter().position(|c| c == name);
+    for (table, path) in [(reference, &args.reference), (current, &args.current)] {
+        let mut names = BTreeSet::new();
+        if let Some(twice) = table.columns().iter().find(|c| !names.insert(c.as_str())) {
+            bail!(
+                "{}: two columns are named {twice:?}; name each column once",
+                path.display()
+            );
+        }
+    }
     let names: Vec<String> = if args.columns.is_empty() {
         let in_reference: BTreeSet<&String> = reference.columns().iter().collect();
         let in_current: BTreeSet<&String> = current.columns().iter().collect();

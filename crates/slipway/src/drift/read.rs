@@ -248,6 +248,14 @@ impl ParquetTable {
         })
     }
 
+    /// Room to reserve for a column: the row count the footer claims, but no more than a
+    /// million up front, so a file that lies about its size cannot make this allocate it.
+    fn capacity(&self) -> usize {
+        usize::try_from(self.rows)
+            .unwrap_or(usize::MAX)
+            .min(1 << 20)
+    }
+
     fn reader(path: &Path) -> anyhow::Result<SerializedFileReader<File>> {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         SerializedFileReader::new(file)
@@ -270,7 +278,7 @@ impl ParquetTable {
             return Ok(None);
         }
         let max_def = descriptor.max_def_level();
-        let mut out = Vec::with_capacity(self.rows as usize);
+        let mut out = Vec::with_capacity(self.capacity());
         for group in 0..reader.num_row_groups() {
             let row_group = reader.get_row_group(group).with_context(context)?;
             match row_group.get_column_reader(leaf).with_context(context)? {
@@ -315,7 +323,7 @@ impl ParquetTable {
         // Text cells borrow from these until `f` has seen them.
         let mut texts: Vec<ByteArray> = Vec::new();
         let mut text_defs: Vec<i16> = Vec::new();
-        let mut cells: Vec<RawValue<'_>> = Vec::with_capacity(self.rows as usize);
+        let mut cells: Vec<RawValue<'_>> = Vec::with_capacity(self.capacity());
         for group in 0..reader.num_row_groups() {
             let row_group = reader.get_row_group(group).with_context(context)?;
             let column = row_group.get_column_reader(leaf).with_context(context)?;
