@@ -876,31 +876,42 @@ async fn overload_is_shed_and_recovers() {
     assert_eq!(heavy_alone.status, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_request_that_waited_its_limit_for_the_model_is_shed_not_queued() {
-    // Room for every request in flight, one session, and a 1 ms wait at most: requests of
-    // 2,048 rows that overlap cannot all get the session in time, so some are shed by the
-    // time they waited, which a count of requests in flight would never do.
-    let Some(h) = Harness::start(
+/// A deployment served by one ONNX session (two places at the model) with room for 64
+/// requests in flight, a body of 2,048 rows (tens of milliseconds of parsing and inference,
+/// so concurrent requests overlap) and the path to send it to.
+async fn one_session_deployment(
+    max_queue_wait: Duration,
+) -> Option<(Arc<Harness>, Arc<serde_json::Value>, String)> {
+    let h = Harness::start(
         Backend::Sqlite,
         PlaneConfig {
             limits: Limits {
                 max_in_flight: 64,
-                max_queue_wait: Duration::from_millis(1),
+                max_queue_wait,
                 ..Limits::default()
             },
             sessions: 1,
             ..PlaneConfig::default()
         },
     )
-    .await
-    else {
+    .await?;
+    h.deploy(json!({})).await;
+    let heavy = Arc::new(json!({ "inputs": rows(2048) }));
+    Some((
+        Arc::new(h),
+        heavy,
+        format!("/deployments/{NAME}/invocations"),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_waited_its_limit_for_the_model_is_shed_not_queued() {
+    // Room for every request in flight, one session, and a 1 ms wait at most: requests of
+    // 2,048 rows that overlap cannot all get the session in time, so some are shed by the
+    // time they waited, which a count of requests in flight would never do.
+    let Some((h, heavy, path)) = one_session_deployment(Duration::from_millis(1)).await else {
         return;
     };
-    h.deploy(json!({})).await;
-    let h = Arc::new(h);
-    let heavy = Arc::new(json!({ "inputs": rows(2048) }));
-    let path = format!("/deployments/{NAME}/invocations");
     let deadline = Instant::now() + PATIENCE;
     let (mut answered, mut late) = (0, None);
     while late.is_none() || answered == 0 {
@@ -954,25 +965,10 @@ async fn the_door_lets_in_only_what_the_model_answers_soon() {
     // One session (two places, so 16 requests in flight) and an in-flight limit of 64: 48
     // clients sending requests of 2,048 rows back to back are refused past what the places
     // answer soon, though the in-flight limit has room for them.
-    let Some(h) = Harness::start(
-        Backend::Sqlite,
-        PlaneConfig {
-            limits: Limits {
-                max_in_flight: 64,
-                ..Limits::default()
-            },
-            sessions: 1,
-            ..PlaneConfig::default()
-        },
-    )
-    .await
+    let Some((h, heavy, path)) = one_session_deployment(Limits::default().max_queue_wait).await
     else {
         return;
     };
-    h.deploy(json!({})).await;
-    let h = Arc::new(h);
-    let heavy = Arc::new(json!({ "inputs": rows(2048) }));
-    let path = format!("/deployments/{NAME}/invocations");
     let stop = Instant::now() + Duration::from_secs(3);
     let clients: Vec<_> = (0..48)
         .map(|_| {
