@@ -191,40 +191,37 @@ pub fn hellinger_numeric(reference: Sorted<'_>, current: Sorted<'_>, integer: bo
     (1.0 - overlap.clamp(0.0, 1.0)).sqrt()
 }
 
-/// `scipy.stats.wasserstein_distance`: `∫ |F_ref - F_cur| dx`, from one walk.
-pub fn wasserstein(reference: Sorted<'_>, current: Sorted<'_>) -> f64 {
+/// `∫ cost(F_ref - F_cur) dx` over the two samples' ECDFs, from one walk: the ECDFs are
+/// constant between consecutive distinct values, so the integral is a sum over those gaps.
+fn integrate_ecdf_gap(
+    reference: Sorted<'_>,
+    current: Sorted<'_>,
+    cost: impl Fn(f64) -> f64,
+) -> f64 {
     let n1 = reference.total() as f64;
     let n2 = current.total() as f64;
     let mut total = 0.0;
     let mut previous: Option<(f64, f64)> = None;
     walk(reference, current, |step| {
-        if let Some((value, gap)) = previous {
-            total += gap * (step.value - value);
+        if let Some((value, cost)) = previous {
+            total += cost * (step.value - value);
         }
         previous = Some((
             step.value,
-            (step.ref_cum as f64 / n1 - step.cur_cum as f64 / n2).abs(),
+            cost(step.ref_cum as f64 / n1 - step.cur_cum as f64 / n2),
         ));
     });
     total
 }
 
+/// `scipy.stats.wasserstein_distance`: `∫ |F_ref - F_cur| dx`, from one walk.
+pub fn wasserstein(reference: Sorted<'_>, current: Sorted<'_>) -> f64 {
+    integrate_ecdf_gap(reference, current, f64::abs)
+}
+
 /// `scipy.stats.energy_distance`: `sqrt(2) * sqrt(∫ (F_ref - F_cur)² dx)`, from one walk.
 pub fn energy_distance(reference: Sorted<'_>, current: Sorted<'_>) -> f64 {
-    let n1 = reference.total() as f64;
-    let n2 = current.total() as f64;
-    let mut total = 0.0;
-    let mut previous: Option<(f64, f64)> = None;
-    walk(reference, current, |step| {
-        if let Some((value, gap)) = previous {
-            total += gap * gap * (step.value - value);
-        }
-        previous = Some((
-            step.value,
-            step.ref_cum as f64 / n1 - step.cur_cum as f64 / n2,
-        ));
-    });
-    std::f64::consts::SQRT_2 * total.sqrt()
+    std::f64::consts::SQRT_2 * integrate_ecdf_gap(reference, current, |gap| gap * gap).sqrt()
 }
 
 /// Evidently's normed Wasserstein: divided by the reference's population standard deviation,
