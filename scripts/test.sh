@@ -19,7 +19,8 @@ E2E_VENV="${E2E_VENV:-$ROOT/.venv}"
 CI="${CI:-false}"
 SKIPPED=()
 
-step() { printf '\n==> %s\n' "$*"; }
+START=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$*"; }
 
 pg_reachable() {
   python3 - "$SLIPWAY_TEST_PG_URL" <<'PY'
@@ -43,6 +44,25 @@ else
   SKIPPED+=("PostgreSQL store contract and e2e runs: nothing listens at $SLIPWAY_TEST_PG_URL (set SLIPWAY_TEST_PG_URL or start PostgreSQL)")
 fi
 
+# The e2e suite's Python environment is downloaded and installed while Rust compiles: pip waits on
+# the network, the compiler on the CPU, and a new machine needs both.
+VENV_LOG="$(mktemp)"
+trap 'rm -f "$VENV_LOG"' EXIT
+(
+  if [ ! -x "$E2E_VENV/bin/python" ]; then
+    python3 -m venv "$E2E_VENV"
+  fi
+  if ! "$E2E_VENV/bin/python" -c 'import mlflow, pytest, pandas, psycopg' 2>/dev/null \
+     || ! cmp -s tests/e2e/requirements.txt "$E2E_VENV/.slipway-requirements" ; then
+    echo "installing tests/e2e/requirements.txt into $E2E_VENV"
+    "$E2E_VENV/bin/pip" install --disable-pip-version-check -q -r tests/e2e/requirements.txt
+    cp tests/e2e/requirements.txt "$E2E_VENV/.slipway-requirements"
+  else
+    echo "$E2E_VENV is up to date with tests/e2e/requirements.txt"
+  fi
+) >"$VENV_LOG" 2>&1 &
+VENV_PID=$!
+
 step "ONNX Runtime for the serving tests (scripts/fetch-onnxruntime.sh)"
 if ORT_LIB=$("$ROOT/scripts/fetch-onnxruntime.sh"); then
   export ORT_DYLIB_PATH="$ORT_LIB"
@@ -61,18 +81,16 @@ step "Building the slipway binary for the end-to-end suite"
 cargo build --locked -p slipway
 BIN="$CARGO_TARGET_DIR/debug/slipway"
 
-step "Python environment for the end-to-end suite ($E2E_VENV)"
-if [ ! -x "$E2E_VENV/bin/python" ]; then
-  python3 -m venv "$E2E_VENV"
+step "Waiting for the end-to-end suite's Python environment ($E2E_VENV)"
+if ! wait "$VENV_PID"; then
+  cat "$VENV_LOG" >&2
+  echo "error: could not prepare the Python environment $E2E_VENV (pip's output above)" >&2
+  exit 1
 fi
-if ! "$E2E_VENV/bin/python" -c 'import mlflow, pytest, pandas, psycopg' 2>/dev/null \
-   || ! cmp -s tests/e2e/requirements.txt "$E2E_VENV/.slipway-requirements" ; then
-  "$E2E_VENV/bin/pip" install --disable-pip-version-check -q -r tests/e2e/requirements.txt
-  cp tests/e2e/requirements.txt "$E2E_VENV/.slipway-requirements"
-fi
+cat "$VENV_LOG"
 
 step "End-to-end: real mlflow client against slipway on SQLite"
-( cd tests/e2e && SLIPWAY_BIN="$BIN" E2E_TARGET=slipway "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider )
+( cd tests/e2e && SLIPWAY_BIN="$BIN" E2E_TARGET=slipway "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=10 )
 
 if [ "$PG" = yes ]; then
   step "End-to-end: real mlflow client against slipway on PostgreSQL"
@@ -85,7 +103,7 @@ PY
   BASE="${SLIPWAY_TEST_PG_URL%/*}"
   set +e
   ( cd tests/e2e && SLIPWAY_BIN="$BIN" E2E_TARGET=slipway E2E_BACKEND_STORE_URI="${BASE/postgres:/postgresql:}/$DB" \
-      "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider )
+      "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=10 )
   STATUS=$?
   set -e
   "$E2E_VENV/bin/python" - "$SLIPWAY_TEST_PG_URL" "$DB" <<'PY'
