@@ -8,6 +8,9 @@
 //! - [`profile`]: [`NumericProfile`], [`CategoricalProfile`], [`ColumnProfile`],
 //!   [`DatasetProfile`]: `push`, `merge`, serde; exact up to [`ProfileConfig`]'s limits.
 //! - [`window`]: tumbling windows of dataset profiles, aligned so replicas' windows merge.
+//! - [`live`]: monitoring a deployed model: its schema (features in tensor order and the
+//!   prediction), summaries built from `f32` rows on replicas and merged on the server, their
+//!   checks when read from the network, and a window compared with the stored reference.
 //! - [`sketch`]: the mergeable quantile sketch a numeric profile degrades to, with its
 //!   tracked error bound and how the KS and Wasserstein errors follow from it.
 //! - [`ecdf`]: the one linear walk over two sorted samples that every numeric test folds.
@@ -69,6 +72,7 @@ pub mod distance;
 pub mod ecdf;
 pub mod error;
 pub mod ks;
+pub mod live;
 pub mod profile;
 pub mod report;
 pub mod sketch;
@@ -78,6 +82,7 @@ pub mod window;
 
 pub use column::{Category, ColumnType, RawValue, infer_column_type};
 pub use error::MonitorError;
+pub use live::{Feature, LiveReport, Schema, Summary, compare_live};
 pub use profile::{
     CategoricalProfile, ColumnProfile, DatasetProfile, NumericProfile, ProfileConfig, ProfileKind,
 };

@@ -110,6 +110,44 @@ impl QuantileSketch {
         }
     }
 
+    /// Whether a sketch read from elsewhere keeps the invariants `push`, `merge` and the
+    /// tests rely on: finite items, levels within capacity, weights that add up to `count`.
+    pub fn check(&self, max_capacity: usize) -> Result<(), String> {
+        if self.capacity < 2 || self.capacity > max_capacity {
+            return Err(format!(
+                "sketch capacity {} outside 2..={max_capacity}",
+                self.capacity
+            ));
+        }
+        // 2^62 observations is beyond any window; a deeper level would overflow its weight.
+        if self.levels.is_empty()
+            || self.levels.len() > 62
+            || self.keep_odd.len() != self.levels.len()
+        {
+            return Err(format!("a sketch of {} levels", self.levels.len()));
+        }
+        let mut total: u64 = 0;
+        for (h, level) in self.levels.iter().enumerate() {
+            if level.len() > self.capacity {
+                return Err(format!("sketch level {h} holds more than its capacity"));
+            }
+            if level.iter().any(|v| !v.is_finite()) {
+                return Err("a sketch item is not a finite number".to_owned());
+            }
+            total = (level.len() as u64)
+                .checked_mul(1u64 << h)
+                .and_then(|w| total.checked_add(w))
+                .ok_or("sketch weights overflow")?;
+        }
+        if total != self.count || self.rank_error > self.count {
+            return Err(format!(
+                "sketch weights add up to {total}, its count says {} (rank error {})",
+                self.count, self.rank_error
+            ));
+        }
+        Ok(())
+    }
+
     /// The weighted items in value order: the sketch's ECDF.
     pub fn sorted_items(&self) -> Vec<Weighted> {
         let mut items: Vec<Weighted> = self
