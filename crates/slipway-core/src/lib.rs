@@ -15,6 +15,7 @@
 //! - [`promotion`]: promotion policies, requests, decisions and alias history.
 //! - [`deployment`]: managed deployments, rollout strategies and their state machine, rollout
 //!   analysis (windows, rules, Jensen-Shannon shift) and the circuit breaker.
+//! - [`monitoring`]: a version's monitoring reference, windows of live traffic, their settings.
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
 pub mod artifact_path;
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod deployment;
 pub mod error;
 pub mod logged_model;
+pub mod monitoring;
 pub mod paging;
 pub mod ports;
 pub mod promotion;

@@ -19,6 +19,7 @@ use futures::Stream;
 
 use crate::error::Result;
 use crate::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel};
+use crate::monitoring::{MonitorReference, MonitorWindow};
 use crate::paging::Page;
 use crate::registry::{ModelVersion, NewModelVersion, RegisteredModel, Stage};
 use crate::search::{Expr, OrderBy};
@@ -379,6 +380,27 @@ pub trait MetadataStore: Send + Sync + 'static {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<PredictionRecord>>;
+
+    // Monitoring.
+    /// Stores a version's monitoring reference, replacing any earlier one; the version must
+    /// exist.
+    async fn put_monitor_reference(&self, reference: MonitorReference) -> Result<()>;
+    async fn get_monitor_reference(
+        &self,
+        model_name: &str,
+        version: i64,
+    ) -> Result<Option<MonitorReference>>;
+    /// Appends a closed window (its id is returned); the oldest windows of a deployment beyond
+    /// the store's retention go in the same transaction.
+    async fn append_monitor_window(&self, window: MonitorWindow) -> Result<i64>;
+    /// A deployment's windows with an id below `before_id` (all when `None`), newest first, at
+    /// most `limit`.
+    async fn monitor_windows(
+        &self,
+        deployment: &str,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<MonitorWindow>>;
 
     /// Entries after `after_seq` in sequence order that match `filter`, at most `limit`.
     async fn read_audit(

@@ -19,6 +19,7 @@ mod experiments;
 mod filter;
 mod identity;
 mod logged_models;
+mod monitoring;
 mod promotions;
 mod registry;
 mod runs;
@@ -36,6 +37,7 @@ use slipway_core::auth::{
 };
 use slipway_core::deployment::{Deployment, DeploymentEvent, NewDeploymentEvent, PredictionRecord};
 use slipway_core::logged_model::{LoggedModel, LoggedModelStatus, NewLoggedModel};
+use slipway_core::monitoring::{MonitorReference, MonitorWindow};
 use slipway_core::paging::Page;
 use slipway_core::ports::{
     ArtifactLocation, AuditFilter, HistoryCursor, HistoryPage, MetadataStore, SearchQuery,
@@ -818,6 +820,31 @@ impl MetadataStore for SqlStore {
         limit: usize,
     ) -> Result<Vec<PredictionRecord>> {
         deployments::read_predictions(self, deployment, after_id, limit).await
+    }
+
+    async fn put_monitor_reference(&self, reference: MonitorReference) -> Result<()> {
+        monitoring::put_reference(self, reference).await
+    }
+
+    async fn get_monitor_reference(
+        &self,
+        model_name: &str,
+        version: i64,
+    ) -> Result<Option<MonitorReference>> {
+        monitoring::get_reference(self, model_name, version).await
+    }
+
+    async fn append_monitor_window(&self, window: MonitorWindow) -> Result<i64> {
+        monitoring::append_window(self, window).await
+    }
+
+    async fn monitor_windows(
+        &self,
+        deployment: &str,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<MonitorWindow>> {
+        monitoring::windows(self, deployment, before_id, limit).await
     }
 
     async fn audit_head(&self) -> Result<(i64, String)> {

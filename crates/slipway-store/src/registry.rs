@@ -341,7 +341,12 @@ pub(crate) async fn rename_model(
                     Err(e) if is_unique_violation(&e) => return Err(model_exists(new_name)),
                     Err(e) => return Err(db_err("renaming a registered model")(e)),
                 }
-                for table in ["promotion_policies", "promotion_requests", "alias_history"] {
+                for table in [
+                    "promotion_policies",
+                    "promotion_requests",
+                    "alias_history",
+                    "monitor_references",
+                ] {
                     sqlx::query(AssertSqlSafe(format!(
                         "UPDATE {table} SET model_name = $1 WHERE model_name = $2"
                     )))
@@ -427,6 +432,7 @@ pub(crate) async fn delete_model(store: &SqlStore, name: &str) -> Result<()> {
                     "DELETE FROM promotion_requests WHERE model_name = $1",
                     "DELETE FROM promotion_policies WHERE model_name = $1",
                     "DELETE FROM alias_history WHERE model_name = $1",
+                    "DELETE FROM monitor_references WHERE model_name = $1",
                 ] {
                     sqlx::query(AssertSqlSafe(statement))
                         .bind(name.to_owned())
@@ -936,6 +942,14 @@ pub(crate) async fn delete_version(store: &SqlStore, name: &str, version: i64) -
                     .await
                     .map_err(db_err("deleting a model version"))?;
                 }
+                // A later version of the same number never exists (numbers are not reused), but
+                // a reference of a deleted version must not outlive it.
+                sqlx::query("DELETE FROM monitor_references WHERE model_name = $1 AND version = $2")
+                    .bind(name.to_owned())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a model version's monitoring reference"))?;
                 Ok(())
             })
         })

@@ -90,6 +90,8 @@ mod identity;
 mod logged_models;
 #[path = "contract/metrics.rs"]
 mod metrics;
+#[path = "contract/monitoring.rs"]
+mod monitoring;
 #[path = "contract/registry.rs"]
 mod registry;
 #[path = "contract/runs.rs"]

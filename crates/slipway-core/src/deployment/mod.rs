@@ -368,6 +368,9 @@ pub struct ServingSettings {
     pub batch_max_rows: usize,
     pub batch_max_wait_ms: u64,
     pub breaker: BreakerConfig,
+    /// Windows of drift monitoring (used when the served version has a reference).
+    #[serde(default)]
+    pub monitor: crate::monitoring::MonitorSettings,
 }
 
 impl Default for ServingSettings {
@@ -377,6 +380,7 @@ impl Default for ServingSettings {
             batch_max_rows: 0,
             batch_max_wait_ms: 2,
             breaker: BreakerConfig::default(),
+            monitor: crate::monitoring::MonitorSettings::default(),
         }
     }
 }
@@ -394,7 +398,7 @@ impl ServingSettings {
                 "the circuit breaker needs at least 1 failure to open",
             ));
         }
-        Ok(())
+        self.monitor.validate()
     }
 }
 

@@ -679,6 +679,10 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
                 failures: 1 + i as u32,
                 cooldown_ms: 250,
             },
+            monitor: slipway_core::monitoring::MonitorSettings {
+                window_ms: 60_000 * (i as u64 + 1),
+                window_rows: 1_000 * i as u64,
+            },
         };
         let mut with_rollout = rollout(i as i64 + 1, strategy, rules, state.clone());
         with_rollout.ended_ms = (!state.is_active()).then_some(9_000);
