@@ -125,14 +125,17 @@ pub(crate) async fn track(
     response
 }
 
-/// The server's `GET /metrics`: the data plane's metrics and the control plane's, one
+/// The server's `GET /metrics`: the data plane's metrics, drift monitoring's and the control
+/// plane's, one
 /// OpenMetrics document.
 pub(crate) async fn metrics(
     Extension(plane): Extension<Arc<slipway_plane::plane::Plane>>,
     Extension(api): Extension<Arc<ApiMetrics>>,
+    Extension(monitor): Extension<Arc<slipway_app::monitoring::Monitor>>,
 ) -> Response {
     let mut text = String::new();
     plane.encode_metrics_into(&mut text);
+    crate::monitor_metrics::encode_into(&monitor, &mut text);
     // Encoding into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode_registry(&mut text, &api.registry);
     let _ = prometheus_client::encoding::text::encode_eof(&mut text);

@@ -62,6 +62,7 @@ pub mod error;
 pub mod extract;
 mod http_metrics;
 mod mlflow;
+mod monitor_metrics;
 mod native;
 pub mod openapi;
 mod plane_routes;
@@ -94,6 +95,8 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Deployments {
     pub controller: std::sync::Arc<slipway_app::rollout::Controller>,
     pub plane: std::sync::Arc<plane::Plane>,
+    /// Drift monitoring's windows: every plane's summaries, judged as windows close.
+    pub monitor: std::sync::Arc<slipway_app::monitoring::Monitor>,
 }
 
 impl Deployments {
@@ -101,10 +104,16 @@ impl Deployments {
     /// [`plane::Plane::run`] and the controller's ticks.
     pub fn new(app: &App, config: plane::PlaneConfig) -> Deployments {
         let controller = std::sync::Arc::new(slipway_app::rollout::Controller::new(app));
-        let source = std::sync::Arc::new(plane_source::ServerSource::new(app, controller.clone()));
+        let monitor = std::sync::Arc::new(slipway_app::monitoring::Monitor::new(app));
+        let source = std::sync::Arc::new(plane_source::ServerSource::new(
+            app,
+            controller.clone(),
+            monitor.clone(),
+        ));
         Deployments {
             controller,
             plane: plane::Plane::new(source, config),
+            monitor,
         }
     }
 }
@@ -129,6 +138,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
         ))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(deployments.plane.clone()))
+        .layer(axum::Extension(deployments.monitor.clone()))
         .layer(axum::Extension(api_metrics.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {

@@ -5,23 +5,33 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use slipway_app::App;
+use slipway_app::monitoring::Monitor;
 use slipway_app::rollout::Controller;
 use slipway_core::deployment::{Deployment, PredictionRecord, WindowStats};
 
+use slipway_monitor::live::{Schema, Summary};
 use slipway_plane::plane::{ModelBytes, PlaneSource};
 
 pub struct ServerSource {
     app: App,
     controller: Arc<Controller>,
+    monitor: Arc<Monitor>,
 }
 
 impl ServerSource {
-    pub fn new(app: &App, controller: Arc<Controller>) -> ServerSource {
+    pub fn new(app: &App, controller: Arc<Controller>, monitor: Arc<Monitor>) -> ServerSource {
         ServerSource {
             app: app.for_caller("slipway-plane", None),
             controller,
+            monitor,
         }
     }
+}
+
+fn version_number(version: &str) -> Result<i64, String> {
+    version
+        .parse()
+        .map_err(|_| format!("version {version:?} is not a number"))
 }
 
 #[async_trait]
@@ -61,6 +71,31 @@ impl PlaneSource for ServerSource {
     async fn log_predictions(&self, records: Vec<PredictionRecord>) -> Result<(), String> {
         self.app
             .append_predictions(records)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn monitor_schema(&self, model: &str, version: &str) -> Result<Option<Schema>, String> {
+        self.monitor
+            .schema(model, version_number(version)?)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn report_summary(
+        &self,
+        deployment: &str,
+        version: &str,
+        summary: Summary,
+    ) -> Result<(), String> {
+        let spec = self
+            .app
+            .store()
+            .get_deployment(deployment)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.monitor
+            .record(&spec, version_number(version)?, summary, "server")
             .await
             .map_err(|e| e.to_string())
     }

@@ -21,6 +21,7 @@ mod content;
 pub mod deployments;
 pub mod identity;
 pub mod logged_models;
+pub mod monitoring;
 mod names;
 pub mod promotions;
 pub mod registry;

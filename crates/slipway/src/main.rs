@@ -235,6 +235,9 @@ fn init_telemetry(format: LogFormat) {
 /// in these ticks.
 const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How often drift monitoring closes the windows whose time is up.
+const MONITOR_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let backend = BackendUri::parse(&config.backend_store_uri)?;
@@ -315,6 +318,22 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             }
         }
     });
+    let monitor = deployments.monitor.clone();
+    let mut monitor_stopped = background_stopped.clone();
+    let monitor_task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(MONITOR_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = async { monitor_stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                _ = interval.tick() => {
+                    if let Err(error) = monitor.tick().await {
+                        tracing::warn!(%error, "drift monitoring");
+                    }
+                }
+            }
+        }
+    });
     let audit_app = app.clone();
     let refusals_task = spawn_refusal_flusher(app.clone(), background_stopped.clone());
     let router = slipway_api::router_with(app, deployments);
@@ -349,6 +368,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _ = stop_background.send(true);
     let _ = controller_task.await;
     let _ = plane_task.await;
+    let _ = monitor_task.await;
     let _ = refusals_task.await;
     // The refusals counted since their windows opened, before the store closes.
     if let Err(error) = audit_app.flush_refusals(true).await {

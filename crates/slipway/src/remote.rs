@@ -77,6 +77,20 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        match self.call_found(method, path, body).await? {
+            Found::Yes(value) => Ok(value),
+            Found::No(error) => Err(error),
+        }
+    }
+
+    /// [`Client::call`], telling a 404 (the thing asked for does not exist) from the other
+    /// failures.
+    pub(crate) async fn call_found(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Found> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method.clone(), &url);
         if let Some(authorization) = &self.authorization {
@@ -93,7 +107,7 @@ impl Client {
         let text = response.text().await.context("reading the response")?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            return Ok(value);
+            return Ok(Found::Yes(value));
         }
         let code = value["error_code"].as_str().unwrap_or("ERROR");
         let message = value["message"].as_str().unwrap_or_default();
@@ -107,8 +121,18 @@ impl Client {
             }
             _ => String::new(),
         };
-        bail!("{code} ({status}): {message}{hint}")
+        let error = anyhow::anyhow!("{code} ({status}): {message}{hint}");
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Found::No(error));
+        }
+        Err(error)
     }
+}
+
+/// An answer, or the 404 that said the thing does not exist.
+pub(crate) enum Found {
+    Yes(Value),
+    No(anyhow::Error),
 }
 
 impl Client {

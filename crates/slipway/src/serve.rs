@@ -474,6 +474,54 @@ impl slipway_plane::plane::PlaneSource for RemoteSource {
         }
         Ok(())
     }
+
+    async fn monitor_schema(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<slipway_monitor::live::Schema>, String> {
+        let uri = format!("models:/{model}/{version}");
+        let found = self
+            .client
+            .call_found(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/slipway/v1/monitoring/references?model_uri={}",
+                    crate::remote::urlencode(&uri)
+                ),
+                None,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        match found {
+            crate::remote::Found::Yes(body) => {
+                serde_json::from_value(body["reference"]["schema"].clone())
+                    .map(Some)
+                    .map_err(|e| format!("reading the monitoring schema of {uri}: {e}"))
+            }
+            crate::remote::Found::No(_) => Ok(None),
+        }
+    }
+
+    async fn report_summary(
+        &self,
+        deployment: &str,
+        version: &str,
+        summary: slipway_monitor::live::Summary,
+    ) -> Result<(), String> {
+        self.client
+            .call(
+                reqwest::Method::POST,
+                &format!(
+                    "/api/slipway/v1/deployments/{}/monitoring/summaries",
+                    crate::remote::urlencode(deployment)
+                ),
+                Some(serde_json::json!({ "version": version, "summary": summary })),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
 }
 
 impl RemoteSource {

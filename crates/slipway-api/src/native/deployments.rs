@@ -32,6 +32,9 @@ pub struct SettingsIn {
     batch_max_wait_ms: Option<u32>,
     breaker_failures: Option<u32>,
     breaker_cooldown_ms: Option<u32>,
+    /// Drift monitoring windows: their length, and the rows that close one early (0: by time).
+    monitor_window_ms: Option<u64>,
+    monitor_window_rows: Option<u64>,
 }
 
 impl SettingsIn {
@@ -51,6 +54,12 @@ impl SettingsIn {
                 .breaker_cooldown_ms
                 .map_or(settings.breaker.cooldown_ms, u64::from),
         };
+        if let Some(v) = self.monitor_window_ms {
+            settings.monitor.window_ms = v;
+        }
+        if let Some(v) = self.monitor_window_rows {
+            settings.monitor.window_rows = v;
+        }
         settings
     }
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod deployments;
 mod identity;
+mod monitoring;
 mod promotions;
 
 use axum::Router;
@@ -54,6 +55,10 @@ routes! {
     GET "/deployments/{name}/events" => deployments::events [deployments::Page], Read Deployment;
     POST "/deployments/{name}/reports" => deployments::report [deployments::Report], Report Deployment;
     GET "/deployments/{name}/predictions" => deployments::predictions [deployments::Page], Read Deployment;
+    POST "/deployments/{name}/monitoring/summaries" => monitoring::report_summary [monitoring::ReportSummary], Report Deployment;
+    GET "/deployments/{name}/monitoring" => monitoring::status [monitoring::Status], Read Deployment;
+    POST "/monitoring/references" => monitoring::set_reference [monitoring::SetReference], Write ModelUri;
+    GET "/monitoring/references" => monitoring::get_reference [monitoring::GetReference], Read ModelUri;
 }
 
 pub(crate) fn routes() -> Router<App> {

@@ -783,6 +783,16 @@ async fn serve(
         served.spec.settings.log_sample > 0.0 && fastrand::f64() < served.spec.settings.log_sample;
     let total_rows = rows.len();
     let kept = log.then(|| logged_rows(&rows));
+    // Drift monitoring sees live traffic only: a forced request is someone's test.
+    let monitor = if forced {
+        None
+    } else {
+        served.monitor(variant).cloned()
+    };
+    if let Some(monitor) = &monitor {
+        monitor.push_rows(&rows);
+    }
+    let monitored = variant;
     let outcome = if variant == Variant::Candidate && candidate_unforced {
         // The candidate gets half the request's time: a hung candidate is a failure the
         // stable still has time to answer, not a 504 that nothing counts.
@@ -847,6 +857,11 @@ async fn serve(
         }
     };
     let micros = started.elapsed().as_micros() as u64;
+    if let Some(monitor) = &monitor
+        && variant == monitored
+    {
+        monitor.push_outputs(&ran.outputs);
+    }
     let summary = summarize(&ran.outputs);
     // Requests pinned by a routing key go to a variant by who sends them, not at random, so
     // their labels are no fair sample of a variant's traffic (one variant may get all of one

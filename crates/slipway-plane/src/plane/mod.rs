@@ -12,6 +12,7 @@
 
 pub mod http;
 pub(crate) mod metrics;
+pub mod monitor;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,10 +23,13 @@ use async_trait::async_trait;
 use slipway_core::deployment::{
     Breaker, BreakerState, Deployment, PredictionRecord, Traffic, Variant, WindowStats,
 };
+use slipway_monitor::live::{Schema, Summary};
 use slipway_serving::batcher::{BatchConfig, BatchError, Batcher};
 use slipway_serving::model::ModelError;
 use slipway_serving::{OnnxModel, Output, OutputValue, Runtime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use monitor::LiveMonitor;
 
 pub use http::replica_router;
 
@@ -52,6 +56,16 @@ pub trait PlaneSource: Send + Sync + 'static {
         stats: WindowStats,
     ) -> Result<(), String>;
     async fn log_predictions(&self, records: Vec<PredictionRecord>) -> Result<(), String>;
+    /// The schema a version's traffic is profiled by, when the version has a monitoring
+    /// reference.
+    async fn monitor_schema(&self, model: &str, version: &str) -> Result<Option<Schema>, String>;
+    /// A summary of a deployment's traffic to `version` since the last one.
+    async fn report_summary(
+        &self,
+        deployment: &str,
+        version: &str,
+        summary: Summary,
+    ) -> Result<(), String>;
 }
 
 /// How a plane runs its deployments (the same for all of them).
@@ -407,6 +421,9 @@ pub struct Served {
     /// Requests handled at once for this deployment; more are shed.
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) handles: metrics::Handles,
+    /// Drift monitoring of the stable's and the candidate's traffic, when their version has a
+    /// reference.
+    monitors: [Option<Arc<LiveMonitor>>; 2],
 }
 
 impl Served {
@@ -422,6 +439,10 @@ impl Served {
             Variant::Stable => 0,
             Variant::Candidate => 1,
         }
+    }
+
+    pub(crate) fn monitor(&self, variant: Variant) -> Option<&Arc<LiveMonitor>> {
+        self.monitors[Self::breaker_index(variant)].as_ref()
     }
 
     pub(crate) fn breaker_allows(&self, variant: Variant) -> bool {
@@ -471,6 +492,9 @@ pub(crate) struct NotReady {
 
 type LoadKey = (String, String, usize, u64);
 
+/// A version's monitoring schema (or its absence) and when it was read.
+type KnownSchema = (std::time::Instant, Option<Arc<Schema>>);
+
 /// How long a version that failed to load waits before the next attempt.
 const LOAD_RETRY: Duration = Duration::from_secs(10);
 
@@ -497,6 +521,11 @@ pub struct Plane {
     synced: AtomicBool,
     /// One sync at a time: the loop's and the one a control-plane change asks for.
     sync_lock: tokio::sync::Mutex<()>,
+    /// Live drift monitors by (deployment, version); they outlive revisions, so a rollout's
+    /// stage change keeps the rows gathered so far.
+    monitors: Mutex<HashMap<(String, String), Arc<LiveMonitor>>>,
+    /// Monitoring schemas by (model, version), or their absence, with when they were read.
+    schemas: Mutex<HashMap<(String, String), KnownSchema>>,
 }
 
 impl Plane {
@@ -518,6 +547,8 @@ impl Plane {
             log_receiver: Mutex::new(Some(log_receiver)),
             synced: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
+            monitors: Mutex::new(HashMap::new()),
+            schemas: Mutex::new(HashMap::new()),
         })
     }
 
@@ -699,6 +730,95 @@ impl Plane {
         Ok(loaded)
     }
 
+    /// A version's monitoring schema, read again after [`monitor::SCHEMA_TTL`]. A failed read
+    /// keeps what was known (monitoring never stops serving).
+    async fn schema_of(&self, model: &str, version: &str) -> Option<Arc<Schema>> {
+        let key = (model.to_owned(), version.to_owned());
+        let known = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some((at, schema)) = &known
+            && at.elapsed() < monitor::SCHEMA_TTL
+        {
+            return schema.clone();
+        }
+        let schema = match self.source.monitor_schema(model, version).await {
+            Ok(schema) => schema.map(Arc::new),
+            Err(error) => {
+                tracing::debug!(model, version, %error, "reading a monitoring schema");
+                known.and_then(|(_, schema)| schema)
+            }
+        };
+        self.schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (std::time::Instant::now(), schema.clone()));
+        schema
+    }
+
+    /// The monitor of a deployment's traffic to `version`, if the version has a reference;
+    /// the same one as long as its schema stays the same.
+    async fn monitor_for(&self, spec: &Deployment, version: &str) -> Option<Arc<LiveMonitor>> {
+        let schema = self.schema_of(&spec.model_name, version).await?;
+        let key = (spec.name.clone(), version.to_owned());
+        let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        match monitors.get(&key) {
+            Some(monitor) if monitor.schema == schema => Some(monitor.clone()),
+            _ => {
+                let monitor = Arc::new(LiveMonitor::new(&spec.name, version, schema));
+                monitors.insert(key, monitor.clone());
+                Some(monitor)
+            }
+        }
+    }
+
+    /// Sends every monitor's summary of the last seconds; monitors nothing serves any more
+    /// send their last one and go.
+    pub async fn flush_monitors(&self) {
+        // Not while a sync swaps monitors in: one made meanwhile would be dropped unsent.
+        let one_at_a_time = self.sync_lock.lock().await;
+        let served: std::collections::HashSet<(String, String)> = self
+            .served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flat_map(|s| {
+                s.monitors
+                    .iter()
+                    .flatten()
+                    .map(|m| (m.deployment.clone(), m.version.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let monitors: Vec<Arc<LiveMonitor>> = {
+            let mut all = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+            let list = all.values().cloned().collect();
+            all.retain(|key, _| served.contains(key));
+            list
+        };
+        drop(one_at_a_time);
+        for monitor in monitors {
+            let Some(summary) = monitor.take() else {
+                continue;
+            };
+            if let Err(error) = self
+                .source
+                .report_summary(&monitor.deployment, &monitor.version, summary)
+                .await
+            {
+                // The reference may have changed under it: read the schema again next sync.
+                tracing::warn!(deployment = %monitor.deployment, version = %monitor.version, %error, "sending a monitoring summary");
+                self.schemas
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(_, version), _| *version != monitor.version);
+            }
+        }
+    }
+
     /// Re-reads the specs and swaps in what changed. A version that fails to load keeps the
     /// previous revision serving (or the deployment not ready, if it never loaded).
     pub async fn sync(&self) -> Result<(), String> {
@@ -711,8 +831,27 @@ impl Plane {
                 served.spec.settings.batch_max_rows == spec.settings.batch_max_rows
                     && served.spec.settings.batch_max_wait_ms == spec.settings.batch_max_wait_ms
             };
+            let monitors = [
+                self.monitor_for(&spec, &spec.stable_version).await,
+                match spec.candidate_version() {
+                    Some(version) => self.monitor_for(&spec, version).await,
+                    None => None,
+                },
+            ];
+            let same_monitors = |served: &Served| {
+                served
+                    .monitors
+                    .iter()
+                    .zip(&monitors)
+                    .all(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    })
+            };
             if let Some(served) = &current
                 && served.spec.revision == spec.revision
+                && same_monitors(served)
             {
                 continue;
             }
@@ -791,6 +930,7 @@ impl Plane {
                     .unwrap_or_else(|| {
                         Arc::new(Semaphore::new(self.config.limits.max_in_flight.max(1)))
                     }),
+                monitors,
                 spec,
             });
             let name = served.spec.name.clone();
@@ -877,8 +1017,10 @@ impl Plane {
         let probe = tokio::spawn(self.lag.clone().probe());
         let mut sync = tokio::time::interval(self.config.sync_every);
         let mut report = tokio::time::interval(self.config.report_every);
+        let mut flush = tokio::time::interval(monitor::FLUSH_EVERY);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -889,10 +1031,12 @@ impl Plane {
                     }
                 }
                 _ = report.tick() => self.report().await,
+                _ = flush.tick() => self.flush_monitors().await,
             }
         }
         probe.abort();
         self.report().await;
+        self.flush_monitors().await;
         done.notify_one();
         if let Some(writer) = writer {
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
