@@ -8,7 +8,7 @@
 //! files' width.
 
 mod html;
-mod read;
+pub(crate) mod read;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};

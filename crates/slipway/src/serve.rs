@@ -74,8 +74,8 @@ pub struct ServeArgs {
 }
 
 /// A registered model version fetched to a private folder, which lives as long as this value.
-struct Fetched {
-    file: PathBuf,
+pub(crate) struct Fetched {
+    pub(crate) file: PathBuf,
     name: String,
     version: String,
     _folder: tempfile::TempDir,
@@ -84,7 +84,10 @@ struct Fetched {
 /// `models:/NAME@ALIAS` or `models:/NAME/VERSION`: the registered model's version, looked up on
 /// the tracking server, its files fetched through the server's artifact proxy into a local
 /// folder.
-async fn fetch_registered(uri: &str, tracking_uri: Option<String>) -> anyhow::Result<Fetched> {
+pub(crate) async fn fetch_registered(
+    uri: &str,
+    tracking_uri: Option<String>,
+) -> anyhow::Result<Fetched> {
     let rest = uri.strip_prefix("models:/").unwrap_or(uri);
     let client = crate::remote::Client::for_uri(tracking_uri)?;
     let encode = crate::remote::urlencode;

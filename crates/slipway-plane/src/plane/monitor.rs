@@ -116,42 +116,62 @@ fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
     best
 }
 
-/// Adds one prediction per row of `outputs` (their first output) to `summary`.
-pub fn push_predictions(summary: &mut Summary, outputs: &[Output]) {
+/// One row's prediction, as monitoring reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prediction {
+    /// A class: an integer label, or the index of the highest score.
+    Class(i64),
+    /// A class named by text (a ZipMap key that is not a number).
+    Label(String),
+    /// One score per row (a regressor).
+    Score(f64),
+    /// A row whose output named nothing (an empty map).
+    Missing,
+}
+
+impl Prediction {
+    fn raw(&self) -> RawValue<'_> {
+        match self {
+            Prediction::Class(class) => RawValue::Int(*class),
+            Prediction::Label(label) => RawValue::Str(label),
+            Prediction::Score(score) => RawValue::Float(*score),
+            Prediction::Missing => RawValue::Null,
+        }
+    }
+}
+
+/// One prediction per row of `outputs` (their first output).
+pub fn predictions(outputs: &[Output]) -> Vec<Prediction> {
     let Some(first) = outputs.first() else {
-        return;
+        return Vec::new();
     };
+    fn floats<T: Copy + PartialOrd + Into<f64>>(shape: &[i64], data: &[T]) -> Vec<Prediction> {
+        data.chunks(row_width(shape, data.len()))
+            .map(|row| {
+                if row.len() == 1 {
+                    Prediction::Score(row[0].into())
+                } else {
+                    Prediction::Class(argmax(row) as i64)
+                }
+            })
+            .collect()
+    }
     match &first.value {
-        OutputValue::I64 { shape, data } => {
-            for row in data.chunks(row_width(shape, data.len())) {
-                let label = if row.len() == 1 {
+        OutputValue::I64 { shape, data } => data
+            .chunks(row_width(shape, data.len()))
+            .map(|row| {
+                Prediction::Class(if row.len() == 1 {
                     row[0]
                 } else {
                     argmax(row) as i64
-                };
-                summary.push_prediction(RawValue::Int(label));
-            }
-        }
-        OutputValue::F32 { shape, data } => {
-            for row in data.chunks(row_width(shape, data.len())) {
-                summary.push_prediction(if row.len() == 1 {
-                    RawValue::Float(f64::from(row[0]))
-                } else {
-                    RawValue::Int(argmax(row) as i64)
-                });
-            }
-        }
-        OutputValue::F64 { shape, data } => {
-            for row in data.chunks(row_width(shape, data.len())) {
-                summary.push_prediction(if row.len() == 1 {
-                    RawValue::Float(row[0])
-                } else {
-                    RawValue::Int(argmax(row) as i64)
-                });
-            }
-        }
-        OutputValue::Maps(rows) => {
-            for row in rows {
+                })
+            })
+            .collect(),
+        OutputValue::F32 { shape, data } => floats(shape, data),
+        OutputValue::F64 { shape, data } => floats(shape, data),
+        OutputValue::Maps(rows) => rows
+            .iter()
+            .map(|row| {
                 let best = row
                     .iter()
                     .fold(None::<(&String, f32)>, |best, (key, value)| match best {
@@ -161,12 +181,21 @@ pub fn push_predictions(summary: &mut Summary, outputs: &[Output]) {
                     .map(|(key, _)| key.as_str());
                 // ZipMap keys are the class labels as text; integer labels stay integers so
                 // they meet the reference's keys.
-                summary.push_prediction(match best {
-                    Some(key) => key.parse::<i64>().map_or(RawValue::Str(key), RawValue::Int),
-                    None => RawValue::Null,
-                });
-            }
-        }
+                match best {
+                    Some(key) => key
+                        .parse::<i64>()
+                        .map_or_else(|_| Prediction::Label(key.to_owned()), Prediction::Class),
+                    None => Prediction::Missing,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Adds one prediction per row of `outputs` (their first output) to `summary`.
+pub fn push_predictions(summary: &mut Summary, outputs: &[Output]) {
+    for prediction in predictions(outputs) {
+        summary.push_prediction(prediction.raw());
     }
 }
 
