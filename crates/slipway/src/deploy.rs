@@ -42,6 +42,13 @@ struct SettingsFlags {
     /// How long an open circuit sends candidate traffic to stable (default 10s).
     #[arg(long, value_parser = humantime::parse_duration)]
     breaker_cooldown: Option<Duration>,
+    /// Drift monitoring: how long a window of live traffic lasts before it is compared with
+    /// the version's reference (default 5m; 5s to 7 days).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    monitor_window: Option<Duration>,
+    /// Drift monitoring: close a window early at this many rows (0: by time only, the default).
+    #[arg(long)]
+    monitor_window_rows: Option<u64>,
 }
 
 impl SettingsFlags {
@@ -61,6 +68,12 @@ impl SettingsFlags {
         }
         if let Some(v) = self.breaker_cooldown {
             settings.insert("breaker_cooldown_ms".into(), json!(v.as_millis() as u64));
+        }
+        if let Some(v) = self.monitor_window {
+            settings.insert("monitor_window_ms".into(), json!(v.as_millis() as u64));
+        }
+        if let Some(v) = self.monitor_window_rows {
+            settings.insert("monitor_window_rows".into(), json!(v));
         }
         (!settings.is_empty()).then_some(Value::Object(settings))
     }

@@ -6,6 +6,7 @@ mod config;
 mod convert;
 mod deploy;
 mod drift;
+mod monitor;
 mod remote;
 mod rollout_view;
 mod serve;
@@ -92,6 +93,9 @@ enum Command {
     /// Compare two datasets (CSV or Parquet) column by column for drift; exit code 0 when the
     /// dataset has not drifted, 1 when it has, 2 on an error.
     Drift(drift::DriftArgs),
+    /// Drift monitoring of deployments: model versions' references and deployments' windows
+    /// (over the HTTP API).
+    Monitor(monitor::MonitorArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
                 remote::permissions(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Deploy(args) => deploy::deploy(args).await,
+            Command::Monitor(args) => monitor::monitor(args).await,
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
