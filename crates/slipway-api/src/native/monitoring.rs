@@ -63,6 +63,8 @@ pub async fn set_reference(
     deployments
         .monitor
         .forget_reference(&stored.model_name, stored.version);
+    // This server's plane starts profiling at its next sync, not after its schema cache ages.
+    deployments.plane.forget_monitor_schemas();
     Ok(Json(json!({ "reference": describe(&stored) })))
 }
 

@@ -759,6 +759,15 @@ impl Plane {
         schema
     }
 
+    /// Forgets the monitoring schemas read so far: the next sync reads them again (a reference
+    /// was just set in this process).
+    pub fn forget_monitor_schemas(&self) {
+        self.schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The monitor of a deployment's traffic to `version`, if the version has a reference;
     /// the same one as long as its schema stays the same.
     async fn monitor_for(&self, spec: &Deployment, version: &str) -> Option<Arc<LiveMonitor>> {
