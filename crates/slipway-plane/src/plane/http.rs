@@ -908,20 +908,25 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        plane.log_prediction(PredictionRecord {
-            id: 0,
-            deployment: served.spec.name.clone(),
-            request_id,
-            time_ms: now_ms(),
-            variant,
-            model_version: served
-                .version(variant)
-                .map(|l| l.version.clone())
-                .unwrap_or_default(),
-            outputs: logged_outputs(&ran.outputs, rows.len(), total_rows),
-            inputs: logged_inputs(rows, total_rows),
-            latency_us: micros,
-        });
+        // What the record will hold: the kept rows' values and as many outputs per row.
+        let values = rows.iter().map(Vec::len).sum::<usize>() + rows.len() * ran.outputs.len();
+        plane.log_prediction(
+            values,
+            PredictionRecord {
+                id: 0,
+                deployment: served.spec.name.clone(),
+                request_id,
+                time_ms: now_ms(),
+                variant,
+                model_version: served
+                    .version(variant)
+                    .map(|l| l.version.clone())
+                    .unwrap_or_default(),
+                outputs: logged_outputs(&ran.outputs, rows.len(), total_rows),
+                inputs: logged_inputs(rows, total_rows),
+                latency_us: micros,
+            },
+        );
     }
     response
 }

@@ -74,6 +74,7 @@ pub struct PlaneMetrics {
     rescored: Family<OutcomeLabels, Counter>,
     log: Family<OutcomeLabels, Counter>,
     log_write_failures: Counter,
+    log_queued: Gauge<i64, AtomicI64>,
 }
 
 impl Default for PlaneMetrics {
@@ -99,6 +100,7 @@ impl Default for PlaneMetrics {
         let rescored = Family::<OutcomeLabels, Counter>::default();
         let log = Family::<OutcomeLabels, Counter>::default();
         let log_write_failures = Counter::default();
+        let log_queued = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "deployment_requests",
             "Inference requests to a deployment, by protocol and outcome (shed, timeout included)",
@@ -160,6 +162,11 @@ impl Default for PlaneMetrics {
             log.clone(),
         );
         registry.register(
+            "prediction_log_queued_values",
+            "Values (inputs and outputs) in prediction log records waiting to be written",
+            log_queued.clone(),
+        );
+        registry.register(
             "prediction_log_write_failures",
             "Prediction log records lost because the store refused the write",
             log_write_failures.clone(),
@@ -179,6 +186,7 @@ impl Default for PlaneMetrics {
             rescored,
             log,
             log_write_failures,
+            log_queued,
         }
     }
 }
@@ -365,6 +373,11 @@ impl PlaneMetrics {
                 outcome,
             })
             .inc();
+    }
+
+    pub fn prediction_log_queue(&self, values: usize) {
+        self.log_queued
+            .set(i64::try_from(values).unwrap_or(i64::MAX));
     }
 
     pub fn prediction_log_failed(&self, records: u64) {

@@ -511,8 +511,12 @@ pub struct Plane {
     failed_loads: Mutex<HashMap<LoadKey, (std::time::Instant, String)>>,
     runtime: Mutex<Option<Runtime>>,
     pub(crate) metrics: Arc<metrics::PlaneMetrics>,
-    log: mpsc::Sender<PredictionRecord>,
-    log_receiver: Mutex<Option<mpsc::Receiver<PredictionRecord>>>,
+    log: mpsc::Sender<(usize, PredictionRecord)>,
+    log_receiver: Mutex<Option<mpsc::Receiver<(usize, PredictionRecord)>>>,
+    /// Values (inputs and outputs) held by the queued records: records differ in size by four
+    /// orders of magnitude (1 to 100 rows of 1 to 10,000 values), so a count of records alone
+    /// would not bound the queue's memory.
+    log_values: AtomicUsize,
     pub(crate) mirrors: Arc<Semaphore>,
     /// Re-scorings of candidate answers on the stable running at once (as many as mirrors);
     /// more are skipped and counted, never queued, so they never hold a request or memory.
@@ -545,6 +549,7 @@ impl Plane {
             metrics: Arc::new(metrics::PlaneMetrics::default()),
             log,
             log_receiver: Mutex::new(Some(log_receiver)),
+            log_values: AtomicUsize::new(0),
             synced: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
             monitors: Mutex::new(HashMap::new()),
@@ -610,14 +615,26 @@ impl Plane {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// Queues a prediction record; a full queue drops it (counted), never waits.
-    pub(crate) fn log_prediction(&self, record: PredictionRecord) {
+    /// Queues a prediction record of about `values` numbers; a full queue (by records, or by
+    /// the values they hold) drops it (counted), never waits.
+    pub(crate) fn log_prediction(&self, values: usize, record: PredictionRecord) {
         let deployment = record.deployment.clone();
-        let outcome = match self.log.try_send(record) {
-            Ok(()) => "queued",
-            Err(_) => "dropped",
+        let queued = self.log_values.fetch_add(values, Ordering::Relaxed);
+        let outcome = if queued.saturating_add(values) > LOG_QUEUE_MAX_VALUES {
+            self.log_values.fetch_sub(values, Ordering::Relaxed);
+            "dropped"
+        } else {
+            match self.log.try_send((values, record)) {
+                Ok(()) => "queued",
+                Err(_) => {
+                    self.log_values.fetch_sub(values, Ordering::Relaxed);
+                    "dropped"
+                }
+            }
         };
         self.metrics.prediction_log(&deployment, outcome);
+        self.metrics
+            .prediction_log_queue(self.log_values.load(Ordering::Relaxed));
     }
 
     fn runtime(&self) -> Result<Runtime, String> {
@@ -1054,9 +1071,13 @@ impl Plane {
 }
 
 /// Writes queued prediction records in batches, off the request path.
+/// Values the prediction log queue holds at most (about 40 MB as JSON values); records beyond
+/// are dropped and counted, like records beyond the queue's length.
+pub(crate) const LOG_QUEUE_MAX_VALUES: usize = 1_000_000;
+
 async fn write_log(
     plane: Arc<Plane>,
-    mut receiver: mpsc::Receiver<PredictionRecord>,
+    mut receiver: mpsc::Receiver<(usize, PredictionRecord)>,
     done: Arc<tokio::sync::Notify>,
 ) {
     const BATCH: usize = 500;
@@ -1098,7 +1119,13 @@ async fn write_log(
                 }
             }
         }
-        let records = std::mem::take(&mut batch);
+        let taken = std::mem::take(&mut batch);
+        let values: usize = taken.iter().map(|(values, _)| values).sum();
+        plane.log_values.fetch_sub(values, Ordering::Relaxed);
+        plane
+            .metrics
+            .prediction_log_queue(plane.log_values.load(Ordering::Relaxed));
+        let records: Vec<PredictionRecord> = taken.into_iter().map(|(_, record)| record).collect();
         let count = records.len();
         if let Err(error) = plane.source.log_predictions(records).await {
             tracing::warn!(%error, count, "writing the prediction log");
@@ -1255,6 +1282,86 @@ pub(crate) fn summarize(outputs: &[Output]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source with nothing behind it: for what the plane does on its own.
+    struct Nothing;
+
+    #[async_trait]
+    impl PlaneSource for Nothing {
+        async fn deployments(&self) -> Result<Vec<Deployment>, String> {
+            Ok(Vec::new())
+        }
+        async fn model_files(&self, _: &str, _: &str) -> Result<ModelBytes, String> {
+            Err("none".into())
+        }
+        async fn report(&self, _: &str, _: i64, _: usize, _: WindowStats) -> Result<(), String> {
+            Ok(())
+        }
+        async fn log_predictions(&self, _: Vec<PredictionRecord>) -> Result<(), String> {
+            Ok(())
+        }
+        async fn monitor_schema(&self, _: &str, _: &str) -> Result<Option<Schema>, String> {
+            Ok(None)
+        }
+        async fn report_summary(&self, _: &str, _: &str, _: Summary) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn record() -> PredictionRecord {
+        PredictionRecord {
+            id: 0,
+            deployment: "d".into(),
+            request_id: "r".into(),
+            time_ms: 0,
+            variant: Variant::Stable,
+            model_version: "1".into(),
+            inputs: serde_json::Value::Null,
+            outputs: serde_json::Value::Null,
+            latency_us: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_prediction_log_queue_is_bounded_by_the_values_it_holds() {
+        let plane = Plane::new(Arc::new(Nothing), PlaneConfig::default());
+        // Far fewer records than the queue's length, but wide ones: the values decide.
+        let wide = LOG_QUEUE_MAX_VALUES / 3;
+        for _ in 0..5 {
+            plane.log_prediction(wide, record());
+        }
+        assert_eq!(plane.log_values.load(Ordering::Relaxed), 3 * wide);
+        let mut text = String::new();
+        plane.encode_metrics_into(&mut text);
+        assert!(
+            text.contains(r#"slipway_serving_prediction_log_records_total{deployment="d",outcome="dropped"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "slipway_serving_prediction_log_queued_values {}",
+                3 * wide
+            )),
+            "{text}"
+        );
+        // Written records free their share.
+        let receiver = plane.log_receiver.lock().unwrap().take().expect("receiver");
+        let done = Arc::new(tokio::sync::Notify::new());
+        let writer = tokio::spawn(write_log(plane.clone(), receiver, done.clone()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while plane.log_values.load(Ordering::Relaxed) > 0 {
+            assert!(Instant::now() < deadline, "the queue did not drain");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        plane.log_prediction(wide, record());
+        done.notify_one();
+        let _ = writer.await;
+        assert_eq!(
+            plane.log_values.load(Ordering::Relaxed),
+            0,
+            "written at shutdown"
+        );
+    }
 
     #[test]
     fn the_door_refuses_more_as_the_runtime_falls_behind() {
