@@ -789,9 +789,7 @@ async fn serve(
     } else {
         served.monitor(variant).cloned()
     };
-    if let Some(monitor) = &monitor {
-        monitor.push_rows(&rows);
-    }
+    let picks = monitor.as_ref().map(|monitor| monitor.pick(&rows));
     let monitored = variant;
     let outcome = if variant == Variant::Candidate && candidate_unforced {
         // The candidate gets half the request's time: a hung candidate is a failure the
@@ -857,10 +855,10 @@ async fn serve(
         }
     };
     let micros = started.elapsed().as_micros() as u64;
-    if let Some(monitor) = &monitor
+    if let (Some(monitor), Some(picks)) = (&monitor, picks)
         && variant == monitored
     {
-        monitor.push_outputs(&ran.outputs);
+        monitor.record(picks, &ran.outputs);
     }
     let summary = summarize(&ran.outputs);
     // Requests pinned by a routing key go to a variant by who sends them, not at random, so

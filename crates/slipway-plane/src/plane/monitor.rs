@@ -1,10 +1,15 @@
 //! Drift monitoring on the data plane: each deployment's traffic to a version that has a
-//! monitoring reference is profiled here, row by row, into a small [`Summary`] that the plane
-//! sends to the control plane every [`FLUSH_EVERY`] (rows never leave the process: a summary
-//! holds at most `CHUNK_CONFIG`'s values per column, then a sketch).
+//! monitoring reference is sampled here into a small [`Summary`] that the plane sends to the
+//! control plane every [`FLUSH_EVERY`] (rows never leave the process).
 //!
-//! The request path pays one uncontended lock and one push per feature per row (measured in
-//! `bench/monitor`); everything else (windows, tests, storage) happens on the server.
+//! The sample is a reservoir (Vitter's algorithm R) of at most [`SAMPLE_ROWS`] rows per
+//! summary, uniform over the rows seen since the last one, each kept with what the model
+//! answered for it; the summary counts every row seen. So the request path pays a lock and a
+//! random draw per row, and copies a row only when the reservoir takes it (at most
+//! `SAMPLE_ROWS` times, then ever more rarely), however heavy the traffic; profiling the
+//! sample happens when the summary is taken, off the request path. Sampling is independent of
+//! the values, so with no drift a window's sample is still a sample of the reference's
+//! distribution and the tests keep their false-alarm rate (measured in `monitor_cost`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,58 +21,139 @@ use slipway_serving::model::{Output, OutputValue};
 /// How often a plane sends its summaries.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
+/// Rows a summary profiles at most: `CHUNK_CONFIG`'s exact size, so a summary is exact.
+pub const SAMPLE_ROWS: usize = CHUNK_CONFIG.max_exact_values;
+
 /// How long a version's schema (or its absence) is trusted before it is read again: a
 /// reference created after a deployment is picked up within this.
 pub(crate) const SCHEMA_TTL: Duration = Duration::from_secs(10);
 
-/// One deployment's traffic to one version, being summarised.
+/// The rows sampled since the last summary.
+struct Chunk {
+    /// Bumped at every summary, so a request that picked rows of an earlier chunk does not
+    /// write them into this one.
+    generation: u64,
+    start_ms: i64,
+    end_ms: i64,
+    /// Rows seen (offered to the reservoir).
+    seen: u64,
+    /// The reservoir: a slot is empty until its request answered.
+    slots: Vec<Option<(Vec<f32>, Option<Prediction>)>>,
+    rng: fastrand::Rng,
+}
+
+impl Chunk {
+    fn new(generation: u64) -> Chunk {
+        Chunk {
+            generation,
+            start_ms: 0,
+            end_ms: 0,
+            seen: 0,
+            slots: Vec::new(),
+            rng: fastrand::Rng::new(),
+        }
+    }
+}
+
+/// Rows of one request the reservoir took: (row index in the request, slot, the row).
+pub struct Picks {
+    generation: u64,
+    rows: Vec<(usize, usize, Vec<f32>)>,
+}
+
+/// One deployment's traffic to one version, being sampled.
 pub struct LiveMonitor {
     pub deployment: String,
     pub version: String,
     pub schema: Arc<Schema>,
-    chunk: Mutex<Summary>,
+    chunk: Mutex<Chunk>,
 }
 
 impl LiveMonitor {
-    pub(crate) fn new(deployment: &str, version: &str, schema: Arc<Schema>) -> LiveMonitor {
+    pub fn new(deployment: &str, version: &str, schema: Arc<Schema>) -> LiveMonitor {
         LiveMonitor {
             deployment: deployment.to_owned(),
             version: version.to_owned(),
-            chunk: Mutex::new(Summary::new(&schema, CHUNK_CONFIG, super::now_ms())),
+            chunk: Mutex::new(Chunk::new(0)),
             schema,
         }
     }
 
-    /// Adds the rows one request's model saw.
-    pub(crate) fn push_rows(&self, rows: &[Vec<f32>]) {
+    /// Offers one request's rows to the reservoir (before the model runs on them): every row
+    /// is counted, the ones taken are copied.
+    pub fn pick(&self, rows: &[Vec<f32>]) -> Picks {
         let now = super::now_ms();
         let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
-        if chunk.rows == 0 {
-            (chunk.start_ms, chunk.end_ms) = (now, now);
+        if chunk.seen == 0 {
+            chunk.start_ms = now;
         }
-        chunk.touch(now);
-        for row in rows {
-            chunk.push_row(row);
+        chunk.end_ms = now;
+        let mut picks = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            chunk.seen += 1;
+            let slot = if chunk.seen as usize <= SAMPLE_ROWS {
+                chunk.seen as usize - 1
+            } else {
+                let seen = chunk.seen;
+                let draw = chunk.rng.u64(0..seen);
+                if draw >= SAMPLE_ROWS as u64 {
+                    continue;
+                }
+                draw as usize
+            };
+            picks.push((index, slot, row.clone()));
+        }
+        Picks {
+            generation: chunk.generation,
+            rows: picks,
         }
     }
 
-    /// Adds what the model answered for those rows.
-    pub(crate) fn push_outputs(&self, outputs: &[Output]) {
-        if self.schema.prediction.is_none() {
+    /// Stores the picked rows with what the model answered for them.
+    pub fn record(&self, picks: Picks, outputs: &[Output]) {
+        if picks.rows.is_empty() {
             return;
         }
+        let mut predictions = if self.schema.prediction.is_some() {
+            predictions(outputs).into_iter().map(Some).collect()
+        } else {
+            Vec::new()
+        };
         let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
-        push_predictions(&mut chunk, outputs);
+        if chunk.generation != picks.generation {
+            return;
+        }
+        for (index, slot, row) in picks.rows {
+            if chunk.slots.len() <= slot {
+                chunk.slots.resize_with(slot + 1, || None);
+            }
+            let prediction = predictions.get_mut(index).and_then(Option::take);
+            chunk.slots[slot] = Some((row, prediction));
+        }
     }
 
-    /// The summary gathered since the last call, if any row arrived.
-    pub(crate) fn take(&self) -> Option<Summary> {
-        let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
-        if chunk.rows == 0 {
-            return None;
+    /// The summary of the rows seen since the last call, if any: the sample profiled, every
+    /// row counted.
+    pub fn take(&self) -> Option<Summary> {
+        let chunk = {
+            let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
+            if chunk.seen == 0 {
+                return None;
+            }
+            let next = Chunk::new(chunk.generation + 1);
+            std::mem::replace(&mut *chunk, next)
+        };
+        let mut summary = Summary::new(&self.schema, CHUNK_CONFIG, chunk.start_ms);
+        for (row, prediction) in chunk.slots.into_iter().flatten() {
+            summary.push_row(&row);
+            if let Some(prediction) = prediction {
+                summary.push_prediction(prediction.raw());
+            }
         }
-        let fresh = Summary::new(&self.schema, CHUNK_CONFIG, super::now_ms());
-        Some(std::mem::replace(&mut *chunk, fresh))
+        summary.rows = chunk.seen;
+        summary.start_ms = chunk.start_ms;
+        summary.end_ms = chunk.end_ms;
+        Some(summary)
     }
 }
 
@@ -203,6 +289,64 @@ pub fn push_predictions(summary: &mut Summary, outputs: &[Output]) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_sample_is_uniform_over_the_rows_seen_and_every_row_is_counted() {
+        let schema = Arc::new(schema(ColumnType::Categorical));
+        let monitor = LiveMonitor::new("d", "1", schema);
+        let rows: Vec<Vec<f32>> = (0..256).map(|i| vec![i as f32]).collect();
+        let labels = vec![Output {
+            name: "label".into(),
+            value: OutputValue::I64 {
+                shape: vec![256],
+                data: (0..256).map(|i| i % 2).collect(),
+            },
+        }];
+        // 100 requests of 256 rows whose values run 0..25,600 in order: a uniform sample has
+        // about as many values in each tenth of the range.
+        for request in 0..100 {
+            let rows: Vec<Vec<f32>> = rows
+                .iter()
+                .map(|r| vec![r[0] + 256.0 * request as f32])
+                .collect();
+            let picks = monitor.pick(&rows);
+            monitor.record(picks, &labels);
+        }
+        // A request picked before a summary was taken does not write into the next chunk.
+        let late = monitor.pick(&rows);
+        let summary = monitor.take().expect("rows");
+        monitor.record(late, &labels);
+        assert!(
+            monitor.take().is_none(),
+            "the late request's rows went nowhere"
+        );
+        assert_eq!(summary.rows, 100 * 256 + 256, "every row counted");
+        let slipway_monitor::ColumnProfile::Numeric(x) = &summary.features[0] else {
+            panic!("numeric");
+        };
+        assert_eq!(x.count(), SAMPLE_ROWS as u64);
+        let values = match x.sorted_data() {
+            slipway_monitor::profile::SortedData::Exact(v) => v.into_owned(),
+            slipway_monitor::profile::SortedData::Weighted(_) => panic!("exact"),
+        };
+        for tenth in 0..10 {
+            let low = tenth as f64 * 2_560.0;
+            let n = values
+                .iter()
+                .filter(|v| **v >= low && **v < low + 2_560.0)
+                .count();
+            assert!(
+                (130..=280).contains(&n),
+                "tenth {tenth}: {n} of {}",
+                values.len()
+            );
+        }
+        // Each sampled row kept its own prediction (the parity of its index in the request).
+        assert_eq!(
+            summary.prediction.as_ref().map(|p| p.count()),
+            Some(SAMPLE_ROWS as u64)
+        );
+    }
+
     fn schema(prediction: ColumnType) -> Schema {
         Schema {
             features: vec![Feature {
@@ -253,10 +397,10 @@ mod tests {
         );
 
         let monitor = LiveMonitor::new("d", "1", Arc::new(schema(ColumnType::Categorical)));
-        monitor.push_rows(&[vec![1.0], vec![2.0], vec![3.0]]);
-        monitor.push_outputs(&labels);
-        monitor.push_rows(&[vec![1.0], vec![2.0]]);
-        monitor.push_outputs(&probabilities);
+        let picks = monitor.pick(&[vec![1.0], vec![2.0], vec![3.0]]);
+        monitor.record(picks, &labels);
+        let picks = monitor.pick(&[vec![1.0], vec![2.0]]);
+        monitor.record(picks, &probabilities);
         let summary = monitor.take().expect("rows arrived");
         assert_eq!(summary.rows, 5);
         let prediction = summary.prediction.as_ref().expect("prediction");
@@ -269,8 +413,8 @@ mod tests {
         assert!(monitor.take().is_none(), "taken");
 
         let numeric = LiveMonitor::new("d", "1", Arc::new(schema(ColumnType::Numerical)));
-        numeric.push_rows(&[vec![1.0], vec![2.0]]);
-        numeric.push_outputs(&scores);
+        let picks = numeric.pick(&[vec![1.0], vec![2.0]]);
+        numeric.record(picks, &scores);
         let summary = numeric.take().expect("rows");
         let slipway_monitor::ColumnProfile::Numeric(p) = summary.prediction.as_ref().unwrap()
         else {
