@@ -7,7 +7,7 @@
 #   bench/serving/overload.sh [--rows N] [--p99-target-ms MS] [--max-in-flight N]
 #                             [--step-seconds S] [--run-seconds S] [--soak-seconds S]
 #                             [--capacity R] [--no-soak] [--target replica|server]
-#                             [--max-queue-wait-ms MS] [--no-pin]
+#                             [--max-queue-wait-ms MS] [--no-pin] [--monitor]
 #
 # 1. capacity: the highest rate (req/s) at which every request is answered 200 within the p99
 #    target, nothing is shed and the replica keeps up (admitted >= 98 % of offered). Found by
@@ -34,6 +34,11 @@
 # pinned, "capacity" is what one core of replica answers. --no-pin leaves scheduling to the
 # kernel. --max-queue-wait-ms is passed to the replica (its default otherwise).
 #
+# --monitor gives the version a drift monitoring reference (the request body's rows as a CSV,
+# `slipway monitor reference create`) before the replica starts, so every request's rows are
+# profiled and summaries go to the server every 2 s (windows of 10 s): run once with and once
+# without to see what monitoring costs serving (BENCHMARKS.md, "Drift monitoring's cost").
+#
 # Everything runs on 127.0.0.1; every load loop is bounded by its duration. Results:
 # bench/results/overload-<timestamp>.json (every figure) and a markdown summary on stdout.
 # Needs: curl, python3, cargo (builds slipway and the load generator in release).
@@ -51,6 +56,7 @@ SOAK=1
 TARGET=replica
 QUEUE_WAIT=()
 PIN=1
+MONITOR=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS=$2; shift ;;
@@ -62,6 +68,7 @@ while [ $# -gt 0 ]; do
     --capacity) CAPACITY=$2; shift ;;
     --no-soak) SOAK=0 ;;
     --no-pin) PIN=0 ;;
+    --monitor) MONITOR=1 ;;
     --max-queue-wait-ms) QUEUE_WAIT=(--max-queue-wait-ms "$2"); shift ;;
     --target) TARGET=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -142,7 +149,20 @@ start_process server "${SERVER_CPU[@]}" "$SLIPWAY" server --port "$SERVER_PORT" 
   --onnxruntime "$ORT"
 "$LOADGEN" --url "$SERVER" wait-health --timeout 60 --pid "$(cat "$WORK/server.pid")" >/dev/null
 python3 "$ROOT/bench/serving/register_deployment.py" "$SERVER" "$MODEL" bench >&2
-MLFLOW_TRACKING_URI=$SERVER "$SLIPWAY" deploy create bench --model models:/bench@production >&2
+if [ "$MONITOR" = 1 ]; then
+  python3 - "$WORK/body.json" "$WORK/reference.csv" <<'PY'
+import csv, json, sys
+rows = json.load(open(sys.argv[1]))["inputs"]
+with open(sys.argv[2], "w", newline="") as f:
+    out = csv.writer(f)
+    out.writerow([f"f{i}" for i in range(len(rows[0]))])
+    out.writerows(rows)
+PY
+  MLFLOW_TRACKING_URI=$SERVER "$SLIPWAY" monitor reference create models:/bench/1 \
+    --data "$WORK/reference.csv" --onnxruntime "$ORT" >&2
+fi
+MLFLOW_TRACKING_URI=$SERVER "$SLIPWAY" deploy create bench --model models:/bench@production \
+  --monitor-window 10s >&2
 if [ "$TARGET" = replica ]; then
   REPLICA_PORT=$("$LOADGEN" free-port)
   start_process replica "${MEASURED_CPU[@]}" "$SLIPWAY" serve --deployment bench --tracking-uri "$SERVER" \
@@ -192,7 +212,7 @@ sustains() {
 }
 
 "$LOADGEN" --json-out "$RESULTS" meta --set rows="$ROWS" --set p99_target_ms="$P99_TARGET_MS" \
-  --set max_in_flight="$MAX_IN_FLIGHT" --set target="$TARGET" --set pinned="$PIN" --set max_queue_wait_ms="${QUEUE_WAIT[1]:-default}" --set commit="$(git rev-parse --short HEAD)" \
+  --set max_in_flight="$MAX_IN_FLIGHT" --set target="$TARGET" --set pinned="$PIN" --set monitor="$MONITOR" --set max_queue_wait_ms="${QUEUE_WAIT[1]:-default}" --set commit="$(git rev-parse --short HEAD)" \
   --set started="$(date -Iseconds)" --set load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ -z "$CAPACITY" ]; then
@@ -218,7 +238,28 @@ rate overload-2x $((CAPACITY * 2)) "$RUN_SECONDS"
 rss_of() { awk '/^VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 SERVER_RSS_BEFORE=$(rss_of server)
 if [ "$SOAK" = 1 ]; then
+  # Beside the RSS: what the measured process itself holds, every 10 s, from its /metrics
+  # (the prediction log's queued values, requests in flight), to tell a queue from the
+  # allocator when memory moves.
+  (
+    while sleep 10; do
+      printf '%s ' "$(date +%s)"
+      curl -sf "$BASE/metrics" | awk '
+        /^slipway_serving_prediction_log_queued_values / {q = $2}
+        /^slipway_serving_deployment_in_flight_requests[{]/ {f += $2}
+        END {printf "%d %d\n", q, f}'
+    done
+  ) >"$WORK/gauges.txt" 2>/dev/null &
+  GAUGES_PID=$!
   rate soak $((CAPACITY * 8 / 10)) "$SOAK_SECONDS" --interval 60 --rss-every 10
+  kill "$GAUGES_PID" 2>/dev/null || true
+  GAUGES=$(awk '{q[NR] = $2; f[NR] = $3; if ($2 > qmax) qmax = $2; if ($3 > fmax) fmax = $3}
+    END {printf "prediction log queued values: first %d, max %d, last %d; in flight: max %d, last %d (%d samples)", q[1], qmax, q[NR], fmax, f[NR], NR}' "$WORK/gauges.txt")
+  "$LOADGEN" --json-out "$RESULTS" meta --set soak_gauges="$GAUGES"
+fi
+if [ "$MONITOR" = 1 ]; then
+  MONITORED=$(curl -sf "$SERVER/metrics" | awk '/^slipway_monitor_(summaries|late_summaries|windows)_total/ {printf "%s %s; ", $1, $2}')
+  "$LOADGEN" --json-out "$RESULTS" meta --set monitored="$MONITORED"
 fi
 SERVER_RSS_AFTER=$(rss_of server)
 "$LOADGEN" --json-out "$RESULTS" meta --set capacity="$CAPACITY" --set finished="$(date -Iseconds)" \
@@ -266,5 +307,9 @@ if "soak" in s:
         print(f"its open sockets (connections from the generator, which opens more while answers are slow): "
               f"first {sockets[0]}, max {max(sockets)}, last {sockets[-1]}")
     print(f"server RSS before / after the soak: {meta.get('server_mem_before_soak')} / {meta.get('server_mem_after_soak')}")
+    if meta.get("soak_gauges"):
+        print(f"measured process over the soak: {meta['soak_gauges']}")
+if meta.get("monitored"):
+    print(f"\ndrift monitoring on the server: {meta['monitored']}")
 print(f"\nload average before / after: {meta['load_before']} / {meta.get('load_after')}; results: {sys.argv[1]}")
 PY
