@@ -19,6 +19,8 @@ use slipway_api::Deployments;
 use slipway_app::{App, AppSettings};
 use slipway_artifacts::ObjectArtifactStore;
 use slipway_core::deployment::{WindowStats, route_hash, routes_to_candidate};
+use slipway_monitor::live::{CHUNK_CONFIG, Feature, REFERENCE_CONFIG, Schema, Summary};
+use slipway_monitor::{ColumnType, RawValue};
 use slipway_plane::plane::PlaneConfig;
 use slipway_plane::scoring::Limits;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
@@ -2418,4 +2420,238 @@ async fn tick_until_settled(h: &Harness) -> Value {
         }
         assert!(Instant::now() < deadline, "{deployment}");
     }
+}
+
+on_both_backends!(case_monitoring_windows: monitoring_windows_sqlite, monitoring_windows_postgres);
+
+/// A reference for the breast-cancer model: its 30 features, numerical, and a class.
+fn monitoring_reference(rows: usize, shift: f32) -> (Schema, Summary) {
+    let schema = Schema {
+        features: (0..30)
+            .map(|i| Feature {
+                name: format!("f{i}"),
+                column_type: ColumnType::Numerical,
+            })
+            .collect(),
+        prediction: Some(Feature {
+            name: "prediction".into(),
+            column_type: ColumnType::Categorical,
+        }),
+    };
+    let summary = monitoring_summary(&schema, rows, shift, 0, REFERENCE_CONFIG, 1);
+    (schema, summary)
+}
+
+/// A summary of `rows` rows ending at `end_ms`: the fixture's rows with noise, plus `shift`.
+fn monitoring_summary(
+    schema: &Schema,
+    rows: usize,
+    shift: f32,
+    end_ms: i64,
+    config: slipway_monitor::ProfileConfig,
+    seed: u64,
+) -> Summary {
+    let base = read_json(fixtures().join("logreg_breast_cancer.samples.json"))["inputs"].clone();
+    let base: Vec<Vec<f32>> = serde_json::from_value(base).expect("rows");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut summary = Summary::new(schema, config, end_ms);
+    for i in 0..rows {
+        let row: Vec<f32> = base[i % base.len()]
+            .iter()
+            .map(|v| v * (0.9 + 0.2 * rng.f32()) + shift * v.abs().max(1.0))
+            .collect();
+        summary.push_row(&row);
+        summary.push_prediction(RawValue::Int(i64::from(rng.bool())));
+    }
+    summary.touch(end_ms);
+    summary
+}
+
+async fn case_monitoring_windows(h: &Harness) {
+    h.deploy(json!({"monitor_window_ms": 60_000})).await;
+    let (schema, reference) = monitoring_reference(2_000, 0.0);
+    // Summaries are refused until the version has a reference.
+    // What the monitor reads of a deployment: its name, model and window settings.
+    let spec = slipway_core::deployment::Deployment {
+        name: NAME.into(),
+        model_name: MODEL.into(),
+        alias: Some("production".into()),
+        stable_version: "1".into(),
+        previous_version: None,
+        settings: slipway_core::deployment::ServingSettings {
+            monitor: slipway_core::monitoring::MonitorSettings {
+                window_ms: 60_000,
+                window_rows: 0,
+            },
+            ..Default::default()
+        },
+        rollout: None,
+        revision: 1,
+        created_ms: 0,
+        created_by: "test".into(),
+        updated_ms: 0,
+    };
+    let early = monitoring_summary(&schema, 10, 0.0, 1_000, CHUNK_CONFIG, 2);
+    let refused = h.deployments.monitor.record(&spec, 1, early, "test").await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("no monitoring reference")),
+        "{refused:?}"
+    );
+    h.ok(
+        "POST",
+        &format!("{NATIVE}/monitoring/references"),
+        Some(json!({
+            "model_uri": format!("models:/{MODEL}/1"),
+            "schema": schema,
+            "summary": reference,
+            "label_column": null,
+            "performance": null,
+        })),
+    )
+    .await;
+    let record = |rows: usize, shift: f32, end_ms: i64, seed: u64| {
+        let summary = monitoring_summary(&schema, rows, shift, end_ms, CHUNK_CONFIG, seed);
+        let spec = spec.clone();
+        async move {
+            h.deployments
+                .monitor
+                .record(&spec, 1, summary, "test")
+                .await
+                .expect("recorded")
+        }
+    };
+    // Time windows of a minute, aligned: two summaries in [0, 60 s), then one in [60 s, 120 s)
+    // closes the first; a summary from before the open window is late.
+    record(100, 0.0, 10_000, 3).await;
+    record(150, 0.0, 30_000, 4).await;
+    record(200, 0.5, 70_000, 5).await;
+    record(50, 0.0, 50_000, 6).await;
+    let status = h
+        .ok(
+            "GET",
+            &format!("{NATIVE}/deployments/{NAME}/monitoring"),
+            None,
+        )
+        .await;
+    let windows = status["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 1, "{status}");
+    assert_eq!(
+        (
+            windows[0]["start_ms"].as_i64(),
+            windows[0]["end_ms"].as_i64(),
+            windows[0]["rows"].as_u64()
+        ),
+        (Some(0), Some(30_000), Some(250)),
+        "the window ends at its last row"
+    );
+    let first = &windows[0]["report"]["report"]["features"]["dataset"];
+    assert_eq!(first["dataset_drift"], false, "{first}");
+    assert_eq!(windows[0]["report"]["sources"], json!({"test": 250}));
+    assert_eq!(
+        h.deployments
+            .monitor
+            .counters
+            .late
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The tick closes the open window once its end and the grace have passed.
+    let live = [(NAME.to_owned(), 1)];
+    h.deployments.monitor.close_due(120_000, &live).await;
+    assert_eq!(
+        h.ok(
+            "GET",
+            &format!("{NATIVE}/deployments/{NAME}/monitoring"),
+            None
+        )
+        .await["windows"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "not before the grace"
+    );
+    h.deployments.monitor.close_due(126_000, &live).await;
+    let status = h
+        .ok(
+            "GET",
+            &format!("{NATIVE}/deployments/{NAME}/monitoring"),
+            None,
+        )
+        .await;
+    let shifted = &status["windows"][0];
+    assert_eq!(shifted["rows"], 200);
+    assert_eq!(
+        shifted["report"]["report"]["features"]["dataset"]["dataset_drift"], true,
+        "{shifted}"
+    );
+    // On /metrics, the latest window of the deployment.
+    let metrics = h.send_json("GET", "/metrics", None).await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert_eq!(
+        metric(
+            &text,
+            "slipway_monitor_dataset_drift",
+            &[("deployment", NAME), ("version", "1")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l == "slipway_monitor_windows_total 2"),
+        "{text}"
+    );
+
+    // Row windows: 120 rows close one at once, whatever its time.
+    let mut by_rows = spec.clone();
+    by_rows.settings.monitor.window_rows = 120;
+    let summary = monitoring_summary(&schema, 60, 0.0, 200_000, CHUNK_CONFIG, 7);
+    h.deployments
+        .monitor
+        .record(&by_rows, 1, summary, "a")
+        .await
+        .expect("recorded");
+    let summary = monitoring_summary(&schema, 60, 0.0, 201_000, CHUNK_CONFIG, 8);
+    h.deployments
+        .monitor
+        .record(&by_rows, 1, summary, "b")
+        .await
+        .expect("recorded");
+    let status = h
+        .ok(
+            "GET",
+            &format!("{NATIVE}/deployments/{NAME}/monitoring?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(status["windows"][0]["rows"], 120, "{status}");
+    assert_eq!(
+        status["windows"][0]["report"]["sources"],
+        json!({"a": 60, "b": 60})
+    );
+    assert!(
+        status["next_before"].is_i64(),
+        "more windows behind: {status}"
+    );
+
+    // A summary of another shape, or from a replica whose limits exceed the server's, is refused.
+    let mut narrow = monitoring_summary(&schema, 10, 0.0, 210_000, CHUNK_CONFIG, 9);
+    narrow.features.pop();
+    let raw = h
+        .send_json(
+            "POST",
+            &format!("{NATIVE}/deployments/{NAME}/monitoring/summaries"),
+            Some(&json!({"version": "1", "summary": narrow})),
+        )
+        .await;
+    assert_mlflow_error(&raw, 400, "INVALID_PARAMETER_VALUE", "feature columns");
+    let raw = h
+        .send_json(
+            "POST",
+            &format!("{NATIVE}/deployments/{NAME}/monitoring/summaries"),
+            Some(&json!({"version": "7", "summary": narrow})),
+        )
+        .await;
+    assert_mlflow_error(&raw, 400, "INVALID_PARAMETER_VALUE", "does not serve");
 }
