@@ -89,11 +89,19 @@ if ! wait "$VENV_PID"; then
 fi
 cat "$VENV_LOG"
 
-step "End-to-end: real mlflow client against slipway on SQLite"
-( cd tests/e2e && SLIPWAY_BIN="$BIN" E2E_TARGET=slipway "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=10 )
-
+# The two backends' passes are independent (each test starts its own servers on free ports,
+# with its own database and temporary folders), and mostly wait on servers and subprocesses:
+# they run at once. The SQLite pass prints as it goes; the PostgreSQL pass's output follows it.
+E2E_TMP="$(mktemp -d)"
+e2e_pass() { # NAME [VAR=VALUE ...]
+  local name=$1
+  shift
+  ( cd tests/e2e && env SLIPWAY_BIN="$BIN" E2E_TARGET=slipway "$@" \
+      "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=10 \
+      --basetemp="$E2E_TMP/$name" )
+}
+PG_STATUS=0
 if [ "$PG" = yes ]; then
-  step "End-to-end: real mlflow client against slipway on PostgreSQL"
   DB="slipway_e2e_$(date +%s)_$$"
   "$E2E_VENV/bin/python" - "$SLIPWAY_TEST_PG_URL" "$DB" create <<'PY'
 import sys, psycopg
@@ -101,18 +109,33 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     conn.execute(f"CREATE DATABASE {sys.argv[2]}")
 PY
   BASE="${SLIPWAY_TEST_PG_URL%/*}"
+  e2e_pass postgresql E2E_BACKEND_STORE_URI="${BASE/postgres:/postgresql:}/$DB" \
+    >"$E2E_TMP/postgresql.log" 2>&1 &
+  PG_PID=$!
+  step "End-to-end: real mlflow client against slipway on SQLite (PostgreSQL's pass runs beside it)"
+else
+  step "End-to-end: real mlflow client against slipway on SQLite"
+fi
+set +e
+e2e_pass sqlite
+SQLITE_STATUS=$?
+set -e
+if [ "$PG" = yes ]; then
+  step "End-to-end: real mlflow client against slipway on PostgreSQL"
   set +e
-  ( cd tests/e2e && SLIPWAY_BIN="$BIN" E2E_TARGET=slipway E2E_BACKEND_STORE_URI="${BASE/postgres:/postgresql:}/$DB" \
-      "$E2E_VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=10 )
-  STATUS=$?
+  wait "$PG_PID"
+  PG_STATUS=$?
   set -e
+  cat "$E2E_TMP/postgresql.log"
   "$E2E_VENV/bin/python" - "$SLIPWAY_TEST_PG_URL" "$DB" <<'PY'
 import sys, psycopg
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     conn.execute(f"DROP DATABASE IF EXISTS {sys.argv[2]} WITH (FORCE)")
 PY
-  [ "$STATUS" -eq 0 ] || exit "$STATUS"
 fi
+rm -rf "$E2E_TMP"
+[ "$SQLITE_STATUS" -eq 0 ] || { echo "error: the end-to-end suite failed on SQLite (above)" >&2; exit "$SQLITE_STATUS"; }
+[ "$PG_STATUS" -eq 0 ] || { echo "error: the end-to-end suite failed on PostgreSQL (above)" >&2; exit "$PG_STATUS"; }
 
 step "Summary"
 echo "All test suites passed."
