@@ -11,6 +11,8 @@
 //! - [`live`]: monitoring a deployed model: its schema (features in tensor order and the
 //!   prediction), summaries built from `f32` rows on replicas and merged on the server, their
 //!   checks when read from the network, and a window compared with the stored reference.
+//! - [`performance`]: realized classification and regression metrics from labeled
+//!   predictions, as scikit-learn computes them, and CBPE's estimates from probabilities.
 //! - [`sketch`]: the mergeable quantile sketch a numeric profile degrades to, with its
 //!   tracked error bound and how the KS and Wasserstein errors follow from it.
 //! - [`ecdf`]: the one linear walk over two sorted samples that every numeric test folds.
@@ -73,6 +75,7 @@ pub mod ecdf;
 pub mod error;
 pub mod ks;
 pub mod live;
+pub mod performance;
 pub mod profile;
 pub mod report;
 pub mod sketch;

@@ -4,5 +4,6 @@ mod cases;
 mod decisions;
 mod generator;
 mod merge;
+mod performance;
 mod sketch;
 mod speed;
