@@ -381,6 +381,24 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<PredictionRecord>>;
 
+    /// Stores true labels of a deployment's requests by request id (a later label for the same
+    /// request replaces the earlier); returns how many name a logged prediction.
+    async fn put_labels(
+        &self,
+        deployment: &str,
+        labels: Vec<(String, serde_json::Value)>,
+        time_ms: i64,
+    ) -> Result<u64>;
+    /// A deployment's logged predictions made in `[from_ms, to_ms)`, oldest first, at most
+    /// `limit`, each with its label when one arrived.
+    async fn predictions_with_labels(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(PredictionRecord, Option<serde_json::Value>)>>;
+
     // Monitoring.
     /// Stores a version's monitoring reference, replacing any earlier one; the version must
     /// exist.

@@ -328,24 +328,123 @@ pub(crate) async fn read_predictions(
     .fetch_all(&store.read)
     .await
     .map_err(db_err("reading the prediction log"))?;
+    rows.iter().map(prediction_from_row).collect()
+}
+
+fn prediction_from_row(row: &sqlx::any::AnyRow) -> Result<PredictionRecord> {
+    let json = |column: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(&get_str(row, column)?)
+            .map_err(|e| Error::internal("decoding a prediction record", e))
+    };
+    Ok(PredictionRecord {
+        id: get_i64(row, "id")?,
+        deployment: get_str(row, "deployment")?,
+        request_id: get_str(row, "request_id")?,
+        time_ms: get_i64(row, "time_ms")?,
+        variant: slipway_core::deployment::Variant::parse(&get_str(row, "variant")?)
+            .unwrap_or(slipway_core::deployment::Variant::Stable),
+        model_version: get_str(row, "model_version")?,
+        inputs: json("inputs")?,
+        outputs: json("outputs")?,
+        latency_us: u64::try_from(get_i64(row, "latency_us")?).unwrap_or(0),
+    })
+}
+
+/// Rows per label INSERT: 4 parameters each.
+const LABELS_PER_STATEMENT: usize = 200;
+
+pub(crate) async fn put_labels(
+    store: &SqlStore,
+    deployment: &str,
+    labels: Vec<(String, serde_json::Value)>,
+    time_ms: i64,
+) -> Result<u64> {
+    if labels.is_empty() {
+        return Ok(0);
+    }
+    let name = deployment.to_owned();
+    let deployment = deployment.to_owned();
+    let ids: Vec<String> = labels.iter().map(|(id, _)| id.clone()).collect();
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                for chunk in labels.chunks(LABELS_PER_STATEMENT) {
+                    let mut sql = crate::sql::Sql::on(
+                        tx,
+                        "INSERT INTO deployment_labels (deployment, request_id, label, time_ms) VALUES ",
+                    );
+                    for (index, (request_id, label)) in chunk.iter().enumerate() {
+                        sql.push(if index == 0 { "(" } else { ", (" });
+                        sql.bind(deployment.clone())
+                            .push(", ")
+                            .bind(request_id.clone())
+                            .push(", ")
+                            .bind(label.to_string())
+                            .push(", ")
+                            .bind(time_ms)
+                            .push(")");
+                    }
+                    sql.push(
+                        " ON CONFLICT (deployment, request_id) DO UPDATE SET \
+                         label = excluded.label, time_ms = excluded.time_ms",
+                    );
+                    sql.query()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("writing labels"))?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    // How many of them name a logged prediction (the rest wait for none: their requests were
+    // not sampled, or the ids are wrong).
+    let mut matched = 0u64;
+    for chunk in ids.chunks(LABELS_PER_STATEMENT) {
+        let mut sql = crate::sql::Sql::new(
+            store.backend,
+            "SELECT COUNT(*) AS n FROM prediction_log WHERE deployment = ",
+        );
+        sql.bind(name.clone()).push(" AND request_id IN ");
+        sql.bind_list(chunk.iter().cloned());
+        let row = sql
+            .query()
+            .fetch_one(&store.read)
+            .await
+            .map_err(db_err("matching labels"))?;
+        matched += u64::try_from(get_i64(&row, "n")?).unwrap_or(0);
+    }
+    Ok(matched)
+}
+
+pub(crate) async fn predictions_with_labels(
+    store: &SqlStore,
+    deployment: &str,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<Vec<(PredictionRecord, Option<serde_json::Value>)>> {
+    let rows = sqlx::query(
+        "SELECT p.*, l.label AS truth FROM prediction_log p LEFT JOIN deployment_labels l \
+         ON l.deployment = p.deployment AND l.request_id = p.request_id \
+         WHERE p.deployment = $1 AND p.time_ms >= $2 AND p.time_ms < $3 ORDER BY p.id LIMIT $4",
+    )
+    .bind(deployment.to_owned())
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&store.read)
+    .await
+    .map_err(db_err("reading labeled predictions"))?;
     rows.iter()
         .map(|row| {
-            let json = |column: &str| -> Result<serde_json::Value> {
-                serde_json::from_str(&get_str(row, column)?)
-                    .map_err(|e| Error::internal("decoding a prediction record", e))
-            };
-            Ok(PredictionRecord {
-                id: get_i64(row, "id")?,
-                deployment: get_str(row, "deployment")?,
-                request_id: get_str(row, "request_id")?,
-                time_ms: get_i64(row, "time_ms")?,
-                variant: slipway_core::deployment::Variant::parse(&get_str(row, "variant")?)
-                    .unwrap_or(slipway_core::deployment::Variant::Stable),
-                model_version: get_str(row, "model_version")?,
-                inputs: json("inputs")?,
-                outputs: json("outputs")?,
-                latency_us: u64::try_from(get_i64(row, "latency_us")?).unwrap_or(0),
-            })
+            let truth = crate::sql::get_opt_str(row, "truth")?
+                .map(|t| {
+                    serde_json::from_str(&t).map_err(|e| Error::internal("decoding a label", e))
+                })
+                .transpose()?;
+            Ok((prediction_from_row(row)?, truth))
         })
         .collect()
 }

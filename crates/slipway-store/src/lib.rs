@@ -822,6 +822,25 @@ impl MetadataStore for SqlStore {
         deployments::read_predictions(self, deployment, after_id, limit).await
     }
 
+    async fn put_labels(
+        &self,
+        deployment: &str,
+        labels: Vec<(String, serde_json::Value)>,
+        time_ms: i64,
+    ) -> Result<u64> {
+        deployments::put_labels(self, deployment, labels, time_ms).await
+    }
+
+    async fn predictions_with_labels(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(PredictionRecord, Option<serde_json::Value>)>> {
+        deployments::predictions_with_labels(self, deployment, from_ms, to_ms, limit).await
+    }
+
     async fn put_monitor_reference(&self, reference: MonitorReference) -> Result<()> {
         monitoring::put_reference(self, reference).await
     }

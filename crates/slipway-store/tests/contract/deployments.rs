@@ -729,3 +729,68 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
         assert_eq!(decoded, next);
     }
 }
+
+contract!(labels_join_logged_predictions_sqlite, labels_join_logged_predictions_postgres => case_labels_join_logged_predictions);
+
+async fn case_labels_join_logged_predictions(store: &Store) {
+    store
+        .append_predictions((0..10).map(|i| record("fraud", i)).collect())
+        .await
+        .unwrap();
+    store
+        .append_predictions(vec![record("other", 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.put_labels("fraud", Vec::new(), 5_000).await.unwrap(),
+        0
+    );
+    // Two of the three name logged predictions of this deployment; `req-3` of another one
+    // does not count for it.
+    let matched = store
+        .put_labels(
+            "fraud",
+            vec![
+                ("req-3".into(), json!([1, 0])),
+                ("req-4".into(), json!("fraud")),
+                ("req-99".into(), json!(1)),
+            ],
+            5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(matched, 2);
+    // A later label replaces the earlier.
+    store
+        .put_labels("fraud", vec![("req-4".into(), json!(0))], 6_000)
+        .await
+        .unwrap();
+    // Predictions made in [1,002, 1,006), oldest first, with their labels.
+    let joined = store
+        .predictions_with_labels("fraud", 1_002, 1_006, 100)
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<serde_json::Value>)> = joined
+        .iter()
+        .map(|(r, l)| (r.request_id.clone(), l.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("req-2".into(), None),
+            ("req-3".into(), Some(json!([1, 0]))),
+            ("req-4".into(), Some(json!(0))),
+            ("req-5".into(), None),
+        ]
+    );
+    assert_eq!(joined[1].0.outputs, record("fraud", 3).outputs);
+    assert_eq!(
+        store
+            .predictions_with_labels("fraud", 0, 10_000, 3)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "at most the limit"
+    );
+}
