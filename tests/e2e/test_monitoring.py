@@ -209,3 +209,63 @@ def test_summaries_that_do_not_fit_the_reference_are_refused(env):
     assert r.status_code == 400 and "does not serve" in r.json()["message"], r.text
     r = requests.post(url, json={"version": env.version, "summary": empty}, timeout=10)
     assert r.status_code == 400 and "feature columns" in r.json()["message"], r.text
+
+
+def test_late_labels_give_realized_performance_beside_the_estimate(env, tmp_path):
+    env.cli("monitor", "reference", "create", f"models:/{env.model}/{env.version}",
+            "--data", str(env.reference), "--label", "target")
+    name = unique_name("m")
+    env.cli("deploy", "create", name, "--model", f"models:/{env.model}/{env.version}",
+            "--log-sample", "1")
+    url = f"{env.server.url}/deployments/{name}/invocations"
+    rng = random.Random(5)
+    picked = rng.sample(range(len(env.rows)), 150)
+    session = requests.Session()
+    answered = []
+    for i in picked:
+        r = session.post(url, json={"inputs": [env.rows[i]]}, timeout=10)
+        assert r.status_code == 200, r.text
+        answered.append((r.headers["x-request-id"], env.labels[i], r.json()["predictions"]))
+
+    def performance():
+        out = env.cli("monitor", "performance", name, "--window", "1h", "--windows", "2", "--json")
+        return json.loads(out.stdout)
+
+    # Before any label: every logged prediction estimated from its probabilities, nothing
+    # realized yet.
+    deadline = time.monotonic() + 10
+    while True:
+        now = performance()
+        if now["windows"][0]["predictions"] == 150:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+    assert now["windows"][0]["labeled"] == 0 and now["windows"][0]["realized"] is None, now
+    estimated = now["windows"][0]["estimated"]["accuracy"]
+    assert 0.85 < estimated <= 1.0, now
+    assert now["reference"]["accuracy"] > 0.9, now
+
+    # The labels arrive later, as a CSV of request ids; one names no request.
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["request_id", "label"])
+        for request_id, truth, _ in answered:
+            writer.writerow([request_id, truth])
+        writer.writerow(["no-such-request", 1])
+    uploaded = env.cli("labels", "upload", name, str(labels))
+    assert "uploaded 151 labels" in uploaded.stdout and "150 match" in uploaded.stdout, \
+        uploaded.stdout
+    after = performance()["windows"][0]
+    assert after["labeled"] == 150, after
+    expected = sum(1 for _, truth, p in answered if p["label"][0] == truth) / 150
+    assert abs(after["realized"]["accuracy"] - expected) < 1e-9, (after, expected)
+    assert 0.5 < after["realized"]["roc_auc"] <= 1.0 and after["realized"]["log_loss"] > 0
+    # Estimated and realized side by side: a calibrated model's estimate is near what it got.
+    assert abs(after["estimated"]["accuracy"] - after["realized"]["accuracy"]) < 0.1, after
+    text = env.cli("monitor", "performance", name, "--windows", "1").stdout
+    assert "EST. ACC." in text and "150" in text, text
+    # A label of the wrong shape is refused with what to send.
+    r = requests.post(f"{env.server.url}/api/slipway/v1/deployments/{name}/labels",
+                      json={"labels": [{"request_id": "x", "label": {"a": 1}}]}, timeout=10)
+    assert r.status_code == 400 and "must be a number" in r.json()["message"], r.text

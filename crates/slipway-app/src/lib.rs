@@ -20,6 +20,7 @@ pub mod audit;
 mod content;
 pub mod deployments;
 pub mod identity;
+pub mod labels;
 pub mod logged_models;
 pub mod monitoring;
 mod names;

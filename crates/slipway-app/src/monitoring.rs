@@ -493,6 +493,11 @@ impl Monitor {
     }
 }
 
+/// The end of the aligned window of `width_ms` that holds `time_ms`.
+pub(crate) fn window_end(time_ms: i64, width_ms: i64) -> i64 {
+    window_start(time_ms, width_ms).saturating_add(width_ms)
+}
+
 /// An empty summary with `like`'s columns, at the window's limits.
 fn empty_like(like: &Summary) -> Summary {
     let empty = |p: &slipway_monitor::ColumnProfile| {

@@ -96,6 +96,9 @@ enum Command {
     /// Drift monitoring of deployments: model versions' references and deployments' windows
     /// (over the HTTP API).
     Monitor(monitor::MonitorArgs),
+    /// Upload true labels of a deployment's requests, for its realized performance (over the
+    /// HTTP API).
+    Labels(monitor::LabelsArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
             }
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Monitor(args) => monitor::monitor(args).await,
+            Command::Labels(args) => monitor::labels(args).await,
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }

@@ -35,6 +35,22 @@ enum MonitorCommand {
         #[command(subcommand)]
         command: ReferenceCommand,
     },
+    /// A deployment's performance per window of prediction time: realized where true labels
+    /// have arrived (`slipway labels upload`), estimated from the classifier's probabilities
+    /// on every logged prediction (CBPE), and on the version's reference.
+    Performance {
+        /// The deployment.
+        deployment: String,
+        /// Window length.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
+        /// Windows to show, newest first.
+        #[arg(long, default_value_t = 24)]
+        windows: u32,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// A deployment's drift monitoring: its latest windows, and the latest one feature by
     /// feature. Exit code 0 when the latest window did not drift as a dataset (or there is
     /// none yet), 1 when it did, 2 on an error.
@@ -183,6 +199,31 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                     reference["label_column"].as_str().unwrap_or("?"),
                     one_line(&reference["performance"])
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCommand::Performance {
+            deployment,
+            window,
+            windows,
+            json,
+        } => {
+            let answer = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/api/slipway/v1/deployments/{}/performance?window_ms={}&windows={}",
+                        urlencode(&deployment),
+                        window.as_millis(),
+                        windows.clamp(1, 1_000)
+                    ),
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print!("{}", performance_text(&answer));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -400,6 +441,204 @@ pub(crate) fn status_text(answer: &Value) -> String {
         );
     }
     out
+}
+
+/// What `monitor performance` prints: a row per window with predictions, labels, the
+/// realized and the estimated figures.
+fn performance_text(answer: &Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "deployment {} (stable version {}); reference: {}",
+        answer["deployment"].as_str().unwrap_or_default(),
+        answer["stable_version"].as_str().unwrap_or_default(),
+        if answer["reference"].is_null() {
+            "no performance (create the reference with --label)".to_owned()
+        } else {
+            one_line(&answer["reference"])
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:>11} {:>8} {:>9} {:>9} {:>10} {:>10}",
+        "WINDOW END (UTC)",
+        "PREDICTIONS",
+        "LABELED",
+        "ACCURACY",
+        "ROC AUC",
+        "EST. ACC.",
+        "EST. AUC"
+    );
+    let figure = |v: &Value| v.as_f64().map_or("-".to_owned(), |f| format!("{f:.3}"));
+    for window in answer["windows"].as_array().into_iter().flatten() {
+        let realized = &window["realized"];
+        let accuracy = if realized["accuracy"].is_number() {
+            figure(&realized["accuracy"])
+        } else if realized["rmse"].is_number() {
+            format!("rmse {}", figure(&realized["rmse"]))
+        } else {
+            "-".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "{:<22} {:>11} {:>8} {:>9} {:>9} {:>10} {:>10}",
+            time(window["end_ms"].as_i64()),
+            window["predictions"],
+            window["labeled"],
+            accuracy,
+            figure(&realized["roc_auc"]),
+            figure(&window["estimated"]["accuracy"]),
+            figure(&window["estimated"]["roc_auc"]),
+        );
+    }
+    if answer["truncated"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "(only the first 200,000 logged predictions were read: ask for fewer or shorter windows)"
+        );
+    }
+    out
+}
+
+#[derive(Debug, Args)]
+pub struct LabelsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: LabelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabelsCommand {
+    /// Upload true labels of a deployment's requests, joined to its logged predictions by the
+    /// request id each response carried (`x-request-id`): a CSV file with columns
+    /// `request_id` and `label`, or JSON lines `{"request_id": ..., "label": ...}` (a label
+    /// may be a list, one per row of the request). Sent in batches of 5,000.
+    Upload {
+        /// The deployment.
+        deployment: String,
+        /// The labels (.csv, or .jsonl / .json for JSON lines).
+        file: PathBuf,
+    },
+}
+
+/// Labels per request of an upload.
+const LABELS_PER_UPLOAD: usize = 5_000;
+
+/// A CSV cell as a label: an integer, a number, or the text.
+fn csv_label(cell: &str) -> Value {
+    let cell = cell.trim();
+    if let Ok(i) = cell.parse::<i64>() {
+        return json!(i);
+    }
+    match cell.parse::<f64>() {
+        Ok(f) if f.is_finite() => json!(f),
+        _ => json!(cell),
+    }
+}
+
+fn read_labels(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
+    let extension = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match extension.as_str() {
+        "csv" => {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let headers = reader.headers().context("reading the CSV header")?.clone();
+            let position = |name: &str| {
+                headers
+                    .iter()
+                    .position(|h| h.trim() == name)
+                    .with_context(|| {
+                        format!(
+                            "{}: no column {name:?} (columns: {})",
+                            file.display(),
+                            headers.iter().collect::<Vec<_>>().join(", ")
+                        )
+                    })
+            };
+            let (id, label) = (position("request_id")?, position("label")?);
+            reader
+                .records()
+                .enumerate()
+                .map(|(line, record)| {
+                    let record =
+                        record.with_context(|| format!("{}: line {}", file.display(), line + 2))?;
+                    Ok(json!({
+                        "request_id": record.get(id).unwrap_or_default().trim(),
+                        "label": csv_label(record.get(label).unwrap_or_default()),
+                    }))
+                })
+                .collect()
+        }
+        "jsonl" | "json" | "ndjson" => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(line, text)| {
+                let value: Value = serde_json::from_str(text).with_context(|| {
+                    format!("{}: line {} is not JSON", file.display(), line + 1)
+                })?;
+                if !value["request_id"].is_string() || value.get("label").is_none() {
+                    bail!(
+                        "{}: line {} needs \"request_id\" (text) and \"label\"",
+                        file.display(),
+                        line + 1
+                    );
+                }
+                Ok(json!({"request_id": value["request_id"], "label": value["label"]}))
+            })
+            .collect(),
+        _ => bail!(
+            "{}: cannot tell the format: name the file .csv or .jsonl",
+            file.display()
+        ),
+    }
+}
+
+pub async fn labels(args: LabelsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.server)?;
+    let LabelsCommand::Upload { deployment, file } = args.command;
+    let labels = read_labels(&file)?;
+    if labels.is_empty() {
+        bail!("{}: no labels in the file", file.display());
+    }
+    let bar = indicatif::ProgressBar::new(labels.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("uploading labels [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut sent, mut matched) = (0u64, 0u64);
+    for batch in labels.chunks(LABELS_PER_UPLOAD) {
+        let answer = client
+            .call(
+                reqwest::Method::POST,
+                &format!(
+                    "/api/slipway/v1/deployments/{}/labels",
+                    urlencode(&deployment)
+                ),
+                Some(json!({ "labels": batch })),
+            )
+            .await?;
+        sent += answer["labels"].as_u64().unwrap_or(0);
+        matched += answer["matched"].as_u64().unwrap_or(0);
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    println!(
+        "uploaded {sent} labels of {deployment}: {matched} match a logged prediction{}",
+        if matched < sent {
+            " (the others name requests the prediction log did not sample, or unknown ids)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Built {

@@ -57,6 +57,8 @@ routes! {
     GET "/deployments/{name}/predictions" => deployments::predictions [deployments::Page], Read Deployment;
     POST "/deployments/{name}/monitoring/summaries" => monitoring::report_summary [monitoring::ReportSummary], Report Deployment;
     GET "/deployments/{name}/monitoring" => monitoring::status [monitoring::Status], Read Deployment;
+    POST "/deployments/{name}/labels" => monitoring::labels [monitoring::Labels], Write Deployment;
+    GET "/deployments/{name}/performance" => monitoring::performance [monitoring::Performance], Read Deployment;
     POST "/monitoring/references" => monitoring::set_reference [monitoring::SetReference], Write ModelUri;
     GET "/monitoring/references" => monitoring::get_reference [monitoring::GetReference], Read ModelUri;
 }

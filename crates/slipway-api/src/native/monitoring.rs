@@ -178,3 +178,52 @@ pub async fn status(
         "next_before": next,
     })))
 }
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// The `x-request-id` of the response that carried the prediction.
+    request_id: String,
+    /// The true value: one for a single-row request, or a list of one per row.
+    #[schema(value_type = Object)]
+    label: Value,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    labels: Vec<Label>,
+}
+
+/// True labels, late: joined to the logged predictions by request id.
+pub async fn labels(
+    AppFor(app): AppFor,
+    Path(name): Path<String>,
+    Message(request): Message<Labels>,
+) -> ApiResult<Json<Value>> {
+    let labels = request
+        .labels
+        .into_iter()
+        .map(|l| (l.request_id, l.label))
+        .collect();
+    Ok(Json(app.upload_labels(&name, labels).await?))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Performance {
+    /// Window length in milliseconds (default an hour).
+    window_ms: Option<I64>,
+    /// Windows, newest first (default 24, at most 1,000).
+    windows: Option<I64>,
+}
+
+pub async fn performance(
+    AppFor(app): AppFor,
+    Path(name): Path<String>,
+    Message(request): Message<Performance>,
+) -> ApiResult<Json<Value>> {
+    let window_ms = request.window_ms.map_or(3_600_000, |w| w.0);
+    let windows = request.windows.map_or(24, |w| w.0.clamp(0, 1_000) as usize);
+    Ok(Json(app.performance(&name, window_ms, windows).await?))
+}
