@@ -40,9 +40,20 @@ def pytest_configure(config):
         "markers",
         "slipway_only: slipway extensions, tests that start/kill their own slipway server, or "
         "checks where MLflow has a known bug; skipped when E2E_TARGET=mlflow")
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: what the test checks happens outside the metadata store (a "
+        "client-side conversion); run once when both backends' passes run at once")
 
 
 def pytest_collection_modifyitems(config, items):
+    # scripts/test.sh runs the PostgreSQL pass beside the SQLite one: tests whose subject does
+    # not touch the metadata store then run once, in the PostgreSQL pass.
+    if os.environ.get("E2E_BACKEND_INDEPENDENT_ELSEWHERE") == "1":
+        elsewhere = pytest.mark.skip(reason="backend_independent: runs in the PostgreSQL pass beside this one")
+        for item in items:
+            if "backend_independent" in item.keywords:
+                item.add_marker(elsewhere)
     if not IS_MLFLOW:
         return
     skip = pytest.mark.skip(reason="slipway_only (E2E_TARGET=mlflow)")

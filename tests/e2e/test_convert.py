@@ -24,7 +24,9 @@ import requests
 from e2e_models import log_add_n
 from e2e_support import free_port, unique_name
 
-pytestmark = pytest.mark.slipway_only
+# The conversion and its checks happen in the CLI's own Python environment; the server only
+# registers the result, which the registry tests cover on both backends.
+pytestmark = [pytest.mark.slipway_only, pytest.mark.backend_independent]
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 # Installing the converter's environment the first time takes a while; conversions are seconds.
