@@ -121,10 +121,18 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
         "--report-dir", str(tmp_path / "schemathesis"),
     ]
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})
+    for attempt in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                                env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})
+        output = result.stdout + result.stderr
+        # CPython 3.11 (this machine's 3.11.7 too) can raise this spurious SystemError when two threads build
+        # ASTs at once (python/cpython#106905); hypothesis reads its filters' source that way
+        # in schemathesis' two workers. That is the generator failing, not the server: run
+        # again, once; anything else fails at once.
+        if result.returncode == 0 or "AST constructor recursion depth mismatch" not in output:
+            break
+        print(f"schemathesis hit CPython's AST race (attempt {attempt + 1}); running it again")
     elapsed = time.monotonic() - started
-    output = result.stdout + result.stderr
     print(f"schemathesis: {elapsed:.0f} s\n{output[-3000:]}")
     assert result.returncode == 0, (
         f"schemathesis found failures (exit {result.returncode}, {elapsed:.0f} s):\n"
