@@ -273,9 +273,10 @@ fn one_line(value: &Value) -> String {
     match value.as_object() {
         Some(map) => map
             .iter()
-            .map(|(k, v)| match v.as_f64() {
-                Some(f) => format!("{k} {f:.4}"),
-                None => format!("{k} {v}"),
+            .map(|(k, v)| match (v.as_u64(), v.as_f64()) {
+                (Some(n), _) => format!("{k} {n}"),
+                (None, Some(f)) => format!("{k} {f:.4}"),
+                _ => format!("{k} {v}"),
             })
             .collect::<Vec<_>>()
             .join(", "),
@@ -888,58 +889,53 @@ impl Truth {
     }
 }
 
-/// The model's performance on the reference: accuracy for a classifier, MAE, RMSE and R² for a
-/// regressor; rows without a label are left out.
+impl Truth {
+    fn class(&self) -> Option<String> {
+        match self {
+            Truth::Class(c) => Some(c.to_string()),
+            Truth::Label(l) => Some(l.clone()),
+            Truth::Value(v) if v.fract() == 0.0 && v.abs() < 9e15 => Some((*v as i64).to_string()),
+            Truth::Value(v) => Some(v.to_string()),
+            Truth::Missing => None,
+        }
+    }
+}
+
+/// The model's performance on the reference, as the server reports a deployment's (accuracy,
+/// precision, recall and F1 for a classifier; MAE, RMSE and R² for a regressor); rows without a
+/// label are left out.
 fn performance(predicted: &[Prediction], truth: &[Truth]) -> Value {
-    let pairs = predicted
-        .iter()
-        .zip(truth)
-        .filter(|(_, t)| **t != Truth::Missing);
-    let regression = predicted.iter().any(|p| matches!(p, Prediction::Score(_)));
-    if regression {
-        let pairs: Vec<(f64, f64)> = pairs
+    use slipway_monitor::performance::{Labeled, classification, regression};
+    let regressor = predicted.iter().any(|p| matches!(p, Prediction::Score(_)));
+    if regressor {
+        let pairs: Vec<(f64, f64)> = predicted
+            .iter()
+            .zip(truth)
             .filter_map(|(p, t)| match (p, t) {
-                (Prediction::Score(p), Truth::Value(t)) => Some((*p, *t)),
-                (Prediction::Score(p), Truth::Class(t)) => Some((*p, *t as f64)),
+                (Prediction::Score(p), Truth::Value(t)) => Some((*t, *p)),
+                (Prediction::Score(p), Truth::Class(t)) => Some((*t as f64, *p)),
                 _ => None,
             })
             .collect();
-        let n = pairs.len() as f64;
-        if pairs.is_empty() {
-            return json!({ "rows": 0 });
-        }
-        let mae = pairs.iter().map(|(p, t)| (p - t).abs()).sum::<f64>() / n;
-        let mse = pairs.iter().map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / n;
-        let mean = pairs.iter().map(|(_, t)| t).sum::<f64>() / n;
-        let total = pairs
-            .iter()
-            .map(|(_, t)| (t - mean) * (t - mean))
-            .sum::<f64>()
-            / n;
-        return json!({
-            "rows": pairs.len(),
-            "mae": mae,
-            "rmse": mse.sqrt(),
-            "r2": if total > 0.0 { 1.0 - mse / total } else { f64::NAN },
-        });
+        return json!(regression(&pairs));
     }
-    let (mut rows, mut correct) = (0u64, 0u64);
-    for (p, t) in pairs {
-        rows += 1;
-        let same = match (p, t) {
-            (Prediction::Class(p), Truth::Class(t)) => p == t,
-            (Prediction::Class(p), Truth::Value(t)) => *p as f64 == *t,
-            (Prediction::Class(p), Truth::Label(t)) => p.to_string() == *t,
-            (Prediction::Label(p), Truth::Label(t)) => p == t,
-            (Prediction::Label(p), Truth::Class(t)) => *p == t.to_string(),
-            _ => false,
-        };
-        correct += u64::from(same);
-    }
-    json!({
-        "rows": rows,
-        "accuracy": if rows == 0 { f64::NAN } else { correct as f64 / rows as f64 },
-    })
+    let rows: Vec<Labeled> = predicted
+        .iter()
+        .zip(truth)
+        .filter_map(|(p, t)| {
+            let predicted = match p {
+                Prediction::Class(c) => c.to_string(),
+                Prediction::Label(l) => l.clone(),
+                Prediction::Score(_) | Prediction::Missing => return None,
+            };
+            Some(Labeled {
+                truth: t.class()?,
+                predicted,
+                probabilities: None,
+            })
+        })
+        .collect();
+    json!(classification(&rows))
 }
 
 #[cfg(test)]
@@ -971,6 +967,11 @@ mod tests {
         let p = performance(&classes, &truth);
         assert_eq!(p["rows"], 2);
         assert_eq!(p["accuracy"], 0.5);
+        // Binary classes: precision and recall of class 1, as scikit-learn's default.
+        assert_eq!(
+            (p["precision"].as_f64(), p["recall"].as_f64()),
+            (Some(1.0), Some(0.5))
+        );
         let scores = [Prediction::Score(1.0), Prediction::Score(3.0)];
         let truth = [Truth::Value(2.0), Truth::Value(3.0)];
         let p = performance(&scores, &truth);
