@@ -66,7 +66,7 @@ impl App {
             .map_err(engine_error("the monitoring schema"))?;
         reference
             .summary
-            .check(&reference.schema)
+            .check_within(&reference.schema, &live::REFERENCE_CONFIG)
             .map_err(engine_error("the reference summary"))?;
         if reference.summary.rows == 0 {
             return Err(Error::invalid(

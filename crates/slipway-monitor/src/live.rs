@@ -223,6 +223,16 @@ impl Summary {
     /// Refuses a summary read from the network that does not fit `schema` or that breaks a
     /// profile's invariants (which a merge or a test relies on), before anything uses it.
     pub fn check(&self, schema: &Schema) -> Result<(), MonitorError> {
+        self.check_within(schema, &MAX_CONFIG)
+    }
+
+    /// [`Summary::check`] with the profiles' limits at most `limits` (a stored reference is
+    /// held in memory by every server that judges its windows: [`REFERENCE_CONFIG`]).
+    pub fn check_within(
+        &self,
+        schema: &Schema,
+        limits: &ProfileConfig,
+    ) -> Result<(), MonitorError> {
         if self.features.len() != schema.features.len() {
             return Err(MonitorError::InvalidConfig(format!(
                 "the summary has {} feature columns, the model's monitoring schema {}",
@@ -256,7 +266,7 @@ impl Summary {
                 )));
             }
             profile
-                .check(&MAX_CONFIG)
+                .check(limits)
                 .map_err(|why| MonitorError::InvalidConfig(format!("{}: {why}", feature.name)))?;
         }
         Ok(())
@@ -457,5 +467,16 @@ mod tests {
         json["features"][0]["config"]["max_exact_values"] = serde_json::json!(u64::MAX);
         let greedy: Summary = serde_json::from_value(json).expect("parses");
         assert!(greedy.check(&schema()).is_err());
+
+        // A stored reference is held by every server that judges windows: its limits are the
+        // reference's, tighter than a replica's summary may have.
+        let roomy = ProfileConfig {
+            max_exact_values: 50_000,
+            ..REFERENCE_CONFIG
+        };
+        let large = summary(0.0, 100, 1, roomy);
+        assert!(large.check(&schema()).is_ok());
+        assert!(large.check_within(&schema(), &REFERENCE_CONFIG).is_err());
+        assert!(s.check_within(&schema(), &REFERENCE_CONFIG).is_ok());
     }
 }
