@@ -13,8 +13,12 @@ use crate::{App, now_ms};
 pub const MAX_LABELS: usize = 10_000;
 /// Rows of one request a label may name (the prediction log keeps at most 100 per request).
 const MAX_LABEL_ROWS: usize = 100;
-/// Logged predictions read for one performance answer: the windows asked for are cut there.
-const MAX_PREDICTIONS_READ: usize = 200_000;
+/// Predicted rows read for one performance answer (each kept until its window's figures are
+/// computed): the windows asked for are cut there.
+const MAX_ROWS_READ: u64 = 200_000;
+/// Logged predictions read at a time: memory holds one page (a record keeps at most 100 rows of
+/// outputs), whatever the windows asked for.
+const PAGE: usize = 2_000;
 
 fn check_label(value: &Value) -> bool {
     let scalar = |v: &Value| match v {
@@ -236,18 +240,27 @@ impl App {
         let now = now_ms();
         let end = crate::monitoring::window_end(now, window_ms);
         let start = end.saturating_sub(window_ms.saturating_mul(windows as i64));
-        let records = self
-            .store()
-            .predictions_with_labels(deployment, start, end, MAX_PREDICTIONS_READ)
-            .await?;
-        let truncated = records.len() == MAX_PREDICTIONS_READ;
         let mut buckets: Vec<WindowRows> = (0..windows).map(|_| WindowRows::default()).collect();
-        for (record, label) in &records {
-            let index = ((record.time_ms - start) / window_ms) as usize;
-            if let Some(bucket) = buckets.get_mut(index) {
-                bucket.add(record, label.as_ref());
+        let mut after_id = 0i64;
+        let truncated = loop {
+            let page = self
+                .store()
+                .predictions_with_labels(deployment, start, end, after_id, PAGE)
+                .await?;
+            for (record, label) in &page {
+                let index = ((record.time_ms - start) / window_ms) as usize;
+                if let Some(bucket) = buckets.get_mut(index) {
+                    bucket.add(record, label.as_ref());
+                }
             }
-        }
+            match page.last() {
+                Some((last, _)) if page.len() == PAGE => after_id = last.id,
+                _ => break false,
+            }
+            if buckets.iter().map(|b| b.predictions).sum::<u64>() >= MAX_ROWS_READ {
+                break true;
+            }
+        };
         let reference = match spec.stable_version.parse::<i64>() {
             Ok(version) => self
                 .store()

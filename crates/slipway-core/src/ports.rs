@@ -389,13 +389,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         labels: Vec<(String, serde_json::Value)>,
         time_ms: i64,
     ) -> Result<u64>;
-    /// A deployment's logged predictions made in `[from_ms, to_ms)`, oldest first, at most
-    /// `limit`, each with its label when one arrived.
+    /// A deployment's logged predictions made in `[from_ms, to_ms)` with an id above
+    /// `after_id`, in id order, at most `limit`, each with its label when one arrived. Their
+    /// inputs are left out (`null`).
     async fn predictions_with_labels(
         &self,
         deployment: &str,
         from_ms: i64,
         to_ms: i64,
+        after_id: i64,
         limit: usize,
     ) -> Result<Vec<(PredictionRecord, Option<serde_json::Value>)>>;
 

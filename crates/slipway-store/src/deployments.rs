@@ -423,16 +423,23 @@ pub(crate) async fn predictions_with_labels(
     deployment: &str,
     from_ms: i64,
     to_ms: i64,
+    after_id: i64,
     limit: usize,
 ) -> Result<Vec<(PredictionRecord, Option<serde_json::Value>)>> {
+    // Not the inputs: performance reads outputs and labels, and a record's inputs may hold
+    // 10,000 values.
     let rows = sqlx::query(
-        "SELECT p.*, l.label AS truth FROM prediction_log p LEFT JOIN deployment_labels l \
+        "SELECT p.id, p.deployment, p.request_id, p.time_ms, p.variant, p.model_version, \
+         'null' AS inputs, p.outputs, p.latency_us, l.label AS truth \
+         FROM prediction_log p LEFT JOIN deployment_labels l \
          ON l.deployment = p.deployment AND l.request_id = p.request_id \
-         WHERE p.deployment = $1 AND p.time_ms >= $2 AND p.time_ms < $3 ORDER BY p.id LIMIT $4",
+         WHERE p.deployment = $1 AND p.time_ms >= $2 AND p.time_ms < $3 AND p.id > $4 \
+         ORDER BY p.id LIMIT $5",
     )
     .bind(deployment.to_owned())
     .bind(from_ms)
     .bind(to_ms)
+    .bind(after_id)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&store.read)
     .await

@@ -836,9 +836,11 @@ impl MetadataStore for SqlStore {
         deployment: &str,
         from_ms: i64,
         to_ms: i64,
+        after_id: i64,
         limit: usize,
     ) -> Result<Vec<(PredictionRecord, Option<serde_json::Value>)>> {
-        deployments::predictions_with_labels(self, deployment, from_ms, to_ms, limit).await
+        deployments::predictions_with_labels(self, deployment, from_ms, to_ms, after_id, limit)
+            .await
     }
 
     async fn put_monitor_reference(&self, reference: MonitorReference) -> Result<()> {

@@ -496,7 +496,7 @@ fn performance_text(answer: &Value) -> String {
     if answer["truncated"].as_bool() == Some(true) {
         let _ = writeln!(
             out,
-            "(only the first 200,000 logged predictions were read: ask for fewer or shorter windows)"
+            "(only the first 200,000 predicted rows were read: ask for fewer or shorter windows)"
         );
     }
     out

@@ -767,7 +767,7 @@ async fn case_labels_join_logged_predictions(store: &Store) {
         .unwrap();
     // Predictions made in [1,002, 1,006), oldest first, with their labels.
     let joined = store
-        .predictions_with_labels("fraud", 1_002, 1_006, 100)
+        .predictions_with_labels("fraud", 1_002, 1_006, 0, 100)
         .await
         .unwrap();
     let got: Vec<(String, Option<serde_json::Value>)> = joined
@@ -785,12 +785,20 @@ async fn case_labels_join_logged_predictions(store: &Store) {
     );
     assert_eq!(joined[1].0.outputs, record("fraud", 3).outputs);
     assert_eq!(
-        store
-            .predictions_with_labels("fraud", 0, 10_000, 3)
-            .await
-            .unwrap()
-            .len(),
-        3,
-        "at most the limit"
+        joined[1].0.inputs,
+        serde_json::Value::Null,
+        "inputs are not read"
     );
+    // Pages: at most the limit, after an id.
+    let first = store
+        .predictions_with_labels("fraud", 0, 10_000, 0, 3)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3, "at most the limit");
+    let rest = store
+        .predictions_with_labels("fraud", 0, 10_000, first[2].0.id, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 7);
+    assert!(rest.iter().all(|(r, _)| r.id > first[2].0.id));
 }
