@@ -1197,29 +1197,6 @@ fn single_scores(outputs: &[Output]) -> Option<Vec<f64>> {
 
 /// A prediction's summary per row for the analysis: the predicted label, or the score's bin.
 pub(crate) fn summarize(outputs: &[Output]) -> Vec<String> {
-    let Some(first) = outputs.first() else {
-        return Vec::new();
-    };
-    let per_row = |shape: &[i64], len: usize| -> usize {
-        match shape {
-            [] | [_] => 1,
-            [_, rest @ ..] => rest
-                .iter()
-                .map(|d| (*d).max(1) as usize)
-                .product::<usize>()
-                .max(1),
-        }
-        .min(len.max(1))
-    };
-    fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
-        let mut best = 0;
-        for (index, value) in values.iter().enumerate() {
-            if *value > values[best] {
-                best = index;
-            }
-        }
-        best
-    }
     // One significant digit: coarse bins, so two samples of one distribution look alike.
     let bin = |v: f64| -> String {
         if v == 0.0 || !v.is_finite() {
@@ -1227,56 +1204,15 @@ pub(crate) fn summarize(outputs: &[Output]) -> Vec<String> {
         }
         format!("{v:.0e}")
     };
-    match &first.value {
-        OutputValue::I64 { shape, data } => {
-            let width = per_row(shape, data.len());
-            data.chunks(width)
-                .map(|row| {
-                    if row.len() == 1 {
-                        row[0].to_string()
-                    } else {
-                        argmax(row).to_string()
-                    }
-                })
-                .collect()
-        }
-        OutputValue::F32 { shape, data } => {
-            let width = per_row(shape, data.len());
-            data.chunks(width)
-                .map(|row| {
-                    if row.len() == 1 {
-                        bin(f64::from(row[0]))
-                    } else {
-                        argmax(row).to_string()
-                    }
-                })
-                .collect()
-        }
-        OutputValue::F64 { shape, data } => {
-            let width = per_row(shape, data.len());
-            data.chunks(width)
-                .map(|row| {
-                    if row.len() == 1 {
-                        bin(row[0])
-                    } else {
-                        argmax(row).to_string()
-                    }
-                })
-                .collect()
-        }
-        OutputValue::Maps(rows) => rows
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .fold(None::<(&String, f32)>, |best, (key, value)| match best {
-                        Some((_, top)) if top >= *value => best,
-                        _ => Some((key, *value)),
-                    })
-                    .map(|(key, _)| key.clone())
-                    .unwrap_or_default()
-            })
-            .collect(),
-    }
+    monitor::predictions(outputs)
+        .into_iter()
+        .map(|prediction| match prediction {
+            monitor::Prediction::Class(class) => class.to_string(),
+            monitor::Prediction::Label(label) => label,
+            monitor::Prediction::Score(score) => bin(score),
+            monitor::Prediction::Missing => String::new(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
