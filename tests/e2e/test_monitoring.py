@@ -17,7 +17,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from e2e_support import free_port, unique_name
+from e2e_support import unique_name
+from test_chaos import Replica
 from test_deployments import MLFLOW_MODEL, _require_runtime
 
 pytestmark = pytest.mark.slipway_only
@@ -164,34 +165,18 @@ def test_a_replica_profiles_its_traffic_and_the_server_judges_it(env, tmp_path):
     name = unique_name("m")
     env.cli("deploy", "create", name, "--model", f"models:/{env.model}/{env.version}",
             "--monitor-window", "60s", "--monitor-window-rows", "200")
-    port = free_port()
-    log = open(tmp_path / "replica.log", "w")
-    replica = subprocess.Popen(
-        [env.bin, "serve", "--deployment", name, "--tracking-uri", env.server.url,
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    replica = Replica(env, name, tmp_path / "replica.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert replica.poll() is None, (tmp_path / "replica.log").read_text()
-            try:
-                if requests.get(f"{base}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "replica.log").read_text()
-            time.sleep(0.1)
+        replica.wait_ready()
         rng = random.Random(11)
-        _send(f"{base}/invocations", rng.choices(env.rows, k=200), scale=0.5)
+        _send(f"{replica.url}/invocations", rng.choices(env.rows, k=200), scale=0.5)
         window = env.wait_window(name, 0)
         sources = window["report"]["sources"]
         assert list(sources) == ["replica:anonymous"] and sources["replica:anonymous"] == 200, \
             window["report"]
         assert window["report"]["report"]["features"]["dataset"]["dataset_drift"] is True
     finally:
-        replica.terminate()
-        replica.wait(timeout=10)
-        log.close()
+        replica.stop()
 
 
 def test_summaries_that_do_not_fit_the_reference_are_refused(env):
