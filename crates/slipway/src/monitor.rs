@@ -208,23 +208,13 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             windows,
             json,
         } => {
-            let answer = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!(
-                        "/api/slipway/v1/deployments/{}/performance?window_ms={}&windows={}",
-                        urlencode(&deployment),
-                        window.as_millis(),
-                        windows.clamp(1, 1_000)
-                    ),
-                    None,
-                )
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                print!("{}", performance_text(&answer));
-            }
+            let path = format!(
+                "/api/slipway/v1/deployments/{}/performance?window_ms={}&windows={}",
+                urlencode(&deployment),
+                window.as_millis(),
+                windows.clamp(1, 1_000)
+            );
+            show(&client, &path, json, performance_text).await?;
             Ok(ExitCode::SUCCESS)
         }
         MonitorCommand::Status {
@@ -232,26 +222,16 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             windows,
             json,
         } => {
-            let answer = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!(
-                        "/api/slipway/v1/deployments/{}/monitoring?limit={}",
-                        urlencode(&deployment),
-                        windows.clamp(1, 1_000)
-                    ),
-                    None,
-                )
-                .await?;
+            let path = format!(
+                "/api/slipway/v1/deployments/{}/monitoring?limit={}",
+                urlencode(&deployment),
+                windows.clamp(1, 1_000)
+            );
+            let answer = show(&client, &path, json, status_text).await?;
             let drifted =
                 answer["windows"][0]["report"]["report"]["features"]["dataset"]["dataset_drift"]
                     .as_bool()
                     .unwrap_or(false);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                print!("{}", status_text(&answer));
-            }
             Ok(if drifted {
                 ExitCode::from(1)
             } else {
@@ -259,6 +239,22 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// GETs `path` and prints the answer: its JSON, or `text` of it.
+async fn show(
+    client: &Client,
+    path: &str,
+    json: bool,
+    text: fn(&Value) -> String,
+) -> anyhow::Result<Value> {
+    let answer = client.call(reqwest::Method::GET, path, None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{}", text(&answer));
+    }
+    Ok(answer)
 }
 
 fn time(ms: Option<i64>) -> String {
