@@ -16,8 +16,10 @@
 //! - [`deployment`]: managed deployments, rollout strategies and their state machine, rollout
 //!   analysis (windows, rules, Jensen-Shannon shift) and the circuit breaker.
 //! - [`monitoring`]: a version's monitoring reference, windows of live traffic, their settings.
+//! - [`alerting`]: alert rules, their conditions, alerts' states, silences, receivers.
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
+pub mod alerting;
 pub mod artifact_path;
 pub mod audit;
 pub mod auth;

@@ -448,6 +448,17 @@ pub trait Notifier: Send + Sync + 'static {
     async fn notify(&self, event: serde_json::Value);
 }
 
+/// Delivers alert notifications (Alertmanager, a signed webhook, Slack, PagerDuty). Returns
+/// once the receiver accepted or every retry failed, with why: the caller records and counts
+/// each outcome.
+#[async_trait]
+pub trait AlertSink: Send + Sync + 'static {
+    async fn deliver(
+        &self,
+        notification: &crate::alerting::Notification,
+    ) -> std::result::Result<(), String>;
+}
+
 /// Which audit entries to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
