@@ -422,6 +422,41 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<MonitorWindow>>;
 
+    // Alerting.
+    async fn get_alert_config(&self) -> Result<Option<crate::alerting::StoredAlertConfig>>;
+    /// Replaces the alerting configuration if its stored revision is still `expected_revision`
+    /// (0: none stored yet); refused (invalid) otherwise, so two applies cannot interleave.
+    async fn put_alert_config(
+        &self,
+        config: crate::alerting::AlertConfig,
+        expected_revision: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<crate::alerting::StoredAlertConfig>;
+    /// Stores a newly fired alert (id 0; its id is returned) or updates a stored one; resolved
+    /// alerts beyond the store's retention go in the same transaction.
+    async fn save_alert(&self, alert: crate::alerting::Alert) -> Result<i64>;
+    /// Stored alerts matching `filter`, newest first, at most `limit`.
+    async fn list_alerts(
+        &self,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<crate::alerting::Alert>>;
+    async fn create_silence(
+        &self,
+        silence: crate::alerting::NewSilence,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<crate::alerting::Silence>;
+    /// Silences ending after `after_ms`, newest first, at most `limit`.
+    async fn list_silences(
+        &self,
+        after_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::alerting::Silence>>;
+    /// Ends a silence at `now_ms` (kept as history); not found when it does not exist.
+    async fn expire_silence(&self, id: i64, now_ms: i64) -> Result<crate::alerting::Silence>;
+
     /// Entries after `after_seq` in sequence order that match `filter`, at most `limit`.
     async fn read_audit(
         &self,
@@ -457,6 +492,16 @@ pub trait AlertSink: Send + Sync + 'static {
         &self,
         notification: &crate::alerting::Notification,
     ) -> std::result::Result<(), String>;
+}
+
+/// Which stored alerts to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    pub state: Option<crate::alerting::AlertState>,
+    pub deployment: Option<String>,
+    pub fingerprint: Option<String>,
+    /// Only alerts with an id below this one (paging, newest first).
+    pub before_id: Option<i64>,
 }
 
 /// Which audit entries to read.

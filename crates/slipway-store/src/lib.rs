@@ -11,6 +11,7 @@
 //! connection for writes and queues writers in-process instead of letting them fight over the
 //! file lock ("database is locked"); reads use a pool of WAL readers. PostgreSQL uses one pool.
 
+mod alerts;
 mod audit;
 mod chunks;
 mod conn;
@@ -866,6 +867,57 @@ impl MetadataStore for SqlStore {
         limit: usize,
     ) -> Result<Vec<MonitorWindow>> {
         monitoring::windows(self, deployment, before_id, limit).await
+    }
+
+    async fn get_alert_config(&self) -> Result<Option<slipway_core::alerting::StoredAlertConfig>> {
+        alerts::get_config(self).await
+    }
+
+    async fn put_alert_config(
+        &self,
+        config: slipway_core::alerting::AlertConfig,
+        expected_revision: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<slipway_core::alerting::StoredAlertConfig> {
+        alerts::put_config(self, config, expected_revision, by.to_owned(), now_ms).await
+    }
+
+    async fn save_alert(&self, alert: slipway_core::alerting::Alert) -> Result<i64> {
+        alerts::save_alert(self, alert).await
+    }
+
+    async fn list_alerts(
+        &self,
+        filter: &slipway_core::ports::AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<slipway_core::alerting::Alert>> {
+        alerts::list_alerts(self, filter, limit).await
+    }
+
+    async fn create_silence(
+        &self,
+        silence: slipway_core::alerting::NewSilence,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<slipway_core::alerting::Silence> {
+        alerts::create_silence(self, silence, by.to_owned(), now_ms).await
+    }
+
+    async fn list_silences(
+        &self,
+        after_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<slipway_core::alerting::Silence>> {
+        alerts::list_silences(self, after_ms, limit).await
+    }
+
+    async fn expire_silence(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<slipway_core::alerting::Silence> {
+        alerts::expire_silence(self, id, now_ms).await
     }
 
     async fn audit_head(&self) -> Result<(i64, String)> {

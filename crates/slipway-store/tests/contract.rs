@@ -74,6 +74,8 @@ macro_rules! assert_err {
 #[path = "contract/common.rs"]
 mod common;
 
+#[path = "contract/alerts.rs"]
+mod alerts;
 #[path = "contract/audit.rs"]
 mod audit;
 #[path = "contract/concurrency.rs"]
