@@ -444,13 +444,19 @@ impl slipway_plane::plane::PlaneSource for RemoteSource {
     async fn report(
         &self,
         deployment: &str,
-        rollout_id: i64,
-        stage: usize,
-        stats: slipway_core::deployment::WindowStats,
+        window: Option<(i64, usize, slipway_core::deployment::WindowStats)>,
+        serving: slipway_core::deployment::ServingStats,
     ) -> Result<(), String> {
+        // Rollout 0 is none: the server counts only the serving figures then.
+        let (rollout_id, stage, stats) = window.unwrap_or_default();
         self.post_report(
             deployment,
-            serde_json::json!({ "rollout_id": rollout_id, "stage": stage, "stats": stats }),
+            serde_json::json!({
+                "rollout_id": rollout_id,
+                "stage": stage,
+                "stats": stats,
+                "serving": serving,
+            }),
         )
         .await
     }

@@ -123,6 +123,42 @@ impl VariantWindow {
     }
 }
 
+/// Every request a deployment was sent, whatever the variant and the outcome: what its callers
+/// saw. Measured by every data plane whether or not a rollout runs, and summed on the server
+/// per deployment; alert rules (error rate, latency, no traffic) read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingStats {
+    pub requests: u64,
+    /// Answered with a 5xx: the model failed, the request timed out, or load was shed.
+    pub server_errors: u64,
+    /// Request to response, every outcome.
+    pub latency: LatencyHistogram,
+}
+
+impl ServingStats {
+    pub fn record(&mut self, status: u16, micros: u64) {
+        self.requests = self.requests.saturating_add(1);
+        if status >= 500 {
+            self.server_errors = self.server_errors.saturating_add(1);
+        }
+        self.latency.record(micros);
+    }
+
+    pub fn merge(&mut self, other: &ServingStats) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.server_errors = self.server_errors.saturating_add(other.server_errors);
+        self.latency.merge(&other.latency);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0
+    }
+
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.server_errors as f64 / self.requests as f64)
+    }
+}
+
 /// Adds label counts, bounded: a model with more distinct labels (or a report with junk ones)
 /// adds to one bucket rather than growing the window without limit.
 fn merge_labels(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {

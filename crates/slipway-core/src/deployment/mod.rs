@@ -24,7 +24,7 @@ use crate::{Error, Result};
 
 pub use analysis::{
     Analysis, AnalysisRules, ChiSquare, LatencyHistogram, Measurement, RuleResult, SameRows,
-    VariantWindow, Verdict, WindowStats, agreement_p_value, chi_square_homogeneity,
+    ServingStats, VariantWindow, Verdict, WindowStats, agreement_p_value, chi_square_homogeneity,
     jensen_shannon_distance,
 };
 pub use breaker::{Breaker, BreakerConfig, BreakerState};

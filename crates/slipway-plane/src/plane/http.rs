@@ -398,9 +398,13 @@ async fn handle(
     } else {
         None
     };
+    let micros =
+        |started: Instant| u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if let Some(why) = refused {
         handles.request(protocol.label(), "shed");
-        return drained(request, limits.max_body_bytes, shed(protocol, why)).await;
+        let answer = drained(request, limits.max_body_bytes, shed(protocol, why)).await;
+        served.count_request(answer.status().as_u16(), micros(started));
+        return answer;
     }
     let Ok(permit) = served.in_flight.clone().try_acquire_owned() else {
         handles.request(protocol.label(), "shed");
@@ -408,7 +412,9 @@ async fn handle(
             protocol,
             "the deployment is at its limit of requests in flight; retry shortly",
         );
-        return drained(request, plane.config.limits.max_body_bytes, answer).await;
+        let answer = drained(request, plane.config.limits.max_body_bytes, answer).await;
+        served.count_request(answer.status().as_u16(), micros(started));
+        return answer;
     };
     let response = match tokio::time::timeout(
         plane.config.limits.timeout,
@@ -434,6 +440,7 @@ async fn handle(
     };
     handles.request(protocol.label(), outcome);
     handles.duration.observe(started.elapsed().as_secs_f64());
+    served.count_request(response.status().as_u16(), micros(started));
     response
 }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use slipway_core::deployment::{
-    Breaker, BreakerState, Deployment, PredictionRecord, Traffic, Variant, WindowStats,
+    Breaker, BreakerState, Deployment, PredictionRecord, ServingStats, Traffic, Variant,
+    WindowStats,
 };
 use slipway_monitor::live::{Schema, Summary};
 use slipway_serving::batcher::{BatchConfig, BatchError, Batcher};
@@ -47,13 +48,13 @@ pub trait PlaneSource: Send + Sync + 'static {
     /// The deployments to serve (a replica: only its own).
     async fn deployments(&self) -> Result<Vec<Deployment>, String>;
     async fn model_files(&self, model: &str, version: &str) -> Result<ModelBytes, String>;
-    /// Measurements of a rollout's stage, for the controller.
+    /// A deployment's measurements since the last report: what every caller saw (`serving`,
+    /// always), and the rollout stage's window when one runs (`window`, for the controller).
     async fn report(
         &self,
         deployment: &str,
-        rollout_id: i64,
-        stage: usize,
-        stats: WindowStats,
+        window: Option<(i64, usize, WindowStats)>,
+        serving: ServingStats,
     ) -> Result<(), String>;
     async fn log_predictions(&self, records: Vec<PredictionRecord>) -> Result<(), String>;
     /// The schema a version's traffic is profiled by, when the version has a monitoring
@@ -418,6 +419,9 @@ pub struct Served {
     /// Measurements not yet reported; shared by the revisions of one rollout stage, so requests
     /// still finishing on a swapped-out revision count in the same window.
     window: Arc<Mutex<WindowStats>>,
+    /// Every request's outcome and latency not yet reported; shared by all revisions of the
+    /// deployment.
+    serving: Arc<Mutex<ServingStats>>,
     /// Requests handled at once for this deployment; more are shed.
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) handles: metrics::Handles,
@@ -474,6 +478,18 @@ impl Served {
 
     fn take_window(&self) -> WindowStats {
         std::mem::take(&mut *self.window.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Counts a request as its caller saw it (status and time to the response).
+    pub(crate) fn count_request(&self, status: u16, micros: u64) {
+        self.serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(status, micros);
+    }
+
+    fn take_serving(&self) -> ServingStats {
+        std::mem::take(&mut *self.serving.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -942,6 +958,10 @@ impl Plane {
                 Some(served) if shares_window => served.window.clone(),
                 _ => Arc::new(Mutex::new(WindowStats::default())),
             };
+            let serving = current.as_ref().map_or_else(
+                || Arc::new(Mutex::new(ServingStats::default())),
+                |served| served.serving.clone(),
+            );
             let served = Arc::new(Served {
                 handles: self.metrics.handles(&spec),
                 traffic: spec.traffic(),
@@ -950,6 +970,7 @@ impl Plane {
                 candidate,
                 breakers,
                 window,
+                serving,
                 in_flight: current
                     .as_ref()
                     .map(|s| s.in_flight.clone())
@@ -999,18 +1020,15 @@ impl Plane {
     }
 
     async fn report_one(&self, served: &Served) {
-        let Some((rollout_id, stage)) = served.window_key else {
-            return;
-        };
-        let stats = served.take_window();
-        if stats.is_empty() {
+        let window = served
+            .window_key
+            .map(|(rollout_id, stage)| (rollout_id, stage, served.take_window()))
+            .filter(|(_, _, stats)| !stats.is_empty());
+        let serving = served.take_serving();
+        if window.is_none() && serving.is_empty() {
             return;
         }
-        if let Err(error) = self
-            .source
-            .report(&served.spec.name, rollout_id, stage, stats)
-            .await
-        {
+        if let Err(error) = self.source.report(&served.spec.name, window, serving).await {
             tracing::warn!(deployment = %served.spec.name, %error, "reporting measurements");
         }
     }
@@ -1230,7 +1248,12 @@ mod tests {
         async fn model_files(&self, _: &str, _: &str) -> Result<ModelBytes, String> {
             Err("none".into())
         }
-        async fn report(&self, _: &str, _: i64, _: usize, _: WindowStats) -> Result<(), String> {
+        async fn report(
+            &self,
+            _: &str,
+            _: Option<(i64, usize, WindowStats)>,
+            _: ServingStats,
+        ) -> Result<(), String> {
             Ok(())
         }
         async fn log_predictions(&self, _: Vec<PredictionRecord>) -> Result<(), String> {
