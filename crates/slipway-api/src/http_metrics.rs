@@ -132,10 +132,12 @@ pub(crate) async fn metrics(
     Extension(plane): Extension<Arc<slipway_plane::plane::Plane>>,
     Extension(api): Extension<Arc<ApiMetrics>>,
     Extension(monitor): Extension<Arc<slipway_app::monitoring::Monitor>>,
+    Extension(alerter): Extension<Arc<slipway_app::alerting::Alerter>>,
 ) -> Response {
     let mut text = String::new();
     plane.encode_metrics_into(&mut text);
     crate::monitor_metrics::encode_into(&monitor, &mut text);
+    crate::monitor_metrics::encode_alerts_into(&alerter, &mut text);
     // Encoding into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode_registry(&mut text, &api.registry);
     let _ = prometheus_client::encoding::text::encode_eof(&mut text);

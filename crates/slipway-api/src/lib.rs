@@ -97,6 +97,8 @@ pub struct Deployments {
     pub plane: std::sync::Arc<plane::Plane>,
     /// Drift monitoring's windows: every plane's summaries, judged as windows close.
     pub monitor: std::sync::Arc<slipway_app::monitoring::Monitor>,
+    /// Alert rules evaluated over monitoring and every plane's serving counts.
+    pub alerter: std::sync::Arc<slipway_app::alerting::Alerter>,
 }
 
 impl Deployments {
@@ -105,15 +107,20 @@ impl Deployments {
     pub fn new(app: &App, config: plane::PlaneConfig) -> Deployments {
         let controller = std::sync::Arc::new(slipway_app::rollout::Controller::new(app));
         let monitor = std::sync::Arc::new(slipway_app::monitoring::Monitor::new(app));
+        let serving = std::sync::Arc::new(slipway_app::alerting::ServingLog::default());
+        let alerter =
+            std::sync::Arc::new(slipway_app::alerting::Alerter::new(app, serving.clone()));
         let source = std::sync::Arc::new(plane_source::ServerSource::new(
             app,
             controller.clone(),
             monitor.clone(),
+            serving,
         ));
         Deployments {
             controller,
             plane: plane::Plane::new(source, config),
             monitor,
+            alerter,
         }
     }
 }
@@ -139,6 +146,7 @@ pub fn router_with(app: App, deployments: Deployments) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(deployments.plane.clone()))
         .layer(axum::Extension(deployments.monitor.clone()))
+        .layer(axum::Extension(deployments.alerter.clone()))
         .layer(axum::Extension(api_metrics.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {

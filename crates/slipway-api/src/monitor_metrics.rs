@@ -3,7 +3,7 @@
 //! the monitor's counters. Names and labels are listed in docs/specs/metrics.md.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use slipway_app::monitoring::Monitor;
 
@@ -198,6 +198,79 @@ pub(crate) fn encode_into(monitor: &Monitor, text: &mut String) {
         &summaries,
         &late,
         &windows,
+    ] {
+        family.write(text);
+    }
+}
+
+/// Alerting on the server's `/metrics`: one series per pending or firing alert (as
+/// Prometheus' own `ALERTS`), and the evaluator's counters.
+pub(crate) fn encode_alerts_into(alerter: &slipway_app::alerting::Alerter, text: &mut String) {
+    let mut active = Family::new(
+        "slipway_alerts_active",
+        "gauge",
+        "Alerts pending or firing now, one series each (1).",
+    );
+    for alert in alerter.active() {
+        let label = |k: &str| alert.labels.get(k).map_or("", String::as_str).to_owned();
+        active.add(
+            &[
+                ("alertname", &label("alertname")),
+                ("deployment", &label("deployment")),
+                ("severity", &label("severity")),
+                ("state", alert.state.as_str()),
+            ],
+            1.0,
+        );
+    }
+    let counters = &alerter.counters;
+    let count = |name, help, value: &AtomicU64| {
+        let mut family = Family::new(name, "counter", help);
+        family.add(&[], value.load(Ordering::Relaxed) as f64);
+        family
+    };
+    let evaluations = count(
+        "slipway_alerts_evaluations",
+        "Evaluations of the alert rules.",
+        &counters.evaluations,
+    );
+    let failures = count(
+        "slipway_alerts_evaluation_failures",
+        "Evaluations that stopped on an error (the store was unreachable); the next one starts afresh.",
+        &counters.evaluation_failures,
+    );
+    let fired = count(
+        "slipway_alerts_fired",
+        "Alerts that began firing (recorded and audited).",
+        &counters.fired,
+    );
+    let resolved = count(
+        "slipway_alerts_resolved",
+        "Firing alerts that resolved (recorded and audited).",
+        &counters.resolved,
+    );
+    let mut notifications = Family::new(
+        "slipway_alerts_notifications",
+        "counter",
+        "Notifications to receivers by outcome: sent (accepted), failed (every retry refused), silenced (held back by a silence).",
+    );
+    for (outcome, value) in [
+        ("sent", &counters.notifications_sent),
+        ("failed", &counters.notifications_failed),
+        ("silenced", &counters.notifications_silenced),
+    ] {
+        notifications.add(
+            &[("outcome", outcome)],
+            value.load(Ordering::Relaxed) as f64,
+        );
+    }
+    for family in [
+        &active,
+        &evaluations,
+        &failures,
+        &fired,
+        &resolved,
+        &notifications,
     ] {
         family.write(text);
     }

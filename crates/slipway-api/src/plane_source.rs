@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use slipway_app::App;
+use slipway_app::alerting::ServingLog;
 use slipway_app::monitoring::Monitor;
 use slipway_app::rollout::Controller;
-use slipway_core::deployment::{Deployment, PredictionRecord, WindowStats};
+use slipway_core::deployment::{Deployment, PredictionRecord, ServingStats, WindowStats};
 
 use slipway_monitor::live::{Schema, Summary};
 use slipway_plane::plane::{ModelBytes, PlaneSource};
@@ -16,14 +17,21 @@ pub struct ServerSource {
     app: App,
     controller: Arc<Controller>,
     monitor: Arc<Monitor>,
+    serving: Arc<ServingLog>,
 }
 
 impl ServerSource {
-    pub fn new(app: &App, controller: Arc<Controller>, monitor: Arc<Monitor>) -> ServerSource {
+    pub fn new(
+        app: &App,
+        controller: Arc<Controller>,
+        monitor: Arc<Monitor>,
+        serving: Arc<ServingLog>,
+    ) -> ServerSource {
         ServerSource {
             app: app.for_caller("slipway-plane", None),
             controller,
             monitor,
+            serving,
         }
     }
 }
@@ -59,12 +67,15 @@ impl PlaneSource for ServerSource {
     async fn report(
         &self,
         deployment: &str,
-        rollout_id: i64,
-        stage: usize,
-        stats: WindowStats,
+        window: Option<(i64, usize, WindowStats)>,
+        serving: ServingStats,
     ) -> Result<(), String> {
-        self.controller
-            .record(deployment, rollout_id, stage, &stats, "server");
+        if let Some((rollout_id, stage, stats)) = window {
+            self.controller
+                .record(deployment, rollout_id, stage, &stats, "server");
+        }
+        self.serving
+            .record(deployment, &serving, slipway_app::now_ms());
         Ok(())
     }
 

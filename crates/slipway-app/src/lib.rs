@@ -13,8 +13,11 @@
 //! - [`identity`]: authentication (argon2, credential cache, failure throttling) and the
 //!   users, tokens and permissions admins manage.
 //! - [`artifacts`]: the artifact proxy and run artifact listings.
+//! - [`alerting`]: the alerting configuration and silences (audited), the evaluator that steps
+//!   alerts pending → firing → resolved and notifies receivers, and every plane's serving counts.
 //! - `names`: MLflow-style random run names.
 
+pub mod alerting;
 pub mod artifacts;
 pub mod audit;
 mod content;
@@ -247,7 +250,7 @@ impl App {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -66,6 +66,24 @@ pub struct ServerArgs {
     /// stay fast. Replicas take theirs from `slipway serve --max-queue-wait-ms`.
     #[arg(long, env = "SLIPWAY_SERVING_MAX_QUEUE_WAIT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub serving_max_queue_wait_ms: Option<u64>,
+    /// The URL people reach this server at, for links in alert notifications (default: the
+    /// address it listens on).
+    #[arg(long, env = "SLIPWAY_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+    /// How often alert rules are evaluated (default 10s, at least 1s).
+    #[arg(long, env = "SLIPWAY_ALERT_INTERVAL", value_parser = parse_interval)]
+    pub alert_interval: Option<u64>,
+}
+
+/// A duration flag in milliseconds ("10s", "1m"), at least a second.
+fn parse_interval(text: &str) -> Result<u64, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 10s or 1m"))?;
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if ms < 1_000 {
+        return Err(format!("'{text}' is shorter than 1s"));
+    }
+    Ok(ms)
 }
 
 /// The `[server]` table of `slipway.toml`.
@@ -85,6 +103,9 @@ pub struct FileServerConfig {
     pub serving_max_values: Option<usize>,
     pub serving_max_in_flight: Option<usize>,
     pub serving_max_queue_wait_ms: Option<u64>,
+    pub external_url: Option<String>,
+    /// Milliseconds.
+    pub alert_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +152,8 @@ pub struct ServerConfig {
     pub serving_max_values: usize,
     pub serving_max_in_flight: usize,
     pub serving_max_queue_wait_ms: u64,
+    pub external_url: Option<String>,
+    pub alert_interval_ms: u64,
 }
 
 impl ServerConfig {
@@ -186,7 +209,18 @@ impl ServerConfig {
                 .or(file.serving_max_queue_wait_ms)
                 .unwrap_or(slipway_plane::scoring::DEFAULT_MAX_QUEUE_WAIT_MS)
                 .max(1),
+            external_url: args.external_url.or(file.external_url),
+            alert_interval_ms: args
+                .alert_interval
+                .or(file.alert_interval_ms)
+                .unwrap_or(10_000)
+                .max(1_000),
         };
+        if let Some(url) = &config.external_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("--external-url '{url}' must be an http:// or https:// URL");
+        }
         if let Some(url) = &config.webhook_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

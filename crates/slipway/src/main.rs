@@ -2,8 +2,6 @@
 //! concrete adapters (SQL store, object-store artifacts) are chosen and wired into the app.
 
 mod admin;
-// Nothing calls the receivers yet: the alert evaluator that does lands on its own.
-#[allow(dead_code)]
 mod alerts;
 mod config;
 mod convert;
@@ -102,6 +100,9 @@ enum Command {
     /// Upload true labels of a deployment's requests, for its realized performance (over the
     /// HTTP API).
     Labels(monitor::LabelsArgs),
+    /// Alerts: apply the rules file (receivers, route, rules), list pending, firing and
+    /// resolved alerts, silence them (over the HTTP API).
+    Alerts(alerts::cli::AlertsArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -187,6 +188,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Monitor(args) => monitor::monitor(args).await,
             Command::Labels(args) => monitor::labels(args).await,
+            Command::Alerts(args) => alerts::cli::alerts(args).await,
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
@@ -348,6 +350,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     });
     let audit_app = app.clone();
     let refusals_task = spawn_refusal_flusher(app.clone(), background_stopped.clone());
+    let alerter = deployments.alerter.clone();
     let router = slipway_api::router_with(app, deployments);
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
@@ -366,6 +369,19 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             "serving without authentication on a non-loopback address (--insecure-no-auth)"
         );
     }
+    let external_url = config
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    alerter.set_sink(
+        Arc::new(alerts::receivers::Receivers::new()?),
+        &external_url,
+    );
+    let alerts_task = spawn_alert_evaluation(
+        alerter,
+        std::time::Duration::from_millis(config.alert_interval_ms),
+        background_stopped.clone(),
+    );
 
     // The peer address keys the throttling of failed logins.
     axum::serve(
@@ -381,6 +397,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _ = controller_task.await;
     let _ = plane_task.await;
     let _ = monitor_task.await;
+    let _ = alerts_task.await;
     let _ = refusals_task.await;
     // The refusals counted since their windows opened, before the store closes.
     if let Err(error) = audit_app.flush_refusals(true).await {
@@ -389,6 +406,28 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("slipway server stopped");
     Ok(())
+}
+
+/// Evaluates the alert rules every `interval` until shutdown.
+fn spawn_alert_evaluation(
+    alerter: Arc<slipway_app::alerting::Alerter>,
+    interval: std::time::Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                _ = interval.tick() => {
+                    if let Err(error) = alerter.tick().await {
+                        tracing::warn!(%error, "alert evaluation");
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Notices user, token and permission changes made by other processes (the admin commands,

@@ -9,7 +9,7 @@ use slipway_app::deployments::{AdminOverride, ModelRef};
 use slipway_core::auth::{Principal, Role};
 use slipway_core::deployment::{
     AnalysisRules, BreakerConfig, CanaryStep, DEFAULT_PROGRESS_DEADLINE_MS, DeadlineAction,
-    Deployment, PredictionRecord, ServingSettings, Strategy, WindowStats,
+    Deployment, PredictionRecord, ServingSettings, ServingStats, Strategy, WindowStats,
 };
 
 use crate::Deployments;
@@ -419,6 +419,11 @@ pub struct Report {
     stage: usize,
     #[schema(value_type = Object)]
     stats: WindowStats,
+    /// Every request's outcome and latency since the last report, rollout or not (0 as
+    /// `rollout_id` when none runs).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    serving: ServingStats,
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     predictions: Vec<PredictionRecord>,
@@ -465,6 +470,10 @@ pub async fn report(
                 &report.stats,
                 &format!("replica:{}", app.caller().actor),
             ));
+    deployments
+        .alerter
+        .serving()
+        .record(&name, &report.serving, slipway_app::now_ms());
     if !report.predictions.is_empty() {
         app.append_predictions(report.predictions).await?;
     }

@@ -1,7 +1,9 @@
 //! slipway's own API, under `/api/slipway/v1`: what MLflow's REST API has no words for
-//! (users, tokens, permissions, promotions, lineage, the audit trail, deployments).
+//! (users, tokens, permissions, promotions, lineage, the audit trail, deployments, monitoring,
+//! alerts).
 //! Errors use the same JSON shape and table as the MLflow routes.
 
+mod alerts;
 mod audit;
 mod deployments;
 mod identity;
@@ -61,6 +63,13 @@ routes! {
     GET "/deployments/{name}/performance" => monitoring::performance [monitoring::Performance], Read Deployment;
     POST "/monitoring/references" => monitoring::set_reference [monitoring::SetReference], Write ModelUri;
     GET "/monitoring/references" => monitoring::get_reference [monitoring::GetReference], Read ModelUri;
+    GET "/alerts" => alerts::list [alerts::ListAlerts], Read None;
+    GET "/alerts/rules" => alerts::get_rules, Read None;
+    GET "/alerts/config" => alerts::get_config, Admin None;
+    PUT "/alerts/config" => alerts::apply_config [alerts::ApplyConfig], Admin None;
+    POST "/alerts/silences" => alerts::create_silence [alerts::CreateSilence], Approve None;
+    GET "/alerts/silences" => alerts::list_silences [alerts::ListSilences], Read None;
+    DELETE "/alerts/silences/{id}" => alerts::expire_silence, Approve None;
 }
 
 pub(crate) fn routes() -> Router<App> {

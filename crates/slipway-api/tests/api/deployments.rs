@@ -73,6 +73,7 @@ enum Backend {
 /// data plane, and the fixture models registered.
 struct Harness {
     router: Router,
+    app: App,
     deployments: Deployments,
     /// The artifact store's folder (a test may change files behind the server's back).
     dir: tempfile::TempDir,
@@ -245,7 +246,8 @@ impl Harness {
             },
         );
         let harness = Harness {
-            router: slipway_api::router_with(app, deployments.clone()),
+            router: slipway_api::router_with(app.clone(), deployments.clone()),
+            app,
             deployments,
             dir,
             _db: db,
@@ -2654,4 +2656,257 @@ async fn case_monitoring_windows(h: &Harness) {
         )
         .await;
     assert_mlflow_error(&raw, 400, "INVALID_PARAMETER_VALUE", "does not serve");
+}
+
+on_both_backends!(case_alert_rules_fire_resolve_and_survive_a_restart: alert_rules_fire_resolve_and_survive_a_restart_sqlite, alert_rules_fire_resolve_and_survive_a_restart_postgres);
+
+/// Keeps what the alerter hands to receivers.
+#[derive(Default)]
+struct RecordingSink(std::sync::Mutex<Vec<slipway_core::alerting::Notification>>);
+
+#[async_trait::async_trait]
+impl slipway_core::ports::AlertSink for RecordingSink {
+    async fn deliver(
+        &self,
+        notification: &slipway_core::alerting::Notification,
+    ) -> Result<(), String> {
+        self.0.lock().unwrap().push(notification.clone());
+        Ok(())
+    }
+}
+
+impl RecordingSink {
+    /// The notifications so far, once delivery tasks had a moment to run.
+    async fn seen(&self) -> Vec<slipway_core::alerting::Notification> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn traffic(requests: u64, errors: u64) -> slipway_core::deployment::ServingStats {
+    let mut stats = slipway_core::deployment::ServingStats::default();
+    for i in 0..requests {
+        stats.record(if i < errors { 503 } else { 200 }, 2_000);
+    }
+    stats
+}
+
+async fn case_alert_rules_fire_resolve_and_survive_a_restart(h: &Harness) {
+    use slipway_app::alerting::{Alerter, ServingLog};
+    use slipway_core::alerting::AlertState;
+    h.deploy(json!({})).await;
+    // A rules file with a mistake is refused whole, saying where.
+    let refused = h
+        .send_json(
+            "PUT",
+            &format!("{NATIVE}/alerts/config"),
+            Some(&json!({"config": {"rules": [{"alert": "A", "expr": "error_rate >> 1"}]}})),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.json()
+    );
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("error_rate >> 1")
+    );
+    let config = json!({
+        "receivers": [
+            {"name": "hook", "webhook": {"url": "http://127.0.0.1:9/hook"}},
+            {"name": "am", "alertmanager": {"url": "http://127.0.0.1:9"}}
+        ],
+        "rules": [{
+            "alert": "HighErrorRate", "deployment": NAME, "expr": "error_rate > 0.1",
+            "window": "1m", "for": "30s", "min_samples": 10, "severity": "critical",
+            "summary": "{{ deployment }} answers {{ value }} of requests with 5xx",
+            "runbook_url": "https://runbooks.example/errors", "receivers": ["hook"]
+        }]
+    });
+    let applied = h
+        .ok(
+            "PUT",
+            &format!("{NATIVE}/alerts/config"),
+            Some(json!({"config": config})),
+        )
+        .await;
+    assert_eq!(applied["revision"], 1);
+    assert_eq!(
+        applied["diff"]["rules_added"],
+        json!([format!("HighErrorRate@{NAME}")])
+    );
+    // Applying a stale revision is refused; the same file again changes nothing.
+    let stale = h
+        .send_json(
+            "PUT",
+            &format!("{NATIVE}/alerts/config"),
+            Some(&json!({"config": config, "expected_revision": 0})),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::BAD_REQUEST, "{}", stale.json());
+    let again = h
+        .ok(
+            "PUT",
+            &format!("{NATIVE}/alerts/config"),
+            Some(json!({"config": config, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(again["changed"], false);
+    let rules = h.ok("GET", &format!("{NATIVE}/alerts/rules"), None).await;
+    assert_eq!(
+        rules["receivers"],
+        json!([{"name": "hook", "kind": "webhook"}, {"name": "am", "kind": "alertmanager"}])
+    );
+
+    let start = slipway_app::now_ms();
+    let t0 = start + 120_000;
+    let sink = Arc::new(RecordingSink::default());
+    let alerter = Alerter::new(&h.app, Arc::new(ServingLog::new(start)));
+    alerter.set_sink(sink.clone(), "http://slipway.example");
+    alerter
+        .serving()
+        .record(NAME, &traffic(100, 30), t0 - 5_000);
+
+    alerter.evaluate(t0).await.unwrap();
+    let active = alerter.active();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].state, AlertState::Pending, "for 30s first");
+    assert_eq!(active[0].value, Some(0.3));
+    assert!(
+        sink.seen().await.is_empty(),
+        "nobody is told of a pending alert"
+    );
+
+    alerter.evaluate(t0 + 31_000).await.unwrap();
+    let firing = alerter.active();
+    assert_eq!(firing[0].state, AlertState::Firing);
+    assert_eq!(
+        firing[0].annotations["summary"],
+        format!("{NAME} answers 0.3000 of requests with 5xx")
+    );
+    let seen = sink.seen().await;
+    assert_eq!(seen.len(), 1, "only the rule's receiver hears it");
+    assert_eq!(seen[0].receiver.name, "hook");
+    assert_eq!(seen[0].status, AlertState::Firing);
+    assert_eq!(seen[0].alerts[0].labels["severity"], "critical");
+    assert_eq!(seen[0].external_url, "http://slipway.example");
+    // Still firing: deduplicated, nobody is told twice within the repeat interval.
+    alerter.evaluate(t0 + 40_000).await.unwrap();
+    assert_eq!(sink.seen().await.len(), 1);
+
+    // A restarted server picks the firing alert up from the store: no second firing.
+    let restarted = Alerter::new(&h.app, Arc::new(ServingLog::new(start)));
+    restarted.set_sink(sink.clone(), "http://slipway.example");
+    restarted
+        .serving()
+        .record(NAME, &traffic(100, 30), t0 + 40_000);
+    restarted.evaluate(t0 + 45_000).await.unwrap();
+    assert_eq!(restarted.active()[0].state, AlertState::Firing);
+    assert_eq!(sink.seen().await.len(), 1);
+    // The errors age out of the window: no data, and the alert resolves.
+    restarted.evaluate(t0 + 200_000).await.unwrap();
+    assert!(restarted.active().is_empty());
+    let seen = sink.seen().await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].status, AlertState::Resolved);
+    assert_eq!(seen[1].alerts[0].fingerprint, seen[0].alerts[0].fingerprint);
+
+    let listed = h
+        .ok("GET", &format!("{NATIVE}/alerts?state=resolved"), None)
+        .await;
+    assert_eq!(listed["resolved"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        listed["resolved"][0]["labels"]["alertname"],
+        "HighErrorRate"
+    );
+    let audit = h
+        .ok(
+            "GET",
+            &format!("{NATIVE}/audit?resource=deployment:{NAME}"),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .filter(|a| a.starts_with("alerts."))
+        .collect();
+    assert_eq!(
+        actions,
+        ["alerts.firing", "alerts.resolved"],
+        "one of each, in order"
+    );
+
+    // Silences: a matcher of != alone is refused; one is created, listed and expired.
+    let loose = h
+        .send_json(
+            "POST",
+            &format!("{NATIVE}/alerts/silences"),
+            Some(&json!({"matchers": ["deployment!=x"], "ends_ms": t0, "comment": "c"})),
+        )
+        .await;
+    assert_eq!(loose.status, StatusCode::BAD_REQUEST, "{}", loose.json());
+    let created = h
+        .ok(
+            "POST",
+            &format!("{NATIVE}/alerts/silences"),
+            Some(json!({"matchers": ["alertname=HighErrorRate"], "ends_ms": t0, "comment": "deploying a fix"})),
+        )
+        .await;
+    let id = created["silence"]["id"].as_i64().unwrap();
+    let listed = h
+        .ok("GET", &format!("{NATIVE}/alerts/silences"), None)
+        .await;
+    assert_eq!(
+        listed["silences"][0]["matchers"],
+        json!(["alertname=HighErrorRate"])
+    );
+    h.ok("DELETE", &format!("{NATIVE}/alerts/silences/{id}"), None)
+        .await;
+    let listed = h
+        .ok("GET", &format!("{NATIVE}/alerts/silences"), None)
+        .await;
+    assert_eq!(listed["silences"], json!([]));
+
+    // A silenced alert still fires and is recorded; it is only held back.
+    h.ok(
+        "POST",
+        &format!("{NATIVE}/alerts/silences"),
+        Some(json!({"matchers": ["alertname=HighErrorRate"], "ends_ms": t0 + 3_600_000, "comment": "load test"})),
+    )
+    .await;
+    let quiet = Arc::new(RecordingSink::default());
+    let third = Alerter::new(&h.app, Arc::new(ServingLog::new(start)));
+    third.set_sink(quiet.clone(), "http://slipway.example");
+    third.serving().record(NAME, &traffic(50, 50), t0 + 300_000);
+    third.evaluate(t0 + 301_000).await.unwrap();
+    third.evaluate(t0 + 340_000).await.unwrap();
+    assert_eq!(third.active()[0].state, AlertState::Firing);
+    assert!(quiet.seen().await.is_empty());
+    assert!(
+        third
+            .counters
+            .notifications_silenced
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    // Removing the rule resolves its alert rather than leaving it firing forever.
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/alerts/config"),
+        Some(json!({"config": {"receivers": config["receivers"]}})),
+    )
+    .await;
+    third.evaluate(t0 + 345_000).await.unwrap();
+    assert!(third.active().is_empty());
+    let firing = h
+        .ok("GET", &format!("{NATIVE}/alerts?state=firing"), None)
+        .await;
+    assert_eq!(firing["alerts"], json!([]));
 }

@@ -337,7 +337,18 @@ impl AlertConfig {
         }
         let mut receivers = BTreeSet::new();
         for receiver in &self.receivers {
-            check_name("receiver", &receiver.name)?;
+            let ok = !receiver.name.is_empty()
+                && receiver.name.len() <= 128
+                && receiver
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "receiver '{}' must be 1 to 128 letters, digits, '-', '_' or '.'",
+                    receiver.name
+                )));
+            }
             if !receivers.insert(receiver.name.as_str()) {
                 return Err(Error::invalid(format!(
                     "receiver '{}' is declared twice",
