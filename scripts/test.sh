@@ -6,7 +6,8 @@
 #
 #   ./scripts/test.sh
 #
-# Needs: cargo, python3 (3.10+). PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
+# Needs: cargo, python3 (3.10+); installs Debian's prometheus (promtool) and
+# prometheus-alertmanager with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/test); without it the PostgreSQL parts are skipped
 # with a printed reason, except when CI=true, where a missing PostgreSQL fails the run.
 set -euo pipefail
@@ -63,6 +64,29 @@ trap 'rm -f "$VENV_LOG"' EXIT
 ) >"$VENV_LOG" 2>&1 &
 VENV_PID=$!
 
+# Debian's promtool (package prometheus) checks and unit-tests the shipped alerting rules, and a
+# real Alertmanager (prometheus-alertmanager) receives slipway's alerts in the e2e suite. They
+# are installed with apt-get when missing, beside the compile like the venv.
+DEBIAN_NEED=()
+command -v promtool >/dev/null || DEBIAN_NEED+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
+  || DEBIAN_NEED+=(prometheus-alertmanager)
+APT_LOG="$(mktemp)"
+trap 'rm -f "$VENV_LOG" "$APT_LOG"' EXIT
+APT_PID=
+if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
+  SUDO=
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo -n"; fi
+  if command -v apt-get >/dev/null; then
+    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests)"
+    (
+      $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+        --no-install-recommends "${DEBIAN_NEED[@]}"
+    ) >"$APT_LOG" 2>&1 &
+    APT_PID=$!
+  fi
+fi
+
 step "ONNX Runtime for the serving tests (scripts/fetch-onnxruntime.sh)"
 if ORT_LIB=$("$ROOT/scripts/fetch-onnxruntime.sh"); then
   export ORT_DYLIB_PATH="$ORT_LIB"
@@ -80,6 +104,20 @@ cargo test --workspace --locked
 step "Building the slipway binary for the end-to-end suite"
 cargo build --locked -p slipway
 BIN="$CARGO_TARGET_DIR/debug/slipway"
+
+if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
+  step "Waiting for apt-get (${DEBIAN_NEED[*]})"
+  if [ -z "$APT_PID" ] || ! wait "$APT_PID"; then
+    cat "$APT_LOG" >&2
+    if [ "$CI" = "true" ]; then
+      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting tests" >&2
+      exit 1
+    fi
+    SKIPPED+=("promtool and Alertmanager tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
+  else
+    echo "installed ${DEBIAN_NEED[*]}"
+  fi
+fi
 
 step "Waiting for the end-to-end suite's Python environment ($E2E_VENV)"
 if ! wait "$VENV_PID"; then
