@@ -363,3 +363,37 @@ pub async fn alerts(args: AlertsArgs) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_rules_file_reads_and_validates() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/alerts.yml");
+        let config = read_rules(&path).unwrap();
+        assert_eq!(config.rules.len(), 7);
+        assert_eq!(config.receivers[0].name, "oncall");
+        assert!(config.rules.iter().all(|r| {
+            r.runbook_url
+                .as_deref()
+                .is_some_and(|u| u.contains("docs/runbooks.md#"))
+        }));
+    }
+
+    #[test]
+    fn a_bad_rules_file_names_the_file_and_the_mistake() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yml");
+        std::fs::write(&path, "rules:\n  - alert: A\n    expr: error_rate\n").unwrap();
+        let error = read_rules(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("rules.yml") && error.contains("compare it"),
+            "{error}"
+        );
+        std::fs::write(&path, "rulez: []\n").unwrap();
+        let error = read_rules(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `rulez`"), "{error}");
+    }
+}
