@@ -5,7 +5,8 @@ alert fire and resolve:
 * a real Prometheus **Alertmanager** (Debian's ``prometheus-alertmanager``, started here), which
   routes it on to a webhook of this test, as a team's Alertmanager routes to PagerDuty or Slack:
   the runbook URL arrives there, and later the resolution;
-* slipway's own HMAC-signed webhook (its secret given by reference, ``file:``), Slack's
+* slipway's own HMAC-signed webhook (its secret given by reference, ``file:`` under the server's
+  ``--secrets-dir``), Slack's
   incoming-webhook format and PagerDuty's Events API v2 (trigger, then resolve with the same
   dedup key), all pointed at this test's HTTP receiver.
 
@@ -146,7 +147,7 @@ def test_a_drifting_deployment_pages_alertmanager_and_every_receiver_then_resolv
     _require_runtime()
     secret = tmp_path / "webhook-secret"
     secret.write_text("s3cret-signing-key\n")
-    server = slipway_factory(extra_args=["--alert-interval", "1s"])
+    server = slipway_factory(extra_args=["--alert-interval", "1s", "--secrets-dir", str(tmp_path)])
     env = Env(server, slipway_bin, tmp_path)
     env.cli("monitor", "reference", "create", f"models:/{env.model}/{env.version}",
             "--data", str(env.reference), "--label", "target")
@@ -187,6 +188,10 @@ rules:
     refused = env.cli("alerts", "rules", "apply", str(bad), check=False)
     assert refused.returncode != 0 and "unknown signal 'drift_shar'" in refused.stderr, \
         refused.stderr
+    # A receiver may not name any variable of the server's (its store's URL, say) as a secret.
+    bad.write_text('receivers:\n  - name: leak\n    pagerduty: {routing_key: "env:DATABASE_URL"}\n')
+    refused = env.cli("alerts", "rules", "apply", str(bad), check=False)
+    assert refused.returncode != 0 and "SLIPWAY_SECRET_" in refused.stderr, refused.stderr
     plan = env.cli("alerts", "rules", "apply", str(rules), "--dry-run")
     assert "FeaturesDrifted@" in plan.stdout and "would change" in plan.stdout, plan.stdout
     applied = env.cli("alerts", "rules", "apply", str(rules))

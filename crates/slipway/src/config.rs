@@ -70,6 +70,10 @@ pub struct ServerArgs {
     /// address it listens on).
     #[arg(long, env = "SLIPWAY_EXTERNAL_URL")]
     pub external_url: Option<String>,
+    /// Directories alert receivers' `file:` secrets may be read from (repeat the flag; default
+    /// /run/secrets and /var/run/secrets, where Docker and Kubernetes mount secrets).
+    #[arg(long = "secrets-dir", env = "SLIPWAY_SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dirs: Vec<PathBuf>,
     /// How often alert rules are evaluated (default 10s, at least 1s).
     #[arg(long, env = "SLIPWAY_ALERT_INTERVAL", value_parser = parse_interval)]
     pub alert_interval: Option<u64>,
@@ -106,6 +110,7 @@ pub struct FileServerConfig {
     pub external_url: Option<String>,
     /// Milliseconds.
     pub alert_interval_ms: Option<u64>,
+    pub secrets_dirs: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +159,7 @@ pub struct ServerConfig {
     pub serving_max_queue_wait_ms: u64,
     pub external_url: Option<String>,
     pub alert_interval_ms: u64,
+    pub secrets_dirs: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -210,6 +216,16 @@ impl ServerConfig {
                 .unwrap_or(slipway_plane::scoring::DEFAULT_MAX_QUEUE_WAIT_MS)
                 .max(1),
             external_url: args.external_url.or(file.external_url),
+            secrets_dirs: if args.secrets_dirs.is_empty() {
+                file.secrets_dirs.unwrap_or_else(|| {
+                    vec![
+                        PathBuf::from("/run/secrets"),
+                        PathBuf::from("/var/run/secrets"),
+                    ]
+                })
+            } else {
+                args.secrets_dirs
+            },
             alert_interval_ms: args
                 .alert_interval
                 .or(file.alert_interval_ms)

@@ -374,7 +374,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
     alerter.set_sink(
-        Arc::new(alerts::receivers::Receivers::new()?),
+        Arc::new(alerts::receivers::Receivers::new(
+            alerts::receivers::SecretPolicy::server(config.secrets_dirs.clone()),
+        )?),
         &external_url,
     );
     let alerts_task = spawn_alert_evaluation(

@@ -195,6 +195,10 @@ pub struct PagerDutyTarget {
     pub url: Option<String>,
 }
 
+/// Environment variables a receiver's secret may name start with this: the server's other
+/// variables (the store's URL, object-store keys) are not the rules file's to send anywhere.
+pub const SECRET_ENV_PREFIX: &str = "SLIPWAY_SECRET_";
+
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// Where notifications go: exactly one of the kinds.
@@ -233,6 +237,18 @@ impl Target<'_> {
 }
 
 impl Receiver {
+    /// The secret references the receiver holds.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        [
+            self.webhook.as_ref().and_then(|w| w.secret.as_ref()),
+            self.slack.as_ref().map(|s| &s.url),
+            self.pagerduty.as_ref().map(|p| &p.routing_key),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     pub fn target(&self) -> Result<Target<'_>> {
         let set: Vec<Target<'_>> = [
             self.alertmanager.as_ref().map(Target::Alertmanager),
@@ -354,6 +370,25 @@ impl AlertConfig {
                     "receiver '{}' is declared twice",
                     receiver.name
                 )));
+            }
+            for secret in receiver.secrets() {
+                match secret.as_str().split_once(':') {
+                    Some(("env", name)) if !name.starts_with(SECRET_ENV_PREFIX) => {
+                        return Err(Error::invalid(format!(
+                            "receiver '{}': {} names a variable the server does not read secrets from: name it {SECRET_ENV_PREFIX}...",
+                            receiver.name,
+                            secret.as_str()
+                        )));
+                    }
+                    Some(("file", path)) if !path.starts_with('/') || path.contains("/../") => {
+                        return Err(Error::invalid(format!(
+                            "receiver '{}': {} must be an absolute path without '..' (under the server's --secrets-dir)",
+                            receiver.name,
+                            secret.as_str()
+                        )));
+                    }
+                    _ => {}
+                }
             }
             match receiver.target()? {
                 Target::Alertmanager(t) => {
@@ -558,7 +593,7 @@ mod tests {
         let c = config(serde_json::json!({
             "receivers": [
                 {"name": "oncall", "alertmanager": {"url": "http://127.0.0.1:9093"}},
-                {"name": "pager", "pagerduty": {"routing_key": "env:PD_KEY"}}
+                {"name": "pager", "pagerduty": {"routing_key": "env:SLIPWAY_SECRET_PD_KEY"}}
             ],
             "rules": [{"alert": "Drift", "expr": "drift_share >= 0.5", "for": "2m",
                        "runbook_url": "https://runbooks.example/drift", "receivers": ["oncall"]}]

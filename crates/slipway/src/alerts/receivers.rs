@@ -56,10 +56,30 @@ const LATEST_MS: i64 = 253_402_300_799_999;
 #[derive(Clone)]
 pub struct Receivers {
     client: reqwest::Client,
+    secrets: SecretPolicy,
+}
+
+/// What secret references the server resolves: environment variables with a prefix, and files
+/// under the directories the operator named. An admin writes the rules file, but must not be
+/// able to point a receiver at any variable (the store's password) or any file (a TLS key) of
+/// the server's and have it sent to a URL of their choosing.
+#[derive(Debug, Clone)]
+pub struct SecretPolicy {
+    pub env_prefix: String,
+    pub dirs: Vec<std::path::PathBuf>,
+}
+
+impl SecretPolicy {
+    pub fn server(dirs: Vec<std::path::PathBuf>) -> SecretPolicy {
+        SecretPolicy {
+            env_prefix: slipway_core::alerting::SECRET_ENV_PREFIX.to_owned(),
+            dirs,
+        }
+    }
 }
 
 impl Receivers {
-    pub fn new() -> anyhow::Result<Receivers> {
+    pub fn new(secrets: SecretPolicy) -> anyhow::Result<Receivers> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
@@ -68,7 +88,7 @@ impl Receivers {
             // A redirect is reported instead, as the configuration mistake it is.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Receivers { client })
+        Ok(Receivers { client, secrets })
     }
 
     async fn to_alertmanager(
@@ -88,7 +108,11 @@ impl Receivers {
         target: &WebhookTarget,
         notification: &Notification,
     ) -> Result<(), String> {
-        let key = target.secret.as_ref().map(resolve_secret).transpose()?;
+        let key = target
+            .secret
+            .as_ref()
+            .map(|secret| resolve_secret(&self.secrets, secret))
+            .transpose()?;
         delivery.secrets.extend(key.clone());
         let url = parse_url(&target.url)?;
         // Serialized once: the signature covers exactly the bytes sent.
@@ -117,7 +141,7 @@ impl Receivers {
         target: &SlackTarget,
         notification: &Notification,
     ) -> Result<(), String> {
-        let text = resolve_secret(&target.url)?;
+        let text = resolve_secret(&self.secrets, &target.url)?;
         delivery.secrets.push(text.clone());
         // The URL is the credential: messages name where it came from, never what it is.
         let reference = target.url.as_str();
@@ -138,7 +162,7 @@ impl Receivers {
         target: &PagerDutyTarget,
         notification: &Notification,
     ) -> Result<(), String> {
-        let routing_key = resolve_secret(&target.routing_key)?;
+        let routing_key = resolve_secret(&self.secrets, &target.routing_key)?;
         delivery.secrets.push(routing_key.clone());
         let url = parse_url(target.url.as_deref().unwrap_or(PAGERDUTY_EVENTS_URL))?;
         let events = pagerduty_events(notification, &routing_key);
@@ -268,10 +292,14 @@ impl Delivery<'_> {
 /// The value a secret reference points at: `env:NAME` is the server's environment variable,
 /// `file:PATH` a file's content trimmed of surrounding whitespace (as a mounted Kubernetes
 /// Secret ends with a newline). Errors name the reference, never any content.
-pub fn resolve_secret(secret: &SecretRef) -> Result<String, String> {
+pub fn resolve_secret(policy: &SecretPolicy, secret: &SecretRef) -> Result<String, String> {
     match secret.as_str().split_once(':') {
         // Checked again though SecretRef checks it: std::env::var may panic on a name with
         // `=` or NUL in it.
+        Some(("env", name)) if !name.starts_with(&policy.env_prefix) => Err(format!(
+            "environment variable {name} may not hold a secret: only those named {}* are read",
+            policy.env_prefix
+        )),
         Some(("env", name))
             if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
         {
@@ -285,7 +313,26 @@ pub fn resolve_secret(secret: &SecretRef) -> Result<String, String> {
                 }
             }
         }
-        Some(("file", path)) if !path.is_empty() => read_secret_file(path),
+        Some(("file", path)) if !path.is_empty() => {
+            let real = std::fs::canonicalize(path)
+                .map_err(|e| format!("cannot read the secret file {path}: {e}"))?;
+            let allowed = policy
+                .dirs
+                .iter()
+                .any(|dir| std::fs::canonicalize(dir).is_ok_and(|dir| real.starts_with(dir)));
+            if !allowed {
+                let dirs: Vec<String> = policy
+                    .dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                return Err(format!(
+                    "the secret file {path} is outside the directories secrets are read from ({}; slipway server --secrets-dir)",
+                    dirs.join(", ")
+                ));
+            }
+            read_secret_file(path)
+        }
         _ => Err("a secret reference must be env:NAME or file:PATH".to_owned()),
     }
 }
@@ -1047,32 +1094,54 @@ mod tests {
                 !value.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             })
             .expect("some environment variable is set");
-        assert_eq!(resolve_secret(&secret(&format!("env:{name}"))), Ok(value));
+        let dir = tempfile::tempdir().unwrap();
+        let open = SecretPolicy {
+            env_prefix: String::new(),
+            dirs: vec![dir.path().to_path_buf()],
+        };
         assert_eq!(
-            resolve_secret(&secret("env:SLIPWAY_TEST_NEVER_SET_7F3A")),
+            resolve_secret(&open, &secret(&format!("env:{name}"))),
+            Ok(value)
+        );
+        assert_eq!(
+            resolve_secret(&open, &secret("env:SLIPWAY_TEST_NEVER_SET_7F3A")),
             Err("environment variable SLIPWAY_TEST_NEVER_SET_7F3A is not set".to_owned())
         );
-
-        let dir = tempfile::tempdir().unwrap();
+        // The server's policy reads only variables named for it, and files under its dirs.
+        let server = SecretPolicy::server(vec![dir.path().join("secrets")]);
+        let error = resolve_secret(&server, &secret("env:PATH")).unwrap_err();
+        assert!(
+            error.contains("only those named SLIPWAY_SECRET_*"),
+            "{error}"
+        );
         let path = dir.path().join("key");
         std::fs::write(&path, "  s3cret-value\n").unwrap();
         let reference = format!("file:{}", path.display());
         assert_eq!(
-            resolve_secret(&secret(&reference)),
+            resolve_secret(&open, &secret(&reference)),
             Ok("s3cret-value".to_owned())
         );
 
         let missing = dir.path().join("missing");
-        let error = resolve_secret(&secret(&format!("file:{}", missing.display()))).unwrap_err();
+        let error =
+            resolve_secret(&open, &secret(&format!("file:{}", missing.display()))).unwrap_err();
         assert!(error.contains(&missing.display().to_string()), "{error}");
 
         std::fs::write(&path, format!("s3cret-value{}", " ".repeat(70_000))).unwrap();
-        let error = resolve_secret(&secret(&reference)).unwrap_err();
+        let error = resolve_secret(&open, &secret(&reference)).unwrap_err();
         assert!(error.contains("larger than 64 KiB"), "{error}");
         assert!(!error.contains("s3cret"), "{error}");
 
+        std::fs::write(&path, "k").unwrap();
+        let error = resolve_secret(&server, &secret(&reference)).unwrap_err();
+        assert!(error.contains("outside the directories"), "{error}");
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        let escape = format!("file:{}/secrets/../key", dir.path().display());
+        let error = resolve_secret(&server, &secret(&escape)).unwrap_err();
+        assert!(error.contains("outside the directories"), "{error}");
+
         std::fs::write(&path, " \n").unwrap();
-        let error = resolve_secret(&secret(&reference)).unwrap_err();
+        let error = resolve_secret(&open, &secret(&reference)).unwrap_err();
         assert!(error.ends_with("is empty"), "{error}");
     }
 
@@ -1171,7 +1240,8 @@ mod tests {
     async fn every_kind_is_delivered_as_its_receiver_expects() {
         let (base, log) = test_receiver().await;
         let dir = tempfile::tempdir().unwrap();
-        let receivers = Receivers::new().unwrap();
+        let receivers =
+            Receivers::new(SecretPolicy::server(vec![dir.path().to_path_buf()])).unwrap();
 
         let mut alertmanager = receiver("am");
         alertmanager.alertmanager = Some(AlertmanagerTarget {
@@ -1250,7 +1320,7 @@ mod tests {
     #[tokio::test]
     async fn server_errors_are_retried_and_refusals_are_not() {
         let (base, log) = test_receiver().await;
-        let receivers = Receivers::new().unwrap();
+        let receivers = Receivers::new(SecretPolicy::server(Vec::new())).unwrap();
         let count = |path: &str| {
             log.lock()
                 .unwrap()
@@ -1292,7 +1362,8 @@ mod tests {
     async fn secret_values_stay_out_of_errors() {
         let (base, log) = test_receiver().await;
         let dir = tempfile::tempdir().unwrap();
-        let receivers = Receivers::new().unwrap();
+        let receivers =
+            Receivers::new(SecretPolicy::server(vec![dir.path().to_path_buf()])).unwrap();
 
         // PagerDuty quoting the refused event, routing key and all.
         let mut pager = receiver("pager");
