@@ -864,12 +864,17 @@ impl App {
             return Ok((diff, current));
         }
         let expected = expected_revision.unwrap_or(current.revision);
+        if expected < 0 {
+            return Err(Error::invalid(format!(
+                "expected_revision must be 0 or more, got {expected}"
+            )));
+        }
         let stored = self
             .audited(
                 "alerts.rules.apply",
                 "alerting:config",
                 json!({
-                    "revision": expected + 1,
+                    "revision": expected.saturating_add(1),
                     "diff": diff,
                     "rules": config.rules.len(),
                     "receivers": config.receivers.iter().map(|r| json!({"name": r.name, "kind": r.target().map(|t| t.kind()).unwrap_or("?")})).collect::<Vec<_>>(),

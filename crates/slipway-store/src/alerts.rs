@@ -68,7 +68,7 @@ pub(crate) async fn put_config(
                         "the alerting configuration changed meanwhile (revision {current}, expected {expected}): read it again and re-apply"
                     )));
                 }
-                let revision = current + 1;
+                let revision = current.saturating_add(1);
                 sqlx::query(
                     "INSERT INTO alert_config (id, body, revision, updated_ms, updated_by) \
                      VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \

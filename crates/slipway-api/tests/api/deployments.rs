@@ -2748,6 +2748,34 @@ async fn case_alert_rules_fire_resolve_and_survive_a_restart(h: &Harness) {
         )
         .await;
     assert_eq!(stale.status, StatusCode::BAD_REQUEST, "{}", stale.json());
+    for revision in [i64::MAX, -1] {
+        let odd = h
+            .send_json(
+                "PUT",
+                &format!("{NATIVE}/alerts/config"),
+                Some(&json!({"config": {}, "expected_revision": revision})),
+            )
+            .await;
+        assert_eq!(
+            odd.status,
+            StatusCode::BAD_REQUEST,
+            "{revision}: {}",
+            odd.json()
+        );
+    }
+    let silence_forever = h
+        .send_json(
+            "POST",
+            &format!("{NATIVE}/alerts/silences"),
+            Some(&json!({"matchers": ["a=b"], "starts_ms": i64::MIN, "ends_ms": i64::MAX, "comment": "c"})),
+        )
+        .await;
+    assert_eq!(
+        silence_forever.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        silence_forever.json()
+    );
     let again = h
         .ok(
             "PUT",

@@ -293,7 +293,9 @@ impl NewSilence {
                 "a silence needs at least one LABEL=VALUE matcher with a value: one of only != matchers would silence nearly everything",
             ));
         }
-        if self.ends_ms <= self.starts_ms || self.ends_ms - self.starts_ms > MAX_SILENCE_MS {
+        if self.ends_ms <= self.starts_ms
+            || self.ends_ms.saturating_sub(self.starts_ms) > MAX_SILENCE_MS
+        {
             return Err(Error::invalid(
                 "a silence must end after it starts, and last at most 31 days",
             ));
