@@ -142,8 +142,30 @@ impl NumericProfile {
         let before = self.values.len();
         self.values
             .extend(values.iter().copied().filter(|v| v.is_finite()));
+        self.missing += (values.len() - (self.values.len() - before)) as u64;
+        self.absorb(before);
+    }
+
+    /// A profile of a column of floats read whole, keeping `values` as its storage (no copy):
+    /// what `push_floats` into a new profile gives.
+    pub fn from_floats(mut values: Vec<f64>, config: ProfileConfig) -> Self {
+        let mut profile = NumericProfile::new(config);
+        profile.integer_dtype = false;
+        if values.len() > config.max_exact_values {
+            profile.push_floats(&values);
+            return profile;
+        }
+        let read = values.len();
+        values.retain(|v| v.is_finite());
+        profile.missing = (read - values.len()) as u64;
+        profile.values = values;
+        profile.absorb(0);
+        profile
+    }
+
+    /// Takes the values from `before` on (finite, just added) into the moments and range.
+    fn absorb(&mut self, before: usize) {
         let added = &self.values[before..];
-        self.missing += (values.len() - added.len()) as u64;
         if added.is_empty() {
             return;
         }
@@ -761,6 +783,11 @@ mod tests {
             if at_once.is_exact() {
                 assert_eq!(at_once.sorted_data().view().total(), 7);
             }
+            // A whole column handed over (no copy) is the same profile.
+            let whole: Vec<f64> = batches.concat();
+            let mut moved = NumericProfile::from_floats(whole, config);
+            moved.finish();
+            assert_eq!(moved, at_once);
         }
     }
 }

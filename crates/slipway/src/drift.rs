@@ -369,12 +369,11 @@ fn floats_both(
     let Some(reference_values) = reference.floats(column.reference)? else {
         return Ok(None);
     };
-    let reference_profile = float_profile(&reference_values, config);
-    drop(reference_values);
+    let reference_profile = float_profile(reference_values, config);
     let Some(current_values) = current.floats(column.current)? else {
         return Ok(None);
     };
-    let current_profile = float_profile(&current_values, config);
+    let current_profile = float_profile(current_values, config);
     Ok(Some((
         ColumnType::Numerical,
         reference_profile,
@@ -382,9 +381,8 @@ fn floats_both(
     )))
 }
 
-fn float_profile(values: &[f64], config: ProfileConfig) -> ColumnProfile {
-    let mut profile = slipway_monitor::NumericProfile::new(config);
-    profile.push_floats(values);
+fn float_profile(values: Vec<f64>, config: ProfileConfig) -> ColumnProfile {
+    let mut profile = slipway_monitor::NumericProfile::from_floats(values, config);
     profile.finish();
     ColumnProfile::Numeric(profile)
 }
