@@ -155,7 +155,17 @@ pub struct Alerter {
     tracked: Mutex<HashMap<String, Tracked>>,
     loaded: std::sync::atomic::AtomicBool,
     performance: Mutex<HashMap<(String, i64), (i64, Value)>>,
+    /// Every recorded transition, for whatever acts on alerts (retraining triggers subscribe
+    /// here); sent after the transition is stored and audited.
+    transitions: tokio::sync::broadcast::Sender<AlertTransition>,
     pub counters: Arc<AlertCounters>,
+}
+
+/// An alert that fired or resolved, as subscribers receive it.
+#[derive(Debug, Clone)]
+pub struct AlertTransition {
+    pub alert: Alert,
+    pub transition: Transition,
 }
 
 impl Alerter {
@@ -167,6 +177,9 @@ impl Alerter {
             tracked: Mutex::new(HashMap::new()),
             loaded: std::sync::atomic::AtomicBool::new(false),
             performance: Mutex::new(HashMap::new()),
+            // A subscriber slower than 1,024 transitions misses the oldest (and is told so by
+            // the channel), rather than holding evaluation back.
+            transitions: tokio::sync::broadcast::channel(1_024).0,
             counters: Arc::new(AlertCounters::default()),
         }
     }
@@ -176,6 +189,12 @@ impl Alerter {
         let _ = self
             .sink
             .set((sink, external_url.trim_end_matches('/').to_owned()));
+    }
+
+    /// The transitions recorded from now on: the seam an action hangs on (a retraining
+    /// trigger, a rollback), so that acting on alerts needs no second evaluator.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<AlertTransition> {
+        self.transitions.subscribe()
     }
 
     pub fn serving(&self) -> &Arc<ServingLog> {
@@ -357,6 +376,10 @@ impl Alerter {
                 .save_alert(alert.clone())
                 .await?;
             self.counters.resolved.fetch_add(1, Ordering::Relaxed);
+            let _ = self.transitions.send(AlertTransition {
+                alert: alert.clone(),
+                transition: Transition::Resolved,
+            });
             // Still told, once, to whoever heard it fire.
             let mut finished = orphan.clone();
             finished.alert = alert.clone();
@@ -428,7 +451,8 @@ impl Alerter {
             "alert {}",
             alert.state.as_str()
         );
-        self.app
+        let id = self
+            .app
             .audited(
                 action,
                 format!("deployment:{}", alert.deployment()),
@@ -443,7 +467,15 @@ impl Alerter {
                 }),
             )
             .save_alert(alert.clone())
-            .await
+            .await?;
+        let mut recorded = alert.clone();
+        recorded.id = id;
+        // No subscriber is no error: nobody acts on alerts yet.
+        let _ = self.transitions.send(AlertTransition {
+            alert: recorded,
+            transition,
+        });
+        Ok(id)
     }
 
     /// Reads a rule's signal for one deployment.

@@ -2798,6 +2798,7 @@ async fn case_alert_rules_fire_resolve_and_survive_a_restart(h: &Harness) {
     alerter
         .serving()
         .record(NAME, &traffic(100, 30), t0 - 5_000);
+    let mut transitions = alerter.subscribe();
 
     alerter.evaluate(t0).await.unwrap();
     let active = alerter.active();
@@ -2822,6 +2823,10 @@ async fn case_alert_rules_fire_resolve_and_survive_a_restart(h: &Harness) {
     assert_eq!(seen[0].status, AlertState::Firing);
     assert_eq!(seen[0].alerts[0].labels["severity"], "critical");
     assert_eq!(seen[0].external_url, "http://slipway.example");
+    // What acts on alerts (retraining) hears the transition, with the stored alert's id.
+    let heard = transitions.try_recv().expect("the firing was published");
+    assert_eq!(heard.transition, slipway_core::alerting::Transition::Fired);
+    assert!(heard.alert.id > 0);
     // Still firing: deduplicated, nobody is told twice within the repeat interval.
     alerter.evaluate(t0 + 40_000).await.unwrap();
     assert_eq!(sink.seen().await.len(), 1);
