@@ -8,6 +8,7 @@ mod convert;
 mod deploy;
 mod drift;
 mod monitor;
+mod pipeline;
 mod remote;
 mod rollout_view;
 mod serve;
@@ -103,6 +104,9 @@ enum Command {
     /// Alerts: apply the rules file (receivers, route, rules), list pending, firing and
     /// resolved alerts, silence them (over the HTTP API).
     Alerts(alerts::cli::AlertsArgs),
+    /// Pipelines: run a pipeline file's steps with their cache, each executed step tracked as a
+    /// run nested under the pipeline's; draw its DAG.
+    Pipeline(pipeline::PipelineArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -186,9 +190,10 @@ fn main() -> ExitCode {
                 remote::permissions(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Deploy(args) => deploy::deploy(args).await,
-            Command::Monitor(args) => monitor::monitor(args).await,
+            Command::Monitor(args) => verdict(monitor::monitor(args).await),
             Command::Labels(args) => monitor::labels(args).await,
-            Command::Alerts(args) => alerts::cli::alerts(args).await,
+            Command::Alerts(args) => verdict(alerts::cli::alerts(args).await),
+            Command::Pipeline(args) => verdict(pipeline::pipeline(args).await),
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
@@ -223,6 +228,15 @@ pub(crate) fn error_text(error: &anyhow::Error) -> String {
         parts.push(text);
     }
     parts.join(": ")
+}
+
+/// For commands whose exit code 1 is a verdict (drift found, an alert fires, a step failed):
+/// an error exits 2, so a script can tell the two apart.
+fn verdict(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    result.or_else(|error| {
+        eprintln!("error: {}", error_text(&error));
+        Ok(ExitCode::from(2))
+    })
 }
 
 /// Whether output on a stream may carry colour: only on a terminal, and never with `NO_COLOR`
