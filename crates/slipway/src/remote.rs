@@ -27,6 +27,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// The server's URL, as the client reaches it.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn new(args: &ServerArgs) -> anyhow::Result<Client> {
         Client::for_uri(args.tracking_uri.clone())
     }

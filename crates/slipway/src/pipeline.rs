@@ -1,0 +1,544 @@
+//! `slipway pipeline`: run a pipeline file with its cache (`.slipway/cache` beside the file),
+//! tracking every executed step as an MLflow run nested under the pipeline's run on the
+//! server, and draw its DAG.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use slipway_pipeline::{
+    Graph, LocalCache, Observer, PipelineSpec, RunOptions, RunReport, StepReport, StepStatus,
+};
+
+use crate::remote::{Client, ServerArgs};
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: PipelineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Run a pipeline: every step whose cache key (command, parameters, declared environment,
+    /// the content of its inputs) has no stored result, in the order its inputs and outputs
+    /// give, independent steps at once. Exit code 0 when every step succeeded, 1 when one
+    /// failed, 2 on an error.
+    Run {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// Override a parameter (repeat): --param n_estimators=300.
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// Run this step even if its result is cached (repeat).
+        #[arg(long, value_name = "STEP")]
+        force: Vec<String>,
+        /// Steps run at once (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The experiment the runs go to (default: the pipeline's name).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Do not track runs on the server (the cache still applies).
+        #[arg(long)]
+        no_track: bool,
+        /// Print the run's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the pipeline's DAG as a Mermaid flowchart.
+    Graph {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+    },
+}
+
+fn read(file: &Path) -> anyhow::Result<(PipelineSpec, PathBuf)> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the pipeline file {}", file.display()))?;
+    let spec =
+        PipelineSpec::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let root = file
+        .canonicalize()
+        .with_context(|| format!("resolving {}", file.display()))?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok((spec, root))
+}
+
+fn parse_params(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("--param {p}: write it as NAME=VALUE"))
+        })
+        .collect()
+}
+
+pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        PipelineCommand::Graph { file } => {
+            let (spec, _) = read(&file)?;
+            let graph = Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            print!("{}", graph.mermaid(&spec));
+            Ok(ExitCode::SUCCESS)
+        }
+        PipelineCommand::Run {
+            file,
+            params,
+            force,
+            jobs,
+            experiment,
+            no_track,
+            json,
+        } => {
+            let (spec, root) = read(&file)?;
+            let spec = spec
+                .with_params(&parse_params(&params)?)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let tracker = if no_track {
+                None
+            } else {
+                let client = Client::new(&args.server)?;
+                Some(
+                    Tracker::start(client, &spec, experiment.as_deref(), &root)
+                        .await
+                        .context("starting the pipeline's run on the tracking server (--no-track runs without one)")?,
+                )
+            };
+            let options = RunOptions {
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                force: force.into_iter().collect::<BTreeSet<_>>(),
+                env: tracker
+                    .as_ref()
+                    .map(|t| BTreeMap::from([("MLFLOW_TRACKING_URI".to_owned(), t.base.clone())]))
+                    .unwrap_or_default(),
+                log_dir: root.join(".slipway/logs"),
+            };
+            let cache = LocalCache::new(root.join(".slipway/cache"));
+            let handle = tokio::runtime::Handle::current();
+            let observer = Progress {
+                tracker: tracker.as_ref(),
+                handle: handle.clone(),
+                json,
+                runs: Mutex::new(BTreeMap::new()),
+            };
+            let report = tokio::task::block_in_place(|| {
+                slipway_pipeline::run(&spec, &root, &cache, &observer, &options)
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if let Some(tracker) = &tracker {
+                tracker.finish(&report).await?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report_json(&report, tracker.as_ref()))?
+                );
+            } else {
+                summary(&report, tracker.as_ref());
+            }
+            Ok(if report.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn report_json(report: &RunReport, tracker: Option<&Tracker>) -> Value {
+    let mut value = serde_json::to_value(report).unwrap_or(Value::Null);
+    if let Some(tracker) = tracker {
+        value["run_id"] = json!(tracker.parent);
+        value["experiment_id"] = json!(tracker.experiment);
+    }
+    value
+}
+
+fn summary(report: &RunReport, tracker: Option<&Tracker>) {
+    let count = |f: fn(&StepStatus) -> bool| report.steps.iter().filter(|s| f(&s.status)).count();
+    println!(
+        "pipeline {}: {} ran, {} cached, {} failed, {} skipped{}",
+        report.pipeline,
+        count(|s| matches!(s, StepStatus::Ran { .. })),
+        count(|s| matches!(s, StepStatus::Cached)),
+        count(|s| matches!(s, StepStatus::Failed { .. })),
+        count(|s| matches!(s, StepStatus::Skipped { .. })),
+        tracker
+            .map(|t| format!(" (run {} in experiment {})", t.parent, t.experiment))
+            .unwrap_or_default()
+    );
+}
+
+/// Prints each step as it ends, and tracks it.
+struct Progress<'a> {
+    tracker: Option<&'a Tracker>,
+    handle: tokio::runtime::Handle,
+    json: bool,
+    /// Step -> its run id, once started.
+    runs: Mutex<BTreeMap<String, String>>,
+}
+
+impl Observer for Progress<'_> {
+    fn starting(&self, step: &str, key: &str) -> BTreeMap<String, String> {
+        if !self.json {
+            eprintln!("  {step}: running (key {})", &key[..12]);
+        }
+        let Some(tracker) = self.tracker else {
+            return BTreeMap::new();
+        };
+        match self.handle.block_on(tracker.start_step(step, key)) {
+            Ok(run_id) => {
+                self.runs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(step.to_owned(), run_id.clone());
+                BTreeMap::from([("MLFLOW_RUN_ID".to_owned(), run_id)])
+            }
+            Err(error) => {
+                eprintln!("  {step}: could not start its run on the server: {error:#}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn finished(&self, report: &StepReport) {
+        if !self.json {
+            let line = match &report.status {
+                StepStatus::Cached => "cached (outputs restored)".to_owned(),
+                StepStatus::Ran { attempts } if *attempts > 1 => {
+                    format!("done after {attempts} attempts")
+                }
+                StepStatus::Ran { .. } => "done".to_owned(),
+                StepStatus::Failed { reason, .. } => format!("FAILED: {reason}"),
+                StepStatus::Skipped { because } => format!("skipped: {because}"),
+            };
+            eprintln!("  {}: {line}", report.step);
+        }
+        let (Some(tracker), Some(run_id)) = (
+            self.tracker,
+            self.runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&report.step)
+                .cloned(),
+        ) else {
+            return;
+        };
+        if let Err(error) = self.handle.block_on(tracker.finish_step(&run_id, report)) {
+            eprintln!("  {}: could not record its run: {error:#}", report.step);
+        }
+    }
+}
+
+/// The pipeline's run and its steps' runs on the tracking server.
+struct Tracker {
+    client: Client,
+    base: String,
+    experiment: String,
+    parent: String,
+    root: PathBuf,
+    pipeline: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The proxy path of a run's artifact root (`mlflow-artifacts:/1/abc/artifacts`).
+fn proxy_root(artifact_uri: &str) -> anyhow::Result<String> {
+    artifact_uri
+        .strip_prefix("mlflow-artifacts:/")
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the run's artifacts go to {artifact_uri}, not through the server's artifact proxy (mlflow-artifacts:)"
+            )
+        })
+}
+
+impl Tracker {
+    async fn start(
+        client: Client,
+        spec: &PipelineSpec,
+        experiment: Option<&str>,
+        root: &Path,
+    ) -> anyhow::Result<Tracker> {
+        let name = experiment.unwrap_or(&spec.name);
+        let experiment = match client
+            .call_found(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
+                    crate::remote::urlencode(name)
+                ),
+                None,
+            )
+            .await?
+        {
+            crate::remote::Found::Yes(found) => found["experiment"]["experiment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            crate::remote::Found::No(_) => client
+                .call(
+                    reqwest::Method::POST,
+                    "/api/2.0/mlflow/experiments/create",
+                    Some(json!({ "name": name })),
+                )
+                .await?["experiment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let mut tags = vec![
+            json!({"key": "slipway.pipeline", "value": spec.name}),
+            json!({"key": "mlflow.runName", "value": format!("pipeline {}", spec.name)}),
+        ];
+        if let Some(commit) = git_commit(root) {
+            tags.push(json!({"key": "mlflow.source.git.commit", "value": commit}));
+        }
+        let created = client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/create",
+                Some(json!({
+                    "experiment_id": experiment,
+                    "start_time": now_ms(),
+                    "run_name": format!("pipeline {}", spec.name),
+                    "tags": tags,
+                })),
+            )
+            .await?;
+        let parent = created["run"]["info"]["run_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let params: Vec<Value> = spec
+            .params
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v.to_string()}))
+            .collect();
+        if !params.is_empty() {
+            client
+                .call(
+                    reqwest::Method::POST,
+                    "/api/2.0/mlflow/runs/log-batch",
+                    Some(json!({"run_id": parent, "params": params})),
+                )
+                .await?;
+        }
+        Ok(Tracker {
+            base: client.base().to_owned(),
+            client,
+            experiment,
+            parent,
+            root: root.to_path_buf(),
+            pipeline: spec.name.clone(),
+        })
+    }
+
+    async fn start_step(&self, step: &str, key: &str) -> anyhow::Result<String> {
+        let created = self
+            .client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/create",
+                Some(json!({
+                    "experiment_id": self.experiment,
+                    "start_time": now_ms(),
+                    "run_name": step,
+                    "tags": [
+                        {"key": "mlflow.parentRunId", "value": self.parent},
+                        {"key": "slipway.pipeline", "value": self.pipeline},
+                        {"key": "slipway.pipeline.step", "value": step},
+                        {"key": "slipway.pipeline.cache_key", "value": key},
+                    ],
+                })),
+            )
+            .await?;
+        Ok(created["run"]["info"]["run_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Params, inputs as datasets with their digests, outputs and the log as artifacts, and
+    /// the status, on the step's run.
+    async fn finish_step(&self, run_id: &str, report: &StepReport) -> anyhow::Result<()> {
+        let run = self
+            .client
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/2.0/mlflow/runs/get?run_id={run_id}"),
+                None,
+            )
+            .await?;
+        let artifacts = proxy_root(
+            run["run"]["info"]["artifact_uri"]
+                .as_str()
+                .unwrap_or_default(),
+        )?;
+        let (status, attempts) = match &report.status {
+            StepStatus::Ran { attempts } => ("FINISHED", *attempts),
+            StepStatus::Failed { attempts, .. } => ("FAILED", *attempts),
+            _ => ("FINISHED", 0),
+        };
+        let mut params = vec![
+            json!({"key": "command", "value": truncate(&report.command, 6_000)}),
+            json!({"key": "attempts", "value": attempts.to_string()}),
+        ];
+        if let StepStatus::Failed { reason, .. } = &report.status {
+            params.push(json!({"key": "failure", "value": truncate(reason, 6_000)}));
+        }
+        self.client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/log-batch",
+                Some(json!({"run_id": run_id, "params": params})),
+            )
+            .await?;
+        let datasets: Vec<Value> = report
+            .inputs
+            .iter()
+            .map(|(path, files)| {
+                json!({"dataset": {
+                    "name": path,
+                    "digest": &slipway_pipeline::cache::files_digest(files)[..16],
+                    "source_type": "local",
+                    "source": json!({"uri": self.root.join(path).display().to_string()}).to_string(),
+                }})
+            })
+            .collect();
+        if !datasets.is_empty() {
+            self.client
+                .call(
+                    reqwest::Method::POST,
+                    "/api/2.0/mlflow/runs/log-inputs",
+                    Some(json!({"run_id": run_id, "datasets": datasets})),
+                )
+                .await?;
+        }
+        if let Some(log) = &report.log
+            && let Ok(bytes) = std::fs::read(log)
+        {
+            self.client
+                .upload(&format!("{artifacts}/logs/{}.log", report.step), bytes)
+                .await?;
+        }
+        if let Some(result) = &report.result {
+            for file in result.outputs.values().flatten() {
+                let bytes = std::fs::read(self.root.join(&file.path))
+                    .with_context(|| format!("reading the output {}", file.path))?;
+                self.client
+                    .upload(&format!("{artifacts}/outputs/{}", file.path), bytes)
+                    .await?;
+            }
+        }
+        self.client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/update",
+                Some(json!({"run_id": run_id, "status": status, "end_time": now_ms()})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the pipeline's run, naming what was cached.
+    async fn finish(&self, report: &RunReport) -> anyhow::Result<()> {
+        let cached: Vec<&str> = report
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Cached)
+            .map(|s| s.step.as_str())
+            .collect();
+        let executed = report.executed();
+        self.client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/log-batch",
+                Some(json!({"run_id": self.parent, "tags": [
+                    {"key": "slipway.pipeline.cached", "value": cached.join(",")},
+                    {"key": "slipway.pipeline.executed", "value": executed.join(",")},
+                ]})),
+            )
+            .await?;
+        let status = if report.succeeded() {
+            "FINISHED"
+        } else {
+            "FAILED"
+        };
+        self.client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/update",
+                Some(json!({"run_id": self.parent, "status": status, "end_time": now_ms()})),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The commit of the repository the pipeline's folder is in, if it is one.
+fn git_commit(root: &Path) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .filter(|c| c.len() == 40)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_artifact_roots_parse() {
+        assert_eq!(
+            parse_params(&["n=3".into(), "tag=a=b".into()]).unwrap(),
+            [
+                ("n".to_owned(), "3".to_owned()),
+                ("tag".to_owned(), "a=b".to_owned())
+            ]
+        );
+        assert!(parse_params(&["n".into()]).is_err());
+        assert_eq!(
+            proxy_root("mlflow-artifacts:/1/abc/artifacts").unwrap(),
+            "1/abc/artifacts"
+        );
+        assert!(proxy_root("s3://bucket/x").is_err());
+        assert_eq!(truncate("héllo", 2), "h...");
+    }
+}

@@ -1,0 +1,144 @@
+"""`slipway pipeline run` against a running server: every executed step is a run nested under
+the pipeline's run, the mlflow client inside a step logs into its step's run (MLFLOW_RUN_ID),
+inputs are datasets with digests, outputs and logs are artifacts; a second run executes
+nothing, and a changed input re-runs exactly what depends on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slipway_only
+
+PIPELINE = """
+name: e2e-churn
+params: {{scale: 2}}
+steps:
+  prepare:
+    run: {python} prepare.py
+    inputs: [raw/, prepare.py]
+    outputs: [data/train.csv]
+  train:
+    run: {python} train.py ${{params.scale}}
+    inputs: [data/train.csv, train.py]
+    outputs: [model/]
+  lint:
+    run: {python} -c "import ast, sys; ast.parse(open('train.py').read())"
+    inputs: [train.py]
+"""
+
+PREPARE = """
+import pathlib
+rows = [l for f in sorted(pathlib.Path("raw").glob("*.csv")) for l in f.read_text().split()]
+pathlib.Path("data").mkdir(exist_ok=True)
+pathlib.Path("data/train.csv").write_text("\\n".join(rows) + "\\n")
+"""
+
+TRAIN = """
+import os, pathlib, sys, mlflow
+rows = pathlib.Path("data/train.csv").read_text().split()
+scale = float(sys.argv[1])
+# The step's own mlflow client logs into the run slipway made for it.
+assert os.environ["MLFLOW_RUN_ID"]
+with mlflow.start_run():
+    mlflow.log_metric("rows", len(rows))
+    mlflow.log_param("scale", scale)
+pathlib.Path("model").mkdir(exist_ok=True)
+pathlib.Path("model/weights.txt").write_text(str(sum(float(r) for r in rows) * scale))
+"""
+
+
+def _project(root: Path) -> Path:
+    (root / "raw").mkdir()
+    (root / "raw" / "a.csv").write_text("1\n2\n")
+    (root / "prepare.py").write_text(PREPARE)
+    (root / "train.py").write_text(TRAIN)
+    pipeline = root / "pipeline.yml"
+    pipeline.write_text(PIPELINE.format(python=sys.executable))
+    return pipeline
+
+
+def _run(slipway_bin, server, pipeline: Path, *args: str) -> tuple[int, dict, str]:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=server.url)
+    env.pop("MLFLOW_RUN_ID", None)
+    result = subprocess.run([slipway_bin, "pipeline", "run", str(pipeline), "--json", *args],
+                            env=env, capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.returncode, report, result.stderr
+
+
+def _executed(report: dict) -> list[str]:
+    return sorted(s["step"] for s in report["steps"] if s["status"] in ("ran", "failed"))
+
+
+def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factory, slipway_bin,
+                                                                  tmp_path):
+    server = slipway_factory()
+    project = tmp_path / "project"
+    project.mkdir()
+    pipeline = _project(project)
+
+    code, report, stderr = _run(slipway_bin, server, pipeline)
+    assert code == 0, stderr
+    assert _executed(report) == ["lint", "prepare", "train"], report
+    client = MlflowClient(server.url)
+    parent = client.get_run(report["run_id"])
+    assert parent.data.tags["slipway.pipeline"] == "e2e-churn"
+    assert parent.data.params["scale"] == "2"
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [report["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_step = {r.data.tags["slipway.pipeline.step"]: r for r in children}
+    assert sorted(by_step) == ["lint", "prepare", "train"]
+    train = by_step["train"]
+    # Logged by the mlflow client inside the step, into the step's run.
+    assert train.data.metrics["rows"] == 2.0
+    assert train.data.params["scale"] == "2.0"
+    assert "train.py 2" in train.data.params["command"]
+    assert train.info.status == "FINISHED"
+    inputs = {d.dataset.name: d.dataset.digest for d in train.inputs.dataset_inputs}
+    assert set(inputs) == {"data/train.csv", "train.py"}, inputs
+    artifacts = {a.path for a in client.list_artifacts(train.info.run_id, "outputs/model")}
+    assert artifacts == {"outputs/model/weights.txt"}, artifacts
+    log = client.download_artifacts(train.info.run_id, "logs/train.log", str(tmp_path))
+    assert "--- attempt 1" in Path(log).read_text()
+
+    # Nothing changed: nothing runs, and the outputs stay.
+    code, again, stderr = _run(slipway_bin, server, pipeline)
+    assert code == 0, stderr
+    assert _executed(again) == [] and all(s["status"] == "cached" for s in again["steps"])
+    assert client.get_run(again["run_id"]).data.tags["slipway.pipeline.cached"] == \
+        "lint,prepare,train"
+
+    # A new raw file: prepare and what reads its output; lint does not read raw/.
+    (project / "raw" / "b.csv").write_text("3\n")
+    code, changed, stderr = _run(slipway_bin, server, pipeline)
+    assert code == 0, stderr
+    assert _executed(changed) == ["prepare", "train"], changed
+    assert (project / "model" / "weights.txt").read_text() == "12.0"
+
+    # A failing step fails the run (exit 1); its run on the server says FAILED and why.
+    (project / "train.py").write_text("raise SystemExit(4)\n")
+    code, failed, stderr = _run(slipway_bin, server, pipeline)
+    assert code == 1, stderr
+    step = next(s for s in failed["steps"] if s["step"] == "train")
+    assert step["status"] == "failed" and "status 4" in step["reason"], step
+    assert client.get_run(failed["run_id"]).info.status == "FAILED"
+
+    graph = subprocess.run([slipway_bin, "pipeline", "graph", str(pipeline)],
+                           capture_output=True, text=True, timeout=30)
+    assert graph.returncode == 0 and "flowchart LR" in graph.stdout, graph.stderr
+    assert '-->|"data/train.csv"|' in graph.stdout, graph.stdout
+
+    bad = project / "bad.yml"
+    bad.write_text("name: x\nsteps:\n  a: {run: 'echo ${params.nope}'}\n")
+    refused = subprocess.run([slipway_bin, "pipeline", "run", str(bad), "--no-track"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "names no parameter" in refused.stderr, refused.stderr
