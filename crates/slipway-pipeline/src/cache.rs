@@ -251,6 +251,15 @@ impl CacheStore for LocalCache {
                 to.display()
             )));
         }
+        // An object is checked against its name before it replaces anything: a damaged or
+        // swapped file in the cache must not become a step's output.
+        let (found, _) = file_sha256(&object)?;
+        if found != sha256 {
+            return Err(PipelineError::Io(format!(
+                "the cache's object {sha256} holds other content ({found}): delete {} and run with --force",
+                object.display()
+            )));
+        }
         write_atomically(to, |temp| std::fs::copy(&object, temp).map(|_| ()))
     }
 }
@@ -320,5 +329,9 @@ mod tests {
         assert!(cache.get_result("../../etc/passwd").is_err());
         let lost = cache.get_object(&"b".repeat(64), &back).unwrap_err();
         assert!(lost.to_string().contains("--force"), "{lost}");
+        std::fs::write(cache.object(&sha), b"tampered").unwrap();
+        let damaged = cache.get_object(&sha, &back).unwrap_err();
+        assert!(damaged.to_string().contains("other content"), "{damaged}");
+        assert_eq!(std::fs::read(&back).unwrap(), b"weights", "left as it was");
     }
 }

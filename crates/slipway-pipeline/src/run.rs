@@ -28,6 +28,10 @@ pub struct RunOptions {
     pub env: BTreeMap<String, String>,
     /// Where each step's log is written (`<dir>/<step>.log`).
     pub log_dir: PathBuf,
+    /// Run this one step only, with whatever its inputs hold now: how an engine that runs each
+    /// step in its own container (Argo) runs a pipeline, its steps ordered by the engine and
+    /// sharing this cache.
+    pub only: Option<String>,
 }
 
 /// How a step ended.
@@ -125,6 +129,20 @@ pub fn run(
     }
     std::fs::create_dir_all(&options.log_dir)
         .map_err(|e| PipelineError::Io(format!("creating {}: {e}", options.log_dir.display())))?;
+    if let Some(step) = &options.only {
+        if !spec.steps.contains_key(step) {
+            return Err(PipelineError::Invalid(format!(
+                "--only {step}: the pipeline has no such step (it has {})",
+                graph.order.join(", ")
+            )));
+        }
+        let report = one_step(spec, root, cache, observer, options, step);
+        observer.finished(&report);
+        return Ok(RunReport {
+            pipeline: spec.name.clone(),
+            steps: vec![report],
+        });
+    }
     let jobs = options.jobs.max(1);
     let mut done: BTreeMap<String, StepReport> = BTreeMap::new();
     let mut running: BTreeSet<String> = BTreeSet::new();

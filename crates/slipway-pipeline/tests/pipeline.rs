@@ -272,3 +272,32 @@ steps:
         "with one job the first waits for the second in vain"
     );
 }
+
+#[test]
+fn one_step_alone_runs_on_what_its_inputs_hold() {
+    let dir = workspace();
+    let root = dir.path();
+    let spec = PipelineSpec::from_yaml(PIPELINE).unwrap();
+    let only = |step: &str| RunOptions {
+        only: Some(step.to_owned()),
+        ..options(root)
+    };
+    // train's input does not exist yet: it fails, naming it.
+    let (report, ran) = go(root, &spec, &only("train"));
+    assert!(ran.is_empty());
+    match &report.steps[0].status {
+        StepStatus::Failed { reason, .. } => assert!(reason.contains("data/train.csv"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let (report, ran) = go(root, &spec, &only("prepare"));
+    assert!(report.succeeded() && report.steps.len() == 1);
+    assert_eq!(ran, ["prepare"]);
+    let (_, ran) = go(root, &spec, &only("train"));
+    assert_eq!(ran, ["train"]);
+    // The whole pipeline then finds both in the cache.
+    let (_, ran) = go(root, &spec, &options(root));
+    assert_eq!(ran, ["lint", "report"]);
+    let cache = LocalCache::new(root.join(".slipway/cache"));
+    let error = run(&spec, root, &cache, &Quiet, &only("nope")).unwrap_err();
+    assert!(error.to_string().contains("no such step"), "{error}");
+}

@@ -39,6 +39,10 @@ enum PipelineCommand {
         /// Run this step even if its result is cached (repeat).
         #[arg(long, value_name = "STEP")]
         force: Vec<String>,
+        /// Run only this step, on what its inputs hold now (an engine such as Argo orders the
+        /// steps and runs each in its own container, sharing the cache).
+        #[arg(long, value_name = "STEP")]
+        only: Option<String>,
         /// Steps run at once (default: the machine's cores).
         #[arg(long)]
         jobs: Option<usize>,
@@ -96,6 +100,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             file,
             params,
             force,
+            only,
             jobs,
             experiment,
             no_track,
@@ -125,6 +130,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                     .map(|t| BTreeMap::from([("MLFLOW_TRACKING_URI".to_owned(), t.base.clone())]))
                     .unwrap_or_default(),
                 log_dir: root.join(".slipway/logs"),
+                only,
             };
             let cache = LocalCache::new(root.join(".slipway/cache"));
             let handle = tokio::runtime::Handle::current();
