@@ -223,7 +223,7 @@ impl Observer for Progress<'_> {
     fn finished(&self, report: &StepReport) {
         if !self.json {
             let line = match &report.status {
-                StepStatus::Cached => "cached (outputs restored)".to_owned(),
+                StepStatus::Cached => "cached".to_owned(),
                 StepStatus::Ran { attempts } if *attempts > 1 => {
                     format!("done after {attempts} attempts")
                 }
