@@ -117,6 +117,17 @@ def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factor
     assert client.get_run(again["run_id"]).data.tags["slipway.pipeline.cached"] == \
         "lint,prepare,train"
 
+    # Another machine with the same files and no local cache: the results come from the
+    # server's artifact store, and nothing runs there either.
+    other = tmp_path / "other"
+    other.mkdir()
+    _project(other)
+    code, shared, stderr = _run(slipway_bin, server, other / "pipeline.yml")
+    assert code == 0, stderr
+    assert _executed(shared) == [], shared
+    assert (other / "model" / "weights.txt").read_text() == \
+        (project / "model" / "weights.txt").read_text()
+
     # A new raw file: prepare and what reads its output; lint does not read raw/.
     (project / "raw" / "b.csv").write_text("3\n")
     code, changed, stderr = _run(slipway_bin, server, pipeline)

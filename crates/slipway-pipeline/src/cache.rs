@@ -264,6 +264,44 @@ impl CacheStore for LocalCache {
     }
 }
 
+/// A near store (a local folder) in front of a far one (shared through the server): reads try
+/// the near one first and keep what the far one had; writes go to both.
+pub struct Layered<N, F> {
+    pub near: N,
+    pub far: F,
+}
+
+impl<N: CacheStore, F: CacheStore> CacheStore for Layered<N, F> {
+    fn get_result(&self, key: &str) -> Result<Option<StepResult>, PipelineError> {
+        if let Some(found) = self.near.get_result(key)? {
+            return Ok(Some(found));
+        }
+        let found = self.far.get_result(key)?;
+        if let Some(result) = &found {
+            self.near.put_result(result)?;
+        }
+        Ok(found)
+    }
+
+    fn put_result(&self, result: &StepResult) -> Result<(), PipelineError> {
+        self.near.put_result(result)?;
+        self.far.put_result(result)
+    }
+
+    fn put_object(&self, sha256: &str, file: &Path) -> Result<(), PipelineError> {
+        self.near.put_object(sha256, file)?;
+        self.far.put_object(sha256, file)
+    }
+
+    fn get_object(&self, sha256: &str, to: &Path) -> Result<(), PipelineError> {
+        if self.near.get_object(sha256, to).is_ok() {
+            return Ok(());
+        }
+        self.far.get_object(sha256, to)?;
+        self.near.put_object(sha256, to)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +338,40 @@ mod tests {
             before,
             key(&digest_path(dir.path(), "raw/").unwrap().unwrap())
         );
+    }
+
+    #[test]
+    fn a_layered_cache_fills_the_near_store_from_the_far_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let far = LocalCache::new(dir.path().join("far"));
+        let file = dir.path().join("out.bin");
+        std::fs::write(&file, b"shared").unwrap();
+        let (sha, _) = file_sha256(&file).unwrap();
+        far.put_object(&sha, &file).unwrap();
+        let result = StepResult {
+            key: "c".repeat(64),
+            step: "s".into(),
+            outputs: BTreeMap::new(),
+            log: None,
+            duration_ms: 0,
+            finished_ms: 0,
+        };
+        far.put_result(&result).unwrap();
+        let layered = Layered {
+            near: LocalCache::new(dir.path().join("near")),
+            far,
+        };
+        assert_eq!(
+            layered.get_result(&result.key).unwrap(),
+            Some(result.clone())
+        );
+        let back = dir.path().join("back.bin");
+        layered.get_object(&sha, &back).unwrap();
+        // Both are now in the near store: the far one is not needed again.
+        let near = LocalCache::new(dir.path().join("near"));
+        assert_eq!(near.get_result(&result.key).unwrap(), Some(result));
+        near.get_object(&sha, &dir.path().join("again.bin"))
+            .unwrap();
     }
 
     #[test]

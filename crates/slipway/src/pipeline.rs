@@ -10,8 +10,10 @@ use std::sync::Mutex;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use slipway_pipeline::cache::{Layered, StepResult};
 use slipway_pipeline::{
-    Graph, LocalCache, Observer, PipelineSpec, RunOptions, RunReport, StepReport, StepStatus,
+    CacheStore, Graph, LocalCache, Observer, PipelineError, PipelineSpec, RunOptions, RunReport,
+    StepReport, StepStatus,
 };
 
 use crate::remote::{Client, ServerArgs};
@@ -132,8 +134,22 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                 log_dir: root.join(".slipway/logs"),
                 only,
             };
-            let cache = LocalCache::new(root.join(".slipway/cache"));
             let handle = tokio::runtime::Handle::current();
+            let local = LocalCache::new(root.join(".slipway/cache"));
+            // With a server, results are shared through its artifact store, under the
+            // pipeline's experiment: whoever may write the experiment may fill its cache, and
+            // nobody else.
+            let cache: Box<dyn CacheStore> = match &tracker {
+                Some(tracker) => Box::new(Layered {
+                    near: local,
+                    far: ServerCache {
+                        client: tracker.client.clone(),
+                        handle: handle.clone(),
+                        root: format!("{}/pipeline-cache", tracker.experiment),
+                    },
+                }),
+                None => Box::new(local),
+            };
             let observer = Progress {
                 tracker: tracker.as_ref(),
                 handle: handle.clone(),
@@ -141,7 +157,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                 runs: Mutex::new(BTreeMap::new()),
             };
             let report = tokio::task::block_in_place(|| {
-                slipway_pipeline::run(&spec, &root, &cache, &observer, &options)
+                slipway_pipeline::run(&spec, &root, cache.as_ref(), &observer, &options)
             })
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             if let Some(tracker) = &tracker {
@@ -498,6 +514,97 @@ impl Tracker {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The cache in the server's artifact store: `<experiment>/pipeline-cache/results/KEY.json`
+/// and `.../objects/AB/SHA256`, through the artifact proxy (so its access rules apply).
+struct ServerCache {
+    client: Client,
+    handle: tokio::runtime::Handle,
+    root: String,
+}
+
+/// Largest stored result read back (a manifest, not data).
+const MAX_RESULT_BYTES: usize = 16 << 20;
+
+fn server_error(error: anyhow::Error) -> PipelineError {
+    PipelineError::Io(format!("the server's pipeline cache: {error:#}"))
+}
+
+fn check_sha(text: &str) -> Result<(), PipelineError> {
+    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(PipelineError::Invalid(format!("'{text}' is not a SHA-256")))
+    }
+}
+
+impl CacheStore for ServerCache {
+    fn get_result(&self, key: &str) -> Result<Option<StepResult>, PipelineError> {
+        check_sha(key)?;
+        let path = format!("{}/results/{key}.json", self.root);
+        let Some(bytes) = self
+            .handle
+            .block_on(self.client.get_bytes(&path, MAX_RESULT_BYTES))
+            .map_err(server_error)?
+        else {
+            return Ok(None);
+        };
+        let result: StepResult = serde_json::from_slice(&bytes)
+            .map_err(|e| PipelineError::Io(format!("{path} is not a step result: {e}")))?;
+        // A result stored under another key is not this step's.
+        Ok((result.key == key).then_some(result))
+    }
+
+    fn put_result(&self, result: &StepResult) -> Result<(), PipelineError> {
+        check_sha(&result.key)?;
+        let bytes = serde_json::to_vec(result)
+            .map_err(|e| PipelineError::Io(format!("encoding a step result: {e}")))?;
+        self.handle
+            .block_on(
+                self.client
+                    .upload(&format!("{}/results/{}.json", self.root, result.key), bytes),
+            )
+            .map_err(server_error)
+    }
+
+    fn put_object(&self, sha256: &str, file: &Path) -> Result<(), PipelineError> {
+        check_sha(sha256)?;
+        let bytes = std::fs::read(file)
+            .map_err(|e| PipelineError::Io(format!("reading {}: {e}", file.display())))?;
+        self.handle
+            .block_on(self.client.upload(
+                &format!("{}/objects/{}/{sha256}", self.root, &sha256[..2]),
+                bytes,
+            ))
+            .map_err(server_error)
+    }
+
+    fn get_object(&self, sha256: &str, to: &Path) -> Result<(), PipelineError> {
+        check_sha(sha256)?;
+        let parent = to.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .map_err(|e| PipelineError::Io(format!("creating {}: {e}", parent.display())))?;
+        let temp = parent.join(format!(".{sha256}.{}.download", std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        self.handle
+            .block_on(self.client.download(
+                &format!("{}/objects/{}/{sha256}", self.root, &sha256[..2]),
+                &temp,
+            ))
+            .map_err(server_error)?;
+        // Checked before it replaces anything: whoever wrote the object, its name is its
+        // content.
+        let (found, _) = slipway_pipeline::cache::file_sha256(&temp)?;
+        if found != sha256 {
+            let _ = std::fs::remove_file(&temp);
+            return Err(PipelineError::Io(format!(
+                "the server's object {sha256} holds other content ({found})"
+            )));
+        }
+        std::fs::rename(&temp, to)
+            .map_err(|e| PipelineError::Io(format!("writing {}: {e}", to.display())))
     }
 }
 

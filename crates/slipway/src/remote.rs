@@ -18,6 +18,7 @@ pub struct ServerArgs {
     pub(crate) tracking_uri: Option<String>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
@@ -181,6 +182,38 @@ impl Client {
 }
 
 impl Client {
+    /// An artifact's bytes through the server's artifact proxy; None when there is none. For
+    /// small artifacts (at most `max` bytes).
+    pub(crate) async fn get_bytes(
+        &self,
+        proxy_path: &str,
+        max: usize,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
+            self.base
+        );
+        let mut request = self.http.get(&url);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            bail!("downloading {url}: {}", response.status());
+        }
+        if response.content_length().is_some_and(|n| n > max as u64) {
+            bail!("{url} is larger than {max} bytes");
+        }
+        let bytes = response.bytes().await.context("reading the artifact")?;
+        if bytes.len() > max {
+            bail!("{url} is larger than {max} bytes");
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+
     /// Uploads `bytes` as an artifact through the server's artifact proxy.
     pub(crate) async fn upload(&self, proxy_path: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         let url = format!(
