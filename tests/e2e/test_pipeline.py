@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from e2e_support import unique_name
+
 pytestmark = pytest.mark.slipway_only
 
 PIPELINE = """
 name: e2e-churn
 params: {{scale: 2}}
+env: {{MODEL_NAME: "{model}"}}
 steps:
   prepare:
     run: {python} prepare.py
@@ -46,27 +49,32 @@ rows = pathlib.Path("data/train.csv").read_text().split()
 scale = float(sys.argv[1])
 # The step's own mlflow client logs into the run slipway made for it.
 assert os.environ["MLFLOW_RUN_ID"]
-with mlflow.start_run():
-    mlflow.log_metric("rows", len(rows))
-    mlflow.log_param("scale", scale)
 pathlib.Path("model").mkdir(exist_ok=True)
 pathlib.Path("model/weights.txt").write_text(str(sum(float(r) for r in rows) * scale))
+with mlflow.start_run() as run:
+    mlflow.log_metric("rows", len(rows))
+    mlflow.log_param("scale", scale)
+    mlflow.log_artifact("model/weights.txt", "model")
+    # Registered from the step's run: its lineage leads to the pipeline's run.
+    mlflow.MlflowClient().create_model_version(
+        os.environ["MODEL_NAME"], f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
 """
 
 
-def _project(root: Path) -> Path:
+def _project(root: Path, model: str) -> Path:
     (root / "raw").mkdir()
     (root / "raw" / "a.csv").write_text("1\n2\n")
     (root / "prepare.py").write_text(PREPARE)
     (root / "train.py").write_text(TRAIN)
     pipeline = root / "pipeline.yml"
-    pipeline.write_text(PIPELINE.format(python=sys.executable))
+    pipeline.write_text(PIPELINE.format(python=sys.executable, model=model))
     return pipeline
 
 
 def _run(slipway_bin, server, pipeline: Path, *args: str) -> tuple[int, dict, str]:
     env = dict(os.environ, MLFLOW_TRACKING_URI=server.url)
     env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # the suite's shared server is not this one
     result = subprocess.run([slipway_bin, "pipeline", "run", str(pipeline), "--json", *args],
                             env=env, capture_output=True, text=True, timeout=120)
     report = json.loads(result.stdout) if result.stdout.strip() else {}
@@ -82,7 +90,9 @@ def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factor
     server = slipway_factory()
     project = tmp_path / "project"
     project.mkdir()
-    pipeline = _project(project)
+    model = unique_name("piped")
+    MlflowClient(server.url, server.url).create_registered_model(model)
+    pipeline = _project(project, model)
 
     code, report, stderr = _run(slipway_bin, server, pipeline)
     assert code == 0, stderr
@@ -109,6 +119,17 @@ def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factor
     assert artifacts == {"outputs/model/weights.txt"}, artifacts
     log = client.download_artifacts(train.info.run_id, "logs/train.log", str(tmp_path))
     assert "--- attempt 1" in Path(log).read_text()
+    # The version the step registered leads back to the step's run, its data and the pipeline.
+    env = dict(os.environ, MLFLOW_TRACKING_URI=server.url)
+    lineage = json.loads(subprocess.run(
+        [slipway_bin, "lineage", f"models:/{model}/1", "--json"], env=env, capture_output=True,
+        text=True, timeout=60, check=True).stdout)
+    lineage = lineage.get("lineage", lineage)
+    assert lineage["run"]["info"]["run_id"] == train.info.run_id, lineage["run"]["info"]
+    assert lineage["parents"][0]["run_id"] == parent.info.run_id
+    assert lineage["parents"][0]["pipeline"] == "e2e-churn"
+    assert {d["name"] for d in lineage["datasets"]} == {"data/train.csv", "train.py"}, \
+        lineage["datasets"]
 
     # Nothing changed: nothing runs, and the outputs stay.
     code, again, stderr = _run(slipway_bin, server, pipeline)
@@ -121,7 +142,7 @@ def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factor
     # server's artifact store, and nothing runs there either.
     other = tmp_path / "other"
     other.mkdir()
-    _project(other)
+    _project(other, model)
     code, shared, stderr = _run(slipway_bin, server, other / "pipeline.yml")
     assert code == 0, stderr
     assert _executed(shared) == [], shared

@@ -319,11 +319,17 @@ pub(crate) fn lineage_json(lineage: &Lineage) -> Value {
         "run": lineage.run.as_ref().map(RunOut::from),
         "source": source_tags,
         "datasets": datasets,
-        "parents": lineage.parents.iter().map(|run| json!({
-            "run_id": run.info.run_id.as_str(),
-            "run_name": run.info.run_name,
-            "experiment_id": run.info.experiment_id.to_string(),
-        })).collect::<Vec<_>>(),
+        "parents": lineage.parents.iter().map(|run| {
+            let tag = |key: &str| run.data.tags.iter().find(|t| t.key == key).map(|t| t.value.clone());
+            json!({
+                "run_id": run.info.run_id.as_str(),
+                "run_name": run.info.run_name,
+                "experiment_id": run.info.experiment_id.to_string(),
+                // A pipeline's run, when the version came from one of its steps.
+                "pipeline": tag("slipway.pipeline"),
+                "git_commit": tag("mlflow.source.git.commit"),
+            })
+        }).collect::<Vec<_>>(),
         "promotions": lineage.promotions.iter().map(request_json).collect::<Vec<_>>(),
         "alias_history": lineage.aliases.iter().map(change_json).collect::<Vec<_>>(),
     })
