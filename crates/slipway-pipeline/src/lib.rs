@@ -11,10 +11,12 @@
 //!   local-folder store.
 //! - [`run`]: the executor: independent steps at once, retries, timeouts, a failed step's
 //!   dependents skipped, an [`run::Observer`] for tracking and progress.
+//! - [`argo`]: the pipeline as an Argo Workflows `Workflow`, one pod per step sharing the cache.
 //!
 //! The engine runs processes and reads files (that is its job) but knows no server: where
 //! results are stored and how steps are tracked are the caller's, through the two traits.
 
+pub mod argo;
 pub mod cache;
 pub mod error;
 pub mod graph;

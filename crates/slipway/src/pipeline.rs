@@ -58,11 +58,43 @@ enum PipelineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the pipeline as a workflow of another engine: `--to argo` gives an Argo Workflows
+    /// `Workflow` (a DAG template, one container per step, each running `slipway pipeline run
+    /// --only STEP` against the server, so the cache and tracking are the same).
+    Export {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// The engine: argo.
+        #[arg(long, value_enum)]
+        to: ExportTarget,
+        /// Where to write the workflow (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The image the steps run in: it holds the slipway binary and what the steps need.
+        #[arg(long, default_value = "ghcr.io/slipway-mlops/slipway:latest")]
+        image: String,
+        /// The slipway server as the pods reach it.
+        #[arg(long, default_value = "http://slipway:5000")]
+        server: String,
+        /// A PersistentVolumeClaim holding the pipeline's folder, mounted at /work in every
+        /// step (without one a step sees only what the image holds).
+        #[arg(long, value_name = "CLAIM")]
+        workdir_claim: Option<String>,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        service_account: Option<String>,
+    },
     /// Print the pipeline's DAG as a Mermaid flowchart.
     Graph {
         /// The pipeline file (YAML).
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportTarget {
+    Argo,
 }
 
 fn read(file: &Path) -> anyhow::Result<(PipelineSpec, PathBuf)> {
@@ -96,6 +128,40 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             let (spec, _) = read(&file)?;
             let graph = Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             print!("{}", graph.mermaid(&spec));
+            Ok(ExitCode::SUCCESS)
+        }
+        PipelineCommand::Export {
+            file,
+            to: ExportTarget::Argo,
+            output,
+            image,
+            server,
+            workdir_claim,
+            namespace,
+            service_account,
+        } => {
+            let (spec, _) = read(&file)?;
+            let graph = Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let options = slipway_pipeline::argo::ArgoOptions {
+                image,
+                namespace,
+                service_account,
+                tracking_uri: server,
+                workdir_claim,
+                pipeline_file: file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pipeline.yml".to_owned()),
+            };
+            let yaml = slipway_pipeline::argo::to_yaml(&slipway_pipeline::argo::workflow(
+                &spec, &graph, &options,
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match output {
+                Some(path) => std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{yaml}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         PipelineCommand::Run {
