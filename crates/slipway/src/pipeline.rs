@@ -80,8 +80,10 @@ enum PipelineCommand {
         /// step (without one a step sees only what the image holds).
         #[arg(long, value_name = "CLAIM")]
         workdir_claim: Option<String>,
+        /// The namespace the workflow is created in (default: kubectl's).
         #[arg(long)]
         namespace: Option<String>,
+        /// The service account the steps' pods run as.
         #[arg(long)]
         service_account: Option<String>,
     },
