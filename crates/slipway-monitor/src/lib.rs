@@ -29,6 +29,8 @@
 //! - [`report`]: [`compare_column`] (one column, independent of the others), [`decide`] (the
 //!   correction over columns and dataset drift), the serializable report.
 //! - [`error`]: the error type, [`MonitorError`].
+//! - [`fairness`]: demographic parity, equal opportunity and disparate impact across the groups
+//!   of a sensitive column, as fairlearn defines them.
 //!
 //! A comparison reads each side sorted: call `finish()` on a profile once it is complete (a
 //! stored reference is then sorted once, not per comparison); an unfinished profile is sorted
@@ -73,6 +75,7 @@ pub mod column;
 pub mod distance;
 pub mod ecdf;
 pub mod error;
+pub mod fairness;
 pub mod ks;
 pub mod live;
 pub mod performance;
