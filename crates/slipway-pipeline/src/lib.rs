@@ -9,6 +9,8 @@
 //!   what depends on a step, and the Mermaid drawing.
 //! - [`cache`]: file and folder digests, cache keys, the [`cache::CacheStore`] port and a
 //!   local-folder store.
+//! - [`gate`]: release gate rules (`f1 >= champion - 0.01`), the default rules and the
+//!   verdicts, each explained with its figures.
 //! - [`run`]: the executor: independent steps at once, retries, timeouts, a failed step's
 //!   dependents skipped, an [`run::Observer`] for tracking and progress.
 //! - [`argo`]: the pipeline as an Argo Workflows `Workflow`, one pod per step sharing the cache.
@@ -19,6 +21,7 @@
 pub mod argo;
 pub mod cache;
 pub mod error;
+pub mod gate;
 pub mod graph;
 pub mod run;
 pub mod spec;
