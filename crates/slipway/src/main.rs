@@ -7,6 +7,7 @@ mod config;
 mod convert;
 mod deploy;
 mod drift;
+mod holdout;
 mod monitor;
 mod pipeline;
 mod remote;

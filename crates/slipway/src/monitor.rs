@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use slipway_monitor::live::{Feature, REFERENCE_CONFIG, Schema, Summary};
-use slipway_monitor::{ColumnType, RawValue, infer_column_type};
+use slipway_monitor::{ColumnType, RawValue};
 use slipway_plane::plane::monitor::{
     Prediction, prediction_feature, predictions, push_predictions,
 };
-use slipway_serving::{OnnxModel, Runtime};
+use slipway_serving::Runtime;
 
 use crate::drift::read::Table;
 use crate::remote::{Client, ServerArgs, urlencode};
@@ -675,57 +675,10 @@ async fn build_reference(
             columns.join(", ")
         );
     }
-    let mlmodel = fetched
-        .file
-        .parent()
-        .and_then(|folder| std::fs::read_to_string(folder.join("MLmodel")).ok());
-    let signature_names = mlmodel
-        .as_deref()
-        .and_then(|text| {
-            slipway_serving::signature::Signature::from_mlmodel(text)
-                .ok()
-                .flatten()
-        })
-        .and_then(|signature| match signature.inputs {
-            Some(slipway_serving::signature::Schema::Columns(specs)) => specs
-                .into_iter()
-                .map(|spec| spec.name)
-                .collect::<Option<Vec<String>>>(),
-            _ => None,
-        });
-    let features: Vec<String> = match signature_names {
-        Some(names) => names,
-        None => columns
-            .iter()
-            .filter(|c| Some(c.as_str()) != label)
-            .cloned()
-            .collect(),
-    };
+    let features = crate::holdout::features_of(&fetched, &columns, label);
     let runtime = Runtime::load(onnxruntime.as_deref())?;
-    let bytes = std::fs::read(&fetched.file)
-        .with_context(|| format!("reading {}", fetched.file.display()))?;
-    let model = OnnxModel::from_bytes(&runtime, &bytes, 1)
-        .with_context(|| format!("loading {model_uri}"))?;
-    let width = model
-        .inputs()
-        .first()
-        .and_then(|input| input.shape.last().copied())
-        .filter(|w| *w > 0);
-    if let Some(width) = width
-        && usize::try_from(width).ok() != Some(features.len())
-    {
-        bail!(
-            "{model_uri} takes {width} features per row, and {} gives {}: {}{}",
-            data.display(),
-            features.len(),
-            features.join(", "),
-            if label.is_none() {
-                " (name the label column with --label, or give a file of the model's inputs only)"
-            } else {
-                " (give a file of the model's inputs and the label only)"
-            }
-        );
-    }
+    let model = crate::holdout::load(&runtime, &fetched, model_uri)?;
+    crate::holdout::check_width(&model, model_uri, &features, data, label.is_some())?;
     for name in categorical.iter().chain(numerical) {
         if !features.contains(name) {
             bail!(
@@ -734,71 +687,23 @@ async fn build_reference(
             );
         }
     }
-    let index_of = |name: &str| -> anyhow::Result<usize> {
-        columns.iter().position(|c| c == name).with_context(|| {
-            format!(
-                "{}: the model takes column {name:?}, which the file does not have (columns: {})",
-                data.display(),
-                columns.join(", ")
-            )
-        })
-    };
     let total = table.rows();
     let keep = sample_rows(total, max_rows);
-    // Columns to rows of f32, as the scoring protocol hands them to the model.
-    let mut feature_types = Vec::with_capacity(features.len());
-    let mut by_column: Vec<Vec<f32>> = Vec::with_capacity(features.len());
-    for name in &features {
-        let index = index_of(name)?;
-        let (values, inferred) = table.with_column(index, |cells| {
-            let mut bad = None;
-            let values: Vec<f32> = keep
-                .iter()
-                .map(|&row| match cells.get(row) {
-                    Some(RawValue::Float(f)) => *f as f32,
-                    Some(RawValue::Int(i)) => *i as f32,
-                    Some(RawValue::Bool(b)) => f32::from(u8::from(*b)),
-                    Some(RawValue::Null) | None => f32::NAN,
-                    Some(RawValue::Str(s)) => {
-                        bad.get_or_insert_with(|| (*s).to_owned());
-                        f32::NAN
-                    }
-                })
-                .collect();
-            (values, bad, infer_column_type(cells))
+    let (rows, inferred) = crate::holdout::feature_rows(&table, data, &features, &keep)?;
+    let feature_types: Vec<ColumnType> = features
+        .iter()
+        .zip(&inferred)
+        .map(|(name, inferred)| {
+            if categorical.contains(name) {
+                ColumnType::Categorical
+            } else if numerical.contains(name) || *inferred != ColumnType::Categorical {
+                ColumnType::Numerical
+            } else {
+                ColumnType::Categorical
+            }
         })
-        .map(|(values, bad, inferred)| match bad {
-            Some(text) => Err(anyhow::anyhow!(
-                "{}: column {name:?} holds text ({text:?}); the model takes numbers (encode it before the model, or give the model's own input data)",
-                data.display()
-            )),
-            None => Ok((values, inferred)),
-        })??;
-        let column_type = if categorical.contains(name) {
-            ColumnType::Categorical
-        } else if numerical.contains(name) {
-            ColumnType::Numerical
-        } else if inferred == ColumnType::Categorical {
-            ColumnType::Categorical
-        } else {
-            ColumnType::Numerical
-        };
-        feature_types.push(column_type);
-        by_column.push(values);
-    }
-    let rows: Vec<Vec<f32>> = (0..keep.len())
-        .map(|r| by_column.iter().map(|column| column[r]).collect())
         .collect();
-    drop(by_column);
-
-    let mut outputs = Vec::new();
-    for batch in rows.chunks(1_024) {
-        outputs.push(
-            model
-                .predict_rows(batch)
-                .with_context(|| format!("running {model_uri} on {}", data.display()))?,
-        );
-    }
+    let outputs = crate::holdout::run(&model, &rows, model_uri, data)?;
     let schema = Schema {
         features: features
             .iter()
@@ -827,7 +732,7 @@ async fn build_reference(
     let performance = match label {
         Some(label) => {
             let predicted: Vec<Prediction> = outputs.iter().flat_map(|o| predictions(o)).collect();
-            let truth = table.with_column(index_of(label)?, |cells| {
+            let truth = table.with_column(crate::holdout::column_index(&columns, data, label)?, |cells| {
                 keep.iter()
                     .map(|&row| Truth::of(cells.get(row).copied().unwrap_or(RawValue::Null)))
                     .collect::<Vec<_>>()
