@@ -12,9 +12,9 @@ use slipway_serving::{OnnxModel, Runtime};
 use crate::drift::read::Table;
 use crate::serve::Fetched;
 
-/// The model's input columns: its signature's names, else every column of the file but the
-/// label, in the file's order.
-pub(crate) fn features_of(fetched: &Fetched, columns: &[String], label: Option<&str>) -> Vec<String> {
+/// The model's input columns: its signature's names, else every column of the file but those
+/// `left_out` (the label, a sensitive column), in the file's order.
+pub(crate) fn features_of(fetched: &Fetched, columns: &[String], left_out: &[&str]) -> Vec<String> {
     let mlmodel = fetched
         .file
         .parent()
@@ -37,13 +37,17 @@ pub(crate) fn features_of(fetched: &Fetched, columns: &[String], label: Option<&
         Some(names) => names,
         None => columns
             .iter()
-            .filter(|c| Some(c.as_str()) != label)
+            .filter(|c| !left_out.contains(&c.as_str()))
             .cloned()
             .collect(),
     }
 }
 
-pub(crate) fn load(runtime: &Runtime, fetched: &Fetched, model_uri: &str) -> anyhow::Result<OnnxModel> {
+pub(crate) fn load(
+    runtime: &Runtime,
+    fetched: &Fetched,
+    model_uri: &str,
+) -> anyhow::Result<OnnxModel> {
     let bytes = std::fs::read(&fetched.file)
         .with_context(|| format!("reading {}", fetched.file.display()))?;
     OnnxModel::from_bytes(runtime, &bytes, 1).with_context(|| format!("loading {model_uri}"))

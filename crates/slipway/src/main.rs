@@ -7,6 +7,7 @@ mod config;
 mod convert;
 mod deploy;
 mod drift;
+mod gate;
 mod holdout;
 mod monitor;
 mod pipeline;
@@ -108,6 +109,10 @@ enum Command {
     /// Pipelines: run a pipeline file's steps with their cache, each executed step tracked as a
     /// run nested under the pipeline's; draw its DAG.
     Pipeline(pipeline::PipelineArgs),
+    /// A release gate: the candidate (and the champion) run on a holdout, quality, latency,
+    /// cost, size, data checks and fairness measured and judged by rules; exit code 0 pass,
+    /// 1 fail, 2 error. Recorded as a run and as tags on the candidate version.
+    Gate(gate::GateArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
             Command::Labels(args) => monitor::labels(args).await,
             Command::Alerts(args) => verdict(alerts::cli::alerts(args).await),
             Command::Pipeline(args) => verdict(pipeline::pipeline(args).await),
+            Command::Gate(args) => verdict(gate::gate(args).await),
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }

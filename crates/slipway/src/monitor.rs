@@ -675,7 +675,7 @@ async fn build_reference(
             columns.join(", ")
         );
     }
-    let features = crate::holdout::features_of(&fetched, &columns, label);
+    let features = crate::holdout::features_of(&fetched, &columns, label.as_slice());
     let runtime = Runtime::load(onnxruntime.as_deref())?;
     let model = crate::holdout::load(&runtime, &fetched, model_uri)?;
     crate::holdout::check_width(&model, model_uri, &features, data, label.is_some())?;
@@ -732,11 +732,14 @@ async fn build_reference(
     let performance = match label {
         Some(label) => {
             let predicted: Vec<Prediction> = outputs.iter().flat_map(|o| predictions(o)).collect();
-            let truth = table.with_column(crate::holdout::column_index(&columns, data, label)?, |cells| {
-                keep.iter()
-                    .map(|&row| Truth::of(cells.get(row).copied().unwrap_or(RawValue::Null)))
-                    .collect::<Vec<_>>()
-            })?;
+            let truth = table.with_column(
+                crate::holdout::column_index(&columns, data, label)?,
+                |cells| {
+                    keep.iter()
+                        .map(|&row| Truth::of(cells.get(row).copied().unwrap_or(RawValue::Null)))
+                        .collect::<Vec<_>>()
+                },
+            )?;
             Some(performance(&predicted, &truth))
         }
         None => None,

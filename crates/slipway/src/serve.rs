@@ -76,8 +76,8 @@ pub struct ServeArgs {
 /// A registered model version fetched to a private folder, which lives as long as this value.
 pub(crate) struct Fetched {
     pub(crate) file: PathBuf,
-    name: String,
-    version: String,
+    pub(crate) name: String,
+    pub(crate) version: String,
     _folder: tempfile::TempDir,
 }
 
