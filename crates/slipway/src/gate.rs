@@ -423,29 +423,7 @@ async fn record(
     measured: &BTreeMap<String, f64>,
     against: Option<&str>,
 ) -> anyhow::Result<String> {
-    let experiment = match client
-        .call_found(
-            reqwest::Method::GET,
-            "/api/2.0/mlflow/experiments/get-by-name?experiment_name=slipway-gates",
-            None,
-        )
-        .await?
-    {
-        crate::remote::Found::Yes(found) => found["experiment"]["experiment_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        crate::remote::Found::No(_) => client
-            .call(
-                reqwest::Method::POST,
-                "/api/2.0/mlflow/experiments/create",
-                Some(json!({"name": "slipway-gates"})),
-            )
-            .await?["experiment_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    };
+    let experiment = client.experiment_named("slipway-gates").await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

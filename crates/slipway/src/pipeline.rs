@@ -370,32 +370,7 @@ impl Tracker {
         root: &Path,
     ) -> anyhow::Result<Tracker> {
         let name = experiment.unwrap_or(&spec.name);
-        let experiment = match client
-            .call_found(
-                reqwest::Method::GET,
-                &format!(
-                    "/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
-                    crate::remote::urlencode(name)
-                ),
-                None,
-            )
-            .await?
-        {
-            crate::remote::Found::Yes(found) => found["experiment"]["experiment_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            crate::remote::Found::No(_) => client
-                .call(
-                    reqwest::Method::POST,
-                    "/api/2.0/mlflow/experiments/create",
-                    Some(json!({ "name": name })),
-                )
-                .await?["experiment_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        };
+        let experiment = client.experiment_named(name).await?;
         let mut tags = vec![
             json!({"key": "slipway.pipeline", "value": spec.name}),
             json!({"key": "mlflow.runName", "value": format!("pipeline {}", spec.name)}),

@@ -142,12 +142,8 @@ pub(crate) enum Found {
 }
 
 impl Client {
-    /// Downloads an artifact through the server's artifact proxy into `target`.
-    pub(crate) async fn download(
-        &self,
-        proxy_path: &str,
-        target: &std::path::Path,
-    ) -> anyhow::Result<()> {
+    /// GET of an artifact through the server's artifact proxy, with the caller's credentials.
+    async fn get_artifact(&self, proxy_path: &str) -> anyhow::Result<(String, reqwest::Response)> {
         let url = format!(
             "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
             self.base
@@ -157,6 +153,44 @@ impl Client {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
         let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        Ok((url, response))
+    }
+
+    /// The id of the experiment named `name`, created if there is none.
+    pub(crate) async fn experiment_named(&self, name: &str) -> anyhow::Result<String> {
+        let found = self
+            .call_found(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
+                    urlencode(name)
+                ),
+                None,
+            )
+            .await?;
+        let id = match found {
+            Found::Yes(found) => found["experiment"]["experiment_id"].clone(),
+            Found::No(_) => self
+                .call(
+                    reqwest::Method::POST,
+                    "/api/2.0/mlflow/experiments/create",
+                    Some(json!({ "name": name })),
+                )
+                .await?["experiment_id"]
+                .clone(),
+        };
+        id.as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("the server gave no id for experiment {name:?}"))
+    }
+
+    /// Downloads an artifact through the server's artifact proxy into `target`.
+    pub(crate) async fn download(
+        &self,
+        proxy_path: &str,
+        target: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let (url, response) = self.get_artifact(proxy_path).await?;
         if !response.status().is_success() {
             bail!("downloading {url}: {}", response.status());
         }
@@ -189,15 +223,7 @@ impl Client {
         proxy_path: &str,
         max: usize,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        let url = format!(
-            "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
-            self.base
-        );
-        let mut request = self.http.get(&url);
-        if let Some(authorization) = &self.authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, authorization);
-        }
-        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        let (url, response) = self.get_artifact(proxy_path).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
