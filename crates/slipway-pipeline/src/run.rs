@@ -250,7 +250,9 @@ fn one_step(
     report.key = Some(key.clone());
     if !options.force.contains(step) {
         match cache.get_result(&key) {
-            Ok(Some(result)) => match restore(root, cache, &result) {
+            Ok(Some(result)) => match trusted(&result, &step_spec.outputs)
+                .and_then(|()| restore(root, cache, &result))
+            {
                 Ok(()) => {
                     report.status = StepStatus::Cached;
                     report.result = Some(result);
@@ -412,6 +414,30 @@ fn store(
     };
     cache.put_result(&result)?;
     Ok(result)
+}
+
+/// Whether a stored result is one this step could have written: exactly its declared outputs,
+/// each file inside its output. A result comes from a cache others may write (the server's):
+/// restoring one that named other paths would replace files anywhere.
+fn trusted(result: &StepResult, outputs: &[String]) -> Result<(), PipelineError> {
+    let declared: BTreeSet<&str> = outputs.iter().map(String::as_str).collect();
+    let stored: BTreeSet<&str> = result.outputs.keys().map(String::as_str).collect();
+    if declared != stored {
+        return Err(PipelineError::Invalid(format!(
+            "the stored result names outputs {stored:?}, not the step's {declared:?}"
+        )));
+    }
+    for (output, files) in &result.outputs {
+        for file in files {
+            if !crate::spec::is_inside(&file.path) || !crate::graph::overlaps(&file.path, output) {
+                return Err(PipelineError::Invalid(format!(
+                    "the stored result puts '{}' outside its output '{output}'",
+                    file.path
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Puts a stored result's outputs in place: each output path replaced by exactly its files.

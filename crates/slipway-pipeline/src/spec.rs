@@ -83,17 +83,28 @@ fn check_name(what: &str, name: &str) -> Result<(), PipelineError> {
     }
 }
 
-/// A path a step names: relative, inside the pipeline's folder, no `..`.
-fn check_path(step: &str, path: &str) -> Result<(), PipelineError> {
+/// Whether `path` names something strictly inside the pipeline's folder: relative, no `..`,
+/// not the folder itself (`.`, `/`, empty), and not slipway's own `.slipway/`. Restoring an
+/// output replaces what is at its path, so this is what keeps a result (possibly from a shared
+/// cache) from replacing the folder, or anything outside it.
+pub fn is_inside(path: &str) -> bool {
     let p = Path::new(path.trim_end_matches('/'));
-    let inside = !path.is_empty()
+    let mut normal = p.components().filter(|c| !matches!(c, Component::CurDir));
+    let first = normal.clone().next();
+    !path.is_empty()
         && p.components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    if inside {
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && first.is_some()
+        && first != Some(Component::Normal(".slipway".as_ref()))
+        && normal.all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn check_path(step: &str, path: &str) -> Result<(), PipelineError> {
+    if is_inside(path) {
         Ok(())
     } else {
         Err(PipelineError::Invalid(format!(
-            "step '{step}': path '{path}' must be relative to the pipeline's folder, without '..'"
+            "step '{step}': path '{path}' must name something inside the pipeline's folder (relative, without '..', not the folder itself, not .slipway/)"
         )))
     }
 }
@@ -278,6 +289,22 @@ steps:
             (
                 "name: p\nsteps:\n  a: {run: x, outputs: [/etc/x]}\n",
                 "relative",
+            ),
+            (
+                "name: p\nsteps:\n  a: {run: x, outputs: [/]}\n",
+                "not the folder itself",
+            ),
+            (
+                "name: p\nsteps:\n  a: {run: x, outputs: [.]}\n",
+                "not the folder itself",
+            ),
+            (
+                "name: p\nsteps:\n  a: {run: x, outputs: ['./']}\n",
+                "not the folder itself",
+            ),
+            (
+                "name: p\nsteps:\n  a: {run: x, outputs: [.slipway/cache]}\n",
+                "not .slipway/",
             ),
             ("name: p\nsteps: {}\n", "1 to 500 steps"),
             (

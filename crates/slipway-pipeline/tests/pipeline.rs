@@ -301,3 +301,30 @@ fn one_step_alone_runs_on_what_its_inputs_hold() {
     let error = run(&spec, root, &cache, &Quiet, &only("nope")).unwrap_err();
     assert!(error.to_string().contains("no such step"), "{error}");
 }
+
+#[test]
+fn a_stored_result_naming_other_paths_is_run_again_not_restored() {
+    let dir = workspace();
+    let root = dir.path();
+    let spec = PipelineSpec::from_yaml(PIPELINE).unwrap();
+    go(root, &spec, &options(root));
+    // Someone who may write the cache rewrites train's result so that restoring it would
+    // write over a file outside train's output.
+    let victim = root.join("raw/a.csv");
+    let original = std::fs::read_to_string(&victim).unwrap();
+    let results = root.join(".slipway/cache/results");
+    for entry in std::fs::read_dir(&results).unwrap() {
+        let path = entry.unwrap().path();
+        let mut result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if result["step"] == "train" {
+            result["outputs"]["model/"][0]["path"] = serde_json::json!("raw/a.csv");
+            std::fs::write(&path, result.to_string()).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(root.join("model")).unwrap();
+    let (report, ran) = go(root, &spec, &options(root));
+    assert!(report.succeeded(), "{report:#?}");
+    assert!(ran.contains(&"train".to_owned()), "{ran:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), original);
+}
