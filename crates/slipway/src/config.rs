@@ -70,8 +70,9 @@ pub struct ServerArgs {
     /// address it listens on).
     #[arg(long, env = "SLIPWAY_EXTERNAL_URL")]
     pub external_url: Option<String>,
-    /// Directories alert receivers' `file:` secrets may be read from (repeat the flag; default
-    /// /run/secrets and /var/run/secrets, where Docker and Kubernetes mount secrets).
+    /// A directory alert receivers' `file:` secrets may be read from (repeat the flag; none by
+    /// default: mount the receivers' secrets in a folder of their own, e.g.
+    /// /run/secrets/slipway, and name it here).
     #[arg(long = "secrets-dir", env = "SLIPWAY_SECRETS_DIR", value_name = "DIR")]
     pub secrets_dirs: Vec<PathBuf>,
     /// How often alert rules are evaluated (default 10s, at least 1s).
@@ -217,12 +218,7 @@ impl ServerConfig {
                 .max(1),
             external_url: args.external_url.or(file.external_url),
             secrets_dirs: if args.secrets_dirs.is_empty() {
-                file.secrets_dirs.unwrap_or_else(|| {
-                    vec![
-                        PathBuf::from("/run/secrets"),
-                        PathBuf::from("/var/run/secrets"),
-                    ]
-                })
+                file.secrets_dirs.unwrap_or_default()
             } else {
                 args.secrets_dirs
             },

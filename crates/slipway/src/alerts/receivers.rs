@@ -316,10 +316,16 @@ pub fn resolve_secret(policy: &SecretPolicy, secret: &SecretRef) -> Result<Strin
         Some(("file", path)) if !path.is_empty() => {
             let real = std::fs::canonicalize(path)
                 .map_err(|e| format!("cannot read the secret file {path}: {e}"))?;
-            let allowed = policy
-                .dirs
-                .iter()
-                .any(|dir| std::fs::canonicalize(dir).is_ok_and(|dir| real.starts_with(dir)));
+            // A pod's service-account token is a credential to the cluster, never a
+            // receiver's secret, whatever folder was allowed.
+            let cluster_credential = real
+                .to_string_lossy()
+                .contains("kubernetes.io/serviceaccount");
+            let allowed = !cluster_credential
+                && policy
+                    .dirs
+                    .iter()
+                    .any(|dir| std::fs::canonicalize(dir).is_ok_and(|dir| real.starts_with(dir)));
             if !allowed {
                 let dirs: Vec<String> = policy
                     .dirs
@@ -328,10 +334,15 @@ pub fn resolve_secret(policy: &SecretPolicy, secret: &SecretRef) -> Result<Strin
                     .collect();
                 return Err(format!(
                     "the secret file {path} is outside the directories secrets are read from ({}; slipway server --secrets-dir)",
-                    dirs.join(", ")
+                    if dirs.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        dirs.join(", ")
+                    }
                 ));
             }
-            read_secret_file(path)
+            // The path checked is the path read: a link swapped in between cannot redirect it.
+            read_secret_file(&real.to_string_lossy())
         }
         _ => Err("a secret reference must be env:NAME or file:PATH".to_owned()),
     }
@@ -1136,6 +1147,12 @@ mod tests {
         let error = resolve_secret(&server, &secret(&reference)).unwrap_err();
         assert!(error.contains("outside the directories"), "{error}");
         std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        let token = dir.path().join("secrets/kubernetes.io/serviceaccount");
+        std::fs::create_dir_all(&token).unwrap();
+        std::fs::write(token.join("token"), "cluster-credential").unwrap();
+        let error = resolve_secret(&server, &secret(&format!("file:{}/token", token.display())))
+            .unwrap_err();
+        assert!(error.contains("outside the directories"), "{error}");
         let escape = format!("file:{}/secrets/../key", dir.path().display());
         let error = resolve_secret(&server, &secret(&escape)).unwrap_err();
         assert!(error.contains("outside the directories"), "{error}");
