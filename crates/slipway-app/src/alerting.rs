@@ -70,6 +70,11 @@ impl ServingLog {
         if stats.is_empty() {
             return;
         }
+        // A report cannot claim more failed requests than requests.
+        let stats = &ServingStats {
+            server_errors: stats.server_errors.min(stats.requests),
+            ..stats.clone()
+        };
         let start = now_ms - now_ms.rem_euclid(BUCKET_MS);
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let buckets = all.entry(deployment.to_owned()).or_default();
@@ -113,11 +118,14 @@ impl ServingLog {
     }
 }
 
-/// What one signal read: a value, or no data (and why, for the alert list).
+/// What one signal read: a value; no data (and why, for the alert list), which ends a firing
+/// alert; or unknown (a restarted server that has not watched a whole window yet, a read that
+/// failed), which leaves an alert as it was, since nothing was learnt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reading {
     Value(f64),
     NoData(String),
+    Unknown(String),
 }
 
 /// An alert being tracked, with its notification bookkeeping.
@@ -256,7 +264,7 @@ impl Alerter {
             .retain(|(name, _), (at, _)| names.contains(name) && now_ms - *at < PERFORMANCE_TTL_MS);
 
         let mut drift: HashMap<String, Option<Value>> = HashMap::new();
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for rule in &config.rules {
             let receivers: Vec<String> = config
                 .receivers_of(rule)
@@ -270,10 +278,11 @@ impl Alerter {
                 let reading = self.read(rule, deployment, now_ms, &mut drift).await;
                 let (labels, annotations) = describe(rule, deployment, &reading);
                 let fingerprint = state::fingerprint(&labels);
-                seen.push(fingerprint.clone());
+                seen.insert(fingerprint.clone());
                 let (holds, value) = match &reading {
                     Reading::Value(v) => (Some(rule.expr.holds(*v)), Some(*v)),
                     Reading::NoData(_) => (None, None),
+                    Reading::Unknown(_) => continue,
                 };
                 let previous = self
                     .tracked
@@ -490,7 +499,7 @@ impl Alerter {
         match rule.expr.signal.source() {
             Source::Serving => {
                 let Some(stats) = self.serving.over(&deployment.name, window_ms, now_ms) else {
-                    return Reading::NoData(
+                    return Reading::Unknown(
                         "the server has not yet watched the deployment for a whole window".into(),
                     );
                 };
@@ -515,7 +524,9 @@ impl Alerter {
                             (now_ms - w.end_ms <= stale).then_some(w.report)
                         }),
                         Err(error) => {
-                            return Reading::NoData(format!("reading monitoring windows: {error}"));
+                            return Reading::Unknown(format!(
+                                "reading monitoring windows: {error}"
+                            ));
                         }
                     };
                     drift.insert(deployment.name.clone(), latest);
@@ -548,7 +559,7 @@ impl Alerter {
                             answer
                         }
                         Err(error) => {
-                            return Reading::NoData(format!("reading performance: {error}"));
+                            return Reading::Unknown(format!("reading performance: {error}"));
                         }
                     },
                 };
@@ -732,7 +743,7 @@ fn describe(
     }
     let value = match reading {
         Reading::Value(v) => state::show_value(*v),
-        Reading::NoData(why) => format!("no data ({why})"),
+        Reading::NoData(why) | Reading::Unknown(why) => format!("no data ({why})"),
     };
     let threshold = rule
         .expr
@@ -922,6 +933,10 @@ impl App {
         let now = now_ms();
         if silence.ends_ms <= now {
             return Err(Error::invalid("the silence would already be over"));
+        }
+        // Silences to start far ahead would pile up unseen; a month ahead is plenty to plan.
+        if silence.starts_ms > now.saturating_add(alerting::state::MAX_SILENCE_MS) {
+            return Err(Error::invalid("a silence starts at most 31 days from now"));
         }
         let matchers: Vec<String> = silence.matchers.iter().map(|m| m.to_string()).collect();
         self.audited(

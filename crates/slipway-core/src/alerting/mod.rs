@@ -464,6 +464,19 @@ impl AlertConfig {
             if let Some(url) = &rule.runbook_url {
                 check_url("runbook_url", url).map_err(|e| context(e.to_string()))?;
             }
+            if rule.deployment != "*"
+                && self
+                    .rules
+                    .iter()
+                    .any(|other| other.alert == rule.alert && other.deployment == "*")
+            {
+                // Both would raise the same alert (same labels) on that deployment, and each
+                // would resolve what the other fired.
+                return Err(context(format!(
+                    "also declared for every deployment (*): give the rule for '{}' another alert name",
+                    rule.deployment
+                )));
+            }
             if let Some(wanted) = &rule.receivers {
                 for name in wanted {
                     if !receivers.contains(name.as_str()) {
@@ -657,6 +670,10 @@ mod tests {
             (
                 serde_json::json!({"route": {"repeat_interval": "10s"}}),
                 "at least 1m",
+            ),
+            (
+                serde_json::json!({"rules": [{"alert": "A", "expr": "no_traffic"}, {"alert": "A", "deployment": "fraud", "expr": "no_traffic"}]}),
+                "another alert name",
             ),
         ] {
             let error = config(document.clone()).unwrap_err().to_string();
