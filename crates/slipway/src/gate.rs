@@ -553,6 +553,12 @@ pub async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     };
     let has_data_checks = candidate.metrics.contains_key("missing_share");
     let rules = rules_of(&args, &candidate.quality, has_data_checks)?;
+    if rules.is_empty() {
+        bail!(
+            "nothing to check: without --against there is no champion to compare with, and {} has no monitoring reference to check the holdout against; give --against, --rules, or create its reference",
+            args.candidate
+        );
+    }
     if rules.iter().any(GateRule::needs_champion) && champion.is_none() {
         bail!("the rules compare with the champion: name it with --against MODEL_URI");
     }
