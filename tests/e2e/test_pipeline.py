@@ -81,6 +81,13 @@ def _run(slipway_bin, server, pipeline: Path, *args: str) -> tuple[int, dict, st
     return result.returncode, report, result.stderr
 
 
+def _logs(project: Path) -> str:
+    """The steps' logs, for a failure's message."""
+    logs = project / ".slipway" / "logs"
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(logs.glob("*.log"))) \
+        if logs.is_dir() else "(no logs)"
+
+
 def _executed(report: dict) -> list[str]:
     return sorted(s["step"] for s in report["steps"] if s["status"] in ("ran", "failed"))
 
@@ -95,7 +102,7 @@ def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factor
     pipeline = _project(project, model)
 
     code, report, stderr = _run(slipway_bin, server, pipeline)
-    assert code == 0, stderr
+    assert code == 0, (stderr, report, _logs(project))
     assert _executed(report) == ["lint", "prepare", "train"], report
     client = MlflowClient(server.url)
     parent = client.get_run(report["run_id"])
