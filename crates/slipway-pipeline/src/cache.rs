@@ -265,7 +265,9 @@ impl CacheStore for LocalCache {
 }
 
 /// A near store (a local folder) in front of a far one (shared through the server): reads try
-/// the near one first and keep what the far one had; writes go to both.
+/// the near one first and keep what the far one had; writes go to both. The far store is a
+/// convenience: when it fails (the server is slow or away) a read is a miss and a write is
+/// skipped with a warning, and a step that ran is not failed for it.
 pub struct Layered<N, F> {
     pub near: N,
     pub far: F,
@@ -276,7 +278,15 @@ impl<N: CacheStore, F: CacheStore> CacheStore for Layered<N, F> {
         if let Some(found) = self.near.get_result(key)? {
             return Ok(Some(found));
         }
-        let found = self.far.get_result(key)?;
+        let found = match self.far.get_result(key) {
+            Ok(found) => found,
+            Err(error) => {
+                eprintln!(
+                    "warning: the shared cache could not be read ({error}); running the step"
+                );
+                None
+            }
+        };
         if let Some(result) = &found {
             self.near.put_result(result)?;
         }
@@ -285,12 +295,24 @@ impl<N: CacheStore, F: CacheStore> CacheStore for Layered<N, F> {
 
     fn put_result(&self, result: &StepResult) -> Result<(), PipelineError> {
         self.near.put_result(result)?;
-        self.far.put_result(result)
+        if let Err(error) = self.far.put_result(result) {
+            eprintln!(
+                "warning: step '{}': its result is cached here but not shared ({error})",
+                result.step
+            );
+        }
+        Ok(())
     }
 
     fn put_object(&self, sha256: &str, file: &Path) -> Result<(), PipelineError> {
         self.near.put_object(sha256, file)?;
-        self.far.put_object(sha256, file)
+        if let Err(error) = self.far.put_object(sha256, file) {
+            eprintln!(
+                "warning: {} is cached here but not shared ({error})",
+                file.display()
+            );
+        }
+        Ok(())
     }
 
     fn get_object(&self, sha256: &str, to: &Path) -> Result<(), PipelineError> {
@@ -372,6 +394,53 @@ mod tests {
         assert_eq!(near.get_result(&result.key).unwrap(), Some(result));
         near.get_object(&sha, &dir.path().join("again.bin"))
             .unwrap();
+    }
+
+    /// A shared store that is away.
+    struct Away;
+
+    impl CacheStore for Away {
+        fn get_result(&self, _: &str) -> Result<Option<StepResult>, PipelineError> {
+            Err(PipelineError::Io("connection refused".into()))
+        }
+        fn put_result(&self, _: &StepResult) -> Result<(), PipelineError> {
+            Err(PipelineError::Io("connection refused".into()))
+        }
+        fn put_object(&self, _: &str, _: &Path) -> Result<(), PipelineError> {
+            Err(PipelineError::Io("connection refused".into()))
+        }
+        fn get_object(&self, _: &str, _: &Path) -> Result<(), PipelineError> {
+            Err(PipelineError::Io("connection refused".into()))
+        }
+    }
+
+    #[test]
+    fn a_shared_store_that_is_away_costs_sharing_not_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let layered = Layered {
+            near: LocalCache::new(dir.path().join("near")),
+            far: Away,
+        };
+        let key = "d".repeat(64);
+        assert_eq!(
+            layered.get_result(&key).unwrap(),
+            None,
+            "a miss, not an error"
+        );
+        let file = dir.path().join("out.bin");
+        std::fs::write(&file, b"x").unwrap();
+        let (sha, _) = file_sha256(&file).unwrap();
+        layered.put_object(&sha, &file).unwrap();
+        let result = StepResult {
+            key: key.clone(),
+            step: "s".into(),
+            outputs: BTreeMap::new(),
+            log: None,
+            duration_ms: 0,
+            finished_ms: 0,
+        };
+        layered.put_result(&result).unwrap();
+        assert_eq!(layered.get_result(&key).unwrap(), Some(result), "kept here");
     }
 
     #[test]
