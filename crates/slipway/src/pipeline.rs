@@ -278,7 +278,7 @@ struct Progress<'a> {
     handle: tokio::runtime::Handle,
     json: bool,
     /// Step -> its run id, once started.
-    runs: Mutex<BTreeMap<String, String>>,
+    runs: Mutex<BTreeMap<String, StepRun>>,
 }
 
 impl Observer for Progress<'_> {
@@ -290,11 +290,12 @@ impl Observer for Progress<'_> {
             return BTreeMap::new();
         };
         match self.handle.block_on(tracker.start_step(step, key)) {
-            Ok(run_id) => {
+            Ok(run) => {
+                let run_id = run.id.clone();
                 self.runs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(step.to_owned(), run_id.clone());
+                    .insert(step.to_owned(), run);
                 BTreeMap::from([("MLFLOW_RUN_ID".to_owned(), run_id)])
             }
             Err(error) => {
@@ -317,7 +318,7 @@ impl Observer for Progress<'_> {
             };
             eprintln!("  {}: {line}", report.step);
         }
-        let (Some(tracker), Some(run_id)) = (
+        let (Some(tracker), Some(run)) = (
             self.tracker,
             self.runs
                 .lock()
@@ -327,10 +328,17 @@ impl Observer for Progress<'_> {
         ) else {
             return;
         };
-        if let Err(error) = self.handle.block_on(tracker.finish_step(&run_id, report)) {
+        if let Err(error) = self.handle.block_on(tracker.finish_step(&run, report)) {
             eprintln!("  {}: could not record its run: {error:#}", report.step);
         }
     }
+}
+
+/// A step's run: its id, and its artifact root as a proxy path.
+#[derive(Debug, Clone)]
+struct StepRun {
+    id: String,
+    artifacts: String,
 }
 
 /// The pipeline's run and its steps' runs on the tracking server.
@@ -418,7 +426,7 @@ impl Tracker {
         })
     }
 
-    async fn start_step(&self, step: &str, key: &str) -> anyhow::Result<String> {
+    async fn start_step(&self, step: &str, key: &str) -> anyhow::Result<StepRun> {
         let created = self
             .client
             .call(
@@ -437,28 +445,17 @@ impl Tracker {
                 })),
             )
             .await?;
-        Ok(created["run"]["info"]["run_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        let info = &created["run"]["info"];
+        Ok(StepRun {
+            id: info["run_id"].as_str().unwrap_or_default().to_owned(),
+            artifacts: proxy_root(info["artifact_uri"].as_str().unwrap_or_default())?,
+        })
     }
 
     /// Params, inputs as datasets with their digests, outputs and the log as artifacts, and
     /// the status, on the step's run.
-    async fn finish_step(&self, run_id: &str, report: &StepReport) -> anyhow::Result<()> {
-        let run = self
-            .client
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/2.0/mlflow/runs/get?run_id={run_id}"),
-                None,
-            )
-            .await?;
-        let artifacts = proxy_root(
-            run["run"]["info"]["artifact_uri"]
-                .as_str()
-                .unwrap_or_default(),
-        )?;
+    async fn finish_step(&self, run: &StepRun, report: &StepReport) -> anyhow::Result<()> {
+        let (run_id, artifacts) = (run.id.as_str(), run.artifacts.as_str());
         let (status, attempts) = match &report.status {
             StepStatus::Ran { attempts } => ("FINISHED", *attempts),
             StepStatus::Failed { attempts, .. } => ("FAILED", *attempts),
