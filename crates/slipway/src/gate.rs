@@ -13,13 +13,13 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
-use slipway_monitor::RawValue;
 use slipway_monitor::performance::{Labeled, classification, regression};
 use slipway_pipeline::gate::{self, GateRule, GateVerdict};
 use slipway_plane::plane::monitor::{Prediction, predictions};
 use slipway_serving::{Output, OutputValue, Runtime};
 
 use crate::drift::read::Table;
+use crate::holdout::Truth;
 use crate::remote::{Client, ServerArgs, urlencode};
 
 #[derive(Debug, Args)]
@@ -126,25 +126,6 @@ fn probabilities(outputs: &[Output]) -> Option<Vec<Vec<(String, f64)>>> {
     })
 }
 
-/// A true label as text (classes meet across integer, float and text spellings) and as a
-/// number (for a regressor).
-fn truth_of(cell: RawValue<'_>) -> (Option<String>, Option<f64>) {
-    match cell {
-        RawValue::Int(i) => (Some(i.to_string()), Some(i as f64)),
-        RawValue::Bool(b) => (Some(u8::from(b).to_string()), Some(f64::from(u8::from(b)))),
-        RawValue::Float(f) if f.is_finite() => (
-            Some(if f.fract() == 0.0 && f.abs() < 9e15 {
-                (f as i64).to_string()
-            } else {
-                f.to_string()
-            }),
-            Some(f),
-        ),
-        RawValue::Str(s) => (Some(s.to_owned()), s.parse().ok()),
-        _ => (None, None),
-    }
-}
-
 fn class_of(prediction: &Prediction) -> Option<String> {
     match prediction {
         Prediction::Class(c) => Some(c.to_string()),
@@ -169,7 +150,7 @@ async fn measure(
     runtime: &Runtime,
     table: &Table,
     model_uri: &str,
-    truths: &[(Option<String>, Option<f64>)],
+    truths: &[Truth],
     groups: Option<&[String]>,
     client: &Client,
 ) -> anyhow::Result<Measured> {
@@ -236,7 +217,7 @@ async fn measure(
         let pairs: Vec<(f64, f64)> = predicted
             .iter()
             .zip(truths)
-            .filter_map(|(p, t)| match (p, t.1) {
+            .filter_map(|(p, t)| match (p, t.value()) {
                 (Prediction::Score(s), Some(t)) => Some((t, *s)),
                 _ => None,
             })
@@ -257,7 +238,7 @@ async fn measure(
             .zip(&probs)
             .filter_map(|((p, t), probabilities)| {
                 Some(Labeled {
-                    truth: t.0.clone()?,
+                    truth: t.class()?,
                     predicted: class_of(p)?,
                     probabilities: probabilities.clone(),
                 })
@@ -284,7 +265,7 @@ async fn measure(
                 .filter_map(|((p, t), group)| {
                     Some(slipway_monitor::fairness::Outcome {
                         group,
-                        actual: t.0.as_deref()? == args.positive,
+                        actual: t.class()? == args.positive,
                         predicted: class_of(p)?.as_str() == args.positive,
                     })
                 })
@@ -506,7 +487,7 @@ pub async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     let label_index = crate::holdout::column_index(&columns, &args.data, &args.label)
         .with_context(|| format!("--label {}", args.label))?;
     let truths = table.with_column(label_index, |cells| {
-        cells.iter().map(|c| truth_of(*c)).collect::<Vec<_>>()
+        cells.iter().map(|c| Truth::of(*c)).collect::<Vec<_>>()
     })?;
     if truths.is_empty() {
         bail!("{}: the holdout has no rows", args.data.display());
@@ -518,7 +499,7 @@ pub async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
             Some(table.with_column(index, |cells| {
                 cells
                     .iter()
-                    .map(|c| truth_of(*c).0.unwrap_or_else(|| "(missing)".into()))
+                    .map(|c| Truth::of(*c).class().unwrap_or_else(|| "(missing)".into()))
                     .collect::<Vec<_>>()
             })?)
         }
@@ -616,6 +597,7 @@ pub async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slipway_monitor::RawValue;
 
     #[test]
     fn quantiles_interpolate_as_numpy() {
@@ -640,10 +622,15 @@ mod tests {
 
     #[test]
     fn truths_meet_across_spellings() {
-        assert_eq!(truth_of(RawValue::Int(1)).0.as_deref(), Some("1"));
-        assert_eq!(truth_of(RawValue::Float(1.0)).0.as_deref(), Some("1"));
-        assert_eq!(truth_of(RawValue::Str("yes")).0.as_deref(), Some("yes"));
-        assert_eq!(truth_of(RawValue::Null), (None, None));
+        let of = |cell| Truth::of(cell);
+        assert_eq!(of(RawValue::Int(1)).class().as_deref(), Some("1"));
+        assert_eq!(of(RawValue::Float(1.0)).class().as_deref(), Some("1"));
+        assert_eq!(of(RawValue::Str("yes")).class().as_deref(), Some("yes"));
+        assert_eq!(of(RawValue::Str("2.5")).value(), Some(2.5));
+        assert_eq!(
+            (of(RawValue::Null).class(), of(RawValue::Null).value()),
+            (None, None)
+        );
         assert!(cpu_seconds().is_some_and(|s| s >= 0.0));
     }
 }

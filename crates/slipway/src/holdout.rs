@@ -155,3 +155,45 @@ pub(crate) fn run(
         })
         .collect()
 }
+
+/// A true label as read from the file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Truth {
+    Class(i64),
+    Label(String),
+    Value(f64),
+    Missing,
+}
+
+impl Truth {
+    pub(crate) fn of(cell: RawValue<'_>) -> Truth {
+        match cell {
+            RawValue::Int(i) => Truth::Class(i),
+            RawValue::Bool(b) => Truth::Class(i64::from(b)),
+            RawValue::Float(f) if f.is_finite() => Truth::Value(f),
+            RawValue::Str(s) => Truth::Label(s.to_owned()),
+            _ => Truth::Missing,
+        }
+    }
+
+    /// The class as text, so that `1`, `1.0` and `"1"` meet.
+    pub(crate) fn class(&self) -> Option<String> {
+        match self {
+            Truth::Class(c) => Some(c.to_string()),
+            Truth::Label(l) => Some(l.clone()),
+            Truth::Value(v) if v.fract() == 0.0 && v.abs() < 9e15 => Some((*v as i64).to_string()),
+            Truth::Value(v) => Some(v.to_string()),
+            Truth::Missing => None,
+        }
+    }
+
+    /// The value, for a regressor.
+    pub(crate) fn value(&self) -> Option<f64> {
+        match self {
+            Truth::Class(c) => Some(*c as f64),
+            Truth::Value(v) => Some(*v),
+            Truth::Label(l) => l.parse().ok(),
+            Truth::Missing => None,
+        }
+    }
+}

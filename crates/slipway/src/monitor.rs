@@ -16,6 +16,7 @@ use slipway_plane::plane::monitor::{
 use slipway_serving::Runtime;
 
 use crate::drift::read::Table;
+use crate::holdout::Truth;
 use crate::remote::{Client, ServerArgs, urlencode};
 
 #[derive(Debug, Args)]
@@ -770,39 +771,6 @@ fn sample_rows(total: u64, max: usize) -> Vec<usize> {
     }
     kept.sort_unstable();
     kept
-}
-
-/// A true label as read from the file.
-#[derive(Debug, Clone, PartialEq)]
-enum Truth {
-    Class(i64),
-    Label(String),
-    Value(f64),
-    Missing,
-}
-
-impl Truth {
-    fn of(cell: RawValue<'_>) -> Truth {
-        match cell {
-            RawValue::Int(i) => Truth::Class(i),
-            RawValue::Bool(b) => Truth::Class(i64::from(b)),
-            RawValue::Float(f) if f.is_finite() => Truth::Value(f),
-            RawValue::Str(s) => Truth::Label(s.to_owned()),
-            _ => Truth::Missing,
-        }
-    }
-}
-
-impl Truth {
-    fn class(&self) -> Option<String> {
-        match self {
-            Truth::Class(c) => Some(c.to_string()),
-            Truth::Label(l) => Some(l.clone()),
-            Truth::Value(v) if v.fract() == 0.0 && v.abs() < 9e15 => Some((*v as i64).to_string()),
-            Truth::Value(v) => Some(v.to_string()),
-            Truth::Missing => None,
-        }
-    }
 }
 
 /// The model's performance on the reference, as the server reports a deployment's (accuracy,
