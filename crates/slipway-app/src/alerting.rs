@@ -36,6 +36,8 @@ pub const ALERTMANAGER_RESEND_MS: i64 = 60_000;
 const STALE_WINDOWS: i64 = 3;
 /// Rows a performance signal needs when the rule names no `min_samples`.
 const DEFAULT_MIN_ROWS: u64 = 30;
+/// Notifications delivered at once.
+const MAX_DELIVERIES: usize = 16;
 /// Resolved alerts `list` returns at most.
 pub const MAX_LISTED: usize = 1_000;
 
@@ -166,6 +168,10 @@ pub struct Alerter {
     /// Every recorded transition, for whatever acts on alerts (retraining triggers subscribe
     /// here); sent after the transition is stored and audited.
     transitions: tokio::sync::broadcast::Sender<AlertTransition>,
+    /// Deliveries under way at once: with a receiver down, each retries for up to half a
+    /// minute, and the next evaluations' notifications wait here rather than opening more
+    /// connections.
+    deliveries: Arc<tokio::sync::Semaphore>,
     pub counters: Arc<AlertCounters>,
 }
 
@@ -188,6 +194,7 @@ impl Alerter {
             // A subscriber slower than 1,024 transitions misses the oldest (and is told so by
             // the channel), rather than holding evaluation back.
             transitions: tokio::sync::broadcast::channel(1_024).0,
+            deliveries: Arc::new(tokio::sync::Semaphore::new(MAX_DELIVERIES)),
             counters: Arc::new(AlertCounters::default()),
         }
     }
@@ -690,10 +697,15 @@ impl Alerter {
                 now_ms,
             };
             let sink = sink.clone();
+            let deliveries = self.deliveries.clone();
             let counters = self.counters.clone();
             // Delivery retries on its own task: a slow receiver never delays the next
             // evaluation, nor the other receivers.
             tokio::spawn(async move {
+                // The semaphore is never closed.
+                let Ok(_permit) = deliveries.acquire_owned().await else {
+                    return;
+                };
                 match sink.deliver(&notification).await {
                     Ok(()) => {
                         counters.notifications_sent.fetch_add(1, Ordering::Relaxed);
