@@ -1,7 +1,9 @@
 """`slipway gate` with real models: the breast-cancer classifier against a candidate that
 always predicts one class fails the default rules, the classifier against itself passes, each
-rule explained with its numbers; fairness across a sensitive column is measured; the result is
-recorded as a run and as tags on the candidate version; bad input exits 2."""
+rule explained with its numbers; fairness across a sensitive column is measured; the server runs
+the gate and records it as a run, a gate record and tags on the candidate version, which no
+client may write; a policy that requires a gate counts only the server's, judged by its rules
+against today's champion; bad input exits 2."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import subprocess
 
 import pytest
 
+from mlflow.exceptions import MlflowException
 from test_deployments import _constant_model, _require_runtime
 from test_monitoring import Env
 
@@ -62,8 +65,13 @@ def test_a_worse_candidate_fails_and_an_equal_one_passes(env, tmp_path):
     versions = {v.version: v for v in env.client.search_model_versions(f"name='{env.model}'")}
     assert versions[worse].tags["slipway.gate.status"] == "failed"
     gate_run = env.client.get_run(versions[worse].tags["slipway.gate.run_id"])
-    assert gate_run.data.tags["slipway.gate.champion"] == champion
+    assert gate_run.data.params["champion"].startswith(champion)
+    assert gate_run.data.params["data"].startswith("runs:/")
     assert gate_run.data.metrics["f1"] == pytest.approx(f1["candidate"])
+    assert report["gate"]["id"] == int(versions[worse].tags["slipway.gate.id"])
+    assert report["gate"]["rules_source"] == "default"
+    # The server ran it on the holdout it was sent, uploaded as an artifact: its digest is kept.
+    assert len(report["gate"]["data_sha256"]) == 64
 
     code, text, stderr = _gate(env, champion, "--data", str(env.reference), "--label", "target",
                                "--against", champion)
@@ -88,7 +96,7 @@ def test_fairness_rules_and_bad_input(env, tmp_path):
     rules.write_text("rules:\n  - accuracy >= 0.9\n  - disparate_impact_ratio >= 0.8\n")
     model = f"models:/{env.model}/{env.version}"
     code, report, stderr = _gate(env, model, "--data", str(env.reference), "--label", "target",
-                                 "--rules", str(rules), "--no-record", "--json")
+                                 "--rules", str(rules), "--local", "--json")
     # Without --sensitive, fairness is not measured, and a rule on it fails saying so.
     assert code == 1, stderr
     fairness_rule = next(r for r in report["rules"] if r["metric"] == "disparate_impact_ratio")
@@ -106,7 +114,7 @@ def test_fairness_rules_and_bad_input(env, tmp_path):
     assert code == 2 and "unknown metric 'speed'" in stderr, stderr
     # With the sensitive column: measured across its groups (not a model input), and judged.
     code, report, stderr = _gate(env, model, "--data", str(holdout), "--label", "target",
-                                 "--sensitive", "group", "--rules", str(rules), "--no-record",
+                                 "--sensitive", "group", "--rules", str(rules),
                                  "--json")
     metrics = report["candidate"]["metrics"]
     assert 0 <= metrics["demographic_parity_difference"] < 0.2, metrics
@@ -116,5 +124,78 @@ def test_fairness_rules_and_bad_input(env, tmp_path):
     assert code == (0 if report["passed"] else 1) and ratio["passed"] == (ratio["candidate"] >= 0.8)
     # A holdout with a column the model does not take, and no --sensitive to leave it out.
     code, _, stderr = _gate(env, model, "--data", str(holdout), "--label", "target",
-                            "--no-record")
+                            "--local")
     assert code == 2 and "takes 30 features" in stderr, stderr
+
+
+def _promote_checks(env, version: str) -> dict:
+    result = env.cli("promote", "request", env.model, version, "--to", "production", "--json")
+    return json.loads(result.stdout)["checks"]
+
+
+def test_gate_records_cannot_be_forged_and_a_policy_counts_only_its_own(env, tmp_path):
+    env.cli("monitor", "reference", "create", f"models:/{env.model}/{env.version}",
+            "--data", str(env.reference), "--label", "target")
+    good = f"models:/{env.model}/{env.version}"
+    # No client writes a gate's tags: not on a version, not when registering one.
+    with pytest.raises(MlflowException, match="release gates"):
+        env.client.set_model_version_tag(env.model, env.version, "slipway.gate.status", "passed")
+    with pytest.raises(MlflowException, match="release gates"):
+        env.client.delete_model_version_tag(env.model, env.version, "slipway.gate.id")
+    experiment = env.client.get_experiment_by_name("Default").experiment_id
+    run = env.client.create_run(experiment)
+    env.client.log_artifacts(run.info.run_id, str(_constant_model(tmp_path / "constant")),
+                             "model")
+    with pytest.raises(MlflowException, match="release gates"):
+        env.client.create_model_version(env.model, f"runs:/{run.info.run_id}/model",
+                                        run_id=run.info.run_id,
+                                        tags={"slipway.gate.status": "passed"})
+    worse = env.client.create_model_version(
+        env.model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
+    env.cli("policy", "set", env.model, "--aliases", "production", "--require-gate")
+    checks = _promote_checks(env, env.version)
+    assert checks["passed"] is False and "has no release gate" in checks["detail"], checks
+
+    # A gate judged by rules the editor chose does not count.
+    lax = tmp_path / "lax.yml"
+    lax.write_text("rules:\n  - accuracy >= 0\n")
+    code, _, stderr = _gate(env, good, "--data", str(env.reference), "--label", "target",
+                            "--rules", str(lax))
+    assert code == 0, stderr
+    checks = _promote_checks(env, env.version)
+    assert checks["passed"] is False and "rules given with the request" in checks["detail"]
+
+    # The default rules (no champion yet: the holdout against the reference) count.
+    code, text, stderr = _gate(env, good, "--data", str(env.reference), "--label", "target")
+    assert code == 0, text + stderr
+    checks = _promote_checks(env, env.version)
+    assert checks["passed"] is True and "passed" in checks["detail"], checks
+
+    # Once version 1 holds production, a candidate must be gated against it: the default
+    # champion. The constant model fails, and its failed gate is what the policy sees.
+    env.cli("policy", "delete", env.model)
+    env.client.set_registered_model_alias(env.model, "production", env.version)
+    env.cli("policy", "set", env.model, "--aliases", "production", "--require-gate")
+    code, report, stderr = _gate(env, f"models:/{env.model}/{worse}", "--data",
+                                 str(env.reference), "--label", "target", "--json")
+    assert code == 1, stderr
+    assert report["gate"]["champion_version"] == int(env.version)
+    checks = _promote_checks(env, worse)
+    assert checks["passed"] is False and "failed" in checks["detail"], checks
+
+    lineage = json.loads(env.cli("lineage", f"models:/{env.model}/{worse}", "--json").stdout)
+    assert [g["status"] for g in lineage["gates"]] == ["failed"]
+    text = env.cli("lineage", f"models:/{env.model}/{env.version}").stdout
+    assert "gate" in text and "passed" in text and "request rules" in text, text
+
+    # A pinned holdout: gates on anything else do not count.
+    holdout_uri = report["gate"]["data"]
+    env.cli("policy", "set", env.model, "--aliases", "production", "--require-gate",
+            "--gate-data", holdout_uri)
+    policy = json.loads(env.cli("policy", "show", env.model).stdout)
+    assert len(policy["gate_data_sha256"]) == 64
+    code, report, stderr = _gate(env, f"models:/{env.model}/{worse}", "--label", "target",
+                                 "--json")
+    assert code == 1, stderr
+    assert report["gate"]["data"] == holdout_uri

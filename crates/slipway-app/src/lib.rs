@@ -22,6 +22,7 @@ pub mod artifacts;
 pub mod audit;
 mod content;
 pub mod deployments;
+pub mod gates;
 pub mod identity;
 pub mod labels;
 pub mod logged_models;
@@ -70,6 +71,10 @@ pub struct App {
     caller: Arc<Caller>,
     /// Where deployment events go (the webhook), if configured.
     notifier: Option<Arc<dyn Notifier>>,
+    /// Runs release gates (ONNX Runtime, in the binary); `None` where the server has none.
+    gates: Option<Arc<dyn slipway_core::gate::GateRunner>>,
+    /// Held while a gate runs: one at a time per server.
+    gate_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The actor and request an `App` handle works for (see [`App::for_caller`]).
@@ -101,6 +106,8 @@ impl App {
                 hidden: Vec::new(),
             }),
             notifier: None,
+            gates: None,
+            gate_turn: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Lineage {
     pub aliases: Vec<AliasChange>,
     /// Its files as registered (path, size, SHA-256), when they are in slipway's store.
     pub content: Option<slipway_core::registry::ContentManifest>,
+    /// Release gates run on it, newest first.
+    pub gates: Vec<slipway_core::gate::GateRecord>,
 }
 
 /// A policy as an admin sets it; `None` takes the default.
@@ -47,6 +49,12 @@ pub struct PolicyInput {
     pub checks: Option<String>,
     /// Percent of a protected deployment's live traffic an unapproved candidate may answer.
     pub max_unapproved_weight: Option<u8>,
+    /// A passed release gate must stand behind a promotion.
+    pub require_gate: bool,
+    /// The rules such a gate must have judged (`None`: the defaults).
+    pub gate_rules: Option<Vec<String>>,
+    /// The holdout such a gate must have run on (an artifact URI; its content is pinned now).
+    pub gate_data: Option<String>,
 }
 
 const PARENT_TAG: &str = "mlflow.parentRunId";
@@ -60,7 +68,22 @@ impl App {
             required_approvals,
             checks,
             max_unapproved_weight,
+            require_gate,
+            gate_rules,
+            gate_data,
         } = input;
+        if let Some(rules) = &gate_rules {
+            self.check_gate_rules(rules)?;
+        }
+        if !require_gate && (gate_rules.is_some() || gate_data.is_some()) {
+            return Err(Error::invalid(
+                "gate_rules and gate_data say which gates count; set require_gate too",
+            ));
+        }
+        let gate_data_sha256 = match gate_data.as_deref().filter(|d| !d.is_empty()) {
+            Some(data) => Some(self.read_holdout(data).await?.1),
+            None => None,
+        };
         let max_unapproved_weight = max_unapproved_weight.unwrap_or(DEFAULT_MAX_UNAPPROVED_WEIGHT);
         if max_unapproved_weight > 100 {
             return Err(Error::invalid(format!(
@@ -101,6 +124,10 @@ impl App {
             required_approvals,
             checks,
             max_unapproved_weight,
+            require_gate,
+            gate_rules,
+            gate_data: gate_data.filter(|d| !d.is_empty()),
+            gate_data_sha256,
             updated_at: now_ms(),
             updated_by: self.caller.actor.clone(),
         };
@@ -114,6 +141,10 @@ impl App {
                 "required_approvals": policy.required_approvals,
                 "checks": policy.checks,
                 "max_unapproved_weight": policy.max_unapproved_weight,
+                "require_gate": policy.require_gate,
+                "gate_rules": policy.gate_rules,
+                "gate_data": policy.gate_data,
+                "gate_data_sha256": policy.gate_data_sha256,
             }),
         )
         .set_policy(policy.clone())
@@ -185,8 +216,29 @@ impl App {
         Err(Error::permission_denied(message))
     }
 
-    /// Whether the version's source run passes the policy's checks. No checks: passed.
+    /// Whether the version passes the policy's checks: its source run's filter, and a passed
+    /// release gate when the policy requires one. Nothing required: passed.
     pub async fn evaluate_checks(
+        &self,
+        policy: &PromotionPolicy,
+        version: &ModelVersion,
+    ) -> Result<CheckOutcome> {
+        let run = self.source_run_checks(policy, version).await?;
+        if !policy.require_gate {
+            return Ok(run);
+        }
+        let (gate_passed, gate_detail) = self.gate_requirement(policy, version).await?;
+        Ok(CheckOutcome {
+            passed: run.passed && gate_passed,
+            detail: if policy.checks.is_some() {
+                format!("{}; {gate_detail}", run.detail)
+            } else {
+                gate_detail
+            },
+        })
+    }
+
+    async fn source_run_checks(
         &self,
         policy: &PromotionPolicy,
         version: &ModelVersion,
@@ -478,6 +530,7 @@ impl App {
             .model_version_content(name, model_version.version)
             .await?
             .map(|content| content.manifest);
+        let gates = self.lineage_gates(name, version).await?;
         Ok(Lineage {
             version: model_version,
             run,
@@ -486,6 +539,7 @@ impl App {
             promotions,
             aliases,
             content,
+            gates,
         })
     }
 }

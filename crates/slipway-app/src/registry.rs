@@ -61,6 +61,11 @@ fn client_version_tag(key: &str) -> Result<()> {
             "tag '{CONTENT_DIGEST_TAG}' is written by slipway when a version is registered and cannot be set or deleted"
         )));
     }
+    if key.starts_with(slipway_core::gate::GATE_TAG_PREFIX) {
+        return Err(Error::invalid(format!(
+            "tag '{key}' is written by slipway's release gates (`slipway gate`, POST /api/slipway/v1/gates) and cannot be set or deleted"
+        )));
+    }
     Ok(())
 }
 

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod auth;
 pub mod deployment;
 pub mod error;
+pub mod gate;
 pub mod logged_model;
 pub mod monitoring;
 pub mod paging;

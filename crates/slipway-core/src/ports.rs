@@ -324,6 +324,20 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Moves `alias` back to the version it pointed at before its latest change.
     async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange>;
 
+    // Release gates.
+    /// Stores a gate's result and mirrors it in the version's `slipway.gate.*` tags; the
+    /// version must exist.
+    async fn put_gate(&self, record: crate::gate::NewGateRecord)
+    -> Result<crate::gate::GateRecord>;
+    async fn get_gate(&self, id: i64) -> Result<crate::gate::GateRecord>;
+    /// Newest first, at most `limit` (capped at 1000).
+    async fn list_gates(
+        &self,
+        model_name: &str,
+        version: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::gate::GateRecord>>;
+
     // Deployments.
     /// Stores a new deployment at revision 1 with its first event; the name must be free.
     async fn create_deployment(

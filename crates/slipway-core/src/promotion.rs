@@ -25,6 +25,14 @@ pub struct PromotionPolicy {
     /// The largest percentage of a protected deployment's live traffic a candidate answers
     /// before its promotion is approved (0 to 100). A candidate that fails `checks` gets none.
     pub max_unapproved_weight: u8,
+    /// A passed release gate (run by the server) must stand behind a promotion.
+    pub require_gate: bool,
+    /// The rules a gate must have judged to count; `None`: the default rules.
+    pub gate_rules: Option<Vec<String>>,
+    /// The holdout a gate must have run on (an artifact URI), and its content when the policy
+    /// was set: a holdout changed since does not count.
+    pub gate_data: Option<String>,
+    pub gate_data_sha256: Option<String>,
     pub updated_at: i64,
     pub updated_by: String,
 }
@@ -50,6 +58,12 @@ impl PromotionPolicy {
         );
         if let Some(checks) = &self.checks {
             text.push_str(&format!(" and source-run checks `{checks}`"));
+        }
+        if self.require_gate {
+            text.push_str(" and a passed release gate");
+            if let Some(data) = &self.gate_data {
+                text.push_str(&format!(" on {data}"));
+            }
         }
         text
     }

@@ -18,6 +18,7 @@ mod conn;
 mod deployments;
 mod experiments;
 mod filter;
+mod gates;
 mod identity;
 mod logged_models;
 mod monitoring;
@@ -695,6 +696,26 @@ impl MetadataStore for SqlStore {
 
     async fn set_policy(&self, policy: PromotionPolicy) -> Result<()> {
         promotions::set_policy(self, policy).await
+    }
+
+    async fn put_gate(
+        &self,
+        record: slipway_core::gate::NewGateRecord,
+    ) -> Result<slipway_core::gate::GateRecord> {
+        gates::put_gate(self, record).await
+    }
+
+    async fn get_gate(&self, id: i64) -> Result<slipway_core::gate::GateRecord> {
+        gates::get_gate(self, id).await
+    }
+
+    async fn list_gates(
+        &self,
+        model_name: &str,
+        version: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<slipway_core::gate::GateRecord>> {
+        gates::list_gates(self, model_name, version, limit).await
     }
 
     async fn get_policy(&self, model_name: &str) -> Result<Option<PromotionPolicy>> {

@@ -35,6 +35,14 @@ fn policy_from_row(row: &AnyRow) -> Result<PromotionPolicy> {
         checks: get_opt_str(row, "checks")?,
         max_unapproved_weight: u8::try_from(get_i64(row, "max_unapproved_weight")?.clamp(0, 100))
             .unwrap_or(0),
+        require_gate: get_i64(row, "require_gate")? != 0,
+        gate_rules: get_opt_str(row, "gate_rules")?
+            .map(|rules| {
+                serde_json::from_str(&rules).map_err(|e| Error::internal("decoding gate rules", e))
+            })
+            .transpose()?,
+        gate_data: get_opt_str(row, "gate_data")?,
+        gate_data_sha256: get_opt_str(row, "gate_data_sha256")?,
         updated_at: get_i64(row, "updated_at")?,
         updated_by: get_str(row, "updated_by")?,
     })
@@ -51,13 +59,22 @@ pub(crate) async fn set_policy(store: &SqlStore, policy: PromotionPolicy) -> Res
                 let stages: Vec<&str> = policy.protected_stages.iter().map(|s| s.as_str()).collect();
                 let stages = serde_json::to_string(&stages)
                     .map_err(|e| Error::internal("encoding protected stages", e))?;
+                let gate_rules = policy
+                    .gate_rules
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| Error::internal("encoding gate rules", e))?;
                 sqlx::query(
                     "INSERT INTO promotion_policies (model_name, protected_aliases, protected_stages, \
-                     required_approvals, checks, max_unapproved_weight, updated_at, updated_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     required_approvals, checks, max_unapproved_weight, updated_at, updated_by, \
+                     require_gate, gate_rules, gate_data, gate_data_sha256) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                      ON CONFLICT (model_name) DO UPDATE SET protected_aliases = excluded.protected_aliases, \
                      protected_stages = excluded.protected_stages, required_approvals = excluded.required_approvals, \
-                     checks = excluded.checks, max_unapproved_weight = excluded.max_unapproved_weight, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                     checks = excluded.checks, max_unapproved_weight = excluded.max_unapproved_weight, updated_at = excluded.updated_at, updated_by = excluded.updated_by, \
+                     require_gate = excluded.require_gate, gate_rules = excluded.gate_rules, \
+                     gate_data = excluded.gate_data, gate_data_sha256 = excluded.gate_data_sha256",
                 )
                 .bind(policy.model_name.clone())
                 .bind(aliases)
@@ -67,6 +84,10 @@ pub(crate) async fn set_policy(store: &SqlStore, policy: PromotionPolicy) -> Res
                 .bind(i64::from(policy.max_unapproved_weight))
                 .bind(policy.updated_at)
                 .bind(policy.updated_by.clone())
+                .bind(i64::from(policy.require_gate))
+                .bind(gate_rules)
+                .bind(policy.gate_data.clone())
+                .bind(policy.gate_data_sha256.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("setting a promotion policy"))?;

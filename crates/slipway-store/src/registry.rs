@@ -346,6 +346,7 @@ pub(crate) async fn rename_model(
                     "promotion_requests",
                     "alias_history",
                     "monitor_references",
+                    "gate_results",
                 ] {
                     sqlx::query(AssertSqlSafe(format!(
                         "UPDATE {table} SET model_name = $1 WHERE model_name = $2"
@@ -433,6 +434,7 @@ pub(crate) async fn delete_model(store: &SqlStore, name: &str) -> Result<()> {
                     "DELETE FROM promotion_policies WHERE model_name = $1",
                     "DELETE FROM alias_history WHERE model_name = $1",
                     "DELETE FROM monitor_references WHERE model_name = $1",
+                    "DELETE FROM gate_results WHERE model_name = $1",
                 ] {
                     sqlx::query(AssertSqlSafe(statement))
                         .bind(name.to_owned())
@@ -763,7 +765,7 @@ pub(crate) async fn create_version(
     get_version(store, &name, version).await
 }
 
-async fn upsert_version_tag(
+pub(crate) async fn upsert_version_tag(
     conn: &mut AnyConnection,
     id: i64,
     version: i64,
@@ -950,6 +952,12 @@ pub(crate) async fn delete_version(store: &SqlStore, name: &str, version: i64) -
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err("deleting a model version's monitoring reference"))?;
+                sqlx::query("DELETE FROM gate_results WHERE model_name = $1 AND version = $2")
+                    .bind(name.to_owned())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting a model version's gate results"))?;
                 Ok(())
             })
         })

@@ -86,6 +86,8 @@ mod datasets;
 mod deployments;
 #[path = "contract/experiments.rs"]
 mod experiments;
+#[path = "contract/gates.rs"]
+mod gates;
 #[path = "contract/identity.rs"]
 mod identity;
 #[path = "contract/logged_models.rs"]

@@ -19,8 +19,16 @@ pub(crate) fn features_of(fetched: &Fetched, columns: &[String], left_out: &[&st
         .file
         .parent()
         .and_then(|folder| std::fs::read_to_string(folder.join("MLmodel")).ok());
+    features_from(mlmodel.as_deref(), columns, left_out)
+}
+
+/// [`features_of`] with the `MLmodel` file's text at hand.
+pub(crate) fn features_from(
+    mlmodel: Option<&str>,
+    columns: &[String],
+    left_out: &[&str],
+) -> Vec<String> {
     let signature_names = mlmodel
-        .as_deref()
         .and_then(|text| {
             slipway_serving::signature::Signature::from_mlmodel(text)
                 .ok()

@@ -316,6 +316,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Some(url) => app.with_notifier(Arc::new(webhook::Webhook::new(url)?)),
         None => app,
     };
+    let app = app.with_gate_runner(Arc::new(gate::OnnxGateRunner {
+        onnxruntime: config.onnxruntime.clone(),
+    }));
     let deployments = slipway_api::Deployments::new(
         &app,
         slipway_plane::plane::PlaneConfig {

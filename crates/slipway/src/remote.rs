@@ -676,6 +676,18 @@ enum PolicyCommand {
         /// promotion is approved (default 10; a candidate failing the checks gets none).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
         max_unapproved_traffic: Option<u8>,
+        /// Require a passed release gate, run by the server (`slipway gate`), before a
+        /// promotion is requested, approved or answers live traffic.
+        #[arg(long)]
+        require_gate: bool,
+        /// The rules a gate must have judged to count (a rules file, as `slipway gate
+        /// --rules`); without it, the default rules. Needs --require-gate.
+        #[arg(long, value_name = "FILE", requires = "require_gate")]
+        gate_rules: Option<std::path::PathBuf>,
+        /// The holdout a gate must have run on (runs:/RUN_ID/PATH or mlflow-artifacts:/PATH);
+        /// its content is pinned now. Needs --require-gate.
+        #[arg(long, value_name = "URI", requires = "require_gate")]
+        gate_data: Option<String>,
         /// Accepted for scripts: the policy is always printed as JSON.
         #[arg(long)]
         json: bool,
@@ -708,8 +720,15 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
             approvals,
             checks,
             max_unapproved_traffic,
+            require_gate,
+            gate_rules,
+            gate_data,
             json: _,
         } => {
+            let gate_rules = gate_rules
+                .as_deref()
+                .map(crate::gate::rules_from_file)
+                .transpose()?;
             let answer = client
                 .call(
                     reqwest::Method::PUT,
@@ -720,6 +739,9 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
                         "required_approvals": approvals,
                         "checks": checks,
                         "max_unapproved_weight": max_unapproved_traffic,
+                        "require_gate": require_gate,
+                        "gate_rules": gate_rules,
+                        "gate_data": gate_data,
                     })),
                 )
                 .await?;
@@ -889,6 +911,21 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
             change["version"],
             crate::admin::time(change["time"].as_i64().unwrap_or(0)),
             change["via"].as_str().unwrap_or_default()
+        );
+    }
+    for gate in lineage["gates"].as_array().into_iter().flatten() {
+        println!(
+            "  gate {} {} against {} on {} ({} rules, run {}) by {} at {}",
+            gate["id"],
+            gate["status"].as_str().unwrap_or_default(),
+            gate["champion_version"]
+                .as_i64()
+                .map_or_else(|| "no champion".to_owned(), |v| format!("version {v}")),
+            gate["data"].as_str().unwrap_or_default(),
+            gate["rules_source"].as_str().unwrap_or_default(),
+            gate["run_id"].as_str().unwrap_or_default(),
+            gate["created_by"].as_str().unwrap_or_default(),
+            crate::admin::time(gate["created_at"].as_i64().unwrap_or(0)),
         );
     }
     Ok(())

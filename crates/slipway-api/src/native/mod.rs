@@ -6,6 +6,7 @@
 mod alerts;
 mod audit;
 mod deployments;
+pub(crate) mod gates;
 mod identity;
 mod monitoring;
 mod promotions;
@@ -42,6 +43,8 @@ routes! {
     POST "/registered-models/rollback" => promotions::rollback [promotions::AliasRequest], Approve Model;
     GET "/registered-models/alias-history" => promotions::alias_history [promotions::AliasRequest], Read Model;
     GET "/lineage" => promotions::lineage [promotions::LineageRequest], Read Model;
+    POST "/gates" => gates::run [gates::RunGate], Write ModelUri;
+    GET "/gates" => gates::list [gates::ListGates], Read Model;
     GET "/model-versions/content" => promotions::content [promotions::LineageRequest], Read Model;
     GET "/audit" => audit::read [audit::ReadAudit], Admin None;
     GET "/audit/verify" => audit::verify, Admin None;

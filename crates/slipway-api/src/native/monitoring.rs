@@ -36,23 +36,10 @@ pub struct SetReference {
 fn describe(reference: &MonitorReference) -> Value {
     // Each numeric feature's range on the reference: what a release gate checks a holdout's
     // values against (the profiles themselves stay on the server).
-    let ranges: Vec<Value> = match (
-        serde_json::from_value::<Schema>(reference.schema.clone()),
-        serde_json::from_value::<Summary>(reference.summary.clone()),
-    ) {
-        (Ok(schema), Ok(summary)) => schema
-            .features
-            .iter()
-            .zip(&summary.features)
-            .filter_map(|(feature, profile)| match profile {
-                slipway_monitor::ColumnProfile::Numeric(numeric) => numeric
-                    .range()
-                    .map(|(min, max)| json!({"name": feature.name, "min": min, "max": max})),
-                slipway_monitor::ColumnProfile::Categorical(_) => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let ranges: Vec<Value> = slipway_app::gates::reference_ranges(reference)
+        .into_iter()
+        .map(|(name, (min, max))| json!({"name": name, "min": min, "max": max}))
+        .collect();
     json!({
         "ranges": ranges,
         "model_name": reference.model_name,

@@ -23,6 +23,10 @@ fn policy_json(policy: &PromotionPolicy) -> Value {
         "required_approvals": policy.required_approvals,
         "checks": policy.checks,
         "max_unapproved_weight": policy.max_unapproved_weight,
+        "require_gate": policy.require_gate,
+        "gate_rules": policy.gate_rules,
+        "gate_data": policy.gate_data,
+        "gate_data_sha256": policy.gate_data_sha256,
         "updated_at": policy.updated_at,
         "updated_by": policy.updated_by,
     })
@@ -79,6 +83,13 @@ pub struct SetPolicy {
     required_approvals: Option<I64>,
     checks: Option<String>,
     max_unapproved_weight: Option<I64>,
+    /// A passed release gate (run by the server) must stand behind a promotion.
+    require_gate: Option<bool>,
+    /// The rules such a gate must have judged; without them, the default rules.
+    gate_rules: Option<Vec<String>>,
+    /// The holdout such a gate must have run on (runs:/RUN_ID/PATH or mlflow-artifacts:/PATH);
+    /// its content is pinned when the policy is set.
+    gate_data: Option<String>,
 }
 
 pub async fn set_policy(
@@ -113,6 +124,9 @@ pub async fn set_policy(
                 required_approvals: approvals,
                 checks: request.checks,
                 max_unapproved_weight,
+                require_gate: request.require_gate.unwrap_or(false),
+                gate_rules: request.gate_rules,
+                gate_data: request.gate_data,
             },
         )
         .await?;
@@ -332,6 +346,7 @@ pub(crate) fn lineage_json(lineage: &Lineage) -> Value {
         }).collect::<Vec<_>>(),
         "promotions": lineage.promotions.iter().map(request_json).collect::<Vec<_>>(),
         "alias_history": lineage.aliases.iter().map(change_json).collect::<Vec<_>>(),
+        "gates": lineage.gates.iter().map(crate::native::gates::gate_json).collect::<Vec<_>>(),
     })
 }
 
