@@ -30,6 +30,7 @@ pub mod monitoring;
 mod names;
 pub mod promotions;
 pub mod registry;
+pub mod retrain;
 pub mod rollout;
 pub mod tracking;
 

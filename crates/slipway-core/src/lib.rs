@@ -32,6 +32,7 @@ pub mod paging;
 pub mod ports;
 pub mod promotion;
 pub mod registry;
+pub mod retrain;
 pub mod search;
 pub mod tracking;
 pub mod validate;

@@ -324,6 +324,53 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Moves `alias` back to the version it pointed at before its latest change.
     async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange>;
 
+    // Retraining.
+    async fn get_trigger_config(&self) -> Result<Option<crate::retrain::StoredTriggerConfig>>;
+    /// Replaces the triggers when the stored revision is still `expected` (0: none stored).
+    async fn put_trigger_config(
+        &self,
+        config: crate::retrain::TriggerConfig,
+        expected: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<crate::retrain::StoredTriggerConfig>;
+    /// Fires a trigger: a queued retrain, or a skipped one with the reason (busy model,
+    /// cooldown, daily cap), decided in the same transaction. `AlreadyExists` when another
+    /// firing for the model won a race.
+    async fn start_retrain(
+        &self,
+        trigger: crate::retrain::Trigger,
+        cause: crate::retrain::Cause,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<crate::retrain::Retrain>;
+    async fn get_retrain(&self, id: i64) -> Result<crate::retrain::Retrain>;
+    /// Gives the oldest queued retrain to `worker` until `lease_until_ms`.
+    async fn claim_retrain(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<crate::retrain::Retrain>>;
+    /// The claiming worker's report; moves only forward, sets each link once, renews the lease.
+    async fn progress_retrain(
+        &self,
+        id: i64,
+        worker: &str,
+        update: crate::retrain::RetrainProgress,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<crate::retrain::Retrain>;
+    /// Fails retrains whose lease lapsed; returns them.
+    async fn expire_retrains(&self, now_ms: i64) -> Result<Vec<crate::retrain::Retrain>>;
+    /// Newest first, at most `limit` (capped at 1000).
+    async fn list_retrains(
+        &self,
+        trigger: Option<&str>,
+        model: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::retrain::Retrain>>;
+
     // Release gates.
     /// Stores a gate's result and mirrors it in the version's `slipway.gate.*` tags; the
     /// version must exist.

@@ -25,22 +25,18 @@ fn encode(value: &impl serde::Serialize, what: &'static str) -> Result<String> {
 }
 
 pub(crate) async fn get_config(store: &SqlStore) -> Result<Option<StoredAlertConfig>> {
-    let row = sqlx::query("SELECT * FROM alert_config WHERE id = 1")
-        .fetch_optional(&store.read)
-        .await
-        .map_err(db_err("reading the alerting configuration"))?;
-    row.map(|row| {
-        Ok(StoredAlertConfig {
-            config: decode(
-                &get_str(&row, "body")?,
-                "decoding the alerting configuration",
-            )?,
-            revision: get_i64(&row, "revision")?,
-            updated_ms: get_i64(&row, "updated_ms")?,
-            updated_by: get_str(&row, "updated_by")?,
-        })
-    })
-    .transpose()
+    Ok(crate::documents::get::<AlertConfig>(
+        store,
+        "alert_config",
+        "reading the alerting configuration",
+    )
+    .await?
+    .map(|doc| StoredAlertConfig {
+        config: doc.value,
+        revision: doc.revision,
+        updated_ms: doc.updated_ms,
+        updated_by: doc.updated_by,
+    }))
 }
 
 /// Replaces the configuration when the stored revision is still `expected` (0: none stored).
@@ -51,46 +47,22 @@ pub(crate) async fn put_config(
     by: String,
     now_ms: i64,
 ) -> Result<StoredAlertConfig> {
-    let body = encode(&config, "encoding the alerting configuration")?;
-    store
-        .writer
-        .write(move |tx| {
-            Box::pin(async move {
-                let current: i64 = sqlx::query("SELECT revision FROM alert_config WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err("reading the alerting configuration's revision"))?
-                    .map(|row| get_i64(&row, "revision"))
-                    .transpose()?
-                    .unwrap_or(0);
-                if current != expected {
-                    return Err(Error::invalid(format!(
-                        "the alerting configuration changed meanwhile (revision {current}, expected {expected}): read it again and re-apply"
-                    )));
-                }
-                let revision = current.saturating_add(1);
-                sqlx::query(
-                    "INSERT INTO alert_config (id, body, revision, updated_ms, updated_by) \
-                     VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
-                     body = excluded.body, revision = excluded.revision, \
-                     updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
-                )
-                .bind(body)
-                .bind(revision)
-                .bind(now_ms)
-                .bind(by.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("storing the alerting configuration"))?;
-                Ok(StoredAlertConfig {
-                    config,
-                    revision,
-                    updated_ms: now_ms,
-                    updated_by: by,
-                })
-            })
-        })
-        .await
+    let doc = crate::documents::put(
+        store,
+        "alert_config",
+        "alerting configuration",
+        config,
+        expected,
+        by,
+        now_ms,
+    )
+    .await?;
+    Ok(StoredAlertConfig {
+        config: doc.value,
+        revision: doc.revision,
+        updated_ms: doc.updated_ms,
+        updated_by: doc.updated_by,
+    })
 }
 
 fn finite(value: Option<f64>) -> Option<f64> {

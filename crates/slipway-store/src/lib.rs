@@ -16,6 +16,7 @@ mod audit;
 mod chunks;
 mod conn;
 mod deployments;
+mod documents;
 mod experiments;
 mod filter;
 mod gates;
@@ -24,6 +25,7 @@ mod logged_models;
 mod monitoring;
 mod promotions;
 mod registry;
+mod retrains;
 mod runs;
 mod sql;
 pub mod uri;
@@ -696,6 +698,69 @@ impl MetadataStore for SqlStore {
 
     async fn set_policy(&self, policy: PromotionPolicy) -> Result<()> {
         promotions::set_policy(self, policy).await
+    }
+
+    async fn get_trigger_config(
+        &self,
+    ) -> Result<Option<slipway_core::retrain::StoredTriggerConfig>> {
+        retrains::get_config(self).await
+    }
+
+    async fn put_trigger_config(
+        &self,
+        config: slipway_core::retrain::TriggerConfig,
+        expected: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<slipway_core::retrain::StoredTriggerConfig> {
+        retrains::put_config(self, config, expected, by.to_owned(), now_ms).await
+    }
+
+    async fn start_retrain(
+        &self,
+        trigger: slipway_core::retrain::Trigger,
+        cause: slipway_core::retrain::Cause,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<slipway_core::retrain::Retrain> {
+        retrains::start(self, trigger, cause, by.to_owned(), now_ms).await
+    }
+
+    async fn get_retrain(&self, id: i64) -> Result<slipway_core::retrain::Retrain> {
+        retrains::get(self, id).await
+    }
+
+    async fn claim_retrain(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<slipway_core::retrain::Retrain>> {
+        retrains::claim(self, worker.to_owned(), now_ms, lease_until_ms).await
+    }
+
+    async fn progress_retrain(
+        &self,
+        id: i64,
+        worker: &str,
+        update: slipway_core::retrain::RetrainProgress,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<slipway_core::retrain::Retrain> {
+        retrains::progress(self, id, worker.to_owned(), update, now_ms, lease_until_ms).await
+    }
+
+    async fn expire_retrains(&self, now_ms: i64) -> Result<Vec<slipway_core::retrain::Retrain>> {
+        retrains::expire(self, now_ms).await
+    }
+
+    async fn list_retrains(
+        &self,
+        trigger: Option<&str>,
+        model: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<slipway_core::retrain::Retrain>> {
+        retrains::list(self, trigger, model, limit).await
     }
 
     async fn put_gate(

@@ -98,6 +98,8 @@ mod metrics;
 mod monitoring;
 #[path = "contract/registry.rs"]
 mod registry;
+#[path = "contract/retrains.rs"]
+mod retrains;
 #[path = "contract/runs.rs"]
 mod runs;
 #[path = "contract/search_runs.rs"]

@@ -415,7 +415,7 @@ fn is_artifact_uri(data: &str) -> bool {
 }
 
 /// Uploads a local holdout into a run of `slipway-gates`, so the server can read it.
-async fn upload_holdout(client: &Client, file: &Path) -> anyhow::Result<String> {
+pub(crate) async fn upload_holdout(client: &Client, file: &Path) -> anyhow::Result<String> {
     let name = file
         .file_name()
         .and_then(|n| n.to_str())

@@ -14,6 +14,7 @@ mod pipeline;
 mod remote;
 mod rollout_view;
 mod serve;
+mod triggers;
 mod webhook;
 
 use std::path::PathBuf;
@@ -109,10 +110,15 @@ enum Command {
     /// Pipelines: run a pipeline file's steps with their cache, each executed step tracked as a
     /// run nested under the pipeline's; draw its DAG.
     Pipeline(pipeline::PipelineArgs),
-    /// A release gate: the candidate (and the champion) run on a holdout, quality, latency,
-    /// cost, size, data checks and fairness measured and judged by rules; exit code 0 pass,
-    /// 1 fail, 2 error. Recorded as a run and as tags on the candidate version.
+    /// A release gate, run by the server: the candidate (and the champion) on a holdout,
+    /// quality, latency, cost, size, data checks and fairness measured and judged by rules;
+    /// exit code 0 pass, 1 fail, 2 error. Recorded as a run, a gate record and tags on the
+    /// candidate version, which a promotion policy can require.
     Gate(gate::GateArgs),
+    /// Retraining triggers: apply a triggers file, fire one by hand, read the history of
+    /// retrains (cause -> pipeline run -> version -> gate -> rollout -> decision), and run the
+    /// worker that carries retrains out.
+    Triggers(triggers::TriggersArgs),
     /// Print a shell completion script: `slipway completions bash > /etc/bash_completion.d/slipway`,
     /// `slipway completions zsh > ~/.zfunc/_slipway`, `slipway completions fish >
     /// ~/.config/fish/completions/slipway.fish`.
@@ -201,6 +207,7 @@ fn main() -> ExitCode {
             Command::Alerts(args) => verdict(alerts::cli::alerts(args).await),
             Command::Pipeline(args) => verdict(pipeline::pipeline(args).await),
             Command::Gate(args) => verdict(gate::gate(args).await),
+            Command::Triggers(args) => verdict(triggers::triggers(args).await),
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
@@ -269,6 +276,8 @@ fn init_telemetry(format: LogFormat) {
 /// How often the rollout controller looks at every deployment; analysis intervals are counted
 /// in these ticks.
 const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often schedules are checked and lapsed retrains failed: a cron minute is never missed.
+const RETRAIN_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often drift monitoring closes the windows whose time is up.
 const MONITOR_TICK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -375,6 +384,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let audit_app = app.clone();
     let refusals_task = spawn_refusal_flusher(app.clone(), background_stopped.clone());
     let alerter = deployments.alerter.clone();
+    let retrain_task = spawn_retrainer(
+        slipway_app::retrain::Retrainer::new(&app),
+        alerter.subscribe(),
+        background_stopped.clone(),
+    );
     let router = slipway_api::router_with(app, deployments);
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
@@ -424,6 +438,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _ = plane_task.await;
     let _ = monitor_task.await;
     let _ = alerts_task.await;
+    let _ = retrain_task.await;
     let _ = refusals_task.await;
     // The refusals counted since their windows opened, before the store closes.
     if let Err(error) = audit_app.flush_refusals(true).await {
@@ -451,6 +466,40 @@ fn spawn_alert_evaluation(
                         tracing::warn!(%error, "alert evaluation");
                     }
                 }
+            }
+        }
+    })
+}
+
+/// Retraining triggers on the server: schedules checked and lapsed retrains failed every few
+/// seconds, and every alert that fires offered to the triggers that listen for it.
+fn spawn_retrainer(
+    retrainer: slipway_app::retrain::Retrainer,
+    mut alerts: tokio::sync::broadcast::Receiver<slipway_app::alerting::AlertTransition>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(RETRAIN_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                _ = interval.tick() => {
+                    if let Err(error) = retrainer.tick().await {
+                        tracing::warn!(%error, "retraining triggers");
+                    }
+                }
+                event = alerts.recv() => match event {
+                    Ok(event) => {
+                        if let Err(error) = retrainer.on_alert(&event).await {
+                            tracing::warn!(%error, alert = %event.alert.name(), "an alert's retraining triggers");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "retraining triggers fell behind the alerts and missed some");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
             }
         }
     })

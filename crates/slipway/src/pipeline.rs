@@ -176,70 +176,34 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             no_track,
             json,
         } => {
-            let (spec, root) = read(&file)?;
-            let spec = spec
-                .with_params(&parse_params(&params)?)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let tracker = if no_track {
+            let client = if no_track {
                 None
             } else {
-                let client = Client::new(&args.server)?;
-                Some(
-                    Tracker::start(client, &spec, experiment.as_deref(), &root)
-                        .await
-                        .context("starting the pipeline's run on the tracking server (--no-track runs without one)")?,
-                )
+                Some(Client::new(&args.server)?)
             };
-            let options = RunOptions {
-                jobs: jobs
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-                force: force.into_iter().collect::<BTreeSet<_>>(),
-                env: tracker
-                    .as_ref()
-                    .map(|t| BTreeMap::from([("MLFLOW_TRACKING_URI".to_owned(), t.base.clone())]))
-                    .unwrap_or_default(),
-                log_dir: root.join(".slipway/logs"),
-                only,
-            };
-            let handle = tokio::runtime::Handle::current();
-            let local = LocalCache::new(root.join(".slipway/cache"));
-            // With a server, results are shared through its artifact store, under the
-            // pipeline's experiment: whoever may write the experiment may fill its cache, and
-            // nobody else.
-            let cache: Box<dyn CacheStore> = match &tracker {
-                Some(tracker) => Box::new(Layered {
-                    near: local,
-                    far: ServerCache {
-                        client: tracker.client.clone(),
-                        handle: handle.clone(),
-                        root: format!("{}/pipeline-cache", tracker.experiment),
-                    },
-                }),
-                None => Box::new(local),
-            };
-            let observer = Progress {
-                tracker: tracker.as_ref(),
-                handle: handle.clone(),
-                json,
-                runs: Mutex::new(BTreeMap::new()),
-            };
-            let report = tokio::task::block_in_place(|| {
-                slipway_pipeline::run(&spec, &root, cache.as_ref(), &observer, &options)
-            })
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            if let Some(tracker) = &tracker {
-                tracker.finish(&report).await?;
-            }
+            let ran = run_file(
+                client,
+                &file,
+                &RunRequest {
+                    params: parse_params(&params)?,
+                    force: force.into_iter().collect(),
+                    only,
+                    jobs,
+                    experiment,
+                    quiet: json,
+                    tags: Vec::new(),
+                },
+            )
+            .await?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&report_json(&report, tracker.as_ref()))?
+                    serde_json::to_string_pretty(&report_json(&ran.report, ran.run.as_ref()))?
                 );
             } else {
-                summary(&report, tracker.as_ref());
+                summary(&ran.report, ran.run.as_ref());
             }
-            Ok(if report.succeeded() {
+            Ok(if ran.report.succeeded() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -248,16 +212,123 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn report_json(report: &RunReport, tracker: Option<&Tracker>) -> Value {
+/// How to run a pipeline file.
+#[derive(Debug, Default)]
+pub(crate) struct RunRequest {
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) force: BTreeSet<String>,
+    pub(crate) only: Option<String>,
+    pub(crate) jobs: Option<usize>,
+    pub(crate) experiment: Option<String>,
+    /// No per-step lines on stderr.
+    pub(crate) quiet: bool,
+    /// More tags on the pipeline's run (a retrain names itself).
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+/// The pipeline's run on the server: its id, experiment and artifact root (a proxy path).
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineRun {
+    pub(crate) id: String,
+    pub(crate) experiment: String,
+    pub(crate) artifacts: String,
+}
+
+pub(crate) struct Ran {
+    pub(crate) report: RunReport,
+    pub(crate) run: Option<PipelineRun>,
+    /// The pipeline's folder (outputs are relative to it).
+    pub(crate) root: PathBuf,
+}
+
+/// Runs a pipeline file with its cache, tracked on the server when there is a client.
+pub(crate) async fn run_file(
+    client: Option<Client>,
+    file: &Path,
+    request: &RunRequest,
+) -> anyhow::Result<Ran> {
+    let (spec, root) = read(file)?;
+    let spec = spec
+        .with_params(&request.params)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let tracker = match client {
+        None => None,
+        Some(client) => Some(
+            Tracker::start(
+                client,
+                &spec,
+                request.experiment.as_deref(),
+                &root,
+                &request.tags,
+            )
+            .await
+            .context(
+                "starting the pipeline's run on the tracking server (--no-track runs without one)",
+            )?,
+        ),
+    };
+    let options = RunOptions {
+        jobs: request
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        force: request.force.clone(),
+        env: tracker
+            .as_ref()
+            .map(|t| BTreeMap::from([("MLFLOW_TRACKING_URI".to_owned(), t.base.clone())]))
+            .unwrap_or_default(),
+        log_dir: root.join(".slipway/logs"),
+        only: request.only.clone(),
+    };
+    let handle = tokio::runtime::Handle::current();
+    let local = LocalCache::new(root.join(".slipway/cache"));
+    // With a server, results are shared through its artifact store, under the pipeline's
+    // experiment: whoever may write the experiment may fill its cache, and nobody else.
+    let cache: Box<dyn CacheStore> = match &tracker {
+        Some(tracker) => Box::new(Layered {
+            near: local,
+            far: ServerCache {
+                client: tracker.client.clone(),
+                handle: handle.clone(),
+                root: format!("{}/pipeline-cache", tracker.experiment),
+            },
+        }),
+        None => Box::new(local),
+    };
+    let observer = Progress {
+        tracker: tracker.as_ref(),
+        handle: handle.clone(),
+        json: request.quiet,
+        runs: Mutex::new(BTreeMap::new()),
+    };
+    let report = tokio::task::block_in_place(|| {
+        slipway_pipeline::run(&spec, &root, cache.as_ref(), &observer, &options)
+    })
+    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if let Some(tracker) = &tracker {
+        tracker.finish(&report).await?;
+    }
+    Ok(Ran {
+        report,
+        run: tracker.map(|t| PipelineRun {
+            id: t.parent,
+            experiment: t.experiment,
+            artifacts: t.parent_artifacts,
+        }),
+        root,
+    })
+}
+
+fn report_json(report: &RunReport, run: Option<&PipelineRun>) -> Value {
     let mut value = serde_json::to_value(report).unwrap_or(Value::Null);
-    if let Some(tracker) = tracker {
-        value["run_id"] = json!(tracker.parent);
-        value["experiment_id"] = json!(tracker.experiment);
+    if let Some(run) = run {
+        value["run_id"] = json!(run.id);
+        value["experiment_id"] = json!(run.experiment);
     }
     value
 }
 
-fn summary(report: &RunReport, tracker: Option<&Tracker>) {
+fn summary(report: &RunReport, run: Option<&PipelineRun>) {
     let count = |f: fn(&StepStatus) -> bool| report.steps.iter().filter(|s| f(&s.status)).count();
     println!(
         "pipeline {}: {} ran, {} cached, {} failed, {} skipped{}",
@@ -266,8 +337,7 @@ fn summary(report: &RunReport, tracker: Option<&Tracker>) {
         count(|s| matches!(s, StepStatus::Cached)),
         count(|s| matches!(s, StepStatus::Failed { .. })),
         count(|s| matches!(s, StepStatus::Skipped { .. })),
-        tracker
-            .map(|t| format!(" (run {} in experiment {})", t.parent, t.experiment))
+        run.map(|r| format!(" (run {} in experiment {})", r.id, r.experiment))
             .unwrap_or_default()
     );
 }
@@ -347,11 +417,13 @@ struct Tracker {
     base: String,
     experiment: String,
     parent: String,
+    /// The pipeline run's artifact root, as a proxy path.
+    parent_artifacts: String,
     root: PathBuf,
     pipeline: String,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -376,6 +448,7 @@ impl Tracker {
         spec: &PipelineSpec,
         experiment: Option<&str>,
         root: &Path,
+        extra_tags: &[(String, String)],
     ) -> anyhow::Result<Tracker> {
         let name = experiment.unwrap_or(&spec.name);
         let experiment = client.experiment_named(name).await?;
@@ -386,6 +459,11 @@ impl Tracker {
         if let Some(commit) = git_commit(root) {
             tags.push(json!({"key": "mlflow.source.git.commit", "value": commit}));
         }
+        tags.extend(
+            extra_tags
+                .iter()
+                .map(|(key, value)| json!({"key": key, "value": value})),
+        );
         let created = client
             .call(
                 reqwest::Method::POST,
@@ -402,6 +480,11 @@ impl Tracker {
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        let parent_artifacts = proxy_root(
+            created["run"]["info"]["artifact_uri"]
+                .as_str()
+                .unwrap_or_default(),
+        )?;
         let params: Vec<Value> = spec
             .params
             .iter()
@@ -421,6 +504,7 @@ impl Tracker {
             client,
             experiment,
             parent,
+            parent_artifacts,
             root: root.to_path_buf(),
             pipeline: spec.name.clone(),
         })

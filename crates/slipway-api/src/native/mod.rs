@@ -10,6 +10,7 @@ pub(crate) mod gates;
 mod identity;
 mod monitoring;
 mod promotions;
+mod retrain;
 
 use axum::Router;
 use slipway_app::App;
@@ -45,6 +46,14 @@ routes! {
     GET "/lineage" => promotions::lineage [promotions::LineageRequest], Read Model;
     POST "/gates" => gates::run [gates::RunGate], Write ModelUri;
     GET "/gates" => gates::list [gates::ListGates], Read Model;
+    GET "/triggers" => retrain::get_triggers, Read None;
+    PUT "/triggers" => retrain::apply_triggers [retrain::ApplyTriggers], Admin None;
+    POST "/triggers/{name}/fire" => retrain::fire [retrain::Fire], Write None;
+    POST "/triggers/{name}/data" => retrain::new_data [retrain::NewData], Write None;
+    POST "/retrains/claim" => retrain::claim, Write None;
+    GET "/retrains" => retrain::list [retrain::ListRetrains], Read None;
+    GET "/retrains/{id}" => retrain::get, Read None;
+    POST "/retrains/{id}/progress" => retrain::progress [retrain::Progress], Write None;
     GET "/model-versions/content" => promotions::content [promotions::LineageRequest], Read Model;
     GET "/audit" => audit::read [audit::ReadAudit], Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
