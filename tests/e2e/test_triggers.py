@@ -164,6 +164,11 @@ def test_a_retrain_runs_gates_and_promotes_and_a_bad_one_is_refused(env):
     tags = {t["key"]: t["value"] for t in lineage["run"]["data"]["tags"]}
     assert tags["slipway.retrain.id"] == str(first["id"])
     assert [g["status"] for g in lineage["gates"]] == ["passed"]
+    # Version <- pipeline run <- step runs <- their inputs' digests.
+    steps = {s["step"]: s for s in lineage["steps"]}
+    assert set(steps) == {"prepare", "train"}, lineage["steps"]
+    assert len(steps["train"]["cache_key"]) == 64
+    assert any(d["digest"] for d in steps["train"]["datasets"]), steps["train"]
 
     # Deployed; the retrain trigger's canary promotes version 2 on live traffic.
     env.cli("deploy", "create", env.deployment, "--model", f"models:/{env.model}/1")

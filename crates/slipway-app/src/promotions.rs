@@ -38,6 +38,8 @@ pub struct Lineage {
     pub content: Option<slipway_core::registry::ContentManifest>,
     /// Release gates run on it, newest first.
     pub gates: Vec<slipway_core::gate::GateRecord>,
+    /// When its run is a pipeline's: the runs of the pipeline's steps (with their datasets).
+    pub steps: Vec<Run>,
 }
 
 /// A policy as an admin sets it; `None` takes the default.
@@ -457,6 +459,24 @@ impl App {
         self.store.alias_history(name, alias).await
     }
 
+    /// The runs nested under a pipeline's run: its steps.
+    async fn pipeline_steps(&self, run: &Run) -> Result<Vec<Run>> {
+        let filter = format!("tags.`{PARENT_TAG}` = '{}'", run.info.run_id);
+        let query = build_query(
+            SearchEntity::Runs,
+            Some(&filter),
+            &[],
+            ViewType::All,
+            100,
+            None,
+        )?;
+        Ok(self
+            .store
+            .search_runs(&[run.info.experiment_id], &query)
+            .await?
+            .items)
+    }
+
     /// A model version's lineage: source run, its parents, its datasets, and its promotions
     /// and alias moves.
     pub async fn lineage(&self, name: &str, version: &str) -> Result<Lineage> {
@@ -531,6 +551,12 @@ impl App {
             .await?
             .map(|content| content.manifest);
         let gates = self.lineage_gates(name, version).await?;
+        let steps = match &run {
+            Some(run) if run.data.tags.iter().any(|t| t.key == "slipway.pipeline") => {
+                self.pipeline_steps(run).await?
+            }
+            _ => Vec::new(),
+        };
         Ok(Lineage {
             version: model_version,
             run,
@@ -540,6 +566,7 @@ impl App {
             aliases,
             content,
             gates,
+            steps,
         })
     }
 }

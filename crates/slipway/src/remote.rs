@@ -913,6 +913,34 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
             change["via"].as_str().unwrap_or_default()
         );
     }
+    for step in lineage["steps"].as_array().into_iter().flatten() {
+        let datasets: Vec<String> = step["datasets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                format!(
+                    "{} ({})",
+                    d["name"].as_str().unwrap_or_default(),
+                    d["digest"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        println!(
+            "    step {} run {} key {}{}",
+            step["step"].as_str().unwrap_or("?"),
+            step["run_id"].as_str().unwrap_or_default(),
+            step["cache_key"]
+                .as_str()
+                .map(|k| &k[..k.len().min(12)])
+                .unwrap_or("-"),
+            if datasets.is_empty() {
+                String::new()
+            } else {
+                format!(" <- {}", datasets.join(", "))
+            }
+        );
+    }
     for gate in lineage["gates"].as_array().into_iter().flatten() {
         println!(
             "  gate {} {} against {} on {} ({} rules, run {}) by {} at {}",

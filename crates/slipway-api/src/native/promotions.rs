@@ -347,6 +347,21 @@ pub(crate) fn lineage_json(lineage: &Lineage) -> Value {
         "promotions": lineage.promotions.iter().map(request_json).collect::<Vec<_>>(),
         "alias_history": lineage.aliases.iter().map(change_json).collect::<Vec<_>>(),
         "gates": lineage.gates.iter().map(crate::native::gates::gate_json).collect::<Vec<_>>(),
+        // A pipeline's steps: each step's run, its cache key (command, params, environment and
+        // input digests) and its input datasets with their digests.
+        "steps": lineage.steps.iter().map(|run| {
+            let tag = |key: &str| run.data.tags.iter().find(|t| t.key == key).map(|t| t.value.clone());
+            json!({
+                "run_id": run.info.run_id.as_str(),
+                "step": tag("slipway.pipeline.step"),
+                "cache_key": tag("slipway.pipeline.cache_key"),
+                "status": run.info.status.as_str(),
+                "datasets": run.inputs.dataset_inputs.iter().map(|d| json!({
+                    "name": d.dataset.name,
+                    "digest": d.dataset.digest,
+                })).collect::<Vec<_>>(),
+            })
+        }).collect::<Vec<_>>(),
     })
 }
 
