@@ -181,3 +181,31 @@ def test_a_pipeline_tracks_its_steps_and_reruns_only_what_changed(slipway_factor
     refused = subprocess.run([slipway_bin, "pipeline", "run", str(bad), "--no-track"],
                              capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2 and "names no parameter" in refused.stderr, refused.stderr
+
+
+def test_a_pipeline_registers_the_model_it_wrote(slipway_factory, slipway_bin, tmp_path):
+    """`--register MODEL --model-path PATH` (the CI templates' path): the folder becomes the
+    pipeline run's `model` artifact and a version whose run is the pipeline's."""
+    server = slipway_factory()
+    model = unique_name("piped")
+    project = tmp_path / "project"
+    project.mkdir()
+    # The step registers its own version of another model, as the first test's does.
+    other = unique_name("other")
+    MlflowClient(server.url, server.url).create_registered_model(other)
+    pipeline = _project(project, other)
+    code, report, stderr = _run(slipway_bin, server, pipeline, "--register", model,
+                                "--model-path", "model/")
+    assert code == 0, stderr + _logs(project)
+    assert report["registered"] == {"name": model, "version": 1,
+                                    "model_uri": f"models:/{model}/1"}
+    client = MlflowClient(server.url, server.url)
+    version = client.get_model_version(model, "1")
+    assert version.run_id == report["run_id"]
+    assert version.source == f"runs:/{report['run_id']}/model"
+    files = [f.path for f in client.list_artifacts(report["run_id"], "model")]
+    assert files == ["model/weights.txt"], files
+    # Registering needs the server.
+    code, _, stderr = _run(slipway_bin, server, pipeline, "--register", model, "--model-path",
+                           "model", "--no-track")
+    assert code == 2 and "--register needs the server" in stderr, stderr

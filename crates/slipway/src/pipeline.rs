@@ -54,6 +54,14 @@ enum PipelineCommand {
         /// Do not track runs on the server (the cache still applies).
         #[arg(long)]
         no_track: bool,
+        /// Register the model the pipeline wrote as a new version of this registered model
+        /// (created if missing): the folder at --model-path is uploaded as the pipeline run's
+        /// `model` artifact and registered with that run as its source.
+        #[arg(long, value_name = "MODEL", requires = "model_path")]
+        register: Option<String>,
+        /// The pipeline output holding the model folder to register (e.g. model/).
+        #[arg(long, value_name = "PATH", requires = "register")]
+        model_path: Option<String>,
         /// Print the run's report as JSON.
         #[arg(long)]
         json: bool,
@@ -174,8 +182,13 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             jobs,
             experiment,
             no_track,
+            register,
+            model_path,
             json,
         } => {
+            if no_track && register.is_some() {
+                anyhow::bail!("--register needs the server: leave out --no-track");
+            }
             let client = if no_track {
                 None
             } else {
@@ -195,13 +208,31 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+            let registered = match (&register, &model_path, &ran.run) {
+                (Some(model), Some(path), Some(_)) if ran.report.succeeded() => {
+                    let client = Client::new(&args.server)?;
+                    Some((
+                        model.clone(),
+                        register_output(&client, &ran, model, path, &[]).await?,
+                    ))
+                }
+                _ => None,
+            };
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report_json(&ran.report, ran.run.as_ref()))?
-                );
+                let mut report = report_json(&ran.report, ran.run.as_ref());
+                if let Some((model, version)) = &registered {
+                    report["registered"] = json!({
+                        "name": model,
+                        "version": version,
+                        "model_uri": format!("models:/{model}/{version}"),
+                    });
+                }
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 summary(&ran.report, ran.run.as_ref());
+                if let Some((model, version)) = &registered {
+                    println!("registered models:/{model}/{version}");
+                }
             }
             Ok(if ran.report.succeeded() {
                 ExitCode::SUCCESS
@@ -239,6 +270,87 @@ pub(crate) struct Ran {
     pub(crate) run: Option<PipelineRun>,
     /// The pipeline's folder (outputs are relative to it).
     pub(crate) root: PathBuf,
+}
+
+/// Uploads the model folder a pipeline wrote (`model_path`, relative to its folder) as the
+/// pipeline run's `model` artifact and registers it as a new version of `model` (created if
+/// missing) with that run as its source, so lineage goes version -> pipeline run -> steps.
+pub(crate) async fn register_output(
+    client: &Client,
+    ran: &Ran,
+    model: &str,
+    model_path: &str,
+    tags: &[(&str, String)],
+) -> anyhow::Result<i64> {
+    let run = ran
+        .run
+        .as_ref()
+        .context("the pipeline ran without a run on the server to register from")?;
+    let model_path = model_path.trim_end_matches('/');
+    if !slipway_pipeline::spec::is_inside(model_path) {
+        anyhow::bail!("model path '{model_path}' is outside the pipeline's folder");
+    }
+    let files = slipway_pipeline::cache::digest_path(&ran.root, model_path)?
+        .with_context(|| format!("the pipeline wrote nothing at '{model_path}'"))?;
+    for file in &files {
+        let relative = file
+            .path
+            .strip_prefix(model_path)
+            .unwrap_or(&file.path)
+            .trim_start_matches('/');
+        // A single file registered: the folder holds it under its own name.
+        let relative = if relative.is_empty() {
+            file.path.rsplit('/').next().unwrap_or("model")
+        } else {
+            relative
+        };
+        let bytes = std::fs::read(ran.root.join(&file.path))
+            .with_context(|| format!("reading {}", file.path))?;
+        client
+            .upload(&format!("{}/model/{relative}", run.artifacts), bytes)
+            .await
+            .with_context(|| format!("uploading {}", file.path))?;
+    }
+    let exists = client
+        .call_found(
+            reqwest::Method::GET,
+            &format!(
+                "/api/2.0/mlflow/registered-models/get?name={}",
+                crate::remote::urlencode(model)
+            ),
+            None,
+        )
+        .await?;
+    if !matches!(exists, crate::remote::Found::Yes(_)) {
+        client
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/registered-models/create",
+                Some(json!({ "name": model })),
+            )
+            .await?;
+    }
+    let tags: Vec<Value> = tags
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": value}))
+        .collect();
+    let created = client
+        .call(
+            reqwest::Method::POST,
+            "/api/2.0/mlflow/model-versions/create",
+            Some(json!({
+                "name": model,
+                "source": format!("runs:/{}/model", run.id),
+                "run_id": run.id,
+                "tags": tags,
+            })),
+        )
+        .await
+        .with_context(|| format!("registering {model_path} as a version of '{model}'"))?;
+    created["model_version"]["version"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .context("the server registered a version without a number")
 }
 
 /// Runs a pipeline file with its cache, tracked on the server when there is a client.

@@ -600,74 +600,17 @@ impl Worker {
             bail!("pipeline run {} failed", run.id);
         }
 
-        // The model folder the pipeline wrote becomes the pipeline run's `model` artifact and a
-        // new version with that run as its source.
-        let model_path = trigger.model_path.trim_end_matches('/');
-        if !slipway_pipeline::spec::is_inside(model_path) {
-            bail!("model_path '{model_path}' is outside the pipeline's folder");
-        }
-        let files = slipway_pipeline::cache::digest_path(&ran.root, model_path)?
-            .with_context(|| format!("the pipeline wrote nothing at model_path '{model_path}'"))?;
-        for file in &files {
-            let relative = file
-                .path
-                .strip_prefix(model_path)
-                .unwrap_or(&file.path)
-                .trim_start_matches('/');
-            let relative = if relative.is_empty() {
-                file.path.rsplit('/').next().unwrap_or("model")
-            } else {
-                relative
-            };
-            let bytes = std::fs::read(ran.root.join(&file.path))
-                .with_context(|| format!("reading {}", file.path))?;
-            self.client
-                .upload(&format!("{}/model/{relative}", run.artifacts), bytes)
-                .await
-                .with_context(|| format!("uploading {}", file.path))?;
-        }
-        let encode = urlencode;
-        let exists = self
-            .client
-            .call_found(
-                reqwest::Method::GET,
-                &format!(
-                    "/api/2.0/mlflow/registered-models/get?name={}",
-                    encode(&trigger.model)
-                ),
-                None,
-            )
-            .await?;
-        if !matches!(exists, crate::remote::Found::Yes(_)) {
-            self.client
-                .call(
-                    reqwest::Method::POST,
-                    "/api/2.0/mlflow/registered-models/create",
-                    Some(json!({ "name": trigger.model })),
-                )
-                .await?;
-        }
-        let created = self
-            .client
-            .call(
-                reqwest::Method::POST,
-                "/api/2.0/mlflow/model-versions/create",
-                Some(json!({
-                    "name": trigger.model,
-                    "source": format!("runs:/{}/model", run.id),
-                    "run_id": run.id,
-                    "tags": [
-                        {"key": "slipway.retrain.id", "value": job.id.to_string()},
-                        {"key": "slipway.retrain.trigger", "value": trigger.name},
-                    ],
-                })),
-            )
-            .await
-            .context("registering the retrained model")?;
-        let version: i64 = created["model_version"]["version"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .context("the server registered a version without a number")?;
+        let version = crate::pipeline::register_output(
+            &self.client,
+            &ran,
+            &trigger.model,
+            &trigger.model_path,
+            &[
+                ("slipway.retrain.id", job.id.to_string()),
+                ("slipway.retrain.trigger", trigger.name.clone()),
+            ],
+        )
+        .await?;
         job.report(json!({ "version": version })).await?;
         let candidate = format!("models:/{}/{version}", trigger.model);
 
@@ -678,7 +621,7 @@ impl Worker {
                     .client
                     .call(
                         reqwest::Method::GET,
-                        &format!("{NATIVE}/deployments/{}", encode(name)),
+                        &format!("{NATIVE}/deployments/{}", urlencode(name)),
                         None,
                     )
                     .await?;
@@ -736,7 +679,7 @@ impl Worker {
             .client
             .call(
                 reqwest::Method::POST,
-                &format!("{NATIVE}/deployments/{}/rollout", encode(deployment)),
+                &format!("{NATIVE}/deployments/{}/rollout", urlencode(deployment)),
                 Some(body),
             )
             .await
