@@ -209,3 +209,45 @@ def test_a_pipeline_registers_the_model_it_wrote(slipway_factory, slipway_bin, t
     code, _, stderr = _run(slipway_bin, server, pipeline, "--register", model, "--model-path",
                            "model", "--no-track")
     assert code == 2 and "--register needs the server" in stderr, stderr
+
+
+def test_the_pods_of_one_workflow_share_one_pipeline_run(slipway_factory, slipway_bin, tmp_path):
+    """What an exported Argo workflow runs, pod by pod: `pipeline start --group`, each step
+    with `--only STEP --group`, then `pipeline finish`: one pipeline run, every step's run under
+    it, ended with the workflow's status."""
+    server = slipway_factory()
+    project = tmp_path / "project"
+    project.mkdir()
+    model = unique_name("piped")
+    MlflowClient(server.url, server.url).create_registered_model(model)
+    pipeline = _project(project, model)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=server.url)
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
+
+    def slipway(*args: str) -> str:
+        result = subprocess.run([slipway_bin, "pipeline", *args], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr + _logs(project)
+        return result.stdout
+
+    group = "9f1c2a7e-0000-4000-8000-000000000001"
+    parent = slipway("start", str(pipeline), "--group", group).strip()
+    assert slipway("start", str(pipeline), "--group", group).strip() == parent, "idempotent"
+    for step in ("lint", "prepare", "train"):
+        report = json.loads(slipway("run", str(pipeline), "--only", step, "--group", group,
+                                    "--json"))
+        assert report["run_id"] == parent, report
+    client = MlflowClient(server.url)
+    experiment = client.get_run(parent).info.experiment_id
+    steps = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert sorted(r.data.tags["slipway.pipeline.step"] for r in steps) == [
+        "lint", "prepare", "train"]
+    pipelines = client.search_runs([experiment], "tags.`slipway.pipeline.group` != ''")
+    assert [r.info.run_id for r in pipelines] == [parent]
+    assert client.get_run(parent).info.status == "RUNNING"
+    slipway("finish", str(pipeline), "--group", group, "--status", "Succeeded")
+    assert client.get_run(parent).info.status == "FINISHED"
+    result = subprocess.run([slipway_bin, "pipeline", "run", str(pipeline), "--group", "a b"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--group 'a b'" in result.stderr, result.stderr

@@ -227,7 +227,8 @@ def test_the_workflows_pods_validate_against_kubernetes(workflow):
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
         # Why the Pods are validated instead: if a release learns CRDs, validate the Workflow.
         kubernetes_validate.validate(workflow, KUBERNETES_VERSION, strict=True)
-    assert len(step_templates(workflow)) == 3
+    # Three steps, and the pipeline run's start and finish.
+    assert len(step_templates(workflow)) == 5
     errors = kubernetes_errors(workflow)
     assert not errors, "\n".join(errors)
 
@@ -246,8 +247,13 @@ def test_the_workflow_runs_the_pipeline_step_by_step(exported, workflow):
     templates = templates_by_name(workflow)
     dag = _tasks(workflow)
     needs = {t["name"]: sorted(t.get("dependencies", [])) for t in dag}
-    assert needs == {"prepare": [], "train": ["prepare"],
+    assert needs == {"slipway-start": [], "prepare": ["slipway-start"], "train": ["prepare"],
                      "evaluate-model": ["prepare", "train"]}, needs
+    # One pipeline run per workflow: started first, joined by each step, ended on exit.
+    assert workflow["spec"]["onExit"] == "slipway-finish"
+    assert templates["slipway-start"]["container"]["args"][:2] == ["pipeline", "start"]
+    assert templates["slipway-finish"]["container"]["args"][-2:] == [
+        "--status", "{{workflow.status}}"]
     for task in dag:
         passed = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
         assert passed == {k: f"{{{{workflow.parameters.{k}}}}}"
@@ -259,6 +265,7 @@ def test_the_workflow_runs_the_pipeline_step_by_step(exported, workflow):
     # The step is run under its own name, not its DNS one.
     assert args[args.index("--only") + 1] == "evaluate_model", args
     assert "n_estimators={{inputs.parameters.n_estimators}}" in args, args
+    assert args[args.index("--group") + 1] == "{{workflow.uid}}", args
     train = templates["train"]
     assert train["retryStrategy"]["limit"] == "2"
     # slipway retries and times the step out inside the pod; the pod's deadline is a backstop

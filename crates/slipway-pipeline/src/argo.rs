@@ -6,6 +6,11 @@
 //! share one working folder (a PersistentVolumeClaim mounted at [`WORKDIR`]), so a step finds
 //! the outputs of the steps before it where a local run leaves them.
 //!
+//! One workflow is one pipeline run on the tracking server: a first task
+//! (`slipway pipeline start --group {{workflow.uid}}`) creates it, every step's run nests under
+//! it (`--group`), and the exit handler (`slipway pipeline finish`) ends it with the workflow's
+//! status.
+//!
 //! Names go through the Kubernetes rules (DNS-1123 labels: lowercase letters, digits and `-`);
 //! the step's own name is kept where slipway reads it (`--only`).
 
@@ -21,6 +26,12 @@ use crate::spec::{PipelineSpec, StepSpec};
 pub const WORKDIR: &str = "/work";
 /// The DAG template, and so the workflow's entrypoint.
 pub const ENTRYPOINT: &str = "pipeline";
+/// The first task and its template: the pipeline's run on the tracking server.
+pub const START: &str = "slipway-start";
+/// The exit handler's template: the pipeline's run ended with the workflow's status.
+pub const FINISH: &str = "slipway-finish";
+/// What ties a workflow's pods to its one pipeline run.
+const GROUP: &str = "{{workflow.uid}}";
 /// The Secret whose `token` key, when it exists, becomes `MLFLOW_TRACKING_TOKEN`.
 pub const TRACKING_SECRET: &str = "slipway-tracking";
 pub const TRACKING_SECRET_KEY: &str = "token";
@@ -79,7 +90,7 @@ fn dns_label(text: &str, max: usize) -> String {
 /// task name starting with a digit once tasks have dependencies), unique even where two step
 /// names map to one label (`a_b` and `a-b`), and never the DAG template's own name.
 fn task_names(spec: &PipelineSpec) -> BTreeMap<String, String> {
-    let mut used = BTreeSet::from([ENTRYPOINT.to_owned()]);
+    let mut used = BTreeSet::from([ENTRYPOINT.to_owned(), START.to_owned(), FINISH.to_owned()]);
     let mut names = BTreeMap::new();
     for step in spec.steps.keys() {
         let mut base = dns_label(step, usize::MAX);
@@ -162,9 +173,13 @@ pub fn workflow(spec: &PipelineSpec, graph: &Graph, options: &ArgoOptions) -> Va
                 .get(*step)
                 .map(|needs| needs.keys().filter_map(|dep| names.get(dep)).collect())
                 .unwrap_or_default();
-            if !needs.is_empty() {
-                task.insert("dependencies".into(), json!(needs));
-            }
+            // The pipeline's run exists before any step's run nests under it.
+            let needs: Vec<&str> = if needs.is_empty() {
+                vec![START]
+            } else {
+                needs.iter().map(|n| n.as_str()).collect()
+            };
+            task.insert("dependencies".into(), json!(needs));
             if !params.is_empty() {
                 let passed: Vec<Value> = params
                     .iter()
@@ -177,11 +192,61 @@ pub fn workflow(spec: &PipelineSpec, graph: &Graph, options: &ArgoOptions) -> Va
             Value::Object(task)
         })
         .collect();
+    let mut start_task = Map::new();
+    start_task.insert("name".into(), json!(START));
+    start_task.insert("template".into(), json!(START));
+    if !params.is_empty() {
+        let passed: Vec<Value> = params
+            .iter()
+            .map(|k| json!({"name": k, "value": format!("{{{{workflow.parameters.{k}}}}}")}))
+            .collect();
+        start_task.insert("arguments".into(), json!({ "parameters": passed }));
+    }
+    let mut tasks = tasks;
+    tasks.insert(0, Value::Object(start_task));
 
     let mut templates = vec![json!({
         "name": ENTRYPOINT,
         "dag": { "tasks": tasks },
     })];
+    let file = pipeline_path(&options.pipeline_file);
+    let mut start_args = vec![
+        "pipeline".to_owned(),
+        "start".to_owned(),
+        file.clone(),
+        "--group".to_owned(),
+        GROUP.to_owned(),
+    ];
+    for k in spec.params.keys() {
+        start_args.push("--param".to_owned());
+        start_args.push(format!("{k}={{{{inputs.parameters.{k}}}}}"));
+    }
+    templates.push(slipway_template(
+        spec,
+        START,
+        start_args,
+        &BTreeMap::new(),
+        &pipeline_label,
+        options,
+        !spec.params.is_empty(),
+    ));
+    templates.push(slipway_template(
+        spec,
+        FINISH,
+        vec![
+            "pipeline".to_owned(),
+            "finish".to_owned(),
+            file,
+            "--group".to_owned(),
+            GROUP.to_owned(),
+            "--status".to_owned(),
+            "{{workflow.status}}".to_owned(),
+        ],
+        &BTreeMap::new(),
+        &pipeline_label,
+        options,
+        false,
+    ));
     for (step, name, step_spec) in &order {
         templates.push(step_template(
             spec,
@@ -195,6 +260,7 @@ pub fn workflow(spec: &PipelineSpec, graph: &Graph, options: &ArgoOptions) -> Va
 
     let mut workflow_spec = Map::new();
     workflow_spec.insert("entrypoint".into(), json!(ENTRYPOINT));
+    workflow_spec.insert("onExit".into(), json!(FINISH));
     if let Some(account) = &options.service_account {
         workflow_spec.insert("serviceAccountName".into(), json!(account));
     }
@@ -240,6 +306,8 @@ fn step_template(
         pipeline_path(&options.pipeline_file),
         "--only".to_owned(),
         step.to_owned(),
+        "--group".to_owned(),
+        GROUP.to_owned(),
     ];
     // Through the template's inputs rather than straight from the workflow, so a task's
     // arguments are what its pod runs with (and what Argo's UI shows for it).
@@ -247,11 +315,56 @@ fn step_template(
         args.push("--param".to_owned());
         args.push(format!("{k}={{{{inputs.parameters.{k}}}}}"));
     }
+    let mut template = slipway_template(
+        spec,
+        name,
+        args,
+        &step_spec.env,
+        pipeline_label,
+        options,
+        !spec.params.is_empty(),
+    );
+    let Value::Object(template_map) = &mut template else {
+        return template;
+    };
+    // `slipway pipeline run --only` applies the step's retries and per-attempt timeout inside
+    // the pod, as a local run does; Argo's own only cover what slipway cannot see from there.
+    // Argo's schema types both fields as IntOrString, published as a string; Argo reads the
+    // number out of it.
+    if step_spec.retries > 0 {
+        // OnError: a pod lost with its node, evicted or never started. A failed command has
+        // had its retries inside the pod already; retrying the pod too would square them.
+        template_map.insert(
+            "retryStrategy".into(),
+            json!({"limit": step_spec.retries.to_string(), "retryPolicy": "OnError"}),
+        );
+    }
+    if step_spec.timeout > 0 {
+        // A backstop for a pod that hangs: every attempt may take the full timeout, and the
+        // pod also starts, restores inputs' results and stores its outputs.
+        let deadline = (u64::from(step_spec.retries) + 1)
+            .saturating_mul(step_spec.timeout)
+            .saturating_add(POD_OVERHEAD_S);
+        template_map.insert("activeDeadlineSeconds".into(), json!(deadline.to_string()));
+    }
+    template
+}
 
+/// A container template running `slipway ARGS` in the image, against the tracking server, in
+/// the working folder, with the pipeline's environment and `step_env` over it.
+fn slipway_template(
+    spec: &PipelineSpec,
+    name: &str,
+    args: Vec<String>,
+    step_env: &BTreeMap<String, String>,
+    pipeline_label: &str,
+    options: &ArgoOptions,
+    with_params: bool,
+) -> Value {
     // As in a local run, the tracking server is the caller's and wins over a declared variable
     // of the same name.
     let mut declared = spec.env.clone();
-    declared.extend(step_spec.env.clone());
+    declared.extend(step_env.clone());
     declared.remove("MLFLOW_TRACKING_URI");
     declared.remove("MLFLOW_TRACKING_TOKEN");
     let mut env = vec![
@@ -294,31 +407,11 @@ fn step_template(
         "metadata".into(),
         json!({"labels": { PIPELINE_LABEL: pipeline_label, STEP_LABEL: name }}),
     );
-    if !spec.params.is_empty() {
+    if with_params {
         let inputs: Vec<Value> = spec.params.keys().map(|k| json!({"name": k})).collect();
         template.insert("inputs".into(), json!({ "parameters": inputs }));
     }
     template.insert("container".into(), Value::Object(container));
-    // `slipway pipeline run --only` applies the step's retries and per-attempt timeout inside
-    // the pod, as a local run does; Argo's own only cover what slipway cannot see from there.
-    // Argo's schema types both fields as IntOrString, published as a string; Argo reads the
-    // number out of it.
-    if step_spec.retries > 0 {
-        // OnError: a pod lost with its node, evicted or never started. A failed command has
-        // had its retries inside the pod already; retrying the pod too would square them.
-        template.insert(
-            "retryStrategy".into(),
-            json!({"limit": step_spec.retries.to_string(), "retryPolicy": "OnError"}),
-        );
-    }
-    if step_spec.timeout > 0 {
-        // A backstop for a pod that hangs: every attempt may take the full timeout, and the
-        // pod also starts, restores inputs' results and stores its outputs.
-        let deadline = (u64::from(step_spec.retries) + 1)
-            .saturating_mul(step_spec.timeout)
-            .saturating_add(POD_OVERHEAD_S);
-        template.insert("activeDeadlineSeconds".into(), json!(deadline.to_string()));
-    }
     Value::Object(template)
 }
 
@@ -494,7 +587,11 @@ steps:
         assert_eq!(workflow["metadata"]["labels"][PIPELINE_LABEL], "churn");
         assert_eq!(workflow["spec"]["entrypoint"], ENTRYPOINT);
         assert_eq!(workflow["spec"]["serviceAccountName"], "pipelines");
-        let tasks = tasks(&workflow);
+        assert_eq!(workflow["spec"]["onExit"], FINISH);
+        let all = tasks(&workflow);
+        assert_eq!(all[0]["name"], START, "the pipeline's run is made first");
+        assert!(all[0].get("dependencies").is_none());
+        let tasks = &all[1..];
         assert_eq!(
             tasks
                 .iter()
@@ -505,7 +602,10 @@ steps:
         for task in tasks {
             let step = task["name"].as_str().unwrap();
             assert_eq!(task["template"], step);
-            let expected: Vec<&str> = graph.needs[step].keys().map(String::as_str).collect();
+            let mut expected: Vec<&str> = graph.needs[step].keys().map(String::as_str).collect();
+            if expected.is_empty() {
+                expected.push(START);
+            }
             assert_eq!(strings(&task["dependencies"]), expected, "{step}");
             assert!(template(&workflow, step)["container"].is_object());
         }
@@ -514,7 +614,33 @@ steps:
             ["prepare", "train"],
             "evaluate"
         );
-        assert_eq!(workflow["spec"]["templates"].as_array().unwrap().len(), 5);
+        assert_eq!(workflow["spec"]["templates"].as_array().unwrap().len(), 7);
+        // One pipeline run per workflow: made first, joined by every step, ended on exit.
+        let start = &template(&workflow, START)["container"];
+        assert_eq!(
+            strings(&start["args"])[..5],
+            [
+                "pipeline",
+                "start",
+                "/work/churn/pipeline.yml",
+                "--group",
+                "{{workflow.uid}}"
+            ]
+        );
+        let finish = &template(&workflow, FINISH)["container"];
+        assert_eq!(
+            strings(&finish["args"]),
+            [
+                "pipeline",
+                "finish",
+                "/work/churn/pipeline.yml",
+                "--group",
+                "{{workflow.uid}}",
+                "--status",
+                "{{workflow.status}}"
+            ]
+        );
+        assert_eq!(finish["securityContext"]["runAsNonRoot"], true);
     }
 
     #[test]
@@ -548,6 +674,8 @@ steps:
                 "/work/churn/pipeline.yml",
                 "--only",
                 "train",
+                "--group",
+                "{{workflow.uid}}",
                 "--param",
                 "n_estimators={{inputs.parameters.n_estimators}}",
                 "--param",
@@ -556,7 +684,7 @@ steps:
         );
         let (_, _, bare) = export("name: p\nsteps:\n  a: {run: x}\n");
         assert!(bare["spec"].get("arguments").is_none());
-        assert!(tasks(&bare)[0].get("arguments").is_none());
+        assert!(tasks(&bare).iter().all(|t| t.get("arguments").is_none()));
         assert!(template(&bare, "a").get("inputs").is_none());
     }
 
@@ -694,7 +822,7 @@ steps:
             assert!(is_dns1123_label(name), "task {name}");
             assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{name}");
             for dep in strings(&task["dependencies"]) {
-                assert!(names.values().any(|n| n == dep), "{dep}");
+                assert!(dep == START || names.values().any(|n| n == dep), "{dep}");
             }
         }
         let generate = workflow["metadata"]["generateName"].as_str().unwrap();
@@ -708,7 +836,7 @@ steps:
         let first = template(&workflow, "step-1st-pass");
         assert_eq!(first["container"]["args"][4], "_1st_pass");
         assert_eq!(
-            strings(&tasks(&workflow)[graph.order.len() - 1]["dependencies"]),
+            strings(&tasks(&workflow)[graph.order.len()]["dependencies"]),
             ["step-1st-pass", "prepare-data-2"],
             "in the order of the steps' own names"
         );
@@ -720,7 +848,7 @@ steps:
         let odd = PipelineSpec::from_yaml("name: ___\nsteps:\n  __: {run: x}\n").unwrap();
         let named = workflow_of(&odd);
         assert_eq!(named["metadata"]["generateName"], "pipeline-");
-        assert_eq!(tasks(&named)[0]["name"], "step");
+        assert_eq!(tasks(&named)[1]["name"], "step");
         let long_name = format!("name: {}\nsteps:\n  a: {{run: x}}\n", "n".repeat(100));
         let long_pipeline = workflow_of(&PipelineSpec::from_yaml(&long_name).unwrap());
         let generate = long_pipeline["metadata"]["generateName"].as_str().unwrap();

@@ -54,6 +54,11 @@ enum PipelineCommand {
         /// Do not track runs on the server (the cache still applies).
         #[arg(long)]
         no_track: bool,
+        /// Join the pipeline run of this group (made by `slipway pipeline start --group`)
+        /// instead of making one: how the steps of one Argo workflow, each in its own pod, nest
+        /// under one pipeline run.
+        #[arg(long, value_name = "ID")]
+        group: Option<String>,
         /// Register the model the pipeline wrote as a new version of this registered model
         /// (created if missing): the folder at --model-path is uploaded as the pipeline run's
         /// `model` artifact and registered with that run as its source.
@@ -95,6 +100,36 @@ enum PipelineCommand {
         #[arg(long)]
         service_account: Option<String>,
     },
+    /// Make the pipeline's run of a group (an Argo workflow's uid) that `pipeline run
+    /// --group` steps nest under; prints its id. Idempotent: a group's run is made once.
+    Start {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// The group: letters, digits, '-' and '_' (Argo passes `{{workflow.uid}}`).
+        #[arg(long, value_name = "ID")]
+        group: String,
+        /// Override a parameter (repeat), recorded on the run.
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// The experiment the run goes to (default: the pipeline's name).
+        #[arg(long)]
+        experiment: Option<String>,
+    },
+    /// End a group's pipeline run with the workflow's status (Argo's exit handler passes
+    /// `{{workflow.status}}`: Succeeded ends it FINISHED, anything else FAILED).
+    Finish {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// The group the run was started for.
+        #[arg(long, value_name = "ID")]
+        group: String,
+        /// The workflow's status: Succeeded, Failed or Error.
+        #[arg(long)]
+        status: String,
+        /// The experiment the run is in (default: the pipeline's name).
+        #[arg(long)]
+        experiment: Option<String>,
+    },
     /// Print the pipeline's DAG as a Mermaid flowchart.
     Graph {
         /// The pipeline file (YAML).
@@ -134,6 +169,58 @@ fn parse_params(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 
 pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        PipelineCommand::Start {
+            file,
+            group,
+            params,
+            experiment,
+        } => {
+            let (spec, root) = read(&file)?;
+            let spec = spec
+                .with_params(&parse_params(&params)?)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let client = Client::new(&args.server)?;
+            let tracker = Tracker::start(
+                client,
+                &spec,
+                experiment.as_deref(),
+                &root,
+                &[],
+                Some(&group),
+            )
+            .await?;
+            println!("{}", tracker.parent);
+            Ok(ExitCode::SUCCESS)
+        }
+        PipelineCommand::Finish {
+            file,
+            group,
+            status,
+            experiment,
+        } => {
+            let (spec, _) = read(&file)?;
+            let client = Client::new(&args.server)?;
+            let experiment = client
+                .experiment_named(experiment.as_deref().unwrap_or(&spec.name))
+                .await?;
+            let run = group_run(&client, &experiment, &group)
+                .await?
+                .with_context(|| format!("no pipeline run of group {group}"))?;
+            let status = if status.eq_ignore_ascii_case("succeeded") {
+                "FINISHED"
+            } else {
+                "FAILED"
+            };
+            client
+                .call(
+                    reqwest::Method::POST,
+                    "/api/2.0/mlflow/runs/update",
+                    Some(json!({"run_id": run.0, "status": status, "end_time": now_ms()})),
+                )
+                .await?;
+            println!("{} {status}", run.0);
+            Ok(ExitCode::SUCCESS)
+        }
         PipelineCommand::Graph { file } => {
             let (spec, _) = read(&file)?;
             let graph = Graph::of(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -182,6 +269,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             jobs,
             experiment,
             no_track,
+            group,
             register,
             model_path,
             json,
@@ -205,6 +293,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                     experiment,
                     quiet: json,
                     tags: Vec::new(),
+                    group,
                 },
             )
             .await?;
@@ -255,6 +344,8 @@ pub(crate) struct RunRequest {
     pub(crate) quiet: bool,
     /// More tags on the pipeline's run (a retrain names itself).
     pub(crate) tags: Vec<(String, String)>,
+    /// Join this group's pipeline run instead of making one.
+    pub(crate) group: Option<String>,
 }
 
 /// The pipeline's run on the server: its id, experiment and artifact root (a proxy path).
@@ -373,6 +464,7 @@ pub(crate) async fn run_file(
                 request.experiment.as_deref(),
                 &root,
                 &request.tags,
+                request.group.as_deref(),
             )
             .await
             .context(
@@ -531,6 +623,8 @@ struct Tracker {
     parent: String,
     /// The pipeline run's artifact root, as a proxy path.
     parent_artifacts: String,
+    /// Whether the pipeline run is a group's, made elsewhere: this process does not end it.
+    joined: bool,
     root: PathBuf,
     pipeline: String,
 }
@@ -540,6 +634,44 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The tag naming the group (an Argo workflow) a pipeline run belongs to.
+const GROUP_TAG: &str = "slipway.pipeline.group";
+
+/// A group's pipeline run in the experiment: its id and artifact URI.
+async fn group_run(
+    client: &Client,
+    experiment: &str,
+    group: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    let found = client
+        .call(
+            reqwest::Method::POST,
+            "/api/2.0/mlflow/runs/search",
+            Some(json!({
+                "experiment_ids": [experiment],
+                "filter": format!("tags.`{GROUP_TAG}` = '{group}'"),
+                "max_results": 1,
+                "order_by": ["attributes.start_time ASC"],
+            })),
+        )
+        .await?;
+    Ok(found["runs"]
+        .as_array()
+        .and_then(|runs| runs.first())
+        .map(|run| {
+            (
+                run["info"]["run_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                run["info"]["artifact_uri"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }))
 }
 
 /// The proxy path of a run's artifact root (`mlflow-artifacts:/1/abc/artifacts`).
@@ -561,9 +693,34 @@ impl Tracker {
         experiment: Option<&str>,
         root: &Path,
         extra_tags: &[(String, String)],
+        group: Option<&str>,
     ) -> anyhow::Result<Tracker> {
         let name = experiment.unwrap_or(&spec.name);
         let experiment = client.experiment_named(name).await?;
+        if let Some(group) = group {
+            if group.is_empty()
+                || group.len() > 128
+                || !group
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                anyhow::bail!(
+                    "--group '{group}': 1 to 128 letters, digits, '-' or '_' (an Argo workflow's uid)"
+                );
+            }
+            if let Some((parent, artifacts)) = group_run(&client, &experiment, group).await? {
+                return Ok(Tracker {
+                    base: client.base().to_owned(),
+                    client,
+                    experiment,
+                    parent,
+                    parent_artifacts: proxy_root(&artifacts)?,
+                    joined: true,
+                    root: root.to_path_buf(),
+                    pipeline: spec.name.clone(),
+                });
+            }
+        }
         let mut tags = vec![
             json!({"key": "slipway.pipeline", "value": spec.name}),
             json!({"key": "mlflow.runName", "value": format!("pipeline {}", spec.name)}),
@@ -576,6 +733,9 @@ impl Tracker {
                 .iter()
                 .map(|(key, value)| json!({"key": key, "value": value})),
         );
+        if let Some(group) = group {
+            tags.push(json!({"key": GROUP_TAG, "value": group}));
+        }
         let created = client
             .call(
                 reqwest::Method::POST,
@@ -617,6 +777,7 @@ impl Tracker {
             experiment,
             parent,
             parent_artifacts,
+            joined: false,
             root: root.to_path_buf(),
             pipeline: spec.name.clone(),
         })
@@ -720,6 +881,10 @@ impl Tracker {
 
     /// Ends the pipeline's run, naming what was cached.
     async fn finish(&self, report: &RunReport) -> anyhow::Result<()> {
+        // A group's run holds every pod's steps; `pipeline finish` ends it.
+        if self.joined {
+            return Ok(());
+        }
         let cached: Vec<&str> = report
             .steps
             .iter()
