@@ -41,3 +41,4 @@ def test_the_closed_loop_example_runs_end_to_end(slipway_bin, tmp_path):
     assert "production stays on version 2" in out, out
     # The lineage of what serves names the gate that let it through.
     assert "gate 2 passed against version 1" in out, out
+    assert "made by #2 churn-drift" in out and "alert ChurnDrift" in out, out

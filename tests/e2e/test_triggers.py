@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,8 @@ def test_a_retrain_runs_gates_and_promotes_and_a_bad_one_is_refused(env):
     assert set(steps) == {"prepare", "train"}, lineage["steps"]
     assert len(steps["train"]["cache_key"]) == 64
     assert any(d["digest"] for d in steps["train"]["datasets"]), steps["train"]
+    assert lineage["retrain"]["id"] == first["id"]
+    assert lineage["retrain"]["cause"]["reason"] == "bootstrap"
 
     # Deployed; the retrain trigger's canary promotes version 2 on live traffic.
     env.cli("deploy", "create", env.deployment, "--model", f"models:/{env.model}/1")
@@ -238,3 +241,36 @@ def test_bad_triggers_files_are_refused_whole(env):
     # A worker refuses a pipeline outside its folder even if the server had one.
     result = env.cli("triggers", "run", "nope", check=False)
     assert result.returncode == 2 and "no trigger 'nope'" in result.stderr, result.stderr
+
+
+def test_new_data_under_a_watched_path_fires_its_trigger(env):
+    """The worker's first look at a watched path is its baseline; a change after it fires the
+    trigger once (the same data again does not)."""
+    (env.pipelines / "churn" / "raw").mkdir()
+    (env.pipelines / "churn" / "raw" / "batch-1.csv").write_text("a,b\n1,2\n")
+    env.apply([_trigger(env, "fresh", on={"data": {"path": "raw/", "every": "5s"}},
+                        gate={"data": "data/holdout.csv", "label": "y",
+                              "rules": ["accuracy >= 0.7"]})])
+    worker = subprocess.Popen(
+        [env.bin, "triggers", "worker", "--pipelines-dir", str(env.pipelines), "--poll", "1s"],
+        env=dict(os.environ, MLFLOW_TRACKING_URI=env.server.url),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert env.history() == [], "what was there when the worker started is not news"
+        (env.pipelines / "churn" / "raw" / "batch-2.csv").write_text("a,b\n3,4\n")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            retrains = env.history(trigger="fresh")
+            if retrains and retrains[0]["state"] == "registered":
+                break
+            time.sleep(1)
+        assert retrains and retrains[0]["state"] == "registered", retrains
+        assert retrains[0]["cause"]["kind"] == "data"
+        assert retrains[0]["cause"]["path"] == "raw/"
+        time.sleep(7)  # another look at the same data
+        assert len(env.history(trigger="fresh")) == 1
+    finally:
+        worker.terminate()
+        _, stderr = worker.communicate(timeout=30)
+    assert "new data under raw/" in stderr, stderr

@@ -40,6 +40,8 @@ pub struct Lineage {
     pub gates: Vec<slipway_core::gate::GateRecord>,
     /// When its run is a pipeline's: the runs of the pipeline's steps (with their datasets).
     pub steps: Vec<Run>,
+    /// The retrain that made it (its cause: an alert, a schedule, new data, a person).
+    pub retrain: Option<slipway_core::retrain::Retrain>,
 }
 
 /// A policy as an admin sets it; `None` takes the default.
@@ -551,6 +553,20 @@ impl App {
             .await?
             .map(|content| content.manifest);
         let gates = self.lineage_gates(name, version).await?;
+        let retrain = match model_version
+            .tags
+            .iter()
+            .find(|t| t.key == "slipway.retrain.id")
+            .and_then(|t| t.value.parse::<i64>().ok())
+        {
+            Some(id) => match self.store.get_retrain(id).await {
+                // The tag is the client's word; the record must be this version's.
+                Ok(r) if r.model_name == name && r.version == Some(version) => Some(r),
+                Ok(_) | Err(Error::NotFound(_)) => None,
+                Err(error) => return Err(error),
+            },
+            None => None,
+        };
         let steps = match &run {
             Some(run) if run.data.tags.iter().any(|t| t.key == "slipway.pipeline") => {
                 self.pipeline_steps(run).await?
@@ -567,6 +583,7 @@ impl App {
             content,
             gates,
             steps,
+            retrain,
         })
     }
 }

@@ -362,9 +362,13 @@ impl Retrainer {
     /// Fires the triggers whose schedule came due since the last tick (a schedule first seen
     /// now fires at its next time, not for times it missed), and fails lapsed retrains.
     pub async fn tick(&self) -> Result<()> {
+        self.tick_at(now_ms()).await
+    }
+
+    /// [`Retrainer::tick`] as of `now` (epoch milliseconds).
+    pub async fn tick_at(&self, now: i64) -> Result<()> {
         self.app.expire_retrains().await?;
         let config = self.app.trigger_config().await?.config;
-        let now = now_ms();
         let mut fire = Vec::new();
         {
             let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());

@@ -913,6 +913,9 @@ pub async fn lineage(args: LineageArgs) -> anyhow::Result<()> {
             change["via"].as_str().unwrap_or_default()
         );
     }
+    if !lineage["retrain"].is_null() {
+        println!("  made by {}", crate::triggers::chain(&lineage["retrain"]));
+    }
     for step in lineage["steps"].as_array().into_iter().flatten() {
         let datasets: Vec<String> = step["datasets"]
             .as_array()

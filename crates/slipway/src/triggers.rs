@@ -301,7 +301,7 @@ fn fired_by(t: &Trigger) -> String {
 }
 
 /// One retrain as its causal chain, on one line.
-fn chain(r: &Value) -> String {
+pub(crate) fn chain(r: &Value) -> String {
     let mut links = vec![r["cause_text"].as_str().unwrap_or("?").to_owned()];
     if let Some(run) = r["pipeline_run_id"].as_str() {
         links.push(format!("pipeline run {run}"));

@@ -10,7 +10,7 @@ pub(crate) mod gates;
 mod identity;
 mod monitoring;
 mod promotions;
-mod retrain;
+pub(crate) mod retrain;
 
 use axum::Router;
 use slipway_app::App;

@@ -347,6 +347,7 @@ pub(crate) fn lineage_json(lineage: &Lineage) -> Value {
         "promotions": lineage.promotions.iter().map(request_json).collect::<Vec<_>>(),
         "alias_history": lineage.aliases.iter().map(change_json).collect::<Vec<_>>(),
         "gates": lineage.gates.iter().map(crate::native::gates::gate_json).collect::<Vec<_>>(),
+        "retrain": lineage.retrain.as_ref().map(crate::native::retrain::retrain_json),
         // A pipeline's steps: each step's run, its cache key (command, params, environment and
         // input digests) and its input datasets with their digests.
         "steps": lineage.steps.iter().map(|run| {

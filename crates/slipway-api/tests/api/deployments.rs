@@ -2943,3 +2943,163 @@ async fn case_alert_rules_fire_resolve_and_survive_a_restart(h: &Harness) {
         .await;
     assert_eq!(firing["alerts"], json!([]));
 }
+
+on_both_backends!(case_triggers_fire_on_schedules_and_alerts_and_check_workers: triggers_fire_on_schedules_and_alerts_and_check_workers_sqlite, triggers_fire_on_schedules_and_alerts_and_check_workers_postgres);
+
+async fn case_triggers_fire_on_schedules_and_alerts_and_check_workers(h: &Harness) {
+    use slipway_app::alerting::{Alerter, ServingLog};
+    use slipway_app::retrain::Retrainer;
+    h.deploy(json!({})).await;
+    let trigger = json!({
+        "name": "nightly", "model": MODEL, "deployment": NAME,
+        "pipeline": "churn/pipeline.yml", "model_path": "model",
+        "gate": {"label": "y"},
+        "on": {"schedule": "* * * * *", "alerts": ["HighErrorRate"]},
+        "cooldown": "1h", "max_per_day": 2,
+    });
+    let applied = h
+        .ok(
+            "PUT",
+            &format!("{NATIVE}/triggers"),
+            Some(json!({"config": {"triggers": [trigger]}})),
+        )
+        .await;
+    assert_eq!(applied["diff"]["added"], json!(["nightly"]));
+    // A canary that is not a rollout request is refused now, not when the trigger fires.
+    let mut bad = trigger.clone();
+    bad["rollout"] = json!({"steps": "fast"});
+    let refused = h
+        .send_json(
+            "PUT",
+            &format!("{NATIVE}/triggers"),
+            Some(&json!({"config": {"triggers": [bad]}})),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.json()
+    );
+
+    // A schedule fires at its next minute, once.
+    let retrainer = Retrainer::new(&h.app);
+    let t0 = slipway_app::now_ms();
+    retrainer.tick_at(t0).await.unwrap();
+    let none = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
+    assert_eq!(none["retrains"], json!([]), "a schedule first seen waits");
+    retrainer.tick_at(t0 + 61_000).await.unwrap();
+    retrainer.tick_at(t0 + 62_000).await.unwrap();
+    let fired = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
+    let fired = fired["retrains"].as_array().unwrap().clone();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["state"], "queued");
+    assert_eq!(fired[0]["cause"]["kind"], "schedule");
+    assert_eq!(fired[0]["requested_by"], "slipway-triggers");
+
+    // An alert the trigger listens for fires it too: skipped, the model has a retrain already.
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/alerts/config"),
+        Some(json!({"config": {"rules": [{
+            "alert": "HighErrorRate", "deployment": NAME, "expr": "error_rate > 0.1",
+            "window": "1m", "min_samples": 10,
+        }]}})),
+    )
+    .await;
+    let start = slipway_app::now_ms();
+    let alerter = Alerter::new(&h.app, Arc::new(ServingLog::new(start)));
+    // A window the log watched whole: after its start.
+    alerter
+        .serving()
+        .record(NAME, &traffic(100, 30), start + 115_000);
+    let mut transitions = alerter.subscribe();
+    alerter.evaluate(start + 120_000).await.unwrap();
+    let heard = transitions.try_recv().expect("the firing was published");
+    retrainer.on_alert(&heard).await.unwrap();
+    let all = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
+    let skipped = &all["retrains"][0];
+    assert_eq!(skipped["state"], "skipped");
+    assert_eq!(skipped["cause"]["kind"], "alert");
+    assert_eq!(skipped["cause"]["alert"], "HighErrorRate");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("one retrain at a time")
+    );
+
+    // A worker claims it; what it reports is checked against the server's records.
+    let claimed = h
+        .ok("POST", &format!("{NATIVE}/retrains/claim"), None)
+        .await;
+    let id = claimed["retrain"]["id"].as_i64().unwrap();
+    assert_eq!(claimed["trigger"]["name"], "nightly");
+    let progress = format!("{NATIVE}/retrains/{id}/progress");
+    let no_version = h
+        .send_json("POST", &progress, Some(&json!({"version": 99})))
+        .await;
+    assert_eq!(
+        no_version.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        no_version.json()
+    );
+    let no_gate = h
+        .send_json(
+            "POST",
+            &progress,
+            Some(&json!({"version": 1, "gate_id": 5})),
+        )
+        .await;
+    assert_eq!(no_gate.status, StatusCode::NOT_FOUND, "{}", no_gate.json());
+    let unproven = h
+        .send_json(
+            "POST",
+            &progress,
+            Some(&json!({"state": "promoted", "version": 1})),
+        )
+        .await;
+    assert_eq!(
+        unproven.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        unproven.json()
+    );
+    let backwards = h
+        .send_json("POST", &progress, Some(&json!({"state": "queued"})))
+        .await;
+    assert_eq!(
+        backwards.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        backwards.json()
+    );
+    let failed = h
+        .ok(
+            "POST",
+            &progress,
+            Some(json!({"state": "failed", "reason": "the pipeline broke"})),
+        )
+        .await;
+    assert_eq!(failed["retrain"]["state"], "failed");
+    let odd_id = h
+        .send_json("GET", &format!("{NATIVE}/retrains/x1"), None)
+        .await;
+    assert_eq!(odd_id.status, StatusCode::BAD_REQUEST);
+    // Manual firing: the cooldown since the schedule's start refuses it.
+    let manual = h
+        .ok(
+            "POST",
+            &format!("{NATIVE}/triggers/nightly/fire"),
+            Some(json!({"reason": "test"})),
+        )
+        .await;
+    assert_eq!(manual["retrain"]["state"], "skipped");
+    assert!(
+        manual["retrain"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cooldown")
+    );
+}
