@@ -274,3 +274,57 @@ def test_new_data_under_a_watched_path_fires_its_trigger(env):
         worker.terminate()
         _, stderr = worker.communicate(timeout=30)
     assert "new data under raw/" in stderr, stderr
+
+
+def test_a_policy_that_wants_approval_pauses_the_loop_until_given(env):
+    """The deployment follows a protected alias whose policy requires approval and a passed
+    gate: the retrain's gate counts (default rules, against the alias' version), its canary
+    reaches the approval step, the retrain waits there, and an approval lets it finish."""
+    bootstrap = _trigger(env, "first", gate={"data": "data/holdout.csv", "label": "y",
+                                             "rules": ["accuracy >= 0.7"]})
+    retrain = _trigger(env, "retrain", deployment=env.deployment, rollout={
+        "steps": [{"weight": 50, "duration_ms": 500}],
+        "analysis": {"interval_ms": 500, "min_samples": 20},
+    })
+    env.apply([bootstrap, retrain])
+    env.cli("triggers", "run", "first")
+    assert env.worker_once().returncode == 0
+    client_env = dict(os.environ, MLFLOW_TRACKING_URI=env.server.url)
+    from mlflow import MlflowClient
+    MlflowClient(env.server.url, env.server.url).set_registered_model_alias(
+        env.model, "production", "1")
+    env.cli("policy", "set", env.model, "--aliases", "production", "--approvals", "1",
+            "--require-gate")
+    env.cli("deploy", "create", env.deployment, "--model", f"models:/{env.model}@production")
+    env.cli("triggers", "run", "retrain", "--reason", "approval test")
+    worker = subprocess.Popen(
+        [env.bin, "triggers", "worker", "--pipelines-dir", str(env.pipelines), "--once"],
+        env=client_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"{env.server.url}/deployments/{env.deployment}/invocations"
+    try:
+        with Traffic(url, ROWS):
+            deadline = time.monotonic() + 120
+            state = None
+            while time.monotonic() < deadline:
+                state = env.history(trigger="retrain")[0]["state"]
+                if state in ("awaiting_approval", "failed", "rolled_back", "gate_failed"):
+                    break
+                time.sleep(1)
+            assert state == "awaiting_approval", env.history(trigger="retrain")
+            deployment = requests.get(
+                f"{env.server.url}/api/slipway/v1/deployments/{env.deployment}",
+                timeout=10).json()["deployment"]
+            # The gate counted, so the unapproved candidate has the policy's share (10 %).
+            assert deployment["traffic"]["weight"] == 10, deployment["traffic"]
+            promotion = deployment["rollout"]["state"]["promotion_id"]
+            env.cli("promote", "approve", str(promotion), "--reason", "reviewed the gate")
+            _, stderr = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    last = env.history(trigger="retrain")[0]
+    assert last["state"] == "promoted", last
+    aliases = requests.get(f"{env.server.url}/api/2.0/mlflow/registered-models/alias",
+                           params={"name": env.model, "alias": "production"}, timeout=10).json()
+    assert aliases["model_version"]["version"] == "2"

@@ -49,6 +49,8 @@ pub enum Scope {
     Deployment,
     /// A `model_uri` field (`models:/NAME@ALIAS`, `models:/NAME/VERSION`): that registered model.
     ModelUri,
+    /// The `{name}` path segment of a retraining trigger: the registered model it retrains.
+    Trigger,
 }
 
 /// What a route needs from its caller.
@@ -452,7 +454,11 @@ async fn resource_of(
             .map(str::to_owned)
     };
     match scope {
-        Scope::None | Scope::LoggedModel | Scope::ArtifactPath | Scope::Deployment => {}
+        Scope::None
+        | Scope::LoggedModel
+        | Scope::ArtifactPath
+        | Scope::Deployment
+        | Scope::Trigger => {}
         _ if parts.method == Method::GET => {
             if let Some(query) = parts.uri.query() {
                 fields = crate::extract::from_query(query).unwrap_or_default();
@@ -475,7 +481,7 @@ async fn resource_of(
         // /api/2.0/mlflow/logged-models/{model_id}/...
         Scope::LoggedModel => param("model_id"),
         // /deployments/{name}/..., /v2/models/{name}/..., /api/slipway/v1/deployments/{name}
-        Scope::Deployment => param("name"),
+        Scope::Deployment | Scope::Trigger => param("name"),
         // /api/2.0/mlflow-artifacts/artifacts/<experiment id>/..., or for a listing
         // /api/2.0/mlflow-artifacts/artifacts?path=<experiment id>/...
         Scope::ArtifactPath => param("path").and_then(first_segment).or_else(|| {
@@ -572,6 +578,17 @@ async fn resolve(
             Some(name) => found(store.get_deployment(&name).await)
                 .map_err(lookup_failed)?
                 .map(|deployment| Resource::registered_model(deployment.model_name)),
+            None => None,
+        },
+        // A trigger that does not exist is decided by the role; its handler answers 404.
+        Scope::Trigger => match path_hint {
+            Some(name) => app
+                .trigger_config()
+                .await
+                .map_err(lookup_failed)?
+                .config
+                .trigger(&name)
+                .map(|trigger| Resource::registered_model(trigger.model.clone())),
             None => None,
         },
         Scope::ArtifactPath => path_hint

@@ -317,7 +317,9 @@ fn access_text(rule: &RouteRule) -> String {
             " on the experiment"
         }
         Scope::ArtifactPath => " on the experiment the artifact path names",
-        Scope::Model | Scope::ModelUri | Scope::Deployment => " on the registered model",
+        Scope::Model | Scope::ModelUri | Scope::Deployment | Scope::Trigger => {
+            " on the registered model"
+        }
     };
     format!(
         "Access: {}{on} (slipway's role and permission rules).",

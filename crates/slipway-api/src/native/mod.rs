@@ -48,8 +48,8 @@ routes! {
     GET "/gates" => gates::list [gates::ListGates], Read Model;
     GET "/triggers" => retrain::get_triggers, Read None;
     PUT "/triggers" => retrain::apply_triggers [retrain::ApplyTriggers], Admin None;
-    POST "/triggers/{name}/fire" => retrain::fire [retrain::Fire], Write None;
-    POST "/triggers/{name}/data" => retrain::new_data [retrain::NewData], Write None;
+    POST "/triggers/{name}/fire" => retrain::fire [retrain::Fire], Write Trigger;
+    POST "/triggers/{name}/data" => retrain::new_data [retrain::NewData], Write Trigger;
     POST "/retrains/claim" => retrain::claim, Write None;
     GET "/retrains" => retrain::list [retrain::ListRetrains], Read None;
     GET "/retrains/{id}" => retrain::get, Read None;

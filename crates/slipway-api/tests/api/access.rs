@@ -510,6 +510,55 @@ async fn per_resource_permissions_refine_roles() {
             StatusCode::FORBIDDEN,
         )
         .await;
+    // Nor have a worker retrain it: firing a trigger writes a version of the model it names.
+    let trigger = |name: &str, model: &str| {
+        json!({"name": name, "model": model, "pipeline": "p.yml", "model_path": "model",
+               "gate": {"label": "y"}})
+    };
+    harness
+        .expect(
+            "admin",
+            Method::PUT,
+            "/api/slipway/v1/triggers",
+            Some(json!({"config": {"triggers": [
+                trigger("secret-retrain", "secret-model"),
+                trigger("open-retrain", "open-model"),
+            ]}})),
+            StatusCode::OK,
+        )
+        .await;
+    for (path, body) in [
+        ("fire", json!({"reason": "r"})),
+        ("data", json!({"path": "raw/", "digest": "ab12"})),
+    ] {
+        harness
+            .expect(
+                "editor",
+                Method::POST,
+                &format!("/api/slipway/v1/triggers/secret-retrain/{path}"),
+                Some(body.clone()),
+                StatusCode::FORBIDDEN,
+            )
+            .await;
+    }
+    harness
+        .expect(
+            "editor",
+            Method::POST,
+            "/api/slipway/v1/triggers/open-retrain/fire",
+            Some(json!({"reason": "r"})),
+            StatusCode::OK,
+        )
+        .await;
+    harness
+        .expect(
+            "editor",
+            Method::PUT,
+            "/api/slipway/v1/triggers",
+            Some(json!({"config": {"triggers": []}})),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
