@@ -624,10 +624,12 @@ pub async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// CPU seconds this process has used (user + system), from /proc: ONNX Runtime's threads
-/// included, which a wall clock would not separate from waiting.
+/// CPU seconds the calling thread has used (user + system), from /proc. The gate's sessions
+/// run with one intra-op thread, so ONNX Runtime computes on the caller: this counts the
+/// gate's predictions and nothing else the process does meanwhile (a server keeps serving
+/// while a gate runs), which neither a wall clock nor the process' total would separate.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     // Fields after the command name (which may hold spaces) start past the last ')'.
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();

@@ -499,11 +499,14 @@ pub(crate) async fn run_file(
         }),
         None => Box::new(local),
     };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let observer = Progress {
         tracker: tracker.as_ref(),
         handle: handle.clone(),
         json: request.quiet,
         runs: Mutex::new(BTreeMap::new()),
+        bars: (terminal && !request.quiet).then(indicatif::MultiProgress::new),
+        spinners: Mutex::new(BTreeMap::new()),
     };
     let report = tokio::task::block_in_place(|| {
         slipway_pipeline::run(&spec, &root, cache.as_ref(), &observer, &options)
@@ -546,19 +549,52 @@ fn summary(report: &RunReport, run: Option<&PipelineRun>) {
     );
 }
 
-/// Prints each step as it ends, and tracks it.
+/// Shows each step as it runs (a spinner per running step on a terminal, a line per change
+/// otherwise), and tracks it.
 struct Progress<'a> {
     tracker: Option<&'a Tracker>,
     handle: tokio::runtime::Handle,
     json: bool,
     /// Step -> its run id, once started.
     runs: Mutex<BTreeMap<String, StepRun>>,
+    /// On a terminal: the spinners of the steps running now.
+    bars: Option<indicatif::MultiProgress>,
+    spinners: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl Progress<'_> {
+    fn say(&self, line: String) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 impl Observer for Progress<'_> {
     fn starting(&self, step: &str, key: &str) -> BTreeMap<String, String> {
         if !self.json {
-            eprintln!("  {step}: running (key {})", &key[..12]);
+            match &self.bars {
+                Some(bars) => {
+                    let spinner = bars.add(indicatif::ProgressBar::new_spinner());
+                    spinner.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "  {spinner} {prefix}: running {elapsed} {msg}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    spinner.set_prefix(step.to_owned());
+                    spinner.set_message(format!("(key {})", &key[..12]));
+                    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                    self.spinners
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(step.to_owned(), spinner);
+                }
+                None => eprintln!("  {step}: running (key {})", &key[..12]),
+            }
         }
         let Some(tracker) = self.tracker else {
             return BTreeMap::new();
@@ -573,7 +609,9 @@ impl Observer for Progress<'_> {
                 BTreeMap::from([("MLFLOW_RUN_ID".to_owned(), run_id)])
             }
             Err(error) => {
-                eprintln!("  {step}: could not start its run on the server: {error:#}");
+                self.say(format!(
+                    "  {step}: could not start its run on the server: {error:#}"
+                ));
                 BTreeMap::new()
             }
         }
@@ -590,7 +628,15 @@ impl Observer for Progress<'_> {
                 StepStatus::Failed { reason, .. } => format!("FAILED: {reason}"),
                 StepStatus::Skipped { because } => format!("skipped: {because}"),
             };
-            eprintln!("  {}: {line}", report.step);
+            let spinner = self
+                .spinners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&report.step);
+            if let Some(spinner) = spinner {
+                spinner.finish_and_clear();
+            }
+            self.say(format!("  {}: {line}", report.step));
         }
         let (Some(tracker), Some(run)) = (
             self.tracker,
