@@ -891,16 +891,7 @@ pub struct AlertList {
 impl App {
     /// The applied alerting configuration (an empty one when none was applied).
     pub async fn alert_config(&self) -> Result<StoredAlertConfig> {
-        Ok(self
-            .store()
-            .get_alert_config()
-            .await?
-            .unwrap_or(StoredAlertConfig {
-                config: AlertConfig::default(),
-                revision: 0,
-                updated_ms: 0,
-                updated_by: String::new(),
-            }))
+        Ok(self.store().get_alert_config().await?.unwrap_or_default())
     }
 
     /// Replaces the alerting configuration with `config` (checked first, whole). With

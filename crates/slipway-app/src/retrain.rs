@@ -48,16 +48,7 @@ fn audit_of(retrain: &Retrain) -> serde_json::Value {
 
 impl App {
     pub async fn trigger_config(&self) -> Result<StoredTriggerConfig> {
-        Ok(self
-            .store()
-            .get_trigger_config()
-            .await?
-            .unwrap_or(StoredTriggerConfig {
-                config: TriggerConfig::default(),
-                revision: 0,
-                updated_ms: 0,
-                updated_by: String::new(),
-            }))
+        Ok(self.store().get_trigger_config().await?.unwrap_or_default())
     }
 
     /// Replaces the triggers with `config` (checked whole first). With `dry_run`, only says

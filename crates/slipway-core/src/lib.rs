@@ -37,4 +37,14 @@ pub mod search;
 pub mod tracking;
 pub mod validate;
 
+/// A configuration kept as one document (alert rules, retraining triggers), with the revision
+/// a change is compare-and-set on and who applied it when. Revision 0: nothing applied yet.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Revisioned<T> {
+    pub config: T,
+    pub revision: i64,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
 pub use error::{Error, Result};

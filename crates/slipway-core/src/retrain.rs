@@ -283,13 +283,7 @@ pub struct TriggerDiff {
     pub removed: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredTriggerConfig {
-    pub config: TriggerConfig,
-    pub revision: i64,
-    pub updated_ms: i64,
-    pub updated_by: String,
-}
+pub type StoredTriggerConfig = crate::Revisioned<TriggerConfig>;
 
 /// Where a retrain is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

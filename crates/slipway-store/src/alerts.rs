@@ -25,18 +25,12 @@ fn encode(value: &impl serde::Serialize, what: &'static str) -> Result<String> {
 }
 
 pub(crate) async fn get_config(store: &SqlStore) -> Result<Option<StoredAlertConfig>> {
-    Ok(crate::documents::get::<AlertConfig>(
+    crate::documents::get::<AlertConfig>(
         store,
         "alert_config",
         "reading the alerting configuration",
     )
-    .await?
-    .map(|doc| StoredAlertConfig {
-        config: doc.value,
-        revision: doc.revision,
-        updated_ms: doc.updated_ms,
-        updated_by: doc.updated_by,
-    }))
+    .await
 }
 
 /// Replaces the configuration when the stored revision is still `expected` (0: none stored).
@@ -47,7 +41,7 @@ pub(crate) async fn put_config(
     by: String,
     now_ms: i64,
 ) -> Result<StoredAlertConfig> {
-    let doc = crate::documents::put(
+    crate::documents::put(
         store,
         "alert_config",
         "alerting configuration",
@@ -56,13 +50,7 @@ pub(crate) async fn put_config(
         by,
         now_ms,
     )
-    .await?;
-    Ok(StoredAlertConfig {
-        config: doc.value,
-        revision: doc.revision,
-        updated_ms: doc.updated_ms,
-        updated_by: doc.updated_by,
-    })
+    .await
 }
 
 fn finite(value: Option<f64>) -> Option<f64> {

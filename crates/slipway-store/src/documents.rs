@@ -1,32 +1,24 @@
 //! Configuration kept as one JSON document per table (alerting rules, retraining triggers):
 //! applied whole, with a revision that guards against applying over someone else's change.
 
-use slipway_core::{Error, Result};
+use slipway_core::{Error, Result, Revisioned};
 use sqlx::AssertSqlSafe;
 
 use crate::SqlStore;
 use crate::sql::{db_err, get_i64, get_str};
 
-/// A stored document and who stored it when.
-pub(crate) struct Document<T> {
-    pub(crate) value: T,
-    pub(crate) revision: i64,
-    pub(crate) updated_ms: i64,
-    pub(crate) updated_by: String,
-}
-
 pub(crate) async fn get<T: serde::de::DeserializeOwned>(
     store: &SqlStore,
     table: &'static str,
     what: &'static str,
-) -> Result<Option<Document<T>>> {
+) -> Result<Option<Revisioned<T>>> {
     let row = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {table} WHERE id = 1")))
         .fetch_optional(&store.read)
         .await
         .map_err(db_err(what))?;
     row.map(|row| {
-        Ok(Document {
-            value: serde_json::from_str(&get_str(&row, "body")?)
+        Ok(Revisioned {
+            config: serde_json::from_str(&get_str(&row, "body")?)
                 .map_err(|e| Error::internal(what, e))?,
             revision: get_i64(&row, "revision")?,
             updated_ms: get_i64(&row, "updated_ms")?,
@@ -46,7 +38,7 @@ pub(crate) async fn put<T: serde::Serialize + Send + 'static>(
     expected: i64,
     by: String,
     now_ms: i64,
-) -> Result<Document<T>> {
+) -> Result<Revisioned<T>> {
     let body =
         serde_json::to_string(&value).map_err(|e| Error::internal("encoding the document", e))?;
     store
@@ -81,8 +73,8 @@ pub(crate) async fn put<T: serde::Serialize + Send + 'static>(
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("storing a document"))?;
-                Ok(Document {
-                    value,
+                Ok(Revisioned {
+                    config: value,
                     revision,
                     updated_ms: now_ms,
                     updated_by: by,

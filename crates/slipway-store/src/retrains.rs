@@ -19,18 +19,12 @@ const KEPT: i64 = 10_000;
 const RECENT: i64 = 500;
 
 pub(crate) async fn get_config(store: &SqlStore) -> Result<Option<StoredTriggerConfig>> {
-    Ok(crate::documents::get::<TriggerConfig>(
+    crate::documents::get::<TriggerConfig>(
         store,
         "trigger_config",
         "reading the retraining triggers",
     )
-    .await?
-    .map(|doc| StoredTriggerConfig {
-        config: doc.value,
-        revision: doc.revision,
-        updated_ms: doc.updated_ms,
-        updated_by: doc.updated_by,
-    }))
+    .await
 }
 
 pub(crate) async fn put_config(
@@ -40,7 +34,7 @@ pub(crate) async fn put_config(
     by: String,
     now_ms: i64,
 ) -> Result<StoredTriggerConfig> {
-    let doc = crate::documents::put(
+    crate::documents::put(
         store,
         "trigger_config",
         "retraining triggers",
@@ -49,13 +43,7 @@ pub(crate) async fn put_config(
         by,
         now_ms,
     )
-    .await?;
-    Ok(StoredTriggerConfig {
-        config: doc.value,
-        revision: doc.revision,
-        updated_ms: doc.updated_ms,
-        updated_by: doc.updated_by,
-    })
+    .await
 }
 
 fn retrain_from_row(row: &AnyRow) -> Result<Retrain> {

@@ -582,13 +582,7 @@ pub struct Notification {
 }
 
 /// The stored configuration with who applied it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredAlertConfig {
-    pub config: AlertConfig,
-    pub revision: i64,
-    pub updated_ms: i64,
-    pub updated_by: String,
-}
+pub type StoredAlertConfig = crate::Revisioned<AlertConfig>;
 
 #[cfg(test)]
 mod tests {

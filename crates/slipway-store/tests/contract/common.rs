@@ -190,3 +190,31 @@ pub fn point(metric: &Metric) -> (i64, i64, u64) {
     };
     (metric.timestamp, metric.step, bits)
 }
+
+/// A new version of registered model `name` (made first if missing); its number.
+pub async fn version_of(store: &Store, name: &str) -> i64 {
+    if store.get_registered_model(name).await.is_err() {
+        store
+            .create_registered_model(name, None, &[], 1_000)
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
+    }
+    store
+        .create_model_version(
+            slipway_core::registry::NewModelVersion {
+                name: name.into(),
+                source: format!("models:/{name}/source"),
+                run_id: None,
+                run_link: None,
+                description: None,
+                tags: Vec::new(),
+                model_id: None,
+                user_id: None,
+                content: None,
+            },
+            1_000,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating a version of {name}: {e:?}"))
+        .version
+}

@@ -6,39 +6,11 @@ use std::collections::BTreeMap;
 use slipway_core::Error;
 use slipway_core::gate::{NewGateRecord, RulesSource};
 use slipway_core::promotion::PromotionPolicy;
-use slipway_core::registry::NewModelVersion;
 
-use crate::common::Store;
+use crate::common::{Store, version_of};
 
 contract!(gate_results_mirror_tags_and_follow_the_version_sqlite, gate_results_mirror_tags_and_follow_the_version_postgres => case_gate_results_mirror_tags_and_follow_the_version);
 contract!(policy_keeps_its_gate_requirement_sqlite, policy_keeps_its_gate_requirement_postgres => case_policy_keeps_its_gate_requirement);
-
-async fn version_of(store: &Store, name: &str) -> i64 {
-    if store.get_registered_model(name).await.is_err() {
-        store
-            .create_registered_model(name, None, &[], 1_000)
-            .await
-            .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
-    }
-    store
-        .create_model_version(
-            NewModelVersion {
-                name: name.into(),
-                source: format!("models:/{name}/source"),
-                run_id: None,
-                run_link: None,
-                description: None,
-                tags: Vec::new(),
-                model_id: None,
-                user_id: None,
-                content: None,
-            },
-            1_000,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("creating a version of {name}: {e:?}"))
-        .version
-}
 
 fn gate(model: &str, version: i64, passed: bool) -> NewGateRecord {
     NewGateRecord {

@@ -4,39 +4,11 @@
 use serde_json::json;
 use slipway_core::Error;
 use slipway_core::monitoring::{MonitorReference, MonitorWindow};
-use slipway_core::registry::NewModelVersion;
 
-use crate::common::Store;
+use crate::common::{Store, version_of};
 
 contract!(monitor_reference_follows_its_version_sqlite, monitor_reference_follows_its_version_postgres => case_monitor_reference_follows_its_version);
 contract!(monitor_windows_page_newest_first_sqlite, monitor_windows_page_newest_first_postgres => case_monitor_windows_page_newest_first);
-
-async fn version_of(store: &Store, name: &str) -> i64 {
-    if store.get_registered_model(name).await.is_err() {
-        store
-            .create_registered_model(name, None, &[], 1_000)
-            .await
-            .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
-    }
-    store
-        .create_model_version(
-            NewModelVersion {
-                name: name.into(),
-                source: format!("models:/{name}/source"),
-                run_id: None,
-                run_link: None,
-                description: None,
-                tags: Vec::new(),
-                model_id: None,
-                user_id: None,
-                content: None,
-            },
-            1_000,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("creating a version of {name}: {e:?}"))
-        .version
-}
 
 fn reference(model: &str, version: i64, rows: u64) -> MonitorReference {
     MonitorReference {
