@@ -489,25 +489,46 @@ impl App {
             self.move_alias_back(&current.model_name, alias, &previous)
                 .await?;
         }
-        let mut updated = current.clone();
-        let from = std::mem::replace(&mut updated.stable_version, previous.clone());
-        updated.previous_version = Some(from.clone());
-        updated.updated_ms = now_ms();
+        let from = current.stable_version.clone();
         let detail = json!({ "from_version": from, "to_version": previous, "reason": reason });
         // The registry first, as for a promotion.
-        self.tag_version(&updated, &from, "rolled_back").await?;
-        self.tag_version(&updated, &previous, "stable").await?;
-        let saved = self
-            .audited(
-                "deployments.rollback",
-                Self::deployment_resource(name),
-                detail.clone(),
-            )
-            .update_deployment(
-                updated,
-                vec![self.event(None, "rolled_back", detail.clone())],
-            )
-            .await?;
+        self.tag_version(&current, &from, "rolled_back").await?;
+        self.tag_version(&current, &previous, "stable").await?;
+        // Moving the alias back lets the controller's alias follower update the deployment at
+        // the same time (to the same version): a compare-and-set lost to it is taken again on
+        // what it wrote, as long as no rollout started meanwhile.
+        let mut base = current;
+        let mut attempts = 0;
+        let saved = loop {
+            let mut updated = base.clone();
+            updated.stable_version = previous.clone();
+            updated.previous_version = Some(from.clone());
+            updated.updated_ms = now_ms();
+            let written = self
+                .audited(
+                    "deployments.rollback",
+                    Self::deployment_resource(name),
+                    detail.clone(),
+                )
+                .update_deployment(
+                    updated,
+                    vec![self.event(None, "rolled_back", detail.clone())],
+                )
+                .await;
+            match written {
+                Err(Error::InvalidParameter(message))
+                    if message.contains("changed meanwhile") && attempts < 3 =>
+                {
+                    attempts += 1;
+                    let latest = self.get_deployment(name).await?;
+                    if latest.active_rollout().is_some() {
+                        return Err(Error::InvalidParameter(message));
+                    }
+                    base = latest;
+                }
+                other => break other?,
+            }
+        };
         self.notify("deployment.rolled_back", &saved, detail).await;
         let done = RollbackDone {
             rollout_id: None,
