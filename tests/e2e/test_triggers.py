@@ -244,13 +244,20 @@ def test_bad_triggers_files_are_refused_whole(env):
 
 
 def test_new_data_under_a_watched_path_fires_its_trigger(env):
-    """The worker's first look at a watched path is its baseline; a change after it fires the
-    trigger once (the same data again does not)."""
+    """The worker's first look at a watched path (a folder beside the pipeline, or a prefix of
+    the artifact store) is its baseline; a change after it fires the trigger once (the same
+    data again does not)."""
     (env.pipelines / "churn" / "raw").mkdir()
     (env.pipelines / "churn" / "raw" / "batch-1.csv").write_text("a,b\n1,2\n")
-    env.apply([_trigger(env, "fresh", on={"data": {"path": "raw/", "every": "5s"}},
-                        gate={"data": "data/holdout.csv", "label": "y",
-                              "rules": ["accuracy >= 0.7"]})])
+    landing = f"0/{unique_name('landing')}"
+    artifacts = f"{env.server.url}/api/2.0/mlflow-artifacts/artifacts/{landing}"
+    assert requests.put(f"{artifacts}/batch-1.csv", data=b"a,b\n1,2\n", timeout=10).ok
+    gate = {"data": "data/holdout.csv", "label": "y", "rules": ["accuracy >= 0.7"]}
+    env.apply([
+        _trigger(env, "fresh", on={"data": {"path": "raw/", "every": "5s"}}, gate=gate),
+        _trigger(env, "landing", model=f"{env.model}-landing", gate=gate,
+                 on={"data": {"path": f"mlflow-artifacts:/{landing}/", "every": "5s"}}),
+    ])
     worker = subprocess.Popen(
         [env.bin, "triggers", "worker", "--pipelines-dir", str(env.pipelines), "--poll", "1s"],
         env=dict(os.environ, MLFLOW_TRACKING_URI=env.server.url),
@@ -259,17 +266,22 @@ def test_new_data_under_a_watched_path_fires_its_trigger(env):
         time.sleep(3)
         assert env.history() == [], "what was there when the worker started is not news"
         (env.pipelines / "churn" / "raw" / "batch-2.csv").write_text("a,b\n3,4\n")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            retrains = env.history(trigger="fresh")
-            if retrains and retrains[0]["state"] == "registered":
-                break
+        assert requests.put(f"{artifacts}/sub/batch-2.csv", data=b"a,b\n3,4\n", timeout=10).ok
+        deadline = time.monotonic() + 120
+        done: dict[str, dict] = {}
+        while time.monotonic() < deadline and len(done) < 2:
+            for trigger in ("fresh", "landing"):
+                retrains = env.history(trigger=trigger)
+                if retrains and retrains[0]["state"] == "registered":
+                    done[trigger] = retrains[0]
             time.sleep(1)
-        assert retrains and retrains[0]["state"] == "registered", retrains
-        assert retrains[0]["cause"]["kind"] == "data"
-        assert retrains[0]["cause"]["path"] == "raw/"
+        assert set(done) == {"fresh", "landing"}, env.history()
+        assert done["fresh"]["cause"]["kind"] == "data"
+        assert done["fresh"]["cause"]["path"] == "raw/"
+        assert done["landing"]["cause"]["path"] == f"mlflow-artifacts:/{landing}/"
+        assert done["landing"]["model"] == f"{env.model}-landing"
         time.sleep(7)  # another look at the same data
-        assert len(env.history(trigger="fresh")) == 1
+        assert len(env.history()) == 2, env.history()
     finally:
         worker.terminate()
         _, stderr = worker.communicate(timeout=30)

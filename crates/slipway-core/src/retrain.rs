@@ -46,7 +46,8 @@ pub struct TriggerGate {
     pub rules: Option<Vec<String>>,
 }
 
-/// New or changed files under a path of the pipeline's folder, checked by the worker.
+/// New or changed files under a path of the pipeline's folder, or under a prefix of the
+/// artifact store (`mlflow-artifacts:/...`), checked by the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataWatch {
@@ -218,7 +219,9 @@ impl TriggerConfig {
                 )));
             }
             if let Some(watch) = &t.on.data {
-                relative_path("on.data.path", name, watch.path.trim_end_matches('/'))?;
+                if !watch.path.starts_with("mlflow-artifacts:") {
+                    relative_path("on.data.path", name, watch.path.trim_end_matches('/'))?;
+                }
                 if watch.every < 5_000 {
                     return Err(Error::invalid(format!(
                         "trigger '{name}': on.data.every is at least 5s"

@@ -482,19 +482,23 @@ impl Worker {
             if !due {
                 continue;
             }
-            let Ok(file) = self.pipeline_file(trigger) else {
-                continue;
+            let digest = if watch.path.starts_with("mlflow-artifacts:") {
+                prefix_digest(&self.client, &watch.path).await?
+            } else {
+                let Ok(file) = self.pipeline_file(trigger) else {
+                    continue;
+                };
+                let folder = file.parent().unwrap_or(&self.dir).to_path_buf();
+                if !slipway_pipeline::spec::is_inside(&watch.path) {
+                    continue;
+                }
+                let path = watch.path.clone();
+                tokio::task::spawn_blocking(move || {
+                    slipway_pipeline::cache::digest_path(&folder, &path)
+                        .map(|files| files.map(|f| slipway_pipeline::cache::files_digest(&f)))
+                })
+                .await??
             };
-            let folder = file.parent().unwrap_or(&self.dir).to_path_buf();
-            if !slipway_pipeline::spec::is_inside(&watch.path) {
-                continue;
-            }
-            let path = watch.path.clone();
-            let digest = tokio::task::spawn_blocking(move || {
-                slipway_pipeline::cache::digest_path(&folder, &path)
-                    .map(|files| files.map(|f| slipway_pipeline::cache::files_digest(&f)))
-            })
-            .await??;
             let previous = self
                 .watched
                 .insert(trigger.name.clone(), (digest.clone(), Instant::now()));
@@ -751,6 +755,65 @@ impl Worker {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+}
+
+/// Objects listed under a prefix of the artifact store, at most this many, this deep.
+const PREFIX_ENTRIES: usize = 10_000;
+const PREFIX_DEPTH: usize = 16;
+
+/// A digest of what is under an artifact-store prefix (`mlflow-artifacts:/1/landing/`): every
+/// object's path and size, sorted. The store lists no content digests, and a new or rewritten
+/// object of another size is what lands; `None` when nothing is there.
+async fn prefix_digest(client: &Client, prefix: &str) -> anyhow::Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    let root = prefix
+        .trim_start_matches("mlflow-artifacts:")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_owned();
+    let mut objects = Vec::new();
+    let mut pending = vec![(root.clone(), 0usize)];
+    while let Some((dir, depth)) = pending.pop() {
+        let listing = client
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/2.0/mlflow-artifacts/artifacts?path={}",
+                    urlencode(&dir)
+                ),
+                None,
+            )
+            .await
+            .with_context(|| format!("listing {prefix}"))?;
+        for entry in listing["files"].as_array().into_iter().flatten() {
+            let Some(name) = entry["path"].as_str() else {
+                continue;
+            };
+            let path = format!("{dir}/{}", name.rsplit('/').next().unwrap_or(name));
+            if entry["is_dir"] == true {
+                if depth + 1 < PREFIX_DEPTH {
+                    pending.push((path, depth + 1));
+                }
+            } else {
+                objects.push((path, entry["file_size"].as_u64().unwrap_or(0)));
+            }
+            if objects.len() + pending.len() > PREFIX_ENTRIES {
+                bail!("{prefix} holds more than {PREFIX_ENTRIES} objects: watch a narrower prefix");
+            }
+        }
+    }
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    objects.sort();
+    let mut hash = Sha256::new();
+    for (path, size) in &objects {
+        hash.update(path.as_bytes());
+        hash.update([0]);
+        hash.update(size.to_string().as_bytes());
+        hash.update([0]);
+    }
+    Ok(Some(hex::encode(hash.finalize())))
 }
 
 /// The rules a failed gate did not pass, for the retrain's reason.
