@@ -28,7 +28,9 @@ from pathlib import Path
 from sklearn.datasets import make_classification
 p = argparse.ArgumentParser()
 p.add_argument("--flip", type=float, default=0.0)
+p.add_argument("--pause", type=float, default=0.0)
 a = p.parse_args()
+import time; time.sleep(a.pause)
 x, y = make_classification(n_samples=1200, n_features=4, n_informative=3, n_redundant=0,
                            random_state=0)
 Path("data").mkdir(exist_ok=True)
@@ -65,10 +67,10 @@ def _pipeline(folder: Path, python: str) -> None:
     (folder / "train.py").write_text(TRAIN)
     (folder / "pipeline.yml").write_text(textwrap.dedent(f"""\
         name: churn
-        params: {{flip: 0.0}}
+        params: {{flip: 0.0, pause: 0}}
         steps:
           prepare:
-            run: {python} prepare.py --flip ${{params.flip}}
+            run: {python} prepare.py --flip ${{params.flip}} --pause ${{params.pause}}
             inputs: [prepare.py]
             outputs: [data/train.csv, data/holdout.csv]
           train:
@@ -340,3 +342,33 @@ def test_a_policy_that_wants_approval_pauses_the_loop_until_given(env):
     aliases = requests.get(f"{env.server.url}/api/2.0/mlflow/registered-models/alias",
                            params={"name": env.model, "alias": "production"}, timeout=10).json()
     assert aliases["model_version"]["version"] == "2"
+
+
+def test_a_stopped_worker_gives_its_retrain_up_at_once(env):
+    """A signal mid-pipeline stops the worker now, and the retrain it held is failed with the
+    reason, so the model is free at once rather than when the lease lapses."""
+    env.apply([_trigger(env, "slow", params={"pause": "60"},
+                        gate={"data": "data/holdout.csv", "label": "y",
+                              "rules": ["accuracy >= 0.7"]})])
+    env.cli("triggers", "run", "slow")
+    worker = subprocess.Popen(
+        [env.bin, "triggers", "worker", "--pipelines-dir", str(env.pipelines)],
+        env=dict(os.environ, MLFLOW_TRACKING_URI=env.server.url),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and env.history()[0]["state"] != "running":
+            time.sleep(0.5)
+        assert env.history()[0]["state"] == "running", env.history()
+        time.sleep(1)
+        stopped = time.monotonic()
+        worker.terminate()
+        worker.communicate(timeout=20)
+        assert time.monotonic() - stopped < 10, "the worker waited for the pipeline"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    last = env.history()[0]
+    assert last["state"] == "failed" and "signal" in last["reason"], last
+    # The model is free: the next firing is queued, not skipped.
+    assert json.loads(env.cli("triggers", "run", "slow", "--json").stdout)["state"] == "queued"

@@ -395,6 +395,32 @@ impl Worker {
             self.dir.display(),
             self.client.base()
         );
+        // A signal stops the worker at once, even mid-retrain (a pipeline step blocks this
+        // task): the retrain it held is reported failed, so the model is free now rather than
+        // when the lease lapses.
+        let current = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        {
+            let current = current.clone();
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                crate::shutdown_signal().await;
+                let id = current.load(std::sync::atomic::Ordering::SeqCst);
+                if id > 0 {
+                    let job = Job {
+                        client: &client,
+                        id,
+                    };
+                    let reason = "its worker was stopped by a signal";
+                    if let Err(error) = job
+                        .report(json!({ "state": "failed", "reason": reason }))
+                        .await
+                    {
+                        eprintln!("worker: {error:#}");
+                    }
+                }
+                std::process::exit(if id > 0 { 1 } else { 0 });
+            });
+        }
         loop {
             if let Err(error) = self.watch_data().await {
                 eprintln!("worker: watching data: {error:#}");
@@ -409,7 +435,12 @@ impl Worker {
                 .await;
             match claimed {
                 Ok(answer) if !answer["retrain"].is_null() => {
+                    current.store(
+                        answer["retrain"]["id"].as_i64().unwrap_or(0),
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
                     let ok = self.carry_out(&answer).await;
+                    current.store(0, std::sync::atomic::Ordering::SeqCst);
                     if once {
                         return Ok(if ok {
                             ExitCode::SUCCESS
@@ -423,10 +454,7 @@ impl Worker {
                 Err(error) if once => return Err(error),
                 Err(error) => eprintln!("worker: asking for work: {error:#}"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = crate::shutdown_signal() => return Ok(ExitCode::SUCCESS),
-            }
+            tokio::time::sleep(poll).await;
         }
     }
 
