@@ -34,13 +34,8 @@ pub async fn get_rules(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
 }
 
 pub async fn get_config(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
-    let stored = app.alert_config().await?;
-    Ok(Json(json!({
-        "revision": stored.revision,
-        "updated_ms": stored.updated_ms,
-        "updated_by": stored.updated_by,
-        "config": stored.config,
-    })))
+    // `{config, revision, updated_ms, updated_by}`: a Revisioned document as it serializes.
+    Ok(Json(json!(app.alert_config().await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

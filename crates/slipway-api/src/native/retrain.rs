@@ -34,13 +34,8 @@ pub(crate) fn retrain_json(retrain: &Retrain) -> Value {
 }
 
 pub async fn get_triggers(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
-    let stored = app.trigger_config().await?;
-    Ok(Json(json!({
-        "revision": stored.revision,
-        "updated_ms": stored.updated_ms,
-        "updated_by": stored.updated_by,
-        "config": stored.config,
-    })))
+    // `{config, revision, updated_ms, updated_by}`, as the alerting configuration's.
+    Ok(Json(json!(app.trigger_config().await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
