@@ -6,7 +6,8 @@
 #
 #   ./scripts/test.sh
 #
-# Needs: cargo, python3 (3.10+); installs Debian's prometheus (promtool) and
+# Needs: cargo, python3 (3.10+); starts moto's S3 server from the venv for the S3 artifact
+# tests (the PostgreSQL pass keeps its artifacts there); installs Debian's prometheus (promtool) and
 # prometheus-alertmanager with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/test); without it the PostgreSQL parts are skipped
 # with a printed reason, except when CI=true, where a missing PostgreSQL fails the run.
@@ -127,6 +128,45 @@ if ! wait "$VENV_PID"; then
 fi
 cat "$VENV_LOG"
 
+# S3: moto's server (from the venv) on a free port, a bucket on it, and the AWS_* variables
+# slipway reads. The artifact store's contract runs against it here, and the PostgreSQL pass
+# below keeps its server's artifacts in it (the SQLite pass keeps them in a folder).
+step "S3-compatible storage (moto's server) for the S3 artifact tests"
+S3=no
+S3_LOG="$(mktemp)"
+S3_PORT=$("$E2E_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$E2E_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$S3_LOG" 2>&1 &
+S3_PID=$!
+trap 'kill "$S3_PID" 2>/dev/null; rm -f "$VENV_LOG" "$APT_LOG" "$S3_LOG"' EXIT
+export AWS_ACCESS_KEY_ID=slipway-test AWS_SECRET_ACCESS_KEY=slipway-test AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT"
+S3_BUCKET="slipway-test"
+if "$E2E_VENV/bin/python" - "$S3_BUCKET" <<'PY'
+import sys, time, boto3, botocore
+client = boto3.client("s3")
+for _ in range(100):
+    try:
+        client.create_bucket(Bucket=sys.argv[1])
+        break
+    except botocore.exceptions.EndpointConnectionError:
+        time.sleep(0.2)
+else:
+    sys.exit("moto's server did not answer")
+PY
+then
+  S3=yes
+  echo "moto's S3 server at $AWS_ENDPOINT_URL, bucket $S3_BUCKET"
+  SLIPWAY_TEST_S3_URL="s3://$S3_BUCKET/contract" \
+    cargo test --locked -p slipway-artifacts --features s3 --test artifact_store s3::
+elif [ "$CI" = "true" ]; then
+  cat "$S3_LOG" >&2
+  echo "error: CI=true but moto's S3 server could not be started (output above); CI must run the S3 tests" >&2
+  exit 1
+else
+  cat "$S3_LOG" >&2
+  SKIPPED+=("S3 artifact tests: moto's S3 server could not be started (output above)")
+fi
+
 # The two backends' passes are independent (each test starts its own servers on free ports,
 # with its own database and temporary folders), and mostly wait on servers and subprocesses:
 # they run at once. The SQLite pass prints as it goes; the PostgreSQL pass's output follows it.
@@ -147,7 +187,9 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     conn.execute(f"CREATE DATABASE {sys.argv[2]}")
 PY
   BASE="${SLIPWAY_TEST_PG_URL%/*}"
-  e2e_pass postgresql E2E_BACKEND_STORE_URI="${BASE/postgres:/postgresql:}/$DB" \
+  ARTIFACTS_ON=()
+  [ "$S3" = yes ] && ARTIFACTS_ON=(E2E_ARTIFACTS_DESTINATION="s3://$S3_BUCKET/e2e-$DB")
+  e2e_pass postgresql E2E_BACKEND_STORE_URI="${BASE/postgres:/postgresql:}/$DB" "${ARTIFACTS_ON[@]}" \
     >"$E2E_TMP/postgresql.log" 2>&1 &
   PG_PID=$!
   step "End-to-end: real mlflow client against slipway on SQLite (PostgreSQL's pass runs beside it)"

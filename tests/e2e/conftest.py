@@ -77,8 +77,13 @@ def tracking_uri():
         if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
             pytest.fail(f"SLIPWAY_BIN={binary} is not an executable file", pytrace=False)
         tmp = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
+        # E2E_ARTIFACTS_DESTINATION (scripts/test.sh: an S3 bucket on moto's server, in the
+        # PostgreSQL pass) puts the suite's server's artifacts there; private servers keep
+        # theirs in folders, where some tests look at the files.
         server = SlipwayServer(binary, tmp,
-                               backend_store_uri=os.environ.get("E2E_BACKEND_STORE_URI") or None)
+                               backend_store_uri=os.environ.get("E2E_BACKEND_STORE_URI") or None,
+                               artifacts_destination=os.environ.get("E2E_ARTIFACTS_DESTINATION")
+                               or None)
         try:
             server.start()
         except RuntimeError as e:

@@ -35,17 +35,20 @@ class SlipwayServer:
     """A slipway server process started from $SLIPWAY_BIN.
 
     ``backend_store_uri`` defaults to a SQLite file in ``workdir``; artifacts go to
-    ``workdir/artifacts``. The same workdir/uri can be reused to restart on the same data.
+    ``workdir/artifacts`` unless ``artifacts_destination`` names another place (an
+    ``s3://`` bucket). The same workdir/uri can be reused to restart on the same data.
     """
 
     def __init__(self, binary: str, workdir: Path, backend_store_uri: str | None = None,
-                 port: int | None = None, extra_args: list[str] | None = None):
+                 port: int | None = None, extra_args: list[str] | None = None,
+                 artifacts_destination: str | None = None):
         self.binary = binary
         self.extra_args = list(extra_args or [])
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'slipway.db'}"
         self.artifacts = self.workdir / "artifacts"
+        self.artifacts_destination = artifacts_destination or str(self.artifacts)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -60,7 +63,7 @@ class SlipwayServer:
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--backend-store-uri", self.backend_store_uri,
-            "--artifacts-destination", str(self.artifacts),
+            "--artifacts-destination", self.artifacts_destination,
             *self.extra_args,
         ]
         # Capture output in files (pipes could fill up and block the server).

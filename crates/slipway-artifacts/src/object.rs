@@ -71,6 +71,52 @@ impl ObjectArtifactStore {
         }
     }
 
+    /// Artifacts kept in memory: for commands that need an application but never touch
+    /// artifacts (users, tokens), so they neither create folders nor reach a bucket.
+    pub fn in_memory() -> Self {
+        ObjectArtifactStore::new(Arc::new(object_store::memory::InMemory::new()))
+    }
+
+    /// Artifacts in an S3 bucket (or an S3-compatible service) under `s3://BUCKET[/PREFIX]`,
+    /// configured the standard way: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL` (and the rest of object_store's `AWS_*` variables,
+    /// instance and web-identity credentials included). Plain `http://` is allowed only toward
+    /// an endpoint named as such. Checked with one listing, so a wrong bucket or credentials
+    /// stop the server at start, not at the first upload.
+    #[cfg(feature = "s3")]
+    pub async fn s3(url: &str) -> Result<Self> {
+        use object_store::aws::AmazonS3Builder;
+        use object_store::prefix::PrefixStore;
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            Error::invalid(format!("'{url}' is not an s3:// URL (s3://BUCKET/PREFIX)"))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::invalid(format!(
+                "'{url}' names no bucket (s3://BUCKET/PREFIX)"
+            )));
+        }
+        let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok());
+        let s3 = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+            .build()
+            .map_err(|e| Error::invalid(format!("configuring {url}: {e}")))?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| Error::invalid(format!("cannot reach {url}: {e}")))?;
+        Ok(ObjectArtifactStore::new(store))
+    }
+
     fn is_reserved(&self, path: &ArtifactPath) -> bool {
         self.local_root.is_some() && local::is_staging_name(path.file_name())
     }

@@ -337,6 +337,17 @@ macro_rules! contract {
                 }
             )*
         }
+        #[cfg(feature = "s3")]
+        mod s3 {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(store) = super::s3_store().await {
+                        super::$test(&store).await;
+                    }
+                }
+            )*
+        }
     };
 }
 
@@ -363,6 +374,32 @@ fn local_store() -> (TempDir, ObjectArtifactStore) {
 
 fn memory_store() -> ObjectArtifactStore {
     ObjectArtifactStore::new(Arc::new(object_store::memory::InMemory::new()))
+}
+
+/// A fresh prefix of the bucket `SLIPWAY_TEST_S3_URL` names (scripts/test.sh starts moto's S3
+/// server and sets it with the `AWS_*` variables); `None`, said once per test, without one.
+#[cfg(feature = "s3")]
+async fn s3_store() -> Option<ObjectArtifactStore> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(base) = std::env::var("SLIPWAY_TEST_S3_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but SLIPWAY_TEST_S3_URL is not set: CI must run the S3 artifact tests"
+        );
+        eprintln!("skipped: SLIPWAY_TEST_S3_URL is not set (scripts/test.sh sets it)");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let url = format!(
+        "{}/t{nanos}-{}-{n}",
+        base.trim_end_matches('/'),
+        std::process::id()
+    );
+    Some(ObjectArtifactStore::s3(&url).await.unwrap())
 }
 
 // --- what only a folder on disk shows ---

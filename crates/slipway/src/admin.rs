@@ -16,7 +16,7 @@ use slipway_artifacts::ObjectArtifactStore;
 use slipway_core::auth::Role;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
 
-use crate::config::{DEFAULT_DATA_DIR, FileConfig, backend_store_uri};
+use crate::config::{FileConfig, backend_store_uri};
 
 /// Where the admin commands find the metadata store.
 #[derive(Debug, Args)]
@@ -245,14 +245,9 @@ async fn open_app(config: Option<&std::path::Path>, store: &StoreArgs) -> anyhow
                 .with_context(|| format!("opening the metadata store {}", backend.redacted()));
         }
     };
-    // Identity commands never touch artifacts; the store is only there to build the app.
-    let artifacts_root = file
-        .server
-        .artifacts_destination
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR).join("artifacts"));
-    let artifacts = ObjectArtifactStore::local(&artifacts_root)
-        .with_context(|| format!("opening the artifact folder {}", artifacts_root.display()))?;
+    // Identity commands never touch artifacts; the store is only there to build the app, so
+    // they neither make the server's folder nor need its bucket's credentials.
+    let artifacts = ObjectArtifactStore::in_memory();
     Ok(
         App::new(Arc::new(store), Arc::new(artifacts), AppSettings::default())
             .for_caller(cli_actor(), None),

@@ -148,7 +148,7 @@ pub struct ServerConfig {
     pub host: IpAddr,
     pub port: u16,
     pub backend_store_uri: String,
-    pub artifacts_destination: PathBuf,
+    pub artifacts_destination: ArtifactsDestination,
     pub insecure_no_auth: bool,
     pub auth: bool,
     pub db_max_connections: u32,
@@ -257,16 +257,56 @@ pub fn backend_store_uri(flag: Option<String>, file: &FileServerConfig) -> Strin
         .unwrap_or_else(|| format!("sqlite:///{DEFAULT_DATA_DIR}/slipway.db"))
 }
 
-fn artifact_folder(raw: &str) -> anyhow::Result<PathBuf> {
+/// Where the server keeps artifacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactsDestination {
+    Folder(PathBuf),
+    /// `s3://BUCKET[/PREFIX]`, credentials and endpoint from the `AWS_*` variables.
+    S3(String),
+}
+
+impl std::fmt::Display for ArtifactsDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArtifactsDestination::Folder(path) => write!(f, "{}", path.display()),
+            ArtifactsDestination::S3(url) => f.write_str(url),
+        }
+    }
+}
+
+impl ArtifactsDestination {
+    /// The artifact store it names.
+    pub async fn open(&self) -> anyhow::Result<slipway_artifacts::ObjectArtifactStore> {
+        match self {
+            ArtifactsDestination::Folder(path) => {
+                slipway_artifacts::ObjectArtifactStore::local(path)
+                    .with_context(|| format!("opening the artifact folder {}", path.display()))
+            }
+            #[cfg(feature = "s3")]
+            ArtifactsDestination::S3(url) => slipway_artifacts::ObjectArtifactStore::s3(url)
+                .await
+                .with_context(|| format!("opening the artifact store {url}")),
+            #[cfg(not(feature = "s3"))]
+            ArtifactsDestination::S3(url) => {
+                bail!("{url}: this slipway was built without the `s3` feature")
+            }
+        }
+    }
+}
+
+fn artifact_folder(raw: &str) -> anyhow::Result<ArtifactsDestination> {
     if let Some(path) = raw.strip_prefix("file://") {
-        return Ok(PathBuf::from(path));
+        return Ok(ArtifactsDestination::Folder(PathBuf::from(path)));
+    }
+    if raw.starts_with("s3://") {
+        return Ok(ArtifactsDestination::S3(raw.to_owned()));
     }
     if let Some((scheme, _)) = raw.split_once("://") {
         bail!(
-            "--artifacts-destination '{raw}': {scheme}:// storage is not supported yet; use a local folder path"
+            "--artifacts-destination '{raw}': {scheme}:// storage is not supported; use a local folder path or s3://BUCKET/PREFIX"
         );
     }
-    Ok(PathBuf::from(raw))
+    Ok(ArtifactsDestination::Folder(PathBuf::from(raw)))
 }
 
 #[cfg(test)]
@@ -296,7 +336,7 @@ mod tests {
         assert_eq!(config.host.to_string(), "127.0.0.1");
         assert_eq!(
             config.artifacts_destination,
-            PathBuf::from("slipway-data/artifacts")
+            ArtifactsDestination::Folder(PathBuf::from("slipway-data/artifacts"))
         );
     }
 
@@ -333,12 +373,25 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_artifact_schemes_are_named() {
-        let args = ServerArgs {
-            artifacts_destination: Some("s3://bucket/x".into()),
-            ..ServerArgs::default()
+    fn artifact_destinations_are_folders_or_s3_and_others_are_named() {
+        let resolve = |raw: &str| {
+            ServerConfig::resolve(
+                ServerArgs {
+                    artifacts_destination: Some(raw.into()),
+                    ..ServerArgs::default()
+                },
+                FileServerConfig::default(),
+            )
         };
-        let error = ServerConfig::resolve(args, FileServerConfig::default()).unwrap_err();
-        assert!(error.to_string().contains("s3://"), "{error}");
+        assert_eq!(
+            resolve("s3://bucket/x").unwrap().artifacts_destination,
+            ArtifactsDestination::S3("s3://bucket/x".into())
+        );
+        assert_eq!(
+            resolve("file:///srv/a").unwrap().artifacts_destination,
+            ArtifactsDestination::Folder("/srv/a".into())
+        );
+        let error = resolve("gs://bucket/x").unwrap_err();
+        assert!(error.to_string().contains("gs://"), "{error}");
     }
 }

@@ -25,7 +25,6 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use slipway_app::{App, AppSettings};
-use slipway_artifacts::ObjectArtifactStore;
 use slipway_store::{BackendUri, SqlStore, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -294,13 +293,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("opening the metadata store {}", backend.redacted()))?;
-    let artifacts =
-        ObjectArtifactStore::local(&config.artifacts_destination).with_context(|| {
-            format!(
-                "opening the artifact folder {}",
-                config.artifacts_destination.display()
-            )
-        })?;
+    let artifacts = config.artifacts_destination.open().await?;
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(artifacts),
@@ -398,7 +391,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!(
         address = %format!("http://{address}"),
         metadata = %backend.redacted(),
-        artifacts = %config.artifacts_destination.display(),
+        artifacts = %config.artifacts_destination,
         startup_ms = started.elapsed().as_millis() as u64,
         "slipway server listening"
     );
