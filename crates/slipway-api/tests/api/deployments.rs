@@ -2988,8 +2988,15 @@ async fn case_triggers_fire_on_schedules_and_alerts_and_check_workers(h: &Harnes
     retrainer.tick_at(t0).await.unwrap();
     let none = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
     assert_eq!(none["retrains"], json!([]), "a schedule first seen waits");
-    retrainer.tick_at(t0 + 61_000).await.unwrap();
-    retrainer.tick_at(t0 + 62_000).await.unwrap();
+    // Ticks a second and two past the next minute: that minute is due once, and the one
+    // after it is not yet.
+    let minute = slipway_core::retrain::next_fire(
+        &slipway_core::retrain::parse_schedule("* * * * *").unwrap(),
+        t0,
+    )
+    .unwrap();
+    retrainer.tick_at(minute + 1_000).await.unwrap();
+    retrainer.tick_at(minute + 2_000).await.unwrap();
     let fired = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
     let fired = fired["retrains"].as_array().unwrap().clone();
     assert_eq!(fired.len(), 1, "{fired:?}");
