@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -264,8 +265,14 @@ def test_new_data_under_a_watched_path_fires_its_trigger(env):
         [env.bin, "triggers", "worker", "--pipelines-dir", str(env.pipelines), "--poll", "1s"],
         env=dict(os.environ, MLFLOW_TRACKING_URI=env.server.url),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 30
+        while not any("watching 2 data path(s), baseline taken" in line for line in lines):
+            assert time.monotonic() < deadline and worker.poll() is None, lines
+            time.sleep(0.2)
         assert env.history() == [], "what was there when the worker started is not news"
         (env.pipelines / "churn" / "raw" / "batch-2.csv").write_text("a,b\n3,4\n")
         assert requests.put(f"{artifacts}/sub/batch-2.csv", data=b"a,b\n3,4\n", timeout=10).ok
@@ -286,7 +293,9 @@ def test_new_data_under_a_watched_path_fires_its_trigger(env):
         assert len(env.history()) == 2, env.history()
     finally:
         worker.terminate()
-        _, stderr = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
+        reader.join(timeout=10)
+    stderr = "".join(lines)
     assert "new data under raw/" in stderr, stderr
 
 

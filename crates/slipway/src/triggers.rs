@@ -421,9 +421,20 @@ impl Worker {
                 std::process::exit(if id > 0 { 1 } else { 0 });
             });
         }
+        let mut announced = false;
         loop {
+            let before = self.watched.len();
             if let Err(error) = self.watch_data().await {
                 eprintln!("worker: watching data: {error:#}");
+            }
+            // Said once the first look at every watched path is taken: changes from here on
+            // are news (scripts and tests wait for this line).
+            if !announced || self.watched.len() > before {
+                announced = true;
+                eprintln!(
+                    "worker: watching {} data path(s), baseline taken",
+                    self.watched.len()
+                );
             }
             let claimed = self
                 .client
