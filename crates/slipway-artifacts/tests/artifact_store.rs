@@ -376,16 +376,14 @@ fn memory_store() -> ObjectArtifactStore {
     ObjectArtifactStore::new(Arc::new(object_store::memory::InMemory::new()))
 }
 
-/// A fresh prefix of the bucket `SLIPWAY_TEST_S3_URL` names (scripts/test.sh starts moto's S3
-/// server and sets it with the `AWS_*` variables); `None`, said once per test, without one.
+/// A fresh prefix of the bucket `SLIPWAY_TEST_S3_URL` names; `None`, said once per test,
+/// without one. scripts/test.sh starts moto's S3 server once its Python environment is ready
+/// and runs these tests again with it (failing under CI=true when it cannot): the workspace's
+/// first test run comes before that.
 #[cfg(feature = "s3")]
 async fn s3_store() -> Option<ObjectArtifactStore> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let Ok(base) = std::env::var("SLIPWAY_TEST_S3_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but SLIPWAY_TEST_S3_URL is not set: CI must run the S3 artifact tests"
-        );
         eprintln!("skipped: SLIPWAY_TEST_S3_URL is not set (scripts/test.sh sets it)");
         return None;
     };
