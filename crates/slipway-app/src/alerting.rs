@@ -909,12 +909,7 @@ impl App {
         if dry_run {
             return Ok((diff, current));
         }
-        let expected = expected_revision.unwrap_or(current.revision);
-        if expected < 0 {
-            return Err(Error::invalid(format!(
-                "expected_revision must be 0 or more, got {expected}"
-            )));
-        }
+        let expected = current.expected(expected_revision)?;
         let stored = self
             .audited(
                 "alerts.rules.apply",

@@ -47,4 +47,18 @@ pub struct Revisioned<T> {
     pub updated_by: String,
 }
 
+impl<T> Revisioned<T> {
+    /// The revision a change must find stored: the one the caller read (`asked`), else this
+    /// one (the caller applies over whatever is there).
+    pub fn expected(&self, asked: Option<i64>) -> Result<i64> {
+        let expected = asked.unwrap_or(self.revision);
+        if expected < 0 {
+            return Err(Error::invalid(format!(
+                "expected_revision must be 0 or more, got {expected}"
+            )));
+        }
+        Ok(expected)
+    }
+}
+
 pub use error::{Error, Result};
