@@ -17,12 +17,14 @@
 //!   analysis (windows, rules, Jensen-Shannon shift) and the circuit breaker.
 //! - [`monitoring`]: a version's monitoring reference, windows of live traffic, their settings.
 //! - [`alerting`]: alert rules, their conditions, alerts' states, silences, receivers.
+//! - [`cluster`]: the leader's lease and the measurements relayed to it.
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
 pub mod alerting;
 pub mod artifact_path;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod deployment;
 pub mod error;
 pub mod gate;

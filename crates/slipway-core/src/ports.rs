@@ -324,6 +324,35 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Moves `alias` back to the version it pointed at before its latest change.
     async fn rollback_alias(&self, model_name: &str, alias: &str) -> Result<AliasChange>;
 
+    // Several servers on one store.
+    /// Takes `name` for `holder` until the database's now + `ttl_ms`, or renews it, when it is
+    /// free, lapsed or already `holder`'s; returns the lease as it stands either way.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<crate::cluster::Lease>;
+    /// Ends `holder`'s lease at once, so another server takes over without waiting for it to
+    /// lapse; a lease held by someone else is left alone.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    async fn get_lease(&self, name: &str) -> Result<Option<crate::cluster::Lease>>;
+    /// Queues a measurement for the leader.
+    async fn queue_report(
+        &self,
+        deployment: &str,
+        source: &str,
+        body: String,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Whether anything is queued (a read, so an idle leader does not write to look).
+    async fn has_queued_reports(&self) -> Result<bool>;
+    /// Removes and returns the oldest queued measurements, at most `limit`, oldest first; each is
+    /// returned to one caller only.
+    async fn take_queued_reports(&self, limit: usize) -> Result<Vec<crate::cluster::QueuedReport>>;
+    /// Counters moved by changes to what servers cache, by topic (absent: never moved).
+    async fn generations(&self) -> Result<std::collections::BTreeMap<String, i64>>;
+
     // Retraining.
     async fn get_trigger_config(&self) -> Result<Option<crate::retrain::StoredTriggerConfig>>;
     /// Replaces the triggers when the stored revision is still `expected` (0: none stored).

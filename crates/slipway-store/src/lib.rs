@@ -14,6 +14,7 @@
 mod alerts;
 mod audit;
 mod chunks;
+mod cluster;
 mod conn;
 mod deployments;
 mod documents;
@@ -714,6 +715,48 @@ impl MetadataStore for SqlStore {
         now_ms: i64,
     ) -> Result<slipway_core::retrain::StoredTriggerConfig> {
         retrains::put_config(self, config, expected, by.to_owned(), now_ms).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<slipway_core::cluster::Lease> {
+        cluster::acquire_lease(self, name.to_owned(), holder.to_owned(), ttl_ms).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        cluster::release_lease(self, name.to_owned(), holder.to_owned()).await
+    }
+
+    async fn get_lease(&self, name: &str) -> Result<Option<slipway_core::cluster::Lease>> {
+        cluster::get_lease(self, name).await
+    }
+
+    async fn queue_report(
+        &self,
+        deployment: &str,
+        source: &str,
+        body: String,
+        now_ms: i64,
+    ) -> Result<()> {
+        cluster::queue_report(self, deployment.to_owned(), source.to_owned(), body, now_ms).await
+    }
+
+    async fn has_queued_reports(&self) -> Result<bool> {
+        cluster::has_queued_reports(self).await
+    }
+
+    async fn take_queued_reports(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<slipway_core::cluster::QueuedReport>> {
+        cluster::take_queued_reports(self, limit).await
+    }
+
+    async fn generations(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        cluster::generations(self).await
     }
 
     async fn start_retrain(

@@ -46,6 +46,12 @@ pub(crate) async fn put_reference(store: &SqlStore, reference: MonitorReference)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("storing a monitoring reference"))?;
+                // Every server's Monitor caches references: a replaced one must be read again.
+                crate::cluster::bump_generation(
+                    tx,
+                    slipway_core::cluster::GENERATION_MONITOR_REFERENCES,
+                )
+                .await?;
                 Ok(())
             })
         })

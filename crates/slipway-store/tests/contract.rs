@@ -78,6 +78,8 @@ mod common;
 mod alerts;
 #[path = "contract/audit.rs"]
 mod audit;
+#[path = "contract/cluster.rs"]
+mod cluster;
 #[path = "contract/concurrency.rs"]
 mod concurrency;
 #[path = "contract/datasets.rs"]

@@ -58,7 +58,14 @@ async fn case_monitor_reference_follows_its_version(store: &Store) {
     let mut replaced = reference("fraud", v1, 20);
     replaced.label_column = None;
     replaced.performance = None;
+    let before = store.generations().await.unwrap();
     store.put_monitor_reference(replaced.clone()).await.unwrap();
+    // Servers cache references: the replacement moves the generation they watch.
+    let topic = slipway_core::cluster::GENERATION_MONITOR_REFERENCES;
+    assert_eq!(
+        store.generations().await.unwrap().get(topic).copied(),
+        Some(before.get(topic).copied().unwrap_or(0) + 1)
+    );
     assert_eq!(
         store.get_monitor_reference("fraud", v1).await.unwrap(),
         Some(replaced.clone())
