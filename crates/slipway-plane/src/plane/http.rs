@@ -158,7 +158,7 @@ pub async fn deployment_ping(
     Extension(plane): Extension<Arc<Plane>>,
     Path(name): Path<String>,
 ) -> Response {
-    if plane.get(&name).is_some() {
+    if plane.get_fresh(&name).await.is_some() {
         ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
     } else {
         missing(&plane, &name, Protocol::Mlflow)
@@ -361,7 +361,7 @@ async fn handle(
     request: Request,
     forced_version: Option<&str>,
 ) -> Response {
-    let Some(served) = plane.get(name) else {
+    let Some(served) = plane.get_fresh(name).await else {
         let answer = missing(plane, name, protocol);
         return drained(request, plane.config.limits.max_body_bytes, answer).await;
     };

@@ -69,6 +69,11 @@ pub trait PlaneSource: Send + Sync + 'static {
     ) -> Result<(), String>;
 }
 
+/// The least time between two syncs caused by requests for unknown deployments.
+pub const MISS_SYNC_GAP: Duration = Duration::from_millis(200);
+/// How long such a request waits for the sync (a model being loaded may take longer).
+pub const MISS_SYNC_WAIT: Duration = Duration::from_secs(2);
+
 /// How a plane runs its deployments (the same for all of them).
 #[derive(Debug, Clone)]
 pub struct PlaneConfig {
@@ -541,6 +546,8 @@ pub struct Plane {
     synced: AtomicBool,
     /// One sync at a time: the loop's and the one a control-plane change asks for.
     sync_lock: tokio::sync::Mutex<()>,
+    /// When a request for an unknown deployment last caused a sync (see [`Plane::get_fresh`]).
+    miss_sync: Mutex<Option<Instant>>,
     /// Live drift monitors by (deployment, version); they outlive revisions, so a rollout's
     /// stage change keeps the rows gathered so far.
     monitors: Mutex<HashMap<(String, String), Arc<LiveMonitor>>>,
@@ -568,6 +575,7 @@ impl Plane {
             log_values: AtomicUsize::new(0),
             synced: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
+            miss_sync: Mutex::new(None),
             monitors: Mutex::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
         })
@@ -585,6 +593,31 @@ impl Plane {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// The deployment, re-reading the specs first when this plane does not know it: another
+    /// server behind the same load balancer may have just created it, and its callers should
+    /// not meet a 404 until the next periodic sync. At most one such sync per
+    /// [`MISS_SYNC_GAP`], however many unknown names callers send, and a request waits for it
+    /// at most [`MISS_SYNC_WAIT`] (the sync goes on without it).
+    pub async fn get_fresh(self: &Arc<Self>, name: &str) -> Option<Arc<Served>> {
+        if let Some(served) = self.get(name) {
+            return Some(served);
+        }
+        let due = {
+            let mut last = self.miss_sync.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= MISS_SYNC_GAP);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let plane = self.clone();
+            let sync = tokio::spawn(async move { plane.sync().await });
+            let _ = tokio::time::timeout(MISS_SYNC_WAIT, sync).await;
+        }
+        self.get(name)
     }
 
     pub(crate) fn not_ready(&self, name: &str) -> Option<NotReady> {
