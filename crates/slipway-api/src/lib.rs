@@ -99,28 +99,51 @@ pub struct Deployments {
     pub monitor: std::sync::Arc<slipway_app::monitoring::Monitor>,
     /// Alert rules evaluated over monitoring and every plane's serving counts.
     pub alerter: std::sync::Arc<slipway_app::alerting::Alerter>,
+    /// Retraining schedules, alerts' triggers and lapsed retrains.
+    pub retrainer: std::sync::Arc<slipway_app::retrain::Retrainer>,
+    /// Who leads among the servers on this store, and the way measurements reach the leader.
+    pub cluster: std::sync::Arc<slipway_app::cluster::Cluster>,
 }
 
 impl Deployments {
-    /// A controller and a plane over `app` that nothing runs yet: the binary spawns
-    /// [`plane::Plane::run`] and the controller's ticks.
+    /// A controller and a plane over `app` that nothing runs yet, on the only server of its
+    /// store: the binary spawns [`plane::Plane::run`] and the controller's ticks.
     pub fn new(app: &App, config: plane::PlaneConfig) -> Deployments {
-        let controller = std::sync::Arc::new(slipway_app::rollout::Controller::new(app));
-        let monitor = std::sync::Arc::new(slipway_app::monitoring::Monitor::new(app));
-        let serving = std::sync::Arc::new(slipway_app::alerting::ServingLog::default());
-        let alerter =
-            std::sync::Arc::new(slipway_app::alerting::Alerter::new(app, serving.clone()));
-        let source = std::sync::Arc::new(plane_source::ServerSource::new(
+        Deployments::with_mode(app, config, slipway_app::cluster::Mode::Standalone)
+    }
+
+    /// The same, taking part in a cluster as `mode` says.
+    pub fn with_mode(
+        app: &App,
+        config: plane::PlaneConfig,
+        mode: slipway_app::cluster::Mode,
+    ) -> Deployments {
+        use std::sync::Arc;
+        let controller = Arc::new(slipway_app::rollout::Controller::new(app));
+        let monitor = Arc::new(slipway_app::monitoring::Monitor::new(app));
+        let serving = Arc::new(slipway_app::alerting::ServingLog::default());
+        let alerter = Arc::new(slipway_app::alerting::Alerter::new(app, serving));
+        let retrainer = Arc::new(slipway_app::retrain::Retrainer::new(app));
+        let cluster = Arc::new(slipway_app::cluster::Cluster::new(
             app,
+            mode,
             controller.clone(),
             monitor.clone(),
-            serving,
+            alerter.clone(),
+            retrainer.clone(),
+        ));
+        let source = Arc::new(plane_source::ServerSource::new(
+            app,
+            monitor.clone(),
+            cluster.clone(),
         ));
         Deployments {
             controller,
             plane: plane::Plane::new(source, config),
             monitor,
             alerter,
+            retrainer,
+            cluster,
         }
     }
 }

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use slipway_app::App;
-use slipway_app::alerting::ServingLog;
+use slipway_app::cluster::Cluster;
 use slipway_app::monitoring::Monitor;
-use slipway_app::rollout::Controller;
 use slipway_core::deployment::{Deployment, PredictionRecord, ServingStats, WindowStats};
 
 use slipway_monitor::live::{Schema, Summary};
@@ -15,23 +14,18 @@ use slipway_plane::plane::{ModelBytes, PlaneSource};
 
 pub struct ServerSource {
     app: App,
-    controller: Arc<Controller>,
     monitor: Arc<Monitor>,
-    serving: Arc<ServingLog>,
+    /// Measurements go to the leader: this server's memory when it leads, the store's queue
+    /// when another server does.
+    cluster: Arc<Cluster>,
 }
 
 impl ServerSource {
-    pub fn new(
-        app: &App,
-        controller: Arc<Controller>,
-        monitor: Arc<Monitor>,
-        serving: Arc<ServingLog>,
-    ) -> ServerSource {
+    pub fn new(app: &App, monitor: Arc<Monitor>, cluster: Arc<Cluster>) -> ServerSource {
         ServerSource {
             app: app.for_caller("slipway-plane", None),
-            controller,
             monitor,
-            serving,
+            cluster,
         }
     }
 }
@@ -70,13 +64,11 @@ impl PlaneSource for ServerSource {
         window: Option<(i64, usize, WindowStats)>,
         serving: ServingStats,
     ) -> Result<(), String> {
-        if let Some((rollout_id, stage, stats)) = window {
-            self.controller
-                .record(deployment, rollout_id, stage, &stats, "server");
-        }
-        self.serving
-            .record(deployment, &serving, slipway_app::now_ms());
-        Ok(())
+        self.cluster
+            .report(deployment, window, serving, "server")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     async fn log_predictions(&self, records: Vec<PredictionRecord>) -> Result<(), String> {
@@ -105,8 +97,8 @@ impl PlaneSource for ServerSource {
             .get_deployment(deployment)
             .await
             .map_err(|e| e.to_string())?;
-        self.monitor
-            .record(&spec, version_number(version)?, summary, "server")
+        self.cluster
+            .summary(&spec, version_number(version)?, summary, "server")
             .await
             .map_err(|e| e.to_string())
     }

@@ -48,7 +48,7 @@ const BUCKETS: usize = (alerting::MAX_WINDOW_MS as i64 / BUCKET_MS) as usize;
 /// last hour: what error-rate, latency and no-traffic rules read. In memory: a restarted server
 /// has no history, which no-traffic rules treat as no data until a window has passed.
 pub struct ServingLog {
-    started_ms: i64,
+    started_ms: std::sync::atomic::AtomicI64,
     buckets: Mutex<HashMap<String, VecDeque<(i64, ServingStats)>>>,
 }
 
@@ -61,7 +61,7 @@ impl Default for ServingLog {
 impl ServingLog {
     pub fn new(started_ms: i64) -> ServingLog {
         ServingLog {
-            started_ms,
+            started_ms: std::sync::atomic::AtomicI64::new(started_ms),
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -96,7 +96,7 @@ impl ServingLog {
     /// The sum over the last `window_ms`; None while the log is younger than the window (a
     /// restarted server does not know what it missed).
     pub fn over(&self, deployment: &str, window_ms: i64, now_ms: i64) -> Option<ServingStats> {
-        if now_ms - self.started_ms < window_ms {
+        if now_ms - self.started_ms.load(Ordering::Acquire) < window_ms {
             return None;
         }
         let from = now_ms - window_ms;
@@ -109,6 +109,14 @@ impl ServingLog {
             }
         }
         Some(sum)
+    }
+
+    /// Starts afresh at `now_ms`, as a restarted server would: leadership moved here, and the
+    /// counts gathered before are not the whole story.
+    pub fn reset(&self, now_ms: i64) {
+        let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        all.clear();
+        self.started_ms.store(now_ms, Ordering::Release);
     }
 
     /// Drops deployments that no longer exist.
@@ -234,6 +242,21 @@ impl Alerter {
             ))
         });
         alerts
+    }
+
+    /// Forgets what is tracked in memory (pending alerts, firing ones as last loaded): this
+    /// server just became the leader, or stopped being it, and the store holds what the
+    /// leader meanwhile decided. The next evaluation loads the firing alerts again.
+    pub fn reset(&self) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.performance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.loaded.store(false, Ordering::Release);
     }
 
     /// One evaluation of every rule at the current time.
@@ -970,6 +993,20 @@ impl App {
 
     /// Alerts: `active` (pending and firing, from the evaluator) and `history` (stored, newest
     /// first, at most `limit`), filtered by state and deployment.
+    /// The firing alerts as the leader stored them: what a server that does not lead lists
+    /// as active (pending alerts live only in the leader's memory).
+    pub async fn stored_firing_alerts(&self) -> Result<Vec<Alert>> {
+        self.store()
+            .list_alerts(
+                &AlertFilter {
+                    state: Some(AlertState::Firing),
+                    ..AlertFilter::default()
+                },
+                MAX_LISTED,
+            )
+            .await
+    }
+
     pub async fn list_alerts(
         &self,
         active: Vec<Alert>,

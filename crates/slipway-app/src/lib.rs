@@ -15,11 +15,14 @@
 //! - [`artifacts`]: the artifact proxy and run artifact listings.
 //! - [`alerting`]: the alerting configuration and silences (audited), the evaluator that steps
 //!   alerts pending → firing → resolved and notifies receivers, and every plane's serving counts.
+//! - [`cluster`]: several servers on one store: the leader's lease, and measurements relayed
+//!   to the leader through the store.
 //! - `names`: MLflow-style random run names.
 
 pub mod alerting;
 pub mod artifacts;
 pub mod audit;
+pub mod cluster;
 mod content;
 pub mod deployments;
 pub mod gates;

@@ -265,15 +265,7 @@ impl Monitor {
         summary: Summary,
         source: &str,
     ) -> Result<()> {
-        let Some(reference) = self.reference(&deployment.model_name, version).await? else {
-            return Err(Error::invalid(format!(
-                "version {version} of '{}' has no monitoring reference: create one with `slipway monitor reference create`",
-                deployment.model_name
-            )));
-        };
-        summary
-            .check(&reference.schema)
-            .map_err(engine_error("the summary"))?;
+        self.check(deployment, version, &summary).await?;
         if summary.rows == 0 {
             return Ok(());
         }
@@ -282,6 +274,41 @@ impl Monitor {
             self.judge(closed).await;
         }
         Ok(())
+    }
+
+    /// Whether a summary of `deployment`'s traffic to `version` can be recorded: the version
+    /// has a reference and the summary fits its schema. A server that does not lead checks
+    /// before it passes a summary on, so the plane that sent it hears of a mistake.
+    pub async fn check(
+        &self,
+        deployment: &Deployment,
+        version: i64,
+        summary: &Summary,
+    ) -> Result<()> {
+        let Some(reference) = self.reference(&deployment.model_name, version).await? else {
+            return Err(Error::invalid(format!(
+                "version {version} of '{}' has no monitoring reference: create one with `slipway monitor reference create`",
+                deployment.model_name
+            )));
+        };
+        summary
+            .check(&reference.schema)
+            .map_err(engine_error("the summary"))
+    }
+
+    /// Forgets every open window and cached reference: leadership moved, or another server
+    /// replaced a reference (the store's generation moved).
+    pub fn reset(&self) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.forget_references();
+    }
+
+    /// Forgets every cached reference; each is read again when next needed.
+    pub fn forget_references(&self) {
+        self.references
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Merges a summary into its window; returns the windows that closed.

@@ -104,6 +104,17 @@ impl App {
     pub async fn fire_trigger(&self, name: &str, cause: Cause) -> Result<Option<Retrain>> {
         let trigger = self.trigger_named(name).await?;
         self.visible_model(&trigger.model)?;
+        if let Cause::Schedule { due_ms, .. } = &cause {
+            let recent = self.store().list_retrains(Some(name), None, 200).await?;
+            if recent
+                .iter()
+                .any(|r| matches!(&r.cause, Cause::Schedule { due_ms: seen, .. } if seen == due_ms))
+            {
+                // This due time fired already (a leader that took over counts from before it
+                // led, and the one before may have fired it).
+                return Ok(None);
+            }
+        }
         if let Cause::Data { digest, .. } = &cause {
             let recent = self.store().list_retrains(Some(name), None, 200).await?;
             let last_data = recent
@@ -335,6 +346,10 @@ pub struct Retrainer {
     app: App,
     /// Per trigger: its schedule as read and the next time it fires.
     due: Mutex<HashMap<String, (String, i64)>>,
+    /// Set when this server became the leader: schedules first seen count from here, not from
+    /// now, so a time that came due while no server led still fires (once: a firing for a
+    /// due time already recorded is not repeated).
+    catch_up_from: Mutex<Option<i64>>,
 }
 
 impl Retrainer {
@@ -342,7 +357,16 @@ impl Retrainer {
         Retrainer {
             app: app.for_caller(TRIGGERS_ACTOR, None),
             due: Mutex::new(HashMap::new()),
+            catch_up_from: Mutex::new(None),
         }
+    }
+
+    /// Forgets the schedules' next times; the next tick reads them again, counting from
+    /// `catch_up_from` (this server just became the leader; the previous one may have died
+    /// before firing what came due).
+    pub fn reset(&self, catch_up_from: Option<i64>) {
+        self.due.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.catch_up_from.lock().unwrap_or_else(|p| p.into_inner()) = catch_up_from;
     }
 
     /// Fires the triggers whose schedule came due since the last tick (a schedule first seen
@@ -357,6 +381,12 @@ impl Retrainer {
         let config = self.app.trigger_config().await?.config;
         let mut fire = Vec::new();
         {
+            let from = self
+                .catch_up_from
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map_or(now, |from| from.min(now));
             let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
             due.retain(|name, _| {
                 config
@@ -379,7 +409,7 @@ impl Retrainer {
                         }
                     }
                     _ => {
-                        let next = next_fire(&cron, now).unwrap_or(i64::MAX);
+                        let next = next_fire(&cron, from).unwrap_or(i64::MAX);
                         due.insert(trigger.name.clone(), (schedule.clone(), next));
                     }
                 }

@@ -2,10 +2,11 @@
 //! of its current stage, analyses the window each interval, and applies the decision (next
 //! stage, promotion, rollback) through the use-cases in [`crate::deployments`].
 //!
-//! Windows live in memory: a restarted server starts the current window afresh (an analysis is
-//! delayed by one interval, never decided on half the data). One controller runs per metadata
-//! store; updates are compare-and-set on the deployment's revision, so a second one would lose
-//! its races rather than double a decision.
+//! Windows live in memory: a restarted server, or one that just became the leader, starts the
+//! current window afresh (an analysis is delayed by one interval, never decided on half the
+//! data). One controller runs per metadata store, on the leader (`crate::cluster`); updates are
+//! compare-and-set on the deployment's revision, so a deposed leader still finishing a tick
+//! loses its races rather than doubling a decision.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -129,6 +130,15 @@ impl Controller {
     pub fn live_window(&self, name: &str) -> Option<LiveWindow> {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         windows.get(name).map(|w| w.live.clone())
+    }
+
+    /// Forgets every window: leadership moved, and what was gathered before belongs to a
+    /// period another server may have analysed since.
+    pub fn reset(&self) {
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn stale_reports(&self) -> u64 {

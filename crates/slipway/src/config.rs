@@ -78,6 +78,15 @@ pub struct ServerArgs {
     /// How often alert rules are evaluated (default 10s, at least 1s).
     #[arg(long, env = "SLIPWAY_ALERT_INTERVAL", value_parser = parse_interval)]
     pub alert_interval: Option<u64>,
+    /// This server's name among the servers sharing the metadata store (default: host name,
+    /// process id and a random suffix). The one holding the leader's lease runs rollouts'
+    /// analyses, drift windows, alert evaluation and retraining schedules.
+    #[arg(long, env = "SLIPWAY_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// How long the leader's lease lasts unless renewed (default 10s, at least 1s): when the
+    /// leader dies, another server takes over within about this long.
+    #[arg(long, env = "SLIPWAY_LEADER_LEASE", value_parser = parse_interval)]
+    pub leader_lease: Option<u64>,
 }
 
 /// A duration flag in milliseconds ("10s", "1m"), at least a second.
@@ -112,6 +121,9 @@ pub struct FileServerConfig {
     /// Milliseconds.
     pub alert_interval_ms: Option<u64>,
     pub secrets_dirs: Option<Vec<PathBuf>>,
+    pub node_name: Option<String>,
+    /// Milliseconds.
+    pub leader_lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +173,8 @@ pub struct ServerConfig {
     pub external_url: Option<String>,
     pub alert_interval_ms: u64,
     pub secrets_dirs: Vec<PathBuf>,
+    pub node_name: String,
+    pub leader_lease_ms: u64,
 }
 
 impl ServerConfig {
@@ -225,6 +239,16 @@ impl ServerConfig {
             alert_interval_ms: args
                 .alert_interval
                 .or(file.alert_interval_ms)
+                .unwrap_or(10_000)
+                .max(1_000),
+            node_name: args
+                .node_name
+                .or(file.node_name)
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(slipway_app::cluster::default_node_name),
+            leader_lease_ms: args
+                .leader_lease
+                .or(file.leader_lease_ms)
                 .unwrap_or(10_000)
                 .max(1_000),
         };

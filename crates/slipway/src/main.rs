@@ -321,7 +321,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let app = app.with_gate_runner(Arc::new(gate::OnnxGateRunner {
         onnxruntime: config.onnxruntime.clone(),
     }));
-    let deployments = slipway_api::Deployments::new(
+    let deployments = slipway_api::Deployments::with_mode(
         &app,
         slipway_plane::plane::PlaneConfig {
             onnxruntime: config.onnxruntime.clone(),
@@ -334,8 +334,19 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             },
             ..slipway_plane::plane::PlaneConfig::default()
         },
+        slipway_app::cluster::Mode::Clustered {
+            node: config.node_name.clone(),
+            lease_ttl: std::time::Duration::from_millis(config.leader_lease_ms),
+        },
     );
+    let cluster = deployments.cluster.clone();
+    // Before the first request: a server alone on its store leads from the start, so its own
+    // plane's first reports are not queued for a leader that does not exist yet.
+    if let Err(error) = cluster.step().await {
+        tracing::warn!(%error, "could not take part in leader election yet; retrying");
+    }
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let cluster_task = spawn_cluster(cluster.clone(), background_stopped.clone());
     let plane_task = tokio::spawn(deployments.plane.clone().run({
         let mut stopped = background_stopped.clone();
         async move {
@@ -344,6 +355,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     }));
     let controller = deployments.controller.clone();
     let mut controller_stopped = background_stopped.clone();
+    let leading = cluster.clone();
     let controller_task = tokio::spawn(async move {
         let mut interval = tokio::time::interval(CONTROLLER_TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -351,6 +363,13 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             tokio::select! {
                 _ = async { controller_stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
                 _ = interval.tick() => {
+                    if !leading.is_leader() {
+                        continue;
+                    }
+                    // What other servers' planes measured, before this tick's analyses.
+                    if let Err(error) = leading.drain().await {
+                        tracing::warn!(%error, "taking the reports queued for the leader");
+                    }
                     if let Err(error) = controller.tick().await {
                         tracing::warn!(%error, "rollout controller");
                     }
@@ -360,6 +379,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     });
     let monitor = deployments.monitor.clone();
     let mut monitor_stopped = background_stopped.clone();
+    let leading = cluster.clone();
     let monitor_task = tokio::spawn(async move {
         let mut interval = tokio::time::interval(MONITOR_TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,6 +387,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             tokio::select! {
                 _ = async { monitor_stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
                 _ = interval.tick() => {
+                    if !leading.is_leader() {
+                        continue;
+                    }
                     if let Err(error) = monitor.tick().await {
                         tracing::warn!(%error, "drift monitoring");
                     }
@@ -378,7 +401,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let refusals_task = spawn_refusal_flusher(app.clone(), background_stopped.clone());
     let alerter = deployments.alerter.clone();
     let retrain_task = spawn_retrainer(
-        slipway_app::retrain::Retrainer::new(&app),
+        deployments.retrainer.clone(),
+        cluster.clone(),
         alerter.subscribe(),
         background_stopped.clone(),
     );
@@ -392,6 +416,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         address = %format!("http://{address}"),
         metadata = %backend.redacted(),
         artifacts = %config.artifacts_destination,
+        node = %config.node_name,
+        leader = cluster.is_leader(),
         startup_ms = started.elapsed().as_millis() as u64,
         "slipway server listening"
     );
@@ -412,6 +438,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
     let alerts_task = spawn_alert_evaluation(
         alerter,
+        cluster.clone(),
         std::time::Duration::from_millis(config.alert_interval_ms),
         background_stopped.clone(),
     );
@@ -433,6 +460,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _ = alerts_task.await;
     let _ = retrain_task.await;
     let _ = refusals_task.await;
+    let _ = cluster_task.await;
+    // The planes' last reports are written: another server may lead at once.
+    cluster.resign().await;
     // The refusals counted since their windows opened, before the store closes.
     if let Err(error) = audit_app.flush_refusals(true).await {
         tracing::error!(%error, "could not write the summaries of refused requests");
@@ -445,6 +475,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 /// Evaluates the alert rules every `interval` until shutdown.
 fn spawn_alert_evaluation(
     alerter: Arc<slipway_app::alerting::Alerter>,
+    cluster: Arc<slipway_app::cluster::Cluster>,
     interval: std::time::Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -455,6 +486,9 @@ fn spawn_alert_evaluation(
             tokio::select! {
                 _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
                 _ = interval.tick() => {
+                    if !cluster.is_leader() {
+                        continue;
+                    }
                     if let Err(error) = alerter.tick().await {
                         tracing::warn!(%error, "alert evaluation");
                     }
@@ -467,7 +501,8 @@ fn spawn_alert_evaluation(
 /// Retraining triggers on the server: schedules checked and lapsed retrains failed every few
 /// seconds, and every alert that fires offered to the triggers that listen for it.
 fn spawn_retrainer(
-    retrainer: slipway_app::retrain::Retrainer,
+    retrainer: Arc<slipway_app::retrain::Retrainer>,
+    cluster: Arc<slipway_app::cluster::Cluster>,
     mut alerts: tokio::sync::broadcast::Receiver<slipway_app::alerting::AlertTransition>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -478,6 +513,9 @@ fn spawn_retrainer(
             tokio::select! {
                 _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
                 _ = interval.tick() => {
+                    if !cluster.is_leader() {
+                        continue;
+                    }
                     if let Err(error) = retrainer.tick().await {
                         tracing::warn!(%error, "retraining triggers");
                     }
@@ -493,6 +531,27 @@ fn spawn_retrainer(
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
+            }
+        }
+    })
+}
+
+/// Takes part in leader election until shutdown (see `slipway_app::cluster`).
+fn spawn_cluster(
+    cluster: Arc<slipway_app::cluster::Cluster>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(cluster.step_interval());
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                _ = interval.tick() => {
+                    if let Err(error) = cluster.step().await {
+                        tracing::warn!(%error, "leader election");
+                    }
+                }
             }
         }
     })

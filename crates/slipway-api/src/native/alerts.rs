@@ -87,13 +87,13 @@ pub async fn list(
         .map(AlertState::parse)
         .transpose()?;
     let limit = request.limit.map_or(100, |l| l.0.clamp(1, 1_000) as usize);
+    let active = if deployments.cluster.is_leader() {
+        deployments.alerter.active()
+    } else {
+        app.stored_firing_alerts().await?
+    };
     let listed = app
-        .list_alerts(
-            deployments.alerter.active(),
-            state,
-            request.deployment,
-            limit,
-        )
+        .list_alerts(active, state, request.deployment, limit)
         .await?;
     Ok(Json(json!({
         "alerts": listed.active,

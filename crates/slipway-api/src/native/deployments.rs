@@ -92,7 +92,11 @@ fn deployment_json(deployments: &Deployments, deployment: &Deployment) -> Value 
     value["traffic"] = json!(deployment.traffic());
     value["window"] = json!(deployments.controller.live_window(&deployment.name));
     // Reports of a stage the controller had already left (a replica behind), process-wide.
-    value["controller"] = json!({ "stale_reports": deployments.controller.stale_reports() });
+    // The live window is the leader's: another server says so rather than show an empty one.
+    value["controller"] = json!({
+        "stale_reports": deployments.controller.stale_reports(),
+        "leader": deployments.cluster.is_leader(),
+    });
     value["plane"] = json!({
         "loaded_revision": served.as_ref().map(|s| s.spec.revision),
         "not_ready": deployments.plane.not_ready_reason(&deployment.name),
@@ -461,23 +465,28 @@ pub async fn report(
     let current = deployment
         .active_rollout()
         .map(|rollout| (rollout.id, rollout.stage));
-    let accepted = report.stats.is_empty()
-        || (current == Some((report.rollout_id, report.stage))
-            && deployments.controller.record(
-                &name,
-                report.rollout_id,
-                report.stage,
-                &report.stats,
-                &format!("replica:{}", app.caller().actor),
-            ));
-    deployments
-        .alerter
-        .serving()
-        .record(&name, &report.serving, slipway_app::now_ms());
+    let current_stage = current == Some((report.rollout_id, report.stage));
+    let window = (current_stage && !report.stats.is_empty())
+        .then(|| (report.rollout_id, report.stage, report.stats.clone()));
+    let counted = deployments
+        .cluster
+        .report(
+            &name,
+            window,
+            report.serving,
+            &format!("replica:{}", app.caller().actor),
+        )
+        .await?;
+    let accepted = report.stats.is_empty() || (current_stage && counted);
     if !report.predictions.is_empty() {
         app.append_predictions(report.predictions).await?;
     }
     Ok(Json(json!({ "accepted": accepted })))
+}
+
+/// Which server this is, whether it leads, and the leader's lease as it last saw it.
+pub async fn cluster(Extension(deployments): Extension<Deployments>) -> Json<Value> {
+    Json(json!(deployments.cluster.status()))
 }
 
 pub async fn predictions(

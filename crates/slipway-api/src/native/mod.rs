@@ -22,6 +22,7 @@ routes! {
     /// The native routes, relative to [`PREFIX`], each with its access rule.
     fn native_routes, rules, docs;
     GET "/whoami" => identity::whoami, Read None;
+    GET "/cluster" => deployments::cluster, Read None;
     POST "/users" => identity::create_user [identity::CreateUser], Admin None;
     GET "/users" => identity::list_users, Admin None;
     GET "/users/{name}" => identity::get_user, Admin None;

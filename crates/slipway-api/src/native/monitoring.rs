@@ -127,8 +127,8 @@ pub async fn report_summary(
         }
     };
     deployments
-        .monitor
-        .record(
+        .cluster
+        .summary(
             &deployment,
             version,
             report.summary,

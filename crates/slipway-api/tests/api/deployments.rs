@@ -3004,6 +3004,27 @@ async fn case_triggers_fire_on_schedules_and_alerts_and_check_workers(h: &Harnes
     assert_eq!(fired[0]["cause"]["kind"], "schedule");
     assert_eq!(fired[0]["requested_by"], "slipway-triggers");
 
+    // Leadership moved: the new leader's retrainer counts from before it led. A due time the
+    // old leader fired already is not fired again...
+    let successor = Retrainer::new(&h.app);
+    successor.reset(Some(t0));
+    successor.tick_at(minute + 3_000).await.unwrap();
+    successor.tick_at(minute + 4_000).await.unwrap();
+    let again = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
+    assert_eq!(again["retrains"].as_array().unwrap().len(), 1, "{again}");
+    // ...and one that came due while no server led still fires (skipped here: the model has
+    // a retrain under way), where a schedule first seen now would wait for the next minute.
+    let late = Retrainer::new(&h.app);
+    late.reset(Some(minute + 1));
+    late.tick_at(minute + 61_000).await.unwrap();
+    late.tick_at(minute + 62_000).await.unwrap();
+    let caught = h.ok("GET", &format!("{NATIVE}/retrains"), None).await;
+    let caught = caught["retrains"].as_array().unwrap().clone();
+    assert_eq!(caught.len(), 2, "{caught:?}");
+    assert_eq!(caught[0]["cause"]["kind"], "schedule");
+    assert_eq!(caught[0]["cause"]["due_ms"], json!(minute + 60_000));
+    assert_eq!(caught[0]["state"], "skipped");
+
     // An alert the trigger listens for fires it too: skipped, the model has a retrain already.
     h.ok(
         "PUT",

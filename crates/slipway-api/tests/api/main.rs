@@ -7,6 +7,7 @@
 mod common;
 
 mod access;
+mod cluster;
 mod deployments;
 mod http;
 mod openapi;
