@@ -7,8 +7,8 @@
 #   ./scripts/test.sh
 #
 # Needs: cargo, python3 (3.10+); starts moto's S3 server from the venv for the S3 artifact
-# tests (the PostgreSQL pass keeps its artifacts there); installs Debian's prometheus (promtool) and
-# prometheus-alertmanager with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
+# tests (the PostgreSQL pass keeps its artifacts there); installs Debian's prometheus (promtool),
+# prometheus-alertmanager and kubernetes-client (kubectl) with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/test); without it the PostgreSQL parts are skipped
 # with a printed reason, except when CI=true, where a missing PostgreSQL fails the run.
 set -euo pipefail
@@ -72,6 +72,8 @@ DEBIAN_NEED=()
 command -v promtool >/dev/null || DEBIAN_NEED+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
   || DEBIAN_NEED+=(prometheus-alertmanager)
+# `kubectl kustomize` renders the Kubernetes overlays (any kubectl from 1.20 on; Debian's is 1.20).
+command -v kubectl >/dev/null || DEBIAN_NEED+=(kubernetes-client)
 APT_LOG="$(mktemp)"
 trap 'rm -f "$VENV_LOG" "$APT_LOG"' EXIT
 APT_PID=
@@ -79,7 +81,7 @@ if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
   SUDO=
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo -n"; fi
   if command -v apt-get >/dev/null; then
-    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests)"
+    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests, kubectl for the Kubernetes manifests)"
     (
       $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
         --no-install-recommends "${DEBIAN_NEED[@]}"
@@ -111,10 +113,10 @@ if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
   if [ -z "$APT_PID" ] || ! wait "$APT_PID"; then
     cat "$APT_LOG" >&2
     if [ "$CI" = "true" ]; then
-      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting tests" >&2
+      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting and Kubernetes tests" >&2
       exit 1
     fi
-    SKIPPED+=("promtool and Alertmanager tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
+    SKIPPED+=("promtool, Alertmanager and Kubernetes manifest tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
   else
     echo "installed ${DEBIAN_NEED[*]}"
   fi
