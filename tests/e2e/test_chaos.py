@@ -141,8 +141,11 @@ def _wait_for_passing_analysis(env: Env, name: str, after_ms: int = 0) -> dict:
         for analysis in _analyses(env.events(name)):
             if analysis["at_ms"] > after_ms and analysis["verdict"]["verdict"] == "pass":
                 return analysis
-        state = env.deployment(name)["rollout"]["state"]["state"]
-        assert state == "progressing", f"rollout {state} before an analysis passed"
+        rollout = env.deployment(name)["rollout"]
+        state = rollout["state"]["state"]
+        assert state == "progressing", \
+            f"rollout {state} before an analysis passed: {rollout['state']}; " \
+            f"analyses: {json.dumps(_analyses(env.events(name))[-2:])[:3000]}"
         assert time.monotonic() < deadline, "no analysis passed"
         time.sleep(0.1)
 

@@ -142,6 +142,7 @@ def test_the_leader_killed_mid_rollout_is_replaced_and_no_decision_is_taken_twic
             # The survivor takes the lease over once it lapses (2 s), in a new epoch.
             took_over = _wait(lambda: _cluster(b)["leader"], "the survivor to lead", timeout=30)
             took = time.monotonic() - killed
+            print(f"leadership moved {took:.2f}s after the leader was killed")
             status = _cluster(b)
             assert status["lease"]["holder"] == "b"
             assert status["lease"]["epoch"] == 2
