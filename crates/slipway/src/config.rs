@@ -87,6 +87,11 @@ pub struct ServerArgs {
     /// leader dies, another server takes over within about this long.
     #[arg(long, env = "SLIPWAY_LEADER_LEASE", value_parser = parse_interval)]
     pub leader_lease: Option<u64>,
+    /// Export a span per request over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://otel-collector:4318 (spans go to /v1/traces under it), with the caller's W3C
+    /// traceparent as parent.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A duration flag in milliseconds ("10s", "1m"), at least a second.
@@ -175,6 +180,7 @@ pub struct ServerConfig {
     pub secrets_dirs: Vec<PathBuf>,
     pub node_name: String,
     pub leader_lease_ms: u64,
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServerConfig {
@@ -246,6 +252,7 @@ impl ServerConfig {
                 .or(file.node_name)
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(slipway_app::cluster::default_node_name),
+            otlp_endpoint: args.otlp_endpoint,
             leader_lease_ms: args
                 .leader_lease
                 .or(file.leader_lease_ms)

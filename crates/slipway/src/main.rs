@@ -10,6 +10,7 @@ mod drift;
 mod gate;
 mod holdout;
 mod monitor;
+mod otlp;
 mod pipeline;
 mod remote;
 mod rollout_view;
@@ -149,7 +150,20 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Server(_) | Command::Serve(_)) {
         sigpipe::reset();
     }
-    init_telemetry(cli.log_format);
+    // Request spans go to a collector from the servers only; set up before the runtime starts
+    // (the exporter's HTTP client blocks on a thread of its own).
+    let otlp_endpoint = match &cli.command {
+        Command::Server(args) => args.otlp_endpoint.clone(),
+        Command::Serve(args) => args.otlp_endpoint.clone(),
+        _ => None,
+    };
+    let _exporting = match init_telemetry(cli.log_format, otlp_endpoint.as_deref()) {
+        Ok(exporting) => exporting,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
@@ -258,17 +272,54 @@ pub(crate) fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level.
-fn init_telemetry(format: LogFormat) {
+#[cfg(feature = "otlp")]
+type Exporting = Option<otlp::Exporting>;
+#[cfg(not(feature = "otlp"))]
+type Exporting = ();
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level. With an OTLP endpoint, spans
+/// also go there; the returned value sends the last of them when dropped.
+fn init_telemetry(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Exporting> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(colour_on(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        let Some(endpoint) = otlp_endpoint else {
+            registry.init();
+            return Ok(None);
+        };
+        let (layer, exporting) = otlp::layer(endpoint, "slipway")?;
+        registry.with(layer).init();
+        Ok(Some(exporting))
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        registry.init();
+        match otlp_endpoint {
+            Some(_) => anyhow::bail!(
+                "--otlp-endpoint needs a slipway built with the `otlp` feature (on by default)"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The router with a span per request when traces are exported.
+pub(crate) fn traced(router: axum::Router, otlp_endpoint: &Option<String>) -> axum::Router {
+    match otlp_endpoint {
+        Some(_) => router.layer(axum::middleware::from_fn(otlp::trace_request)),
+        None => router,
     }
 }
 
@@ -406,7 +457,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         alerter.subscribe(),
         background_stopped.clone(),
     );
-    let router = slipway_api::router_with(app, deployments);
+    let router = traced(
+        slipway_api::router_with(app, deployments),
+        &config.otlp_endpoint,
+    );
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await

@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// Serve on a non-loopback address without authentication.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Export a span per request over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://otel-collector:4318 (spans go to /v1/traces under it), with the caller's W3C
+    /// traceparent as parent.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A registered model version fetched to a private folder, which lives as long as this value.
@@ -597,7 +602,10 @@ async fn serve_deployment(
         let mut stopped = stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
-    let router = slipway_plane::plane::replica_router(plane, name);
+    let router = crate::traced(
+        slipway_plane::plane::replica_router(plane, name),
+        &args.otlp_endpoint,
+    );
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
