@@ -8,7 +8,7 @@
 #
 # Needs: cargo, python3 (3.10+); starts moto's S3 server from the venv for the S3 artifact
 # tests (the PostgreSQL pass keeps its artifacts there); installs Debian's prometheus (promtool),
-# prometheus-alertmanager and kubernetes-client (kubectl) with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
+# prometheus-alertmanager, kubernetes-client (kubectl), skopeo and umoci with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/test); without it the PostgreSQL parts are skipped
 # with a printed reason, except when CI=true, where a missing PostgreSQL fails the run.
 set -euo pipefail
@@ -74,6 +74,9 @@ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/n
   || DEBIAN_NEED+=(prometheus-alertmanager)
 # `kubectl kustomize` renders the Kubernetes overlays (any kubectl from 1.20 on; Debian's is 1.20).
 command -v kubectl >/dev/null || DEBIAN_NEED+=(kubernetes-client)
+# skopeo and umoci read and unpack the OCI images `slipway image build` writes.
+command -v skopeo >/dev/null || DEBIAN_NEED+=(skopeo)
+command -v umoci >/dev/null || DEBIAN_NEED+=(umoci)
 APT_LOG="$(mktemp)"
 trap 'rm -f "$VENV_LOG" "$APT_LOG"' EXIT
 APT_PID=
@@ -81,7 +84,7 @@ if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
   SUDO=
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo -n"; fi
   if command -v apt-get >/dev/null; then
-    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests, kubectl for the Kubernetes manifests)"
+    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests, kubectl for the Kubernetes manifests, skopeo and umoci for the images)"
     (
       $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
         --no-install-recommends "${DEBIAN_NEED[@]}"
@@ -113,10 +116,10 @@ if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
   if [ -z "$APT_PID" ] || ! wait "$APT_PID"; then
     cat "$APT_LOG" >&2
     if [ "$CI" = "true" ]; then
-      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting and Kubernetes tests" >&2
+      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting, Kubernetes and image tests" >&2
       exit 1
     fi
-    SKIPPED+=("promtool, Alertmanager and Kubernetes manifest tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
+    SKIPPED+=("promtool, Alertmanager, Kubernetes manifest and image tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
   else
     echo "installed ${DEBIAN_NEED[*]}"
   fi

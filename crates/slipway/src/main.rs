@@ -9,6 +9,7 @@ mod deploy;
 mod drift;
 mod gate;
 mod holdout;
+mod image;
 mod monitor;
 mod otlp;
 mod pipeline;
@@ -95,6 +96,9 @@ enum Command {
     /// Serve one model over MLflow's scoring protocol, like `mlflow models serve`; or, with
     /// --deployment, a replica of a managed deployment.
     Serve(serve::ServeArgs),
+    /// Container images without Docker: an OCI archive holding this binary, ONNX Runtime and
+    /// optionally a model.
+    Image(image::ImageArgs),
     /// Compare two datasets (CSV or Parquet) column by column for drift; exit code 0 when the
     /// dataset has not drifted, 1 when it has, 2 on an error.
     Drift(drift::DriftArgs),
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
             Command::Predictions(args) => {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
+            Command::Image(args) => image::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Serve(args) => serve::serve(args, shutdown_signal())
                 .await
                 .map(|()| ExitCode::SUCCESS),

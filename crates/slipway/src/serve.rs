@@ -281,7 +281,7 @@ pub(crate) async fn fetch_registered(
 }
 
 /// The .onnx file behind a local model URI.
-fn model_file(uri: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn model_file(uri: &str) -> anyhow::Result<PathBuf> {
     if uri.starts_with("runs:/") {
         bail!(
             "'{uri}': serve a registered version (models:/NAME@ALIAS or models:/NAME/VERSION) or a local folder"
