@@ -8,7 +8,7 @@
 #
 # Needs: cargo, python3 (3.10+); starts moto's S3 server from the venv for the S3 artifact
 # tests (the PostgreSQL pass keeps its artifacts there); installs Debian's prometheus (promtool),
-# prometheus-alertmanager, kubernetes-client (kubectl), skopeo and umoci with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
+# prometheus-alertmanager, kubernetes-client (kubectl), skopeo, umoci and postgresql-client with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/test); without it the PostgreSQL parts are skipped
 # with a printed reason, except when CI=true, where a missing PostgreSQL fails the run.
 set -euo pipefail
@@ -74,6 +74,8 @@ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/n
   || DEBIAN_NEED+=(prometheus-alertmanager)
 # `kubectl kustomize` renders the Kubernetes overlays (any kubectl from 1.20 on; Debian's is 1.20).
 command -v kubectl >/dev/null || DEBIAN_NEED+=(kubernetes-client)
+# PostgreSQL backups run PostgreSQL's own pg_dump and pg_restore.
+command -v pg_dump >/dev/null || DEBIAN_NEED+=(postgresql-client)
 # skopeo and umoci read and unpack the OCI images `slipway image build` writes.
 command -v skopeo >/dev/null || DEBIAN_NEED+=(skopeo)
 command -v umoci >/dev/null || DEBIAN_NEED+=(umoci)

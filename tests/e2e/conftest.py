@@ -175,3 +175,62 @@ def slipway_factory(slipway_bin, tmp_path):
     yield start
     for srv in started:
         srv.stop(timeout=10)
+
+
+class _FreshPostgres:
+    """Makes fresh PostgreSQL databases beside the PostgreSQL pass's own (E2E_BACKEND_STORE_URI)
+    and drops them when closed."""
+
+    def __init__(self, base: str):
+        from urllib.parse import urlsplit, urlunsplit
+
+        self.parts = urlsplit(base)
+        self.admin = urlunsplit(self.parts._replace(scheme="postgres"))
+        self.made: list[str] = []
+
+    def __call__(self) -> str:
+        import uuid
+        from urllib.parse import urlunsplit
+
+        import psycopg
+
+        name = f"slipway_e2e_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        self.made.append(name)
+        return urlunsplit(self.parts._replace(path=f"/{name}"))
+
+    def close(self):
+        if not self.made:
+            return
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            for name in self.made:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _postgres_base() -> str:
+    base = os.environ.get("E2E_BACKEND_STORE_URI", "")
+    return base if base.startswith("postgresql://") else ""
+
+
+@pytest.fixture
+def fresh_postgres():
+    """A maker of fresh PostgreSQL databases; skips outside the PostgreSQL pass."""
+    base = _postgres_base()
+    if not base:
+        pytest.skip("needs PostgreSQL: runs in the PostgreSQL pass (E2E_BACKEND_STORE_URI=postgresql://...)")
+    maker = _FreshPostgres(base)
+    yield maker
+    maker.close()
+
+
+@pytest.fixture
+def fresh_postgres_optional():
+    """The same in the PostgreSQL pass; None elsewhere (for tests that also run on SQLite)."""
+    base = _postgres_base()
+    maker = _FreshPostgres(base) if base else None
+    yield maker
+    if maker:
+        maker.close()

@@ -12,9 +12,7 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections import Counter
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -28,27 +26,6 @@ pytestmark = pytest.mark.slipway_only
 
 LEASE = "2s"
 DECISION_TIMEOUT = 120
-
-
-@pytest.fixture
-def postgres_database():
-    """A fresh PostgreSQL database beside the PostgreSQL pass's own (removed at the end)."""
-    base = os.environ.get("E2E_BACKEND_STORE_URI", "")
-    if not base.startswith("postgresql://"):
-        pytest.skip("several servers share a PostgreSQL store: runs in the PostgreSQL pass "
-                    "(E2E_BACKEND_STORE_URI=postgresql://...)")
-    import psycopg
-
-    parts = urlsplit(base)
-    admin = urlunsplit(parts._replace(scheme="postgres"))
-    name = f"slipway_cluster_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _cluster(server: SlipwayServer) -> dict:
@@ -74,8 +51,9 @@ def _wait(condition, what: str, timeout: float = DECISION_TIMEOUT):
 
 
 def test_the_leader_killed_mid_rollout_is_replaced_and_no_decision_is_taken_twice(
-        slipway_bin, tmp_path, postgres_database):
+        slipway_bin, tmp_path, fresh_postgres):
     _require_runtime()
+    postgres_database = fresh_postgres()
     webhook = Webhook()
     artifacts = tmp_path / "artifacts"
     servers = []

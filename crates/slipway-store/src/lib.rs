@@ -13,6 +13,7 @@
 
 mod alerts;
 mod audit;
+pub mod backup;
 mod chunks;
 mod cluster;
 mod conn;
@@ -70,6 +71,16 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// The newest schema migration this build knows for `backend`: a backup of a newer schema
+/// cannot be restored by it.
+pub fn schema_version(backend: Backend) -> i64 {
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// Tuning that a deployment may want to change; the defaults suit a laptop.

@@ -288,6 +288,18 @@ pub fn backend_store_uri(flag: Option<String>, file: &FileServerConfig) -> Strin
         .unwrap_or_else(|| format!("sqlite:///{DEFAULT_DATA_DIR}/slipway.db"))
 }
 
+/// Where artifacts are, as for `slipway server`: the flag, else slipway.toml, else the default.
+pub fn artifacts_destination(
+    flag: Option<String>,
+    file: &FileServerConfig,
+) -> anyhow::Result<ArtifactsDestination> {
+    artifact_folder(
+        &flag
+            .or_else(|| file.artifacts_destination.clone())
+            .unwrap_or_else(|| format!("{DEFAULT_DATA_DIR}/artifacts")),
+    )
+}
+
 /// Where the server keeps artifacts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArtifactsDestination {
@@ -325,7 +337,7 @@ impl ArtifactsDestination {
     }
 }
 
-fn artifact_folder(raw: &str) -> anyhow::Result<ArtifactsDestination> {
+pub(crate) fn artifact_folder(raw: &str) -> anyhow::Result<ArtifactsDestination> {
     if let Some(path) = raw.strip_prefix("file://") {
         return Ok(ArtifactsDestination::Folder(PathBuf::from(path)));
     }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod backup;
 mod config;
 mod convert;
 mod deploy;
@@ -99,6 +100,12 @@ enum Command {
     /// Container images without Docker: an OCI archive holding this binary, ONNX Runtime and
     /// optionally a model.
     Image(image::ImageArgs),
+    /// A consistent copy of the metadata store and the artifacts, taken while servers keep
+    /// serving, into a folder or an S3 prefix (artifacts kept once per content digest).
+    Backup(backup::BackupArgs),
+    /// Rebuild an empty store from a backup (`--list` shows them); the audit chain is checked
+    /// on the result.
+    Restore(backup::RestoreArgs),
     /// Compare two datasets (CSV or Parquet) column by column for drift; exit code 0 when the
     /// dataset has not drifted, 1 when it has, 2 on an error.
     Drift(drift::DriftArgs),
@@ -229,6 +236,12 @@ fn main() -> ExitCode {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Image(args) => image::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Backup(args) => backup::backup(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Restore(args) => backup::restore(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Serve(args) => serve::serve(args, shutdown_signal())
                 .await
                 .map(|()| ExitCode::SUCCESS),
