@@ -382,6 +382,12 @@ fn denial(
             principal.name, principal.role
         );
     }
+    if action == Action::Work && principal.role != Role::Worker {
+        return format!(
+            "user '{}' has role {}; {asked} claims a retrain or reports its progress, which only a retraining worker's credential (role worker) may do: create one with `slipway users create NAME --role worker` and a token for it",
+            principal.name, principal.role
+        );
+    }
     if principal.role == Role::Replica && action != Action::Read {
         return format!(
             "user '{}' is a replica (role replica): it may read what it serves and report, not {asked}",

@@ -19,6 +19,10 @@ pub enum Role {
     Viewer,
     /// Also writes tracking data and the registry.
     Editor,
+    /// A retraining worker (`slipway triggers worker`): writes as an editor does, and claims
+    /// retrains and reports their progress, which no person's role may (a claim takes over a
+    /// model's retraining). Not on the ladder above it: it approves nothing.
+    Worker,
     /// Also decides promotions.
     Approver,
     /// Also manages users, roles, tokens, permissions and policies.
@@ -26,10 +30,11 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Replica,
         Role::Viewer,
         Role::Editor,
+        Role::Worker,
         Role::Approver,
         Role::Admin,
     ];
@@ -39,10 +44,11 @@ impl Role {
             "replica" => Ok(Role::Replica),
             "viewer" => Ok(Role::Viewer),
             "editor" => Ok(Role::Editor),
+            "worker" => Ok(Role::Worker),
             "approver" => Ok(Role::Approver),
             "admin" => Ok(Role::Admin),
             _ => Err(Error::invalid(format!(
-                "unknown role '{raw}': use one of viewer, editor, approver, admin, replica"
+                "unknown role '{raw}': use one of viewer, editor, approver, admin, replica, worker"
             ))),
         }
     }
@@ -52,6 +58,7 @@ impl Role {
             Role::Replica => "replica",
             Role::Viewer => "viewer",
             Role::Editor => "editor",
+            Role::Worker => "worker",
             Role::Approver => "approver",
             Role::Admin => "admin",
         }
@@ -63,7 +70,7 @@ impl Role {
     fn default_permission(self) -> Permission {
         match self {
             Role::Replica | Role::Viewer => Permission::Read,
-            Role::Editor | Role::Approver | Role::Admin => Permission::Manage,
+            Role::Editor | Role::Worker | Role::Approver | Role::Admin => Permission::Manage,
         }
     }
 }
@@ -75,6 +82,8 @@ impl Role {
             (Role::Admin, _) => true,
             (Role::Replica, Action::Read | Action::Report) => true,
             (Role::Replica, _) | (_, Action::Report) => false,
+            (Role::Worker, Action::Work) => true,
+            (_, Action::Work) => false,
             (role, action) => role >= action.least_role(),
         }
     }
@@ -125,7 +134,7 @@ impl Permission {
             Action::Delete => self >= Permission::Manage,
             // Deciding a promotion or reporting measurements needs the role; on the resource,
             // seeing it is enough.
-            Action::Approve | Action::Report => self >= Permission::Read,
+            Action::Approve | Action::Report | Action::Work => self >= Permission::Read,
             Action::Admin => false,
         }
     }
@@ -151,6 +160,8 @@ pub enum Action {
     Admin,
     /// A replica's measurements and prediction log for a deployment.
     Report,
+    /// A retraining worker's claim of a retrain and its progress reports.
+    Work,
 }
 
 impl Action {
@@ -162,6 +173,7 @@ impl Action {
             Action::Approve => "approve",
             Action::Admin => "admin",
             Action::Report => "report",
+            Action::Work => "work",
         }
     }
 
@@ -174,6 +186,8 @@ impl Action {
             Action::Admin => Role::Admin,
             // Only replicas (and admins): see [`Role::permits`].
             Action::Report => Role::Replica,
+            // Only workers (and admins).
+            Action::Work => Role::Worker,
         }
     }
 }
@@ -327,7 +341,7 @@ impl Principal {
         }
         match (action, resource) {
             (Action::Admin, _) => false,
-            (Action::Approve | Action::Report, resource) => {
+            (Action::Approve | Action::Report | Action::Work, resource) => {
                 self.role.permits(action)
                     && resource.is_none_or(|r| self.permission_on(r).permits(action))
             }
@@ -444,5 +458,23 @@ mod tests {
         assert!(validate_user_name("alice@example.com").is_ok());
         assert!(validate_user_name("a:b").is_err());
         assert!(validate_user_name("").is_err());
+    }
+
+    #[test]
+    fn only_workers_and_admins_claim_retrains_and_workers_approve_nothing() {
+        for role in Role::ALL {
+            assert_eq!(
+                user(role, vec![]).allows(Action::Work, None),
+                matches!(role, Role::Worker | Role::Admin),
+                "{role}"
+            );
+        }
+        let worker = user(Role::Worker, vec![]);
+        assert!(worker.allows(Action::Write, None));
+        assert!(worker.allows(Action::Read, None));
+        assert!(!worker.allows(Action::Approve, None));
+        assert!(!worker.allows(Action::Admin, None));
+        assert!(!worker.allows(Action::Report, None));
+        assert_eq!(Role::parse("worker").unwrap(), Role::Worker);
     }
 }

@@ -47,7 +47,8 @@ enum UsersCommand {
     Create {
         /// The user's name, as they log in.
         name: String,
-        /// viewer, editor, approver, admin or replica.
+        /// viewer, editor, approver, admin, replica (a serving replica) or worker (a retraining
+        /// worker).
         #[arg(long)]
         role: String,
         /// Read the password from the first line of stdin. Without it the user can only use
@@ -76,7 +77,7 @@ enum UsersCommand {
     SetRole {
         /// The user.
         name: String,
-        /// The new role: viewer, editor, approver, admin or replica.
+        /// The new role: viewer, editor, approver, admin, replica or worker.
         role: String,
         /// Print the user as JSON (`{"user": {...}}`).
         #[arg(long)]

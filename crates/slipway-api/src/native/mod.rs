@@ -51,10 +51,10 @@ routes! {
     PUT "/triggers" => retrain::apply_triggers [retrain::ApplyTriggers], Admin None;
     POST "/triggers/{name}/fire" => retrain::fire [retrain::Fire], Write Trigger;
     POST "/triggers/{name}/data" => retrain::new_data [retrain::NewData], Write Trigger;
-    POST "/retrains/claim" => retrain::claim, Write None;
+    POST "/retrains/claim" => retrain::claim, Work None;
     GET "/retrains" => retrain::list [retrain::ListRetrains], Read None;
     GET "/retrains/{id}" => retrain::get, Read None;
-    POST "/retrains/{id}/progress" => retrain::progress [retrain::Progress], Write None;
+    POST "/retrains/{id}/progress" => retrain::progress [retrain::Progress], Work None;
     GET "/model-versions/content" => promotions::content [promotions::LineageRequest], Read Model;
     GET "/audit" => audit::read [audit::ReadAudit], Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
