@@ -200,3 +200,19 @@ def search_all_runs(base_url: str, experiment_id: str, page_size: int = 1000) ->
             if not token:
                 return out
     raise AssertionError("runs/search paging did not terminate")
+
+
+def wait_ready(url: str, process, log: Path, timeout: float = 60) -> None:
+    """Waits until `url` answers 200, failing with the process's log if it exits or the time
+    runs out (a replica's or a `slipway serve`'s /ping)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+

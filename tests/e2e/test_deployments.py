@@ -21,7 +21,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from e2e_support import free_port, unique_name
+from e2e_support import free_port, unique_name, wait_ready
 
 pytestmark = pytest.mark.slipway_only
 
@@ -244,16 +244,7 @@ def test_canary_promotes_a_good_candidate_on_replica_traffic(env, tmp_path):
         stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert replica.poll() is None, (tmp_path / "replica.log").read_text()
-            try:
-                if requests.get(f"{base}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "replica.log").read_text()
-            time.sleep(0.1)
+        wait_ready(f"{base}/ping", replica, tmp_path / "replica.log", timeout=30)
         # The replica answers like `mlflow models serve` at its root.
         r = requests.post(f"{base}/invocations", json=EXAMPLE, timeout=10)
         assert r.status_code == 200, r.text

@@ -11,14 +11,13 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from mlflow import MlflowClient
 
-from e2e_support import free_port, unique_name
+from e2e_support import free_port, unique_name, wait_ready
 
 pytestmark = [pytest.mark.slipway_only, pytest.mark.backend_independent]
 
@@ -147,16 +146,7 @@ def test_a_registered_model_baked_in_is_served_from_the_image(slipway_bin, slipw
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.2)
+        wait_ready(f"http://127.0.0.1:{port}/ping", process, tmp_path / "serve.log")
         r = requests.post(f"http://127.0.0.1:{port}/invocations", json=EXAMPLE, timeout=10)
         assert r.status_code == 200, r.text
         assert r.json()["predictions"]["label"] == [1, 0]
