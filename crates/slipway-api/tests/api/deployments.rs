@@ -656,6 +656,44 @@ async fn case_serves_the_stable_version(h: &Harness) {
     assert_eq!(ping.status, StatusCode::OK);
 }
 
+/// Behind a load balancer a deployment is created through one server and its traffic reaches
+/// another: that server's plane, asked for a name it does not know, reads the specs at once
+/// rather than answer 404 until its next periodic sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_made_through_another_server_is_served_at_once() {
+    let Some(h) = Harness::start(Backend::Sqlite, PlaneConfig::default()).await else {
+        return;
+    };
+    let other = Deployments::new(&h.app, PlaneConfig::default());
+    let created = slipway_api::router_with(h.app.clone(), other)
+        .oneshot(
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("{NATIVE}/deployments"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    serde_json::to_vec(&json!({
+                        "name": NAME,
+                        "model_uri": format!("models:/{MODEL}@production"),
+                    }))
+                    .expect("encoding"),
+                ))
+                .expect("a request"),
+        )
+        .await
+        .expect("the router is infallible");
+    assert_eq!(created.status(), StatusCode::OK);
+    // This server's plane has not synced since (nothing runs its loop here).
+    assert!(h.deployments.plane.get(NAME).is_none());
+    let answer = h.predict(&[]).await;
+    assert_eq!(answered_by(&answer), ("stable", "1"));
+    // A name no server knows is still a 404.
+    let missing = h
+        .invoke("/deployments/nope/invocations", &[], &example())
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
 /// A scoring error in MLflow's format: status, code, and a message containing `needle`.
 fn assert_mlflow_error(raw: &Raw, status: u16, code: &str, needle: &str) {
     let message = assert_error("invocations", raw.status, &raw.json(), status, code);
