@@ -94,6 +94,9 @@ pub struct NewModelVersion {
     pub tags: Vec<Tag>,
     pub model_id: Option<String>,
     pub user_id: Option<String>,
+    /// The number to give it (an import keeping MLflow's numbers): at least the model's next
+    /// number, so a number is never reused. `None`: the next number.
+    pub version: Option<i64>,
     /// The version's files as registered, when they are in slipway's artifact store: from then
     /// on they may not change, and every load checks them against this.
     pub content: Option<VersionContent>,

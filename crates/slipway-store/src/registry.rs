@@ -709,16 +709,35 @@ pub(crate) async fn create_version(
                 let id = model_id(&mut *tx, &new.name).await?;
                 // The counter update takes the row lock (PostgreSQL) or the write lock (SQLite), so two
                 // concurrent registrations never get the same number.
-                let row = sqlx::query(
-        "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 \
-         WHERE id = $2 \
-         RETURNING next_version - 1 AS version",
-    )
-    .bind(now)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_err("allocating a version number"))?;
+                let row = match new.version {
+                    None => sqlx::query(
+                        "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 \
+                         WHERE id = $2 \
+                         RETURNING next_version - 1 AS version",
+                    )
+                    .bind(now)
+                    .bind(id),
+                    // A number asked for takes the counter past it, and only a number the
+                    // counter has not passed yet may be asked for.
+                    Some(wanted) => sqlx::query(
+                        "UPDATE registered_models SET next_version = $1 + 1, last_updated_time = $2 \
+                         WHERE id = $3 AND next_version <= $1 \
+                         RETURNING $1 AS version",
+                    )
+                    .bind(wanted)
+                    .bind(now)
+                    .bind(id),
+                }
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("allocating a version number"))?;
+                let Some(row) = row else {
+                    return Err(Error::AlreadyExists(format!(
+                        "version {} of '{}' exists or was used before: version numbers are never reused",
+                        new.version.unwrap_or_default(),
+                        new.name
+                    )));
+                };
                 let version = get_i64(&row, "version")?;
                 sqlx::query(
         "INSERT INTO model_versions (model_id, version, creation_time, last_updated_time, \

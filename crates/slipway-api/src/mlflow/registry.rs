@@ -265,6 +265,7 @@ pub async fn create_version(
             tags: key_values(request.tags, "tags")?,
             model_id: request.model_id.filter(|id| !id.is_empty()),
             user_id: None,
+            version: None,
             content: None,
         })
         .await?;

@@ -210,6 +210,7 @@ pub async fn version_of(store: &Store, name: &str) -> i64 {
                 tags: Vec::new(),
                 model_id: None,
                 user_id: None,
+                version: None,
                 content: None,
             },
             1_000,

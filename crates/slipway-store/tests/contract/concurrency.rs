@@ -125,6 +125,7 @@ async fn case_concurrent_registrations(store: &Store) {
                             tags: Vec::new(),
                             model_id: None,
                             user_id: None,
+                            version: None,
                             content: None,
                         },
                         10,

@@ -8,6 +8,7 @@ use slipway_core::search::SearchEntity;
 use crate::common::{Store, next_offset, query, strings, tag};
 
 contract!(registered_model_crud_sqlite, registered_model_crud_postgres => case_registered_model_crud);
+contract!(explicit_version_numbers_keep_gaps_and_are_never_reused_sqlite, explicit_version_numbers_keep_gaps_and_are_never_reused_postgres => case_explicit_version_numbers_keep_gaps_and_are_never_reused);
 contract!(registered_model_rename_sqlite, registered_model_rename_postgres => case_registered_model_rename);
 contract!(registered_model_delete_cascades_sqlite, registered_model_delete_cascades_postgres => case_registered_model_delete_cascades);
 contract!(model_versions_sqlite, model_versions_postgres => case_model_versions);
@@ -30,6 +31,7 @@ fn new_version(name: &str, run_id: Option<&str>) -> NewModelVersion {
         tags: Vec::new(),
         model_id: None,
         user_id: None,
+        version: None,
         content: None,
     }
 }
@@ -333,6 +335,7 @@ async fn case_model_versions(store: &Store) {
                 tags: vec![tag("b", "2"), tag("a", "1")],
                 model_id: Some("m-123".into()),
                 user_id: Some("bob".into()),
+                version: None,
                 content: None,
             },
             1_100,
@@ -1022,5 +1025,56 @@ async fn case_search_model_versions_carry_aliases(store: &Store) {
     assert_eq!(
         store.get_model_version("prod-alpha", 2).await.unwrap(),
         page.items[1]
+    );
+}
+
+/// An import keeps MLflow's version numbers, gaps included; the counter moves past them, and a
+/// number already given (or passed) is refused.
+async fn case_explicit_version_numbers_keep_gaps_and_are_never_reused(store: &Store) {
+    store
+        .create_registered_model("imported", None, &[], 1_000)
+        .await
+        .unwrap();
+    let numbered = |version: Option<i64>| NewModelVersion {
+        version,
+        ..new_version("imported", None)
+    };
+    let one = store
+        .create_model_version(numbered(Some(1)), 1_100)
+        .await
+        .unwrap();
+    assert_eq!(one.version, 1);
+    // Version 2 was deleted at the source: 3 comes next, and the counter follows.
+    let three = store
+        .create_model_version(numbered(Some(3)), 1_200)
+        .await
+        .unwrap();
+    assert_eq!(three.version, 3);
+    let next = store
+        .create_model_version(numbered(None), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(next.version, 4);
+    for taken in [1, 2, 4] {
+        assert_err!(
+            store
+                .create_model_version(numbered(Some(taken)), 1_400)
+                .await,
+            Error::AlreadyExists(_)
+        );
+    }
+    for kept in [1, 3, 4] {
+        assert_eq!(
+            store
+                .get_model_version("imported", kept)
+                .await
+                .unwrap()
+                .version,
+            kept
+        );
+    }
+    assert_err!(
+        store.get_model_version("imported", 2).await,
+        Error::NotFound(_)
     );
 }
