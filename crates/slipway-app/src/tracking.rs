@@ -241,6 +241,37 @@ impl App {
         .await
     }
 
+    /// A run another tracking server made, under its id, name, user and start time, so that
+    /// `runs:/` URIs written against it still resolve (`slipway import mlflow`). Audited as
+    /// `runs.import`; the rest of the run goes through the usual use-cases.
+    pub async fn import_run(
+        &self,
+        run_id: RunId,
+        experiment_id: ExperimentId,
+        user_id: String,
+        run_name: String,
+        start_time: i64,
+        mut tags: Vec<Tag>,
+    ) -> Result<Run> {
+        validate_tags(&mut tags)?;
+        validate::max_len("run_name", &run_name, validate::MAX_TAG_VALUE_LENGTH)?;
+        self.audited(
+            "runs.import",
+            format!("run:{run_id}"),
+            json!({ "experiment_id": experiment_id.to_string(), "run_name": run_name }),
+        )
+        .create_run(NewRun {
+            run_id,
+            experiment_id,
+            user_id,
+            run_name,
+            start_time,
+            tags,
+            artifact_uri_suffix: "artifacts".to_owned(),
+        })
+        .await
+    }
+
     pub async fn get_run(&self, run_id: &RunId) -> Result<Run> {
         self.store.get_run(run_id).await
     }

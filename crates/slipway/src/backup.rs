@@ -119,10 +119,20 @@ fn file_stream(file: tokio::fs::File) -> ByteStream {
     ))
 }
 
-/// Every file under the artifact store, depth first, in path order.
+/// Every file under the artifact store, in path order.
 async fn walk(store: &dyn ArtifactStore) -> anyhow::Result<Vec<(String, u64)>> {
+    walk_under(store, "").await
+}
+
+/// Every file under `root` (all of them for ""), with paths from the store's root, in path
+/// order.
+pub(crate) async fn walk_under(
+    store: &dyn ArtifactStore,
+    root: &str,
+) -> anyhow::Result<Vec<(String, u64)>> {
     let mut files = Vec::new();
-    let mut folders: Vec<Option<String>> = vec![None];
+    let root = root.trim_matches('/');
+    let mut folders: Vec<Option<String>> = vec![(!root.is_empty()).then(|| root.to_owned())];
     while let Some(folder) = folders.pop() {
         let at = folder.as_deref().map(path).transpose()?;
         let Some(entries) = store
@@ -225,7 +235,7 @@ fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn stores(
+pub(crate) fn stores(
     config: Option<&Path>,
     backend: Option<String>,
     artifacts: Option<String>,

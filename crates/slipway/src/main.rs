@@ -11,6 +11,7 @@ mod drift;
 mod gate;
 mod holdout;
 mod image;
+mod import;
 mod monitor;
 mod otlp;
 mod pipeline;
@@ -103,6 +104,9 @@ enum Command {
     /// A consistent copy of the metadata store and the artifacts, taken while servers keep
     /// serving, into a folder or an S3 prefix (artifacts kept once per content digest).
     Backup(backup::BackupArgs),
+    /// Move in from another tracking server: experiments, runs (ids kept), metric histories,
+    /// artifacts, registered models and versions (numbers kept) and aliases, idempotently.
+    Import(import::ImportArgs),
     /// Rebuild an empty store from a backup (`--list` shows them); the audit chain is checked
     /// on the result.
     Restore(backup::RestoreArgs),
@@ -236,6 +240,9 @@ fn main() -> ExitCode {
                 deploy::predictions(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Image(args) => image::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Import(args) => import::run(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::backup(cli.config.as_deref(), args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -240,6 +240,24 @@ impl Client {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// A GET of `path` (with the query) as a streamed response, for large bodies: no overall
+    /// timeout beyond an hour.
+    pub(crate) async fn get_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(3600));
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        if !response.status().is_success() {
+            bail!("GET {url}: {}", response.status());
+        }
+        Ok(response)
+    }
+
     /// Uploads `bytes` as an artifact through the server's artifact proxy.
     pub(crate) async fn upload(&self, proxy_path: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         let url = format!(
