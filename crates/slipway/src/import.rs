@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use slipway_app::App;
 use slipway_core::Error;
@@ -54,6 +55,9 @@ struct MlflowArgs {
     /// The artifact store to import into, as for `slipway server`.
     #[arg(long, env = "SLIPWAY_ARTIFACTS_DESTINATION")]
     artifacts_destination: Option<String>,
+    /// Runs imported at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
     /// Print the counts as JSON.
     #[arg(long)]
     json: bool,
@@ -73,6 +77,22 @@ struct Counts {
     registered_models: u64,
     versions: u64,
     aliases: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.experiments += other.experiments;
+        self.runs += other.runs;
+        self.params += other.params;
+        self.tags += other.tags;
+        self.metric_points += other.metric_points;
+        self.datasets += other.datasets;
+        self.artifacts += other.artifacts;
+        self.artifact_bytes += other.artifact_bytes;
+        self.registered_models += other.registered_models;
+        self.versions += other.versions;
+        self.aliases += other.aliases;
+    }
 }
 
 pub async fn run(config: Option<&Path>, args: ImportArgs) -> anyhow::Result<()> {
@@ -212,21 +232,25 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
     let mut skipped = 0u64;
     let mut imported_runs: Vec<(RunId, Value)> = Vec::new();
     for (experiment, experiment_id, runs) in &runs_by_experiment {
-        for run in runs {
-            progress.set_message(str_of(&run["info"], "run_name"));
-            let (run_id, whole) = import_run(
-                &app,
-                target.as_ref(),
-                &source,
-                *experiment_id,
-                run,
-                &mut found,
-            )
-            .await?;
+        // Runs at once: the source answers each request slowly, not many of them.
+        let mut done = futures::stream::iter(runs.iter().map(|run| {
+            let (app, target, source, progress) = (&app, target.as_ref(), &source, &progress);
+            async move {
+                let mut counts = Counts::default();
+                let (run_id, whole) =
+                    import_run(app, target, source, *experiment_id, run, &mut counts).await?;
+                progress.inc(1);
+                Ok::<_, anyhow::Error>((run_id, whole, counts, run))
+            }
+        }))
+        .buffer_unordered(args.jobs.max(1));
+        while let Some(result) = done.next().await {
+            let (run_id, whole, counts, run) = result?;
+            found.add(&counts);
             skipped += u64::from(whole);
             imported_runs.push((run_id, run.clone()));
-            progress.inc(1);
         }
+        drop(done);
         if str_of(experiment, "lifecycle_stage") == "deleted"
             && app
                 .store()
