@@ -117,13 +117,7 @@ pub(crate) async fn append(tx: &mut Tx<'_>, event: &PreparedEvent) -> Result<Aud
 
 /// An entry on its own, in its own transaction (a denied request changes nothing else).
 pub(crate) async fn append_alone(store: &SqlStore, event: AuditEvent) -> Result<AuditRecord> {
-    store
-        .writer
-        .unaudited()
-        .write_tx(move |mut tx| {
-            Box::pin(async move { append(&mut tx, &PreparedEvent::new(event)).await })
-        })
-        .await
+    store.writer.append_alone(event).await
 }
 
 pub(crate) async fn head(store: &SqlStore) -> Result<(i64, String)> {

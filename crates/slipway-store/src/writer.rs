@@ -22,7 +22,7 @@ use slipway_core::{Error, Result};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use slipway_core::audit::AuditEvent;
+use slipway_core::audit::{AuditEvent, AuditRecord};
 
 use crate::audit::{ChainHead, PreparedEvent};
 use crate::conn::Tx;
@@ -34,6 +34,10 @@ const MAX_GROUP: usize = 64;
 const QUEUE_DEPTH: usize = 1024;
 
 type Outcome = Result<Box<dyn Any + Send>>;
+
+/// What an op returns that only carries an audit entry (a refusal, an upload's record): the
+/// writer answers with the entry it appended instead.
+struct AuditOnly;
 type Op = Box<dyn for<'c> FnOnce(Tx<'c>) -> BoxFuture<'c, Outcome> + Send>;
 
 pub(crate) struct Job {
@@ -148,8 +152,47 @@ impl AuditedWriter {
         }
     }
 
-    pub(crate) fn unaudited(&self) -> AuditedWriter {
-        AuditedWriter::new(self.writer.clone())
+    /// Appends an entry that goes with no change. On SQLite it goes through the group's chain
+    /// head like any audited write: read from the table instead, it would miss the entries of
+    /// earlier writes in the same group (the head is written back once, at the group's end)
+    /// and collide with them.
+    pub(crate) async fn append_alone(&self, event: AuditEvent) -> Result<AuditRecord> {
+        let event = Arc::new(PreparedEvent::new(event));
+        match &self.writer {
+            Writer::Pooled(pool) => {
+                let mut tx = pool
+                    .begin()
+                    .await
+                    .map_err(|e| Error::internal("starting a write transaction", e))?;
+                let record = crate::audit::append(&mut Tx::Any(&mut tx), &event).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| Error::internal("committing a write transaction", e))?;
+                Ok(record)
+            }
+            Writer::Grouped(sender) => {
+                let (reply, answer) = oneshot::channel();
+                let op: Op = Box::new(|_tx| {
+                    Box::pin(async { Ok(Box::new(AuditOnly) as Box<dyn Any + Send>) })
+                });
+                sender
+                    .send(Job {
+                        op,
+                        reply,
+                        savepoint: true,
+                        lite: true,
+                        audit: Some(event),
+                    })
+                    .await
+                    .map_err(|_| Error::internal_msg("the SQLite writer has stopped"))?;
+                let value = answer
+                    .await
+                    .map_err(|_| Error::internal_msg("the SQLite writer dropped a request"))??;
+                value.downcast::<AuditRecord>().map(|r| *r).map_err(|_| {
+                    Error::internal_msg("the SQLite writer returned a value of the wrong type")
+                })
+            }
+        }
     }
 
     /// Runs `op` in a write transaction and returns its result once it is committed. If `op`
@@ -269,7 +312,10 @@ async fn run_audited(
             Some(head) => head,
             None => head.insert(crate::audit::load_head(tx).await?),
         };
-        crate::audit::insert_entry(tx, head, event).await?;
+        let record = crate::audit::insert_entry(tx, head, event).await?;
+        if value.is::<AuditOnly>() {
+            return Ok(Box::new(record));
+        }
     }
     Ok(value)
 }

@@ -9,6 +9,7 @@ use sqlx::{Connection, Executor};
 
 use crate::common::{Store, create_experiment, create_run, metric, metrics_batch, open};
 
+contract!(entries_alone_and_with_writes_interleave_in_one_chain_sqlite, entries_alone_and_with_writes_interleave_in_one_chain_postgres => case_entries_alone_and_with_writes_interleave_in_one_chain);
 contract!(entries_follow_their_change_sqlite, entries_follow_their_change_postgres => case_entries_follow_their_change);
 contract!(chain_holds_under_concurrent_writers_sqlite, chain_holds_under_concurrent_writers_postgres => case_chain_holds_under_concurrent_writers);
 contract!(uri: append_only_and_tamper_evident_sqlite, append_only_and_tamper_evident_postgres => case_append_only_and_tamper_evident);
@@ -270,4 +271,47 @@ async fn case_append_only_and_tamper_evident(uri: &str) {
         .unwrap();
     assert_eq!(verify(&store).await.unwrap_err().seq, 3);
     sql.close().await;
+}
+
+/// Entries that go with no change (refusals, uploads' records) and entries that go with a write
+/// arrive at once, and on SQLite share one grouped transaction: one chain, nothing refused.
+async fn case_entries_alone_and_with_writes_interleave_in_one_chain(store: &Store) {
+    let experiment = crate::common::create_experiment(store, "interleaved").await;
+    let run = crate::common::create_run(store, experiment, "r", 1).await;
+    let mut tasks = Vec::new();
+    for index in 0..60 {
+        let (store, run) = (store.clone(), run.clone());
+        tasks.push(tokio::spawn(async move {
+            match index % 3 {
+                // Writes on both of the SQLite writer's connections.
+                0 => store
+                    .audited(event("registry.create_model", &format!("m{index}")))
+                    .create_registered_model(&format!("m{index}"), None, &[], 1)
+                    .await
+                    .map(|_| ()),
+                1 => {
+                    store
+                        .audited(event("runs.log_batch", &format!("run:{run}")))
+                        .log_batch(
+                            &run,
+                            slipway_core::tracking::Batch {
+                                metrics: vec![slipway_core::tracking::Metric::new(
+                                    "m", 1.0, index, index,
+                                )],
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                }
+                _ => store
+                    .append_audit(event("request.denied", &format!("route:{index}")))
+                    .await
+                    .map(|_| ()),
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(verify(store).await, Ok(60));
 }
