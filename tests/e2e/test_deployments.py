@@ -31,13 +31,15 @@ EXAMPLE = json.loads((MLFLOW_MODEL / "serving_input_example.json").read_text())
 ROWS = json.loads((MODELS / "logreg_breast_cancer.samples.json").read_text())["inputs"]
 
 
-def _require_runtime():
+def _require_runtime() -> str:
+    """The ONNX Runtime library's path; skips (fails in CI) without one."""
     path = os.environ.get("ORT_DYLIB_PATH") or str(
         Path.home() / ".cache" / "slipway-onnxruntime" / "1.32.0" / "libonnxruntime.so.1.32.0")
     if not Path(path).is_file():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true and ONNX Runtime is missing (scripts/fetch-onnxruntime.sh)")
         pytest.skip("needs ONNX Runtime: run scripts/fetch-onnxruntime.sh")
+    return path
 
 
 def _constant_model(folder: Path) -> Path:

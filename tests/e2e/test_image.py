@@ -18,6 +18,7 @@ import requests
 from mlflow import MlflowClient
 
 from e2e_support import free_port, unique_name, wait_ready
+from test_deployments import _require_runtime
 
 pytestmark = [pytest.mark.slipway_only, pytest.mark.backend_independent]
 
@@ -35,21 +36,11 @@ def _tool(name: str) -> str:
     pytest.skip(f"needs {name} (apt-get install {name})")
 
 
-def _runtime() -> str:
-    path = os.environ.get("ORT_DYLIB_PATH") or str(
-        Path.home() / ".cache" / "slipway-onnxruntime" / "1.32.0" / "libonnxruntime.so.1.32.0")
-    if not Path(path).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and ONNX Runtime is missing (scripts/fetch-onnxruntime.sh)")
-        pytest.skip("needs ONNX Runtime: run scripts/fetch-onnxruntime.sh")
-    return path
-
-
 def _build(slipway_bin: str, output: Path, *extra: str, env: dict | None = None) -> dict:
     result = subprocess.run(
         [slipway_bin, "image", "build", "--output", str(output), "--json", *extra],
         capture_output=True, text=True, timeout=600,
-        env={**os.environ, "ORT_DYLIB_PATH": _runtime(), **(env or {})})
+        env={**os.environ, "ORT_DYLIB_PATH": _require_runtime(), **(env or {})})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

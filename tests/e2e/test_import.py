@@ -73,12 +73,14 @@ def _fill(url: str, tmp_path: Path) -> dict:
             Metric("loss", 1.0 / (i + 1), start + i, i) for i in range(chunk * 1000, chunk * 1000 + 1000)])
     client.log_metric(run_id, "accuracy", 0.91, timestamp=start, step=0)
     client.log_metric(run_id, "accuracy", 0.93, timestamp=start + 5, step=1)
-    import mlflow
+    # With the client, not the fluent API: the suite's other tests set fluent state (the
+    # tracking URI, an active experiment) that this must neither use nor change.
+    import mlflow.data
     import pandas as pd
-    mlflow.set_tracking_uri(url)
+    from mlflow.entities import DatasetInput, InputTag
     dataset = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}), name="train-set")
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_input(dataset, context="training")
+    client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                            [InputTag("mlflow.data.context", "training")])])
     notes = tmp_path / "notes.txt"
     notes.write_text("trained on the October data\n")
     client.log_artifact(run_id, str(notes))

@@ -444,26 +444,18 @@ async fn import_run(
         )
         .await?;
     }
-    for chunk in params.chunks(100) {
-        app.log_batch(
-            &run_id,
-            Batch {
-                params: chunk.to_vec(),
-                ..Batch::default()
-            },
-        )
-        .await?;
-    }
-    for chunk in tags.chunks(100) {
-        app.log_batch(
-            &run_id,
-            Batch {
-                tags: chunk.to_vec(),
-                ..Batch::default()
-            },
-        )
-        .await?;
-    }
+    // Within MLflow's limits per batch: 100 params, 100 tags, 1,000 metric points.
+    let mut batches: Vec<Batch> = params
+        .chunks(100)
+        .map(|chunk| Batch {
+            params: chunk.to_vec(),
+            ..Batch::default()
+        })
+        .chain(tags.chunks(100).map(|chunk| Batch {
+            tags: chunk.to_vec(),
+            ..Batch::default()
+        }))
+        .collect();
     for (key, history) in metric_keys.iter().zip(&histories) {
         let points: Vec<Metric> = history
             .iter()
@@ -478,16 +470,13 @@ async fn import_run(
                 )
             })
             .collect();
-        for chunk in points.chunks(1000) {
-            app.log_batch(
-                &run_id,
-                Batch {
-                    metrics: chunk.to_vec(),
-                    ..Batch::default()
-                },
-            )
-            .await?;
-        }
+        batches.extend(points.chunks(1000).map(|chunk| Batch {
+            metrics: chunk.to_vec(),
+            ..Batch::default()
+        }));
+    }
+    for batch in batches {
+        app.log_batch(&run_id, batch).await?;
     }
     if !datasets.is_empty() {
         app.log_inputs(&run_id, datasets, Vec::new()).await?;
