@@ -430,46 +430,31 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
     }));
     let controller = deployments.controller.clone();
-    let mut controller_stopped = background_stopped.clone();
     let leading = cluster.clone();
-    let controller_task = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(CONTROLLER_TICK);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = async { controller_stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
-                _ = interval.tick() => {
-                    if !leading.is_leader() {
-                        continue;
-                    }
-                    // What other servers' planes measured, before this tick's analyses.
-                    if let Err(error) = leading.drain().await {
-                        tracing::warn!(%error, "taking the reports queued for the leader");
-                    }
-                    if let Err(error) = controller.tick().await {
-                        tracing::warn!(%error, "rollout controller");
-                    }
-                }
+    let controller_task = spawn_every(CONTROLLER_TICK, background_stopped.clone(), move || {
+        let (controller, leading) = (controller.clone(), leading.clone());
+        async move {
+            if !leading.is_leader() {
+                return;
+            }
+            // What other servers' planes measured, before this tick's analyses.
+            if let Err(error) = leading.drain().await {
+                tracing::warn!(%error, "taking the reports queued for the leader");
+            }
+            if let Err(error) = controller.tick().await {
+                tracing::warn!(%error, "rollout controller");
             }
         }
     });
     let monitor = deployments.monitor.clone();
-    let mut monitor_stopped = background_stopped.clone();
     let leading = cluster.clone();
-    let monitor_task = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(MONITOR_TICK);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = async { monitor_stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
-                _ = interval.tick() => {
-                    if !leading.is_leader() {
-                        continue;
-                    }
-                    if let Err(error) = monitor.tick().await {
-                        tracing::warn!(%error, "drift monitoring");
-                    }
-                }
+    let monitor_task = spawn_every(MONITOR_TICK, background_stopped.clone(), move || {
+        let (monitor, leading) = (monitor.clone(), leading.clone());
+        async move {
+            if leading.is_leader()
+                && let Err(error) = monitor.tick().await
+            {
+                tracing::warn!(%error, "drift monitoring");
             }
         }
     });
@@ -551,27 +536,42 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Evaluates the alert rules every `interval` until shutdown.
+/// Evaluates the alert rules every `interval` until shutdown, on the leader.
 fn spawn_alert_evaluation(
     alerter: Arc<slipway_app::alerting::Alerter>,
     cluster: Arc<slipway_app::cluster::Cluster>,
     interval: std::time::Duration,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_every(interval, stopped, move || {
+        let (alerter, cluster) = (alerter.clone(), cluster.clone());
+        async move {
+            if cluster.is_leader()
+                && let Err(error) = alerter.tick().await
+            {
+                tracing::warn!(%error, "alert evaluation");
+            }
+        }
+    })
+}
+
+/// Runs `tick` every `period` (a late tick is delayed, never bunched) until `stopped` says so.
+fn spawn_every<F, Fut>(
+    period: std::time::Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    mut tick: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(interval);
+        let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
-                _ = interval.tick() => {
-                    if !cluster.is_leader() {
-                        continue;
-                    }
-                    if let Err(error) = alerter.tick().await {
-                        tracing::warn!(%error, "alert evaluation");
-                    }
-                }
+                _ = interval.tick() => tick().await,
             }
         }
     })
@@ -618,19 +618,13 @@ fn spawn_retrainer(
 /// Takes part in leader election until shutdown (see `slipway_app::cluster`).
 fn spawn_cluster(
     cluster: Arc<slipway_app::cluster::Cluster>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(cluster.step_interval());
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
-                _ = interval.tick() => {
-                    if let Err(error) = cluster.step().await {
-                        tracing::warn!(%error, "leader election");
-                    }
-                }
+    spawn_every(cluster.step_interval(), stopped, move || {
+        let cluster = cluster.clone();
+        async move {
+            if let Err(error) = cluster.step().await {
+                tracing::warn!(%error, "leader election");
             }
         }
     })
@@ -655,19 +649,13 @@ fn spawn_identity_refresher(app: App) {
 /// count reaches the audit log within a window's length even if it stops.
 fn spawn_refusal_flusher(
     app: App,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(slipway_app::audit::REFUSAL_WINDOW / 6);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => break,
-                _ = interval.tick() => {
-                    if let Err(error) = app.flush_refusals(false).await {
-                        tracing::warn!(%error, "could not write the summaries of refused requests");
-                    }
-                }
+    spawn_every(slipway_app::audit::REFUSAL_WINDOW / 6, stopped, move || {
+        let app = app.clone();
+        async move {
+            if let Err(error) = app.flush_refusals(false).await {
+                tracing::warn!(%error, "could not write the summaries of refused requests");
             }
         }
     })
