@@ -102,6 +102,25 @@ pub struct NewModelVersion {
     pub content: Option<VersionContent>,
 }
 
+impl NewModelVersion {
+    /// A version of `name` from `source` with nothing else said: the next number, no run,
+    /// tags or content.
+    pub fn new(name: impl Into<String>, source: impl Into<String>) -> NewModelVersion {
+        NewModelVersion {
+            name: name.into(),
+            source: source.into(),
+            run_id: None,
+            run_link: None,
+            description: None,
+            tags: Vec::new(),
+            model_id: None,
+            user_id: None,
+            version: None,
+            content: None,
+        }
+    }
+}
+
 /// The version tag that shows the content digest recorded at registration. Only the server
 /// writes it; the authoritative copy is the registry's own record of the version's content.
 pub const CONTENT_DIGEST_TAG: &str = "slipway.content_digest";

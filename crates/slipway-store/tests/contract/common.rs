@@ -201,18 +201,7 @@ pub async fn version_of(store: &Store, name: &str) -> i64 {
     }
     store
         .create_model_version(
-            slipway_core::registry::NewModelVersion {
-                name: name.into(),
-                source: format!("models:/{name}/source"),
-                run_id: None,
-                run_link: None,
-                description: None,
-                tags: Vec::new(),
-                model_id: None,
-                user_id: None,
-                version: None,
-                content: None,
-            },
+            slipway_core::registry::NewModelVersion::new(name, format!("models:/{name}/source")),
             1_000,
         )
         .await

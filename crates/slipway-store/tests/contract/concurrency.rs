@@ -116,18 +116,10 @@ async fn case_concurrent_registrations(store: &Store) {
             for _ in 0..4 {
                 let version = store
                     .create_model_version(
-                        slipway_core::registry::NewModelVersion {
-                            name: "contended".into(),
-                            source: format!("s3://bucket/{task}"),
-                            run_id: None,
-                            run_link: None,
-                            description: None,
-                            tags: Vec::new(),
-                            model_id: None,
-                            user_id: None,
-                            version: None,
-                            content: None,
-                        },
+                        slipway_core::registry::NewModelVersion::new(
+                            "contended",
+                            format!("s3://bucket/{task}"),
+                        ),
                         10,
                     )
                     .await

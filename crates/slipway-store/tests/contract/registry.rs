@@ -23,16 +23,8 @@ contract!(
 
 fn new_version(name: &str, run_id: Option<&str>) -> NewModelVersion {
     NewModelVersion {
-        name: name.into(),
-        source: format!("models:/{name}/source"),
         run_id: run_id.map(str::to_owned),
-        run_link: None,
-        description: None,
-        tags: Vec::new(),
-        model_id: None,
-        user_id: None,
-        version: None,
-        content: None,
+        ..NewModelVersion::new(name, format!("models:/{name}/source"))
     }
 }
 
