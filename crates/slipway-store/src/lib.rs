@@ -24,6 +24,7 @@ mod filter;
 mod gates;
 mod identity;
 mod logged_models;
+pub mod mlflow;
 mod monitoring;
 mod promotions;
 mod registry;
