@@ -57,7 +57,7 @@ macro_rules! routes {
 }
 
 pub mod access;
-mod dto;
+pub mod dto;
 pub mod error;
 pub mod extract;
 mod http_metrics;

@@ -66,6 +66,35 @@ impl App {
         .await
     }
 
+    /// A logged model another tracking server made, under its id and creation time, so that
+    /// `models:/m-...` URIs written against it still resolve (`slipway import mlflow`).
+    /// Audited as `logged_models.import`.
+    pub async fn import_logged_model(
+        &self,
+        model: NewLoggedModel,
+        created_ms: i64,
+    ) -> Result<LoggedModel> {
+        check_pairs(&model.params, "params[].key")?;
+        check_pairs(&model.tags, "tags[].key")?;
+        let model_id = slipway_core::logged_model::parse_logged_model_id(&model.model_id)?;
+        let summary = json!({
+            "experiment_id": model.experiment_id.to_string(),
+            "name": model.name,
+            "source_run_id": model.source_run_id,
+        });
+        self.audited(
+            "logged_models.import",
+            format!("logged_model:{model_id}"),
+            summary,
+        )
+        .create_logged_model(
+            model,
+            &self.settings.default_artifact_root,
+            if created_ms > 0 { created_ms } else { now_ms() },
+        )
+        .await
+    }
+
     pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
         self.store.get_logged_model(model_id).await
     }

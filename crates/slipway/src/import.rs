@@ -1,8 +1,10 @@
-//! `slipway import mlflow --from URL`: an MLflow tracking server's experiments, runs (their
-//! ids, names, users, times, status, params, tags, whole metric histories, dataset inputs and
-//! artifacts), registered models, versions (their numbers), tags and aliases, read through its
-//! REST API and written through slipway's use-cases (validated and audited), so that `runs:/`
-//! and `models:/` URIs written against MLflow still resolve here.
+//! `slipway import mlflow --from URL|BACKEND_URI`: an MLflow tracking server's experiments,
+//! runs (their ids, names, users, times, status, params, tags, whole metric histories, dataset
+//! inputs and artifacts), logged models (their ids), registered models, versions (their
+//! numbers, sources, stages), tags and aliases, read through its REST API or straight from its
+//! database and artifact store ([`crate::mlflow_source`]), and written through slipway's
+//! use-cases (validated and audited), so that `runs:/` and `models:/` URIs written against
+//! MLflow still resolve here.
 //!
 //! Idempotent and resumable: a run is created with status RUNNING and gets its own status last,
 //! so a run whose status already matches was imported whole and is skipped, and a run cut off
@@ -20,13 +22,15 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use slipway_app::App;
 use slipway_core::Error;
+use slipway_core::logged_model::{LoggedModelStatus, NewLoggedModel};
 use slipway_core::ports::ArtifactStore;
 use slipway_core::registry::NewModelVersion;
 use slipway_core::tracking::{
-    Batch, Dataset, DatasetInput, ExperimentId, Metric, Param, RunId, RunStatus, RunUpdate, Tag,
+    Batch, Dataset, DatasetInput, ExperimentId, Metric, ModelOutput, Param, RunId, RunStatus,
+    RunUpdate, Tag,
 };
 
-use crate::remote::{Client, urlencode};
+use crate::mlflow_source::{Artifacts, Counts, Source, i64_of, metric_value, str_of, tags_of};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -36,16 +40,23 @@ pub struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 enum ImportSource {
-    /// From an MLflow tracking server, through its REST API (credentials from the
-    /// MLFLOW_TRACKING_* variables, as the mlflow client takes them).
+    /// From an MLflow tracking server through its REST API (credentials from the
+    /// MLFLOW_TRACKING_* variables, as the mlflow client takes them), or straight from
+    /// MLflow's database and artifact store.
     Mlflow(MlflowArgs),
 }
 
 #[derive(Debug, Args)]
 struct MlflowArgs {
-    /// The MLflow tracking server to read, e.g. http://mlflow.internal:5000.
-    #[arg(long, value_name = "URL")]
+    /// The MLflow tracking server to read (http://mlflow.internal:5000), or MLflow's backend
+    /// store (sqlite:///mlflow.db, postgresql://user@host/mlflow), read only.
+    #[arg(long, value_name = "URL|URI")]
     from: String,
+    /// With a backend store: where MLflow's server kept the artifacts it proxied (its
+    /// --artifacts-destination: a folder or s3://BUCKET/PREFIX). Artifacts stored at s3:// or
+    /// file:// locations are read from there.
+    #[arg(long, value_name = "PATH|s3://")]
+    artifacts: Option<String>,
     /// Only these experiments, by name (repeat the flag; default: all, deleted ones too).
     #[arg(long = "experiment", value_name = "NAME")]
     experiments: Vec<String>,
@@ -63,100 +74,14 @@ struct MlflowArgs {
     json: bool,
 }
 
-/// What was found at the source and what the target holds after the import.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-struct Counts {
-    experiments: u64,
-    runs: u64,
-    params: u64,
-    tags: u64,
-    metric_points: u64,
-    datasets: u64,
-    artifacts: u64,
-    artifact_bytes: u64,
-    registered_models: u64,
-    versions: u64,
-    aliases: u64,
-}
-
-impl Counts {
-    fn add(&mut self, other: &Counts) {
-        self.experiments += other.experiments;
-        self.runs += other.runs;
-        self.params += other.params;
-        self.tags += other.tags;
-        self.metric_points += other.metric_points;
-        self.datasets += other.datasets;
-        self.artifacts += other.artifacts;
-        self.artifact_bytes += other.artifact_bytes;
-        self.registered_models += other.registered_models;
-        self.versions += other.versions;
-        self.aliases += other.aliases;
-    }
-}
-
 pub async fn run(config: Option<&Path>, args: ImportArgs) -> anyhow::Result<()> {
     match args.source {
         ImportSource::Mlflow(args) => mlflow(config, args).await,
     }
 }
 
-/// Pages through a search: `call(page_token)` gives one page; `items` picks its list.
-async fn all_pages<F, Fut>(mut call: F, items: &str) -> anyhow::Result<Vec<Value>>
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Value>>,
-{
-    let mut found = Vec::new();
-    let mut token = None;
-    loop {
-        let page = call(token.take()).await?;
-        found.extend(page[items].as_array().cloned().unwrap_or_default());
-        match page["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-            Some(next) => token = Some(next.to_owned()),
-            None => return Ok(found),
-        }
-    }
-}
-
-fn str_of(value: &Value, key: &str) -> String {
-    value[key].as_str().unwrap_or_default().to_owned()
-}
-
-fn i64_of(value: &Value, key: &str) -> i64 {
-    value[key]
-        .as_i64()
-        .or_else(|| value[key].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_default()
-}
-
-fn tags_of(value: &Value) -> Vec<Tag> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| Tag {
-            key: str_of(t, "key"),
-            value: str_of(t, "value"),
-        })
-        .collect()
-}
-
-/// A metric value as MLflow's JSON has it: a number, or "NaN" / "Infinity" / "-Infinity".
-fn metric_value(value: &Value) -> f64 {
-    match value {
-        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-        Value::String(s) => match s.as_str() {
-            "Infinity" | "inf" => f64::INFINITY,
-            "-Infinity" | "-inf" => f64::NEG_INFINITY,
-            other => other.parse().unwrap_or(f64::NAN),
-        },
-        _ => f64::NAN,
-    }
-}
-
 async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
-    let source = Client::for_uri(Some(args.from.clone()))?;
+    let source = Source::open(&args.from, args.artifacts.as_deref()).await?;
     let (uri, artifacts) =
         crate::backup::stores(config, args.backend_store_uri, args.artifacts_destination)?;
     let store = slipway_store::SqlStore::open(&uri, slipway_store::StoreOptions::default())
@@ -170,18 +95,10 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
     )
     .for_caller("slipway-import", None);
 
-    let experiments = all_pages(
-        |token| {
-            source.call(
-                reqwest::Method::POST,
-                "/api/2.0/mlflow/experiments/search",
-                Some(json!({"max_results": 1000, "view_type": "ALL", "page_token": token})),
-            )
-        },
-        "experiments",
-    )
-    .await
-    .with_context(|| format!("listing the experiments of {}", args.from))?;
+    let experiments = source
+        .experiments()
+        .await
+        .with_context(|| format!("listing the experiments of {}", args.from))?;
     let experiments: Vec<Value> = experiments
         .into_iter()
         .filter(|e| args.experiments.is_empty() || args.experiments.contains(&str_of(e, "name")))
@@ -197,22 +114,7 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
     let mut found = Counts::default();
     let mut runs_by_experiment: Vec<(Value, ExperimentId, Vec<Value>)> = Vec::new();
     for experiment in experiments {
-        let runs = all_pages(
-            |token| {
-                source.call(
-                    reqwest::Method::POST,
-                    "/api/2.0/mlflow/runs/search",
-                    Some(json!({
-                        "experiment_ids": [str_of(&experiment, "experiment_id")],
-                        "run_view_type": "ALL",
-                        "max_results": 1000,
-                        "page_token": token,
-                    })),
-                )
-            },
-            "runs",
-        )
-        .await?;
+        let runs = source.runs(&str_of(&experiment, "experiment_id")).await?;
         let target = target_experiment(&app, &experiment).await?;
         found.experiments += 1;
         runs_by_experiment.push((experiment, target, runs));
@@ -221,16 +123,10 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(_, _, r)| r.len() as u64)
         .sum();
-    let progress = indicatif::ProgressBar::new(total_runs);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("runs {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let progress = crate::mlflow_source::count_bar(total_runs, "runs");
     let mut skipped = 0u64;
     let mut imported_runs: Vec<(RunId, Value)> = Vec::new();
+    let mut imported_models: Vec<Value> = Vec::new();
     for (experiment, experiment_id, runs) in &runs_by_experiment {
         // Runs at once: the source answers each request slowly, not many of them.
         let mut done = futures::stream::iter(runs.iter().map(|run| {
@@ -251,6 +147,28 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
             imported_runs.push((run_id, run.clone()));
         }
         drop(done);
+        // After the runs: a logged model's metrics are logged through its run.
+        for model in source
+            .logged_models(&str_of(experiment, "experiment_id"))
+            .await?
+        {
+            import_logged_model(
+                &app,
+                target.as_ref(),
+                &source,
+                *experiment_id,
+                &model,
+                &mut found,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "importing logged model {}",
+                    str_of(&model["info"], "model_id")
+                )
+            })?;
+            imported_models.push(model);
+        }
         if str_of(experiment, "lifecycle_stage") == "deleted"
             && app
                 .store()
@@ -275,11 +193,13 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
         &app,
         target.as_ref(),
         &imported_runs,
+        &imported_models,
         &models,
         &runs_by_experiment,
     )
     .await?;
     store.close().await;
+    source.close().await;
     let matches = imported == found;
     if args.json {
         println!(
@@ -324,7 +244,7 @@ async fn target_experiment(app: &App, experiment: &Value) -> anyhow::Result<Expe
 async fn import_run(
     app: &App,
     target: &dyn ArtifactStore,
-    source: &Client,
+    source: &Source,
     experiment: ExperimentId,
     run: &Value,
     found: &mut Counts,
@@ -384,22 +304,7 @@ async fn import_run(
     // Histories are read (and counted) even for a run imported whole: the counts compare them.
     let mut histories = Vec::new();
     for key in &metric_keys {
-        let history = all_pages(
-            |token| {
-                let mut path = format!(
-                    "/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key={}&max_results=25000",
-                    urlencode(run_id.as_str()),
-                    urlencode(key)
-                );
-                if let Some(token) = token {
-                    path.push_str(&format!("&page_token={}", urlencode(&token)));
-                }
-                let source = source.clone();
-                async move { source.call(reqwest::Method::GET, &path, None).await }
-            },
-            "metrics",
-        )
-        .await?;
+        let history = source.metric_history(run_id.as_str(), key).await?;
         found.metric_points += history.len() as u64;
         histories.push(history);
     }
@@ -424,7 +329,25 @@ async fn import_run(
         })
         .collect();
     found.datasets += datasets.len() as u64;
-    let files = list_artifacts(source, run_id.as_str(), None).await?;
+    let model_inputs: Vec<String> = run["inputs"]["model_inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| str_of(m, "model_id"))
+        .filter(|id| !id.is_empty())
+        .collect();
+    let model_outputs: Vec<ModelOutput> = run["outputs"]["model_outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| ModelOutput {
+            model_id: str_of(m, "model_id"),
+            step: i64_of(m, "step"),
+        })
+        .filter(|m| !m.model_id.is_empty())
+        .collect();
+    let artifacts = source.run_artifacts(run).await?;
+    let files = artifacts.list().await?;
     found.artifacts += files.len() as u64;
     found.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
     if whole {
@@ -478,8 +401,11 @@ async fn import_run(
     for batch in batches {
         app.log_batch(&run_id, batch).await?;
     }
-    if !datasets.is_empty() {
-        app.log_inputs(&run_id, datasets, Vec::new()).await?;
+    if !datasets.is_empty() || !model_inputs.is_empty() {
+        app.log_inputs(&run_id, datasets, model_inputs).await?;
+    }
+    if !model_outputs.is_empty() {
+        app.log_outputs(&run_id, model_outputs).await?;
     }
     let root = created
         .info
@@ -496,13 +422,13 @@ async fn import_run(
         copy_artifact(
             app,
             target,
-            source,
-            run_id.as_str(),
+            &artifacts,
             path,
             *size,
             &format!("{root}/{path}"),
         )
-        .await?;
+        .await
+        .with_context(|| format!("copying artifact {path} of run {run_id}"))?;
     }
     app.update_run(
         &run_id,
@@ -519,48 +445,12 @@ async fn import_run(
     Ok((run_id, false))
 }
 
-/// Every file under a run's artifacts at the source, with its size.
-async fn list_artifacts(
-    source: &Client,
-    run_id: &str,
-    under: Option<&str>,
-) -> anyhow::Result<Vec<(String, u64)>> {
-    let mut files = Vec::new();
-    let mut folders = vec![under.map(str::to_owned)];
-    while let Some(folder) = folders.pop() {
-        let mut path = format!(
-            "/api/2.0/mlflow/artifacts/list?run_id={}",
-            urlencode(run_id)
-        );
-        if let Some(folder) = &folder {
-            path.push_str(&format!("&path={}", urlencode(folder)));
-        }
-        let listing = source.call(reqwest::Method::GET, &path, None).await?;
-        for file in listing["files"].as_array().into_iter().flatten() {
-            let name = str_of(file, "path");
-            if file["is_dir"].as_bool().unwrap_or(false) {
-                folders.push(Some(name));
-            } else {
-                files.push((
-                    name,
-                    file["file_size"]
-                        .as_u64()
-                        .unwrap_or_else(|| i64_of(file, "file_size") as u64),
-                ));
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// One artifact, streamed from the source into a temporary file and put through the artifact
 /// use-case; kept when it is there with its size already.
 async fn copy_artifact(
     app: &App,
     store: &dyn ArtifactStore,
-    source: &Client,
-    run_id: &str,
+    source: &Artifacts,
     path: &str,
     size: u64,
     target: &str,
@@ -572,20 +462,11 @@ async fn copy_artifact(
     {
         return Ok(());
     }
-    let mut response = source
-        .get_stream(&format!(
-            "/get-artifact?path={}&run_uuid={}",
-            urlencode(path),
-            urlencode(run_id)
-        ))
-        .await?;
+    let mut body = source.open(path).await?;
     let spill = tempfile::NamedTempFile::new().context("creating a temporary file")?;
     let mut out = std::io::BufWriter::new(spill.reopen().context("opening a temporary file")?);
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .with_context(|| format!("reading artifact {path} of run {run_id}"))?
-    {
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.with_context(|| format!("reading artifact {path}"))?;
         out.write_all(&chunk).context("writing a temporary file")?;
     }
     out.flush().context("writing a temporary file")?;
@@ -604,25 +485,14 @@ async fn copy_artifact(
     Ok(())
 }
 
-/// Registered models with their tags, versions (numbers kept) and aliases; returns the models.
+/// Registered models with their tags, versions (numbers, sources, stages kept) and aliases;
+/// returns the models.
 async fn import_registry(
     app: &App,
-    source: &Client,
+    source: &Source,
     found: &mut Counts,
 ) -> anyhow::Result<Vec<Value>> {
-    let models = all_pages(
-        |token| {
-            let mut path = "/api/2.0/mlflow/registered-models/search?max_results=1000".to_owned();
-            if let Some(token) = token {
-                path.push_str(&format!("&page_token={}", urlencode(&token)));
-            }
-            let source = source.clone();
-            async move { source.call(reqwest::Method::GET, &path, None).await }
-        },
-        "registered_models",
-    )
-    .await?;
-    let mut models = models;
+    let mut models = source.registered_models().await?;
     for model in &mut models {
         let name = str_of(model, "name");
         found.registered_models += 1;
@@ -631,60 +501,59 @@ async fn import_registry(
             app.create_registered_model(&name, description, tags_of(&model["tags"]))
                 .await?;
         }
-        let mut versions = all_pages(
-            |token| {
-                let mut path = format!(
-                    "/api/2.0/mlflow/model-versions/search?max_results=10000&filter={}",
-                    urlencode(&format!("name='{}'", name.replace('\'', "\\'")))
-                );
-                if let Some(token) = token {
-                    path.push_str(&format!("&page_token={}", urlencode(&token)));
-                }
-                let source = source.clone();
-                async move { source.call(reqwest::Method::GET, &path, None).await }
-            },
-            "model_versions",
-        )
-        .await?;
-        versions.sort_by_key(|v| i64_of(v, "version"));
+        let versions = source.model_versions(&name).await?;
         model["slipway_import_versions"] = json!(
             versions
                 .iter()
-                .map(|v| i64_of(v, "version"))
+                .map(|v| json!({"version": i64_of(v, "version"),
+                                "stage": stage_of(v)}))
                 .collect::<Vec<_>>()
         );
         for version in &versions {
             found.versions += 1;
             let number = i64_of(version, "version");
-            match app.store().get_model_version(&name, number).await {
-                Ok(_) => continue,
-                Err(Error::NotFound(_)) => {}
+            let stage = stage_of(version);
+            found.stages += u64::from(stage != "None");
+            let current = match app.store().get_model_version(&name, number).await {
+                Ok(current) => Some(current),
+                Err(Error::NotFound(_)) => None,
                 Err(other) => return Err(other.into()),
+            };
+            let current_stage = match current {
+                Some(current) => current.current_stage.as_str().to_owned(),
+                None => {
+                    let optional = |key: &str| {
+                        version[key]
+                            .as_str()
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned)
+                    };
+                    let run_id = optional("run_id");
+                    app.create_model_version(NewModelVersion {
+                        source: version_source(&str_of(version, "source"), run_id.as_deref()),
+                        run_id,
+                        run_link: optional("run_link"),
+                        description: optional("description"),
+                        tags: tags_of(&version["tags"]),
+                        // MLflow's REST answers leave it out; the source names it.
+                        model_id: optional("model_id")
+                            .or_else(|| logged_model_of(&str_of(version, "source"))),
+                        user_id: optional("user_id"),
+                        version: Some(number),
+                        ..NewModelVersion::new(name.clone(), String::new())
+                    })
+                    .await
+                    .with_context(|| format!("importing version {number} of '{name}'"))?;
+                    "None".to_owned()
+                }
+            };
+            if current_stage != stage {
+                app.transition_stage(&name, &number.to_string(), &stage, false)
+                    .await
+                    .with_context(|| {
+                        format!("moving version {number} of '{name}' to stage {stage}")
+                    })?;
             }
-            let run_id = version["run_id"].as_str().filter(|r| !r.is_empty());
-            app.create_model_version(NewModelVersion {
-                name: name.clone(),
-                source: version_source(&str_of(version, "source"), run_id),
-                run_id: run_id.map(str::to_owned),
-                run_link: version["run_link"]
-                    .as_str()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned),
-                description: version["description"]
-                    .as_str()
-                    .filter(|d| !d.is_empty())
-                    .map(str::to_owned),
-                tags: tags_of(&version["tags"]),
-                model_id: None,
-                user_id: version["user_id"]
-                    .as_str()
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned),
-                version: Some(number),
-                content: None,
-            })
-            .await
-            .with_context(|| format!("importing version {number} of '{name}'"))?;
         }
         for alias in model["aliases"].as_array().into_iter().flatten() {
             found.aliases += 1;
@@ -699,6 +568,133 @@ async fn import_registry(
         }
     }
     Ok(models)
+}
+
+/// The logged model a `models:/m-...` source names.
+fn logged_model_of(source: &str) -> Option<String> {
+    let rest = source.strip_prefix("models:/")?;
+    let id = rest.split('/').next().unwrap_or(rest);
+    id.starts_with("m-").then(|| id.to_owned())
+}
+
+/// A version's stage as MLflow names it ("None" when it has none).
+fn stage_of(version: &Value) -> String {
+    match version["current_stage"].as_str() {
+        Some(stage) if !stage.is_empty() => stage.to_owned(),
+        _ => "None".to_owned(),
+    }
+}
+
+/// A logged model under its id, with its name, type, source run, params, tags, status,
+/// metrics (logged through its run, as MLflow does) and files.
+async fn import_logged_model(
+    app: &App,
+    target: &dyn ArtifactStore,
+    source: &Source,
+    experiment: ExperimentId,
+    model: &Value,
+    found: &mut Counts,
+) -> anyhow::Result<()> {
+    let info = &model["info"];
+    let model_id = str_of(info, "model_id");
+    found.logged_models += 1;
+    let artifacts = source.logged_model_artifacts(model).await?;
+    let files = artifacts.list().await?;
+    found.artifacts += files.len() as u64;
+    found.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
+    let status =
+        LoggedModelStatus::parse(&str_of(info, "status")).unwrap_or(LoggedModelStatus::Pending);
+    let existing = match app.get_logged_model(&model_id).await {
+        Ok(existing) => Some(existing),
+        Err(Error::NotFound(_)) => None,
+        Err(other) => return Err(other.into()),
+    };
+    if existing.as_ref().is_some_and(|m| m.status == status) {
+        return Ok(());
+    }
+    let pairs = |value: &Value| -> Vec<Tag> { tags_of(value) };
+    let created = match existing {
+        Some(existing) => existing,
+        None => {
+            app.import_logged_model(
+                NewLoggedModel {
+                    model_id: model_id.clone(),
+                    experiment_id: experiment,
+                    name: str_of(info, "name"),
+                    model_type: info["model_type"]
+                        .as_str()
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
+                    source_run_id: info["source_run_id"]
+                        .as_str()
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned),
+                    params: pairs(&model["data"]["params"]),
+                    tags: pairs(&info["tags"]),
+                },
+                i64_of(info, "creation_timestamp_ms"),
+            )
+            .await?
+        }
+    };
+    let mut by_run: std::collections::BTreeMap<String, Vec<Metric>> = Default::default();
+    for m in model["data"]["metrics"].as_array().into_iter().flatten() {
+        let Some(run) = m["run_id"].as_str().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        by_run.entry(run.to_owned()).or_default().push(Metric {
+            model_id: Some(model_id.clone()),
+            dataset_name: m["dataset_name"].as_str().map(str::to_owned),
+            dataset_digest: m["dataset_digest"].as_str().map(str::to_owned),
+            run_id: Some(run.to_owned()),
+            ..Metric::new(
+                str_of(m, "key"),
+                metric_value(&m["value"]),
+                i64_of(m, "timestamp"),
+                i64_of(m, "step"),
+            )
+        });
+    }
+    for (run, metrics) in by_run {
+        let run_id =
+            RunId::parse(&run).map_err(|e| anyhow::anyhow!("a run id MLflow gave: {e}"))?;
+        for chunk in metrics.chunks(1000) {
+            app.log_batch(
+                &run_id,
+                Batch {
+                    metrics: chunk.to_vec(),
+                    ..Batch::default()
+                },
+            )
+            .await?;
+        }
+    }
+    let root = created
+        .artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .with_context(|| {
+            format!(
+                "logged model {model_id}'s artifacts are at {}, outside slipway's artifact store",
+                created.artifact_uri
+            )
+        })?;
+    for (path, size) in &files {
+        copy_artifact(
+            app,
+            target,
+            &artifacts,
+            path,
+            *size,
+            &format!("{root}/{path}"),
+        )
+        .await
+        .with_context(|| format!("copying artifact {path} of logged model {model_id}"))?;
+    }
+    if status != LoggedModelStatus::Pending {
+        app.finalize_logged_model(&model_id, status).await?;
+    }
+    Ok(())
 }
 
 /// A version's source as slipway resolves it: a path under its run's artifacts becomes
@@ -721,6 +717,7 @@ async fn verify(
     app: &App,
     target: &dyn ArtifactStore,
     runs: &[(RunId, Value)],
+    logged_models: &[Value],
     models: &[Value],
     experiments: &[(Value, ExperimentId, Vec<Value>)],
 ) -> anyhow::Result<Counts> {
@@ -775,20 +772,40 @@ async fn verify(
         counts.artifacts += files.len() as u64;
         counts.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
     }
+    for model in logged_models {
+        let Ok(copy) = app
+            .get_logged_model(&str_of(&model["info"], "model_id"))
+            .await
+        else {
+            continue;
+        };
+        counts.logged_models += 1;
+        let root = copy
+            .artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned();
+        let files = crate::backup::walk_under(target, &root).await?;
+        counts.artifacts += files.len() as u64;
+        counts.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
+    }
     for model in models {
         let name = str_of(model, "name");
         if app.store().get_registered_model(&name).await.is_err() {
             continue;
         }
         counts.registered_models += 1;
-        for number in model["slipway_import_versions"]
+        for version in model["slipway_import_versions"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(Value::as_i64)
         {
-            if app.store().get_model_version(&name, number).await.is_ok() {
+            let number = i64_of(version, "version");
+            if let Ok(copy) = app.store().get_model_version(&name, number).await {
                 counts.versions += 1;
+                let stage = copy.current_stage.as_str();
+                counts.stages += u64::from(stage != "None" && version["stage"] == stage);
             }
         }
         for alias in model["aliases"].as_array().into_iter().flatten() {
