@@ -1,6 +1,9 @@
-"""Import throughput: an MLflow server (the `mlflow` package, SQLite store, served artifacts)
-filled with the mlflow client, then `slipway import mlflow` into a fresh slipway store, timed;
-then the same import again (everything there already: what a resumed or repeated import costs).
+"""Import and export throughput: an MLflow server (the `mlflow` package, SQLite store, served
+artifacts) filled with the mlflow client, then `slipway import mlflow` into a fresh slipway
+store, timed; then the same import again (everything there already: what a resumed or repeated
+import costs); then the same data imported straight from MLflow's database and artifact folder
+into another fresh store; then `slipway export mlflow` of the first store into a second, empty
+MLflow server.
 
     python bench/import/run.py --bin target/release/slipway [--runs 200] [--steps 1000]
 
@@ -80,6 +83,45 @@ def main() -> None:
             if out.returncode != 0:
                 raise SystemExit(out.stderr)
             results.append(json.loads(out.stdout))
+        # Straight from MLflow's database and artifact folder, into a fresh store.
+        direct_store = f"sqlite:///{work / 'direct' / 'slipway.db'}"
+        began = time.perf_counter()
+        out = subprocess.run(
+            [args.bin, "import", "mlflow", "--from", f"sqlite:///{work / 'mlflow.db'}",
+             "--artifacts", str(work / "mlartifacts"), "--backend-store-uri", direct_store,
+             "--artifacts-destination", str(work / "direct" / "artifacts"), "--json"],
+            capture_output=True, text=True)
+        direct_seconds = time.perf_counter() - began
+        if out.returncode != 0:
+            raise SystemExit(out.stderr)
+        direct = json.loads(out.stdout)
+        # And out again, into an empty MLflow server.
+        out_port = free_port()
+        target = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(out_port), "--backend-store-uri", f"sqlite:///{work / 'out.db'}",
+             "--artifacts-destination", str(work / "out-artifacts"), "--workers", "2"],
+            stdout=open(work / "mlflow-out.log", "w"), stderr=subprocess.STDOUT)
+        try:
+            for _ in range(600):
+                try:
+                    if requests.get(f"http://127.0.0.1:{out_port}/health", timeout=1).status_code == 200:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.2)
+            began = time.perf_counter()
+            out = subprocess.run(
+                [args.bin, "export", "mlflow", "--to", f"http://127.0.0.1:{out_port}",
+                 "--backend-store-uri", store, "--artifacts-destination",
+                 str(work / "slipway" / "artifacts"), "--json"],
+                capture_output=True, text=True)
+            export_seconds = time.perf_counter() - began
+            if out.returncode != 0:
+                raise SystemExit(out.stderr)
+            exported = json.loads(out.stdout)
+        finally:
+            target.terminate()
+            target.wait()
         counts = results[0]["imported"]
         print(json.dumps({
             "runs": counts["runs"],
@@ -93,6 +135,12 @@ def main() -> None:
             "matches": results[0]["matches"],
             "second_import_seconds": round(timings[1], 2),
             "second_import_runs_skipped": results[1]["runs_already_whole"],
+            "database_import_seconds": round(direct_seconds, 2),
+            "database_import_matches": direct["matches"],
+            "database_import_metric_points_per_second": round(counts["metric_points"] / direct_seconds),
+            "export_seconds": round(export_seconds, 2),
+            "export_matches": exported["matches"],
+            "export_metric_points_per_second": round(counts["metric_points"] / export_seconds),
         }, indent=2))
     finally:
         mlflow.terminate()

@@ -8,10 +8,12 @@ mod config;
 mod convert;
 mod deploy;
 mod drift;
+mod export;
 mod gate;
 mod holdout;
 mod image;
 mod import;
+mod mlflow_source;
 mod monitor;
 mod otlp;
 mod pipeline;
@@ -107,6 +109,10 @@ enum Command {
     /// Move in from another tracking server: experiments, runs (ids kept), metric histories,
     /// artifacts, registered models and versions (numbers kept) and aliases, idempotently.
     Import(import::ImportArgs),
+    /// Move out again: slipway's experiments, runs, metric histories, artifacts, logged models,
+    /// registered models, versions (numbers kept), stages and aliases, into another tracking
+    /// server, idempotently.
+    Export(export::ExportArgs),
     /// Rebuild an empty store from a backup (`--list` shows them); the audit chain is checked
     /// on the result.
     Restore(backup::RestoreArgs),
@@ -241,6 +247,9 @@ fn main() -> ExitCode {
             }
             Command::Image(args) => image::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Import(args) => import::run(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Export(args) => export::run(cli.config.as_deref(), args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::backup(cli.config.as_deref(), args)
