@@ -806,3 +806,35 @@ async fn verify(
     }
     Ok(counts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_follow_the_ids_mlflow_gave_and_leave_the_rest() {
+        let runs = HashMap::from([("r1".to_owned(), "n1".to_owned())]);
+        let models = HashMap::from([("m-1".to_owned(), "m-9".to_owned())]);
+        assert_eq!(rewrite_source("runs:/r1/model", &runs, &models), "runs:/n1/model");
+        assert_eq!(rewrite_source("runs:/r1", &runs, &models), "runs:/n1");
+        assert_eq!(rewrite_source("models:/m-1", &runs, &models), "models:/m-9");
+        // Another run's files, a registered model's URI, a bucket: kept as they are.
+        assert_eq!(rewrite_source("runs:/r2/model", &runs, &models), "runs:/r2/model");
+        assert_eq!(rewrite_source("models:/churn/3", &runs, &models), "models:/churn/3");
+        assert_eq!(rewrite_source("s3://b/k", &runs, &models), "s3://b/k");
+    }
+
+    #[test]
+    fn the_proxy_path_drops_the_scheme_and_any_host() {
+        assert_eq!(
+            proxy_root("mlflow-artifacts:/1/abc/artifacts", "x").unwrap(),
+            "1/abc/artifacts"
+        );
+        assert_eq!(
+            proxy_root("mlflow-artifacts://mlflow:5000/1/abc/artifacts/", "x").unwrap(),
+            "1/abc/artifacts"
+        );
+        let refused = proxy_root("s3://bucket/1/abc/artifacts", "run abc").unwrap_err();
+        assert!(refused.to_string().contains("--serve-artifacts"), "{refused}");
+    }
+}

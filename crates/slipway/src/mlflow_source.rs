@@ -446,21 +446,42 @@ impl Source {
                 client: client.clone(),
                 run_id: info["run_id"].as_str().unwrap_or_default().to_owned(),
             }),
-            _ => self.artifacts_at(uri).await,
+            _ => {
+                self.artifacts_at(uri, info["run_id"].as_str().unwrap_or_default())
+                    .await
+            }
         }
     }
 
     /// The files of a logged model.
     pub(crate) async fn logged_model_artifacts(&self, model: &Value) -> anyhow::Result<Artifacts> {
-        self.artifacts_at(model["info"]["artifact_uri"].as_str().unwrap_or_default())
-            .await
+        let info = &model["info"];
+        self.artifacts_at(
+            info["artifact_uri"].as_str().unwrap_or_default(),
+            info["model_id"].as_str().unwrap_or_default(),
+        )
+        .await
     }
 
     /// Files under an artifact URI as MLflow writes them: `mlflow-artifacts:/PATH` (behind a
     /// server's proxy), `s3://BUCKET/PATH`, `file:///PATH` or a plain path.
-    async fn artifacts_at(&self, uri: &str) -> anyhow::Result<Artifacts> {
+    ///
+    /// MLflow puts an owner's files in a folder named after it (`.../RUN_ID/artifacts`,
+    /// `.../models/MODEL_ID/artifacts`); a location read straight from a database must end so,
+    /// or a crafted database could have the import copy any file the operator can read (or
+    /// any bucket their credentials reach) into a run anyone with access to it can download.
+    async fn artifacts_at(&self, uri: &str, owner: &str) -> anyhow::Result<Artifacts> {
         if uri.is_empty() {
             return Ok(Artifacts::None);
+        }
+        if owner.is_empty()
+            || !uri
+                .trim_end_matches('/')
+                .ends_with(&format!("/{owner}/artifacts"))
+        {
+            bail!(
+                "{owner}'s artifact location {uri} is not its own folder (.../{owner}/artifacts), as MLflow makes it; refusing to read it"
+            );
         }
         if let Some(rest) = uri.strip_prefix("mlflow-artifacts:") {
             // `mlflow-artifacts://host:port/PATH` names the server; the path is what counts.
@@ -668,5 +689,38 @@ impl Artifacts {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_location_outside_its_owner_s_folder_is_refused_before_it_is_read() {
+        let source = Source::Server(Client::for_uri(Some("http://127.0.0.1:9".to_owned())).unwrap());
+        for uri in ["/etc", "file:///home/me/.ssh", "s3://other-bucket/secrets"] {
+            let refused = source.artifacts_at(uri, "abc123").await.err().unwrap();
+            assert!(refused.to_string().contains("refusing"), "{uri}: {refused}");
+        }
+        let proxied = source
+            .artifacts_at("mlflow-artifacts:/1/abc123/artifacts", "abc123")
+            .await
+            .unwrap();
+        assert!(matches!(proxied, Artifacts::Proxy { root, .. } if root == "1/abc123/artifacts"));
+        // MLflow makes a run's folder with its first file: none yet is no files.
+        let empty = source
+            .artifacts_at("/nonexistent/abc123/artifacts", "abc123")
+            .await
+            .unwrap();
+        assert!(matches!(empty, Artifacts::None));
+    }
+
+    #[test]
+    fn metric_values_read_as_mlflow_writes_them() {
+        assert!(metric_value(&json!("NaN")).is_nan());
+        assert_eq!(metric_value(&json!("Infinity")), f64::INFINITY);
+        assert_eq!(metric_value(&json!("-Infinity")), f64::NEG_INFINITY);
+        assert_eq!(metric_value(&json!(0.25)), 0.25);
     }
 }
