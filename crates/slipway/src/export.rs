@@ -815,12 +815,21 @@ mod tests {
     fn sources_follow_the_ids_mlflow_gave_and_leave_the_rest() {
         let runs = HashMap::from([("r1".to_owned(), "n1".to_owned())]);
         let models = HashMap::from([("m-1".to_owned(), "m-9".to_owned())]);
-        assert_eq!(rewrite_source("runs:/r1/model", &runs, &models), "runs:/n1/model");
+        assert_eq!(
+            rewrite_source("runs:/r1/model", &runs, &models),
+            "runs:/n1/model"
+        );
         assert_eq!(rewrite_source("runs:/r1", &runs, &models), "runs:/n1");
         assert_eq!(rewrite_source("models:/m-1", &runs, &models), "models:/m-9");
         // Another run's files, a registered model's URI, a bucket: kept as they are.
-        assert_eq!(rewrite_source("runs:/r2/model", &runs, &models), "runs:/r2/model");
-        assert_eq!(rewrite_source("models:/churn/3", &runs, &models), "models:/churn/3");
+        assert_eq!(
+            rewrite_source("runs:/r2/model", &runs, &models),
+            "runs:/r2/model"
+        );
+        assert_eq!(
+            rewrite_source("models:/churn/3", &runs, &models),
+            "models:/churn/3"
+        );
         assert_eq!(rewrite_source("s3://b/k", &runs, &models), "s3://b/k");
     }
 
@@ -835,6 +844,9 @@ mod tests {
             "1/abc/artifacts"
         );
         let refused = proxy_root("s3://bucket/1/abc/artifacts", "run abc").unwrap_err();
-        assert!(refused.to_string().contains("--serve-artifacts"), "{refused}");
+        assert!(
+            refused.to_string().contains("--serve-artifacts"),
+            "{refused}"
+        );
     }
 }

@@ -172,17 +172,19 @@ impl Source {
     /// Every experiment, deleted ones too.
     pub(crate) async fn experiments(&self) -> anyhow::Result<Vec<Value>> {
         match self {
-            Source::Server(client) => all_pages(
-                |token| {
-                    client.call(
+            Source::Server(client) => {
+                all_pages(
+                    |token| {
+                        client.call(
                         reqwest::Method::POST,
                         "/api/2.0/mlflow/experiments/search",
                         Some(json!({"max_results": 1000, "view_type": "ALL", "page_token": token})),
                     )
-                },
-                "experiments",
-            )
-            .await,
+                    },
+                    "experiments",
+                )
+                .await
+            }
             Source::Database { db, .. } => Ok(db.experiments().await?),
             Source::Slipway { app, .. } => {
                 let mut found = Vec::new();
@@ -698,7 +700,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_location_outside_its_owner_s_folder_is_refused_before_it_is_read() {
-        let source = Source::Server(Client::for_uri(Some("http://127.0.0.1:9".to_owned())).unwrap());
+        let source =
+            Source::Server(Client::for_uri(Some("http://127.0.0.1:9".to_owned())).unwrap());
         for uri in ["/etc", "file:///home/me/.ssh", "s3://other-bucket/secrets"] {
             let refused = source.artifacts_at(uri, "abc123").await.err().unwrap();
             assert!(refused.to_string().contains("refusing"), "{uri}: {refused}");
