@@ -15,9 +15,11 @@ an alias and a version whose source is the logged model (`models:/m-...`).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,11 +38,12 @@ MLFLOW_MODEL = MODELS / "mlflow_logreg_breast_cancer"
 class MlflowServer:
     """MLflow's own server, as a team runs it: a database, artifacts it serves."""
 
-    def __init__(self, workdir: Path, backend_store_uri: str | None = None):
+    def __init__(self, workdir: Path, backend_store_uri: str | None = None,
+                 artifacts: str | None = None):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.backend_store_uri = backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}"
-        self.artifacts = workdir / "mlartifacts"
+        self.artifacts = artifacts or str(workdir / "mlartifacts")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         mlflow_bin = Path(sys.executable).parent / "mlflow"
@@ -50,8 +53,11 @@ class MlflowServer:
         self.proc = subprocess.Popen(
             [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--backend-store-uri", self.backend_store_uri,
-             "--artifacts-destination", str(self.artifacts), "--workers", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
+             "--artifacts-destination", self.artifacts, "--workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
+            # MLflow's S3 client (boto3) finds an S3-compatible endpoint here.
+            env={**os.environ, "MLFLOW_S3_ENDPOINT_URL": os.environ.get("AWS_ENDPOINT_URL", "")}
+            if os.environ.get("AWS_ENDPOINT_URL") else None)
         deadline = time.monotonic() + 180
         while True:
             assert self.proc.poll() is None, self.tail()
@@ -312,22 +318,28 @@ def test_mlflow_s_sqlite_database_is_imported_with_its_artifact_folder(
         [slipway_bin, "import", "mlflow", "--from", database, "--backend-store-uri", store,
          "--artifacts-destination", artifacts], capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "--artifacts" in missing.stderr, missing.stderr
-    first = _import(slipway_bin, database, store, artifacts, "--artifacts", str(server.artifacts))
+    first = _import(slipway_bin, database, store, artifacts, "--artifacts", server.artifacts)
     _assert_whole(first)
     _check_slipway_copy(slipway_bin, made, server.client(), store, artifacts, tmp_path)
-    second = _import(slipway_bin, database, store, artifacts, "--artifacts", str(server.artifacts))
+    second = _import(slipway_bin, database, store, artifacts, "--artifacts", server.artifacts)
     assert second["matches"] is True and second["runs_already_whole"] == 3
 
 
-def test_mlflow_s_postgresql_database_is_imported(fresh_postgres, slipway_bin, tmp_path):
+def test_mlflow_s_postgresql_database_is_imported_with_its_bucket(
+        fresh_postgres, slipway_bin, tmp_path):
+    """MLflow as a platform team runs it: PostgreSQL, and artifacts in S3 when this pass has
+    one (moto's server, scripts/test.sh), read with `--artifacts s3://...`."""
     mlflow_db = fresh_postgres().replace("postgresql://", "postgresql+psycopg://", 1)
-    server = MlflowServer(tmp_path / "mlflow", backend_store_uri=mlflow_db)
+    bucket = os.environ.get("E2E_ARTIFACTS_DESTINATION", "")
+    artifacts = (f"{bucket.rstrip('/')}-mlflow-{uuid.uuid4().hex[:8]}"
+                 if bucket.startswith("s3://") else None)
+    server = MlflowServer(tmp_path / "mlflow", backend_store_uri=mlflow_db, artifacts=artifacts)
     try:
         made = _fill(server.url, tmp_path)
         store = f"sqlite:///{tmp_path / 'slipway' / 'slipway.db'}"
         artifacts = str(tmp_path / "slipway" / "artifacts")
         first = _import(slipway_bin, mlflow_db, store, artifacts, "--artifacts",
-                        str(server.artifacts))
+                        server.artifacts)
         _assert_whole(first)
         _check_slipway_copy(slipway_bin, made, server.client(), store, artifacts, tmp_path)
     finally:
