@@ -219,7 +219,7 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"to": args.to, "source": found, "exported": written,
+            json!({"to": crate::mlflow_source::redacted(&args.to), "source": found, "exported": written,
                    "runs_already_whole": skipped, "matches": matches})
         );
     } else {

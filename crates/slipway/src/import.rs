@@ -30,7 +30,9 @@ use slipway_core::tracking::{
     RunUpdate, Tag,
 };
 
-use crate::mlflow_source::{Artifacts, Counts, Source, i64_of, metric_value, str_of, tags_of};
+use crate::mlflow_source::{
+    Artifacts, Counts, Source, i64_of, metric_value, redacted, str_of, tags_of,
+};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -98,7 +100,7 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
     let experiments = source
         .experiments()
         .await
-        .with_context(|| format!("listing the experiments of {}", args.from))?;
+        .with_context(|| format!("listing the experiments of {}", redacted(&args.from)))?;
     let experiments: Vec<Value> = experiments
         .into_iter()
         .filter(|e| args.experiments.is_empty() || args.experiments.contains(&str_of(e, "name")))
@@ -108,7 +110,10 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
         .iter()
         .find(|name| !experiments.iter().any(|e| &str_of(e, "name") == *name))
     {
-        bail!("{} has no experiment named '{missing}'", args.from);
+        bail!(
+            "{} has no experiment named '{missing}'",
+            redacted(&args.from)
+        );
     }
 
     let mut found = Counts::default();
@@ -204,7 +209,7 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"from": args.from, "source": found, "imported": imported,
+            json!({"from": redacted(&args.from), "source": found, "imported": imported,
                    "runs_already_whole": skipped, "matches": matches})
         );
     } else {

@@ -123,6 +123,26 @@ pub(crate) fn metric_value(value: &Value) -> f64 {
     }
 }
 
+/// A source or target as it may be printed: without a password, in a URL's user part or a
+/// database URI's.
+pub(crate) fn redacted(raw: &str) -> String {
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        return match reqwest::Url::parse(raw) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                url.as_str().trim_end_matches('/').to_owned()
+            }
+            Err(_) => raw.to_owned(),
+        };
+    }
+    match slipway_store::BackendUri::parse(raw) {
+        Ok(uri) => uri.redacted(),
+        Err(_) => "(an unreadable URI)".to_owned(),
+    }
+}
+
 /// A bar counting `what` (runs), drawn only on a terminal.
 pub(crate) fn count_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
@@ -148,13 +168,17 @@ impl Source {
         if from.starts_with("http://") || from.starts_with("https://") {
             if artifacts.is_some() {
                 bail!(
-                    "--artifacts is for importing from MLflow's database; a server at {from} serves its own artifacts"
+                    "--artifacts is for importing from MLflow's database; a server at {} serves its own artifacts",
+                    redacted(from)
                 );
             }
             return Ok(Source::Server(Client::for_uri(Some(from.to_owned()))?));
         }
         let db = MlflowDb::open(from).await.with_context(|| {
-            format!("--from '{from}': give a tracking server's http(s):// URL or MLflow's backend store URI (sqlite:///mlflow.db, postgresql://...)")
+            format!(
+                "--from '{}': give a tracking server's http(s):// URL or MLflow's backend store URI (sqlite:///mlflow.db, postgresql://...)",
+                redacted(from)
+            )
         })?;
         let artifacts = match artifacts {
             Some(raw) => Some(open_existing(raw).await?),
@@ -717,6 +741,20 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(empty, Artifacts::None));
+    }
+
+    #[test]
+    fn passwords_never_reach_the_output() {
+        assert_eq!(
+            redacted("postgresql://mlflow:hunter2@db:5432/mlflow"),
+            "postgres://mlflow@db:5432/mlflow"
+        );
+        assert_eq!(
+            redacted("https://me:hunter2@mlflow.internal"),
+            "https://me:***@mlflow.internal"
+        );
+        assert_eq!(redacted("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert!(!redacted("mysql://a:hunter2@x/y").contains("hunter2"));
     }
 
     #[test]
