@@ -20,6 +20,9 @@ use crate::BackendUri;
 pub struct MlflowDb {
     pool: AnyPool,
     uri: BackendUri,
+    /// `AND workspace = 'default'` where MLflow has workspaces (3.x): names are unique only
+    /// within one, and slipway has none.
+    workspace: &'static str,
 }
 
 fn read_err(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
@@ -90,7 +93,11 @@ impl MlflowDb {
             .connect_with(options)
             .await
             .map_err(|e| Error::internal(format!("connecting to {}", uri.redacted()), e))?;
-        let db = MlflowDb { pool, uri };
+        let mut db = MlflowDb {
+            pool,
+            uri,
+            workspace: "",
+        };
         if sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM experiments WHERE 1 = 0")
             .fetch_one(&db.pool)
             .await
@@ -101,7 +108,23 @@ impl MlflowDb {
                 db.uri.redacted()
             )));
         }
+        if sqlx::query("SELECT workspace FROM experiments WHERE 1 = 0")
+            .fetch_all(&db.pool)
+            .await
+            .is_ok()
+        {
+            db.workspace = " AND workspace = 'default'";
+        }
         Ok(db)
+    }
+
+    /// Runs a query whose text has `{ws}` where the workspace condition goes.
+    fn scoped(
+        &self,
+        text: &str,
+    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        // `workspace` is one of two constants of this module, never input.
+        sqlx::query(sqlx::AssertSqlSafe(text.replace("{ws}", self.workspace)))
     }
 
     pub fn redacted(&self) -> String {
@@ -123,15 +146,16 @@ impl MlflowDb {
 
     /// Every experiment, deleted ones too.
     pub async fn experiments(&self) -> Result<Vec<Value>> {
-        let rows = sqlx::query(
-            "SELECT CAST(experiment_id AS BIGINT) AS experiment_id, name, artifact_location,
+        let rows = self
+            .scoped(
+                "SELECT CAST(experiment_id AS BIGINT) AS experiment_id, name, artifact_location,
                     lifecycle_stage, CAST(creation_time AS BIGINT) AS creation_time,
                     CAST(last_update_time AS BIGINT) AS last_update_time
-             FROM experiments ORDER BY experiment_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(read_err("experiments"))?;
+             FROM experiments WHERE 1 = 1 {ws} ORDER BY experiment_id",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err("experiments"))?;
         let tag_rows = sqlx::query(
             "SELECT CAST(experiment_id AS BIGINT) AS experiment_id, key, value FROM experiment_tags",
         )
@@ -362,7 +386,8 @@ impl MlflowDb {
                     CAST(last_updated_timestamp_ms AS BIGINT) AS last_updated_timestamp_ms,
                     CAST(status AS BIGINT) AS status, lifecycle_stage, model_type,
                     source_run_id, status_message
-             FROM logged_models WHERE experiment_id = $1 ORDER BY creation_timestamp_ms, model_id",
+             FROM logged_models WHERE experiment_id = $1 AND lifecycle_stage <> 'deleted'
+             ORDER BY creation_timestamp_ms, model_id",
             "logged models",
         )
         .await?;
@@ -438,21 +463,25 @@ impl MlflowDb {
 
     /// Every registered model with its tags and aliases.
     pub async fn registered_models(&self) -> Result<Vec<Value>> {
-        let models = sqlx::query(
-            "SELECT name, description, CAST(creation_time AS BIGINT) AS creation_time,
+        let models = self
+            .scoped(
+                "SELECT name, description, CAST(creation_time AS BIGINT) AS creation_time,
                     CAST(last_updated_time AS BIGINT) AS last_updated_time
-             FROM registered_models ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(read_err("registered models"))?;
-        let tags = sqlx::query("SELECT name, key, value FROM registered_model_tags")
+             FROM registered_models WHERE 1 = 1 {ws} ORDER BY name",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err("registered models"))?;
+        let tags = self
+            .scoped("SELECT name, key, value FROM registered_model_tags WHERE 1 = 1 {ws}")
             .fetch_all(&self.pool)
             .await
             .map_err(read_err("registered model tags"))?;
-        let aliases = sqlx::query(
-            "SELECT name, alias, CAST(version AS BIGINT) AS version FROM registered_model_aliases",
-        )
+        let aliases = self
+            .scoped(
+                "SELECT name, alias, CAST(version AS BIGINT) AS version FROM registered_model_aliases
+             WHERE 1 = 1 {ws}",
+            )
         .fetch_all(&self.pool)
         .await
         .unwrap_or_default();
@@ -484,26 +513,28 @@ impl MlflowDb {
     /// A registered model's versions, without the ones MLflow keeps only to reserve their
     /// numbers (stage `Deleted_Internal`).
     pub async fn model_versions(&self, name: &str) -> Result<Vec<Value>> {
-        let versions = sqlx::query(
-            "SELECT name, CAST(version AS BIGINT) AS version,
+        let versions = self
+            .scoped(
+                "SELECT name, CAST(version AS BIGINT) AS version,
                     CAST(creation_time AS BIGINT) AS creation_time,
                     CAST(last_updated_time AS BIGINT) AS last_updated_time, description,
                     user_id, current_stage, source, run_id, run_link, status, status_message
-             FROM model_versions WHERE name = $1 AND current_stage <> 'Deleted_Internal'
+             FROM model_versions WHERE name = $1 AND current_stage <> 'Deleted_Internal' {ws}
              ORDER BY version",
-        )
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(read_err("model versions"))?;
-        let tag_rows = sqlx::query(
-            "SELECT CAST(version AS BIGINT) AS version, key, value FROM model_version_tags
-             WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(read_err("model version tags"))?;
+            )
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err("model versions"))?;
+        let tag_rows = self
+            .scoped(
+                "SELECT CAST(version AS BIGINT) AS version, key, value FROM model_version_tags
+             WHERE name = $1 {ws}",
+            )
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err("model version tags"))?;
         let mut tags: HashMap<i64, Vec<Value>> = HashMap::new();
         for row in &tag_rows {
             tags.entry(int(row, "version").unwrap_or_default())
