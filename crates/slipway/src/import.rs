@@ -412,29 +412,15 @@ async fn import_run(
     if !model_outputs.is_empty() {
         app.log_outputs(&run_id, model_outputs).await?;
     }
-    let root = created
-        .info
-        .artifact_uri
-        .strip_prefix("mlflow-artifacts:")
-        .map(|p| p.trim_start_matches('/').to_owned())
-        .with_context(|| {
-            format!(
-                "run {run_id}'s artifacts are at {}, outside slipway's artifact store",
-                created.info.artifact_uri
-            )
-        })?;
-    for (path, size) in &files {
-        copy_artifact(
-            app,
-            target,
-            &artifacts,
-            path,
-            *size,
-            &format!("{root}/{path}"),
-        )
-        .await
-        .with_context(|| format!("copying artifact {path} of run {run_id}"))?;
-    }
+    copy_all(
+        app,
+        target,
+        &artifacts,
+        &files,
+        &created.info.artifact_uri,
+        &format!("run {run_id}"),
+    )
+    .await?;
     app.update_run(
         &run_id,
         RunUpdate {
@@ -448,6 +434,36 @@ async fn import_run(
         app.delete_run(&run_id).await?;
     }
     Ok((run_id, false))
+}
+
+/// Every file into the place slipway gave their owner (`owner`, for messages).
+async fn copy_all(
+    app: &App,
+    target: &dyn ArtifactStore,
+    artifacts: &Artifacts,
+    files: &[(String, u64)],
+    artifact_uri: &str,
+    owner: &str,
+) -> anyhow::Result<()> {
+    let root = artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .with_context(|| {
+            format!("{owner}'s artifacts are at {artifact_uri}, outside slipway's artifact store")
+        })?;
+    for (path, size) in files {
+        copy_artifact(
+            app,
+            target,
+            artifacts,
+            path,
+            *size,
+            &format!("{root}/{path}"),
+        )
+        .await
+        .with_context(|| format!("copying artifact {path} of {owner}"))?;
+    }
+    Ok(())
 }
 
 /// One artifact, streamed from the source into a temporary file and put through the artifact
@@ -674,28 +690,15 @@ async fn import_logged_model(
             .await?;
         }
     }
-    let root = created
-        .artifact_uri
-        .strip_prefix("mlflow-artifacts:")
-        .map(|p| p.trim_start_matches('/').to_owned())
-        .with_context(|| {
-            format!(
-                "logged model {model_id}'s artifacts are at {}, outside slipway's artifact store",
-                created.artifact_uri
-            )
-        })?;
-    for (path, size) in &files {
-        copy_artifact(
-            app,
-            target,
-            &artifacts,
-            path,
-            *size,
-            &format!("{root}/{path}"),
-        )
-        .await
-        .with_context(|| format!("copying artifact {path} of logged model {model_id}"))?;
-    }
+    copy_all(
+        app,
+        target,
+        &artifacts,
+        &files,
+        &created.artifact_uri,
+        &format!("logged model {model_id}"),
+    )
+    .await?;
     if status != LoggedModelStatus::Pending {
         app.finalize_logged_model(&model_id, status).await?;
     }

@@ -158,6 +158,27 @@ pub(crate) fn count_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Pages through one of slipway's own searches, each item in its wire shape.
+async fn app_pages<T, F, Fut, J>(mut call: F, mut to_json: J) -> anyhow::Result<Vec<Value>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = slipway_core::Result<slipway_core::paging::Page<T>>>,
+    J: FnMut(&T) -> anyhow::Result<Value>,
+{
+    let mut found = Vec::new();
+    let mut token = None;
+    loop {
+        let page = call(token.take()).await?;
+        for item in &page.items {
+            found.push(to_json(item)?);
+        }
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
 fn json_of<T: serde::Serialize>(value: T) -> anyhow::Result<Value> {
     Ok(serde_json::to_value(value)?)
 }
@@ -211,20 +232,20 @@ impl Source {
             }
             Source::Database { db, .. } => Ok(db.experiments().await?),
             Source::Slipway { app, .. } => {
-                let mut found = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = app
-                        .search_experiments(None, &[], ViewType::All, Some(1000), token.as_deref())
-                        .await?;
-                    for experiment in &page.items {
-                        found.push(json_of(slipway_api::dto::ExperimentOut::from(experiment))?);
-                    }
-                    match page.next_page_token {
-                        Some(next) => token = Some(next),
-                        None => return Ok(found),
-                    }
-                }
+                app_pages(
+                    |token| async move {
+                        app.search_experiments(
+                            None,
+                            &[],
+                            ViewType::All,
+                            Some(1000),
+                            token.as_deref(),
+                        )
+                        .await
+                    },
+                    |e| json_of(slipway_api::dto::ExperimentOut::from(e)),
+                )
+                .await
             }
         }
     }
@@ -253,27 +274,23 @@ impl Source {
             Source::Database { db, .. } => Ok(db.runs(experiment_number(experiment_id)?).await?),
             Source::Slipway { app, .. } => {
                 let id = ExperimentId::parse(experiment_id)?;
-                let mut found = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = app
-                        .search_runs(slipway_app::tracking::SearchRuns {
+                let order = ["attributes.start_time ASC".to_owned()];
+                let order = &order;
+                app_pages(
+                    |token| async move {
+                        app.search_runs(slipway_app::tracking::SearchRuns {
                             experiment_ids: vec![id],
                             filter: None,
                             view_type: ViewType::All,
                             max_results: Some(1000),
-                            order_by: &["attributes.start_time ASC".to_owned()],
+                            order_by: order,
                             page_token: token.as_deref(),
                         })
-                        .await?;
-                    for run in &page.items {
-                        found.push(json_of(slipway_api::dto::RunOut::from(run))?);
-                    }
-                    match page.next_page_token {
-                        Some(next) => token = Some(next),
-                        None => return Ok(found),
-                    }
-                }
+                        .await
+                    },
+                    |run| json_of(slipway_api::dto::RunOut::from(run)),
+                )
+                .await
             }
         }
     }
@@ -357,20 +374,14 @@ impl Source {
             }
             Source::Slipway { app, .. } => {
                 let id = ExperimentId::parse(experiment_id)?;
-                let mut found = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = app
-                        .search_logged_models(vec![id], None, &[], Some(100), token.as_deref())
-                        .await?;
-                    for model in &page.items {
-                        found.push(json_of(slipway_api::dto::LoggedModelOut::from(model))?);
-                    }
-                    match page.next_page_token {
-                        Some(next) => token = Some(next),
-                        None => return Ok(found),
-                    }
-                }
+                app_pages(
+                    |token| async move {
+                        app.search_logged_models(vec![id], None, &[], Some(100), token.as_deref())
+                            .await
+                    },
+                    |model| json_of(slipway_api::dto::LoggedModelOut::from(model)),
+                )
+                .await
             }
         }
     }
@@ -395,20 +406,14 @@ impl Source {
             }
             Source::Database { db, .. } => Ok(db.registered_models().await?),
             Source::Slipway { app, .. } => {
-                let mut found = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = app
-                        .search_registered_models(None, &[], Some(1000), token.as_deref())
-                        .await?;
-                    for model in &page.items {
-                        found.push(json_of(slipway_api::dto::RegisteredModelOut::from(model))?);
-                    }
-                    match page.next_page_token {
-                        Some(next) => token = Some(next),
-                        None => return Ok(found),
-                    }
-                }
+                app_pages(
+                    |token| async move {
+                        app.search_registered_models(None, &[], Some(1000), token.as_deref())
+                            .await
+                    },
+                    |model| json_of(slipway_api::dto::RegisteredModelOut::from(model)),
+                )
+                .await
             }
         }
     }
@@ -436,20 +441,15 @@ impl Source {
             }
             Source::Database { db, .. } => db.model_versions(name).await?,
             Source::Slipway { app, .. } => {
-                let mut found = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = app
-                        .search_model_versions(Some(&filter), &[], Some(10_000), token.as_deref())
-                        .await?;
-                    for version in &page.items {
-                        found.push(json_of(slipway_api::dto::ModelVersionOut::from(version))?);
-                    }
-                    match page.next_page_token {
-                        Some(next) => token = Some(next),
-                        None => break found,
-                    }
-                }
+                let filter = &filter;
+                app_pages(
+                    |token| async move {
+                        app.search_model_versions(Some(filter), &[], Some(10_000), token.as_deref())
+                            .await
+                    },
+                    |version| json_of(slipway_api::dto::ModelVersionOut::from(version)),
+                )
+                .await?
             }
         };
         versions.sort_by_key(|v| {

@@ -265,37 +265,26 @@ impl Client {
         proxy_path: &str,
         body: slipway_core::ports::ByteStream,
     ) -> anyhow::Result<()> {
-        let url = format!(
-            "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
-            self.base
-        );
-        let mut request = self
-            .http
-            .put(&url)
-            .timeout(std::time::Duration::from_secs(3600))
-            .body(reqwest::Body::wrap_stream(body));
-        if let Some(authorization) = &self.authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, authorization);
-        }
-        let response = request.send().await.with_context(|| format!("PUT {url}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            bail!(
-                "uploading {url}: {status}: {}",
-                text.chars().take(300).collect::<String>()
-            );
-        }
-        Ok(())
+        self.put_artifact(proxy_path, reqwest::Body::wrap_stream(body))
+            .await
     }
 
     /// Uploads `bytes` as an artifact through the server's artifact proxy.
     pub(crate) async fn upload(&self, proxy_path: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.put_artifact(proxy_path, bytes.into()).await
+    }
+
+    async fn put_artifact(&self, proxy_path: &str, body: reqwest::Body) -> anyhow::Result<()> {
         let url = format!(
             "{}/api/2.0/mlflow-artifacts/artifacts/{proxy_path}",
             self.base
         );
-        let mut request = self.http.put(&url).body(bytes);
+        // Large files take long; the client's default minute is for API calls.
+        let mut request = self
+            .http
+            .put(&url)
+            .timeout(std::time::Duration::from_secs(3600))
+            .body(body);
         if let Some(authorization) = &self.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
