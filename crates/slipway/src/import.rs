@@ -720,6 +720,22 @@ fn version_source(source: &str, run_id: Option<&str>) -> String {
     source.to_owned()
 }
 
+/// Counts the files slipway holds under an artifact URI.
+async fn count_files(
+    target: &dyn ArtifactStore,
+    artifact_uri: &str,
+    counts: &mut Counts,
+) -> anyhow::Result<()> {
+    let root = artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .unwrap_or_default()
+        .trim_start_matches('/');
+    let files = crate::backup::walk_under(target, root).await?;
+    counts.artifacts += files.len() as u64;
+    counts.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
+    Ok(())
+}
+
 /// Reads back what the target holds for everything the source had.
 async fn verify(
     app: &App,
@@ -769,16 +785,7 @@ async fn verify(
             }
         }
         counts.datasets += run.inputs.dataset_inputs.len() as u64;
-        let root = run
-            .info
-            .artifact_uri
-            .strip_prefix("mlflow-artifacts:")
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
-        let files = crate::backup::walk_under(target, &root).await?;
-        counts.artifacts += files.len() as u64;
-        counts.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
+        count_files(target, &run.info.artifact_uri, &mut counts).await?;
     }
     for model in logged_models {
         let Ok(copy) = app
@@ -788,15 +795,7 @@ async fn verify(
             continue;
         };
         counts.logged_models += 1;
-        let root = copy
-            .artifact_uri
-            .strip_prefix("mlflow-artifacts:")
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
-        let files = crate::backup::walk_under(target, &root).await?;
-        counts.artifacts += files.len() as u64;
-        counts.artifact_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
+        count_files(target, &copy.artifact_uri, &mut counts).await?;
     }
     for model in models {
         let name = str_of(model, "name");

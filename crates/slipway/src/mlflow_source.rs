@@ -179,6 +179,22 @@ where
     }
 }
 
+/// Pages through a GET search of a tracking server (`path` has its query already).
+async fn get_pages(client: &Client, path: String, items: &str) -> anyhow::Result<Vec<Value>> {
+    all_pages(
+        |token| {
+            let mut path = path.clone();
+            if let Some(token) = token {
+                path.push_str(&format!("&page_token={}", urlencode(&token)));
+            }
+            let client = client.clone();
+            async move { client.call(reqwest::Method::GET, &path, None).await }
+        },
+        items,
+    )
+    .await
+}
+
 fn json_of<T: serde::Serialize>(value: T) -> anyhow::Result<Value> {
     Ok(serde_json::to_value(value)?)
 }
@@ -302,24 +318,16 @@ impl Source {
         key: &str,
     ) -> anyhow::Result<Vec<Value>> {
         match self {
-            Source::Server(client) => {
-                all_pages(
-                    |token| {
-                        let mut path = format!(
-                            "/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key={}&max_results=25000",
-                            urlencode(run_id),
-                            urlencode(key)
-                        );
-                        if let Some(token) = token {
-                            path.push_str(&format!("&page_token={}", urlencode(&token)));
-                        }
-                        let client = client.clone();
-                        async move { client.call(reqwest::Method::GET, &path, None).await }
-                    },
-                    "metrics",
-                )
-                .await
-            }
+            Source::Server(client) => get_pages(
+                client,
+                format!(
+                    "/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key={}&max_results=25000",
+                    urlencode(run_id),
+                    urlencode(key)
+                ),
+                "metrics",
+            )
+            .await,
             Source::Database { db, .. } => Ok(db.metric_history(run_id, key).await?),
             Source::Slipway { app, .. } => {
                 let run_id = RunId::parse(run_id)?;
@@ -390,16 +398,9 @@ impl Source {
     pub(crate) async fn registered_models(&self) -> anyhow::Result<Vec<Value>> {
         match self {
             Source::Server(client) => {
-                all_pages(
-                    |token| {
-                        let mut path =
-                            "/api/2.0/mlflow/registered-models/search?max_results=1000".to_owned();
-                        if let Some(token) = token {
-                            path.push_str(&format!("&page_token={}", urlencode(&token)));
-                        }
-                        let client = client.clone();
-                        async move { client.call(reqwest::Method::GET, &path, None).await }
-                    },
+                get_pages(
+                    client,
+                    "/api/2.0/mlflow/registered-models/search?max_results=1000".to_owned(),
                     "registered_models",
                 )
                 .await
@@ -423,18 +424,12 @@ impl Source {
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
         let mut versions = match self {
             Source::Server(client) => {
-                all_pages(
-                    |token| {
-                        let mut path = format!(
-                            "/api/2.0/mlflow/model-versions/search?max_results=10000&filter={}",
-                            urlencode(&filter)
-                        );
-                        if let Some(token) = token {
-                            path.push_str(&format!("&page_token={}", urlencode(&token)));
-                        }
-                        let client = client.clone();
-                        async move { client.call(reqwest::Method::GET, &path, None).await }
-                    },
+                get_pages(
+                    client,
+                    format!(
+                        "/api/2.0/mlflow/model-versions/search?max_results=10000&filter={}",
+                        urlencode(&filter)
+                    ),
                     "model_versions",
                 )
                 .await?
