@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use slipway_app::App;
 use slipway_core::ports::ArtifactStore;
 
-use crate::mlflow_source::{Artifacts, Counts, Source, all_pages, i64_of, str_of, tags_of};
+use crate::mlflow_source::{
+    Artifacts, Counts, Source, all_pages, chosen_experiments, i64_of, str_of, tags_of,
+};
 use crate::remote::{Client, Found, urlencode};
 
 const SOURCE_RUN_TAG: &str = "slipway.source_run_id";
@@ -114,19 +116,8 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
         artifacts: artifact_store,
     };
 
-    let experiments: Vec<Value> = source
-        .experiments()
-        .await?
-        .into_iter()
-        .filter(|e| args.experiments.is_empty() || args.experiments.contains(&str_of(e, "name")))
-        .collect();
-    if let Some(missing) = args
-        .experiments
-        .iter()
-        .find(|name| !experiments.iter().any(|e| &str_of(e, "name") == *name))
-    {
-        bail!("slipway has no experiment named '{missing}'");
-    }
+    let experiments =
+        chosen_experiments(source.experiments().await?, &args.experiments, "slipway")?;
 
     let mut found = Counts::default();
     let mut run_ids: HashMap<String, String> = HashMap::new();

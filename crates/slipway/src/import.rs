@@ -31,7 +31,7 @@ use slipway_core::tracking::{
 };
 
 use crate::mlflow_source::{
-    Artifacts, Counts, Source, i64_of, metric_value, redacted, str_of, tags_of,
+    Artifacts, Counts, Source, chosen_experiments, i64_of, metric_value, redacted, str_of, tags_of,
 };
 
 #[derive(Debug, Args)]
@@ -101,20 +101,7 @@ async fn mlflow(config: Option<&Path>, args: MlflowArgs) -> anyhow::Result<()> {
         .experiments()
         .await
         .with_context(|| format!("listing the experiments of {}", redacted(&args.from)))?;
-    let experiments: Vec<Value> = experiments
-        .into_iter()
-        .filter(|e| args.experiments.is_empty() || args.experiments.contains(&str_of(e, "name")))
-        .collect();
-    if let Some(missing) = args
-        .experiments
-        .iter()
-        .find(|name| !experiments.iter().any(|e| &str_of(e, "name") == *name))
-    {
-        bail!(
-            "{} has no experiment named '{missing}'",
-            redacted(&args.from)
-        );
-    }
+    let experiments = chosen_experiments(experiments, &args.experiments, &redacted(&args.from))?;
 
     let mut found = Counts::default();
     let mut runs_by_experiment: Vec<(Value, ExperimentId, Vec<Value>)> = Vec::new();

@@ -143,6 +143,26 @@ pub(crate) fn redacted(raw: &str) -> String {
     }
 }
 
+/// The experiments named in `--experiment` (all of them when none is), or which name `place`
+/// lacks.
+pub(crate) fn chosen_experiments(
+    all: Vec<Value>,
+    names: &[String],
+    place: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let chosen: Vec<Value> = all
+        .into_iter()
+        .filter(|e| names.is_empty() || names.contains(&str_of(e, "name")))
+        .collect();
+    if let Some(missing) = names
+        .iter()
+        .find(|name| !chosen.iter().any(|e| &str_of(e, "name") == *name))
+    {
+        bail!("{place} has no experiment named '{missing}'");
+    }
+    Ok(chosen)
+}
+
 /// A bar counting `what` (runs), drawn only on a terminal.
 pub(crate) fn count_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
