@@ -32,6 +32,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_mlflow(work: Path, name: str) -> tuple[subprocess.Popen, str]:
+    """MLflow's own server on a SQLite file and an artifact folder under `work`, answering."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--backend-store-uri", f"sqlite:///{work / f'{name}.db'}",
+         "--artifacts-destination", str(work / f"{name}-artifacts"), "--workers", "2"],
+        stdout=open(work / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    return server, url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", required=True)
@@ -40,20 +58,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="slipway-import-bench-"))
-    port = free_port()
-    mlflow = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-         "--artifacts-destination", str(work / "mlartifacts"), "--workers", "2"],
-        stdout=open(work / "mlflow.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    mlflow, url = start_mlflow(work, "mlflow")
     try:
-        for _ in range(600):
-            try:
-                if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
         client = MlflowClient(url, url)
         experiment = client.create_experiment("bench")
         artifact = work / "artifact.txt"
@@ -88,7 +94,7 @@ def main() -> None:
         began = time.perf_counter()
         out = subprocess.run(
             [args.bin, "import", "mlflow", "--from", f"sqlite:///{work / 'mlflow.db'}",
-             "--artifacts", str(work / "mlartifacts"), "--backend-store-uri", direct_store,
+             "--artifacts", str(work / "mlflow-artifacts"), "--backend-store-uri", direct_store,
              "--artifacts-destination", str(work / "direct" / "artifacts"), "--json"],
             capture_output=True, text=True)
         direct_seconds = time.perf_counter() - began
@@ -96,22 +102,11 @@ def main() -> None:
             raise SystemExit(out.stderr)
         direct = json.loads(out.stdout)
         # And out again, into an empty MLflow server.
-        out_port = free_port()
-        target = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-             "--port", str(out_port), "--backend-store-uri", f"sqlite:///{work / 'out.db'}",
-             "--artifacts-destination", str(work / "out-artifacts"), "--workers", "2"],
-            stdout=open(work / "mlflow-out.log", "w"), stderr=subprocess.STDOUT)
+        target, out_url = start_mlflow(work, "out")
         try:
-            for _ in range(600):
-                try:
-                    if requests.get(f"http://127.0.0.1:{out_port}/health", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    time.sleep(0.2)
             began = time.perf_counter()
             out = subprocess.run(
-                [args.bin, "export", "mlflow", "--to", f"http://127.0.0.1:{out_port}",
+                [args.bin, "export", "mlflow", "--to", out_url,
                  "--backend-store-uri", store, "--artifacts-destination",
                  str(work / "slipway" / "artifacts"), "--json"],
                 capture_output=True, text=True)
