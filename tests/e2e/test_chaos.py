@@ -130,8 +130,12 @@ class RoundRobin:
 
 
 def _start_canary(env: Env, name: str, candidate: str, steps: str) -> None:
+    # The latency ratio stays on but wide: on 30 sub-millisecond requests a side, a busy CI
+    # machine (two passes on two cores, a replica dying) moves a p90 by 2-3x, and what these
+    # tests prove is how failures and restarts are handled, not latency.
     env.cli("deploy", "update", name, "--candidate", f"models:/{env.model}/{candidate}",
-            "--interval", "500ms", "--min-samples", "30", "--steps", steps)
+            "--interval", "500ms", "--min-samples", "30", "--max-p99-ratio", "10",
+            "--steps", steps)
 
 
 def _wait_for_passing_analysis(env: Env, name: str, after_ms: int = 0) -> dict:
@@ -176,8 +180,9 @@ def test_a_replica_killed_mid_canary_neither_fails_nor_promotes_the_rollout(env,
     try:
         for replica in replicas:
             replica.wait_ready()
-        # A long first stage: the kill lands in it, and analyses go on after it in the same stage.
-        _start_canary(env, name, good, "50:8s,100:1s")
+        # A long first stage: the kill lands in it, and three passing analyses (before, just
+        # after, survivors only) fit in it even on a loaded machine.
+        _start_canary(env, name, good, "50:15s,100:1s")
         with RoundRobin([r.url for r in replicas]) as clients:
             first_pass = _wait_for_passing_analysis(env, name)
             victim = replicas[1]
