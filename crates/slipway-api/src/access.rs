@@ -146,11 +146,23 @@ fn rule_for(method: &Method, path: &str) -> Option<(Rule, bool)> {
     })
 }
 
-/// The credential in an `Authorization` header, if any. A header that is present but
-/// unreadable is an error, not an anonymous request.
+/// The user a client certificate names, once the TLS listener has verified the certificate
+/// against the server's client CA. The listener puts it on every request of the connection;
+/// nothing a client sends can.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    pub user: String,
+}
+
+/// The credential in an `Authorization` header, else a verified client certificate, if any.
+/// A header that is present but unreadable is an error, not an anonymous request.
 fn credential(request: &Request) -> Result<Option<Credential>, Error> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return Ok(None);
+        return Ok(request.extensions().get::<PeerCertificate>().map(|peer| {
+            Credential::Certificate {
+                user: peer.user.clone(),
+            }
+        }));
     };
     let malformed = || {
         Error::unauthenticated(
@@ -222,6 +234,9 @@ fn claimed_actor(credential: Option<&Credential>) -> String {
                 || "unknown-token".to_owned(),
                 |(id, _)| format!("token:{id}"),
             ),
+        Some(Credential::Certificate { user }) => {
+            format!("certificate:{}", user.chars().take(64).collect::<String>())
+        }
         None => "unauthenticated".to_owned(),
     }
 }

@@ -71,8 +71,17 @@ impl std::fmt::Debug for Secret {
 /// What a request presented.
 #[derive(Debug, Clone)]
 pub enum Credential {
-    Basic { user: String, password: Secret },
+    Basic {
+        user: String,
+        password: Secret,
+    },
     Bearer(Secret),
+    /// A client certificate that the TLS layer verified against the server's client CA,
+    /// naming this user (its subject's common name). Only the TLS listener makes this: no
+    /// header can, so holding the CA's signature is the proof.
+    Certificate {
+        user: String,
+    },
 }
 
 struct CachedPrincipal {
@@ -174,6 +183,10 @@ impl Authenticator {
             Credential::Bearer(token) => {
                 hasher.update(b"bearer\0");
                 hasher.update(token.expose().as_bytes());
+            }
+            Credential::Certificate { user } => {
+                hasher.update(b"certificate\0");
+                hasher.update(user.as_bytes());
             }
         }
         hasher.finalize().into()
@@ -407,6 +420,12 @@ impl App {
     /// same, against [`DUMMY_HASH`]: answering it at once would tell a guesser which names exist.
     async fn verify(&self, credential: &Credential) -> Result<Option<(Principal, Option<i64>)>> {
         let (candidate, secret) = match credential {
+            Credential::Certificate { user } => {
+                return Ok(self
+                    .principal_named(user)
+                    .await?
+                    .map(|principal| (principal, None)));
+            }
             Credential::Basic { user, password } => {
                 let candidate = match self.store.get_user_credentials(user).await {
                     Ok(stored) => stored.password_hash.map(|hash| (user.clone(), hash, None)),
@@ -450,7 +469,15 @@ impl App {
             return Ok(None);
         }
         // The user behind a token may have been deleted since; their role may have changed.
-        let user = match self.store.get_user_credentials(&user_name).await {
+        Ok(self
+            .principal_named(&user_name)
+            .await?
+            .map(|principal| (principal, expires_at)))
+    }
+
+    /// The user as they are now, with their grants; `None` when there is no such user.
+    async fn principal_named(&self, user_name: &str) -> Result<Option<Principal>> {
+        let user = match self.store.get_user_credentials(user_name).await {
             Ok(stored) => stored.user,
             Err(Error::NotFound(_)) => return Ok(None),
             Err(error) => return Err(error),
@@ -462,14 +489,11 @@ impl App {
             .into_iter()
             .map(|grant| (grant.resource, grant.permission))
             .collect();
-        Ok(Some((
-            Principal {
-                name: user.name,
-                role: user.role,
-                grants,
-            },
-            expires_at,
-        )))
+        Ok(Some(Principal {
+            name: user.name,
+            role: user.role,
+            grants,
+        }))
     }
 
     /// Reads the identity generation and drops cached credentials if it moved. The server

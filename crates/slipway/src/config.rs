@@ -37,6 +37,23 @@ pub struct ServerArgs {
     /// read and change everything.
     #[arg(long, env = "SLIPWAY_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); re-read when the file
+    /// changes, so a renewed certificate is served without a restart.
+    #[arg(long, env = "SLIPWAY_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SLIPWAY_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept client certificates signed by this CA (PEM): with --auth, a request over a
+    /// connection with one acts as the user its subject's common name names (replicas,
+    /// services), with no password or token. Clients without one authenticate as usual.
+    #[arg(long, env = "SLIPWAY_CLIENT_CA", value_name = "PEM")]
+    pub client_ca: Option<PathBuf>,
+    /// Serve with --auth on a non-loopback address over plain HTTP, so that passwords and
+    /// tokens cross the network in clear: only behind a proxy that terminates TLS on the same
+    /// host or a network that encrypts.
+    #[arg(long, env = "SLIPWAY_INSECURE_NO_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_no_tls: bool,
     /// Read connections to the metadata store (default 8).
     #[arg(long, env = "SLIPWAY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
@@ -115,6 +132,10 @@ pub struct FileServerConfig {
     pub artifacts_destination: Option<String>,
     pub insecure_no_auth: Option<bool>,
     pub auth: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub insecure_no_tls: Option<bool>,
     pub db_max_connections: Option<u32>,
     pub webhook_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
@@ -168,6 +189,8 @@ pub struct ServerConfig {
     pub artifacts_destination: ArtifactsDestination,
     pub insecure_no_auth: bool,
     pub auth: bool,
+    pub tls: Option<crate::tls::TlsFiles>,
+    pub insecure_no_tls: bool,
     pub db_max_connections: u32,
     pub webhook_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
@@ -202,6 +225,13 @@ impl ServerConfig {
             .unwrap_or_else(|| format!("{DEFAULT_DATA_DIR}/artifacts"));
         let insecure_no_auth = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
         let auth = args.auth || file.auth.unwrap_or(false);
+        let tls = crate::tls::TlsFiles::from_flags(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.client_ca.or(file.client_ca),
+            false,
+        )?;
+        let insecure_no_tls = args.insecure_no_tls || file.insecure_no_tls.unwrap_or(false);
         let config = ServerConfig {
             host,
             port: args.port.or(file.port).unwrap_or(5000),
@@ -209,6 +239,8 @@ impl ServerConfig {
             artifacts_destination: artifact_folder(&artifacts)?,
             insecure_no_auth,
             auth,
+            tls,
+            insecure_no_tls,
             db_max_connections: args
                 .db_max_connections
                 .or(file.db_max_connections)
@@ -274,6 +306,18 @@ impl ServerConfig {
                 "refusing to listen on {} without authentication: anyone who can reach it could read and change every experiment and model. \
                  Turn authentication on with --auth (create users with `slipway users create`), listen on 127.0.0.1 (the default), \
                  or pass --insecure-no-auth if the network in front of slipway is trusted",
+                config.host
+            );
+        }
+        if !config.host.is_loopback()
+            && config.auth
+            && config.tls.is_none()
+            && !config.insecure_no_tls
+        {
+            bail!(
+                "refusing to take passwords and tokens on {} over plain HTTP: anyone on the network between a client and slipway could read them. \
+                 Serve HTTPS with --tls-cert and --tls-key, listen on 127.0.0.1 (the default), \
+                 or pass --insecure-no-tls if a proxy on this host terminates TLS or the network encrypts",
                 config.host
             );
         }
@@ -397,15 +441,27 @@ mod tests {
             ..ServerArgs::default()
         };
         assert!(ServerConfig::resolve(args, FileServerConfig::default()).is_ok());
+        // Credentials on a public address need TLS, or an explicit opt-out.
         let args = ServerArgs {
             host: Some("0.0.0.0".into()),
             auth: true,
+            ..ServerArgs::default()
+        };
+        let error = ServerConfig::resolve(args, FileServerConfig::default()).unwrap_err();
+        assert!(error.to_string().contains("--tls-cert"), "{error}");
+        assert!(error.to_string().contains("--insecure-no-tls"), "{error}");
+        let args = ServerArgs {
+            host: Some("0.0.0.0".into()),
+            auth: true,
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
             ..ServerArgs::default()
         };
         assert!(ServerConfig::resolve(args, FileServerConfig::default()).is_ok());
         let file = FileServerConfig {
             host: Some("0.0.0.0".into()),
             auth: Some(true),
+            insecure_no_tls: Some(true),
             ..FileServerConfig::default()
         };
         assert!(

@@ -483,7 +483,7 @@ async fn local_gate(args: &GateArgs, rules: Option<Vec<String>>) -> anyhow::Resu
     let runtime = Runtime::load(args.onnxruntime.as_deref())?;
     let mut models = Vec::new();
     for uri in std::iter::once(&args.candidate).chain(args.against.as_ref()) {
-        let fetched = crate::serve::fetch_registered(uri, args.server.tracking_uri.clone()).await?;
+        let fetched = crate::serve::fetch_registered(uri, &client).await?;
         let onnx = std::fs::read(&fetched.file)
             .with_context(|| format!("reading {}", fetched.file.display()))?;
         let mlmodel = fetched

@@ -345,7 +345,8 @@ async fn model_entries(
     tracking_uri: Option<String>,
 ) -> anyhow::Result<(Vec<Entry>, Option<crate::serve::Fetched>)> {
     let (onnx, fetched) = if uri.starts_with("models:/") {
-        let fetched = crate::serve::fetch_registered(uri, tracking_uri).await?;
+        let client = crate::remote::Client::for_uri(tracking_uri)?;
+        let fetched = crate::serve::fetch_registered(uri, &client).await?;
         (fetched.file.clone(), Some(fetched))
     } else {
         (crate::serve::model_file(uri)?, None)

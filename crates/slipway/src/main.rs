@@ -20,6 +20,7 @@ mod pipeline;
 mod remote;
 mod rollout_view;
 mod serve;
+mod tls;
 mod triggers;
 mod webhook;
 
@@ -481,12 +482,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         &config.otlp_endpoint,
     );
 
+    let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
+    let scheme = tls::scheme(tls.as_ref());
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("listening on {}:{}", config.host, config.port))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(
-        address = %format!("http://{address}"),
+        address = %format!("{scheme}://{address}"),
         metadata = %backend.redacted(),
         artifacts = %config.artifacts_destination,
         node = %config.node_name,
@@ -499,10 +502,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             "serving without authentication on a non-loopback address (--insecure-no-auth)"
         );
     }
+    if !config.host.is_loopback() && config.auth && tls.is_none() {
+        tracing::warn!(
+            "taking credentials over plain HTTP on a non-loopback address (--insecure-no-tls)"
+        );
+    }
     let external_url = config
         .external_url
         .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
+        .unwrap_or_else(|| format!("{scheme}://{address}"));
     alerter.set_sink(
         Arc::new(alerts::receivers::Receivers::new(
             alerts::receivers::SecretPolicy::server(config.secrets_dirs.clone()),
@@ -517,13 +525,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
 
     // The peer address keys the throttling of failed logins.
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    tls::serve(listener, router, tls, shutdown_signal()).await?;
     // In-flight requests are done: report their measurements and write the prediction log
     // before the store closes.
     let _ = stop_background.send(true);

@@ -124,7 +124,7 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         } => {
             let built = build_reference(
                 &model_uri,
-                args.server.tracking_uri.clone(),
+                &Client::new(&args.server)?,
                 &data,
                 label.as_deref(),
                 &categorical,
@@ -650,7 +650,7 @@ struct Built {
 #[allow(clippy::too_many_arguments)]
 async fn build_reference(
     model_uri: &str,
-    tracking_uri: Option<String>,
+    client: &Client,
     data: &std::path::Path,
     label: Option<&str>,
     categorical: &[String],
@@ -664,7 +664,7 @@ async fn build_reference(
     if let Some(both) = categorical.iter().find(|c| numerical.contains(c)) {
         bail!("column {both:?} is given as both --categorical and --numerical");
     }
-    let fetched = crate::serve::fetch_registered(model_uri, tracking_uri).await?;
+    let fetched = crate::serve::fetch_registered(model_uri, client).await?;
     let table = Table::open(data)?;
     let columns = table.columns().to_vec();
     if let Some(label) = label

@@ -16,6 +16,8 @@ pub struct ServerArgs {
     /// The slipway server (default: $MLFLOW_TRACKING_URI, else http://127.0.0.1:5000).
     #[arg(long, env = "MLFLOW_TRACKING_URI", global = true)]
     pub(crate) tracking_uri: Option<String>,
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::ClientTlsArgs,
 }
 
 #[derive(Clone)]
@@ -34,10 +36,18 @@ impl Client {
     }
 
     pub(crate) fn new(args: &ServerArgs) -> anyhow::Result<Client> {
-        Client::for_uri(args.tracking_uri.clone())
+        Client::connect(args.tracking_uri.clone(), &args.tls)
     }
 
+    /// A server named outside the flags (`--from`, `--to`): TLS settings from the environment.
     pub(crate) fn for_uri(tracking_uri: Option<String>) -> anyhow::Result<Client> {
+        Client::connect(tracking_uri, &crate::tls::ClientTlsArgs::from_env())
+    }
+
+    pub(crate) fn connect(
+        tracking_uri: Option<String>,
+        tls: &crate::tls::ClientTlsArgs,
+    ) -> anyhow::Result<Client> {
         let base = tracking_uri
             .unwrap_or_else(|| "http://127.0.0.1:5000".to_owned())
             .trim_end_matches('/')
@@ -68,8 +78,8 @@ impl Client {
         };
         Ok(Client {
             base,
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
+            http: tls
+                .configure(reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)))?
                 .build()
                 .context("building the HTTP client")?,
             authorization,

@@ -68,9 +68,14 @@ pub struct ServeArgs {
     /// the mlflow client's MLFLOW_TRACKING_* credentials.
     #[arg(long, env = "MLFLOW_TRACKING_URI")]
     tracking_uri: Option<String>,
-    /// Serve on a non-loopback address without authentication.
+    /// Serve on a non-loopback address without authentication (not needed with --client-ca,
+    /// which authenticates every connection).
     #[arg(long)]
     insecure_no_auth: bool,
+    #[command(flatten)]
+    listen_tls: crate::tls::ListenTlsArgs,
+    #[command(flatten)]
+    client_tls: crate::tls::ClientTlsArgs,
     /// Export a span per request over OTLP/HTTP (protobuf) to this collector, e.g.
     /// http://otel-collector:4318 (spans go to /v1/traces under it), with the caller's W3C
     /// traceparent as parent.
@@ -91,10 +96,9 @@ pub(crate) struct Fetched {
 /// folder.
 pub(crate) async fn fetch_registered(
     uri: &str,
-    tracking_uri: Option<String>,
+    client: &crate::remote::Client,
 ) -> anyhow::Result<Fetched> {
     let rest = uri.strip_prefix("models:/").unwrap_or(uri);
-    let client = crate::remote::Client::for_uri(tracking_uri)?;
     let encode = crate::remote::urlencode;
     let (name, answer) = if let Some((name, alias)) = rest.split_once('@') {
         let path = format!(
@@ -317,19 +321,28 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if !args.host.is_loopback() && !args.insecure_no_auth {
+    if !args.host.is_loopback() && !args.insecure_no_auth && args.listen_tls.client_ca.is_none() {
         bail!(
-            "refusing to serve on {} without authentication; listen on 127.0.0.1 or pass --insecure-no-auth",
+            "refusing to serve on {} without authentication; listen on 127.0.0.1, require client certificates with --client-ca, \
+             or pass --insecure-no-auth",
             args.host
         );
     }
+    // Before anything is fetched or loaded: a wrong path is the quickest thing to report.
+    let tls = args
+        .listen_tls
+        .files()?
+        .as_ref()
+        .map(crate::tls::Tls::load)
+        .transpose()?;
     if let Some(deployment) = args.deployment.clone() {
-        return serve_deployment(args, &deployment, shutdown).await;
+        return serve_deployment(args, &deployment, tls, shutdown).await;
     }
     let model_uri = args.model_uri.clone().unwrap_or_default();
     // A fetched model's folder lives as long as the server (and is removed after).
     let fetched = if model_uri.starts_with("models:/") {
-        Some(fetch_registered(&model_uri, args.tracking_uri.clone()).await?)
+        let client = crate::remote::Client::connect(args.tracking_uri.clone(), &args.client_tls)?;
+        Some(fetch_registered(&model_uri, &client).await?)
     } else {
         None
     };
@@ -383,14 +396,11 @@ pub async fn serve(
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     tracing::info!(
-        address = %format!("http://{}", listener.local_addr()?),
+        address = %format!("{}://{}", crate::tls::scheme(tls.as_ref()), listener.local_addr()?),
         model = %file.display(),
         "serving model"
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    crate::tls::serve(listener, router, tls, shutdown).await
 }
 
 /// Prediction records per report a replica sends.
@@ -399,7 +409,6 @@ const REPORTED_PREDICTIONS: usize = 50;
 /// A replica's source: the server's HTTP API, with the mlflow client's credentials.
 struct RemoteSource {
     client: crate::remote::Client,
-    tracking_uri: Option<String>,
     name: String,
 }
 
@@ -430,7 +439,7 @@ impl slipway_plane::plane::PlaneSource for RemoteSource {
         version: &str,
     ) -> Result<slipway_plane::plane::ModelBytes, String> {
         let uri = format!("models:/{model}/{version}");
-        let fetched = fetch_registered(&uri, self.tracking_uri.clone())
+        let fetched = fetch_registered(&uri, &self.client)
             .await
             .map_err(|e| format!("{e:#}"))?;
         let onnx = tokio::fs::read(&fetched.file)
@@ -559,12 +568,12 @@ impl RemoteSource {
 async fn serve_deployment(
     args: ServeArgs,
     name: &str,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let client = crate::remote::Client::for_uri(args.tracking_uri.clone())?;
+    let client = crate::remote::Client::connect(args.tracking_uri.clone(), &args.client_tls)?;
     let source = Arc::new(RemoteSource {
         client,
-        tracking_uri: args.tracking_uri.clone(),
         name: name.to_owned(),
     });
     let defaults = slipway_plane::plane::PlaneConfig::default();
@@ -610,14 +619,11 @@ async fn serve_deployment(
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     tracing::info!(
-        address = %format!("http://{}", listener.local_addr()?),
+        address = %format!("{}://{}", crate::tls::scheme(tls.as_ref()), listener.local_addr()?),
         deployment = %name,
         "serving deployment replica"
     );
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+    let served = crate::tls::serve(listener, router, tls, shutdown).await;
     // Requests are drained: report the last measurements and predictions.
     let _ = stop.send(true);
     let _ = background.await;

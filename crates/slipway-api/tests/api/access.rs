@@ -1747,3 +1747,57 @@ async fn a_version_cannot_freeze_an_experiments_artifacts() {
         .await;
     assert_eq!(put.0, StatusCode::OK, "{:?}", put.1);
 }
+
+/// A request over a connection whose client certificate the TLS listener verified acts as the
+/// user the certificate names, with no password; a name nobody has is refused, and a header
+/// sent along is what counts, so a certificate never lends its rights to a bad password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_acts_as_the_user_it_names() {
+    let db = slipway_testkit::SqliteDatabase::create();
+    let harness = harness(&db.uri).await;
+    let send = |user: &'static str, authorization: Option<String>, path: &'static str| {
+        let router = harness.router.clone();
+        async move {
+            let mut builder = Request::builder().method(Method::POST).uri(path);
+            if let Some(authorization) = authorization {
+                builder = builder.header(header::AUTHORIZATION, authorization);
+            }
+            let mut request = builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    json!({"name": format!("from-{user}")}).to_string(),
+                ))
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(slipway_api::access::PeerCertificate {
+                    user: user.to_owned(),
+                });
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let create = "/api/2.0/mlflow/experiments/create";
+    let (status, body) = send("editor", None, create).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let audit = audit_entries(&harness.app).await;
+    let created = audit
+        .iter()
+        .find(|e| e.action == "experiments.create")
+        .expect("the creation is audited");
+    assert_eq!(created.actor, "editor", "{created:?}");
+    // The certificate's user has their role's rights, and no more.
+    let (status, body) = send("viewer", None, create).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = send("nobody-by-this-name", None, create).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = send("admin", Some(basic("admin", "wrong")), create).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = send("viewer", Some(basic("editor", PASSWORD)), create).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
