@@ -41,7 +41,7 @@ class SlipwayServer:
 
     def __init__(self, binary: str, workdir: Path, backend_store_uri: str | None = None,
                  port: int | None = None, extra_args: list[str] | None = None,
-                 artifacts_destination: str | None = None):
+                 artifacts_destination: str | None = None, ca_cert: str | None = None):
         self.binary = binary
         self.extra_args = list(extra_args or [])
         self.workdir = Path(workdir)
@@ -50,7 +50,9 @@ class SlipwayServer:
         self.artifacts = self.workdir / "artifacts"
         self.artifacts_destination = artifacts_destination or str(self.artifacts)
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # With TLS (--tls-cert in extra_args), the CA that signed the server's certificate.
+        self.ca_cert = ca_cert
+        self.url = f"{'https' if ca_cert else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self._stderr_file = None
         self._stdout_file = None
@@ -81,7 +83,7 @@ class SlipwayServer:
                     f"slipway exited early with code {self.proc.returncode}: {' '.join(cmd)}\n"
                     f"--- stderr ---\n{self.stderr()}\n--- stdout ---\n{self.stdout()}")
             try:
-                r = requests.get(self.url + "/health", timeout=2)
+                r = requests.get(self.url + "/health", timeout=2, verify=self.ca_cert or True)
                 if r.status_code == 200:
                     return self
                 last_err = f"HTTP {r.status_code}"
