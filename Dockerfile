@@ -29,6 +29,9 @@ USER 65532:65532
 WORKDIR /var/lib/slipway
 EXPOSE 5000
 ENTRYPOINT ["/usr/local/bin/slipway"]
+# HTTPS with a certificate mounted at /etc/slipway/tls (tls.crt, tls.key): with --auth on a
+# public address slipway refuses plain HTTP, so credentials never cross a network in clear.
 CMD ["server", "--host", "0.0.0.0", "--port", "5000", "--auth", \
+     "--tls-cert", "/etc/slipway/tls/tls.crt", "--tls-key", "/etc/slipway/tls/tls.key", \
      "--backend-store-uri", "sqlite:////var/lib/slipway/slipway.db", \
      "--artifacts-destination", "/var/lib/slipway/artifacts"]

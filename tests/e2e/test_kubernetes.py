@@ -26,7 +26,7 @@ OVERLAYS = ["small", "production"]
 KUBERNETES_VERSION = "1.31"
 # Secrets the operator creates (the production overlay's header and the README say how).
 OPERATOR_SECRETS = {"slipway-postgres", "slipway-s3", "slipway-replica-token",
-                    "slipway-metrics-token"}
+                    "slipway-metrics-token", "slipway-tls"}
 
 
 def _kubectl() -> str:
@@ -170,6 +170,8 @@ def test_references_resolve_and_no_credential_is_written_in_clear(rendered):
         for volume in template["spec"].get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] in OPERATOR_SECRETS, volume
     assert not _of(objects, "Secret"), "credentials come from Secrets the operator makes"
     server = _named(objects, "Deployment", "slipway-server")
     env = {e["name"]: e for e in server["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -203,3 +205,38 @@ def test_every_command_line_is_one_slipway_accepts(rendered, slipway_bin):
                                     text=True, timeout=30)
             assert result.returncode == 0, f"{args}: {result.stderr}"
             assert "Usage:" in result.stdout
+
+
+def _mounted(container: dict, template: dict, path: str) -> dict:
+    """The volume `path` lies in, for `container`."""
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    for mount in container["volumeMounts"]:
+        if path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            return volumes[mount["name"]]
+    raise AssertionError(f"{path} is on no volume of {container['name']}")
+
+
+def test_credentials_travel_over_tls_only(rendered):
+    """The server takes passwords and tokens over HTTPS with a certificate from a Secret; its
+    probes and Prometheus speak HTTPS to it; the replicas reach it by https:// and verify it
+    against the CA alone, never holding the server's key."""
+    _, objects = rendered
+    server = _named(objects, "Deployment", "slipway-server")["spec"]["template"]
+    container = server["spec"]["containers"][0]
+    args = container["args"]
+    assert "--auth" in args and "--insecure-no-tls" not in args, args
+    for flag in ("--tls-cert", "--tls-key"):
+        path = args[args.index(flag) + 1]
+        assert _mounted(container, server, path)["secret"]["secretName"] == "slipway-tls"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    endpoint = _named(objects, "ServiceMonitor", "slipway-server")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": "slipway-tls", "key": "ca.crt"}
+    serving = _named(objects, "Deployment", "slipway-serving")["spec"]["template"]
+    replica = serving["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in replica["env"]}
+    assert env["MLFLOW_TRACKING_URI"].startswith("https://slipway-server:"), env
+    ca = _mounted(replica, serving, env["MLFLOW_TRACKING_SERVER_CERT_PATH"])
+    assert ca["secret"]["secretName"] == "slipway-tls"
+    assert [item["key"] for item in ca["secret"]["items"]] == ["ca.crt"], ca
