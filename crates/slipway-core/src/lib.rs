@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod deployment;
 pub mod error;
 pub mod gate;
+pub mod keys;
 pub mod logged_model;
 pub mod monitoring;
 pub mod paging;

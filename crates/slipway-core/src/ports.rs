@@ -353,6 +353,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Counters moved by changes to what servers cache, by topic (absent: never moved).
     async fn generations(&self) -> Result<std::collections::BTreeMap<String, i64>>;
 
+    // Encryption at rest.
+    /// Stores a new data key (wrapped).
+    async fn put_data_key(&self, key: crate::keys::DataKey) -> Result<()>;
+    /// Every data key, oldest first.
+    async fn list_data_keys(&self) -> Result<Vec<crate::keys::DataKey>>;
+    /// Replaces the wrapping of every given key (by id) in one transaction: all or none.
+    async fn rewrap_data_keys(&self, keys: Vec<crate::keys::DataKey>) -> Result<()>;
+
     // Retraining.
     async fn get_trigger_config(&self) -> Result<Option<crate::retrain::StoredTriggerConfig>>;
     /// Replaces the triggers when the stored revision is still `expected` (0: none stored).

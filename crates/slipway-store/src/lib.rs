@@ -23,6 +23,7 @@ mod experiments;
 mod filter;
 mod gates;
 mod identity;
+mod keys;
 mod logged_models;
 pub mod mlflow;
 mod monitoring;
@@ -769,6 +770,18 @@ impl MetadataStore for SqlStore {
 
     async fn generations(&self) -> Result<std::collections::BTreeMap<String, i64>> {
         cluster::generations(self).await
+    }
+
+    async fn put_data_key(&self, key: slipway_core::keys::DataKey) -> Result<()> {
+        keys::put(self, key).await
+    }
+
+    async fn list_data_keys(&self) -> Result<Vec<slipway_core::keys::DataKey>> {
+        keys::list(self).await
+    }
+
+    async fn rewrap_data_keys(&self, keys: Vec<slipway_core::keys::DataKey>) -> Result<()> {
+        keys::rewrap(self, keys).await
     }
 
     async fn start_retrain(

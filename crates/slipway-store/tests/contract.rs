@@ -92,6 +92,8 @@ mod experiments;
 mod gates;
 #[path = "contract/identity.rs"]
 mod identity;
+#[path = "contract/keys.rs"]
+mod keys;
 #[path = "contract/logged_models.rs"]
 mod logged_models;
 #[path = "contract/metrics.rs"]
