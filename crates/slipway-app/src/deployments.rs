@@ -973,7 +973,11 @@ impl App {
         Ok(Some(Bytes::from(bytes)))
     }
 
-    pub async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()> {
+    pub async fn append_predictions(&self, mut records: Vec<PredictionRecord>) -> Result<()> {
+        if !self.seal_records(&mut records).await? {
+            warn_unwritten(records.len());
+            return Ok(());
+        }
         self.store().append_predictions(records).await
     }
 
@@ -986,9 +990,38 @@ impl App {
         // Only through a deployment the caller may see: the log of a deleted one stays in the
         // store, but its model's permissions can no longer be checked here.
         self.get_deployment(deployment).await?;
-        self.store()
+        let mut records = self
+            .store()
             .read_predictions(deployment, after_id, limit.clamp(1, 10_000))
-            .await
+            .await?;
+        for record in &mut records {
+            self.unseal_record(record).await?;
+        }
+        // Reading the log is reading what people sent: who read which rows is kept.
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            let event = self.audit_event(
+                "deployments.predictions.read",
+                format!("deployment:{deployment}"),
+                serde_json::json!({ "rows": records.len(), "first_id": first.id, "last_id": last.id }),
+            );
+            self.store().append_audit(event).await?;
+        }
+        Ok(records)
+    }
+}
+
+/// Predictions that cannot be written (the store's log is encrypted and this server has no
+/// key) are dropped, loudly but at most once a minute: serving goes on regardless.
+fn warn_unwritten(count: usize) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
+        *last = Some(std::time::Instant::now());
+        tracing::error!(
+            count,
+            "the prediction log on this store is encrypted and this server has no master key \
+             (--encryption-key): predictions are not logged"
+        );
     }
 }
 

@@ -211,6 +211,12 @@ impl App {
             }
         }
         let count = labels.len();
+        let mut labels = labels;
+        if !self.seal_labels(deployment, &mut labels).await? {
+            return Err(Error::invalid(format!(
+                "the prediction log of deployment '{deployment}' is encrypted, and this server was started without the master key (--encryption-key): labels cannot be stored here"
+            )));
+        }
         let matched = self
             .audited(
                 "deployments.labels",
@@ -247,6 +253,15 @@ impl App {
                 .store()
                 .predictions_with_labels(deployment, start, end, after_id, PAGE)
                 .await?;
+            let mut page = page;
+            for (record, label) in &mut page {
+                let (name, request) = (record.deployment.clone(), record.request_id.clone());
+                self.unseal(&mut record.outputs, &name, &request, "outputs")
+                    .await?;
+                if let Some(label) = label.as_mut() {
+                    self.unseal(label, &name, &request, "label").await?;
+                }
+            }
             for (record, label) in &page {
                 let index = ((record.time_ms - start) / window_ms) as usize;
                 if let Some(bucket) = buckets.get_mut(index) {

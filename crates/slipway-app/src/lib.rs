@@ -35,6 +35,7 @@ pub mod promotions;
 pub mod registry;
 pub mod retrain;
 pub mod rollout;
+pub mod sealing;
 pub mod tracking;
 
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct App {
     gates: Option<Arc<dyn slipway_core::gate::GateRunner>>,
     /// Held while a gate runs: one at a time per server.
     gate_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Encryption at rest of the prediction log and labels (off unless the server has a key).
+    sealing: Arc<sealing::Sealing>,
 }
 
 /// The actor and request an `App` handle works for (see [`App::for_caller`]).
@@ -112,6 +115,7 @@ impl App {
             notifier: None,
             gates: None,
             gate_turn: Arc::new(tokio::sync::Mutex::new(())),
+            sealing: Arc::new(sealing::Sealing::off()),
         }
     }
 
