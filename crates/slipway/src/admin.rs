@@ -225,7 +225,10 @@ fn process_uid() -> Option<String> {
     }
 }
 
-async fn open_app(config: Option<&std::path::Path>, store: &StoreArgs) -> anyhow::Result<App> {
+pub(crate) async fn open_app(
+    config: Option<&std::path::Path>,
+    store: &StoreArgs,
+) -> anyhow::Result<App> {
     let file = FileConfig::load(config)?;
     let uri = backend_store_uri(store.backend_store_uri.clone(), &file.server);
     let backend = BackendUri::parse(&uri)?;

@@ -54,6 +54,11 @@ pub struct ServerArgs {
     /// host or a network that encrypts.
     #[arg(long, env = "SLIPWAY_INSECURE_NO_TLS", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_tls: bool,
+    /// Encrypt the prediction log and labels at rest under this master key, given by
+    /// reference: file:PATH (e.g. a mounted Kubernetes Secret) or env:NAME. Make one with
+    /// `slipway keys generate`.
+    #[arg(long, env = "SLIPWAY_ENCRYPTION_KEY", value_name = "REF")]
+    pub encryption_key: Option<String>,
     /// Read connections to the metadata store (default 8).
     #[arg(long, env = "SLIPWAY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
@@ -136,6 +141,7 @@ pub struct FileServerConfig {
     pub tls_key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
     pub insecure_no_tls: Option<bool>,
+    pub encryption_key: Option<String>,
     pub db_max_connections: Option<u32>,
     pub webhook_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
@@ -191,6 +197,7 @@ pub struct ServerConfig {
     pub auth: bool,
     pub tls: Option<crate::tls::TlsFiles>,
     pub insecure_no_tls: bool,
+    pub encryption_key: Option<String>,
     pub db_max_connections: u32,
     pub webhook_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
@@ -241,6 +248,7 @@ impl ServerConfig {
             auth,
             tls,
             insecure_no_tls,
+            encryption_key: args.encryption_key.or(file.encryption_key),
             db_max_connections: args
                 .db_max_connections
                 .or(file.db_max_connections)

@@ -13,6 +13,7 @@ mod gate;
 mod holdout;
 mod image;
 mod import;
+mod keys;
 mod mlflow_source;
 mod monitor;
 mod otlp;
@@ -81,6 +82,9 @@ enum Command {
     Tokens(admin::TokensArgs),
     /// Verify, read and export the audit trail.
     Audit(admin::AuditArgs),
+    /// The master key that encrypts the prediction log and labels at rest: generate one,
+    /// rotate to a new one, list the data keys it wraps.
+    Keys(keys::KeysArgs),
     /// Request, approve, reject and list promotions to protected aliases (over the HTTP API).
     Promote(remote::PromoteArgs),
     /// Roll an alias back, show its history, or convert a model to ONNX (over the HTTP API).
@@ -227,6 +231,9 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Audit(args) => admin::audit(cli.config.as_deref(), args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Keys(args) => keys::keys(cli.config.as_deref(), args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Promote(args) => remote::promote(args).await.map(|()| ExitCode::SUCCESS),
@@ -400,6 +407,23 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
         spawn_identity_refresher(app.clone());
     }
+    let master = config
+        .encryption_key
+        .as_deref()
+        .map(keys::master_key)
+        .transpose()?;
+    let sealing = slipway_app::sealing::Sealing::open(&store, master)
+        .await
+        .context("opening the data keys")?;
+    if let Some(id) = sealing.master_key_id() {
+        tracing::info!(master_key = %id, "the prediction log and labels are encrypted at rest");
+    } else if sealing.locked() {
+        tracing::warn!(
+            "the prediction log on this store is encrypted and no master key was given \
+             (--encryption-key): it can be neither read nor written here; everything else works"
+        );
+    }
+    let app = app.with_sealing(Arc::new(sealing));
     let app = match &config.webhook_url {
         Some(url) => app.with_notifier(Arc::new(webhook::Webhook::new(url)?)),
         None => app,
