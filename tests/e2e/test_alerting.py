@@ -280,6 +280,16 @@ rules:
                                params={"resource": "alerting:config"}, timeout=10).json()
     assert [e["action"] for e in rules_audit["entries"]] == ["alerts.rules.apply"]
     assert "R0UTING-KEY" not in json.dumps(rules_audit)
+    # Nor does anything on disk: the database (its WAL too), the server's logs, an audit export.
+    export = tmp_path / "audit.jsonl"
+    env.cli("audit", "export", "--output", str(export), "--backend-store-uri",
+            server.backend_store_uri)
+    written = [export, *server.workdir.glob("slipway.db*"), *server.workdir.glob("slipway-std*.log")]
+    assert any(p.name.startswith("slipway.db") for p in written), written
+    for path in written:
+        content = path.read_bytes()
+        for value in (b"s3cret-signing-key", b"R0UTING-KEY"):
+            assert value not in content, f"{value!r} written to {path}"
 
 
 def test_silenced_alerts_are_recorded_but_nobody_is_told(
