@@ -10,6 +10,9 @@
 # Servers (default: ceiling,slipway,fastapi,mlflow):
 #   ceiling     bench/serving/ceiling: bare axum + ort, the least work that answers correctly
 #   slipway     `slipway serve` (release build)
+#   slipway-tls the same over HTTPS (--tls-cert/--tls-key, an ECDSA P-256 certificate made here);
+#               wrk keeps its connections, so this is the cost of encrypting the traffic, not
+#               of handshakes
 #   slipway-deploy  `slipway server` serving a managed deployment mid-canary (50 % to a
 #               candidate), with routing, per-variant metrics, analysis and the prediction log
 #   slipway-replica  the same deployment served by `slipway serve --deployment` (the data
@@ -58,6 +61,7 @@ WORK=$(mktemp -d)
 declare -A LABELS=(
   [ceiling]="ceiling (axum + ort)"
   [slipway]="slipway serve"
+  [slipway-tls]="slipway serve over TLS"
   [fastapi]="FastAPI + onnxruntime (uvicorn, 1 worker)"
   [fastapi-2w]="FastAPI + onnxruntime (uvicorn, 2 workers)"
   [mlflow]="mlflow models serve"
@@ -154,6 +158,39 @@ start_slipway() {
   echo http://127.0.0.1:5301
 }
 
+prepare_slipway_tls() {
+  prepare_slipway
+  venv_install cryptography
+  mkdir -p "$WORK/tls"
+  "$VENV/bin/python" - "$WORK/tls" <<'PY'
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+folder = sys.argv[1]
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256()))
+open(f"{folder}/cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(f"{folder}/key.pem", "wb").write(key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+PY
+}
+start_slipway_tls() {
+  start_process slipway-tls \
+    "$CARGO_TARGET_DIR/release/slipway" serve -m "$MODEL" --port 5307 --onnxruntime "$ORT" \
+    --tls-cert "$WORK/tls/cert.pem" --tls-key "$WORK/tls/key.pem"
+  echo https://127.0.0.1:5307
+}
+
 prepare_fastapi() {
   venv_install fastapi uvicorn onnxruntime==1.32.0 numpy
 }
@@ -225,7 +262,7 @@ invocations_path() { # name
 
 wait_ready() { # name url
   for _ in $(seq 1 600); do
-    curl -sf "$2/ping" >/dev/null 2>&1 && return 0
+    curl "${CURL_TLS[@]}" -sf "$2/ping" >/dev/null 2>&1 && return 0
     kill -0 "$(cat "$WORK/$1.pid" 2>/dev/null)" 2>/dev/null || break
     sleep 0.1
   done
@@ -238,7 +275,7 @@ wait_ready() { # name url
 # labels exactly and probabilities within 1e-5.
 check() {
   local answer="$WORK/$1.answer.json"
-  if ! curl -sS -f -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/check.json" \
+  if ! curl "${CURL_TLS[@]}" -sS -f -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/check.json" \
       -o "$answer" "$2${3:-/invocations}" 2>"$WORK/$1.curl.err"; then
     echo "$1: the check request failed: $(cat "$WORK/$1.curl.err")" >&2
     return 1
@@ -297,6 +334,10 @@ for name in "${SELECTED[@]}"; do
   fi
 done
 
+# The self-signed certificate of slipway-tls, when it was made, is the one curl trusts.
+CURL_TLS=()
+[ -f "$WORK/tls/cert.pem" ] && CURL_TLS=(--cacert "$WORK/tls/cert.pem")
+
 echo "| server | rows/request | connections | req/s | p99 | non-2xx | socket errors |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 failed=()
@@ -316,14 +357,14 @@ done
 
 # Ratios of req/s at 32 connections (slipway serve, and the deployment mid-canary); "—" where either side was not measured.
 echo
-echo "| rows/request | slipway serve / ceiling | deployment / ceiling | replica / ceiling | slipway serve / mlflow | deployment / mlflow |"
-echo "|---:|---:|---:|---:|---:|---:|"
+echo "| rows/request | slipway serve / ceiling | deployment / ceiling | replica / ceiling | slipway serve / mlflow | deployment / mlflow | over TLS / plain |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
 for rows in 1 256; do
   awk -F'\t' -v rows="$rows" '
     $2 == rows && $3 == 32 { rps[$1] = $4 }
     function ratio(a, b) { return (a in rps && b in rps && rps[b] > 0) ? sprintf("%.2fx", rps[a] / rps[b]) : "—" }
-    END { printf "| %s | %s | %s | %s | %s | %s |\n", rows, ratio("slipway", "ceiling"), ratio("slipway-deploy", "ceiling"), ratio("slipway-replica", "ceiling"), ratio("slipway", "mlflow"), ratio("slipway-deploy", "mlflow") }
-  ' "$WORK/results.tsv" 2>/dev/null || echo "| $rows | — | — | — | — | — |"
+    END { printf "| %s | %s | %s | %s | %s | %s | %s |\n", rows, ratio("slipway", "ceiling"), ratio("slipway-deploy", "ceiling"), ratio("slipway-replica", "ceiling"), ratio("slipway", "mlflow"), ratio("slipway-deploy", "mlflow"), ratio("slipway-tls", "slipway") }
+  ' "$WORK/results.tsv" 2>/dev/null || echo "| $rows | — | — | — | — | — | — |"
 done
 if [ -x "$VENV/bin/python" ]; then
   echo
