@@ -163,3 +163,41 @@ def test_the_prediction_log_is_sealed_and_opens_only_with_the_key(slipway_bin, t
     refused = _cli(slipway_bin, "keys", "rotate", "--from", (tmp_path / "master.key").read_text(),
                    "--to", new_key, "--backend-store-uri", uri, check=False)
     assert refused.returncode != 0 and "by reference" in refused.stderr, refused.stderr
+
+
+def test_predictions_past_their_retention_are_deleted_and_audited(slipway_factory, slipway_bin):
+    _require_runtime()
+    server = slipway_factory()
+    url = server.url
+    client = MlflowClient(url, url)
+    model = unique_name("ret-model")
+    client.create_registered_model(model)
+    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
+    client.log_artifacts(run.info.run_id, str(MLFLOW_MODEL), "model")
+    client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    name = unique_name("ret")
+    _cli(slipway_bin, "deploy", "create", name, "--model", f"models:/{model}/1",
+         "--log-sample", "1", "--prediction-retention", "3s", url=url)
+    shown = json.loads(_cli(slipway_bin, "deploy", "status", name, "--json", url=url).stdout)
+    assert shown["deployment"]["settings"]["prediction_retention_ms"] == 3000, shown
+    for row in ROWS[:5]:
+        r = requests.post(f"{url}/deployments/{name}/invocations", json={"inputs": [row]},
+                          timeout=10)
+        assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 10
+    while len(_export(slipway_bin, url, name)) < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    # The leader's sweep (every 5 s) deletes them once they are 3 s old, and says so.
+    deadline = time.monotonic() + 20
+    while _export(slipway_bin, url, name):
+        assert time.monotonic() < deadline, "the predictions outlived their retention"
+        time.sleep(0.5)
+    audit = requests.get(f"{url}/api/slipway/v1/audit",
+                         params={"resource": f"deployment:{name}"}, timeout=10).json()
+    expired = [e for e in audit["entries"] if e["action"] == "deployments.predictions.expire"]
+    assert sum(e["summary"]["predictions"] for e in expired) == 5, expired
+    assert all(e["summary"]["retention_ms"] == 3000 for e in expired), expired
+    refused = _cli(slipway_bin, "deploy", "update", name, "--prediction-retention", "10ms",
+                   url=url, check=False)
+    assert refused.returncode != 0 and "at least 1s" in refused.stderr, refused.stderr

@@ -1010,6 +1010,62 @@ impl App {
     }
 }
 
+/// Predictions deleted per transaction by the retention sweep.
+const EXPIRE_BATCH: usize = 1_000;
+
+impl App {
+    /// Deletes logged predictions (and labels) older than their deployment's retention, in
+    /// audited batches; the leader runs it. Returns how many predictions went.
+    pub async fn expire_predictions(&self) -> Result<u64> {
+        let mut total = 0;
+        for deployment in self.store().list_deployments().await? {
+            let retention = deployment.settings.prediction_retention_ms;
+            if retention == 0 {
+                continue;
+            }
+            let before_ms = now_ms().saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
+            loop {
+                // Counted before the delete, so the audit entry, written in the delete's own
+                // transaction, says how many rows it removes.
+                let due = self
+                    .store()
+                    .read_predictions(&deployment.name, 0, EXPIRE_BATCH)
+                    .await?
+                    .iter()
+                    .take_while(|record| record.time_ms < before_ms)
+                    .count();
+                if due == 0 {
+                    break;
+                }
+                let (predictions, labels) = self
+                    .audited(
+                        "deployments.predictions.expire",
+                        format!("deployment:{}", deployment.name),
+                        serde_json::json!({
+                            "predictions": due,
+                            "before_ms": before_ms,
+                            "retention_ms": retention,
+                        }),
+                    )
+                    .expire_predictions(&deployment.name, before_ms, due)
+                    .await?;
+                tracing::info!(
+                    deployment = %deployment.name,
+                    predictions,
+                    labels,
+                    before_ms,
+                    "deleted predictions past their retention"
+                );
+                total += predictions;
+                if due < EXPIRE_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
 /// Predictions that cannot be written (the store's log is encrypted and this server has no
 /// key) are dropped, loudly but at most once a minute: serving goes on regardless.
 fn warn_unwritten(count: usize) {

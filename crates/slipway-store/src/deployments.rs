@@ -350,6 +350,60 @@ fn prediction_from_row(row: &sqlx::any::AnyRow) -> Result<PredictionRecord> {
     })
 }
 
+pub(crate) async fn expire_predictions(
+    store: &SqlStore,
+    deployment: String,
+    before_ms: i64,
+    limit: usize,
+) -> Result<(u64, u64)> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    store
+        .writer
+        .write(move |tx| {
+            Box::pin(async move {
+                // The oldest row first, through the (deployment, id) index: nearly every tick
+                // finds nothing to do, and must not scan the log to find that out.
+                let oldest = sqlx::query(
+                    "SELECT time_ms FROM prediction_log WHERE deployment = $1 ORDER BY id LIMIT 1",
+                )
+                .bind(deployment.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("reading the oldest logged prediction"))?
+                .map(|row| get_i64(&row, "time_ms"))
+                .transpose()?;
+                if oldest.is_none_or(|time| time >= before_ms) {
+                    return Ok((0, 0));
+                }
+                let predictions = sqlx::query(
+                    "DELETE FROM prediction_log WHERE id IN (SELECT id FROM prediction_log \
+                     WHERE deployment = $1 AND time_ms < $2 ORDER BY id LIMIT $3)",
+                )
+                .bind(deployment.clone())
+                .bind(before_ms)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("deleting expired predictions"))?
+                .rows_affected();
+                let labels = sqlx::query(
+                    "DELETE FROM deployment_labels WHERE deployment = $1 AND request_id IN \
+                     (SELECT request_id FROM deployment_labels WHERE deployment = $1 \
+                     AND time_ms < $2 LIMIT $3)",
+                )
+                .bind(deployment)
+                .bind(before_ms)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("deleting expired labels"))?
+                .rows_affected();
+                Ok((predictions, labels))
+            })
+        })
+        .await
+}
+
 /// Rows per label INSERT: 4 parameters each.
 const LABELS_PER_STATEMENT: usize = 200;
 

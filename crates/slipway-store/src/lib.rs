@@ -977,6 +977,15 @@ impl MetadataStore for SqlStore {
         deployments::read_predictions(self, deployment, after_id, limit).await
     }
 
+    async fn expire_predictions(
+        &self,
+        deployment: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<(u64, u64)> {
+        deployments::expire_predictions(self, deployment.to_owned(), before_ms, limit).await
+    }
+
     async fn put_labels(
         &self,
         deployment: &str,

@@ -49,6 +49,10 @@ struct SettingsFlags {
     /// Drift monitoring: close a window early at this many rows (0: by time only, the default).
     #[arg(long)]
     monitor_window_rows: Option<u64>,
+    /// Delete logged predictions and labels older than this (e.g. 30d); each deletion is
+    /// audited. 0s keeps them (the default).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    prediction_retention: Option<Duration>,
 }
 
 impl SettingsFlags {
@@ -74,6 +78,12 @@ impl SettingsFlags {
         }
         if let Some(v) = self.monitor_window_rows {
             settings.insert("monitor_window_rows".into(), json!(v));
+        }
+        if let Some(v) = self.prediction_retention {
+            settings.insert(
+                "prediction_retention_ms".into(),
+                json!(v.as_millis() as u64),
+            );
         }
         (!settings.is_empty()).then_some(Value::Object(settings))
     }

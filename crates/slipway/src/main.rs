@@ -373,6 +373,9 @@ const RETRAIN_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often drift monitoring closes the windows whose time is up.
 const MONITOR_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the leader deletes predictions past their deployment's retention: one indexed
+/// read per deployment when nothing is due.
+const RETENTION_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -492,6 +495,18 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             }
         }
     });
+    let retention_app = app.for_caller("system:retention", None);
+    let leading = cluster.clone();
+    let retention_task = spawn_every(RETENTION_TICK, background_stopped.clone(), move || {
+        let (app, leading) = (retention_app.clone(), leading.clone());
+        async move {
+            if leading.is_leader()
+                && let Err(error) = app.expire_predictions().await
+            {
+                tracing::warn!(%error, "deleting predictions past their retention");
+            }
+        }
+    });
     let audit_app = app.clone();
     let refusals_task = spawn_refusal_flusher(app.clone(), background_stopped.clone());
     let alerter = deployments.alerter.clone();
@@ -556,6 +571,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _ = controller_task.await;
     let _ = plane_task.await;
     let _ = monitor_task.await;
+    let _ = retention_task.await;
     let _ = alerts_task.await;
     let _ = retrain_task.await;
     let _ = refusals_task.await;

@@ -35,6 +35,8 @@ pub struct SettingsIn {
     /// Drift monitoring windows: their length, and the rows that close one early (0: by time).
     monitor_window_ms: Option<u64>,
     monitor_window_rows: Option<u64>,
+    /// How long logged predictions and labels are kept (0: kept).
+    prediction_retention_ms: Option<u64>,
 }
 
 impl SettingsIn {
@@ -59,6 +61,9 @@ impl SettingsIn {
         }
         if let Some(v) = self.monitor_window_rows {
             settings.monitor.window_rows = v;
+        }
+        if let Some(v) = self.prediction_retention_ms {
+            settings.prediction_retention_ms = v;
         }
         settings
     }

@@ -60,6 +60,7 @@ on_both_backends!(case_serves_the_stable_version: serves_the_stable_version_sqli
 on_both_backends!(case_failing_candidate_rolls_back: failing_candidate_rolls_back_sqlite, failing_candidate_rolls_back_postgres);
 on_both_backends!(case_good_candidate_is_promoted: good_candidate_is_promoted_sqlite, good_candidate_is_promoted_postgres);
 on_both_backends!(case_prediction_log: prediction_log_sqlite, prediction_log_postgres);
+on_both_backends!(case_sealed_log_and_retention: sealed_log_and_retention_sqlite, sealed_log_and_retention_postgres);
 on_both_backends!(case_idle_canary_waits: idle_canary_waits_sqlite, idle_canary_waits_postgres);
 on_both_backends!(case_shadow_never_answers: shadow_never_answers_sqlite, shadow_never_answers_postgres);
 on_both_backends!(case_sticky_routing: sticky_routing_sqlite, sticky_routing_postgres);
@@ -3168,4 +3169,101 @@ async fn case_triggers_fire_on_schedules_and_alerts_and_check_workers(h: &Harnes
             .unwrap()
             .contains("cooldown")
     );
+}
+
+/// With a master key the log is sealed in the store and opens through the app; past the
+/// deployment's retention it is deleted in an audited batch; without the key it is refused
+/// by name and nothing is written in clear.
+async fn case_sealed_log_and_retention(h: &Harness) {
+    use slipway_app::sealing::{MasterKey, Sealing};
+    use slipway_core::deployment::{PredictionRecord, Variant};
+
+    h.deploy(json!({ "log_sample": 1.0, "prediction_retention_ms": 60_000 }))
+        .await;
+    let store = h.app.store().clone();
+    let master = MasterKey::parse(&MasterKey::generate().unwrap()).unwrap();
+    let sealing = Sealing::open(store.as_ref(), Some(master)).await.unwrap();
+    let app = h.app.clone().with_sealing(Arc::new(sealing));
+    let now = slipway_app::now_ms();
+    let record = |request: &str, age_ms: i64| PredictionRecord {
+        id: 0,
+        deployment: NAME.into(),
+        request_id: request.into(),
+        time_ms: now - age_ms,
+        variant: Variant::Stable,
+        model_version: "1".into(),
+        inputs: json!([[1.5, 2.5]]),
+        outputs: json!({ "label": [1] }),
+        latency_us: 10,
+    };
+    app.append_predictions(vec![
+        record("old-1", 120_000),
+        record("old-2", 90_000),
+        record("new", 1_000),
+    ])
+    .await
+    .unwrap();
+    let stored = store.read_predictions(NAME, 0, 10).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    for record in &stored {
+        assert!(record.inputs.get("$sealed").is_some(), "{record:?}");
+        assert!(record.outputs.get("$sealed").is_some(), "{record:?}");
+    }
+    let opened = app.read_predictions(NAME, 0, 10).await.unwrap();
+    assert!(
+        opened
+            .iter()
+            .all(|r| r.inputs == json!([[1.5, 2.5]]) && r.outputs == json!({ "label": [1] }))
+    );
+
+    assert_eq!(app.expire_predictions().await.unwrap(), 2);
+    let left = app.read_predictions(NAME, 0, 10).await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|r| r.request_id.as_str())
+            .collect::<Vec<_>>(),
+        ["new"]
+    );
+    // Nothing more is due, and a sweep with nothing to do leaves no entry.
+    assert_eq!(app.expire_predictions().await.unwrap(), 0);
+    let audit = app
+        .audit_log(
+            &slipway_core::ports::AuditFilter::default(),
+            Some(10_000),
+            None,
+        )
+        .await
+        .unwrap()
+        .entries;
+    let expired: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "deployments.predictions.expire")
+        .collect();
+    assert_eq!(expired.len(), 1, "{audit:?}");
+    assert!(
+        expired[0].summary.contains("\"predictions\":2"),
+        "{expired:?}"
+    );
+    assert!(audit.iter().any(|e| e.action == "keys.data_key.create"));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "deployments.predictions.read")
+    );
+
+    let locked = h
+        .app
+        .clone()
+        .with_sealing(Arc::new(Sealing::open(store.as_ref(), None).await.unwrap()));
+    assert!(locked.sealing().locked());
+    let refused = locked.read_predictions(NAME, 0, 10).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("--encryption-key"),
+        "{refused}"
+    );
+    locked
+        .append_predictions(vec![record("dropped", 0)])
+        .await
+        .unwrap();
+    assert_eq!(store.read_predictions(NAME, 0, 10).await.unwrap().len(), 1);
 }

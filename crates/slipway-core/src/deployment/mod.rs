@@ -371,6 +371,10 @@ pub struct ServingSettings {
     /// Windows of drift monitoring (used when the served version has a reference).
     #[serde(default)]
     pub monitor: crate::monitoring::MonitorSettings,
+    /// How long logged predictions (and labels) are kept, in milliseconds; older ones are
+    /// deleted by the leader, audited. 0 keeps them.
+    #[serde(default)]
+    pub prediction_retention_ms: u64,
 }
 
 impl Default for ServingSettings {
@@ -381,6 +385,7 @@ impl Default for ServingSettings {
             batch_max_wait_ms: 2,
             breaker: BreakerConfig::default(),
             monitor: crate::monitoring::MonitorSettings::default(),
+            prediction_retention_ms: 0,
         }
     }
 }
@@ -391,6 +396,12 @@ impl ServingSettings {
             return Err(Error::invalid(format!(
                 "the prediction log sample must be between 0 and 1, got {}",
                 self.log_sample
+            )));
+        }
+        if (1..1_000).contains(&self.prediction_retention_ms) {
+            return Err(Error::invalid(format!(
+                "the prediction log's retention must be at least 1s (or 0 to keep it), got {} ms",
+                self.prediction_retention_ms
             )));
         }
         if self.breaker.failures == 0 {

@@ -683,6 +683,7 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
                 window_ms: 60_000 * (i as u64 + 1),
                 window_rows: 1_000 * i as u64,
             },
+            prediction_retention_ms: 86_400_000 * i as u64,
         };
         let mut with_rollout = rollout(i as i64 + 1, strategy, rules, state.clone());
         with_rollout.ended_ms = (!state.is_active()).then_some(9_000);
