@@ -37,6 +37,7 @@ pub mod promotion;
 pub mod registry;
 pub mod retrain;
 pub mod search;
+pub mod slo;
 pub mod tracking;
 pub mod validate;
 

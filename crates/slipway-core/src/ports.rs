@@ -353,6 +353,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Counters moved by changes to what servers cache, by topic (absent: never moved).
     async fn generations(&self) -> Result<std::collections::BTreeMap<String, i64>>;
 
+    // Serving minutes (what SLOs are measured on).
+    /// Adds each minute's counts to what the store holds for it.
+    async fn add_serving_minutes(
+        &self,
+        minutes: Vec<(String, i64, crate::deployment::ServingStats)>,
+    ) -> Result<()>;
+    /// A deployment's minutes starting in `[from_ms, to_ms)`, oldest first.
+    async fn serving_minutes(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, crate::deployment::ServingStats)>>;
+    /// Deletes every deployment's minutes before `before_ms`; returns how many went.
+    async fn expire_serving_minutes(&self, before_ms: i64) -> Result<u64>;
+
     // Encryption at rest.
     /// Stores a new data key (wrapped).
     async fn put_data_key(&self, key: crate::keys::DataKey) -> Result<()>;

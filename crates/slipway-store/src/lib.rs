@@ -31,6 +31,7 @@ mod promotions;
 mod registry;
 mod retrains;
 mod runs;
+mod serving;
 mod sql;
 pub mod uri;
 mod writer;
@@ -770,6 +771,26 @@ impl MetadataStore for SqlStore {
 
     async fn generations(&self) -> Result<std::collections::BTreeMap<String, i64>> {
         cluster::generations(self).await
+    }
+
+    async fn add_serving_minutes(
+        &self,
+        minutes: Vec<(String, i64, slipway_core::deployment::ServingStats)>,
+    ) -> Result<()> {
+        serving::add(self, minutes).await
+    }
+
+    async fn serving_minutes(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, slipway_core::deployment::ServingStats)>> {
+        serving::read(self, deployment, from_ms, to_ms).await
+    }
+
+    async fn expire_serving_minutes(&self, before_ms: i64) -> Result<u64> {
+        serving::expire(self, before_ms).await
     }
 
     async fn put_data_key(&self, key: slipway_core::keys::DataKey) -> Result<()> {

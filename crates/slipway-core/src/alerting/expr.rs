@@ -19,6 +19,8 @@ pub enum Source {
     Performance,
     /// Every answered request of every data plane, over the rule's window.
     Serving,
+    /// The serving minutes the store keeps, against the deployment's SLO.
+    Slo,
 }
 
 /// A measured quantity of one deployment.
@@ -46,6 +48,10 @@ pub enum Signal {
     Requests,
     /// No request at all over the window (1 or 0).
     NoTraffic,
+    /// How fast the deployment's SLO budget burns (1: exactly over the SLO's window), the
+    /// lower of the burn over the rule's window and over a twelfth of it (the SRE workbook's
+    /// multi-window alert: both must burn, so it fires fast and resolves fast).
+    SloBurn(crate::slo::SloKind),
 }
 
 /// Metrics a performance drop may name; the first set is better when higher.
@@ -76,6 +82,7 @@ impl Signal {
             Signal::ErrorRate | Signal::LatencyP99Ms | Signal::Requests | Signal::NoTraffic => {
                 Source::Serving
             }
+            Signal::SloBurn(_) => Source::Slo,
         }
     }
 
@@ -103,6 +110,7 @@ impl Signal {
             Signal::LatencyP99Ms => "latency_p99_ms",
             Signal::Requests => "requests",
             Signal::NoTraffic => "no_traffic",
+            Signal::SloBurn(_) => "slo_burn",
         }
     }
 
@@ -111,13 +119,14 @@ impl Signal {
             Signal::FeatureDrift(a)
             | Signal::PerformanceDrop(a)
             | Signal::EstimatedPerformanceDrop(a) => Some(a),
+            Signal::SloBurn(kind) => Some(kind.as_str()),
             _ => None,
         }
     }
 }
 
 /// Every signal's name, for error messages and docs.
-pub const SIGNALS: [&str; 11] = [
+pub const SIGNALS: [&str; 12] = [
     "drift_share",
     "drifted_features",
     "dataset_drift",
@@ -129,6 +138,7 @@ pub const SIGNALS: [&str; 11] = [
     "latency_p99_ms",
     "requests",
     "no_traffic",
+    "slo_burn(availability|latency)",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +262,14 @@ impl Condition {
                 Signal::EstimatedPerformanceDrop(metric)
             }
             ("estimated_performance_drop", None) => return Err(needs_argument("accuracy")),
+            ("slo_burn", Some(kind)) => {
+                Signal::SloBurn(crate::slo::SloKind::parse(&kind).ok_or_else(|| {
+                    bad(format!(
+                        "slo_burn takes availability or latency, not '{kind}'"
+                    ))
+                })?)
+            }
+            ("slo_burn", None) => return Err(needs_argument("availability")),
             (known, Some(_))
                 if [
                     "drift_share",

@@ -26,6 +26,8 @@ const MAX_LABEL_VALUE: usize = 1_024;
 const MAX_TEXT: usize = 4_096;
 /// Longest lookback a rule may read (serving windows are kept this long in memory).
 pub const MAX_WINDOW_MS: u64 = 3_600_000;
+/// Longest lookback of an `slo_burn` rule (the SRE workbook's ticket window).
+pub const MAX_SLO_WINDOW_MS: u64 = 3 * 24 * 3_600_000;
 /// Longest `for`.
 pub const MAX_FOR_MS: u64 = 7 * 24 * 3_600_000;
 
@@ -432,7 +434,14 @@ impl AlertConfig {
             if rule.for_ms > MAX_FOR_MS {
                 return Err(context("`for` is at most 7 days".into()));
             }
-            if !(10_000..=MAX_WINDOW_MS).contains(&rule.window_ms) {
+            if rule.expr.signal.source() == Source::Slo {
+                // Read from the store's serving minutes, kept for days.
+                if !(60_000..=MAX_SLO_WINDOW_MS).contains(&rule.window_ms) {
+                    return Err(context(
+                        "an slo_burn rule's `window` must be between 1m and 3d".into(),
+                    ));
+                }
+            } else if !(10_000..=MAX_WINDOW_MS).contains(&rule.window_ms) {
                 return Err(context(
                     "`window` must be between 10s and 1h (serving measurements are kept an hour)"
                         .into(),

@@ -375,6 +375,9 @@ pub struct ServingSettings {
     /// deleted by the leader, audited. 0 keeps them.
     #[serde(default)]
     pub prediction_retention_ms: u64,
+    /// Availability and latency objectives, with their error budget and burn-rate alerts.
+    #[serde(default)]
+    pub slo: Option<crate::slo::SloSpec>,
 }
 
 impl Default for ServingSettings {
@@ -386,6 +389,7 @@ impl Default for ServingSettings {
             breaker: BreakerConfig::default(),
             monitor: crate::monitoring::MonitorSettings::default(),
             prediction_retention_ms: 0,
+            slo: None,
         }
     }
 }
@@ -403,6 +407,9 @@ impl ServingSettings {
                 "the prediction log's retention must be at least 1s (or 0 to keep it), got {} ms",
                 self.prediction_retention_ms
             )));
+        }
+        if let Some(slo) = &self.slo {
+            slo.validate()?;
         }
         if self.breaker.failures == 0 {
             return Err(Error::invalid(

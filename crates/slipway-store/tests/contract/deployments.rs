@@ -684,6 +684,14 @@ async fn case_deployment_bodies_round_trip(store: &Store) {
                 window_rows: 1_000 * i as u64,
             },
             prediction_retention_ms: 86_400_000 * i as u64,
+            slo: i.is_multiple_of(2).then_some(slipway_core::slo::SloSpec {
+                availability: Some(0.999),
+                latency: Some(slipway_core::slo::LatencyObjective {
+                    threshold_ms: 200.0,
+                    objective: 0.99,
+                }),
+                window_days: 28,
+            }),
         };
         let mut with_rollout = rollout(i as i64 + 1, strategy, rules, state.clone());
         with_rollout.ended_ms = (!state.is_active()).then_some(9_000);
