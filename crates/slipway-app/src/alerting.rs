@@ -50,6 +50,9 @@ const BUCKETS: usize = (alerting::MAX_WINDOW_MS as i64 / BUCKET_MS) as usize;
 pub struct ServingLog {
     started_ms: std::sync::atomic::AtomicI64,
     buckets: Mutex<HashMap<String, VecDeque<(i64, ServingStats)>>>,
+    /// The same counts per deployment and minute, until the next evaluation adds them to the
+    /// store's serving minutes (what SLOs are measured on, over days).
+    minutes: Mutex<HashMap<(String, i64), ServingStats>>,
 }
 
 impl Default for ServingLog {
@@ -63,6 +66,7 @@ impl ServingLog {
         ServingLog {
             started_ms: std::sync::atomic::AtomicI64::new(started_ms),
             buckets: Mutex::new(HashMap::new()),
+            minutes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,6 +81,13 @@ impl ServingLog {
             server_errors: stats.server_errors.min(stats.requests),
             ..stats.clone()
         };
+        let minute = now_ms - now_ms.rem_euclid(60_000);
+        self.minutes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((deployment.to_owned(), minute))
+            .or_default()
+            .merge(stats);
         let start = now_ms - now_ms.rem_euclid(BUCKET_MS);
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let buckets = all.entry(deployment.to_owned()).or_default();
@@ -117,6 +128,27 @@ impl ServingLog {
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         all.clear();
         self.started_ms.store(now_ms, Ordering::Release);
+    }
+
+    /// The minutes counted since the last call, for the store.
+    pub fn take_minutes(&self) -> Vec<(String, i64, ServingStats)> {
+        self.minutes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|((deployment, minute), stats)| (deployment, minute, stats))
+            .collect()
+    }
+
+    /// Puts back minutes the store did not take, to be added next time.
+    pub fn restore_minutes(&self, minutes: Vec<(String, i64, ServingStats)>) {
+        let mut pending = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        for (deployment, minute, stats) in minutes {
+            pending
+                .entry((deployment, minute))
+                .or_default()
+                .merge(&stats);
+        }
     }
 
     /// Drops deployments that no longer exist.
@@ -277,6 +309,13 @@ impl Alerter {
     }
 
     async fn evaluate_inner(&self, now_ms: i64) -> Result<()> {
+        // The minutes counted since the last evaluation go to the store first, so SLO signals
+        // read them.
+        let minutes = self.serving.take_minutes();
+        if let Err(error) = self.app.store().add_serving_minutes(minutes.clone()).await {
+            self.serving.restore_minutes(minutes);
+            tracing::warn!(%error, "storing serving minutes; kept for the next evaluation");
+        }
         self.load_firing().await?;
         let config = self
             .app
@@ -538,6 +577,20 @@ impl Alerter {
                 }
                 serving_signal(&rule.expr.signal, &stats, rule.min_samples.max(1))
             }
+            Source::Slo => match &rule.expr.signal {
+                Signal::SloBurn(kind) => {
+                    crate::slo::burn_reading(
+                        &self.app,
+                        deployment,
+                        *kind,
+                        window_ms,
+                        rule.min_samples.max(1),
+                        now_ms,
+                    )
+                    .await
+                }
+                _ => Reading::NoData("not an SLO signal".into()),
+            },
             Source::Drift => {
                 if !drift.contains_key(&deployment.name) {
                     let latest = match self

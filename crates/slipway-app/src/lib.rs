@@ -36,6 +36,7 @@ pub mod registry;
 pub mod retrain;
 pub mod rollout;
 pub mod sealing;
+pub mod slo;
 pub mod tracking;
 
 use std::sync::Arc;
