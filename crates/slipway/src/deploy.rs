@@ -53,6 +53,34 @@ struct SettingsFlags {
     /// audited. 0s keeps them (the default).
     #[arg(long, value_parser = humantime::parse_duration)]
     prediction_retention: Option<Duration>,
+    /// SLO: the share of requests to answer without a 5xx, e.g. 0.999. The --slo-* flags
+    /// given together replace the deployment's SLO.
+    #[arg(long, value_name = "SHARE")]
+    slo_availability: Option<f64>,
+    /// SLO: the share of requests to answer within a time, as TIME:SHARE, e.g. 200ms:0.99 (the
+    /// time one of the latency histogram's bounds: ... 100ms, 200ms, 500ms, 1s ...).
+    #[arg(long, value_name = "TIME:SHARE", value_parser = latency_objective)]
+    slo_latency: Option<(f64, f64)>,
+    /// SLO: the rolling window the objectives hold over (default 30d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    slo_window: Option<Duration>,
+    /// Remove the deployment's SLO.
+    #[arg(long, conflicts_with_all = ["slo_availability", "slo_latency", "slo_window"])]
+    no_slo: bool,
+}
+
+/// `200ms:0.99` as (threshold in ms, objective).
+fn latency_objective(text: &str) -> Result<(f64, f64), String> {
+    let (time, share) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}': write TIME:SHARE, e.g. 200ms:0.99"))?;
+    let time = humantime::parse_duration(time.trim())
+        .map_err(|e| format!("'{time}' is not a duration ({e})"))?;
+    let share: f64 = share
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{share}' is not a share, e.g. 0.99"))?;
+    Ok((time.as_secs_f64() * 1_000.0, share))
 }
 
 impl SettingsFlags {
@@ -84,6 +112,23 @@ impl SettingsFlags {
                 "prediction_retention_ms".into(),
                 json!(v.as_millis() as u64),
             );
+        }
+        if self.no_slo {
+            settings.insert("slo".into(), Value::Null);
+        } else if self.slo_availability.is_some()
+            || self.slo_latency.is_some()
+            || self.slo_window.is_some()
+        {
+            let mut slo = json!({
+                "availability": self.slo_availability,
+                "latency": self.slo_latency.map(|(threshold_ms, objective)| {
+                    json!({ "threshold_ms": threshold_ms, "objective": objective })
+                }),
+            });
+            if let Some(window) = self.slo_window {
+                slo["window_days"] = json!(window.as_secs().div_ceil(86_400));
+            }
+            settings.insert("slo".into(), slo);
         }
         (!settings.is_empty()).then_some(Value::Object(settings))
     }

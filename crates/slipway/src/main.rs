@@ -21,6 +21,7 @@ mod pipeline;
 mod remote;
 mod rollout_view;
 mod serve;
+mod slo;
 mod tls;
 mod triggers;
 mod webhook;
@@ -82,6 +83,9 @@ enum Command {
     Tokens(admin::TokensArgs),
     /// Verify, read and export the audit trail.
     Audit(admin::AuditArgs),
+    /// Where a deployment's SLO stands: objectives, error budget left, burn rates (over the
+    /// HTTP API).
+    Slo(slo::SloArgs),
     /// The master key that encrypts the prediction log and labels at rest: generate one,
     /// rotate to a new one, list the data keys it wraps.
     Keys(keys::KeysArgs),
@@ -233,6 +237,7 @@ fn main() -> ExitCode {
             Command::Audit(args) => admin::audit(cli.config.as_deref(), args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Slo(args) => slo::slo(args).await,
             Command::Keys(args) => keys::keys(cli.config.as_deref(), args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
@@ -500,10 +505,20 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let retention_task = spawn_every(RETENTION_TICK, background_stopped.clone(), move || {
         let (app, leading) = (retention_app.clone(), leading.clone());
         async move {
-            if leading.is_leader()
-                && let Err(error) = app.expire_predictions().await
-            {
+            if !leading.is_leader() {
+                return;
+            }
+            if let Err(error) = app.expire_predictions().await {
                 tracing::warn!(%error, "deleting predictions past their retention");
+            }
+            // Serving minutes outlive the longest SLO window by a day.
+            let keep_ms = (i64::from(slipway_core::slo::MAX_WINDOW_DAYS) + 1) * 86_400_000;
+            if let Err(error) = app
+                .store()
+                .expire_serving_minutes(slipway_app::now_ms() - keep_ms)
+                .await
+            {
+                tracing::warn!(%error, "deleting old serving minutes");
             }
         }
     });

@@ -37,6 +37,17 @@ pub struct SettingsIn {
     monitor_window_rows: Option<u64>,
     /// How long logged predictions and labels are kept (0: kept).
     prediction_retention_ms: Option<u64>,
+    /// Availability and latency objectives; `null` removes them.
+    #[serde(default, deserialize_with = "explicit_slo")]
+    #[schema(value_type = Option<Object>)]
+    slo: Option<Option<slipway_core::slo::SloSpec>>,
+}
+
+/// Absent: keep the SLO; `null`: remove it; an object: set it.
+fn explicit_slo<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<slipway_core::slo::SloSpec>>, D::Error> {
+    Option::<slipway_core::slo::SloSpec>::deserialize(deserializer).map(Some)
 }
 
 impl SettingsIn {
@@ -64,6 +75,9 @@ impl SettingsIn {
         }
         if let Some(v) = self.prediction_retention_ms {
             settings.prediction_retention_ms = v;
+        }
+        if let Some(slo) = self.slo {
+            settings.slo = slo;
         }
         settings
     }

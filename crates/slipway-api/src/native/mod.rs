@@ -74,6 +74,7 @@ routes! {
     GET "/deployments/{name}/monitoring" => monitoring::status [monitoring::Status], Read Deployment;
     POST "/deployments/{name}/labels" => monitoring::labels [monitoring::Labels], Write Deployment;
     GET "/deployments/{name}/performance" => monitoring::performance [monitoring::Performance], Read Deployment;
+    GET "/deployments/{name}/slo" => monitoring::slo, Read Deployment;
     POST "/monitoring/references" => monitoring::set_reference [monitoring::SetReference], Write ModelUri;
     GET "/monitoring/references" => monitoring::get_reference [monitoring::GetReference], Read ModelUri;
     GET "/alerts" => alerts::list [alerts::ListAlerts], Read None;

@@ -234,3 +234,9 @@ pub async fn performance(
     let windows = request.windows.map_or(24, |w| w.0.clamp(0, 1_000) as usize);
     Ok(Json(app.performance(&name, window_ms, windows).await?))
 }
+
+/// Where the deployment's SLO stands: each objective's SLI over its window, the error budget
+/// left and the burn rates over the alerting windows.
+pub async fn slo(AppFor(app): AppFor, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(app.slo_status(&name).await?))
+}

@@ -3267,3 +3267,93 @@ async fn case_sealed_log_and_retention(h: &Harness) {
         .unwrap();
     assert_eq!(store.read_predictions(NAME, 0, 10).await.unwrap().len(), 1);
 }
+
+on_both_backends!(case_slo_budget_and_burn_alerts: slo_budget_and_burn_alerts_sqlite, slo_budget_and_burn_alerts_postgres);
+
+/// A deployment's SLO is measured on the serving minutes the evaluator stores: a burst of
+/// errors spends the budget, the fast-burn rule fires on `slo_burn(availability)`, and the
+/// status says how much is left.
+async fn case_slo_budget_and_burn_alerts(h: &Harness) {
+    use slipway_app::alerting::{Alerter, ServingLog};
+    use slipway_core::alerting::AlertState;
+    // A latency threshold between the histogram's bounds could not be counted exactly.
+    let refused = h
+        .send_json(
+            "POST",
+            &format!("{NATIVE}/deployments"),
+            Some(&json!({
+                "name": NAME,
+                "model_uri": format!("models:/{MODEL}@production"),
+                "settings": {"slo": {"availability": 0.999,
+                             "latency": {"threshold_ms": 300.0, "objective": 0.99}}},
+            })),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("200, 500"),
+        "{}",
+        refused.json()
+    );
+    h.deploy(json!({"slo": {"availability": 0.999,
+                            "latency": {"threshold_ms": 200.0, "objective": 0.99}}}))
+        .await;
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/alerts/config"),
+        Some(json!({"config": {"rules": [{
+            "alert": "SLOFastBurn", "deployment": NAME,
+            "expr": "slo_burn(availability) > 14.4", "window": "1h", "min_samples": 10,
+        }]}})),
+    )
+    .await;
+    let start = slipway_app::now_ms();
+    let alerter = Alerter::new(&h.app, Arc::new(ServingLog::new(start)));
+    alerter.serving().record(NAME, &traffic(1_000, 0), start);
+    alerter.evaluate(start + 1_000).await.unwrap();
+    assert!(alerter.active().is_empty(), "{:?}", alerter.active());
+    let status = h
+        .ok("GET", &format!("{NATIVE}/deployments/{NAME}/slo"), None)
+        .await;
+    let availability = &status["objectives"][0];
+    assert_eq!(availability["kind"], "availability");
+    assert_eq!(availability["requests"], 1_000);
+    assert_eq!(availability["budget_remaining"], 1.0);
+
+    // A burst: half of 200 requests fail. Over the last hour and the last 5 minutes the
+    // budget burns at (100 / 1,200) / 0.001 = 83 times the sustainable rate.
+    alerter
+        .serving()
+        .record(NAME, &traffic(200, 100), start + 2_000);
+    alerter.evaluate(start + 3_000).await.unwrap();
+    let active = alerter.active();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].name(), "SLOFastBurn");
+    assert_eq!(active[0].state, AlertState::Firing);
+    let burn = active[0].value.unwrap();
+    assert!((burn - 100.0 / 1_200.0 / 0.001).abs() < 1e-6, "{burn}");
+
+    let status = h
+        .ok("GET", &format!("{NATIVE}/deployments/{NAME}/slo"), None)
+        .await;
+    let availability = &status["objectives"][0];
+    assert_eq!(availability["requests"], 1_200);
+    assert_eq!(availability["bad"], 100);
+    let left = availability["budget_remaining"].as_f64().unwrap();
+    assert!((left - (1.0 - 100.0 / 1.2)).abs() < 1e-6, "{left}");
+    let fast = &availability["burn_rates"][0];
+    assert_eq!(
+        (fast["window"].as_str(), fast["burning"].as_bool()),
+        (Some("1h"), Some(true))
+    );
+    // Every request took 2 ms: the latency objective is untouched.
+    let latency = &status["objectives"][1];
+    assert_eq!(
+        (latency["kind"].as_str(), latency["bad"].as_u64()),
+        (Some("latency"), Some(0))
+    );
+    assert_eq!(latency["threshold_ms"], 200.0);
+}
