@@ -20,6 +20,7 @@ enum SloCommand {
     /// and the burn rates over the alerting windows (1h, 6h, 3d). Exits 1 while a budget burns
     /// at a paging rate, 2 once one is spent.
     Status {
+        /// The deployment's name.
         deployment: String,
         /// Print the server's answer as JSON.
         #[arg(long)]
