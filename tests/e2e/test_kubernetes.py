@@ -26,7 +26,7 @@ OVERLAYS = ["small", "production"]
 KUBERNETES_VERSION = "1.31"
 # Secrets the operator creates (the production overlay's header and the README say how).
 OPERATOR_SECRETS = {"slipway-postgres", "slipway-s3", "slipway-replica-token",
-                    "slipway-metrics-token", "slipway-tls"}
+                    "slipway-metrics-token", "slipway-tls", "slipway-encryption"}
 
 
 def _kubectl() -> str:
@@ -185,6 +185,12 @@ def test_references_resolve_and_no_credential_is_written_in_clear(rendered):
         assert env["SLIPWAY_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == \
             "slipway-postgres"
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
+        # The master key by reference, to a file from a Secret: never a value in the manifest.
+        reference = env["SLIPWAY_ENCRYPTION_KEY"]["value"]
+        assert reference.startswith("file:"), reference
+        template = server["spec"]["template"]
+        volume = _mounted(template["spec"]["containers"][0], template, reference[len("file:"):])
+        assert volume["secret"]["secretName"] == "slipway-encryption"
     assert env["SLIPWAY_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
