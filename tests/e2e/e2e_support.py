@@ -218,3 +218,16 @@ def wait_ready(url: str, process, log: Path, timeout: float = 60) -> None:
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
 
+
+
+def register_folder(client, model: str, folder: Path, versions: int = 1) -> None:
+    """Registers `folder` (an MLflow model folder) as `versions` new versions of `model`
+    (created here), each logged by a run of its own in the Default experiment, as a data
+    scientist would with the mlflow client."""
+    client.create_registered_model(model)
+    experiment = client.get_experiment_by_name("Default").experiment_id
+    for _ in range(versions):
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        client.create_model_version(model, f"runs:/{run.info.run_id}/model",
+                                    run_id=run.info.run_id)

@@ -19,7 +19,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from e2e_support import SlipwayServer, unique_name
+from e2e_support import SlipwayServer, register_folder, unique_name
 from test_deployments import MLFLOW_MODEL, ROWS, _require_runtime
 
 pytestmark = pytest.mark.slipway_only
@@ -67,11 +67,7 @@ def test_the_prediction_log_is_sealed_and_opens_only_with_the_key(slipway_bin, t
     try:
         client = MlflowClient(url, url)
         model = unique_name("enc-model")
-        client.create_registered_model(model)
-        run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
-        client.log_artifacts(run.info.run_id, str(MLFLOW_MODEL), "model")
-        client.create_model_version(model, f"runs:/{run.info.run_id}/model",
-                                    run_id=run.info.run_id)
+        register_folder(client, model, MLFLOW_MODEL)
         _cli(slipway_bin, "deploy", "create", name, "--model", f"models:/{model}/1",
              "--log-sample", "1", url=url)
         session = requests.Session()
@@ -171,10 +167,7 @@ def test_predictions_past_their_retention_are_deleted_and_audited(slipway_factor
     url = server.url
     client = MlflowClient(url, url)
     model = unique_name("ret-model")
-    client.create_registered_model(model)
-    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
-    client.log_artifacts(run.info.run_id, str(MLFLOW_MODEL), "model")
-    client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    register_folder(client, model, MLFLOW_MODEL)
     name = unique_name("ret")
     _cli(slipway_bin, "deploy", "create", name, "--model", f"models:/{model}/1",
          "--log-sample", "1", "--prediction-retention", "3s", url=url)

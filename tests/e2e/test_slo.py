@@ -17,7 +17,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from e2e_support import free_port, unique_name
+from e2e_support import free_port, register_folder, unique_name
 from test_deployments import MLFLOW_MODEL, ROWS, _require_runtime
 
 pytestmark = pytest.mark.slipway_only
@@ -64,10 +64,7 @@ def test_an_error_burst_burns_the_budget_and_pages(slipway_factory, slipway_bin,
 
     client = MlflowClient(url, url)
     model = unique_name("slo-model")
-    client.create_registered_model(model)
-    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
-    client.log_artifacts(run.info.run_id, str(MLFLOW_MODEL), "model")
-    client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    register_folder(client, model, MLFLOW_MODEL)
     name = unique_name("slo")
     refused = cli("deploy", "create", name, "--model", f"models:/{model}/1",
                   "--slo-latency", "300ms:0.99", check=False)

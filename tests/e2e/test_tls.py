@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mlflow import MlflowClient
 
-from e2e_support import SlipwayServer, free_port, unique_name
+from e2e_support import SlipwayServer, free_port, register_folder, unique_name
 from test_deployments import EXAMPLE, MLFLOW_MODEL, ROWS, _require_runtime
 
 pytestmark = pytest.mark.slipway_only
@@ -249,12 +249,7 @@ def test_a_replica_serves_https_and_reports_as_its_certificate(tls_env, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ROOT_PASSWORD)
     client = MlflowClient(url, url)
     model = unique_name("tls-model")
-    client.create_registered_model(model)
-    for _ in range(2):
-        run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
-        client.log_artifacts(run.info.run_id, str(MLFLOW_MODEL), "model")
-        client.create_model_version(model, f"runs:/{run.info.run_id}/model",
-                                    run_id=run.info.run_id)
+    register_folder(client, model, MLFLOW_MODEL, versions=2)
     client.set_registered_model_alias(model, "production", "1")
     name = unique_name("tls-d")
     root = {**tls_env.as_root(), "MLFLOW_TRACKING_SERVER_CERT_PATH": ca}
