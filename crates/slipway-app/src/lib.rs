@@ -37,6 +37,7 @@ pub mod retrain;
 pub mod rollout;
 pub mod sealing;
 pub mod slo;
+pub mod state;
 pub mod tracking;
 
 use std::sync::Arc;

@@ -38,6 +38,7 @@ pub mod registry;
 pub mod retrain;
 pub mod search;
 pub mod slo;
+pub mod state;
 pub mod tracking;
 pub mod validate;
 

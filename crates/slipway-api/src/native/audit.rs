@@ -73,3 +73,9 @@ pub async fn verify(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
     }
     Ok(Json(body))
 }
+
+/// The platform's state as documents (policies, deployments, SLOs, alerting, triggers,
+/// permissions), as `slipway export state` writes them.
+pub async fn state(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "documents": app.export_state().await? })))
+}

@@ -57,6 +57,7 @@ routes! {
     POST "/retrains/{id}/progress" => retrain::progress [retrain::Progress], Work None;
     GET "/model-versions/content" => promotions::content [promotions::LineageRequest], Read Model;
     GET "/audit" => audit::read [audit::ReadAudit], Admin None;
+    GET "/state" => audit::state, Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
     POST "/deployments" => deployments::create [deployments::Create], Write ModelUri;
     GET "/deployments" => deployments::list, Read None;

@@ -3357,3 +3357,97 @@ async fn case_slo_budget_and_burn_alerts(h: &Harness) {
     );
     assert_eq!(latency["threshold_ms"], 200.0);
 }
+
+on_both_backends!(case_state_is_exported_as_documents: state_is_exported_as_documents_sqlite, state_is_exported_as_documents_postgres);
+
+/// Every kind of object comes out as a document in the shape its API takes, ordered the way
+/// they depend on each other.
+async fn case_state_is_exported_as_documents(h: &Harness) {
+    h.deploy(
+        json!({"log_sample": 0.5, "prediction_retention_ms": 86_400_000,
+                    "slo": {"availability": 0.999}}),
+    )
+    .await;
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/policies/{MODEL}"),
+        Some(json!({"protected_aliases": ["production"], "required_approvals": 2})),
+    )
+    .await;
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/alerts/config"),
+        Some(json!({"config": {
+            "receivers": [{"name": "oncall", "webhook": {"url": "http://127.0.0.1:9/hook"}}],
+            "rules": [
+                {"alert": "Errors", "deployment": NAME, "expr": "error_rate > 0.1", "window": "1m"},
+                {"alert": "Errors", "deployment": "other", "expr": "error_rate > 0.5", "window": "1m"},
+                {"alert": "FastBurn", "deployment": NAME, "expr": "slo_burn(availability) > 14.4",
+                 "window": "1h"},
+            ],
+        }})),
+    )
+    .await;
+    h.app
+        .create_user("alice", slipway_core::auth::Role::Viewer, None)
+        .await
+        .unwrap();
+    h.ok(
+        "PUT",
+        &format!("{NATIVE}/permissions"),
+        Some(json!({"user": "alice", "resource_type": "registered_model",
+                    "resource_id": MODEL, "permission": "EDIT"})),
+    )
+    .await;
+
+    let state = h.ok("GET", &format!("{NATIVE}/state"), None).await;
+    let documents = state["documents"].as_array().unwrap();
+    let keys: Vec<String> = documents
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format!("Policy/{MODEL}"),
+            format!("Deployment/{NAME}"),
+            format!("SLO/{NAME}"),
+            "AlertReceiver/oncall".to_owned(),
+            format!("AlertRule/Errors-{NAME}"),
+            "AlertRule/Errors-other".to_owned(),
+            "AlertRule/FastBurn".to_owned(),
+            format!("Permission/alice-registered_model-{MODEL}"),
+        ]
+    );
+    assert!(documents.iter().all(|d| d["apiVersion"] == "slipway/v1"));
+    let by_key = |key: &str| &documents[keys.iter().position(|k| k == key).unwrap()]["spec"];
+    let deployment = by_key(&format!("Deployment/{NAME}"));
+    assert_eq!(deployment["model"], format!("models:/{MODEL}@production"));
+    assert_eq!(deployment["settings"]["log_sample"], 0.5);
+    assert_eq!(
+        deployment["settings"]["prediction_retention_ms"],
+        86_400_000
+    );
+    assert_eq!(by_key(&format!("SLO/{NAME}"))["availability"], 0.999);
+    let policy = by_key(&format!("Policy/{MODEL}"));
+    assert_eq!(policy["protected_aliases"], json!(["production"]));
+    assert_eq!(policy["required_approvals"], 2);
+    assert_eq!(
+        by_key("AlertReceiver/oncall"),
+        &json!({"webhook": {"url": "http://127.0.0.1:9/hook"}})
+    );
+    assert_eq!(
+        by_key("AlertRule/FastBurn")["expr"],
+        "slo_burn(availability) > 14.4"
+    );
+    assert_eq!(
+        by_key(&format!("Permission/alice-registered_model-{MODEL}")),
+        &json!({"user": "alice", "registered_model": MODEL, "permission": "EDIT"})
+    );
+}
