@@ -41,6 +41,49 @@ enum ExportTarget {
     /// MLFLOW_TRACKING_* variables, as the mlflow client takes them). The server must serve
     /// artifacts (MLflow's default, --serve-artifacts).
     Mlflow(MlflowArgs),
+    /// The platform's state as YAML documents, one per object: promotion policies,
+    /// deployments, SLOs, alert receivers, route and rules, retraining triggers and
+    /// permissions (over the HTTP API, as an admin). Keep them in git to start from what runs.
+    State(StateArgs),
+}
+
+#[derive(Debug, Args)]
+struct StateArgs {
+    #[command(flatten)]
+    server: crate::remote::ServerArgs,
+    /// Write the documents to this file (default: standard output).
+    #[arg(long, short)]
+    output: Option<std::path::PathBuf>,
+    /// Print `{"documents": [...]}` as JSON instead of YAML.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `slipway export state`: the server's documents, as one YAML stream (`---` between them).
+async fn state(args: StateArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    let answer = client
+        .call(reqwest::Method::GET, "/api/slipway/v1/state", None)
+        .await?;
+    let documents = answer["documents"].as_array().cloned().unwrap_or_default();
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&answer)?)
+    } else {
+        let mut text = String::new();
+        for document in &documents {
+            text.push_str("---\n");
+            text.push_str(&yaml_serde::to_string(document).context("writing YAML")?);
+        }
+        text
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} documents to {}", documents.len(), path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +111,7 @@ struct MlflowArgs {
 pub async fn run(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<()> {
     match args.target {
         ExportTarget::Mlflow(args) => mlflow(config, args).await,
+        ExportTarget::State(args) => state(args).await,
     }
 }
 
