@@ -369,6 +369,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes every deployment's minutes before `before_ms`; returns how many went.
     async fn expire_serving_minutes(&self, before_ms: i64) -> Result<u64>;
 
+    // State as code.
+    async fn get_applied_state(&self) -> Result<Option<crate::state::StoredAppliedState>>;
+    /// Replaces the applied state when the stored revision is still `expected` (0: none).
+    async fn put_applied_state(
+        &self,
+        state: crate::state::AppliedState,
+        expected: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<crate::state::StoredAppliedState>;
+
     // Encryption at rest.
     /// Stores a new data key (wrapped).
     async fn put_data_key(&self, key: crate::keys::DataKey) -> Result<()>;

@@ -88,3 +88,12 @@ impl Document {
 pub fn sort(documents: &mut [Document]) {
     documents.sort_by(|a, b| (a.kind, &a.metadata.name).cmp(&(b.kind, &b.metadata.name)));
 }
+
+/// What the latest apply made the server match: its documents, as they were applied.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedState {
+    #[serde(default)]
+    pub documents: Vec<Document>,
+}
+
+pub type StoredAppliedState = crate::Revisioned<AppliedState>;

@@ -793,6 +793,29 @@ impl MetadataStore for SqlStore {
         serving::expire(self, before_ms).await
     }
 
+    async fn get_applied_state(&self) -> Result<Option<slipway_core::state::StoredAppliedState>> {
+        documents::get(self, "applied_state", "reading the applied state").await
+    }
+
+    async fn put_applied_state(
+        &self,
+        state: slipway_core::state::AppliedState,
+        expected: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<slipway_core::state::StoredAppliedState> {
+        documents::put(
+            self,
+            "applied_state",
+            "applied state",
+            state,
+            expected,
+            by.to_owned(),
+            now_ms,
+        )
+        .await
+    }
+
     async fn put_data_key(&self, key: slipway_core::keys::DataKey) -> Result<()> {
         keys::put(self, key).await
     }
