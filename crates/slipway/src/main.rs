@@ -22,6 +22,7 @@ mod remote;
 mod rollout_view;
 mod serve;
 mod slo;
+mod state;
 mod tls;
 mod triggers;
 mod webhook;
@@ -83,6 +84,13 @@ enum Command {
     Tokens(admin::TokensArgs),
     /// Verify, read and export the audit trail.
     Audit(admin::AuditArgs),
+    /// Make the server match YAML documents (policies, deployments, SLOs, alerting, triggers,
+    /// permissions; `slipway export state` writes them): all of the changes or none, each
+    /// audited under you (over the HTTP API, as an admin).
+    Apply(state::StateArgs),
+    /// What `slipway apply` would change, and what changed outside it since (drift); exits 1
+    /// when anything would change.
+    Diff(state::StateArgs),
     /// Where a deployment's SLO stands: objectives, error budget left, burn rates (over the
     /// HTTP API).
     Slo(slo::SloArgs),
@@ -238,6 +246,8 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Slo(args) => slo::slo(args).await,
+            Command::Apply(args) => state::apply(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Diff(args) => state::diff(args).await,
             Command::Keys(args) => keys::keys(cli.config.as_deref(), args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

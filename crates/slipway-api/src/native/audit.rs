@@ -79,3 +79,48 @@ pub async fn verify(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
 pub async fn state(AppFor(app): AppFor) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "documents": app.export_state().await? })))
 }
+
+/// Documents a plan or an apply takes, in the shape `export` gives them.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateDocuments {
+    #[schema(value_type = Vec<Object>)]
+    documents: Vec<slipway_core::state::Document>,
+}
+
+/// More documents than a platform's objects plausibly number: a bound on one request's work.
+const MAX_DOCUMENTS: usize = 10_000;
+
+fn bounded(
+    request: StateDocuments,
+) -> Result<Vec<slipway_core::state::Document>, crate::error::ApiError> {
+    if request.documents.len() > MAX_DOCUMENTS {
+        return Err(slipway_core::Error::invalid(format!(
+            "at most {MAX_DOCUMENTS} documents at once, got {}",
+            request.documents.len()
+        ))
+        .into());
+    }
+    Ok(request.documents)
+}
+
+/// What applying the documents would change, and what changed outside apply; nothing is
+/// written.
+pub async fn plan_state(
+    AppFor(app): AppFor,
+    Message(request): Message<StateDocuments>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "plan": app.plan_state(bounded(request)?).await? }),
+    ))
+}
+
+/// Makes the server match the documents, all or nothing.
+pub async fn apply_state(
+    AppFor(app): AppFor,
+    Message(request): Message<StateDocuments>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "plan": app.apply_state(bounded(request)?).await? }),
+    ))
+}

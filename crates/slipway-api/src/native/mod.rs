@@ -58,6 +58,8 @@ routes! {
     GET "/model-versions/content" => promotions::content [promotions::LineageRequest], Read Model;
     GET "/audit" => audit::read [audit::ReadAudit], Admin None;
     GET "/state" => audit::state, Admin None;
+    POST "/state/plan" => audit::plan_state [audit::StateDocuments], Admin None;
+    POST "/state/apply" => audit::apply_state [audit::StateDocuments], Admin None;
     GET "/audit/verify" => audit::verify, Admin None;
     POST "/deployments" => deployments::create [deployments::Create], Write ModelUri;
     GET "/deployments" => deployments::list, Read None;

@@ -3451,3 +3451,95 @@ async fn case_state_is_exported_as_documents(h: &Harness) {
         &json!({"user": "alice", "registered_model": MODEL, "permission": "EDIT"})
     );
 }
+
+on_both_backends!(case_deployments_and_slos_are_applied_from_documents: deployments_and_slos_are_applied_from_documents_sqlite, deployments_and_slos_are_applied_from_documents_postgres);
+
+/// `apply` creates a deployment with its SLO, changes and removes the SLO, refuses to change
+/// the model (a rollout's job) and leaves a deployment it no longer names in place.
+async fn case_deployments_and_slos_are_applied_from_documents(h: &Harness) {
+    let deployment = |log_sample: f64| {
+        json!({"apiVersion": "slipway/v1", "kind": "Deployment", "metadata": {"name": NAME},
+               "spec": {"model": format!("models:/{MODEL}@production"),
+                        "settings": {"log_sample": log_sample}}})
+    };
+    let slo = |availability: f64| {
+        json!({"apiVersion": "slipway/v1", "kind": "SLO", "metadata": {"name": NAME},
+               "spec": {"availability": availability}})
+    };
+    let apply = |documents: Vec<Value>| async move {
+        h.send_json(
+            "POST",
+            &format!("{NATIVE}/state/apply"),
+            Some(&json!({ "documents": documents })),
+        )
+        .await
+    };
+    let actions = |answer: &Raw| -> Vec<String> {
+        answer.json()["plan"]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["action"].as_str().unwrap(),
+                    c["key"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let created = apply(vec![deployment(0.5), slo(0.999)]).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.json());
+    assert_eq!(
+        actions(&created),
+        [
+            format!("create Deployment/{NAME}"),
+            format!("create SLO/{NAME}")
+        ]
+    );
+    let live = h.app.get_deployment(NAME).await.unwrap();
+    assert_eq!(live.settings.log_sample, 0.5);
+    assert_eq!(
+        live.settings.slo.as_ref().unwrap().availability,
+        Some(0.999)
+    );
+
+    let again = apply(vec![deployment(0.5), slo(0.999)]).await;
+    assert_eq!(actions(&again), Vec::<String>::new(), "{}", again.json());
+    let changed = apply(vec![deployment(0.5), slo(0.99)]).await;
+    assert_eq!(actions(&changed), [format!("update SLO/{NAME}")]);
+    assert_eq!(
+        h.app
+            .get_deployment(NAME)
+            .await
+            .unwrap()
+            .settings
+            .slo
+            .unwrap()
+            .availability,
+        Some(0.99)
+    );
+    // The SLO no longer named: removed, the deployment's settings kept.
+    let removed = apply(vec![deployment(0.5)]).await;
+    assert_eq!(actions(&removed), [format!("delete SLO/{NAME}")]);
+    let live = h.app.get_deployment(NAME).await.unwrap();
+    assert!(live.settings.slo.is_none() && live.settings.log_sample == 0.5);
+
+    // The model changes through a rollout only.
+    let mut other = deployment(0.5);
+    other["spec"]["model"] = json!(format!("models:/{MODEL}/1"));
+    let refused = apply(vec![other]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--candidate"),
+        "{}",
+        refused.json()
+    );
+    // A managed deployment left out of the files is kept, and the plan says how to delete it.
+    let kept = apply(vec![]).await;
+    assert_eq!(actions(&kept), [format!("keep Deployment/{NAME}")]);
+    assert!(h.app.get_deployment(NAME).await.is_ok());
+}
