@@ -14,7 +14,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {
     "github-actions.yml": "vendor.github-workflows",
+    "github-platform-state.yml": "vendor.github-workflows",
     "gitlab-ci.yml": "vendor.gitlab-ci",
+}
+# The slipway commands each template runs.
+COMMANDS = {
+    "github-actions.yml": {"pipeline run", "gate", "promote request"},
+    "github-platform-state.yml": {"diff", "apply"},
+    "gitlab-ci.yml": {"pipeline run", "gate", "promote request"},
 }
 
 pytestmark = pytest.mark.backend_independent
@@ -46,10 +53,10 @@ def test_a_ci_template_runs_commands_slipway_has(name, slipway_bin):
     # Shell continuation lines joined, so each command is one line with all its flags.
     text = re.sub(r"\\\n\s*", " ", (ROOT / "examples" / "ci" / name).read_text())
     used: dict[str, set[str]] = {}
-    for command, rest in re.findall(r"\bslipway (pipeline run|gate|promote request)\b([^\n]*)",
-                                    text):
+    for command, rest in re.findall(
+            r"\bslipway (pipeline run|gate|promote request|diff|apply)\b([^\n]*)", text):
         used.setdefault(command, set()).update(re.findall(r"(--[a-z][a-z-]*)", rest))
-    assert set(used) == {"pipeline run", "gate", "promote request"}, used
+    assert set(used) == COMMANDS[name], used
     for command, flags in used.items():
         help_text = subprocess.run([slipway_bin, *command.split(), "--help"],
                                    capture_output=True, text=True, timeout=30).stdout
