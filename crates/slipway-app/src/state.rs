@@ -568,15 +568,14 @@ impl App {
                         continue;
                     }
                     alerting_done = true;
-                    self.apply_alerting(&plan, &alerting_before.config).await
+                    self.apply_alerting(&plan, &alerting_before).await
                 }
                 Some(Kind::Trigger) => {
                     if triggers_done {
                         continue;
                     }
                     triggers_done = true;
-                    self.apply_trigger_documents(&plan, &triggers_before.config)
-                        .await
+                    self.apply_trigger_documents(&plan, &triggers_before).await
                 }
                 _ => self.apply_change(change, &plan.desired).await,
             };
@@ -585,6 +584,30 @@ impl App {
                 break;
             }
             done.push(change);
+        }
+        // The applied set is written last, guarded by the revision the plan read: a second
+        // apply that ran meanwhile makes this one fail, and undo what it did.
+        if failure.is_none()
+            && let Err(error) = self
+                .audited(
+                    "state.apply",
+                    "state",
+                    json!({
+                        "changes": plan.changes.iter().map(|c| format!("{} {}", c.action, c.key)).collect::<Vec<_>>(),
+                        "drift": plan.drift.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
+                    }),
+                )
+                .put_applied_state(
+                    slipway_core::state::AppliedState {
+                        documents: plan.desired.clone(),
+                    },
+                    plan.revision,
+                    &self.caller.actor,
+                    crate::now_ms(),
+                )
+                .await
+        {
+            failure = Some(("the applied state".to_owned(), error));
         }
         if let Some((key, error)) = failure {
             let mut undo_errors = Vec::new();
@@ -643,23 +666,6 @@ impl App {
                 "applying {key} failed: {error}; {undone}"
             )));
         }
-        self.audited(
-            "state.apply",
-            "state",
-            json!({
-                "changes": plan.changes.iter().map(|c| format!("{} {}", c.action, c.key)).collect::<Vec<_>>(),
-                "drift": plan.drift.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
-            }),
-        )
-        .put_applied_state(
-            slipway_core::state::AppliedState {
-                documents: plan.desired.clone(),
-            },
-            plan.revision,
-            &self.caller.actor,
-            crate::now_ms(),
-        )
-        .await?;
         Ok(plan)
     }
 
@@ -762,8 +768,9 @@ impl App {
     async fn apply_alerting(
         &self,
         plan: &Plan,
-        before: &slipway_core::alerting::AlertConfig,
+        stored: &slipway_core::alerting::StoredAlertConfig,
     ) -> Result<()> {
+        let before = &stored.config;
         let deleted: Vec<String> = plan
             .changes
             .iter()
@@ -810,7 +817,8 @@ impl App {
             route,
             rules,
         };
-        self.apply_alert_config(config, None, false)
+        // Against the configuration the plan read: a change made meanwhile is not overwritten.
+        self.apply_alert_config(config, Some(stored.revision), false)
             .await
             .map(|_| ())
     }
@@ -819,8 +827,9 @@ impl App {
     async fn apply_trigger_documents(
         &self,
         plan: &Plan,
-        before: &slipway_core::retrain::TriggerConfig,
+        stored: &slipway_core::retrain::StoredTriggerConfig,
     ) -> Result<()> {
+        let before = &stored.config;
         let deleted: Vec<String> = plan
             .changes
             .iter()
@@ -848,7 +857,7 @@ impl App {
         }
         self.apply_triggers(
             slipway_core::retrain::TriggerConfig { triggers },
-            None,
+            Some(stored.revision),
             false,
         )
         .await
