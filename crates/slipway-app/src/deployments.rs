@@ -1025,39 +1025,30 @@ impl App {
             }
             let before_ms = now_ms().saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
             loop {
-                // Counted before the delete, so the audit entry, written in the delete's own
-                // transaction, says how many rows it removes.
-                let due = self
+                // Counted before the delete (through indexes, without the rows), so the audit
+                // entry written in the delete's own transaction says what it removes.
+                let (predictions, labels) = self
                     .store()
-                    .read_predictions(&deployment.name, 0, EXPIRE_BATCH)
-                    .await?
-                    .iter()
-                    .take_while(|record| record.time_ms < before_ms)
-                    .count();
-                if due == 0 {
+                    .expired_counts(&deployment.name, before_ms, EXPIRE_BATCH)
+                    .await?;
+                if predictions == 0 && labels == 0 {
                     break;
                 }
-                let (predictions, labels) = self
+                let (deleted, _) = self
                     .audited(
                         "deployments.predictions.expire",
                         format!("deployment:{}", deployment.name),
                         serde_json::json!({
-                            "predictions": due,
+                            "predictions": predictions,
+                            "labels": labels,
                             "before_ms": before_ms,
                             "retention_ms": retention,
                         }),
                     )
-                    .expire_predictions(&deployment.name, before_ms, due)
+                    .expire_predictions(&deployment.name, before_ms, (predictions, labels))
                     .await?;
-                tracing::info!(
-                    deployment = %deployment.name,
-                    predictions,
-                    labels,
-                    before_ms,
-                    "deleted predictions past their retention"
-                );
-                total += predictions;
-                if due < EXPIRE_BATCH {
+                total += deleted;
+                if predictions < EXPIRE_BATCH as u64 && labels < EXPIRE_BATCH as u64 {
                     break;
                 }
             }

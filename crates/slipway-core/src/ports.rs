@@ -498,13 +498,21 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<DeploymentEvent>>;
     /// Appends sampled predictions (ids assigned by the store).
     async fn append_predictions(&self, records: Vec<PredictionRecord>) -> Result<()>;
-    /// Deletes up to `limit` of a deployment's oldest logged predictions made before
-    /// `before_ms`, and its labels that arrived before it; returns (predictions, labels).
-    async fn expire_predictions(
+    /// How many of a deployment's logged predictions were made before `before_ms`, and how
+    /// many of its labels arrived before it, each counted up to `limit`.
+    async fn expired_counts(
         &self,
         deployment: &str,
         before_ms: i64,
         limit: usize,
+    ) -> Result<(u64, u64)>;
+    /// Deletes up to `limits.0` of a deployment's logged predictions made before `before_ms`,
+    /// and up to `limits.1` of its labels that arrived before it; returns what went.
+    async fn expire_predictions(
+        &self,
+        deployment: &str,
+        before_ms: i64,
+        limits: (u64, u64),
     ) -> Result<(u64, u64)>;
     /// A deployment's logged predictions with an id above `after_id`, oldest first.
     async fn read_predictions(

@@ -350,38 +350,56 @@ fn prediction_from_row(row: &sqlx::any::AnyRow) -> Result<PredictionRecord> {
     })
 }
 
-pub(crate) async fn expire_predictions(
+/// Counted through the (deployment, time_ms) indexes, up to `limit`: what a retention sweep
+/// is about to delete, read without the rows' payload.
+pub(crate) async fn expired_counts(
     store: &SqlStore,
-    deployment: String,
+    deployment: &str,
     before_ms: i64,
     limit: usize,
 ) -> Result<(u64, u64)> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut counts = [0u64; 2];
+    for (count, table) in counts
+        .iter_mut()
+        .zip(["prediction_log", "deployment_labels"])
+    {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM {table} \
+             WHERE deployment = $1 AND time_ms < $2 LIMIT $3) AS due"
+        )))
+        .bind(deployment.to_owned())
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_one(&store.read)
+        .await
+        .map_err(db_err("counting expired predictions"))?;
+        *count = u64::try_from(get_i64(&row, "n")?).unwrap_or(0);
+    }
+    Ok((counts[0], counts[1]))
+}
+
+pub(crate) async fn expire_predictions(
+    store: &SqlStore,
+    deployment: String,
+    before_ms: i64,
+    limits: (u64, u64),
+) -> Result<(u64, u64)> {
+    let limit = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let (prediction_limit, label_limit) = (limit(limits.0), limit(limits.1));
     store
         .writer
         .write(move |tx| {
             Box::pin(async move {
-                // The oldest row first, through the (deployment, id) index: nearly every tick
-                // finds nothing to do, and must not scan the log to find that out.
-                let oldest = sqlx::query(
-                    "SELECT time_ms FROM prediction_log WHERE deployment = $1 ORDER BY id LIMIT 1",
-                )
-                .bind(deployment.clone())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err("reading the oldest logged prediction"))?
-                .map(|row| get_i64(&row, "time_ms"))
-                .transpose()?;
-                if oldest.is_none_or(|time| time >= before_ms) {
-                    return Ok((0, 0));
-                }
+                // By time, through the (deployment, time_ms) index: a row whose time lies
+                // ahead (a replica's clock) holds up nothing behind it.
                 let predictions = sqlx::query(
                     "DELETE FROM prediction_log WHERE id IN (SELECT id FROM prediction_log \
-                     WHERE deployment = $1 AND time_ms < $2 ORDER BY id LIMIT $3)",
+                     WHERE deployment = $1 AND time_ms < $2 LIMIT $3)",
                 )
                 .bind(deployment.clone())
                 .bind(before_ms)
-                .bind(limit)
+                .bind(prediction_limit)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("deleting expired predictions"))?
@@ -393,7 +411,7 @@ pub(crate) async fn expire_predictions(
                 )
                 .bind(deployment)
                 .bind(before_ms)
-                .bind(limit)
+                .bind(label_limit)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("deleting expired labels"))?

@@ -1021,13 +1021,22 @@ impl MetadataStore for SqlStore {
         deployments::read_predictions(self, deployment, after_id, limit).await
     }
 
-    async fn expire_predictions(
+    async fn expired_counts(
         &self,
         deployment: &str,
         before_ms: i64,
         limit: usize,
     ) -> Result<(u64, u64)> {
-        deployments::expire_predictions(self, deployment.to_owned(), before_ms, limit).await
+        deployments::expired_counts(self, deployment, before_ms, limit).await
+    }
+
+    async fn expire_predictions(
+        &self,
+        deployment: &str,
+        before_ms: i64,
+        limits: (u64, u64),
+    ) -> Result<(u64, u64)> {
+        deployments::expire_predictions(self, deployment.to_owned(), before_ms, limits).await
     }
 
     async fn put_labels(
