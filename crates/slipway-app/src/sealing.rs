@@ -338,7 +338,7 @@ impl App {
     /// so writing them in clear would undo the encryption.
     pub(crate) async fn seal_records(&self, records: &mut [PredictionRecord]) -> Result<bool> {
         if !self.sealing.enabled() {
-            return Ok(!self.sealing.locked());
+            return self.may_write_in_clear().await;
         }
         if records.is_empty() {
             return Ok(true);
@@ -367,7 +367,7 @@ impl App {
         labels: &mut [(String, Value)],
     ) -> Result<bool> {
         if !self.sealing.enabled() {
-            return Ok(!self.sealing.locked());
+            return self.may_write_in_clear().await;
         }
         if labels.is_empty() {
             return Ok(true);
@@ -377,6 +377,17 @@ impl App {
             *label = Self::seal_with(&id, &key, label, &aad(deployment, request_id, "label"))?;
         }
         Ok(true)
+    }
+
+    /// Whether a server without a key may write values in clear: not once the store holds a
+    /// data key, which another server with the key may have made since this one started.
+    async fn may_write_in_clear(&self) -> Result<bool> {
+        if !self.sealing.locked() && !self.store().list_data_keys().await?.is_empty() {
+            self.sealing
+                .store_sealed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(!self.sealing.locked())
     }
 
     /// Opens a value in place if it is sealed; a value in clear is left as it is.
