@@ -548,14 +548,42 @@ impl App {
     /// undone, in reverse, and the error says what failed and that nothing stayed applied.
     pub async fn apply_state(&self, documents: Vec<Document>) -> Result<Plan> {
         let plan = self.plan_state(documents).await?;
+        let alerting_before = self.alert_config().await?;
+        let triggers_before = self.trigger_config().await?;
+        let previous = self
+            .store()
+            .get_applied_state()
+            .await?
+            .map(|s| s.config)
+            .unwrap_or_default();
+        // The applied set is claimed first, against the revision the plan read: of two applies
+        // planned from the same state, the second fails here, before it changes anything, and
+        // so never undoes what the first made.
+        let claimed = self
+            .audited(
+                "state.apply",
+                "state",
+                json!({
+                    "changes": plan.changes.iter().map(|c| format!("{} {}", c.action, c.key)).collect::<Vec<_>>(),
+                    "drift": plan.drift.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
+                }),
+            )
+            .put_applied_state(
+                slipway_core::state::AppliedState {
+                    documents: plan.desired.clone(),
+                },
+                plan.revision,
+                &self.caller.actor,
+                crate::now_ms(),
+            )
+            .await?;
         let active: Vec<&Change> = plan.changes.iter().filter(|c| c.action != "keep").collect();
         let mut done: Vec<&Change> = Vec::new();
         let mut failure = None;
-        // Alerting and triggers are each one configuration, applied whole in one write.
+        // Alerting and triggers are each one configuration, applied whole in one write; each
+        // counts as done once that write succeeded.
         let mut alerting_done = false;
         let mut triggers_done = false;
-        let alerting_before = self.alert_config().await?;
-        let triggers_before = self.trigger_config().await?;
         for change in &active {
             let kind = change
                 .desired
@@ -567,15 +595,17 @@ impl App {
                     if alerting_done {
                         continue;
                     }
-                    alerting_done = true;
-                    self.apply_alerting(&plan, &alerting_before).await
+                    let result = self.apply_alerting(&plan, &alerting_before).await;
+                    alerting_done = result.is_ok();
+                    result
                 }
                 Some(Kind::Trigger) => {
                     if triggers_done {
                         continue;
                     }
-                    triggers_done = true;
-                    self.apply_trigger_documents(&plan, &triggers_before).await
+                    let result = self.apply_trigger_documents(&plan, &triggers_before).await;
+                    triggers_done = result.is_ok();
+                    result
                 }
                 _ => self.apply_change(change, &plan.desired).await,
             };
@@ -584,30 +614,6 @@ impl App {
                 break;
             }
             done.push(change);
-        }
-        // The applied set is written last, guarded by the revision the plan read: a second
-        // apply that ran meanwhile makes this one fail, and undo what it did.
-        if failure.is_none()
-            && let Err(error) = self
-                .audited(
-                    "state.apply",
-                    "state",
-                    json!({
-                        "changes": plan.changes.iter().map(|c| format!("{} {}", c.action, c.key)).collect::<Vec<_>>(),
-                        "drift": plan.drift.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
-                    }),
-                )
-                .put_applied_state(
-                    slipway_core::state::AppliedState {
-                        documents: plan.desired.clone(),
-                    },
-                    plan.revision,
-                    &self.caller.actor,
-                    crate::now_ms(),
-                )
-                .await
-        {
-            failure = Some(("the applied state".to_owned(), error));
         }
         if let Some((key, error)) = failure {
             let mut undo_errors = Vec::new();
@@ -653,6 +659,22 @@ impl App {
                 if let Err(e) = self.apply_change(&undo, &before).await {
                     undo_errors.push(format!("{}: {e}", change.key));
                 }
+            }
+            if let Err(e) = self
+                .audited(
+                    "state.apply.undo",
+                    "state",
+                    json!({ "failed": key, "reason": error.to_string() }),
+                )
+                .put_applied_state(
+                    previous,
+                    claimed.revision,
+                    &self.caller.actor,
+                    crate::now_ms(),
+                )
+                .await
+            {
+                undo_errors.push(format!("the applied state: {e}"));
             }
             let undone = if undo_errors.is_empty() {
                 "the changes made before it were undone".to_owned()
@@ -834,7 +856,9 @@ impl App {
             .changes
             .iter()
             .filter(|c| c.action == "delete")
-            .filter_map(|c| c.live.as_ref().map(|d| d.metadata.name.clone()))
+            .filter_map(|c| c.live.as_ref())
+            .filter(|d| d.kind == Kind::Trigger)
+            .map(|d| d.metadata.name.clone())
             .collect();
         let desired: Vec<&Document> = plan
             .desired

@@ -3196,15 +3196,22 @@ async fn case_sealed_log_and_retention(h: &Harness) {
         outputs: json!({ "label": [1] }),
         latency_us: 10,
     };
+    // A replica whose clock runs an hour ahead logs first: it must not hold up the rest.
     app.append_predictions(vec![
+        record("ahead", -3_600_000),
         record("old-1", 120_000),
         record("old-2", 90_000),
         record("new", 1_000),
     ])
     .await
     .unwrap();
+    // A label that never met a logged prediction ages out too.
+    store
+        .put_labels(NAME, vec![("unlogged".into(), json!(1))], now - 120_000)
+        .await
+        .unwrap();
     let stored = store.read_predictions(NAME, 0, 10).await.unwrap();
-    assert_eq!(stored.len(), 3);
+    assert_eq!(stored.len(), 4);
     for record in &stored {
         assert!(record.inputs.get("$sealed").is_some(), "{record:?}");
         assert!(record.outputs.get("$sealed").is_some(), "{record:?}");
@@ -3222,7 +3229,7 @@ async fn case_sealed_log_and_retention(h: &Harness) {
         left.iter()
             .map(|r| r.request_id.as_str())
             .collect::<Vec<_>>(),
-        ["new"]
+        ["ahead", "new"]
     );
     // Nothing more is due, and a sweep with nothing to do leaves no entry.
     assert_eq!(app.expire_predictions().await.unwrap(), 0);
@@ -3244,6 +3251,7 @@ async fn case_sealed_log_and_retention(h: &Harness) {
         expired[0].summary.contains("\"predictions\":2"),
         "{expired:?}"
     );
+    assert!(expired[0].summary.contains("\"labels\":1"), "{expired:?}");
     assert!(audit.iter().any(|e| e.action == "keys.data_key.create"));
     assert!(
         audit
@@ -3265,7 +3273,7 @@ async fn case_sealed_log_and_retention(h: &Harness) {
         .append_predictions(vec![record("dropped", 0)])
         .await
         .unwrap();
-    assert_eq!(store.read_predictions(NAME, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.read_predictions(NAME, 0, 10).await.unwrap().len(), 2);
 }
 
 on_both_backends!(case_slo_budget_and_burn_alerts: slo_budget_and_burn_alerts_sqlite, slo_budget_and_burn_alerts_postgres);
@@ -3506,6 +3514,43 @@ async fn case_deployments_and_slos_are_applied_from_documents(h: &Harness) {
 
     let again = apply(vec![deployment(0.5), slo(0.999)]).await;
     assert_eq!(actions(&again), Vec::<String>::new(), "{}", again.json());
+
+    // A retraining trigger goes through the triggers' own checks, and comes and goes.
+    let trigger = json!({"apiVersion": "slipway/v1", "kind": "Trigger",
+        "metadata": {"name": "nightly"},
+        "spec": {"model": MODEL, "deployment": NAME, "pipeline": "churn/pipeline.yml",
+                 "model_path": "model", "gate": {"label": "y"},
+                 "on": {"schedule": "0 3 * * *"}}});
+    let with_trigger = apply(vec![deployment(0.5), slo(0.999), trigger.clone()]).await;
+    assert_eq!(
+        actions(&with_trigger),
+        ["create Trigger/nightly"],
+        "{}",
+        with_trigger.json()
+    );
+    let triggers = h.app.trigger_config().await.unwrap().config.triggers;
+    assert_eq!(triggers.len(), 1);
+    assert_eq!(triggers[0].name, "nightly");
+    let mut wrong = trigger;
+    wrong["spec"]["pipeline"] = json!("../outside.yml");
+    let refused = apply(vec![deployment(0.5), slo(0.999), wrong]).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.json()
+    );
+    let without = apply(vec![deployment(0.5), slo(0.999)]).await;
+    assert_eq!(actions(&without), ["delete Trigger/nightly"]);
+    assert!(
+        h.app
+            .trigger_config()
+            .await
+            .unwrap()
+            .config
+            .triggers
+            .is_empty()
+    );
     let changed = apply(vec![deployment(0.5), slo(0.99)]).await;
     assert_eq!(actions(&changed), [format!("update SLO/{NAME}")]);
     assert_eq!(
