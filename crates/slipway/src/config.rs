@@ -63,7 +63,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SLIPWAY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
     /// Where deployment events (rollout promoted, rolled back, aborted, waiting for approval)
-    /// are POSTed as JSON: an http:// or https:// URL.
+    /// are POSTed as JSON: an http:// or https:// URL, or a reference to one (env:NAME,
+    /// file:PATH) when the URL holds a token, so it shows in no process list.
     #[arg(long, env = "SLIPWAY_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
     /// The ONNX Runtime library managed deployments run on (default: $ORT_DYLIB_PATH, then
@@ -305,9 +306,14 @@ impl ServerConfig {
             bail!("--external-url '{url}' must be an http:// or https:// URL");
         }
         if let Some(url) = &config.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && !(url.starts_with("http://")
+                || url.starts_with("https://")
+                || url.starts_with("env:")
+                || url.starts_with("file:"))
         {
-            bail!("--webhook-url '{url}' must be an http:// or https:// URL");
+            bail!(
+                "--webhook-url '{url}' must be an http:// or https:// URL, or a reference to one (env:NAME, file:PATH) when it holds a token"
+            );
         }
         if !config.host.is_loopback() && !config.auth && !config.insecure_no_auth {
             bail!(

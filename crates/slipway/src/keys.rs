@@ -45,18 +45,35 @@ enum KeysCommand {
     },
 }
 
-/// A master key from its reference: `file:PATH` (the file's content, trimmed) or `env:NAME`.
-/// A key written out in full is refused, so it never lands in shell history or `ps`.
-pub fn master_key(reference: &str) -> anyhow::Result<MasterKey> {
-    let text = match reference.split_once(':') {
-        Some(("file", path)) if !path.is_empty() => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the master key from {path}"))?,
-        Some(("env", name)) if !name.is_empty() => std::env::var(name).with_context(|| {
-            format!("reading the master key from the environment variable {name}")
-        })?,
-        _ => bail!(
-            "the master key is given by reference, file:PATH or env:NAME, never by value (make one with `slipway keys generate > PATH`)"
+/// The value a reference names: `file:PATH` (the file's content, trimmed) or `env:NAME`;
+/// `None` for text that is no reference. `what` names the value in errors.
+pub fn read_reference(reference: &str, what: &str) -> anyhow::Result<Option<String>> {
+    Ok(match reference.split_once(':') {
+        Some(("file", path)) if !path.is_empty() => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the {what} from {path}"))?
+                .trim()
+                .to_owned(),
         ),
+        Some(("env", name)) if !name.is_empty() => Some(
+            std::env::var(name)
+                .with_context(|| {
+                    format!("reading the {what} from the environment variable {name}")
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        _ => None,
+    })
+}
+
+/// A master key from its reference. A key written out in full is refused, so it never lands
+/// in shell history or `ps`.
+pub fn master_key(reference: &str) -> anyhow::Result<MasterKey> {
+    let Some(text) = read_reference(reference, "master key")? else {
+        bail!(
+            "the master key is given by reference, file:PATH or env:NAME, never by value (make one with `slipway keys generate > PATH`)"
+        );
     };
     MasterKey::parse(&text).with_context(|| format!("the master key in {reference}"))
 }

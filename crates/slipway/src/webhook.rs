@@ -15,8 +15,12 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(url: &str) -> anyhow::Result<Webhook> {
-        let url = reqwest::Url::parse(url)
-            .map_err(|e| anyhow::anyhow!("--webhook-url '{url}' is not a URL: {e}"))?;
+        let resolved = crate::keys::read_reference(url, "webhook URL")?;
+        let url = reqwest::Url::parse(resolved.as_deref().unwrap_or(url)).map_err(|e| {
+            // A URL read from a reference is not echoed: it may hold a token.
+            let shown = if resolved.is_some() { url } else { "as given" };
+            anyhow::anyhow!("--webhook-url ({shown}) is not a URL: {e}")
+        })?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
@@ -40,8 +44,9 @@ impl Notifier for Webhook {
                         %kind, attempt, status = response.status().as_u16(),
                         "webhook receiver refused a deployment event"
                     ),
+                    // Without the URL: it may hold the receiver's token.
                     Err(error) => tracing::warn!(
-                        %kind, attempt, error = %error,
+                        %kind, attempt, error = %error.without_url(),
                         "could not deliver a deployment event to the webhook"
                     ),
                 }
@@ -52,5 +57,28 @@ impl Notifier for Webhook {
             }
             tracing::error!(%kind, "gave up delivering a deployment event to the webhook");
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_holding_a_token_comes_by_reference_and_is_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hook");
+        std::fs::write(&file, "https://hooks.example.com/T0KEN-123\n").unwrap();
+        let hook = Webhook::new(&format!("file:{}", file.display())).unwrap();
+        assert_eq!(hook.url.as_str(), "https://hooks.example.com/T0KEN-123");
+        std::fs::write(&file, "not a url T0KEN-123").unwrap();
+        let error = Webhook::new(&format!("file:{}", file.display()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!error.contains("T0KEN"), "{error}");
+        assert!(error.contains("file:"), "{error}");
+        let missing = Webhook::new("file:/nonexistent/hook").err().unwrap();
+        assert!(format!("{missing:#}").contains("/nonexistent/hook"));
     }
 }
