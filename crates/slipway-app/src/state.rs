@@ -431,6 +431,17 @@ pub struct Plan {
     desired: Vec<Document>,
 }
 
+impl Plan {
+    /// The live objects of these kinds the plan deletes.
+    fn deleted<'a>(&'a self, kinds: &'a [Kind]) -> impl Iterator<Item = &'a Document> + 'a {
+        self.changes
+            .iter()
+            .filter(|c| c.action == "delete")
+            .filter_map(|c| c.live.as_ref())
+            .filter(|d| kinds.contains(&d.kind))
+    }
+}
+
 impl App {
     /// What applying `documents` would change: every object they name made to match, and
     /// managed objects (named by the last apply) they no longer name removed. Nothing is
@@ -794,10 +805,8 @@ impl App {
     ) -> Result<()> {
         let before = &stored.config;
         let deleted: Vec<String> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == "delete")
-            .filter_map(|c| c.live.as_ref().map(identity))
+            .deleted(&[Kind::AlertReceiver, Kind::AlertRoute, Kind::AlertRule])
+            .map(identity)
             .collect();
         let desired_ids: Vec<String> = plan.desired.iter().map(identity).collect();
         let keep = |document: &Document| {
@@ -853,11 +862,7 @@ impl App {
     ) -> Result<()> {
         let before = &stored.config;
         let deleted: Vec<String> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == "delete")
-            .filter_map(|c| c.live.as_ref())
-            .filter(|d| d.kind == Kind::Trigger)
+            .deleted(&[Kind::Trigger])
             .map(|d| d.metadata.name.clone())
             .collect();
         let desired: Vec<&Document> = plan
