@@ -231,3 +231,19 @@ def register_folder(client, model: str, folder: Path, versions: int = 1) -> None
         client.log_artifacts(run.info.run_id, str(folder), "model")
         client.create_model_version(model, f"runs:/{run.info.run_id}/model",
                                     run_id=run.info.run_id)
+
+
+def cli_for(binary: str, url: str, timeout: float = 60):
+    """`cli(*args, check=True)`: runs `slipway ARGS` against the server at `url` (as
+    MLFLOW_TRACKING_URI) and returns the finished process, failing the test with its output
+    unless it succeeded or `check` is False."""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=url)
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([binary, *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check:
+            assert result.returncode == 0, f"{args}: {result.stderr}{result.stdout}"
+        return result
+
+    return cli

@@ -7,8 +7,6 @@ and `slipway slo status` shows the budget spent and exits non-zero."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -17,7 +15,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from e2e_support import free_port, register_folder, unique_name
+from e2e_support import cli_for, free_port, register_folder, unique_name
 from test_deployments import MLFLOW_MODEL, ROWS, _require_runtime
 
 pytestmark = pytest.mark.slipway_only
@@ -53,14 +51,7 @@ def test_an_error_burst_burns_the_budget_and_pages(slipway_factory, slipway_bin,
     server = slipway_factory(extra_args=["--alert-interval", "1s", "--serving-max-in-flight", "1",
                                          "--serving-max-queue-wait-ms", "1"])
     url = server.url
-    env = dict(os.environ, MLFLOW_TRACKING_URI=url)
-
-    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([slipway_bin, *args], env=env, capture_output=True, text=True,
-                                timeout=60)
-        if check:
-            assert result.returncode == 0, f"{args}: {result.stderr}{result.stdout}"
-        return result
+    cli = cli_for(slipway_bin, url)
 
     client = MlflowClient(url, url)
     model = unique_name("slo-model")

@@ -5,27 +5,19 @@ that made them said."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 import yaml
 from mlflow import MlflowClient
 
-from e2e_support import unique_name
+from e2e_support import cli_for, unique_name
 
 pytestmark = pytest.mark.slipway_only
 
 
 def test_export_state_writes_one_document_per_object(slipway_factory, slipway_bin, tmp_path):
     server = slipway_factory()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=server.url)
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([slipway_bin, *args], env=env, capture_output=True, text=True,
-                                timeout=60)
-        assert result.returncode == 0, f"{args}: {result.stderr}{result.stdout}"
-        return result
+    cli = cli_for(slipway_bin, server.url)
 
     model = unique_name("state-model")
     MlflowClient(server.url, server.url).create_registered_model(model)
@@ -68,14 +60,7 @@ rules:
 def test_apply_makes_the_server_match_the_files_all_or_nothing(slipway_factory, slipway_bin,
                                                                tmp_path):
     server = slipway_factory()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=server.url)
-
-    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([slipway_bin, *args], env=env, capture_output=True, text=True,
-                                timeout=60)
-        if check:
-            assert result.returncode == 0, f"{args}: {result.stderr}{result.stdout}"
-        return result
+    cli = cli_for(slipway_bin, server.url)
 
     client = MlflowClient(server.url, server.url)
     model = unique_name("gitops")
