@@ -1,5 +1,7 @@
 """The Prometheus alerting rules slipway ships (deploy/prometheus/slipway-alerts.yml) load, pass
-their promtool unit tests, read only documented metrics, and link to runbooks that exist.
+their promtool unit tests, read only documented metrics, and link to runbooks that exist. The
+recording rules beside them do the same, and the Grafana dashboard (deploy/grafana/slipway.json)
+draws only recorded series and documented metrics, with queries promtool accepts.
 
 * ``promtool check rules`` and ``promtool test rules`` run on the committed files from the
   repository root, as a user runs them; promtool's output is printed on a failure.
@@ -16,6 +18,7 @@ No server: it runs once, in the SQLite pass of scripts/test.sh.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -135,3 +138,83 @@ def test_every_alert_links_to_its_runbook_section():
             problems.append(f"{name}: docs/runbooks.md has no heading with the anchor #{anchor}")
     assert len(names) == len(set(names)), f"an alert name is used twice: {sorted(names)}"
     assert not problems, "\n".join(problems)
+
+
+RECORDING = Path("deploy/prometheus/slipway-recording.yml")
+RECORDING_TESTS = Path("deploy/prometheus/slipway-recording.test.yml")
+DASHBOARD = REPO / "deploy" / "grafana" / "slipway.json"
+
+
+def test_recording_rules_are_valid_and_pass_their_unit_tests(promtool):
+    run_promtool(promtool, "check", "rules", str(RECORDING))
+    run_promtool(promtool, "test", "rules", str(RECORDING_TESTS))
+
+
+def recording_rules() -> list[dict]:
+    yaml = pytest.importorskip("yaml")
+    document = yaml.safe_load((REPO / RECORDING).read_text())
+    rules = [rule for group in document["groups"] for rule in group["rules"]]
+    assert rules and all("record" in rule for rule in rules), "expected recording rules only"
+    return rules
+
+
+def undocumented(text: str, documented: set[str]) -> list[str]:
+    """slipway_* metrics `text` reads that docs/specs/metrics.md does not list (recorded
+    series, level:metric:operation, are not metrics of slipway's own)."""
+    bare = re.sub(r"[a-z_]+:slipway_[a-z0-9_]+:[a-z0-9_]+", "", text)
+    return sorted({name for name in re.findall(r"slipway_[a-z0-9_]+", bare)
+                   if name not in documented
+                   and re.sub(r"_(bucket|sum|count)$", "", name) not in documented})
+
+
+def test_recording_rules_read_only_documented_metrics():
+    documented = documented_metrics()
+    names = []
+    for rule in recording_rules():
+        assert re.fullmatch(r"[a-z]+:slipway_[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
+        assert not undocumented(rule["expr"], documented), (rule["record"], rule["expr"])
+        names.append(rule["record"])
+    assert len(names) == len(set(names)), names
+
+
+def dashboard_targets() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"]
+            for target in panel.get("targets", [])]
+
+
+def test_dashboard_draws_recorded_or_documented_series_only():
+    dashboard = json.loads(DASHBOARD.read_text())
+    recorded = {rule["record"] for rule in recording_rules()}
+    documented = documented_metrics()
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), ids
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "deployment"} <= variables, variables
+    used = set()
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        # Every panel asks the Prometheus the viewer picked, never a fixed one.
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            series = set(re.findall(r"[a-z_]+:slipway_[a-z0-9_]+:[a-z0-9_]+", target["expr"]))
+            assert series <= recorded, (panel["title"], series - recorded)
+            used |= series
+            assert not undocumented(target["expr"], documented), (panel["title"], target["expr"])
+    # No recording rule is computed for nothing.
+    assert used == recorded, recorded - used
+
+
+def test_dashboard_queries_are_valid_promql(promtool, tmp_path):
+    """Each panel's query, its variables filled in, checked by promtool as a rule would be."""
+    yaml = pytest.importorskip("yaml")
+    rules = [{"record": f"slipway_dashboard:panel_{i}:check",
+              "expr": expr.replace("$deployment", ".*")}
+             for i, (_, expr) in enumerate(dashboard_targets())]
+    checked = tmp_path / "dashboard-queries.yml"
+    checked.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(checked)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout, result.stdout
