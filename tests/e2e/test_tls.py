@@ -286,7 +286,10 @@ def test_a_replica_serves_https_and_reports_as_its_certificate(tls_env, monkeypa
 
         tls_env.cli("deploy", "update", name, "--candidate", f"models:/{model}/2",
                     "--interval", "500ms", "--min-samples", "30", "--max-p99-ratio", "10",
-                    "--steps", "50:1s,100:1s", env=root)
+                    # The candidate is the stable's own model; with 8 sample rows dealt to the
+                    # variants at random, their prediction mixes can differ by chance, and
+                    # this test is about who reports, not about shifts.
+                    "--max-shift", "off", "--steps", "50:1s,100:1s", env=root)
         stop = threading.Event()
         statuses: list[int] = []
 
@@ -314,7 +317,7 @@ def test_a_replica_serves_https_and_reports_as_its_certificate(tls_env, monkeypa
         finally:
             stop.set()
             sender.join(timeout=15)
-        assert state == "succeeded", (deployment["rollout"], log_path.read_text()[-3000:])
+        assert state == "succeeded", (deployment["rollout"]["state"], log_path.read_text()[-3000:])
         assert set(statuses) == {200}, statuses[-5:]
         # The analyses summed the replica's reports under the name its certificate gave it.
         events = tls_env.root.get(f"{url}/api/slipway/v1/deployments/{name}/events",
