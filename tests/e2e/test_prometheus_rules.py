@@ -76,12 +76,17 @@ def test_rules_unit_tests_pass(promtool):
     run_promtool(promtool, "test", "rules", str(RULE_TESTS))
 
 
-def alert_rules() -> list[dict]:
+def rules_in(path: Path, kind: str) -> list[dict]:
+    """Every rule of a rules file, each checked to be of `kind` (alert or record)."""
     yaml = pytest.importorskip("yaml")
-    document = yaml.safe_load((REPO / RULES).read_text())
+    document = yaml.safe_load((REPO / path).read_text())
     rules = [rule for group in document["groups"] for rule in group["rules"]]
-    assert rules and all("alert" in rule for rule in rules), "expected alerting rules only"
+    assert rules and all(kind in rule for rule in rules), f"expected {kind} rules only in {path}"
     return rules
+
+
+def alert_rules() -> list[dict]:
+    return rules_in(RULES, "alert")
 
 
 def documented_metrics() -> set[str]:
@@ -151,11 +156,7 @@ def test_recording_rules_are_valid_and_pass_their_unit_tests(promtool):
 
 
 def recording_rules() -> list[dict]:
-    yaml = pytest.importorskip("yaml")
-    document = yaml.safe_load((REPO / RECORDING).read_text())
-    rules = [rule for group in document["groups"] for rule in group["rules"]]
-    assert rules and all("record" in rule for rule in rules), "expected recording rules only"
-    return rules
+    return rules_in(RECORDING, "record")
 
 
 def undocumented(text: str, documented: set[str]) -> list[str]:
