@@ -366,6 +366,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(i64, crate::deployment::ServingStats)>>;
+    /// Every deployment's minutes starting in `[from_ms, to_ms)`, summed per deployment.
+    async fn serving_totals(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<crate::deployment::ServingTotals>>;
     /// Deletes every deployment's minutes before `before_ms`; returns how many went.
     async fn expire_serving_minutes(&self, before_ms: i64) -> Result<u64>;
 

@@ -82,6 +82,8 @@ pub struct Batched {
     pub queued: Duration,
     /// The model run's own time.
     pub inference: Duration,
+    /// This request's share (by rows) of the CPU time the run took.
+    pub cpu: Duration,
     /// True for exactly one of the requests a run answered, so per-run figures (batch rows,
     /// inference time) can be recorded once per run rather than once per request.
     pub reports_run: bool,
@@ -312,7 +314,7 @@ fn run_batch(requests: Vec<Request>, predict: &Predict<'_>) {
     }
     let batch_rows = rows.len();
     let started = Instant::now();
-    let outcome = predict(&rows);
+    let (outcome, cpu) = crate::cpu::measure(|| predict(&rows));
     let inference = started.elapsed();
     if batch_requests == 1 {
         // Alone, the outputs need no split, so models whose outputs have no row dimension
@@ -326,6 +328,7 @@ fn run_batch(requests: Vec<Request>, predict: &Predict<'_>) {
                     batch_requests,
                     queued: started.duration_since(arrived),
                     inference,
+                    cpu,
                     reports_run: true,
                 })
                 .map_err(BatchError::Model),
@@ -337,13 +340,16 @@ fn run_batch(requests: Vec<Request>, predict: &Predict<'_>) {
         .ok()
         .and_then(|outputs| split(&outputs, batch_rows, &ranges))
     {
-        for (index, ((_, arrived, reply), outputs)) in callers.into_iter().zip(parts).enumerate() {
+        for (index, ((range, arrived, reply), outputs)) in
+            callers.into_iter().zip(parts).enumerate()
+        {
             let _ = reply.send(Ok(Batched {
                 outputs,
                 batch_rows,
                 batch_requests,
                 queued: started.duration_since(arrived),
                 inference,
+                cpu: crate::cpu::share(cpu, range.len(), batch_rows),
                 reports_run: index == 0,
             }));
         }
@@ -356,7 +362,7 @@ fn run_batch(requests: Vec<Request>, predict: &Predict<'_>) {
             continue;
         }
         let started = Instant::now();
-        let outcome = predict(&rows[range.clone()]);
+        let (outcome, cpu) = crate::cpu::measure(|| predict(&rows[range.clone()]));
         let inference = started.elapsed();
         let _ = reply.send(
             outcome
@@ -366,6 +372,7 @@ fn run_batch(requests: Vec<Request>, predict: &Predict<'_>) {
                     batch_requests: 1,
                     queued: started.duration_since(arrived),
                     inference,
+                    cpu,
                     reports_run: true,
                 })
                 .map_err(BatchError::Model),

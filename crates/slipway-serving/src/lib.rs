@@ -9,6 +9,8 @@
 //!   input rows.
 //! - [`batcher`]: dynamic micro-batching: concurrent requests merged into one model run on a
 //!   blocking thread (closed by size or by time), each caller answered with its own rows.
+//! - [`cpu`]: the calling thread's CPU time, which a model run is charged (cost per
+//!   inference): with one intra-op thread, ONNX Runtime computes on the caller's thread.
 //! - [`signature`]: the input and output schema of an MLflow model folder (`MLmodel`), and
 //!   checking and ordering a request's columns against it.
 //!
@@ -17,6 +19,7 @@
 //! on top of it.
 
 pub mod batcher;
+pub mod cpu;
 pub mod model;
 pub mod runtime;
 pub mod signature;

@@ -789,6 +789,14 @@ impl MetadataStore for SqlStore {
         serving::read(self, deployment, from_ms, to_ms).await
     }
 
+    async fn serving_totals(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<slipway_core::deployment::ServingTotals>> {
+        serving::totals(self, from_ms, to_ms).await
+    }
+
     async fn expire_serving_minutes(&self, before_ms: i64) -> Result<u64> {
         serving::expire(self, before_ms).await
     }

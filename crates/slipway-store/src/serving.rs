@@ -14,6 +14,7 @@ fn stats_from(row: &sqlx::any::AnyRow) -> Result<ServingStats> {
         server_errors: u64::try_from(get_i64(row, "server_errors")?).unwrap_or(0),
         latency: serde_json::from_str::<LatencyHistogram>(&get_str(row, "latency")?)
             .map_err(|e| Error::internal("decoding a serving minute's latency", e))?,
+        cpu_us: u64::try_from(get_i64(row, "cpu_us")?).unwrap_or(0),
     })
 }
 
@@ -48,17 +49,18 @@ pub(crate) async fn add(store: &SqlStore, minutes: Vec<(String, i64, ServingStat
                         .map_err(|e| Error::internal("encoding a latency histogram", e))?;
                     sqlx::query(
                         "INSERT INTO serving_minutes \
-                         (deployment, minute_ms, requests, server_errors, latency) \
-                         VALUES ($1, $2, $3, $4, $5) \
+                         (deployment, minute_ms, requests, server_errors, latency, cpu_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
                          ON CONFLICT (deployment, minute_ms) DO UPDATE SET \
                          requests = excluded.requests, server_errors = excluded.server_errors, \
-                         latency = excluded.latency",
+                         latency = excluded.latency, cpu_us = excluded.cpu_us",
                     )
                     .bind(deployment)
                     .bind(minute_ms)
                     .bind(count(sum.requests))
                     .bind(count(sum.server_errors))
                     .bind(latency)
+                    .bind(count(sum.cpu_us))
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err("writing a serving minute"))?;
@@ -87,6 +89,40 @@ pub(crate) async fn read(
     .map_err(db_err("reading serving minutes"))?;
     rows.iter()
         .map(|row| Ok((get_i64(row, "minute_ms")?, stats_from(row)?)))
+        .collect()
+}
+
+/// Every deployment's summed requests, server errors and CPU time over minutes starting in
+/// `[from_ms, to_ms)`, by name: one grouped read, not the minutes themselves.
+pub(crate) async fn totals(
+    store: &SqlStore,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<slipway_core::deployment::ServingTotals>> {
+    // CAST: PostgreSQL sums BIGINT to NUMERIC, which the Any driver does not decode.
+    let rows = sqlx::query(
+        "SELECT deployment, CAST(SUM(requests) AS BIGINT) AS requests, \
+         CAST(SUM(server_errors) AS BIGINT) AS server_errors, \
+         CAST(SUM(cpu_us) AS BIGINT) AS cpu_us, COUNT(*) AS minutes \
+         FROM serving_minutes WHERE minute_ms >= $1 AND minute_ms < $2 \
+         GROUP BY deployment ORDER BY deployment",
+    )
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(&store.read)
+    .await
+    .map_err(db_err("summing serving minutes"))?;
+    rows.iter()
+        .map(|row| {
+            let n = |column| get_i64(row, column).map(|v| u64::try_from(v).unwrap_or(0));
+            Ok(slipway_core::deployment::ServingTotals {
+                deployment: get_str(row, "deployment")?,
+                requests: n("requests")?,
+                server_errors: n("server_errors")?,
+                cpu_us: n("cpu_us")?,
+                minutes: n("minutes")?,
+            })
+        })
         .collect()
 }
 

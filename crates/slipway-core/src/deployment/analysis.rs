@@ -133,6 +133,21 @@ pub struct ServingStats {
     pub server_errors: u64,
     /// Request to response, every outcome.
     pub latency: LatencyHistogram,
+    /// CPU time the model runs of these requests took (mirrored copies included), in
+    /// microseconds: what cost per inference is measured on.
+    #[serde(default)]
+    pub cpu_us: u64,
+}
+
+/// A deployment's serving summed over a span of stored minutes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingTotals {
+    pub deployment: String,
+    pub requests: u64,
+    pub server_errors: u64,
+    pub cpu_us: u64,
+    /// Minutes with any traffic.
+    pub minutes: u64,
 }
 
 impl ServingStats {
@@ -148,6 +163,7 @@ impl ServingStats {
         self.requests = self.requests.saturating_add(other.requests);
         self.server_errors = self.server_errors.saturating_add(other.server_errors);
         self.latency.merge(&other.latency);
+        self.cpu_us = self.cpu_us.saturating_add(other.cpu_us);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -24,8 +24,8 @@ use crate::{Error, Result};
 
 pub use analysis::{
     Analysis, AnalysisRules, ChiSquare, LatencyHistogram, Measurement, RuleResult, SameRows,
-    ServingStats, VariantWindow, Verdict, WindowStats, agreement_p_value, chi_square_homogeneity,
-    jensen_shannon_distance,
+    ServingStats, ServingTotals, VariantWindow, Verdict, WindowStats, agreement_p_value,
+    chi_square_homogeneity, jensen_shannon_distance,
 };
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 

@@ -658,6 +658,7 @@ fn record_ok(
     let handles = served.handles.variant(variant);
     handles.ok.inc();
     handles.duration.observe(micros as f64 / 1e6);
+    served.count_cpu(ran.cpu);
     if ran.reports_run {
         handles.inference.observe(ran.inference.as_secs_f64());
         handles.batch_rows.observe(ran.batch_rows as f64);

@@ -128,6 +128,8 @@ pub(crate) struct Ran {
     pub outputs: Vec<Output>,
     pub batch_rows: usize,
     pub inference: Duration,
+    /// This request's share of the run's CPU time (what cost per inference is measured on).
+    pub cpu: Duration,
     /// True for one request per model run, so batch metrics count runs, not requests.
     pub reports_run: bool,
 }
@@ -346,6 +348,7 @@ impl LoadedVersion {
                     outputs: batched.outputs,
                     batch_rows: batched.batch_rows,
                     inference: batched.inference,
+                    cpu: batched.cpu,
                     reports_run: batched.reports_run,
                 }),
                 Err(BatchError::Full) => Err(RunError::Full(
@@ -360,12 +363,15 @@ impl LoadedVersion {
         let values: usize = rows.iter().map(Vec::len).sum();
         if values <= crate::scoring::INLINE_VALUES {
             let started = std::time::Instant::now();
-            if let Some(outcome) = self.model.predict_rows_if_free(&rows) {
+            let (outcome, cpu) =
+                slipway_serving::cpu::measure(|| self.model.predict_rows_if_free(&rows));
+            if let Some(outcome) = outcome {
                 return outcome
                     .map(|outputs| Ran {
                         outputs,
                         batch_rows: rows.len(),
                         inference: started.elapsed(),
+                        cpu,
                         reports_run: true,
                     })
                     .map_err(model_error);
@@ -376,10 +382,12 @@ impl LoadedVersion {
             let _admitted = admitted;
             let started = std::time::Instant::now();
             let count = rows.len();
-            model.predict_rows(&rows).map(|outputs| Ran {
+            let (outcome, cpu) = slipway_serving::cpu::measure(|| model.predict_rows(&rows));
+            outcome.map(|outputs| Ran {
                 outputs,
                 batch_rows: count,
                 inference: started.elapsed(),
+                cpu,
                 reports_run: true,
             })
         })
@@ -491,6 +499,13 @@ impl Served {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(status, micros);
+    }
+
+    /// Charges a model run's CPU time to the deployment (cost per inference).
+    pub(crate) fn count_cpu(&self, cpu: Duration) {
+        let micros = u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX);
+        let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        serving.cpu_us = serving.cpu_us.saturating_add(micros);
     }
 
     fn take_serving(&self) -> ServingStats {
