@@ -24,6 +24,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod cluster;
 mod content;
+pub mod delivery;
 pub mod deployments;
 pub mod gates;
 pub mod identity;
@@ -53,6 +54,8 @@ pub struct AppSettings {
     pub default_artifact_root: String,
     /// Whether requests must present credentials.
     pub auth_enabled: bool,
+    /// What one CPU hour of inference costs (the delivery report's cost per 1,000 inferences).
+    pub cpu_hour_price: Option<f64>,
 }
 
 impl Default for AppSettings {
@@ -60,6 +63,7 @@ impl Default for AppSettings {
         AppSettings {
             default_artifact_root: "mlflow-artifacts:".to_owned(),
             auth_enabled: false,
+            cpu_hour_price: None,
         }
     }
 }

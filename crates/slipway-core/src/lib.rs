@@ -18,6 +18,8 @@
 //! - [`monitoring`]: a version's monitoring reference, windows of live traffic, their settings.
 //! - [`alerting`]: alert rules, their conditions, alerts' states, silences, receivers.
 //! - [`cluster`]: the leader's lease and the measurements relayed to it.
+//! - [`delivery`]: deploy frequency, lead time, change failure rate, time to restore and cost
+//!   per 1,000 inferences, computed from recorded deployment events, alerts and serving minutes.
 //! - [`ports`]: `MetadataStore` and `ArtifactStore`.
 
 pub mod alerting;
@@ -25,6 +27,7 @@ pub mod artifact_path;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod delivery;
 pub mod deployment;
 pub mod error;
 pub mod gate;

@@ -453,7 +453,7 @@ pub async fn tokens(config: Option<&std::path::Path>, args: TokensArgs) -> anyho
     Ok(())
 }
 
-fn parse_since(raw: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_since(raw: &str) -> anyhow::Result<i64> {
     if let Ok(span) = parse_lifetime(raw) {
         let now = std::time::SystemTime::now();
         let at = now.checked_sub(span).unwrap_or(std::time::UNIX_EPOCH);

@@ -115,6 +115,19 @@ pub struct ServerArgs {
     /// traceparent as parent.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// What one CPU hour costs you (e.g. 0.04, in your billing currency): the delivery
+    /// report prices the CPU time model runs took with it, as cost per 1,000 inferences.
+    #[arg(long, env = "SLIPWAY_CPU_HOUR_PRICE", value_name = "PRICE", value_parser = parse_price)]
+    pub cpu_hour_price: Option<f64>,
+}
+
+fn parse_price(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(price) if price.is_finite() && price >= 0.0 => Ok(price),
+        _ => Err(format!(
+            "'{text}' is not a price: give a non-negative number such as 0.04"
+        )),
+    }
 }
 
 /// A duration flag in milliseconds ("10s", "1m"), at least a second.
@@ -157,6 +170,7 @@ pub struct FileServerConfig {
     pub node_name: Option<String>,
     /// Milliseconds.
     pub leader_lease_ms: Option<u64>,
+    pub cpu_hour_price: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +226,7 @@ pub struct ServerConfig {
     pub node_name: String,
     pub leader_lease_ms: u64,
     pub otlp_endpoint: Option<String>,
+    pub cpu_hour_price: Option<f64>,
 }
 
 impl ServerConfig {
@@ -294,12 +309,18 @@ impl ServerConfig {
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(slipway_app::cluster::default_node_name),
             otlp_endpoint: args.otlp_endpoint,
+            cpu_hour_price: args.cpu_hour_price.or(file.cpu_hour_price),
             leader_lease_ms: args
                 .leader_lease
                 .or(file.leader_lease_ms)
                 .unwrap_or(10_000)
                 .max(1_000),
         };
+        if let Some(price) = config.cpu_hour_price
+            && !(price.is_finite() && price >= 0.0)
+        {
+            bail!("cpu_hour_price {price} in the config file must be a non-negative number");
+        }
         if let Some(url) = &config.external_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

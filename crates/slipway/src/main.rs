@@ -19,6 +19,7 @@ mod monitor;
 mod otlp;
 mod pipeline;
 mod remote;
+mod report;
 mod rollout_view;
 mod serve;
 mod slo;
@@ -94,6 +95,9 @@ enum Command {
     /// Where a deployment's SLO stands: objectives, error budget left, burn rates (over the
     /// HTTP API).
     Slo(slo::SloArgs),
+    /// Reports from recorded history: `report delivery` (DORA metrics and cost per 1,000
+    /// inferences, per model; over the HTTP API).
+    Report(report::ReportArgs),
     /// The master key that encrypts the prediction log and labels at rest: generate one,
     /// rotate to a new one, list the data keys it wraps.
     Keys(keys::KeysArgs),
@@ -246,6 +250,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Slo(args) => slo::slo(args).await,
+            Command::Report(args) => report::report(args).await.map(|()| ExitCode::SUCCESS),
             Command::Apply(args) => state::apply(args).await.map(|()| ExitCode::SUCCESS),
             Command::Diff(args) => state::diff(args).await,
             Command::Keys(args) => keys::keys(cli.config.as_deref(), args)
@@ -410,6 +415,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Arc::new(artifacts),
         AppSettings {
             auth_enabled: config.auth,
+            cpu_hour_price: config.cpu_hour_price,
             ..AppSettings::default()
         },
     );

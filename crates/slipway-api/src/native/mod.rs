@@ -1,6 +1,6 @@
 //! slipway's own API, under `/api/slipway/v1`: what MLflow's REST API has no words for
 //! (users, tokens, permissions, promotions, lineage, the audit trail, deployments, monitoring,
-//! alerts).
+//! alerts, reports).
 //! Errors use the same JSON shape and table as the MLflow routes.
 
 mod alerts;
@@ -10,6 +10,7 @@ pub(crate) mod gates;
 mod identity;
 mod monitoring;
 mod promotions;
+mod reports;
 pub(crate) mod retrain;
 
 use axum::Router;
@@ -80,6 +81,7 @@ routes! {
     GET "/deployments/{name}/slo" => monitoring::slo, Read Deployment;
     POST "/monitoring/references" => monitoring::set_reference [monitoring::SetReference], Write ModelUri;
     GET "/monitoring/references" => monitoring::get_reference [monitoring::GetReference], Read ModelUri;
+    GET "/reports/delivery" => reports::delivery [reports::Delivery], Read None;
     GET "/alerts" => alerts::list [alerts::ListAlerts], Read None;
     GET "/alerts/rules" => alerts::get_rules, Read None;
     GET "/alerts/config" => alerts::get_config, Admin None;
