@@ -47,6 +47,17 @@ impl Category {
     }
 }
 
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Category::Bool(v) => write!(f, "{v}"),
+            Category::Int(v) => write!(f, "{v}"),
+            Category::Float(v) => write!(f, "{v}"),
+            Category::Text(v) => f.write_str(v),
+        }
+    }
+}
+
 impl PartialEq for Category {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal

@@ -282,6 +282,91 @@ pub struct LiveReport {
     /// The prediction's drift, decided on its own (not one more feature in the correction).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction: Option<ColumnDrift>,
+    /// Each feature's (and the prediction's) reference and current distributions over shared
+    /// bins, for people to look at; the tests above decide, not these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distributions: Vec<Distribution>,
+}
+
+/// A column's reference and current counts over the same bins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub name: String,
+    /// Bin labels: `[a, b)` ranges for numbers, values for categories (the most frequent in
+    /// the reference, the rest as `other`).
+    pub bins: Vec<String>,
+    pub reference: Vec<u64>,
+    pub current: Vec<u64>,
+}
+
+/// Bins a distribution shows at most.
+const DISTRIBUTION_BINS: usize = 12;
+
+fn distribution(
+    name: &str,
+    reference: &ColumnProfile,
+    current: &ColumnProfile,
+) -> Option<Distribution> {
+    match (reference, current) {
+        (ColumnProfile::Numeric(r), ColumnProfile::Numeric(c)) => {
+            let (low, high) = match (r.range(), c.range()) {
+                (Some((a, b)), Some((x, y))) => (a.min(x), b.max(y)),
+                (Some(range), None) | (None, Some(range)) => range,
+                (None, None) => return None,
+            };
+            let bins = if high > low { DISTRIBUTION_BINS } else { 1 };
+            let step = (high - low) / bins as f64;
+            let mut edges: Vec<f64> = (0..=bins).map(|i| low + i as f64 * step).collect();
+            edges[bins] = if high > low { high } else { low + 1.0 };
+            let label = |i: usize| {
+                let fmt = |v: f64| {
+                    let text = format!("{v:.4}");
+                    let text = text.trim_end_matches('0').trim_end_matches('.');
+                    if text.is_empty() || text == "-" {
+                        "0".to_owned()
+                    } else {
+                        text.to_owned()
+                    }
+                };
+                format!("[{}, {})", fmt(edges[i]), fmt(edges[i + 1]))
+            };
+            Some(Distribution {
+                name: name.to_owned(),
+                bins: (0..bins).map(label).collect(),
+                reference: crate::distance::histogram(r.sorted_data().view(), &edges),
+                current: crate::distance::histogram(c.sorted_data().view(), &edges),
+            })
+        }
+        (ColumnProfile::Categorical(r), ColumnProfile::Categorical(c)) => {
+            let reference = r.counts();
+            let current = c.counts();
+            let mut top: Vec<(&crate::column::Category, &u64)> = reference.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let shown: Vec<&crate::column::Category> = top
+                .iter()
+                .take(DISTRIBUTION_BINS - 1)
+                .map(|(k, _)| *k)
+                .collect();
+            let count = |side: &std::collections::BTreeMap<crate::column::Category, u64>| {
+                let mut counts: Vec<u64> = shown
+                    .iter()
+                    .map(|k| side.get(*k).copied().unwrap_or(0))
+                    .collect();
+                let total: u64 = side.values().sum();
+                counts.push(total - counts.iter().sum::<u64>());
+                counts
+            };
+            let mut bins: Vec<String> = shown.iter().map(|k| k.to_string()).collect();
+            bins.push("other".to_owned());
+            Some(Distribution {
+                name: name.to_owned(),
+                bins,
+                reference: count(&reference),
+                current: count(&current),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Compares a window with the reference, feature by feature, then the prediction.
@@ -311,10 +396,24 @@ pub fn compare_live(
         }
         _ => None,
     };
+    let mut distributions: Vec<Distribution> = schema
+        .features
+        .iter()
+        .zip(reference.features.iter().zip(&current.features))
+        .filter_map(|(f, (r, c))| distribution(&f.name, r, c))
+        .collect();
+    if let (Some(f), Some(r), Some(c)) = (
+        &schema.prediction,
+        &reference.prediction,
+        &current.prediction,
+    ) {
+        distributions.extend(distribution(&f.name, r, c));
+    }
     Ok(LiveReport {
         rows: current.rows,
         features: decide(features, options),
         prediction,
+        distributions,
     })
 }
 
@@ -390,6 +489,22 @@ mod tests {
         assert!(
             x.data_quality.out_of_range_share_current.expect("range") > 0.2,
             "values past the reference's max are out of range"
+        );
+
+        // The distributions people look at: both sides over the same bins, every row counted.
+        let x = &shifted.distributions[0];
+        assert_eq!((x.name.as_str(), x.bins.len()), ("x", DISTRIBUTION_BINS));
+        assert_eq!(x.reference.iter().sum::<u64>(), 5_000);
+        assert_eq!(x.current.iter().sum::<u64>(), 2_000);
+        // Shifted by 0.3 over [0, 1.3): the current side has nothing in the lowest bin.
+        assert!(x.reference[0] > 0 && x.current[0] == 0, "{x:?}");
+        let c = &shifted.distributions[1];
+        assert_eq!(c.bins, ["0", "1", "2", "other"], "{c:?}");
+        assert_eq!(c.current.iter().sum::<u64>(), 2_000);
+        assert_eq!(
+            shifted.distributions.len(),
+            3,
+            "features and the prediction"
         );
     }
 
