@@ -24,7 +24,7 @@ use slipway_core::{Error, Result};
 use crate::{App, now_ms};
 
 /// The actor the controller's decisions are recorded under.
-pub const CONTROLLER_ACTOR: &str = "slipway-controller";
+pub const CONTROLLER_ACTOR: &str = slipway_core::delivery::CONTROLLER_ACTOR;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveWindow {

@@ -4,8 +4,10 @@
 //!
 //! - A **deploy** is a version reaching a deployment's stable traffic: the deployment created,
 //!   a rollout promoted, or an alias followed.
-//! - A **change** is a deploy or a rollout rolled back (its candidate served real traffic and
-//!   failed). A rollout aborted by a person is neither.
+//! - A **change** is a deploy or a rollout rolled back because its candidate failed on real
+//!   traffic: an analysis rule failed, or a person rolled it back. A rollout aborted by a
+//!   person, or rolled back at its progress deadline with no rule failing (nobody sent it
+//!   traffic to judge), is neither.
 //! - A change **failed** when its rollout was rolled back, when its version was rolled back by
 //!   hand, or when an alert on its deployment began while its version was stable.
 //! - **Lead time** runs from the start of the run that produced a deployed version to the
@@ -14,13 +16,17 @@
 //!   start of a failed rollout's failing stage (when the candidate's traffic that failed began)
 //!   to the rollback; **time to restore** is its length.
 //! - **Cost per 1,000 inferences** is the CPU time the model runs took (measured on the data
-//!   planes' threads) priced at the configured price per CPU hour.
+//!   planes' threads) priced at the configured price per CPU hour. Traffic is counted by whole
+//!   serving minutes: those that start in the period.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::alerting::Alert;
+
+/// Who the rollout controller's decisions are recorded as.
+pub const CONTROLLER_ACTOR: &str = "slipway-controller";
 use crate::deployment::{DeploymentEvent, ServingTotals};
 
 /// One deployment's recorded history.
@@ -244,6 +250,9 @@ fn history_of(
                 }
             }
             "rolled_back" => match event.rollout_id {
+                // Rolled back by the controller with no rule failing: the progress deadline
+                // passed without a verdict, which proves nothing about the candidate.
+                Some(_) if event.actor == CONTROLLER_ACTOR && event.detail["rule"].is_null() => {}
                 Some(id) => {
                     let Some(version) = version_of(&event.detail, "candidate_version") else {
                         continue;
@@ -629,6 +638,22 @@ mod tests {
             ]
         );
         assert_eq!(report.overall.open_incidents, 1);
+    }
+
+    #[test]
+    fn a_rollback_at_the_progress_deadline_without_a_failed_rule_is_no_change() {
+        let mut deadline = input();
+        let events = &mut deadline.deployments[0].events;
+        events[5].actor = CONTROLLER_ACTOR.to_owned();
+        events[5].detail["rule"] = serde_json::Value::Null;
+        let quiet = report(&deadline);
+        assert_eq!(quiet.overall.changes, 3, "{:?}", quiet.changes);
+        assert_eq!(quiet.overall.time_to_restore.as_ref().unwrap().count, 1);
+        // The same rollback decided by a failed rule counts.
+        let mut failed = input();
+        failed.deployments[0].events[5].actor = CONTROLLER_ACTOR.to_owned();
+        failed.deployments[0].events[5].detail["rule"] = json!("error_rate");
+        assert_eq!(report(&failed).overall.changes, 4);
     }
 
     #[test]

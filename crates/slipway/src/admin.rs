@@ -454,6 +454,11 @@ pub async fn tokens(config: Option<&std::path::Path>, args: TokensArgs) -> anyho
 }
 
 pub(crate) fn parse_since(raw: &str) -> anyhow::Result<i64> {
+    parse_time("--since", raw)
+}
+
+/// A time given as a span back from now (24h, 7d) or in RFC 3339; `flag` names it in errors.
+pub(crate) fn parse_time(flag: &str, raw: &str) -> anyhow::Result<i64> {
     if let Ok(span) = parse_lifetime(raw) {
         let now = std::time::SystemTime::now();
         let at = now.checked_sub(span).unwrap_or(std::time::UNIX_EPOCH);
@@ -462,7 +467,7 @@ pub(crate) fn parse_since(raw: &str) -> anyhow::Result<i64> {
             .map_or(0, |d| d.as_millis() as i64));
     }
     let at = humantime::parse_rfc3339_weak(raw).with_context(|| {
-        format!("--since '{raw}': use RFC 3339 (2026-11-27T00:00:00Z) or a span such as 24h or 7d")
+        format!("{flag} '{raw}': use RFC 3339 (2026-11-27T00:00:00Z) or a span such as 24h or 7d")
     })?;
     Ok(at
         .duration_since(std::time::UNIX_EPOCH)

@@ -40,7 +40,10 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let since_ms = crate::admin::parse_since(&since)?;
     let mut path = format!("/api/slipway/v1/reports/delivery?since={since_ms}");
     if let Some(until) = until {
-        path.push_str(&format!("&until={}", crate::admin::parse_since(&until)?));
+        path.push_str(&format!(
+            "&until={}",
+            crate::admin::parse_time("--until", &until)?
+        ));
     }
     let answer = client.call(reqwest::Method::GET, &path, None).await?;
     if json {
