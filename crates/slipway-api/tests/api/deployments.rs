@@ -65,6 +65,10 @@ on_both_backends!(case_idle_canary_waits: idle_canary_waits_sqlite, idle_canary_
 on_both_backends!(case_shadow_never_answers: shadow_never_answers_sqlite, shadow_never_answers_postgres);
 on_both_backends!(case_sticky_routing: sticky_routing_sqlite, sticky_routing_postgres);
 
+/// The delivery report's tests, on this harness (`delivery.rs` beside this file).
+#[path = "delivery.rs"]
+mod delivery;
+
 enum Backend {
     Sqlite,
     Postgres,
