@@ -8,7 +8,7 @@
 #
 # Needs: cargo, python3 (3.10+); starts moto's S3 server from the venv for the S3 artifact
 # tests (the PostgreSQL pass keeps its artifacts there); installs Debian's prometheus (promtool),
-# prometheus-alertmanager, kubernetes-client (kubectl), skopeo, umoci and postgresql-client with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
+# prometheus-alertmanager, kubernetes-client (kubectl), skopeo, umoci, postgresql-client, chromium and chromium-driver with apt-get when missing. PostgreSQL is used when reachable at SLIPWAY_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/test); without it the PostgreSQL parts are skipped
 # with a printed reason, except when CI=true, where a missing PostgreSQL fails the run.
 set -euo pipefail
@@ -79,6 +79,9 @@ command -v pg_dump >/dev/null || DEBIAN_NEED+=(postgresql-client)
 # skopeo and umoci read and unpack the OCI images `slipway image build` writes.
 command -v skopeo >/dev/null || DEBIAN_NEED+=(skopeo)
 command -v umoci >/dev/null || DEBIAN_NEED+=(umoci)
+# The console's browser suite drives Debian's Chromium through its ChromeDriver (Selenium).
+command -v chromium >/dev/null || DEBIAN_NEED+=(chromium)
+command -v chromedriver >/dev/null || DEBIAN_NEED+=(chromium-driver)
 APT_LOG="$(mktemp)"
 trap 'rm -f "$VENV_LOG" "$APT_LOG"' EXIT
 APT_PID=
@@ -86,7 +89,7 @@ if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
   SUDO=
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo -n"; fi
   if command -v apt-get >/dev/null; then
-    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests, kubectl for the Kubernetes manifests, skopeo and umoci for the images)"
+    echo "installing Debian packages ${DEBIAN_NEED[*]} with apt-get (promtool and Alertmanager for the alerting tests, kubectl for the Kubernetes manifests, skopeo and umoci for the images, Chromium for the console's browser tests)"
     (
       $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
         --no-install-recommends "${DEBIAN_NEED[@]}"
@@ -118,10 +121,10 @@ if [ "${#DEBIAN_NEED[@]}" -gt 0 ]; then
   if [ -z "$APT_PID" ] || ! wait "$APT_PID"; then
     cat "$APT_LOG" >&2
     if [ "$CI" = "true" ]; then
-      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting, Kubernetes and image tests" >&2
+      echo "error: CI=true but ${DEBIAN_NEED[*]} could not be installed with apt-get (output above); CI must run the alerting, Kubernetes, image and browser tests" >&2
       exit 1
     fi
-    SKIPPED+=("promtool, Alertmanager, Kubernetes manifest and image tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
+    SKIPPED+=("promtool, Alertmanager, Kubernetes manifest, image and console browser tests: Debian packages ${DEBIAN_NEED[*]} could not be installed (apt-get install ${DEBIAN_NEED[*]})")
   else
     echo "installed ${DEBIAN_NEED[*]}"
   fi

@@ -154,15 +154,60 @@ pub struct PeerCertificate {
     pub user: String,
 }
 
-/// The credential in an `Authorization` header, else a verified client certificate, if any.
-/// A header that is present but unreadable is an error, not an anonymous request.
-fn credential(request: &Request) -> Result<Option<Credential>, Error> {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return Ok(request.extensions().get::<PeerCertificate>().map(|peer| {
-            Credential::Certificate {
-                user: peer.user.clone(),
-            }
-        }));
+/// The console's session cookie: a short-lived token its sign-in issued (HttpOnly,
+/// SameSite=Strict).
+pub const SESSION_COOKIE: &str = "slipway_session";
+
+/// The header the console's scripts send with every request. A change made with the session
+/// cookie must carry it: a page of another site can make a browser send the cookie (were it
+/// not SameSite) but cannot add a header without a CORS preflight, which this server never
+/// grants.
+pub const CONSOLE_HEADER: &str = "x-slipway-console";
+
+/// Where a request's credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    None,
+    Header,
+    Certificate,
+    SessionCookie,
+}
+
+/// The console session token in a request's cookies, if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<Secret> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| Secret::new(value.trim()))
+        .filter(|token| !token.expose().is_empty())
+}
+
+/// The credential in an `Authorization` header, else a verified client certificate, else the
+/// console's session cookie, if any. A header that is present but unreadable is an error, not
+/// an anonymous request.
+pub fn credential_of(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<(Option<Credential>, CredentialSource), Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        if let Some(peer) = extensions.get::<PeerCertificate>() {
+            let user = peer.user.clone();
+            return Ok((
+                Some(Credential::Certificate { user }),
+                CredentialSource::Certificate,
+            ));
+        }
+        return Ok(match session_cookie(headers) {
+            Some(token) => (
+                Some(Credential::Bearer(token)),
+                CredentialSource::SessionCookie,
+            ),
+            None => (None, CredentialSource::None),
+        });
     };
     let malformed = || {
         Error::unauthenticated(
@@ -172,28 +217,50 @@ fn credential(request: &Request) -> Result<Option<Credential>, Error> {
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, rest) = value.split_once(' ').ok_or_else(malformed)?;
     let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("basic") {
+    let credential = if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest)
             .map_err(|_| malformed())?;
         let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
         let (user, password) = decoded.split_once(':').ok_or_else(malformed)?;
-        Ok(Some(Credential::Basic {
+        Credential::Basic {
             user: user.to_owned(),
             password: Secret::new(password),
-        }))
+        }
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        Ok(Some(Credential::Bearer(Secret::new(rest))))
+        Credential::Bearer(Secret::new(rest))
     } else {
-        Err(malformed())
-    }
+        return Err(malformed());
+    };
+    Ok((Some(credential), CredentialSource::Header))
+}
+
+/// Whether a request with this credential may go on: a change made with the session cookie
+/// must come from the console's own scripts (see [`CONSOLE_HEADER`]).
+pub fn cross_site_refusal(
+    method: &Method,
+    headers: &axum::http::HeaderMap,
+    source: CredentialSource,
+) -> Option<Error> {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    (source == CredentialSource::SessionCookie && !safe && !headers.contains_key(CONSOLE_HEADER))
+        .then(|| {
+            Error::permission_denied(format!(
+                "a change made with a console session must come from the console (it sends the \
+                 {CONSOLE_HEADER} header); scripts should authenticate with a token instead"
+            ))
+        })
+}
+
+/// The client's address as the listener saw it.
+pub fn client_address_of(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip())
 }
 
 fn client_address(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip())
+    client_address_of(request.extensions())
 }
 
 /// The application acting for the authenticated caller, so that what the handler changes is
@@ -329,8 +396,8 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
         return next.run(request).await;
     }
     let client = client_address(&request);
-    let credential = match credential(&request) {
-        Ok(credential) => credential,
+    let (credential, source) = match credential_of(request.headers(), request.extensions()) {
+        Ok(found) => found,
         Err(error) => {
             let refused = refused(&request, None);
             let reason = error.to_string();
@@ -360,6 +427,21 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
         }
         Err(error) => return ApiError::Core(error).into_response(),
     };
+    if let Some(error) = cross_site_refusal(request.method(), request.headers(), source) {
+        let refused = refused(&request, None);
+        let reason = error.to_string();
+        let actor = principal.name.clone();
+        record_denial(
+            &app,
+            actor,
+            client,
+            RefusalKind::PermissionDenied,
+            refused,
+            &reason,
+        )
+        .await;
+        return ApiError::Core(error).into_response();
+    }
     let (request, resource) = if principal.has_grants() && rule.scope != Scope::None {
         match resource_of(&app, rule.scope, request).await {
             Ok(found) => found,

@@ -295,6 +295,19 @@ impl App {
         })
     }
 
+    /// Entries matching `filter` before `before_seq` (from the newest when `None`), newest
+    /// first, at most `limit` (up to [`AUDIT_PAGE_MAX`]): what a person reading the log wants.
+    pub async fn audit_log_newest(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        self.store
+            .read_audit_newest(filter, before_seq, limit.clamp(1, AUDIT_PAGE_MAX))
+            .await
+    }
+
     /// Calls `each` with every entry up to `until_seq` in sequence order, a batch at a time.
     /// Entries appended while the walk runs are past `until_seq` and left out, so a live server
     /// does not look like a truncated log.

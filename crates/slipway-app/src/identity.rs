@@ -48,6 +48,12 @@ pub const MAX_WAITING_PER_ADDRESS: usize = 16;
 const MIN_PASSWORD_LENGTH: usize = 8;
 const TOKEN_PREFIX: &str = "slw_";
 
+/// How long a console session lasts.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The description of the tokens console sessions are.
+pub const SESSION_DESCRIPTION: &str = "console session";
+
 /// A secret as it arrives: never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -654,6 +660,61 @@ impl App {
             info,
             token: Secret::new(format!("{TOKEN_PREFIX}{id}_{secret}")),
         })
+    }
+
+    /// Signs a person in to the console: their password checked as any request's is
+    /// (throttled per address), then a token of theirs issued for [`SESSION_LIFETIME`], which
+    /// the console keeps in an HttpOnly cookie. Audited as the token's creation, by them.
+    pub async fn sign_in(
+        &self,
+        user: &str,
+        password: Secret,
+        client: IpAddr,
+    ) -> Result<(Principal, IssuedToken)> {
+        if !self.auth.enabled {
+            return Err(Error::invalid(
+                "this server runs without --auth: the console needs no sign-in",
+            ));
+        }
+        let principal = self
+            .authenticate(
+                Some(Credential::Basic {
+                    user: user.to_owned(),
+                    password,
+                }),
+                client,
+            )
+            .await?;
+        let issued = self
+            .for_principal(&principal, self.caller.request_id.clone())
+            .create_token(&principal.name, Some(SESSION_LIFETIME), SESSION_DESCRIPTION)
+            .await?;
+        Ok((principal, issued))
+    }
+
+    /// Ends a console session: its token is revoked, if it is the caller's own session.
+    pub async fn sign_out(&self, session: &Secret) -> Result<()> {
+        let Some((id, _)) = session
+            .expose()
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+        else {
+            return Ok(());
+        };
+        let stored = match self.store.get_token_credentials(id).await {
+            Ok(stored) => stored,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if stored.info.user_name != self.caller.actor
+            || stored.info.description != SESSION_DESCRIPTION
+        {
+            return Err(Error::permission_denied(
+                "only the session's own user can end it this way",
+            ));
+        }
+        self.revoke_token(id).await?;
+        Ok(())
     }
 
     pub async fn list_tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenInfo>> {

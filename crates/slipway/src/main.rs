@@ -547,8 +547,16 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         alerter.subscribe(),
         background_stopped.clone(),
     );
+    // The console beside the API: the same application, users and live windows.
+    let console = slipway_console::router(
+        app.clone(),
+        slipway_console::ConsoleConfig {
+            secure_cookies: config.tls.is_some(),
+        },
+        Some(deployments.clone()),
+    );
     let router = traced(
-        slipway_api::router_with(app, deployments),
+        slipway_api::router_with(app, deployments).merge(console),
         &config.otlp_endpoint,
     );
 
