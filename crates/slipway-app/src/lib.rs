@@ -30,6 +30,7 @@ pub mod gates;
 pub mod identity;
 pub mod labels;
 pub mod logged_models;
+pub mod model_card;
 pub mod monitoring;
 mod names;
 pub mod promotions;

@@ -681,3 +681,66 @@ mod tests {
         assert_eq!(width, NODE_W + 20);
     }
 }
+
+struct CardView {
+    card: slipway_app::model_card::ModelCard,
+    registered: String,
+    run_started: String,
+    gates: Vec<(i64, bool, String, String, String)>,
+    fairness: Vec<(i64, String, String)>,
+    caveats: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "card.html")]
+struct CardPage {
+    nav: Nav,
+    v: CardView,
+}
+
+/// A version's model card, as `slipway model-card` prints it (feature importance is measured
+/// by the CLI on a dataset it reads, so the page says how to get it).
+pub async fn card(viewer: Viewer, Path((name, version)): Path<(String, String)>) -> PageResult {
+    let nav = viewer.nav("models");
+    let fail = |e| PageError::new(&nav, e);
+    readable_model(&viewer, &name).map_err(fail)?;
+    let card = viewer.app.model_card(&name, &version).await.map_err(fail)?;
+    let caveats = card.caveats();
+    let v = CardView {
+        registered: time(card.registered_at),
+        run_started: card
+            .run
+            .as_ref()
+            .map_or_else(String::new, |r| time(r.start_time)),
+        gates: card
+            .gates
+            .iter()
+            .map(|g| {
+                (
+                    g.id,
+                    g.passed,
+                    g.champion_version
+                        .map_or_else(|| "—".to_owned(), |c| format!("v{c}")),
+                    g.rules.join("; "),
+                    g.metrics
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", number(*v)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+            .collect(),
+        fairness: card
+            .gates
+            .iter()
+            .flat_map(|g| {
+                g.fairness
+                    .iter()
+                    .map(move |(k, v)| (g.id, k.clone(), number(*v)))
+            })
+            .collect(),
+        caveats,
+        card,
+    };
+    Ok(page(&CardPage { nav, v }))
+}

@@ -15,6 +15,7 @@ mod image;
 mod import;
 mod keys;
 mod mlflow_source;
+mod model_card;
 mod monitor;
 mod otlp;
 mod pipeline;
@@ -98,6 +99,10 @@ enum Command {
     /// Reports from recorded history: `report delivery` (DORA metrics and cost per 1,000
     /// inferences, per model; over the HTTP API).
     Report(report::ReportArgs),
+    /// A model version's card: intended use and owners (from tags), training data and code
+    /// (lineage), metrics, gate and fairness results, monitoring, limitations, and global
+    /// feature importance by permutation on --data (Markdown, HTML or JSON).
+    ModelCard(model_card::ModelCardArgs),
     /// The master key that encrypts the prediction log and labels at rest: generate one,
     /// rotate to a new one, list the data keys it wraps.
     Keys(keys::KeysArgs),
@@ -251,6 +256,7 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::Slo(args) => slo::slo(args).await,
             Command::Report(args) => report::report(args).await.map(|()| ExitCode::SUCCESS),
+            Command::ModelCard(args) => model_card::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Apply(args) => state::apply(args).await.map(|()| ExitCode::SUCCESS),
             Command::Diff(args) => state::diff(args).await,
             Command::Keys(args) => keys::keys(cli.config.as_deref(), args)

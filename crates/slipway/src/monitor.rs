@@ -776,7 +776,7 @@ fn sample_rows(total: u64, max: usize) -> Vec<usize> {
 /// The model's performance on the reference, as the server reports a deployment's (accuracy,
 /// precision, recall and F1 for a classifier; MAE, RMSE and R² for a regressor); rows without a
 /// label are left out.
-fn performance(predicted: &[Prediction], truth: &[Truth]) -> Value {
+pub(crate) fn performance(predicted: &[Prediction], truth: &[Truth]) -> Value {
     use slipway_monitor::performance::{Labeled, classification, regression};
     let regressor = predicted.iter().any(|p| matches!(p, Prediction::Score(_)));
     if regressor {

@@ -82,6 +82,7 @@ routes! {
     POST "/monitoring/references" => monitoring::set_reference [monitoring::SetReference], Write ModelUri;
     GET "/monitoring/references" => monitoring::get_reference [monitoring::GetReference], Read ModelUri;
     GET "/reports/delivery" => reports::delivery [reports::Delivery], Read None;
+    GET "/model-card" => reports::model_card [reports::CardRequest], Read Model;
     GET "/alerts" => alerts::list [alerts::ListAlerts], Read None;
     GET "/alerts/rules" => alerts::get_rules, Read None;
     GET "/alerts/config" => alerts::get_config, Admin None;
