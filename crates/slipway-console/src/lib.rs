@@ -72,7 +72,10 @@ pub fn router(
         .route("/models", get(registry::models))
         .route("/models/{name}", get(registry::model))
         .route("/models/{name}/versions/{version}", get(registry::version))
-        .route("/models/{name}/versions/{version}/card", get(registry::card))
+        .route(
+            "/models/{name}/versions/{version}/card",
+            get(registry::card),
+        )
         .route("/promotions", get(registry::promotions))
         .route("/deployments", get(deployments::list))
         .route("/deployments/{name}", get(deployments::detail))
