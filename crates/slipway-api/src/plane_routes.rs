@@ -4,12 +4,15 @@
 
 use slipway_plane::plane::http;
 
+mod explain;
+
 routes! {
     /// The data plane on `slipway server`, each route with its access rule (the deployment's
     /// registered model decides per-model grants).
     fn plane_routes, plane_rules, plane_docs;
     POST "/deployments/{name}/invocations" => http::invocations, Read Deployment;
     GET "/deployments/{name}/ping" => http::deployment_ping, Read Deployment;
+    POST "/deployments/{name}/explain" => explain::deployment [explain::ExplainRequest], Read Deployment;
     POST "/v2/models/{name}/infer" => http::v2_infer, Read Deployment;
     POST "/v2/models/{name}/versions/{version}/infer" => http::v2_infer_versioned, Read Deployment;
     GET "/v2/models/{name}" => http::v2_metadata, Read Deployment;

@@ -31,6 +31,9 @@
 //! - [`error`]: the error type, [`MonitorError`].
 //! - [`fairness`]: demographic parity, equal opportunity and disparate impact across the groups
 //!   of a sensitive column, as fairlearn defines them.
+//! - [`explain`]: why a model answered as it did: per-feature attributions of rows by sampling
+//!   Shapley values against a reference's marginals (or rows a caller sends), with their
+//!   standard errors; the caller runs the model, in bounded batches.
 //!
 //! A comparison reads each side sorted: call `finish()` on a profile once it is complete (a
 //! stored reference is then sorted once, not per comparison); an unfinished profile is sorted
@@ -75,6 +78,7 @@ pub mod column;
 pub mod distance;
 pub mod ecdf;
 pub mod error;
+pub mod explain;
 pub mod fairness;
 pub mod ks;
 pub mod live;

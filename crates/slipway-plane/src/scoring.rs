@@ -8,6 +8,8 @@
 //! serde visitors), both within `--max-rows` / `--max-values`, never as a JSON tree. This file
 //! holds what both protocols share: the router, limits, load shedding and running a batch.
 //!
+//! `explain.rs` answers `POST /explain`: per-feature attributions of the model's answers.
+//!
 //! Deviations, where MLflow's behaviour is a bug: a request without a content type gets 415
 //! (MLflow: 500); a non-UTF-8 charset is 415 as in MLflow.
 
@@ -27,6 +29,7 @@ use slipway_serving::{OnnxModel, OutputValue};
 use crate::serving_metrics::ServingMetrics;
 
 mod body;
+pub mod explain;
 #[doc(hidden)]
 pub mod fuzzing;
 mod mlflow;
@@ -239,6 +242,9 @@ pub fn scoring_router_with(
                 .layer(guarded.clone())
                 .layer(track.clone()),
         )
+        // Under the same in-flight limit and timeout, but no inference request: not counted
+        // in the serving metrics.
+        .route("/explain", post(explain::serve).layer(guarded.clone()))
         .route("/v2", get(v2_server))
         .route("/v2/health/live", get(v2_live))
         .route("/v2/health/ready", get(v2_ready))

@@ -69,6 +69,10 @@ on_both_backends!(case_sticky_routing: sticky_routing_sqlite, sticky_routing_pos
 #[path = "delivery.rs"]
 mod delivery;
 
+/// Explanations' tests, on this harness (`explain.rs` beside this file).
+#[path = "explain.rs"]
+mod explain;
+
 enum Backend {
     Sqlite,
     Postgres,
