@@ -67,8 +67,17 @@ class World:
                     "--backend-store-uri", uri] + (["--create"] if i == 0 else [])
             subprocess.run(args, input=PASSWORDS[user], text=True, check=True, capture_output=True,
                            timeout=60)
+        # MLflow's own UI, from the mlflow wheel this suite installs, served beside the console.
+        try:
+            import mlflow
+
+            build = Path(mlflow.__file__).parent / "server" / "js" / "build"
+            self.mlflow_ui = build if (build / "index.html").is_file() else None
+        except ImportError:
+            self.mlflow_ui = None
+        ui = ["--mlflow-ui", str(self.mlflow_ui)] if self.mlflow_ui else []
         self.server = SlipwayServer(binary, tmp, extra_args=[
-            "--auth", "--cpu-hour-price", "0.05", "--alert-interval", "1s"]).start()
+            "--auth", "--cpu-hour-price", "0.05", "--alert-interval", "1s", *ui]).start()
         self.url = self.server.url
 
     def cli(self, user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -507,3 +516,29 @@ def test_every_page_draws_without_console_errors(world, browser):
     assert "for admins" in d.find_element(By.ID, "page-error").text
     d = victor.open(f"/deployments/{world.monitored}")
     assert not d.find_elements(By.CSS_SELECTOR, "button[data-action]")
+
+
+def test_mlflow_s_own_ui_lists_the_runs_and_shows_a_run(world, browser):
+    if world.mlflow_ui is None:
+        pytest.skip("the mlflow wheel's UI build is not installed")
+    b = browser("alice")
+    d = b.open(f"/mlflow/#/experiments/{world.experiment}/runs")
+    body = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    b.wait(lambda d: "gbt-2" in body(d), timeout=40, what="MLflow's runs list")
+    text = body(d)
+    assert "gbt-0" in text and "gbt-1" in text and "3 matching runs" in text, text[-800:]
+    b.shot("mlflow-ui-runs")
+    d = b.open(f"/mlflow/#/experiments/{world.experiment}/runs/{world.runs[0]}")
+    b.wait(lambda d: "learning_rate" in body(d), timeout=40, what="MLflow's run page")
+    text = body(d)
+    for expected in ["gbt-0", "max_depth", "0.1", "loss", world.runs[0]]:
+        assert expected in text, (expected, text[:1500])
+    b.shot("mlflow-ui-run")
+    # The UI's searches go through the session like the console's reads, and still cannot
+    # change anything without the console's header.
+    status = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/mlflow/ajax-api/2.0/mlflow/experiments/create', {method: 'POST',"
+        " credentials: 'same-origin', headers: {'Content-Type': 'application/json'},"
+        " body: JSON.stringify({name: 'from-the-ui'})}).then(r => done(r.status));")
+    assert status == 403

@@ -119,6 +119,10 @@ pub struct ServerArgs {
     /// report prices the CPU time model runs took with it, as cost per 1,000 inferences.
     #[arg(long, env = "SLIPWAY_CPU_HOUR_PRICE", value_name = "PRICE", value_parser = parse_price)]
     pub cpu_hour_price: Option<f64>,
+    /// Also serve MLflow's own web UI at /mlflow/ against this server, from its static build
+    /// in the mlflow wheel: python -c 'import mlflow, os; print(os.path.join(os.path.dirname(mlflow.__file__), "server", "js", "build"))'.
+    #[arg(long, env = "SLIPWAY_MLFLOW_UI", value_name = "DIR")]
+    pub mlflow_ui: Option<PathBuf>,
 }
 
 fn parse_price(text: &str) -> Result<f64, String> {
@@ -171,6 +175,7 @@ pub struct FileServerConfig {
     /// Milliseconds.
     pub leader_lease_ms: Option<u64>,
     pub cpu_hour_price: Option<f64>,
+    pub mlflow_ui: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +232,7 @@ pub struct ServerConfig {
     pub leader_lease_ms: u64,
     pub otlp_endpoint: Option<String>,
     pub cpu_hour_price: Option<f64>,
+    pub mlflow_ui: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -310,6 +316,7 @@ impl ServerConfig {
                 .unwrap_or_else(slipway_app::cluster::default_node_name),
             otlp_endpoint: args.otlp_endpoint,
             cpu_hour_price: args.cpu_hour_price.or(file.cpu_hour_price),
+            mlflow_ui: args.mlflow_ui.or(file.mlflow_ui),
             leader_lease_ms: args
                 .leader_lease
                 .or(file.leader_lease_ms)

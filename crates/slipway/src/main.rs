@@ -15,6 +15,7 @@ mod image;
 mod import;
 mod keys;
 mod mlflow_source;
+mod mlflow_ui;
 mod model_card;
 mod monitor;
 mod otlp;
@@ -561,10 +562,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         },
         Some(deployments.clone()),
     );
-    let router = traced(
-        slipway_api::router_with(app, deployments).merge(console),
-        &config.otlp_endpoint,
-    );
+    let mut served = slipway_api::router_with(app, deployments).merge(console);
+    if let Some(dir) = &config.mlflow_ui {
+        let dir = mlflow_ui::check(dir)?;
+        served = mlflow_ui::wrap(served.merge(mlflow_ui::routes(&dir)));
+    }
+    let router = traced(served, &config.otlp_endpoint);
 
     let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
     let scheme = tls::scheme(tls.as_ref());
