@@ -89,6 +89,23 @@ pub struct CardGate {
     pub created_by: String,
 }
 
+impl CardGate {
+    /// `v3`, or `—` when the gate had no champion.
+    pub fn champion(&self) -> String {
+        self.champion_version
+            .map_or_else(|| "—".to_owned(), |c| format!("v{c}"))
+    }
+
+    /// `f1=0.91, roc_auc=0.97`, each number written by `number`.
+    pub fn metrics_line(&self, number: impl Fn(f64) -> String) -> String {
+        self.metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={}", number(*v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CardDeployment {
     pub name: String,

@@ -719,14 +719,9 @@ pub async fn card(viewer: Viewer, Path((name, version)): Path<(String, String)>)
                 (
                     g.id,
                     g.passed,
-                    g.champion_version
-                        .map_or_else(|| "—".to_owned(), |c| format!("v{c}")),
+                    g.champion(),
                     g.rules.join("; "),
-                    g.metrics
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", number(*v)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    g.metrics_line(number),
                 )
             })
             .collect(),

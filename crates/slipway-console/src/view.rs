@@ -1,6 +1,7 @@
 //! What every page shares: the navigation bar's state and formatting.
 
 use slipway_core::auth::{Action, Principal};
+pub use slipway_core::delivery::human_span as span;
 
 /// The navigation bar: who is signed in, and where the page sits.
 #[derive(Debug, Clone)]
@@ -49,22 +50,6 @@ pub fn time(ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
     let text = humantime::format_rfc3339_seconds(at).to_string();
     text.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
-/// A span of milliseconds in its largest readable unit.
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) as f64 / 1000.0;
-    if s < 1.0 {
-        format!("{}ms", ms.max(0))
-    } else if s < 120.0 {
-        format!("{s:.1}s")
-    } else if s < 7200.0 {
-        format!("{:.0}m", s / 60.0)
-    } else if s < 172_800.0 {
-        format!("{:.1}h", s / 3600.0)
-    } else {
-        format!("{:.1}d", s / 86_400.0)
-    }
 }
 
 /// A number as people read it: integers whole, others to four significant digits.

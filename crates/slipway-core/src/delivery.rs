@@ -172,6 +172,23 @@ fn version_of(detail: &serde_json::Value, key: &str) -> Option<String> {
     }
 }
 
+/// A span of milliseconds in its largest readable unit (`850ms`, `1.5s`, `30m`, `3.0h`,
+/// `2.5d`), as the report and the console show lead times and times to restore.
+pub fn human_span(ms: i64) -> String {
+    let s = ms.max(0) as f64 / 1000.0;
+    if s < 1.0 {
+        format!("{}ms", ms.max(0))
+    } else if s < 120.0 {
+        format!("{s:.1}s")
+    } else if s < 7200.0 {
+        format!("{:.0}m", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1}h", s / 3600.0)
+    } else {
+        format!("{:.1}d", s / 86_400.0)
+    }
+}
+
 /// The versions whose source runs the report needs: every deployed one.
 pub fn deployed_versions(deployments: &[DeploymentHistory]) -> Vec<(String, String)> {
     let mut versions: Vec<(String, String)> = Vec::new();

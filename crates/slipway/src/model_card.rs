@@ -331,14 +331,9 @@ pub(crate) fn markdown(card: &ModelCard) -> String {
                 "| #{} | {} | {} | {} | {} | {} |",
                 g.id,
                 if g.passed { "passed" } else { "failed" },
-                g.champion_version
-                    .map_or_else(|| "—".to_owned(), |c| format!("v{c}")),
+                g.champion(),
                 g.rules.join("; "),
-                g.metrics
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", number(*v)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                g.metrics_line(number),
                 time(g.created_at)
             );
         }

@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use slipway_core::delivery::{DeliveryMetrics, DeliveryReport, Durations};
+use slipway_core::delivery::{DeliveryMetrics, DeliveryReport, Durations, human_span as span};
 
 use crate::remote::{Client, ServerArgs};
 
@@ -54,20 +54,6 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("the server's delivery report is not understood: {e}"))?;
     print!("{}", render(&report));
     Ok(())
-}
-
-/// A span in the largest unit that keeps it readable.
-pub(crate) fn span(ms: i64) -> String {
-    let s = ms as f64 / 1000.0;
-    if s < 120.0 {
-        format!("{s:.0}s")
-    } else if s < 7200.0 {
-        format!("{:.0}m", s / 60.0)
-    } else if s < 172_800.0 {
-        format!("{:.1}h", s / 3600.0)
-    } else {
-        format!("{:.1}d", s / 86_400.0)
-    }
 }
 
 fn durations(d: &Option<Durations>) -> String {
@@ -151,7 +137,8 @@ mod tests {
 
     #[test]
     fn spans_read_in_their_unit() {
-        assert_eq!(span(45_000), "45s");
+        assert_eq!(span(850), "850ms");
+        assert_eq!(span(45_000), "45.0s");
         assert_eq!(span(30 * 60_000), "30m");
         assert_eq!(span(5 * 3_600_000), "5.0h");
         assert_eq!(span(3 * 86_400_000), "3.0d");
