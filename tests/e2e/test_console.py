@@ -328,6 +328,20 @@ def test_a_page_asks_for_sign_in_and_refuses_a_wrong_password(world, browser):
         b.shot("sign-in-refused")
     finally:
         b.close()
+    # A token of the user's signs in too (its own user's, not another's).
+    token = subprocess.run(
+        [world.bin, "tokens", "create", "--user", "victor", "--expires-in", "1h",
+         "--backend-store-uri", world.server.backend_store_uri],
+        capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    session = requests.Session()
+    session.trust_env = False
+    wrong = session.post(f"{world.url}/login", data={"user": "alice", "password": token},
+                         allow_redirects=False, timeout=10)
+    assert wrong.status_code == 401, wrong.status_code
+    signed = session.post(f"{world.url}/login", data={"user": "victor", "password": token},
+                          allow_redirects=False, timeout=10)
+    assert signed.status_code == 303 and "slipway_session" in signed.headers["set-cookie"]
+    assert session.get(f"{world.url}/api/slipway/v1/whoami", timeout=10).json()["user"] == "victor"
     # Signed in, the page asked for first comes back; signed out, the session's token is gone.
     b = browser("alice")
     b.open(f"/experiments/{world.experiment}")

@@ -662,9 +662,10 @@ impl App {
         })
     }
 
-    /// Signs a person in to the console: their password checked as any request's is
-    /// (throttled per address), then a token of theirs issued for [`SESSION_LIFETIME`], which
-    /// the console keeps in an HttpOnly cookie. Audited as the token's creation, by them.
+    /// Signs a person in to the console: their password (or one of their tokens) checked as
+    /// any request's is (throttled per address), then a token of theirs issued for
+    /// [`SESSION_LIFETIME`], which the console keeps in an HttpOnly cookie. Audited as the
+    /// token's creation, by them.
     pub async fn sign_in(
         &self,
         user: &str,
@@ -676,15 +677,22 @@ impl App {
                 "this server runs without --auth: the console needs no sign-in",
             ));
         }
-        let principal = self
-            .authenticate(
-                Some(Credential::Basic {
-                    user: user.to_owned(),
-                    password,
-                }),
-                client,
-            )
-            .await?;
+        // A token of theirs signs a person in as well as their password (people who were
+        // given a token and no password, service accounts an admin looks through).
+        let credential = if password.expose().starts_with(TOKEN_PREFIX) {
+            Credential::Bearer(password)
+        } else {
+            Credential::Basic {
+                user: user.to_owned(),
+                password,
+            }
+        };
+        let principal = self.authenticate(Some(credential), client).await?;
+        if principal.name != user {
+            return Err(Error::unauthenticated(
+                "invalid credentials: check the user name and password, or the token",
+            ));
+        }
         let issued = self
             .for_principal(&principal, self.caller.request_id.clone())
             .create_token(&principal.name, Some(SESSION_LIFETIME), SESSION_DESCRIPTION)
