@@ -291,6 +291,18 @@ impl App {
             .await
     }
 
+    /// A deployment's newest events, newest first (what a person watching it wants).
+    pub async fn recent_deployment_events(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<DeploymentEvent>> {
+        self.get_deployment(name).await?;
+        self.store()
+            .recent_deployment_events(name, limit.clamp(1, 1000))
+            .await
+    }
+
     pub async fn update_deployment_settings(
         &self,
         name: &str,

@@ -154,44 +154,62 @@
   async function historyChart(element) {
     const controls = controlsFor(element.id);
     const run = element.dataset.runs;
-    const history = await (await fetch("/runs/" + encodeURIComponent(run) +
-      "/metrics.json?keys=" + encodeURIComponent(element.dataset.keys), { credentials: "same-origin" })).json();
-    const draw = () => {
+    const history = {};
+    // Histories are fetched as their metrics are ticked (a run may log hundreds of keys).
+    const load = async (keys) => {
+      const missing = keys.filter((k) => !(k in history));
+      for (let i = 0; i < missing.length; i += 20) {
+        const batch = missing.slice(i, i + 20);
+        const answer = await (await fetch("/runs/" + encodeURIComponent(run) +
+          "/metrics.json?keys=" + encodeURIComponent(batch.join(",")),
+          { credentials: "same-origin" })).json();
+        Object.assign(history, answer);
+      }
+    };
+    const draw = async () => {
       const xMode = controls.querySelector("[data-x]").value;
       const log = controls.querySelector("[data-log]").checked;
       const keys = Array.from(controls.querySelectorAll("[data-key]:checked")).map((c) => c.dataset.key);
       if (!keys.length) { element.innerHTML = '<p class="muted">Tick a metric.</p>'; return; }
+      await load(keys);
       const series = keys.filter((k) => history[k]).map((k) => ({
         x: xMode === "time" ? history[k].time.map((t) => t / 1000) : history[k].step,
         y: history[k].value,
       }));
       makeChart(element, keys.join(", "), xMode === "time", keys, align(series), { log });
     };
-    controls.addEventListener("change", draw);
-    draw();
+    controls.addEventListener("change", () => { draw(); });
+    await draw();
   }
 
   async function compareChart(element) {
     const controls = controlsFor(element.id);
     const runs = element.dataset.runs.split(",");
     const names = Array.from(document.querySelectorAll("a.chip")).map((a) => a.textContent);
-    const keys = element.dataset.keys;
-    if (!keys) { element.innerHTML = '<p class="muted">No metrics to compare.</p>'; return; }
-    const histories = await Promise.all(runs.map(async (run) =>
-      (await fetch("/runs/" + encodeURIComponent(run) + "/metrics.json?keys=" +
-        encodeURIComponent(keys), { credentials: "same-origin" })).json()));
-    const draw = () => {
+    if (!element.dataset.keys) { element.innerHTML = '<p class="muted">No metrics to compare.</p>'; return; }
+    // One metric's history per run, fetched when the metric is chosen.
+    const loaded = {};
+    const load = async (key) => {
+      if (!loaded[key]) {
+        loaded[key] = await Promise.all(runs.map(async (run) =>
+          (await (await fetch("/runs/" + encodeURIComponent(run) + "/metrics.json?keys=" +
+            encodeURIComponent(key), { credentials: "same-origin" })).json())[key]));
+      }
+      return loaded[key];
+    };
+    const draw = async () => {
       const key = controls.querySelector("[data-metric]").value;
       const xMode = controls.querySelector("[data-x]").value;
       const log = controls.querySelector("[data-log]").checked;
-      const series = histories.map((h) => h[key] ? {
-        x: xMode === "time" ? h[key].time.map((t) => t / 1000) : h[key].step, y: h[key].value,
+      const histories = await load(key);
+      const series = histories.map((h) => h ? {
+        x: xMode === "time" ? h.time.map((t) => t / 1000) : h.step, y: h.value,
       } : { x: [], y: [] });
       makeChart(element, key, xMode === "time", names.length === runs.length ? names : runs,
         align(series), { log });
     };
-    controls.addEventListener("change", draw);
-    draw();
+    controls.addEventListener("change", () => { draw(); });
+    await draw();
   }
 
   function driftChart(element) {

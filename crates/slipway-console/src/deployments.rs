@@ -363,28 +363,13 @@ async fn live_view(viewer: &Viewer, console: &Console, name: &str) -> Result<Liv
             by: r.started_by.clone(),
         }
     });
-    let mut events = viewer
+    let events = viewer
         .app
-        .deployment_events(name, 0, 1000)
+        .recent_deployment_events(name, EVENTS_SHOWN)
         .await
         .map_err(fail)?;
-    // The newest: page from the end when the history is long.
-    while events.len() == 1000 {
-        let after = events.last().map_or(0, |e| e.seq);
-        let more = viewer
-            .app
-            .deployment_events(name, after, 1000)
-            .await
-            .map_err(fail)?;
-        if more.is_empty() {
-            break;
-        }
-        events = more;
-    }
     let events = events
         .iter()
-        .rev()
-        .take(EVENTS_SHOWN)
         .map(|e| EventRow {
             time: time(e.time_ms),
             kind: e.kind.clone(),

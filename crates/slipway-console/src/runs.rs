@@ -27,8 +27,10 @@ const PAGE_SIZE: i64 = 50;
 const MAX_COMPARED: usize = 20;
 /// Points per metric a chart is sent (longer histories are thinned evenly, the last kept).
 const MAX_POINTS: usize = 5_000;
-/// Points read per metric at most.
-const MAX_READ: usize = 200_000;
+/// Points read per metric at most, and metrics one chart request names at most: one request
+/// holds at most 20 × 100,000 points (48 MB) while it thins them.
+const MAX_READ: usize = 100_000;
+const MAX_KEYS: usize = 20;
 /// Bytes of an artifact a preview shows.
 const MAX_PREVIEW: u64 = 2 * 1024 * 1024;
 
@@ -551,7 +553,12 @@ pub async fn metrics_json(
         Err(error) => return json_error(error),
     };
     let mut out = serde_json::Map::new();
-    for key in query.keys.split(',').filter(|k| !k.is_empty()).take(50) {
+    for key in query
+        .keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .take(MAX_KEYS)
+    {
         let mut points = Vec::new();
         let mut token: Option<String> = None;
         loop {

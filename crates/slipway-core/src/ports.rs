@@ -488,6 +488,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<DeploymentEvent>>;
+    /// A deployment's newest events, newest first, at most `limit`.
+    async fn recent_deployment_events(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<DeploymentEvent>>;
     /// What a version's files were at registration, when they are in slipway's artifact store.
     async fn model_version_content(
         &self,

@@ -245,6 +245,23 @@ pub(crate) async fn events(
     rows.iter().map(event_from_row).collect()
 }
 
+/// A deployment's newest events, newest first (through the `(deployment, seq)` index).
+pub(crate) async fn recent_events(
+    store: &SqlStore,
+    name: &str,
+    limit: usize,
+) -> Result<Vec<DeploymentEvent>> {
+    let rows = sqlx::query(
+        "SELECT * FROM deployment_events WHERE deployment = $1 ORDER BY seq DESC LIMIT $2",
+    )
+    .bind(name.to_owned())
+    .bind(limit as i64)
+    .fetch_all(&store.read)
+    .await
+    .map_err(db_err("reading deployment events"))?;
+    rows.iter().map(event_from_row).collect()
+}
+
 pub(crate) async fn last_event(
     store: &SqlStore,
     name: &str,

@@ -996,6 +996,14 @@ impl MetadataStore for SqlStore {
         deployments::events(self, name, after_seq, limit).await
     }
 
+    async fn recent_deployment_events(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<DeploymentEvent>> {
+        deployments::recent_events(self, name, limit).await
+    }
+
     async fn model_version_content(
         &self,
         name: &str,
