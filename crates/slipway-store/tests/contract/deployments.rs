@@ -388,6 +388,19 @@ async fn case_deployment_events_append_and_page(store: &Store) {
             .is_empty()
     );
     assert_eq!(all_events(store, "other").await.len(), 2);
+    // The newest first, this deployment's only (another's events interleave in seq).
+    let recent = store.recent_deployment_events("fraud", 3).await.unwrap();
+    let mut newest: Vec<DeploymentEvent> = events[3..].to_vec();
+    newest.reverse();
+    assert_eq!(recent, newest);
+    assert_eq!(
+        store
+            .recent_deployment_events("fraud", 100)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
 }
 
 /// An inconclusive analysis event with this key and these waiting samples.
