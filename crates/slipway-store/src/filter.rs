@@ -382,6 +382,41 @@ pub(crate) fn driving_metric(filter: Option<&Expr>, order_by: &[OrderBy]) -> Opt
     }
 }
 
+/// A metric range the filter requires (a top-level `AND` term such as `metrics.auc > 0.9`),
+/// for a search that no sort metric drives: the search can then start from that metric's
+/// `(experiment_id, key, value)` index range instead of every run of the experiments, and
+/// check the rest of the filter on the runs the range holds.
+pub(crate) fn filtering_metric(filter: Option<&Expr>) -> Option<Comparison> {
+    let terms: &[Expr] = match filter {
+        Some(Expr::And(parts)) => parts,
+        Some(expr @ Expr::Compare(_)) => std::slice::from_ref(expr),
+        _ => &[],
+    };
+    terms.iter().find_map(|term| match term {
+        Expr::Compare(
+            comparison @ Comparison {
+                field: Field::Metric(_),
+                op: Op::Gt | Op::Ge | Op::Lt | Op::Le | Op::Eq,
+                value: Value::Number(_),
+            },
+        ) => Some(comparison.clone()),
+        _ => None,
+    })
+}
+
+/// The driving table's own condition for [`filtering_metric`]: the same comparison the
+/// filter's `EXISTS` makes, on the alias `f0`.
+pub(crate) fn push_driving_filter(sql: &mut Sql, comparison: &Comparison) -> Result<()> {
+    let Field::Metric(key) = &comparison.field else {
+        return Err(Error::internal_msg(
+            "a driving filter must compare a metric",
+        ));
+    };
+    sql.push("f0.key = ").bind(key.as_str());
+    sql.push(" AND f0.is_nan = 0 AND ");
+    push_predicate(sql, "f0.value", comparison.op, &comparison.value, false)
+}
+
 /// Adds the joins that ordering by metrics, params or tags needs and returns the `ORDER BY`
 /// items (without the entity's default tie-breakers). As in MLflow, rows lacking the sort key
 /// come last in both directions, and NaN metrics just before them.

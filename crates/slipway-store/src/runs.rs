@@ -790,11 +790,19 @@ pub(crate) async fn search(
     query: &SearchQuery,
 ) -> Result<Page<Run>> {
     let driving = filter::driving_metric(query.filter.as_ref(), &query.order_by);
+    // Without a sort metric to start from, a metric range the filter requires narrows the
+    // runs before the rest of the filter is checked on each.
+    let filtering = driving
+        .is_none()
+        .then(|| filter::filtering_metric(query.filter.as_ref()))
+        .flatten();
     let mut sql = store.sql(&format!("SELECT {INFO_COLUMNS} FROM "));
     // CROSS JOIN fixes the join order on SQLite, whose planner otherwise may start from `runs`
     // and sort them all; PostgreSQL plans it as an ordinary join.
     sql.push(if driving.is_some() {
         "latest_metrics ob0 CROSS JOIN runs r"
+    } else if filtering.is_some() {
+        "latest_metrics f0 CROSS JOIN runs r"
     } else {
         "runs r"
     });
@@ -805,6 +813,13 @@ pub(crate) async fn search(
         sql.bind_list(experiment_ids.iter().map(|id| id.get()));
         sql.push(" AND ob0.key = ").bind(key.as_str());
         sql.push(" AND ob0.run_id = r.run_id AND ");
+    }
+    if let Some(comparison) = &filtering {
+        sql.push("f0.experiment_id IN ");
+        sql.bind_list(experiment_ids.iter().map(|id| id.get()));
+        sql.push(" AND ");
+        filter::push_driving_filter(&mut sql, comparison)?;
+        sql.push(" AND f0.run_id = r.run_id AND ");
     }
     sql.push("r.experiment_id IN ");
     sql.bind_list(experiment_ids.iter().map(|id| id.get()));
