@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::TryStreamExt;
 use slipway_core::paging::Page;
 use slipway_core::ports::{HistoryCursor, HistoryPage, SearchQuery};
+use slipway_core::search::Field;
 use slipway_core::tracking::{
     Batch, Dataset, DatasetInput, ExperimentId, KeyValue, LifecycleStage, Metric, ModelOutput,
     NewRun, Run, RunData, RunId, RunInfo, RunInputs, RunStatus, RunUpdate, Tag,
@@ -790,6 +791,12 @@ pub(crate) async fn search(
     query: &SearchQuery,
 ) -> Result<Page<Run>> {
     let driving = filter::driving_metric(query.filter.as_ref(), &query.order_by);
+    if driving.is_none()
+        && let [order] = query.order_by.as_slice()
+        && let Field::Metric(key) | Field::Param(key) | Field::Tag(key) = &order.field
+    {
+        return search_by_side_key(store, experiment_ids, query, order, key).await;
+    }
     // Without a sort metric to start from, a metric range the filter requires narrows the
     // runs before the rest of the filter is checked on each.
     let filtering = driving
@@ -841,6 +848,100 @@ pub(crate) async fn search(
         .await
         .map_err(db_err("searching runs"))?;
     let infos = rows.iter().map(info_from_row).collect::<Result<Vec<_>>>()?;
+    let page = Page::from_overfetch(infos, query.offset, query.max_results);
+    let runs = hydrate(store, page.items).await?;
+    Ok(Page {
+        items: runs,
+        next_page_token: page.next_page_token,
+    })
+}
+
+/// A search sorted by one metric, param or tag, in the order MLflow gives: runs with the key by
+/// its value, then (metrics) runs whose value is NaN, then runs without the key, each group by
+/// start time. Each group is its own query, the first started from the key's value index, so
+/// a page of the newest values reads about a page of rows instead of sorting every run; a
+/// later group is read only when the ones before it ran out before the page's end.
+async fn search_by_side_key(
+    store: &SqlStore,
+    experiment_ids: &[ExperimentId],
+    query: &SearchQuery,
+    order: &slipway_core::search::OrderBy,
+    key: &str,
+) -> Result<Page<Run>> {
+    let direction = if order.ascending { "ASC" } else { "DESC" };
+    let (table, scope) = match order.field {
+        Field::Metric(_) => ("latest_metrics", true),
+        Field::Param(_) => ("params", false),
+        _ => ("tags", false),
+    };
+    let is_metric = matches!(order.field, Field::Metric(_));
+    // Rows before the page's end, plus one to know whether another page follows.
+    let wanted = usize::try_from(query.offset)
+        .unwrap_or(usize::MAX)
+        .saturating_add(query.max_results)
+        .saturating_add(1);
+    let mut infos: Vec<RunInfo> = Vec::new();
+    // (driving condition, ORDER BY) per group; `None` drives from the runs without the key.
+    let mut groups: Vec<(Option<&str>, String)> = Vec::new();
+    let by_value = format!("ob0.value {direction}, r.start_time DESC, r.run_id ASC");
+    if is_metric {
+        groups.push((Some(" AND ob0.is_nan = 0"), by_value));
+        groups.push((
+            Some(" AND ob0.is_nan = 1"),
+            "r.start_time DESC, r.run_id ASC".to_owned(),
+        ));
+    } else {
+        groups.push((Some(""), by_value));
+    }
+    groups.push((None, "r.start_time DESC, r.run_id ASC".to_owned()));
+    for (driving, order_sql) in groups {
+        if infos.len() >= wanted {
+            break;
+        }
+        let mut sql = store.sql(&format!("SELECT {INFO_COLUMNS} FROM "));
+        match driving {
+            Some(condition) => {
+                // CROSS JOIN keeps SQLite starting from the key's index, in value order.
+                sql.push(table).push(" ob0 CROSS JOIN runs r WHERE ");
+                if scope {
+                    sql.push("ob0.experiment_id IN ");
+                    sql.bind_list(experiment_ids.iter().map(|id| id.get()));
+                    sql.push(" AND ");
+                }
+                sql.push("ob0.key = ").bind(key);
+                sql.push(condition).push(" AND ob0.run_id = r.run_id AND ");
+            }
+            None => {
+                sql.push("runs r WHERE NOT EXISTS (SELECT 1 FROM ")
+                    .push(table)
+                    .push(" k WHERE k.run_id = r.run_id AND k.key = ")
+                    .bind(key)
+                    .push(") AND ");
+            }
+        }
+        sql.push("r.experiment_id IN ");
+        sql.bind_list(experiment_ids.iter().map(|id| id.get()));
+        sql.push(" AND r.lifecycle_stage IN ");
+        sql.bind_list(query.view_type.stages().iter().copied());
+        if let Some(expr) = &query.filter {
+            sql.push(" AND ");
+            filter::push_expr(&mut sql, Target::Runs, expr)?;
+        }
+        sql.push(" ORDER BY ").push(&order_sql).push(" LIMIT ");
+        sql.bind(i64::try_from(wanted - infos.len()).unwrap_or(i64::MAX));
+        let rows = sql
+            .query()
+            .fetch_all(&store.read)
+            .await
+            .map_err(db_err("searching runs"))?;
+        for row in &rows {
+            infos.push(info_from_row(row)?);
+        }
+    }
+    let skip = usize::try_from(query.offset)
+        .unwrap_or(usize::MAX)
+        .min(infos.len());
+    infos.drain(..skip);
     let page = Page::from_overfetch(infos, query.offset, query.max_results);
     let runs = hydrate(store, page.items).await?;
     Ok(Page {

@@ -520,6 +520,49 @@ async fn case_search_runs_order_by(store: &Store) {
         search_run_names(store, &[tied], "", &["metrics.m DESC"]).await,
         strings(&["t2", first, second, "t1"])
     );
+
+    // NaN sorts after every number and before runs without the metric, in both directions.
+    let low = create_run(store, tied, "t5", 5).await;
+    log(store, &low, metrics_batch(vec![metric("m", 0.5, 1, 0)])).await;
+    let nan = create_run(store, tied, "t6", 40).await;
+    log(
+        store,
+        &nan,
+        metrics_batch(vec![metric("m", f64::NAN, 1, 0)]),
+    )
+    .await;
+    create_run(store, tied, "t7", 50).await;
+    let descending = ["t2", first, second, "t1", "t5", "t6", "t7"];
+    assert_eq!(
+        search_run_names(store, &[tied], "", &["metrics.m DESC"]).await,
+        strings(&descending)
+    );
+    assert_eq!(
+        search_run_names(store, &[tied], "", &["metrics.m ASC"]).await,
+        strings(&["t5", "t2", first, second, "t1", "t6", "t7"])
+    );
+    // Pages of two cross from the numbers to NaN to the missing without losing a run.
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store
+            .search_runs(
+                &[tied],
+                &SearchQuery {
+                    max_results: 2,
+                    offset,
+                    ..query(SearchEntity::Runs, "", &["metrics.m DESC"])
+                },
+            )
+            .await
+            .unwrap();
+        paged.extend(run_names(&page));
+        match next_offset(&page) {
+            Some(next) => offset = next,
+            None => break,
+        }
+    }
+    assert_eq!(paged, strings(&descending));
 }
 
 async fn case_search_runs_paging(store: &Store) {
