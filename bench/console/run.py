@@ -140,7 +140,11 @@ def main() -> None:
             "runs table (newest 50)": f"/experiments/{experiment}",
             "runs table, filter + sort by a metric":
                 f"/experiments/{experiment}?filter=metrics.auc%20%3E%200.9%20and%20params.model%20%3D%20%27gbt%27&order=metrics.f1%20DESC",
+            "runs table, unselective filter + sort by a metric":
+                f"/experiments/{experiment}?filter=metrics.auc%20%3E%200.1&order=metrics.f1%20DESC",
+            "runs table, sort by a metric": f"/experiments/{experiment}?order=metrics.loss%20ASC",
             "runs table, sort by a param": f"/experiments/{experiment}?order=params.max_depth%20ASC",
+            "runs table, sort by a tag": f"/experiments/{experiment}?order=tags.team%20DESC",
             "runs table, chosen columns":
                 f"/experiments/{experiment}?columns=metrics.auc,params.model,tags.team",
             "run page": f"/runs/{ids[len(ids) // 2]}",
