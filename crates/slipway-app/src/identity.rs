@@ -113,7 +113,13 @@ pub(crate) struct Authenticator {
     /// One gate per address with a credential check running or waiting; removed by the last
     /// [`Turn`] to leave it, so the map holds only addresses being checked right now.
     turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
+    /// Console sessions issued per user lately (each is a token and an argon2 hash).
+    sign_ins: Mutex<HashMap<String, Vec<Instant>>>,
 }
+
+/// Console sessions one user may start per [`SIGN_IN_WINDOW`] on one server.
+pub const MAX_SIGN_INS: usize = 10;
+pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(600);
 
 /// An address's turn to have a credential checked: one at a time per address.
 struct Turn {
@@ -147,7 +153,25 @@ impl Authenticator {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
+            sign_ins: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts a sign-in of `user`; `false` when they started [`MAX_SIGN_INS`] sessions within
+    /// the window already.
+    fn sign_in_allowed(&self, user: &str) -> bool {
+        let now = Instant::now();
+        let mut sign_ins = self.sign_ins.lock().unwrap_or_else(|e| e.into_inner());
+        sign_ins.retain(|_, times| {
+            times.retain(|t| now.duration_since(*t) < SIGN_IN_WINDOW);
+            !times.is_empty()
+        });
+        let times = sign_ins.entry(user.to_owned()).or_default();
+        if times.len() >= MAX_SIGN_INS {
+            return false;
+        }
+        times.push(now);
+        true
     }
 
     /// Waits until no other credential check from `client` runs; `None` when
@@ -687,15 +711,42 @@ impl App {
                 password,
             }
         };
+        // A token signs in for no longer than it lasts, and a session's own token does not
+        // sign in again: a session could otherwise be renewed for ever.
+        let mut lifetime = SESSION_LIFETIME;
+        if let Credential::Bearer(token) = &credential
+            && let Some((id, _)) = token
+                .expose()
+                .strip_prefix(TOKEN_PREFIX)
+                .and_then(|rest| rest.split_once('_'))
+            && let Ok(stored) = self.store.get_token_credentials(id).await
+        {
+            if stored.info.description == SESSION_DESCRIPTION {
+                return Err(Error::unauthenticated(
+                    "a console session's token cannot start another session; sign in with your password or an API token",
+                ));
+            }
+            if let Some(expires_at) = stored.info.expires_at {
+                let left = u64::try_from(expires_at - now_ms()).unwrap_or(0);
+                lifetime = lifetime.min(Duration::from_millis(left));
+            }
+        }
         let principal = self.authenticate(Some(credential), client).await?;
         if principal.name != user {
             return Err(Error::unauthenticated(
                 "invalid credentials: check the user name and password, or the token",
             ));
         }
+        if !self.auth.sign_in_allowed(&principal.name) {
+            return Err(Error::invalid(format!(
+                "user '{}' started {MAX_SIGN_INS} console sessions in the last {} minutes; use one of them, or wait",
+                principal.name,
+                SIGN_IN_WINDOW.as_secs() / 60
+            )));
+        }
         let issued = self
             .for_principal(&principal, self.caller.request_id.clone())
-            .create_token(&principal.name, Some(SESSION_LIFETIME), SESSION_DESCRIPTION)
+            .create_token(&principal.name, Some(lifetime), SESSION_DESCRIPTION)
             .await?;
         Ok((principal, issued))
     }

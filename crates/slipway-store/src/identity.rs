@@ -206,8 +206,10 @@ pub(crate) async fn create_token(
                     .push(", ")
                     .bind(token.expires_at)
                     .push(", NULL)");
+                // No generation bump: a new token is in no server's cache, so nothing cached
+                // goes stale (a bump would make every server re-check every credential).
                 tx.execute(&sql, "creating a token").await?;
-                bump_generation(&mut tx).await
+                Ok(())
             })
         })
         .await

@@ -148,6 +148,22 @@ async fn case_tokens(store: &Store) {
     assert_eq!(store.list_tokens(None).await.unwrap().len(), 2);
 
     let before = store.identity_generation().await.unwrap();
+    // A new token makes nothing cached stale: the generation stays (sign-ins create tokens).
+    store
+        .create_token(
+            TokenInfo {
+                id: "00000000000000cc".into(),
+                ..store
+                    .get_token_credentials("00000000000000aa")
+                    .await
+                    .unwrap()
+                    .info
+            },
+            "hash".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.identity_generation().await.unwrap(), before);
     let revoked = store.revoke_token("00000000000000aa", 7_000).await.unwrap();
     assert_eq!(revoked.revoked_at, Some(7_000));
     assert!(!revoked.is_usable(1));
