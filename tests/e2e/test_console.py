@@ -342,6 +342,10 @@ def test_a_page_asks_for_sign_in_and_refuses_a_wrong_password(world, browser):
                           allow_redirects=False, timeout=10)
     assert signed.status_code == 303 and "slipway_session" in signed.headers["set-cookie"]
     assert session.get(f"{world.url}/api/slipway/v1/whoami", timeout=10).json()["user"] == "victor"
+    # A session's own token does not start another session (it would never end).
+    renewed = requests.post(f"{world.url}/login", allow_redirects=False, timeout=10,
+                            data={"user": "victor", "password": session.cookies["slipway_session"]})
+    assert renewed.status_code == 401 and "cannot start another session" in renewed.text
     # Signed in, the page asked for first comes back; signed out, the session's token is gone.
     b = browser("alice")
     b.open(f"/experiments/{world.experiment}")

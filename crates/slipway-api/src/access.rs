@@ -236,16 +236,18 @@ pub fn credential_of(
 }
 
 /// Whether a request with this credential may go on: a change made with the session cookie
-/// must come from the console's own scripts (see [`CONSOLE_HEADER`]). Reads change nothing, so
-/// a read by POST (MLflow's searches, which MLflow's own UI sends) needs no header.
+/// must come from the console's own scripts (see [`CONSOLE_HEADER`]). A read by POST of the
+/// tracking and registry API (MLflow's searches, which MLflow's own UI sends) changes nothing
+/// and needs no header; inference and explanations do change things (the prediction log,
+/// monitoring, rollouts' measurements), so they need it like any change.
 pub fn cross_site_refusal(
     method: &Method,
-    action: Action,
+    rule: Rule,
     headers: &axum::http::HeaderMap,
     source: CredentialSource,
 ) -> Option<Error> {
-    let safe =
-        matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || action == Action::Read;
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || (rule.action == Action::Read && rule.scope != Scope::Deployment);
     (source == CredentialSource::SessionCookie && !safe && !headers.contains_key(CONSOLE_HEADER))
         .then(|| {
             Error::permission_denied(format!(
@@ -430,9 +432,7 @@ pub async fn authorize(State(app): State<App>, request: Request, next: Next) -> 
         }
         Err(error) => return ApiError::Core(error).into_response(),
     };
-    if let Some(error) =
-        cross_site_refusal(request.method(), rule.action, request.headers(), source)
-    {
+    if let Some(error) = cross_site_refusal(request.method(), rule, request.headers(), source) {
         let refused = refused(&request, None);
         let reason = error.to_string();
         let actor = principal.name.clone();

@@ -553,6 +553,22 @@ async fn run_metrics(viewer: &Viewer, version: &ModelVersion) -> Vec<(String, f6
     }
 }
 
+/// Whether the viewer may read the experiment of the run that produced `version` (a version
+/// without a run has nothing to hide).
+async fn source_run_readable(viewer: &Viewer, version: &ModelVersion) -> bool {
+    let Some(run_id) = version
+        .run_id
+        .as_deref()
+        .and_then(|r| slipway_core::tracking::RunId::parse(r).ok())
+    else {
+        return true;
+    };
+    match viewer.app.get_run(&run_id).await {
+        Ok(run) => viewer.may_read(&Resource::experiment(run.info.experiment_id.to_string())),
+        Err(_) => false,
+    }
+}
+
 async fn pending_view(viewer: &Viewer, request: &PromotionRequest) -> Result<PendingView, Error> {
     let app = &viewer.app;
     let candidate = app
@@ -579,7 +595,16 @@ async fn pending_view(viewer: &Viewer, request: &PromotionRequest) -> Result<Pen
     if let Some(policy) = &policy {
         required = policy.required_approvals;
         let outcome = app.evaluate_checks(policy, &candidate).await?;
-        checks.push((outcome.passed, outcome.detail));
+        // The checks' detail quotes the source run's metrics: only for who may read its run.
+        let detail = if source_run_readable(viewer, &candidate).await {
+            outcome.detail
+        } else {
+            format!(
+                "the policy's checks {} (the source run's experiment is not readable to you)",
+                if outcome.passed { "pass" } else { "fail" }
+            )
+        };
+        checks.push((outcome.passed, detail));
     }
     let new_metrics = run_metrics(viewer, &candidate).await;
     let old_metrics = match &current {

@@ -56,12 +56,26 @@ impl IntoResponse for SignInFirst {
 }
 
 /// Only paths of this console come back from the sign-in page, never another site.
-fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
+fn safe_next(next: &str) -> String {
+    // Browsers drop tabs and newlines from a Location (`/\t/evil` is `//evil`) and read `\`
+    // as `/`: a path with any of them, or not plainly local, goes home instead. Spaces and
+    // other characters a header cannot carry (a search's filter) are percent-encoded.
+    let plain = next.chars().all(|c| !c.is_control() && c != '\\');
+    if !(plain && next.starts_with('/') && !next.starts_with("//")) {
+        return "/".to_owned();
     }
+    let mut out = String::with_capacity(next.len());
+    for c in next.chars() {
+        if c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    out
 }
 
 impl FromRequestParts<Console> for Viewer {
@@ -141,7 +155,7 @@ pub struct Next {
 }
 
 pub async fn form(State(console): State<Console>, Query(query): Query<Next>) -> Response {
-    let next = safe_next(query.next.as_deref().unwrap_or("/")).to_owned();
+    let next = safe_next(query.next.as_deref().unwrap_or("/"));
     if !console.app.auth_enabled() {
         return Redirect::to(&next).into_response();
     }
@@ -174,7 +188,7 @@ pub async fn sign_in(
     extensions: Extensions,
     Form(form): Form<SignIn>,
 ) -> Response {
-    let next = safe_next(form.next.as_deref().unwrap_or("/")).to_owned();
+    let next = safe_next(form.next.as_deref().unwrap_or("/"));
     let client = access::client_address_of(&extensions);
     let request_id = headers
         .get("x-request-id")
@@ -249,8 +263,15 @@ mod tests {
     #[test]
     fn only_local_paths_come_back_after_sign_in() {
         assert_eq!(safe_next("/runs/abc?x=1"), "/runs/abc?x=1");
+        assert_eq!(
+            safe_next("/experiments/1?filter=a > 1"),
+            "/experiments/1?filter=a%20>%201"
+        );
         assert_eq!(safe_next("//evil.example/"), "/");
         assert_eq!(safe_next("https://evil.example/"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
+        assert_eq!(safe_next("/models/café"), "/models/caf%C3%A9");
     }
 }

@@ -558,7 +558,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let console = slipway_console::router(
         app.clone(),
         slipway_console::ConsoleConfig {
-            secure_cookies: config.tls.is_some(),
+            // HTTPS here, or at a proxy in front (the URL people reach the server at).
+            secure_cookies: config.tls.is_some()
+                || config
+                    .external_url
+                    .as_deref()
+                    .is_some_and(|url| url.starts_with("https://")),
         },
         Some(deployments.clone()),
     );
