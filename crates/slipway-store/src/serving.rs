@@ -15,6 +15,7 @@ fn stats_from(row: &sqlx::any::AnyRow) -> Result<ServingStats> {
         latency: serde_json::from_str::<LatencyHistogram>(&get_str(row, "latency")?)
             .map_err(|e| Error::internal("decoding a serving minute's latency", e))?,
         cpu_us: u64::try_from(get_i64(row, "cpu_us")?).unwrap_or(0),
+        cpu_ns_rest: 0,
     })
 }
 

@@ -137,6 +137,10 @@ pub struct ServingStats {
     /// microseconds: what cost per inference is measured on.
     #[serde(default)]
     pub cpu_us: u64,
+    /// Nanoseconds not yet a whole microsecond: a request's share of a merged run is often
+    /// below one, and dropping it every time would count no CPU at all.
+    #[serde(skip)]
+    pub cpu_ns_rest: u64,
 }
 
 /// A deployment's serving summed over a span of stored minutes.

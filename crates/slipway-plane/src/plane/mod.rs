@@ -503,9 +503,11 @@ impl Served {
 
     /// Charges a model run's CPU time to the deployment (cost per inference).
     pub(crate) fn count_cpu(&self, cpu: Duration) {
-        let micros = u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
         let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
-        serving.cpu_us = serving.cpu_us.saturating_add(micros);
+        let total = serving.cpu_ns_rest.saturating_add(nanos);
+        serving.cpu_us = serving.cpu_us.saturating_add(total / 1_000);
+        serving.cpu_ns_rest = total % 1_000;
     }
 
     fn take_serving(&self) -> ServingStats {
