@@ -31,6 +31,8 @@ mod promotions;
 mod registry;
 mod retrains;
 mod runs;
+#[doc(hidden)]
+pub use runs::set_sort_in_memory_runs;
 mod serving;
 mod sql;
 pub mod uri;
