@@ -853,6 +853,15 @@ pub(crate) async fn search(
         .await
         .map_err(db_err("searching runs"))?;
     let infos = rows.iter().map(info_from_row).collect::<Result<Vec<_>>>()?;
+    hydrated_page(store, infos, query).await
+}
+
+/// A page of the runs found (one more than the page when another follows), with their data.
+async fn hydrated_page(
+    store: &SqlStore,
+    infos: Vec<RunInfo>,
+    query: &SearchQuery,
+) -> Result<Page<Run>> {
     let page = Page::from_overfetch(infos, query.offset, query.max_results);
     let runs = hydrate(store, page.items).await?;
     Ok(Page {
@@ -969,12 +978,7 @@ async fn search_by_side_key(
         .unwrap_or(usize::MAX)
         .min(infos.len());
     infos.drain(..skip);
-    let page = Page::from_overfetch(infos, query.offset, query.max_results);
-    let runs = hydrate(store, page.items).await?;
-    Ok(Page {
-        items: runs,
-        next_page_token: page.next_page_token,
-    })
+    hydrated_page(store, infos, query).await
 }
 
 pub(crate) async fn log_inputs(
