@@ -833,14 +833,7 @@ pub(crate) async fn search(
         filter::push_driving_filter(&mut sql, comparison)?;
         sql.push(" AND f0.run_id = r.run_id AND ");
     }
-    sql.push("r.experiment_id IN ");
-    sql.bind_list(experiment_ids.iter().map(|id| id.get()));
-    sql.push(" AND r.lifecycle_stage IN ");
-    sql.bind_list(query.view_type.stages().iter().copied());
-    if let Some(expr) = &query.filter {
-        sql.push(" AND ");
-        filter::push_expr(&mut sql, Target::Runs, expr)?;
-    }
+    push_run_scope(&mut sql, experiment_ids, query)?;
     sql.push(" ORDER BY ");
     if !order.is_empty() {
         sql.push(&order).push(", ");
@@ -854,6 +847,24 @@ pub(crate) async fn search(
         .map_err(db_err("searching runs"))?;
     let infos = rows.iter().map(info_from_row).collect::<Result<Vec<_>>>()?;
     hydrated_page(store, infos, query).await
+}
+
+/// The runs a search may return: of these experiments, in the view's stages, matching the
+/// filter (`r` being the runs table).
+fn push_run_scope(
+    sql: &mut Sql,
+    experiment_ids: &[ExperimentId],
+    query: &SearchQuery,
+) -> Result<()> {
+    sql.push("r.experiment_id IN ");
+    sql.bind_list(experiment_ids.iter().map(|id| id.get()));
+    sql.push(" AND r.lifecycle_stage IN ");
+    sql.bind_list(query.view_type.stages().iter().copied());
+    if let Some(expr) = &query.filter {
+        sql.push(" AND ");
+        filter::push_expr(sql, Target::Runs, expr)?;
+    }
+    Ok(())
 }
 
 /// A page of the runs found (one more than the page when another follows), with their data.
@@ -955,14 +966,7 @@ async fn search_by_side_key(
                     .push(") AND ");
             }
         }
-        sql.push("r.experiment_id IN ");
-        sql.bind_list(experiment_ids.iter().map(|id| id.get()));
-        sql.push(" AND r.lifecycle_stage IN ");
-        sql.bind_list(query.view_type.stages().iter().copied());
-        if let Some(expr) = &query.filter {
-            sql.push(" AND ");
-            filter::push_expr(&mut sql, Target::Runs, expr)?;
-        }
+        push_run_scope(&mut sql, experiment_ids, query)?;
         sql.push(" ORDER BY ").push(&order_sql).push(" LIMIT ");
         sql.bind(i64::try_from(wanted - infos.len()).unwrap_or(i64::MAX));
         let rows = sql
